@@ -1,0 +1,411 @@
+//! The redb index: patients, studies, series, instances and the secondary indexes that the
+//! clinic's searches use.
+//!
+//! The files under `archive/` are the truth; this index can always be rebuilt from them
+//! (`pacsbox reindex`). Every write transaction records redb's allocator state
+//! (`set_quick_repair`), so reopening after `kill -9` or a power cut does not walk the whole
+//! database. Insert cost is a handful of B-tree updates: it does not grow with archive size
+//! beyond log n.
+
+use std::path::Path;
+
+use redb::{
+    Database, Durability, MultimapTableDefinition, ReadTransaction, ReadableDatabase,
+    ReadableMultimapTable, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
+
+use crate::record::{InstanceAttrs, InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
+
+const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
+const SERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("series");
+const STUDIES: TableDefinition<&str, &[u8]> = TableDefinition::new("studies");
+const PATIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("patients");
+const SERIES_INSTANCES: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("series_instances");
+const STUDY_SERIES: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("study_series");
+const PATIENT_STUDIES: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("patient_studies");
+const STUDY_BY_DATE: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("study_by_date");
+const STUDY_BY_ACCESSION: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("study_by_accession");
+const STUDY_BY_MODALITY: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("study_by_modality");
+/// Normalised person-name search key (one per component group) -> patient key.
+const PATIENT_BY_NAME: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("patient_by_name");
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("index record does not decode: {0}")]
+    Record(#[from] postcard::Error),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for IndexError {
+            fn from(e: $t) -> Self { IndexError::Db(e.into()) }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+pub type Result<T> = std::result::Result<T, IndexError>;
+
+/// A new or replaced instance, ready to be indexed.
+#[derive(Clone, Debug)]
+pub struct IndexEntry {
+    pub attrs: InstanceAttrs,
+    pub record: InstanceRecord,
+}
+
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub patients: u64,
+    pub studies: u64,
+    pub series: u64,
+    pub instances: u64,
+}
+
+pub struct Index {
+    db: Database,
+}
+
+fn patient_key(a: &InstanceAttrs) -> String {
+    a.patient_id.clone()
+}
+
+fn enc<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+    Ok(postcard::to_allocvec(v)?)
+}
+
+fn dec<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T> {
+    Ok(postcard::from_bytes(b)?)
+}
+
+impl Index {
+    /// Opens (or creates) the index. After a crash redb repairs from the allocator state
+    /// saved by the last quick-repair commit; the callback only reports progress.
+    pub fn open(path: &Path) -> Result<Index> {
+        let mut builder = Database::builder();
+        // The Pi has 2-8 GB; redb's default 1 GiB cache would be most of it.
+        builder.set_cache_size(64 << 20);
+        builder.set_repair_callback(|s| {
+            tracing::warn!(progress = s.progress(), "repairing index after unclean shutdown");
+        });
+        let db = builder.create(path)?;
+        let index = Index { db };
+        let txn = index.begin_write()?;
+        {
+            txn.open_table(INSTANCES)?;
+            txn.open_table(SERIES)?;
+            txn.open_table(STUDIES)?;
+            txn.open_table(PATIENTS)?;
+            for t in [
+                SERIES_INSTANCES,
+                STUDY_SERIES,
+                PATIENT_STUDIES,
+                STUDY_BY_DATE,
+                STUDY_BY_ACCESSION,
+                STUDY_BY_MODALITY,
+                PATIENT_BY_NAME,
+            ] {
+                txn.open_multimap_table(t)?;
+            }
+        }
+        txn.commit()?;
+        Ok(index)
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.set_quick_repair(true);
+        Ok(txn)
+    }
+
+    fn read(&self) -> Result<ReadTransaction> {
+        Ok(self.db.begin_read()?)
+    }
+
+    pub fn instance(&self, sop_uid: &str) -> Result<Option<InstanceRecord>> {
+        let txn = self.read()?;
+        let t = txn.open_table(INSTANCES)?;
+        match t.get(sop_uid)? {
+            Some(v) => Ok(Some(dec(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn counts(&self) -> Result<Counts> {
+        let txn = self.read()?;
+        Ok(Counts {
+            patients: txn.open_table(PATIENTS)?.len()?,
+            studies: txn.open_table(STUDIES)?.len()?,
+            series: txn.open_table(SERIES)?.len()?,
+            instances: txn.open_table(INSTANCES)?.len()?,
+        })
+    }
+
+    /// Indexes a batch in one durable transaction (the group commit).
+    pub fn insert_batch(&self, entries: &[IndexEntry]) -> Result<()> {
+        let txn = self.begin_write()?;
+        for e in entries {
+            insert_one(&txn, e)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Every indexed instance, in SOP Instance UID order.
+    pub fn for_each_instance(&self, mut f: impl FnMut(&str, InstanceRecord)) -> Result<()> {
+        let txn = self.read()?;
+        let t = txn.open_table(INSTANCES)?;
+        for row in t.iter()? {
+            let (k, v) = row?;
+            f(k.value(), dec(v.value())?);
+        }
+        Ok(())
+    }
+
+    pub fn patient(&self, key: &str) -> Result<Option<PatientRecord>> {
+        let txn = self.read()?;
+        let t = txn.open_table(PATIENTS)?;
+        match t.get(key)? {
+            Some(v) => Ok(Some(dec(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn study(&self, uid: &str) -> Result<Option<StudyRecord>> {
+        let txn = self.read()?;
+        let t = txn.open_table(STUDIES)?;
+        match t.get(uid)? {
+            Some(v) => Ok(Some(dec(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Patient keys whose name matches `pattern` (DICOM wildcards `*` and `?`), compared on
+    /// the normalised search keys of each component group: alphabetic, ideographic, phonetic.
+    /// A pattern with a literal prefix is a range scan; only a leading wildcard walks all names.
+    pub fn patients_by_name(&self, pattern: &str) -> Result<Vec<String>> {
+        let pat = pacsbox_charset::normalize_search_text(pattern);
+        let txn = self.read()?;
+        let t = txn.open_multimap_table(PATIENT_BY_NAME)?;
+        let prefix: String = pat.chars().take_while(|c| *c != '*' && *c != '?').collect();
+        let mut out = Vec::new();
+        let mut visit = |k: &str, vals: redb::MultimapValue<&str>| -> Result<()> {
+            if wildcard_match(&pat, k) {
+                for v in vals {
+                    let v = v?.value().to_owned();
+                    if !out.contains(&v) {
+                        out.push(v);
+                    }
+                }
+            }
+            Ok(())
+        };
+        if prefix.is_empty() {
+            for row in t.iter()? {
+                let (k, vals) = row?;
+                visit(k.value(), vals)?;
+            }
+        } else {
+            for row in t.range(prefix.as_str()..)? {
+                let (k, vals) = row?;
+                if !k.value().starts_with(prefix.as_str()) {
+                    break;
+                }
+                visit(k.value(), vals)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The instances of a patient, for listings.
+    pub fn patient_instances(&self, patient_key: &str) -> Result<Vec<(String, InstanceRecord)>> {
+        let txn = self.read()?;
+        let ps = txn.open_multimap_table(PATIENT_STUDIES)?;
+        let ss = txn.open_multimap_table(STUDY_SERIES)?;
+        let si = txn.open_multimap_table(SERIES_INSTANCES)?;
+        let inst = txn.open_table(INSTANCES)?;
+        let mut out = Vec::new();
+        for study in ps.get(patient_key)? {
+            let study = study?;
+            for series in ss.get(study.value())? {
+                let series = series?;
+                for sop in si.get(series.value())? {
+                    let sop = sop?;
+                    if let Some(v) = inst.get(sop.value())? {
+                        out.push((sop.value().to_owned(), dec(v.value())?));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn insert_one(txn: &WriteTransaction, e: &IndexEntry) -> Result<()> {
+    let a = &e.attrs;
+    let sop = a.sop_instance_uid.as_str();
+    let mut instances = txn.open_table(INSTANCES)?;
+    let replaced = instances.get(sop)?.is_some();
+    instances.insert(sop, enc(&e.record)?.as_slice())?;
+    if replaced {
+        // An overwrite keeps the hierarchy it was first filed under; counts are unchanged.
+        return Ok(());
+    }
+    let now = e.record.received_unix;
+    let series_uid = a.series_uid.as_str();
+    let study_uid = a.study_uid.as_str();
+    let pkey = patient_key(a);
+
+    let mut series_t = txn.open_table(SERIES)?;
+    let existing_series: Option<SeriesRecord> = match series_t.get(series_uid)? {
+        Some(v) => Some(dec(v.value())?),
+        None => None,
+    };
+    let new_series = existing_series.is_none();
+    let mut series = existing_series.unwrap_or_else(|| SeriesRecord {
+        study_uid: study_uid.to_owned(),
+        modality: a.modality.clone(),
+        series_number: a.series_number,
+        description: a.series_description.clone(),
+        body_part: a.body_part.clone(),
+        instances: 0,
+    });
+    series.instances += 1;
+    series_t.insert(series_uid, enc(&series)?.as_slice())?;
+    txn.open_multimap_table(SERIES_INSTANCES)?
+        .insert(series_uid, sop)?;
+
+    let mut studies = txn.open_table(STUDIES)?;
+    let existing_study: Option<StudyRecord> = match studies.get(study_uid)? {
+        Some(v) => Some(dec(v.value())?),
+        None => None,
+    };
+    let new_study = existing_study.is_none();
+    let mut study = existing_study.unwrap_or_else(|| StudyRecord {
+        patient_key: pkey.clone(),
+        patient_id: a.patient_id.clone(),
+        patient_name: a.patient_name.clone(),
+        study_date: a.study_date.clone(),
+        study_time: a.study_time.clone(),
+        accession_number: a.accession_number.clone(),
+        referring_physician: a.referring_physician.clone(),
+        description: a.study_description.clone(),
+        study_id: a.study_id.clone(),
+        modalities: Vec::new(),
+        specific_character_set: a.specific_character_set.clone(),
+        series: 0,
+        instances: 0,
+        first_received_unix: now,
+        last_received_unix: now,
+    });
+    study.instances += 1;
+    study.last_received_unix = now;
+    if new_series {
+        study.series += 1;
+        txn.open_multimap_table(STUDY_SERIES)?
+            .insert(study_uid, series_uid)?;
+    }
+    if !a.modality.is_empty() && !study.modalities.contains(&a.modality) {
+        study.modalities.push(a.modality.clone());
+        txn.open_multimap_table(STUDY_BY_MODALITY)?
+            .insert(a.modality.as_str(), study_uid)?;
+    }
+    studies.insert(study_uid, enc(&study)?.as_slice())?;
+    if new_study {
+        txn.open_multimap_table(STUDY_BY_DATE)?
+            .insert(a.study_date.as_str(), study_uid)?;
+        if !a.accession_number.is_empty() {
+            txn.open_multimap_table(STUDY_BY_ACCESSION)?
+                .insert(a.accession_number.as_str(), study_uid)?;
+        }
+    }
+
+    // Instances of a study filed under another patient key stay with the study's patient.
+    let pkey = study.patient_key.clone();
+    let mut patients = txn.open_table(PATIENTS)?;
+    let existing_patient: Option<PatientRecord> = match patients.get(pkey.as_str())? {
+        Some(v) => Some(dec(v.value())?),
+        None => None,
+    };
+    let new_patient = existing_patient.is_none();
+    let mut patient = existing_patient.unwrap_or_else(|| PatientRecord {
+        patient_id: a.patient_id.clone(),
+        name: a.patient_name.clone(),
+        birth_date: a.patient_birth_date.clone(),
+        sex: a.patient_sex.clone(),
+        ..Default::default()
+    });
+    patient.instances += 1;
+    if new_series {
+        patient.series += 1;
+    }
+    if new_study {
+        patient.studies += 1;
+        txn.open_multimap_table(PATIENT_STUDIES)?
+            .insert(pkey.as_str(), study_uid)?;
+    }
+    patients.insert(pkey.as_str(), enc(&patient)?.as_slice())?;
+    if new_patient {
+        let mut by_name = txn.open_multimap_table(PATIENT_BY_NAME)?;
+        for key in pacsbox_charset::person_name_search_keys(&a.patient_name) {
+            by_name.insert(key.as_str(), pkey.as_str())?;
+        }
+    }
+    Ok(())
+}
+
+/// DICOM wildcard matching (PS3.4 C.2.2.2.4): `*` any run, `?` one character.
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let (mut star, mut mark) = (None::<usize>, 0usize);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard_match;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("KIM*", "KIMMINSU"));
+        assert!(wildcard_match("*MIN*", "KIMMINSU"));
+        assert!(wildcard_match("K?M*", "KIMMINSU"));
+        assert!(!wildcard_match("LEE*", "KIMMINSU"));
+        assert!(wildcard_match("홍길동", "홍길동"));
+        assert!(!wildcard_match("홍길", "홍길동"));
+    }
+}

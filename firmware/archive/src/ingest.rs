@@ -1,0 +1,248 @@
+//! Receiving one instance: stream the dataset to a temp file as Part-10 (zstd-wrapped when
+//! native), read back its header to validate and index it, then hand it to the committer and
+//! wait until it is durable. Only after [`IncomingInstance::finish`] returns `Ok` may the
+//! network layer answer success.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::commit::{CommitJob, Committer};
+use crate::index::IndexEntry;
+use crate::part10::{self, HashingWriter, MetaInfo};
+use crate::record::{InstanceAttrs, InstanceRecord};
+use crate::scan::{self, ScanError};
+use crate::transfer_syntax::{self, DatasetEncoding};
+use crate::{Shared, layout};
+
+/// What the C-STORE request says about the instance that follows.
+#[derive(Clone, Debug)]
+pub struct StoreRequest {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub transfer_syntax: String,
+    /// Calling AE title of the association; recorded as Source AE (0002,0016).
+    pub source_ae: String,
+}
+
+/// How a successful store ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreOutcome {
+    Stored,
+    /// The same dataset bytes were already stored: nothing written.
+    DuplicateIdentical,
+    /// Same SOP Instance UID, different content: the original is kept, the newcomer is at
+    /// this path (relative to the data directory) for an admin to resolve.
+    DuplicateKeptAside(String),
+    /// Same SOP Instance UID, different content, and the policy is to overwrite.
+    Overwritten,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("free space on the data volume is under the reserve ({free} bytes free)")]
+    OutOfSpace { free: u64 },
+    #[error("dataset cannot be understood: {0}")]
+    CannotUnderstand(String),
+    #[error("dataset does not match the request: {0}")]
+    Mismatch(String),
+    #[error("storage failure: {0}")]
+    Io(#[from] io::Error),
+    #[error("index failure: {0}")]
+    Index(#[from] crate::IndexError),
+    #[error("archive is shutting down")]
+    ShuttingDown,
+}
+
+impl StoreError {
+    fn from_write(e: io::Error) -> StoreError {
+        if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
+            StoreError::OutOfSpace { free: 0 }
+        } else {
+            StoreError::Io(e)
+        }
+    }
+}
+
+enum Sink {
+    Plain(HashingWriter<BufWriter<File>>),
+    Zstd(zstd::stream::write::Encoder<'static, HashingWriter<BufWriter<File>>>),
+}
+
+/// An instance being received. Dropping it without `finish` removes the temp file.
+pub struct IncomingInstance {
+    committer: Arc<Committer>,
+    req: StoreRequest,
+    tmp_path: PathBuf,
+    sink: Option<Sink>,
+    header_len: u64,
+    dataset_hasher: xxhash_rust::xxh3::Xxh3,
+    zstd: bool,
+}
+
+pub(crate) fn begin(
+    shared: Arc<Shared>,
+    committer: Arc<Committer>,
+    req: StoreRequest,
+) -> Result<IncomingInstance, StoreError> {
+    let space = layout::disk_space(&shared.root)?;
+    let refusing = space.free_bytes < shared.config.reserve_bytes;
+    if refusing != shared.refusing.swap(refusing, Ordering::Relaxed) {
+        if refusing {
+            tracing::error!(
+                free = space.free_bytes,
+                reserve = shared.config.reserve_bytes,
+                "data volume under its reserve: refusing stores (A700) until space is freed"
+            );
+        } else {
+            tracing::info!(free = space.free_bytes, "free space is back: accepting stores");
+        }
+    }
+    if refusing {
+        return Err(StoreError::OutOfSpace {
+            free: space.free_bytes,
+        });
+    }
+    if !transfer_syntax::is_accepted(&req.transfer_syntax) {
+        return Err(StoreError::CannotUnderstand(format!(
+            "transfer syntax {} not accepted",
+            req.transfer_syntax
+        )));
+    }
+    let n = shared.nonce.fetch_add(1, Ordering::Relaxed);
+    let tmp_path = layout::tmp_dir(&shared.root).join(format!("{}-{n}.part", std::process::id()));
+    let file = File::create(&tmp_path).map_err(StoreError::from_write)?;
+    let zstd = transfer_syntax::store_zstd(&req.transfer_syntax);
+    let out = HashingWriter::new(BufWriter::with_capacity(256 << 10, file));
+    let mut sink = if zstd {
+        let mut enc = zstd::stream::write::Encoder::new(out, shared.config.zstd_level)?;
+        // The frame header then carries no size; a checksum lets `zstd -t` verify a file alone.
+        enc.include_checksum(true)?;
+        Sink::Zstd(enc)
+    } else {
+        Sink::Plain(out)
+    };
+    let header = part10::encode_header(&MetaInfo {
+        sop_class_uid: req.sop_class_uid.clone(),
+        sop_instance_uid: req.sop_instance_uid.clone(),
+        transfer_syntax: req.transfer_syntax.clone(),
+        source_ae: req.source_ae.clone(),
+    })
+    .map_err(|e| StoreError::Mismatch(e.to_string()))?;
+    let mut incoming = IncomingInstance {
+        committer,
+        req,
+        tmp_path,
+        sink: None,
+        header_len: header.len() as u64,
+        dataset_hasher: xxhash_rust::xxh3::Xxh3::new(),
+        zstd,
+    };
+    match &mut sink {
+        Sink::Plain(w) => w.write_all(&header),
+        Sink::Zstd(w) => w.write_all(&header),
+    }
+    .map_err(StoreError::from_write)?;
+    incoming.sink = Some(sink);
+    Ok(incoming)
+}
+
+impl IncomingInstance {
+    /// Appends dataset bytes as they arrive from the network.
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        self.dataset_hasher.update(chunk);
+        match self.sink.as_mut() {
+            Some(Sink::Plain(w)) => w.write_all(chunk),
+            Some(Sink::Zstd(w)) => w.write_all(chunk),
+            None => return Err(StoreError::ShuttingDown),
+        }
+        .map_err(StoreError::from_write)
+    }
+
+    /// Validates, files and durably indexes the instance; blocks until its commit batch is on
+    /// disk.
+    pub fn finish(mut self) -> Result<StoreOutcome, StoreError> {
+        let (file_hash, file_size) = match self.sink.take() {
+            Some(Sink::Plain(w)) => close(w)?,
+            Some(Sink::Zstd(w)) => close(w.finish().map_err(StoreError::from_write)?)?,
+            None => return Err(StoreError::ShuttingDown),
+        };
+        let attrs = self.read_back()?;
+        if attrs.sop_instance_uid.as_str() != self.req.sop_instance_uid.trim_end_matches('\0') {
+            return Err(StoreError::Mismatch(format!(
+                "SOP Instance UID in dataset ({}) differs from the C-STORE request ({})",
+                attrs.sop_instance_uid, self.req.sop_instance_uid
+            )));
+        }
+        let rel_path = layout::instance_rel_path(
+            &attrs.study_uid,
+            &attrs.series_uid,
+            &attrs.sop_instance_uid,
+            self.zstd,
+        );
+        let record = InstanceRecord {
+            study_uid: attrs.study_uid.to_string(),
+            series_uid: attrs.series_uid.to_string(),
+            sop_class_uid: attrs.sop_class_uid.to_string(),
+            transfer_syntax: self.req.transfer_syntax.clone(),
+            instance_number: attrs.instance_number,
+            rel_path,
+            file_size,
+            file_hash,
+            dataset_hash: self.dataset_hasher.digest(),
+            received_unix: unix_now(),
+            source_ae: self.req.source_ae.clone(),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job = CommitJob {
+            tmp_path: std::mem::take(&mut self.tmp_path),
+            entry: IndexEntry { attrs, record },
+            reply: tx,
+        };
+        self.committer.submit(job)?;
+        rx.recv().map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    fn read_back(&self) -> Result<InstanceAttrs, StoreError> {
+        let file = BufReader::with_capacity(64 << 10, File::open(&self.tmp_path)?);
+        let mut reader: Box<dyn Read> = if self.zstd {
+            Box::new(zstd::stream::read::Decoder::with_buffer(file)?)
+        } else {
+            Box::new(file)
+        };
+        io::copy(&mut (&mut reader).take(self.header_len), &mut io::sink())?;
+        let enc = DatasetEncoding::of(&self.req.transfer_syntax);
+        let header = scan::scan_header(reader, enc).map_err(|e| match e {
+            ScanError::Io(io) if io.kind() != io::ErrorKind::InvalidData => StoreError::Io(io),
+            other => StoreError::CannotUnderstand(other.to_string()),
+        })?;
+        InstanceAttrs::from_header(&header).map_err(|e| StoreError::CannotUnderstand(e.to_string()))
+    }
+}
+
+fn close(mut w: HashingWriter<BufWriter<File>>) -> Result<(u64, u64), StoreError> {
+    w.flush().map_err(StoreError::from_write)?;
+    let hash = w.hasher.digest();
+    let size = w.written;
+    // Durability comes from the committer's syncfs, once per batch, not one fsync per file.
+    drop(w.inner.into_inner().map_err(|e| StoreError::from_write(e.into_error()))?);
+    Ok((hash, size))
+}
+
+impl Drop for IncomingInstance {
+    fn drop(&mut self) {
+        if !self.tmp_path.as_os_str().is_empty() {
+            self.sink = None;
+            let _ = std::fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,304 @@
+//! One accepted association: PDU framing on the socket, the negotiated presentation contexts,
+//! and sending DIMSE messages back.
+//!
+//! dicom-ul provides the PDU codec (`read_pdu`, `write_pdu`); the acceptor policy is ours,
+//! because it must decide per proposed context with the UID registry (every Storage SOP class),
+//! bound each PDU's size before buffering it, and reject over-limit peers with a proper
+//! A-ASSOCIATE-RJ.
+
+use std::collections::HashMap;
+use std::io;
+use std::time::Duration;
+
+use dicom_core::dictionary::UidDictionary;
+use dicom_dictionary_std::StandardSopClassDictionary;
+use dicom_ul::pdu::{
+    AbortRQServiceProviderReason, AbortRQSource, AssociationAC, AssociationRJ,
+    AssociationRJResult, AssociationRJServiceUserReason, AssociationRJSource, AssociationRQ,
+    PDataValue, PDataValueType, PresentationContextResult, PresentationContextResultReason,
+    UserVariableItem,
+};
+use dicom_ul::{Pdu, read_pdu, write_pdu};
+use pacsbox_archive::transfer_syntax;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::sop_classes;
+
+pub const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
+/// PDU header: type (1), reserved (1), length (4).
+const PDU_HEADER: usize = 6;
+/// An A-ASSOCIATE-RQ proposing every storage class in every syntax stays well under this.
+const MAX_ASSOCIATE_PDU: u32 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssocError {
+    #[error("connection: {0}")]
+    Io(#[from] io::Error),
+    #[error("peer sent a PDU of {0} bytes, over the negotiated maximum")]
+    TooLarge(u32),
+    #[error("malformed PDU: {0}")]
+    Malformed(String),
+    #[error("peer idle for longer than {0:?}")]
+    Idle(Duration),
+    #[error("peer closed the connection")]
+    Closed,
+    #[error("peer aborted the association ({0})")]
+    Aborted(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct AcceptedContext {
+    pub abstract_syntax: String,
+    pub transfer_syntax: String,
+}
+
+pub struct Association {
+    socket: TcpStream,
+    pub calling_ae: String,
+    pub contexts: HashMap<u8, AcceptedContext>,
+    local_max_pdu: u32,
+    peer_max_pdu: u32,
+    idle: Duration,
+}
+
+/// Reads one whole PDU, refusing to buffer more than `max` bytes of body.
+async fn read_one(socket: &mut TcpStream, max: u32, idle: Duration) -> Result<Pdu, AssocError> {
+    let mut header = [0u8; PDU_HEADER];
+    match tokio::time::timeout(idle, socket.read_exact(&mut header)).await {
+        Err(_) => return Err(AssocError::Idle(idle)),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(AssocError::Closed),
+        Ok(r) => r?,
+    };
+    let len = u32::from_be_bytes([header[2], header[3], header[4], header[5]]);
+    if len > max {
+        return Err(AssocError::TooLarge(len));
+    }
+    let mut buf = Vec::with_capacity(PDU_HEADER + len as usize);
+    buf.extend_from_slice(&header);
+    buf.resize(PDU_HEADER + len as usize, 0);
+    // A peer that stalls inside a PDU is as dead as an idle one.
+    tokio::time::timeout(idle, socket.read_exact(&mut buf[PDU_HEADER..]))
+        .await
+        .map_err(|_| AssocError::Idle(idle))??;
+    match read_pdu(&buf[..], MAX_ASSOCIATE_PDU.max(max), false) {
+        Ok(Some(pdu)) => Ok(pdu),
+        Ok(None) => Err(AssocError::Malformed("incomplete PDU".into())),
+        Err(e) => Err(AssocError::Malformed(e.to_string())),
+    }
+}
+
+async fn write_one(socket: &mut TcpStream, pdu: &Pdu) -> Result<(), AssocError> {
+    let mut buf = Vec::new();
+    write_pdu(&mut buf, pdu).map_err(|e| AssocError::Malformed(e.to_string()))?;
+    socket.write_all(&buf).await?;
+    Ok(())
+}
+
+/// Answers an association request we cannot serve now (connection cap reached) with
+/// A-ASSOCIATE-RJ: transient, service provider (presentation), local limit exceeded.
+pub async fn reject_over_limit(mut socket: TcpStream) {
+    let idle = Duration::from_secs(10);
+    if let Ok(Pdu::AssociationRQ(rq)) = read_one(&mut socket, MAX_ASSOCIATE_PDU, idle).await {
+        tracing::warn!(calling_ae = rq.calling_ae_title, "association rejected: connection limit reached");
+        let rj = Pdu::AssociationRJ(AssociationRJ {
+            result: AssociationRJResult::Transient,
+            source: AssociationRJSource::ServiceProviderPresentation(
+                dicom_ul::pdu::AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
+            ),
+        });
+        let _ = write_one(&mut socket, &rj).await;
+        let _ = socket.shutdown().await;
+    }
+}
+
+pub struct AcceptorPolicy {
+    pub ae_title: String,
+    pub check_called_ae: bool,
+    pub max_pdu: u32,
+    pub idle: Duration,
+}
+
+fn trim_uid(s: &str) -> &str {
+    s.trim_end_matches(['\0', ' '])
+}
+
+/// Verification or a Storage SOP class known to the dicom-rs registry.
+fn abstract_syntax_supported(uid: &str) -> bool {
+    uid == dicom_dictionary_std::uids::VERIFICATION
+        || StandardSopClassDictionary
+            .by_uid(uid)
+            .is_some_and(|e| sop_classes::is_storage(e.name))
+}
+
+impl Association {
+    /// Reads the A-ASSOCIATE-RQ and answers it. `Ok(None)` when we rejected it.
+    pub async fn accept(
+        mut socket: TcpStream,
+        policy: &AcceptorPolicy,
+    ) -> Result<Option<Association>, AssocError> {
+        let rq = match read_one(&mut socket, MAX_ASSOCIATE_PDU, policy.idle).await? {
+            Pdu::AssociationRQ(rq) => rq,
+            other => {
+                abort(&mut socket, AbortRQServiceProviderReason::UnexpectedPdu).await;
+                return Err(AssocError::Malformed(format!(
+                    "expected A-ASSOCIATE-RQ, got {}",
+                    other.short_description()
+                )));
+            }
+        };
+        let AssociationRQ {
+            protocol_version,
+            calling_ae_title,
+            called_ae_title,
+            application_context_name,
+            presentation_contexts,
+            user_variables,
+        } = rq;
+        let reject = |source| {
+            Pdu::AssociationRJ(AssociationRJ {
+                result: AssociationRJResult::Permanent,
+                source,
+            })
+        };
+        let refusal = if trim_uid(&application_context_name) != APPLICATION_CONTEXT {
+            Some(AssociationRJServiceUserReason::ApplicationContextNameNotSupported)
+        } else if policy.check_called_ae && called_ae_title.trim() != policy.ae_title {
+            Some(AssociationRJServiceUserReason::CalledAETitleNotRecognized)
+        } else {
+            None
+        };
+        if protocol_version & 1 == 0 {
+            let rj = reject(AssociationRJSource::ServiceProviderASCE(
+                dicom_ul::pdu::AssociationRJServiceProviderASCEReason::ProtocolVersionNotSupported,
+            ));
+            write_one(&mut socket, &rj).await?;
+            return Ok(None);
+        }
+        if let Some(reason) = refusal {
+            tracing::warn!(calling_ae = calling_ae_title, called_ae = called_ae_title, %reason, "association rejected");
+            write_one(&mut socket, &reject(AssociationRJSource::ServiceUser(reason))).await?;
+            return Ok(None);
+        }
+        let peer_max_pdu = user_variables
+            .iter()
+            .find_map(|v| match v {
+                UserVariableItem::MaxLength(0) => Some(u32::MAX),
+                UserVariableItem::MaxLength(n) => Some(*n),
+                _ => None,
+            })
+            .unwrap_or(16384);
+        let mut contexts = HashMap::new();
+        let mut results = Vec::with_capacity(presentation_contexts.len());
+        for pc in presentation_contexts {
+            let abstract_syntax = trim_uid(&pc.abstract_syntax).to_owned();
+            let (reason, ts) = if !abstract_syntax_supported(&abstract_syntax) {
+                (PresentationContextResultReason::AbstractSyntaxNotSupported, None)
+            } else {
+                // The peer lists its preference first; take the first one we accept.
+                match pc
+                    .transfer_syntaxes
+                    .iter()
+                    .map(|t| trim_uid(t))
+                    .find(|t| transfer_syntax::is_accepted(t))
+                {
+                    Some(t) => (PresentationContextResultReason::Acceptance, Some(t.to_owned())),
+                    None => (PresentationContextResultReason::TransferSyntaxesNotSupported, None),
+                }
+            };
+            if let Some(ts) = &ts {
+                contexts.insert(
+                    pc.id,
+                    AcceptedContext {
+                        abstract_syntax: abstract_syntax.clone(),
+                        transfer_syntax: ts.clone(),
+                    },
+                );
+            }
+            results.push(PresentationContextResult {
+                id: pc.id,
+                reason,
+                transfer_syntax: ts.unwrap_or_else(|| transfer_syntax::IMPLICIT_VR_LE.to_owned()),
+            });
+        }
+        let ac = Pdu::AssociationAC(AssociationAC {
+            protocol_version: 1,
+            calling_ae_title: calling_ae_title.clone(),
+            called_ae_title: called_ae_title.clone(),
+            application_context_name: APPLICATION_CONTEXT.to_owned(),
+            presentation_contexts: results,
+            user_variables: vec![
+                UserVariableItem::MaxLength(policy.max_pdu),
+                UserVariableItem::ImplementationClassUID(
+                    pacsbox_archive::part10::IMPLEMENTATION_CLASS_UID.to_owned(),
+                ),
+                UserVariableItem::ImplementationVersionName(
+                    pacsbox_archive::part10::IMPLEMENTATION_VERSION_NAME.to_owned(),
+                ),
+            ],
+        });
+        write_one(&mut socket, &ac).await?;
+        Ok(Some(Association {
+            socket,
+            calling_ae: calling_ae_title.trim().to_owned(),
+            contexts,
+            local_max_pdu: policy.max_pdu,
+            peer_max_pdu,
+            idle: policy.idle,
+        }))
+    }
+
+    pub async fn receive(&mut self) -> Result<Pdu, AssocError> {
+        read_one(&mut self.socket, self.local_max_pdu, self.idle).await
+    }
+
+    pub async fn send(&mut self, pdu: &Pdu) -> Result<(), AssocError> {
+        write_one(&mut self.socket, pdu).await
+    }
+
+    /// Sends a DIMSE command set on a presentation context, fragmented to the peer's maximum.
+    pub async fn send_command(&mut self, context: u8, bytes: Vec<u8>) -> Result<(), AssocError> {
+        self.send_fragments(context, PDataValueType::Command, bytes).await
+    }
+
+    async fn send_fragments(
+        &mut self,
+        context: u8,
+        kind: PDataValueType,
+        bytes: Vec<u8>,
+    ) -> Result<(), AssocError> {
+        // PDU header (6) + PDV item header (6) must fit in the peer's maximum.
+        let room = (self.peer_max_pdu.saturating_sub(12) as usize).max(1024);
+        let chunks: Vec<&[u8]> = bytes.chunks(room).collect();
+        let n = chunks.len();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let pdu = Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id: context,
+                    value_type: kind.clone(),
+                    is_last: i + 1 == n,
+                    data: chunk.to_vec(),
+                }],
+            };
+            self.send(&pdu).await?;
+        }
+        Ok(())
+    }
+
+    /// A-ABORT from the service provider, then close.
+    pub async fn abort(&mut self, reason: AbortRQServiceProviderReason) {
+        abort(&mut self.socket, reason).await;
+    }
+
+    pub async fn close(&mut self) {
+        let _ = self.socket.shutdown().await;
+    }
+}
+
+async fn abort(socket: &mut TcpStream, reason: AbortRQServiceProviderReason) {
+    let pdu = Pdu::AbortRQ {
+        source: AbortRQSource::ServiceProvider(reason),
+    };
+    let _ = write_one(socket, &pdu).await;
+    let _ = socket.shutdown().await;
+}

@@ -1,0 +1,328 @@
+//! The DIMSE message layer that dicom-ul leaves to us: command sets (always implicit VR little
+//! endian, PS3.7 §6.3.1), their fields, and the standard's status codes.
+//!
+//! Every service builds its responses from a request with [`Command::response_to`], so the
+//! Message ID Being Responded To and the affected SOP class/instance are always the request's.
+
+use std::fmt;
+
+/// Command Field (0000,0100), PS3.7 §E.1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandField {
+    CStoreRq,
+    CStoreRsp,
+    CGetRq,
+    CGetRsp,
+    CFindRq,
+    CFindRsp,
+    CMoveRq,
+    CMoveRsp,
+    CEchoRq,
+    CEchoRsp,
+    CCancelRq,
+    Other(u16),
+}
+
+impl CommandField {
+    pub fn code(self) -> u16 {
+        match self {
+            CommandField::CStoreRq => 0x0001,
+            CommandField::CStoreRsp => 0x8001,
+            CommandField::CGetRq => 0x0010,
+            CommandField::CGetRsp => 0x8010,
+            CommandField::CFindRq => 0x0020,
+            CommandField::CFindRsp => 0x8020,
+            CommandField::CMoveRq => 0x0021,
+            CommandField::CMoveRsp => 0x8021,
+            CommandField::CEchoRq => 0x0030,
+            CommandField::CEchoRsp => 0x8030,
+            CommandField::CCancelRq => 0x0FFF,
+            CommandField::Other(c) => c,
+        }
+    }
+
+    pub fn from_code(c: u16) -> CommandField {
+        match c {
+            0x0001 => CommandField::CStoreRq,
+            0x8001 => CommandField::CStoreRsp,
+            0x0010 => CommandField::CGetRq,
+            0x8010 => CommandField::CGetRsp,
+            0x0020 => CommandField::CFindRq,
+            0x8020 => CommandField::CFindRsp,
+            0x0021 => CommandField::CMoveRq,
+            0x8021 => CommandField::CMoveRsp,
+            0x0030 => CommandField::CEchoRq,
+            0x8030 => CommandField::CEchoRsp,
+            0x0FFF => CommandField::CCancelRq,
+            c => CommandField::Other(c),
+        }
+    }
+
+    /// The response field for a request field.
+    pub fn response(self) -> CommandField {
+        CommandField::from_code(self.code() | 0x8000)
+    }
+}
+
+/// A DIMSE status (0000,0900), with the codes of PS3.4 and PS3.7 Annex C that we send.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Status(pub u16);
+
+impl Status {
+    pub const SUCCESS: Status = Status(0x0000);
+    pub const PENDING: Status = Status(0xFF00);
+    pub const CANCEL: Status = Status(0xFE00);
+    /// C-STORE: Refused, Out of Resources.
+    pub const OUT_OF_RESOURCES: Status = Status(0xA700);
+    /// C-STORE: Error, Data Set does not match SOP Class.
+    pub const DATASET_MISMATCH: Status = Status(0xA900);
+    /// C-STORE: Error, Cannot understand.
+    pub const CANNOT_UNDERSTAND: Status = Status(0xC000);
+    pub const SOP_CLASS_NOT_SUPPORTED: Status = Status(0x0122);
+    pub const UNRECOGNIZED_OPERATION: Status = Status(0x0211);
+    pub const PROCESSING_FAILURE: Status = Status(0x0110);
+
+    pub fn is_failure(self) -> bool {
+        // Success, pending, cancel and the warning codes (Bxxx, 0107H, 0116H) are not failures.
+        !matches!(self.0, 0x0000 | 0xFF00 | 0xFF01 | 0xFE00 | 0x0107 | 0x0116 | 0xB000..=0xBFFF)
+    }
+}
+
+impl fmt::Debug for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04X}H", self.0)
+    }
+}
+
+/// CommandDataSetType (0000,0800) value meaning "no data set follows".
+pub const NO_DATASET: u16 = 0x0101;
+
+/// A decoded command set. Only the fields the services use are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    pub field: CommandField,
+    pub message_id: Option<u16>,
+    pub message_id_responded_to: Option<u16>,
+    pub affected_sop_class_uid: Option<String>,
+    pub affected_sop_instance_uid: Option<String>,
+    pub priority: Option<u16>,
+    pub data_set_type: u16,
+    pub status: Option<Status>,
+    pub error_comment: Option<String>,
+    pub move_destination: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CommandError {
+    #[error("command set truncated at byte {0}")]
+    Truncated(usize),
+    #[error("command set has no Command Field (0000,0100)")]
+    NoCommandField,
+    #[error("element (0000,{0:04X}) has the wrong length {1}")]
+    BadLength(u16, usize),
+}
+
+impl Command {
+    pub fn has_dataset(&self) -> bool {
+        self.data_set_type != NO_DATASET
+    }
+
+    /// A response to `req` with the given status and no data set.
+    pub fn response_to(req: &Command, status: Status) -> Command {
+        Command {
+            field: req.field.response(),
+            message_id: None,
+            message_id_responded_to: req.message_id,
+            affected_sop_class_uid: req.affected_sop_class_uid.clone(),
+            affected_sop_instance_uid: req.affected_sop_instance_uid.clone(),
+            priority: None,
+            data_set_type: NO_DATASET,
+            status: Some(status),
+            error_comment: None,
+            move_destination: None,
+        }
+    }
+
+    pub fn with_error_comment(mut self, comment: &str) -> Command {
+        // Error Comment is LO: at most 64 characters, no backslash.
+        let c: String = comment
+            .chars()
+            .filter(|c| *c != '\\' && !c.is_control())
+            .take(64)
+            .collect();
+        self.error_comment = Some(c);
+        self
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(256);
+        let mut put = |elem: u16, value: &[u8]| {
+            body.extend_from_slice(&0u16.to_le_bytes());
+            body.extend_from_slice(&elem.to_le_bytes());
+            body.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            body.extend_from_slice(value);
+        };
+        let uid = |s: &str| {
+            let mut v = s.as_bytes().to_vec();
+            if v.len() % 2 == 1 {
+                v.push(0);
+            }
+            v
+        };
+        let text = |s: &str| {
+            let mut v = s.as_bytes().to_vec();
+            if v.len() % 2 == 1 {
+                v.push(b' ');
+            }
+            v
+        };
+        // Elements in ascending tag order, as PS3.5 §7.1 requires.
+        if let Some(s) = &self.affected_sop_class_uid {
+            put(0x0002, &uid(s));
+        }
+        put(0x0100, &self.field.code().to_le_bytes());
+        if let Some(id) = self.message_id {
+            put(0x0110, &id.to_le_bytes());
+        }
+        if let Some(id) = self.message_id_responded_to {
+            put(0x0120, &id.to_le_bytes());
+        }
+        if let Some(d) = &self.move_destination {
+            put(0x0600, &text(d));
+        }
+        if let Some(p) = self.priority {
+            put(0x0700, &p.to_le_bytes());
+        }
+        put(0x0800, &self.data_set_type.to_le_bytes());
+        if let Some(s) = self.status {
+            put(0x0900, &s.0.to_le_bytes());
+        }
+        if let Some(c) = &self.error_comment {
+            put(0x0902, &text(c));
+        }
+        if let Some(s) = &self.affected_sop_instance_uid {
+            put(0x1000, &uid(s));
+        }
+        let mut out = Vec::with_capacity(body.len() + 12);
+        out.extend_from_slice(&[0, 0, 0, 0, 4, 0, 0, 0]);
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Command, CommandError> {
+        let mut cmd = Command {
+            field: CommandField::Other(0),
+            message_id: None,
+            message_id_responded_to: None,
+            affected_sop_class_uid: None,
+            affected_sop_instance_uid: None,
+            priority: None,
+            data_set_type: NO_DATASET,
+            status: None,
+            error_comment: None,
+            move_destination: None,
+        };
+        let mut seen_field = false;
+        let mut p = 0usize;
+        while p < bytes.len() {
+            let hdr = bytes.get(p..p + 8).ok_or(CommandError::Truncated(p))?;
+            let elem = u16::from_le_bytes([hdr[2], hdr[3]]);
+            let len = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) as usize;
+            let start = p + 8;
+            let value = start
+                .checked_add(len)
+                .and_then(|end| bytes.get(start..end))
+                .ok_or(CommandError::Truncated(p))?;
+            let us = || -> Result<u16, CommandError> {
+                match value {
+                    [a, b] => Ok(u16::from_le_bytes([*a, *b])),
+                    _ => Err(CommandError::BadLength(elem, len)),
+                }
+            };
+            let text = || {
+                String::from_utf8_lossy(value)
+                    .trim_end_matches(['\0', ' '])
+                    .trim_start()
+                    .to_owned()
+            };
+            match elem {
+                0x0002 => cmd.affected_sop_class_uid = Some(text()),
+                0x0100 => {
+                    cmd.field = CommandField::from_code(us()?);
+                    seen_field = true;
+                }
+                0x0110 => cmd.message_id = Some(us()?),
+                0x0120 => cmd.message_id_responded_to = Some(us()?),
+                0x0600 => cmd.move_destination = Some(text()),
+                0x0700 => cmd.priority = Some(us()?),
+                0x0800 => cmd.data_set_type = us()?,
+                0x0900 => cmd.status = Some(Status(us()?)),
+                0x0902 => cmd.error_comment = Some(text()),
+                0x1000 => cmd.affected_sop_instance_uid = Some(text()),
+                _ => {}
+            }
+            p = start + len;
+        }
+        if !seen_field {
+            return Err(CommandError::NoCommandField);
+        }
+        Ok(cmd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_rq() -> Command {
+        Command {
+            field: CommandField::CStoreRq,
+            message_id: Some(7),
+            message_id_responded_to: None,
+            affected_sop_class_uid: Some("1.2.840.10008.5.1.4.1.1.2".into()),
+            affected_sop_instance_uid: Some("1.2.3".into()),
+            priority: Some(0),
+            data_set_type: 0x0000,
+            status: None,
+            error_comment: None,
+            move_destination: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_group_length() {
+        let rq = store_rq();
+        let bytes = rq.encode();
+        let group_len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+        assert_eq!(group_len, bytes.len() - 12);
+        assert_eq!(Command::decode(&bytes).unwrap(), rq);
+    }
+
+    #[test]
+    fn response_answers_the_request_message_id() {
+        let rsp = Command::response_to(&store_rq(), Status::OUT_OF_RESOURCES)
+            .with_error_comment(&"x".repeat(100));
+        let back = Command::decode(&rsp.encode()).unwrap();
+        assert_eq!(back.field, CommandField::CStoreRsp);
+        assert_eq!(back.message_id_responded_to, Some(7));
+        assert_eq!(back.message_id, None);
+        assert_eq!(back.status, Some(Status::OUT_OF_RESOURCES));
+        assert_eq!(back.affected_sop_instance_uid.as_deref(), Some("1.2.3"));
+        assert_eq!(back.error_comment.map(|c| c.len()), Some(64));
+        assert!(!back.has_dataset());
+    }
+
+    #[test]
+    fn truncated_commands_are_errors() {
+        let bytes = store_rq().encode();
+        for cut in 1..bytes.len() {
+            let _ = Command::decode(&bytes[..cut]);
+        }
+        assert!(matches!(
+            Command::decode(&bytes[..bytes.len() - 1]),
+            Err(CommandError::Truncated(_))
+        ));
+        assert!(Command::decode(&[]).is_err());
+    }
+}

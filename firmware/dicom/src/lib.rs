@@ -1,0 +1,15 @@
+//! pacsbox's DICOM network services: an association acceptor (dicom-ul over tokio) and one
+//! module per DIMSE service, all on top of the small DIMSE layer in `dimse.rs`.
+//!
+//! Start reading at `server.rs` (listener, connection cap, association loop); `store.rs` is
+//! the C-STORE SCP that streams data into the archive. The archive crate knows nothing of this
+//! one.
+
+pub mod dimse;
+mod echo;
+pub mod server;
+mod association;
+pub mod sop_classes;
+mod store;
+
+pub use server::{DicomServer, ScpConfig, ScpStatus};

@@ -1,0 +1,368 @@
+//! The DICOM listener: accepts TCP connections, caps concurrent associations, and runs one
+//! task per association that reads DIMSE messages and dispatches them to the services.
+//!
+//! Shape borrowed from mini-redis: a semaphore bounds connections (over the cap a peer gets
+//! A-ASSOCIATE-RJ "local limit exceeded", not a hang), and shutdown is a watch channel every
+//! handler sees.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use dicom_ul::Pdu;
+use dicom_ul::pdu::{AbortRQServiceProviderReason, PDataValueType};
+use pacsbox_archive::Archive;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::association::{AcceptorPolicy, AssocError, Association};
+use crate::dimse::{Command, CommandField, Status};
+use crate::{echo, store};
+
+#[derive(Clone, Debug)]
+pub struct ScpConfig {
+    pub ae_title: String,
+    pub max_associations: usize,
+    /// Largest PDU we accept (announced in A-ASSOCIATE-AC).
+    pub max_pdu: u32,
+    /// An association silent this long is closed.
+    pub idle_timeout: Duration,
+    /// Reject associations whose Called AE Title is not ours (off by default: modalities are
+    /// often configured with a wrong called AE, and the clinic would rather have the images).
+    pub check_called_ae: bool,
+}
+
+impl Default for ScpConfig {
+    fn default() -> Self {
+        ScpConfig {
+            ae_title: "PACSBOX".into(),
+            max_associations: 16,
+            max_pdu: 128 * 1024,
+            idle_timeout: Duration::from_secs(120),
+            check_called_ae: false,
+        }
+    }
+}
+
+/// Live counters for the status page and the front panel.
+#[derive(Debug, Default)]
+pub struct ScpStatus {
+    pub active_associations: AtomicUsize,
+    pub associations_total: AtomicU64,
+    pub associations_rejected: AtomicU64,
+    pub instances_stored: AtomicU64,
+    pub stores_failed: AtomicU64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ScpStatusSnapshot {
+    pub active_associations: usize,
+    pub associations_total: u64,
+    pub associations_rejected: u64,
+    pub instances_stored: u64,
+    pub stores_failed: u64,
+}
+
+impl ScpStatus {
+    pub fn snapshot(&self) -> ScpStatusSnapshot {
+        ScpStatusSnapshot {
+            active_associations: self.active_associations.load(Ordering::Relaxed),
+            associations_total: self.associations_total.load(Ordering::Relaxed),
+            associations_rejected: self.associations_rejected.load(Ordering::Relaxed),
+            instances_stored: self.instances_stored.load(Ordering::Relaxed),
+            stores_failed: self.stores_failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+pub struct DicomServer {
+    archive: Archive,
+    config: Arc<ScpConfig>,
+    status: Arc<ScpStatus>,
+}
+
+impl DicomServer {
+    pub fn new(archive: Archive, config: ScpConfig) -> DicomServer {
+        DicomServer {
+            archive,
+            config: Arc::new(config),
+            status: Arc::new(ScpStatus::default()),
+        }
+    }
+
+    pub fn status(&self) -> Arc<ScpStatus> {
+        self.status.clone()
+    }
+
+    /// Serves until `shutdown` turns true, then waits for running associations to end.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        let limit = Arc::new(Semaphore::new(self.config.max_associations));
+        let policy = Arc::new(AcceptorPolicy {
+            ae_title: self.config.ae_title.clone(),
+            check_called_ae: self.config.check_called_ae,
+            max_pdu: self.config.max_pdu,
+            idle: self.config.idle_timeout,
+        });
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            let (socket, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::error!(error = %e, "accepting DICOM connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            };
+            if let Err(e) = socket.set_nodelay(true) {
+                tracing::warn!(%peer, error = %e, "cannot set TCP_NODELAY");
+            }
+            while tasks.try_join_next().is_some() {}
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                self.status
+                    .associations_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                tasks.spawn(crate::association::reject_over_limit(socket));
+                continue;
+            };
+            let archive = self.archive.clone();
+            let status = self.status.clone();
+            let policy = policy.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                status.active_associations.fetch_add(1, Ordering::Relaxed);
+                status.associations_total.fetch_add(1, Ordering::Relaxed);
+                handle(socket, peer, &policy, &archive, &status, shutdown).await;
+                status.active_associations.fetch_sub(1, Ordering::Relaxed);
+                drop(permit);
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+async fn handle(
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    policy: &AcceptorPolicy,
+    archive: &Archive,
+    status: &ScpStatus,
+    shutdown: watch::Receiver<bool>,
+) {
+    let assoc = match Association::accept(socket, policy).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "association not established");
+            return;
+        }
+    };
+    tracing::info!(%peer, calling_ae = assoc.calling_ae, contexts = assoc.contexts.len(), "association accepted");
+    let calling_ae = assoc.calling_ae.clone();
+    match run(assoc, archive, status, shutdown).await {
+        Ok(()) => tracing::info!(%peer, calling_ae, "association released"),
+        Err(e) => tracing::warn!(%peer, calling_ae, error = %e, "association ended"),
+    }
+}
+
+/// What the association is doing between PDUs.
+enum State {
+    Idle,
+    /// Collecting the fragments of a command set.
+    Command { context: u8, bytes: Vec<u8> },
+    /// Receiving the data set of a C-STORE.
+    Storing(store::Reception),
+    /// Discarding the data set of a request we already answered or cannot serve.
+    Draining {
+        context: u8,
+        req: Command,
+        status: Status,
+        comment: String,
+    },
+}
+
+async fn run(
+    mut assoc: Association,
+    archive: &Archive,
+    status: &ScpStatus,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), AssocError> {
+    let mut state = State::Idle;
+    loop {
+        let pdu = match assoc.receive().await {
+            Ok(p) => p,
+            Err(e @ AssocError::Malformed(_)) | Err(e @ AssocError::TooLarge(_)) => {
+                assoc
+                    .abort(AbortRQServiceProviderReason::InvalidPduParameter)
+                    .await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        match pdu {
+            Pdu::PData { data } => {
+                for pdv in data {
+                    state = step(&mut assoc, state, pdv, archive, status).await?;
+                }
+            }
+            Pdu::ReleaseRQ => {
+                assoc.send(&Pdu::ReleaseRP).await?;
+                assoc.close().await;
+                return Ok(());
+            }
+            Pdu::AbortRQ { source } => {
+                return Err(AssocError::Aborted(format!("{source:?}")));
+            }
+            other => {
+                let what = other.short_description().to_string();
+                assoc.abort(AbortRQServiceProviderReason::UnexpectedPdu).await;
+                return Err(AssocError::Malformed(format!("unexpected {what}")));
+            }
+        }
+        if *shutdown.borrow() && matches!(state, State::Idle) {
+            assoc.abort(AbortRQServiceProviderReason::ReasonNotSpecified).await;
+            return Ok(());
+        }
+    }
+}
+
+fn protocol_error(what: String) -> AssocError {
+    AssocError::Malformed(what)
+}
+
+async fn step(
+    assoc: &mut Association,
+    state: State,
+    pdv: dicom_ul::pdu::PDataValue,
+    archive: &Archive,
+    status: &ScpStatus,
+) -> Result<State, AssocError> {
+    let ctx = pdv.presentation_context_id;
+    match (state, pdv.value_type) {
+        (State::Idle, PDataValueType::Command) => {
+            collect_command(assoc, ctx, pdv.data, pdv.is_last, archive).await
+        }
+        (State::Command { context, mut bytes }, PDataValueType::Command) if context == ctx => {
+            bytes.extend_from_slice(&pdv.data);
+            collect_command(assoc, ctx, bytes, pdv.is_last, archive).await
+        }
+        (State::Storing(mut rx), PDataValueType::Data) if rx.context == ctx => {
+            rx.push(pdv.data).await;
+            if !pdv.is_last {
+                return Ok(State::Storing(rx));
+            }
+            let (req, st, comment) = rx.finish(status).await;
+            respond(assoc, ctx, &req, st, &comment).await?;
+            Ok(State::Idle)
+        }
+        (
+            State::Draining {
+                context,
+                req,
+                status: st,
+                comment,
+            },
+            PDataValueType::Data,
+        ) if context == ctx => {
+            if pdv.is_last {
+                respond(assoc, ctx, &req, st, &comment).await?;
+                Ok(State::Idle)
+            } else {
+                Ok(State::Draining {
+                    context,
+                    req,
+                    status: st,
+                    comment,
+                })
+            }
+        }
+        (_, kind) => {
+            assoc.abort(AbortRQServiceProviderReason::UnexpectedPdu).await;
+            Err(protocol_error(format!(
+                "unexpected {kind:?} fragment on presentation context {ctx}"
+            )))
+        }
+    }
+}
+
+async fn respond(
+    assoc: &mut Association,
+    ctx: u8,
+    req: &Command,
+    st: Status,
+    comment: &str,
+) -> Result<(), AssocError> {
+    let mut rsp = Command::response_to(req, st);
+    if !comment.is_empty() {
+        rsp = rsp.with_error_comment(comment);
+    }
+    assoc.send_command(ctx, rsp.encode()).await
+}
+
+async fn collect_command(
+    assoc: &mut Association,
+    ctx: u8,
+    bytes: Vec<u8>,
+    is_last: bool,
+    archive: &Archive,
+) -> Result<State, AssocError> {
+    if !is_last {
+        if bytes.len() > 1 << 16 {
+            return Err(protocol_error("command set larger than 64 KiB".into()));
+        }
+        return Ok(State::Command {
+            context: ctx,
+            bytes,
+        });
+    }
+    let req = match Command::decode(&bytes) {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(protocol_error(format!("undecodable command set: {e}")));
+        }
+    };
+    let Some(accepted) = assoc.contexts.get(&ctx).cloned() else {
+        return Err(protocol_error(format!(
+            "message on presentation context {ctx}, which was not accepted"
+        )));
+    };
+    let drain = |status: Status, comment: String| {
+        Ok(State::Draining {
+            context: ctx,
+            req: req.clone(),
+            status,
+            comment,
+        })
+    };
+    match req.field {
+        CommandField::CEchoRq => {
+            assoc.send_command(ctx, echo::respond(&req).encode()).await?;
+            Ok(State::Idle)
+        }
+        CommandField::CStoreRq if req.has_dataset() => {
+            match store::Reception::begin(archive, &req, ctx, &accepted, &assoc.calling_ae).await {
+                Ok(rx) => Ok(State::Storing(rx)),
+                Err((st, comment)) => drain(st, comment),
+            }
+        }
+        other => {
+            tracing::warn!(command = ?other, "unsupported DIMSE command");
+            let st = Status::UNRECOGNIZED_OPERATION;
+            if req.has_dataset() {
+                drain(st, "operation not supported".into())
+            } else {
+                respond(assoc, ctx, &req, st, "operation not supported").await?;
+                Ok(State::Idle)
+            }
+        }
+    }
+}

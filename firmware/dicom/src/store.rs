@@ -1,0 +1,138 @@
+//! C-STORE SCP (PS3.4 Annex B): streams the data set fragments into the archive as they
+//! arrive, on a blocking thread, and answers only when the archive says the instance is
+//! durable.
+//!
+//! Status choices (conformance notes): a duplicate SOP Instance UID is answered 0000 whether
+//! identical or not, because modalities that see a warning (B000/B007) often resend forever;
+//! the conflicting copy is kept aside for an admin. Out of space is A700, an unparseable data
+//! set or one lacking its UIDs C000, a data set whose SOP Instance UID differs from the
+//! request A900.
+
+use std::sync::atomic::Ordering;
+
+use pacsbox_archive::{Archive, StoreError, StoreOutcome, StoreRequest};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::association::AcceptedContext;
+use crate::dimse::{Command, Status};
+use crate::server::ScpStatus;
+
+/// Fragments queued between the network and the disk writer; bounds memory per association to
+/// a few PDUs.
+const QUEUE: usize = 4;
+
+pub struct Reception {
+    pub context: u8,
+    req: Command,
+    tx: Option<mpsc::Sender<Vec<u8>>>,
+    writer: JoinHandle<Result<StoreOutcome, StoreError>>,
+}
+
+fn status_of(e: &StoreError) -> Status {
+    match e {
+        StoreError::OutOfSpace { .. } => Status::OUT_OF_RESOURCES,
+        StoreError::CannotUnderstand(_) => Status::CANNOT_UNDERSTAND,
+        StoreError::Mismatch(_) => Status::DATASET_MISMATCH,
+        StoreError::Io(_) | StoreError::Index(_) | StoreError::ShuttingDown => {
+            Status::OUT_OF_RESOURCES
+        }
+    }
+}
+
+impl Reception {
+    pub async fn begin(
+        archive: &Archive,
+        req: &Command,
+        context: u8,
+        accepted: &AcceptedContext,
+        calling_ae: &str,
+    ) -> Result<Reception, (Status, String)> {
+        let sop_class = req.affected_sop_class_uid.clone().unwrap_or_default();
+        if sop_class != accepted.abstract_syntax {
+            return Err((
+                Status::SOP_CLASS_NOT_SUPPORTED,
+                "SOP class differs from the presentation context".into(),
+            ));
+        }
+        let request = StoreRequest {
+            sop_class_uid: sop_class,
+            sop_instance_uid: req.affected_sop_instance_uid.clone().unwrap_or_default(),
+            transfer_syntax: accepted.transfer_syntax.clone(),
+            source_ae: calling_ae.to_owned(),
+        };
+        let archive = archive.clone();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut incoming = match archive.begin_store(request) {
+                Ok(i) => {
+                    let _ = ready_tx.send(Ok(()));
+                    i
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err((status_of(&e), e.to_string())));
+                    return Err(e);
+                }
+            };
+            let mut failed = None;
+            while let Some(chunk) = rx.blocking_recv() {
+                if failed.is_none()
+                    && let Err(e) = incoming.write(&chunk)
+                {
+                    failed = Some(e);
+                }
+            }
+            match failed {
+                Some(e) => Err(e),
+                None => incoming.finish(),
+            }
+        });
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(Reception {
+                context,
+                req: req.clone(),
+                tx: Some(tx),
+                writer,
+            }),
+            Ok(Err(refusal)) => Err(refusal),
+            Err(_) => Err((Status::OUT_OF_RESOURCES, "storage writer failed".into())),
+        }
+    }
+
+    pub async fn push(&mut self, chunk: Vec<u8>) {
+        if let Some(tx) = &self.tx
+            && tx.send(chunk).await.is_err()
+        {
+            // The writer stopped early (an error it will report at finish); keep draining.
+            self.tx = None;
+        }
+    }
+
+    /// Ends the data set and waits for the archive's verdict.
+    pub async fn finish(mut self, status: &ScpStatus) -> (Command, Status, String) {
+        self.tx = None;
+        let sop = self.req.affected_sop_instance_uid.clone().unwrap_or_default();
+        let result = match self.writer.await {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::Io(std::io::Error::other(format!(
+                "storage writer panicked: {e}"
+            )))),
+        };
+        match result {
+            Ok(outcome) => {
+                status.instances_stored.fetch_add(1, Ordering::Relaxed);
+                if outcome != StoreOutcome::Stored {
+                    tracing::info!(sop_instance_uid = sop, ?outcome, "duplicate instance");
+                }
+                (self.req, Status::SUCCESS, String::new())
+            }
+            Err(e) => {
+                status.stores_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sop_instance_uid = sop, error = %e, "C-STORE failed");
+                let st = status_of(&e);
+                (self.req, st, e.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Settings: built-in defaults, overridden by a TOML file (`--config`), overridden by flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use pacsbox_archive::DuplicatePolicy;
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Folder holding the archive, its index and temp files.
+    pub data_dir: PathBuf,
+    /// Our DICOM AE title.
+    pub ae_title: String,
+    /// Address both listeners bind to.
+    pub bind: String,
+    pub dicom_port: u16,
+    pub http_port: u16,
+    /// Concurrent DICOM associations; beyond it, A-ASSOCIATE-RJ (transient, local limit).
+    pub max_associations: usize,
+    /// Free space (MiB) kept on the data volume; below it C-STORE answers A700.
+    pub reserve_mb: u64,
+    /// Same SOP Instance UID with different content: "keep" the first (newcomer aside under
+    /// conflicts/) or "overwrite".
+    pub duplicates: DuplicatePolicy,
+    /// Seconds of silence after which an association is closed.
+    pub idle_timeout_s: u64,
+    /// Reject associations whose Called AE Title is not ours.
+    pub check_called_ae: bool,
+    /// zstd level for uncompressed transfer syntaxes.
+    pub zstd_level: i32,
+    /// Largest PDU we accept, bytes.
+    pub max_pdu: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            ae_title: "PACSBOX".into(),
+            bind: "0.0.0.0".into(),
+            dicom_port: 11112,
+            http_port: 8080,
+            max_associations: 16,
+            reserve_mb: 512,
+            duplicates: DuplicatePolicy::Keep,
+            idle_timeout_s: 120,
+            check_called_ae: false,
+            zstd_level: 3,
+            max_pdu: 128 * 1024,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let ae = self.ae_title.trim();
+        anyhow::ensure!(
+            !ae.is_empty() && ae.len() <= 16 && ae.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\'),
+            "AE title {:?} must be 1-16 printable ASCII characters without backslash",
+            self.ae_title
+        );
+        anyhow::ensure!(self.max_associations > 0, "max_associations must be at least 1");
+        anyhow::ensure!(
+            (4096..=16 << 20).contains(&self.max_pdu),
+            "max_pdu must be between 4096 and 16 MiB"
+        );
+        anyhow::ensure!((1..=19).contains(&self.zstd_level), "zstd_level must be 1-19");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_typos_are_refused() {
+        let c: Config = toml::from_str("ae_title = \"CTARCH\"\ndicom_port = 104\nduplicates = \"overwrite\"").unwrap();
+        assert_eq!(c.ae_title, "CTARCH");
+        assert_eq!(c.dicom_port, 104);
+        assert_eq!(c.http_port, 8080);
+        assert_eq!(c.duplicates, DuplicatePolicy::Overwrite);
+        assert!(toml::from_str::<Config>("dicom_prot = 104").is_err());
+        let bad = Config {
+            ae_title: "MUCH_TOO_LONG_AE_TITLE".into(),
+            ..Config::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,335 @@
+//! `pacsbox`: the appliance binary. Parses the command line, loads settings, and wires the
+//! archive, the DICOM services and the HTTP status page together. Nothing else lives here.
+
+mod config;
+mod http;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use pacsbox_archive::{Archive, ArchiveConfig, DuplicatePolicy, InstanceRecord};
+use pacsbox_dicom::{DicomServer, ScpConfig};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "pacsbox", version, about = "DICOM archive appliance")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// TOML settings file (see README for every key).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data folder (overrides data_dir of the config file).
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the appliance: DICOM SCP and HTTP status.
+    Serve {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Our AE title.
+        #[arg(long)]
+        ae: Option<String>,
+        #[arg(long)]
+        dicom_port: Option<u16>,
+        #[arg(long)]
+        http_port: Option<u16>,
+        /// Address to listen on.
+        #[arg(long)]
+        bind: Option<String>,
+        #[arg(long)]
+        max_associations: Option<usize>,
+        /// Free space to keep on the data volume, MiB.
+        #[arg(long)]
+        reserve_mb: Option<u64>,
+        /// keep | overwrite
+        #[arg(long)]
+        duplicates: Option<String>,
+    },
+    /// Print every indexed instance as TSV: SOP UID, study UID, series UID, transfer syntax,
+    /// file, patient name.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Print the indexed instances of patients whose name matches (wildcards * ?).
+    Find {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        name: String,
+    },
+    /// Check that index and files agree; exit 1 if not.
+    Verify {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Also re-hash every file and compare with the hash recorded at ingest.
+        #[arg(long)]
+        checksums: bool,
+    },
+    /// Rebuild the index from the files alone.
+    Reindex {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pacsbox: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn settings(data: &DataArgs) -> anyhow::Result<Config> {
+    let mut c = Config::load(data.config.as_deref())?;
+    if let Some(d) = &data.data {
+        c.data_dir = d.clone();
+    }
+    Ok(c)
+}
+
+fn archive_config(c: &Config) -> ArchiveConfig {
+    ArchiveConfig {
+        reserve_bytes: c.reserve_mb << 20,
+        duplicates: c.duplicates,
+        zstd_level: c.zstd_level,
+    }
+}
+
+fn open(c: &Config) -> anyhow::Result<Archive> {
+    let (archive, report) = Archive::open(&c.data_dir, archive_config(c))
+        .with_context(|| format!("opening archive in {}", c.data_dir.display()))?;
+    if report.temp_files_removed + report.unindexed_files_removed > 0 {
+        tracing::warn!(?report, "recovered after an unclean shutdown");
+    }
+    Ok(archive)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve {
+            data,
+            ae,
+            dicom_port,
+            http_port,
+            bind,
+            max_associations,
+            reserve_mb,
+            duplicates,
+        } => {
+            let mut c = settings(&data)?;
+            if let Some(v) = ae {
+                c.ae_title = v;
+            }
+            if let Some(v) = dicom_port {
+                c.dicom_port = v;
+            }
+            if let Some(v) = http_port {
+                c.http_port = v;
+            }
+            if let Some(v) = bind {
+                c.bind = v;
+            }
+            if let Some(v) = max_associations {
+                c.max_associations = v;
+            }
+            if let Some(v) = reserve_mb {
+                c.reserve_mb = v;
+            }
+            if let Some(v) = duplicates {
+                c.duplicates = match v.as_str() {
+                    "keep" => DuplicatePolicy::Keep,
+                    "overwrite" => DuplicatePolicy::Overwrite,
+                    other => anyhow::bail!("--duplicates must be keep or overwrite, not {other:?}"),
+                };
+            }
+            c.validate()?;
+            serve(c)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::List { data } => {
+            let archive = open(&settings(&data)?)?;
+            let mut rows = Vec::new();
+            archive
+                .index()
+                .for_each_instance(|sop, rec| rows.push((sop.to_owned(), rec)))?;
+            print_rows(&archive, rows)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Find { data, name } => {
+            let archive = open(&settings(&data)?)?;
+            let mut rows = Vec::new();
+            for key in archive.index().patients_by_name(&name)? {
+                rows.extend(archive.index().patient_instances(&key)?);
+            }
+            print_rows(&archive, rows)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { data, checksums } => {
+            let archive = open(&settings(&data)?)?;
+            let report = archive.verify(checksums)?;
+            println!(
+                "indexed {}  files {}  missing {}  unindexed {}  checksum mismatches {}",
+                report.indexed,
+                report.files,
+                report.missing_files.len(),
+                report.unindexed_files.len(),
+                report.checksum_mismatches.len()
+            );
+            for m in &report.missing_files {
+                println!("missing file: {m}");
+            }
+            for u in &report.unindexed_files {
+                println!("unindexed file: {u}");
+            }
+            for c in &report.checksum_mismatches {
+                println!("checksum mismatch: {c}");
+            }
+            Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Reindex { data } => {
+            let c = settings(&data)?;
+            let n = pacsbox_archive::reindex(&c.data_dir)
+                .map_err(|e| anyhow::anyhow!("reindexing {}: {e}", c.data_dir.display()))?;
+            println!("indexed {n} instances");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_rows(archive: &Archive, rows: Vec<(String, InstanceRecord)>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut last_study: Option<(String, String)> = None;
+    for (sop, rec) in rows {
+        let name = match &last_study {
+            Some((uid, name)) if *uid == rec.study_uid => name.clone(),
+            _ => {
+                let name = archive
+                    .index()
+                    .study(&rec.study_uid)?
+                    .map(|s| s.patient_name)
+                    .unwrap_or_default();
+                last_study = Some((rec.study_uid.clone(), name.clone()));
+                name
+            }
+        };
+        writeln!(
+            out,
+            "{sop}\t{}\t{}\t{}\t{}\t{}",
+            rec.study_uid, rec.series_uid, rec.transfer_syntax, rec.rel_path, name
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn serve(c: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&c.data_dir)
+        .with_context(|| format!("creating data folder {}", c.data_dir.display()))?;
+    let archive = open(&c)?;
+    let dicom_addr: SocketAddr = format!("{}:{}", c.bind, c.dicom_port)
+        .parse()
+        .with_context(|| format!("bad bind address {}", c.bind))?;
+    let http_addr = format!("{}:{}", c.bind, c.http_port);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(32)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let scp = DicomServer::new(
+        archive.clone(),
+        ScpConfig {
+            ae_title: c.ae_title.clone(),
+            max_associations: c.max_associations,
+            max_pdu: c.max_pdu,
+            idle_timeout: Duration::from_secs(c.idle_timeout_s),
+            check_called_ae: c.check_called_ae,
+        },
+    );
+    let http = Arc::new(
+        tiny_http::Server::http(&http_addr)
+            .map_err(|e| anyhow::anyhow!("listening for HTTP on {http_addr}: {e}"))?,
+    );
+    let source = Arc::new(http::StatusSource {
+        archive: archive.clone(),
+        scp: scp.status(),
+        config: c.clone(),
+        started: Instant::now(),
+    });
+    let workers = http::serve(http.clone(), source).context("starting HTTP workers")?;
+    let data_dir = c.data_dir.clone();
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(dicom_addr)
+            .await
+            .with_context(|| format!("listening for DICOM on {dicom_addr}"))?;
+        tracing::info!(
+            ae_title = c.ae_title,
+            dicom = %dicom_addr,
+            http = %http_addr,
+            data = %data_dir.display(),
+            "pacsbox serving"
+        );
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing running associations");
+            let _ = tx.send(true);
+        });
+        scp.serve(listener, rx).await?;
+        anyhow::Ok(())
+    })?;
+    http.unblock();
+    http.unblock();
+    for w in workers {
+        let _ = w.join();
+    }
+    drop(archive);
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
