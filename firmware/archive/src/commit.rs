@@ -134,7 +134,11 @@ fn plan(shared: &Shared, job: &CommitJob, seen: &[String]) -> Result<Plan, Store
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_nanos())
                     .unwrap_or(0),
-                if rec.rel_path.ends_with(".zst") { "dcm.zst" } else { "dcm" }
+                if rec.rel_path.ends_with(".zst") {
+                    "dcm.zst"
+                } else {
+                    "dcm"
+                }
             );
             let rel = format!("conflicts/{name}");
             tracing::warn!(
@@ -220,7 +224,9 @@ fn commit_batch(shared: &Shared, volume: &File, batch: Vec<CommitJob>) {
         tracing::error!(error = %e, "index commit failed; batch undone");
         undo(&moved);
         for (job, _) in moved {
-            let _ = job.reply.send(Err(StoreError::Io(io::Error::other(e.to_string()))));
+            let _ = job
+                .reply
+                .send(Err(StoreError::Io(io::Error::other(e.to_string()))));
         }
         return;
     }

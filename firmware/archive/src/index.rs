@@ -101,7 +101,10 @@ impl Index {
         // The Pi has 2-8 GB; redb's default 1 GiB cache would be most of it.
         builder.set_cache_size(64 << 20);
         builder.set_repair_callback(|s| {
-            tracing::warn!(progress = s.progress(), "repairing index after unclean shutdown");
+            tracing::warn!(
+                progress = s.progress(),
+                "repairing index after unclean shutdown"
+            );
         });
         let db = builder.create(path)?;
         let index = Index { db };

@@ -97,7 +97,10 @@ pub(crate) fn begin(
                 "data volume under its reserve: refusing stores (A700) until space is freed"
             );
         } else {
-            tracing::info!(free = space.free_bytes, "free space is back: accepting stores");
+            tracing::info!(
+                free = space.free_bytes,
+                "free space is back: accepting stores"
+            );
         }
     }
     if refusing {
@@ -227,7 +230,11 @@ fn close(mut w: HashingWriter<BufWriter<File>>) -> Result<(u64, u64), StoreError
     let hash = w.hasher.digest();
     let size = w.written;
     // Durability comes from the committer's syncfs, once per batch, not one fsync per file.
-    drop(w.inner.into_inner().map_err(|e| StoreError::from_write(e.into_error()))?);
+    drop(
+        w.inner
+            .into_inner()
+            .map_err(|e| StoreError::from_write(e.into_error()))?,
+    );
     Ok((hash, size))
 }
 

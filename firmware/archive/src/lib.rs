@@ -99,8 +99,15 @@ pub struct Archive {
 impl Archive {
     /// Opens the data directory, recovering from an unclean shutdown first (tmp/ cleared, the
     /// last unfinished commit batch undone); this never scans the whole archive.
-    pub fn open(root: &Path, config: ArchiveConfig) -> Result<(Archive, RecoveryReport), OpenError> {
-        for d in [root.to_path_buf(), layout::tmp_dir(root), layout::archive_dir(root)] {
+    pub fn open(
+        root: &Path,
+        config: ArchiveConfig,
+    ) -> Result<(Archive, RecoveryReport), OpenError> {
+        for d in [
+            root.to_path_buf(),
+            layout::tmp_dir(root),
+            layout::archive_dir(root),
+        ] {
             std::fs::create_dir_all(&d).map_err(|source| OpenError::Dir { path: d, source })?;
         }
         let index_path = layout::index_path(root);
@@ -119,12 +126,13 @@ impl Archive {
             refusing: AtomicBool::new(false),
             nonce: AtomicU64::new(0),
         });
-        let committer = Arc::new(
-            Committer::start(shared.clone()).map_err(|source| OpenError::Dir {
-                path: root.to_path_buf(),
-                source,
-            })?,
-        );
+        let committer =
+            Arc::new(
+                Committer::start(shared.clone()).map_err(|source| OpenError::Dir {
+                    path: root.to_path_buf(),
+                    source,
+                })?,
+            );
         Ok((Archive { shared, committer }, report))
     }
 

@@ -212,7 +212,9 @@ pub(crate) fn reindex(root: &Path) -> Result<u64, Box<dyn std::error::Error + Se
     for f in files {
         match entry_from_file(root, &f) {
             Ok(e) => batch.push(e),
-            Err(e) => tracing::error!(file = %f.display(), error = %e, "cannot index file; left in place"),
+            Err(e) => {
+                tracing::error!(file = %f.display(), error = %e, "cannot index file; left in place")
+            }
         }
         if batch.len() >= 1000 {
             index.insert_batch(&batch)?;

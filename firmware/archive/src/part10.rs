@@ -56,7 +56,9 @@ pub fn read_header<R: Read>(r: &mut R) -> io::Result<ReadMeta> {
     let mut first = [0u8; 12];
     r.read_exact(&mut first)?;
     if first[..6] != [0x02, 0x00, 0x00, 0x00, b'U', b'L'] {
-        return Err(bad("File Meta does not start with its group length (0002,0000)"));
+        return Err(bad(
+            "File Meta does not start with its group length (0002,0000)",
+        ));
     }
     let group_len = u32::from_le_bytes([first[8], first[9], first[10], first[11]]);
     if group_len > 1 << 20 {
@@ -80,7 +82,10 @@ pub fn read_header<R: Read>(r: &mut R) -> io::Result<ReadMeta> {
             let l = u32::from_le_bytes([group[p + 8], group[p + 9], group[p + 10], group[p + 11]]);
             (l as usize, 12)
         } else {
-            (usize::from(u16::from_le_bytes([group[p + 6], group[p + 7]])), 8)
+            (
+                usize::from(u16::from_le_bytes([group[p + 6], group[p + 7]])),
+                8,
+            )
         };
         let start = p + hdr;
         let end = start.checked_add(len).filter(|&e| e <= group.len());

@@ -302,7 +302,9 @@ mod tests {
     fn skips_an_undefined_length_sequence_and_stops_after_the_wanted_range() {
         let mut ds = explicit_le((0x0008, 0x0018), b"UI", b"1.2.3\0");
         // (0008,1140) SQ, undefined length, one undefined-length item holding one element
-        ds.extend([0x08, 0x00, 0x40, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        ds.extend([
+            0x08, 0x00, 0x40, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+        ]);
         ds.extend([0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
         ds.extend(explicit_le((0x0008, 0x1150), b"UI", b"9.9\0"));
         ds.extend([0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);

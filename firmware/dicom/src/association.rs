@@ -13,10 +13,9 @@ use std::time::Duration;
 use dicom_core::dictionary::UidDictionary;
 use dicom_dictionary_std::StandardSopClassDictionary;
 use dicom_ul::pdu::{
-    AbortRQServiceProviderReason, AbortRQSource, AssociationAC, AssociationRJ,
-    AssociationRJResult, AssociationRJServiceUserReason, AssociationRJSource, AssociationRQ,
-    PDataValue, PDataValueType, PresentationContextResult, PresentationContextResultReason,
-    UserVariableItem,
+    AbortRQServiceProviderReason, AbortRQSource, AssociationAC, AssociationRJ, AssociationRJResult,
+    AssociationRJServiceUserReason, AssociationRJSource, AssociationRQ, PDataValue, PDataValueType,
+    PresentationContextResult, PresentationContextResultReason, UserVariableItem,
 };
 use dicom_ul::{Pdu, read_pdu, write_pdu};
 use pacsbox_archive::transfer_syntax;
@@ -100,7 +99,10 @@ async fn write_one(socket: &mut TcpStream, pdu: &Pdu) -> Result<(), AssocError> 
 pub async fn reject_over_limit(mut socket: TcpStream) {
     let idle = Duration::from_secs(10);
     if let Ok(Pdu::AssociationRQ(rq)) = read_one(&mut socket, MAX_ASSOCIATE_PDU, idle).await {
-        tracing::warn!(calling_ae = rq.calling_ae_title, "association rejected: connection limit reached");
+        tracing::warn!(
+            calling_ae = rq.calling_ae_title,
+            "association rejected: connection limit reached"
+        );
         let rj = Pdu::AssociationRJ(AssociationRJ {
             result: AssociationRJResult::Transient,
             source: AssociationRJSource::ServiceProviderPresentation(
@@ -177,7 +179,11 @@ impl Association {
         }
         if let Some(reason) = refusal {
             tracing::warn!(calling_ae = calling_ae_title, called_ae = called_ae_title, %reason, "association rejected");
-            write_one(&mut socket, &reject(AssociationRJSource::ServiceUser(reason))).await?;
+            write_one(
+                &mut socket,
+                &reject(AssociationRJSource::ServiceUser(reason)),
+            )
+            .await?;
             return Ok(None);
         }
         let peer_max_pdu = user_variables
@@ -193,7 +199,10 @@ impl Association {
         for pc in presentation_contexts {
             let abstract_syntax = trim_uid(&pc.abstract_syntax).to_owned();
             let (reason, ts) = if !abstract_syntax_supported(&abstract_syntax) {
-                (PresentationContextResultReason::AbstractSyntaxNotSupported, None)
+                (
+                    PresentationContextResultReason::AbstractSyntaxNotSupported,
+                    None,
+                )
             } else {
                 // The peer lists its preference first; take the first one we accept.
                 match pc
@@ -202,8 +211,14 @@ impl Association {
                     .map(|t| trim_uid(t))
                     .find(|t| transfer_syntax::is_accepted(t))
                 {
-                    Some(t) => (PresentationContextResultReason::Acceptance, Some(t.to_owned())),
-                    None => (PresentationContextResultReason::TransferSyntaxesNotSupported, None),
+                    Some(t) => (
+                        PresentationContextResultReason::Acceptance,
+                        Some(t.to_owned()),
+                    ),
+                    None => (
+                        PresentationContextResultReason::TransferSyntaxesNotSupported,
+                        None,
+                    ),
                 }
             };
             if let Some(ts) = &ts {
@@ -258,7 +273,8 @@ impl Association {
 
     /// Sends a DIMSE command set on a presentation context, fragmented to the peer's maximum.
     pub async fn send_command(&mut self, context: u8, bytes: Vec<u8>) -> Result<(), AssocError> {
-        self.send_fragments(context, PDataValueType::Command, bytes).await
+        self.send_fragments(context, PDataValueType::Command, bytes)
+            .await
     }
 
     async fn send_fragments(

@@ -84,7 +84,10 @@ impl Status {
 
     pub fn is_failure(self) -> bool {
         // Success, pending, cancel and the warning codes (Bxxx, 0107H, 0116H) are not failures.
-        !matches!(self.0, 0x0000 | 0xFF00 | 0xFF01 | 0xFE00 | 0x0107 | 0x0116 | 0xB000..=0xBFFF)
+        !matches!(
+            self.0,
+            0x0000 | 0xFF00 | 0xFF01 | 0xFE00 | 0x0107 | 0x0116 | 0xB000..=0xBFFF
+        )
     }
 }
 
@@ -309,7 +312,7 @@ mod tests {
         assert_eq!(back.message_id, None);
         assert_eq!(back.status, Some(Status::OUT_OF_RESOURCES));
         assert_eq!(back.affected_sop_instance_uid.as_deref(), Some("1.2.3"));
-        assert_eq!(back.error_comment.map(|c| c.len()), Some(64));
+        assert_eq!(back.error_comment.as_ref().map(|c| c.len()), Some(64));
         assert!(!back.has_dataset());
     }
 

@@ -5,10 +5,10 @@
 //! the C-STORE SCP that streams data into the archive. The archive crate knows nothing of this
 //! one.
 
+mod association;
 pub mod dimse;
 mod echo;
 pub mod server;
-mod association;
 pub mod sop_classes;
 mod store;
 

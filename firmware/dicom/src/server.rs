@@ -178,7 +178,10 @@ async fn handle(
 enum State {
     Idle,
     /// Collecting the fragments of a command set.
-    Command { context: u8, bytes: Vec<u8> },
+    Command {
+        context: u8,
+        bytes: Vec<u8>,
+    },
     /// Receiving the data set of a C-STORE.
     Storing(store::Reception),
     /// Discarding the data set of a request we already answered or cannot serve.
@@ -194,11 +197,29 @@ async fn run(
     mut assoc: Association,
     archive: &Archive,
     status: &ScpStatus,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), AssocError> {
     let mut state = State::Idle;
     loop {
-        let pdu = match assoc.receive().await {
+        // On shutdown, an association between messages is aborted at once; one in the middle
+        // of a C-STORE is allowed to finish it.
+        let idle = matches!(state, State::Idle);
+        if idle && *shutdown.borrow() {
+            assoc
+                .abort(AbortRQServiceProviderReason::ReasonNotSpecified)
+                .await;
+            return Ok(());
+        }
+        let received = tokio::select! {
+            r = assoc.receive() => r,
+            _ = shutdown.changed(), if idle => {
+                assoc
+                    .abort(AbortRQServiceProviderReason::ReasonNotSpecified)
+                    .await;
+                return Ok(());
+            }
+        };
+        let pdu = match received {
             Ok(p) => p,
             Err(e @ AssocError::Malformed(_)) | Err(e @ AssocError::TooLarge(_)) => {
                 assoc
@@ -224,13 +245,11 @@ async fn run(
             }
             other => {
                 let what = other.short_description().to_string();
-                assoc.abort(AbortRQServiceProviderReason::UnexpectedPdu).await;
+                assoc
+                    .abort(AbortRQServiceProviderReason::UnexpectedPdu)
+                    .await;
                 return Err(AssocError::Malformed(format!("unexpected {what}")));
             }
-        }
-        if *shutdown.borrow() && matches!(state, State::Idle) {
-            assoc.abort(AbortRQServiceProviderReason::ReasonNotSpecified).await;
-            return Ok(());
         }
     }
 }
@@ -286,7 +305,9 @@ async fn step(
             }
         }
         (_, kind) => {
-            assoc.abort(AbortRQServiceProviderReason::UnexpectedPdu).await;
+            assoc
+                .abort(AbortRQServiceProviderReason::UnexpectedPdu)
+                .await;
             Err(protocol_error(format!(
                 "unexpected {kind:?} fragment on presentation context {ctx}"
             )))
@@ -345,7 +366,9 @@ async fn collect_command(
     };
     match req.field {
         CommandField::CEchoRq => {
-            assoc.send_command(ctx, echo::respond(&req).encode()).await?;
+            assoc
+                .send_command(ctx, echo::respond(&req).encode())
+                .await?;
             Ok(State::Idle)
         }
         CommandField::CStoreRq if req.has_dataset() => {

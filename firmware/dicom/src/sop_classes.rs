@@ -33,7 +33,9 @@ mod tests {
         assert!(storage(uids::NUCLEAR_MEDICINE_IMAGE_STORAGE));
         assert!(!storage(uids::STORAGE_COMMITMENT_PUSH_MODEL));
         assert!(!storage(uids::MEDIA_STORAGE_DIRECTORY_STORAGE));
-        assert!(!storage(uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND));
+        assert!(!storage(
+            uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND
+        ));
         assert!(!storage("1.2.3.4.5.6.7"));
     }
 }

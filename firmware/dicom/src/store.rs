@@ -112,7 +112,11 @@ impl Reception {
     /// Ends the data set and waits for the archive's verdict.
     pub async fn finish(mut self, status: &ScpStatus) -> (Command, Status, String) {
         self.tx = None;
-        let sop = self.req.affected_sop_instance_uid.clone().unwrap_or_default();
+        let sop = self
+            .req
+            .affected_sop_instance_uid
+            .clone()
+            .unwrap_or_default();
         let result = match self.writer.await {
             Ok(r) => r,
             Err(e) => Err(StoreError::Io(std::io::Error::other(format!(

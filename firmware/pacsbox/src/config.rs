@@ -66,16 +66,24 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         let ae = self.ae_title.trim();
         anyhow::ensure!(
-            !ae.is_empty() && ae.len() <= 16 && ae.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\'),
+            !ae.is_empty()
+                && ae.len() <= 16
+                && ae.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\'),
             "AE title {:?} must be 1-16 printable ASCII characters without backslash",
             self.ae_title
         );
-        anyhow::ensure!(self.max_associations > 0, "max_associations must be at least 1");
+        anyhow::ensure!(
+            self.max_associations > 0,
+            "max_associations must be at least 1"
+        );
         anyhow::ensure!(
             (4096..=16 << 20).contains(&self.max_pdu),
             "max_pdu must be between 4096 and 16 MiB"
         );
-        anyhow::ensure!((1..=19).contains(&self.zstd_level), "zstd_level must be 1-19");
+        anyhow::ensure!(
+            (1..=19).contains(&self.zstd_level),
+            "zstd_level must be 1-19"
+        );
         Ok(())
     }
 }
@@ -86,7 +94,9 @@ mod tests {
 
     #[test]
     fn file_overrides_defaults_and_typos_are_refused() {
-        let c: Config = toml::from_str("ae_title = \"CTARCH\"\ndicom_port = 104\nduplicates = \"overwrite\"").unwrap();
+        let c: Config =
+            toml::from_str("ae_title = \"CTARCH\"\ndicom_port = 104\nduplicates = \"overwrite\"")
+                .unwrap();
         assert_eq!(c.ae_title, "CTARCH");
         assert_eq!(c.dicom_port, 104);
         assert_eq!(c.http_port, 8080);

@@ -332,4 +332,3 @@ async fn wait_for_signal() {
         _ = int.recv() => {},
     }
 }
-
