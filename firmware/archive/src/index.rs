@@ -236,6 +236,24 @@ impl Index {
         Ok(out)
     }
 
+    /// Instances whose own Patient's Name matches `pattern` (see `patients_by_name`).
+    pub fn instances_by_name(&self, pattern: &str) -> Result<Vec<(String, InstanceRecord)>> {
+        let pat = pacsbox_charset::normalize_search_text(pattern);
+        let mut out = Vec::new();
+        for key in self.patients_by_name(pattern)? {
+            out.extend(
+                self.patient_instances(&key)?
+                    .into_iter()
+                    .filter(|(_, rec)| {
+                        pacsbox_charset::person_name_search_keys(&rec.patient_name)
+                            .iter()
+                            .any(|k| wildcard_match(&pat, k))
+                    }),
+            );
+        }
+        Ok(out)
+    }
+
     /// The instances of a patient, for listings.
     pub fn patient_instances(&self, patient_key: &str) -> Result<Vec<(String, InstanceRecord)>> {
         let txn = self.read()?;
@@ -266,6 +284,16 @@ fn insert_one(txn: &WriteTransaction, e: &IndexEntry) -> Result<()> {
     let mut instances = txn.open_table(INSTANCES)?;
     let replaced = instances.get(sop)?.is_some();
     instances.insert(sop, enc(&e.record)?.as_slice())?;
+    // Every name a patient was sent under finds them (inserting an existing pair is a no-op).
+    let mut by_name = txn.open_multimap_table(PATIENT_BY_NAME)?;
+    let name_owner = match txn.open_table(STUDIES)?.get(a.study_uid.as_str())? {
+        Some(v) => dec::<StudyRecord>(v.value())?.patient_key,
+        None => patient_key(a),
+    };
+    for key in pacsbox_charset::person_name_search_keys(&a.patient_name) {
+        by_name.insert(key.as_str(), name_owner.as_str())?;
+    }
+    drop(by_name);
     if replaced {
         // An overwrite keeps the hierarchy it was first filed under; counts are unchanged.
         return Ok(());
@@ -346,7 +374,6 @@ fn insert_one(txn: &WriteTransaction, e: &IndexEntry) -> Result<()> {
         Some(v) => Some(dec(v.value())?),
         None => None,
     };
-    let new_patient = existing_patient.is_none();
     let mut patient = existing_patient.unwrap_or_else(|| PatientRecord {
         patient_id: a.patient_id.clone(),
         name: a.patient_name.clone(),
@@ -364,12 +391,6 @@ fn insert_one(txn: &WriteTransaction, e: &IndexEntry) -> Result<()> {
             .insert(pkey.as_str(), study_uid)?;
     }
     patients.insert(pkey.as_str(), enc(&patient)?.as_slice())?;
-    if new_patient {
-        let mut by_name = txn.open_multimap_table(PATIENT_BY_NAME)?;
-        for key in pacsbox_charset::person_name_search_keys(&a.patient_name) {
-            by_name.insert(key.as_str(), pkey.as_str())?;
-        }
-    }
     Ok(())
 }
 

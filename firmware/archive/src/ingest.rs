@@ -1,10 +1,10 @@
 //! Receiving one instance: stream the dataset to a temp file as Part-10 (zstd-wrapped when
-//! native), read back its header to validate and index it, then hand it to the committer and
-//! wait until it is durable. Only after [`IncomingInstance::finish`] returns `Ok` may the
-//! network layer answer success.
+//! native) while walking its structure and picking the indexed attributes out of the same
+//! pass, then hand it to the committer and wait until it is durable. Only after
+//! [`IncomingInstance::receive`] returns `Ok` may the network layer answer success.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -71,13 +71,12 @@ enum Sink {
     Zstd(zstd::stream::write::Encoder<'static, HashingWriter<BufWriter<File>>>),
 }
 
-/// An instance being received. Dropping it without `finish` removes the temp file.
+/// An instance being received. Dropping it without `receive` succeeding removes the temp file.
 pub struct IncomingInstance {
     committer: Arc<Committer>,
     req: StoreRequest,
     tmp_path: PathBuf,
     sink: Option<Sink>,
-    header_len: u64,
     dataset_hasher: xxhash_rust::xxh3::Xxh3,
     zstd: bool,
 }
@@ -139,7 +138,6 @@ pub(crate) fn begin(
         req,
         tmp_path,
         sink: None,
-        header_len: header.len() as u64,
         dataset_hasher: xxhash_rust::xxh3::Xxh3::new(),
         zstd,
     };
@@ -152,28 +150,62 @@ pub(crate) fn begin(
     Ok(incoming)
 }
 
-impl IncomingInstance {
-    /// Appends dataset bytes as they arrive from the network.
-    pub fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
-        self.dataset_hasher.update(chunk);
-        match self.sink.as_mut() {
+/// Passes the network stream to the structural walk while writing every byte to the file
+/// and hashing it: one pass, nothing buffered beyond a PDU.
+struct Tee<'a, R> {
+    input: R,
+    incoming: &'a mut IncomingInstance,
+    write_error: Option<io::Error>,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.input.read(buf)?;
+        let chunk = &buf[..n];
+        self.incoming.dataset_hasher.update(chunk);
+        let written = match self.incoming.sink.as_mut() {
             Some(Sink::Plain(w)) => w.write_all(chunk),
             Some(Sink::Zstd(w)) => w.write_all(chunk),
-            None => return Err(StoreError::ShuttingDown),
+            None => Err(io::Error::other("instance already closed")),
+        };
+        if let Err(e) = written {
+            let kind = e.kind();
+            self.write_error = Some(e);
+            // Stop the walk; the caller reports the write error, not a parse error.
+            return Err(io::Error::new(kind, "writing the received data set failed"));
         }
-        .map_err(StoreError::from_write)
+        Ok(n)
     }
+}
 
-    /// Validates, files and durably indexes the instance; blocks until its commit batch is on
-    /// disk.
-    pub fn finish(mut self) -> Result<StoreOutcome, StoreError> {
+impl IncomingInstance {
+    /// Receives the whole data set from `data` (the network stream, or a file), proves it is
+    /// complete, files and durably indexes it; blocks until its commit batch is on disk.
+    pub fn receive<R: Read>(mut self, data: R) -> Result<StoreOutcome, StoreError> {
+        let enc = DatasetEncoding::of(&self.req.transfer_syntax);
+        let mut tee = Tee {
+            input: data,
+            incoming: &mut self,
+            write_error: None,
+        };
+        let walked = scan::scan_dataset(&mut tee, enc);
+        if let Some(e) = tee.write_error.take() {
+            return Err(StoreError::from_write(e));
+        }
+        let header = walked.map_err(|e| match e {
+            ScanError::Io(io) if io.kind() != io::ErrorKind::InvalidData => StoreError::Io(io),
+            other => StoreError::CannotUnderstand(other.to_string()),
+        })?;
+        let attrs = InstanceAttrs::from_header(&header)
+            .map_err(|e| StoreError::CannotUnderstand(e.to_string()))?;
         let (file_hash, file_size) = match self.sink.take() {
             Some(Sink::Plain(w)) => close(w)?,
             Some(Sink::Zstd(w)) => close(w.finish().map_err(StoreError::from_write)?)?,
             None => return Err(StoreError::ShuttingDown),
         };
-        let attrs = self.read_back()?;
-        if attrs.sop_instance_uid.as_str() != self.req.sop_instance_uid.trim_end_matches('\0') {
+        if attrs.sop_instance_uid.as_str()
+            != self.req.sop_instance_uid.trim_end_matches(['\0', ' '])
+        {
             return Err(StoreError::Mismatch(format!(
                 "SOP Instance UID in dataset ({}) differs from the C-STORE request ({})",
                 attrs.sop_instance_uid, self.req.sop_instance_uid
@@ -191,6 +223,7 @@ impl IncomingInstance {
             sop_class_uid: attrs.sop_class_uid.to_string(),
             transfer_syntax: self.req.transfer_syntax.clone(),
             instance_number: attrs.instance_number,
+            patient_name: attrs.patient_name.clone(),
             rel_path,
             file_size,
             file_hash,
@@ -206,22 +239,6 @@ impl IncomingInstance {
         };
         self.committer.submit(job)?;
         rx.recv().map_err(|_| StoreError::ShuttingDown)?
-    }
-
-    fn read_back(&self) -> Result<InstanceAttrs, StoreError> {
-        let file = BufReader::with_capacity(64 << 10, File::open(&self.tmp_path)?);
-        let mut reader: Box<dyn Read> = if self.zstd {
-            Box::new(zstd::stream::read::Decoder::with_buffer(file)?)
-        } else {
-            Box::new(file)
-        };
-        io::copy(&mut (&mut reader).take(self.header_len), &mut io::sink())?;
-        let enc = DatasetEncoding::of(&self.req.transfer_syntax);
-        let header = scan::scan_header(reader, enc).map_err(|e| match e {
-            ScanError::Io(io) if io.kind() != io::ErrorKind::InvalidData => StoreError::Io(io),
-            other => StoreError::CannotUnderstand(other.to_string()),
-        })?;
-        InstanceAttrs::from_header(&header).map_err(|e| StoreError::CannotUnderstand(e.to_string()))
     }
 }
 

@@ -157,14 +157,13 @@ fn entry_from_file(root: &Path, path: &Path) -> io::Result<IndexEntry> {
         Box::new(file)
     };
     let meta = part10::read_header(&mut reader)?;
-    // Hash the dataset while the scanner reads it, then the rest of it.
+    // Hash the dataset while the walk reads all of it.
     let mut tee = HashingReader {
         inner: reader,
         hasher: xxhash_rust::xxh3::Xxh3::new(),
     };
-    let header = scan::scan_header(&mut tee, DatasetEncoding::of(&meta.transfer_syntax))
+    let header = scan::scan_dataset(&mut tee, DatasetEncoding::of(&meta.transfer_syntax))
         .map_err(|e| bad(e.to_string()))?;
-    io::copy(&mut tee, &mut io::sink())?;
     let attrs = InstanceAttrs::from_header(&header).map_err(|e| bad(e.to_string()))?;
     let rel_path = path
         .strip_prefix(root)
@@ -176,6 +175,7 @@ fn entry_from_file(root: &Path, path: &Path) -> io::Result<IndexEntry> {
         sop_class_uid: attrs.sop_class_uid.to_string(),
         transfer_syntax: meta.transfer_syntax,
         instance_number: attrs.instance_number,
+        patient_name: attrs.patient_name.clone(),
         rel_path,
         file_size: std::fs::metadata(path)?.len(),
         file_hash: hash_file(path)?,

@@ -109,6 +109,9 @@ pub struct InstanceRecord {
     pub sop_class_uid: String,
     pub transfer_syntax: String,
     pub instance_number: Option<i32>,
+    /// The instance's own Patient's Name (decoded): names change (marriage, corrections) and
+    /// each instance keeps what it was sent with.
+    pub patient_name: String,
     /// Relative to the data directory, `/`-separated.
     pub rel_path: String,
     pub file_size: u64,

@@ -1,10 +1,12 @@
-//! A raw reader of the top of a dataset: the attributes the index needs, as undecoded bytes.
+//! A single-pass structural walk of a dataset: it proves the dataset is complete (every
+//! element, item and sequence ends where it says, the stream ends on an element boundary) and
+//! keeps the raw bytes of the attributes the index needs.
 //!
 //! Why not dicom-object: it decodes text with its own character-set support, which garbles
-//! ISO 2022 code extensions (Korean `\ISO 2022 IR 149` above all), and it would read pixel data
-//! we do not need. This walker reads elements in order, skips sequences (defined or undefined
-//! length), and stops at the first top-level tag past the last one the index wants, so even a
-//! multi-hundred-MB multi-frame object costs a few kilobytes of reading here.
+//! ISO 2022 code extensions (Korean `\ISO 2022 IR 149` above all), and it would hold values we
+//! only need to skip. The walker keeps at most the wanted attributes in memory; large values
+//! (pixel data) stream through `io::copy`, so ingest can run the walk over the network stream
+//! itself while teeing it to disk.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -59,7 +61,6 @@ pub mod tags {
         SERIES_NUMBER,
         INSTANCE_NUMBER,
     ];
-    pub const LAST_WANTED: Tag = INSTANCE_NUMBER;
 }
 
 const ITEM: Tag = (0xFFFE, 0xE000);
@@ -88,7 +89,8 @@ pub enum ScanError {
 /// The wanted top-level attributes, raw value bytes (padding included).
 pub type RawHeader = BTreeMap<Tag, Vec<u8>>;
 
-pub fn scan_header<R: Read>(reader: R, encoding: DatasetEncoding) -> Result<RawHeader, ScanError> {
+/// Walks the whole dataset to its end; returns the wanted top-level attributes.
+pub fn scan_dataset<R: Read>(reader: R, encoding: DatasetEncoding) -> Result<RawHeader, ScanError> {
     match encoding {
         DatasetEncoding::Deflated => {
             let inflated = flate2::read::DeflateDecoder::new(reader);
@@ -214,9 +216,6 @@ impl<R: Read> Walker<R> {
     fn top_level(mut self) -> Result<RawHeader, ScanError> {
         let mut out = RawHeader::new();
         while let Some(h) = self.header()? {
-            if h.tag > tags::LAST_WANTED {
-                break;
-            }
             if h.tag.0 == 0xFFFE {
                 return Err(ScanError::StrayDelimiter(h.tag.0, h.tag.1));
             }
@@ -299,7 +298,7 @@ mod tests {
     }
 
     #[test]
-    fn skips_an_undefined_length_sequence_and_stops_after_the_wanted_range() {
+    fn skips_sequences_keeps_wanted_attributes_and_refuses_short_pixel_data() {
         let mut ds = explicit_le((0x0008, 0x0018), b"UI", b"1.2.3\0");
         // (0008,1140) SQ, undefined length, one undefined-length item holding one element
         ds.extend([
@@ -310,19 +309,29 @@ mod tests {
         ds.extend([0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
         ds.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
         ds.extend(explicit_le((0x0010, 0x0010), b"PN", b"DOE^JOHN"));
-        // pixel data header with a length far beyond the buffer: must never be read
-        ds.extend([0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0, 0, 0, 0, 0x10]);
-        let h = scan_header(&ds[..], DatasetEncoding::ExplicitLittle).unwrap();
+        let mut complete = ds.clone();
+        complete.extend([
+            0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0, 4, 0, 0, 0, 1, 2, 3, 4,
+        ]);
+        let h = scan_dataset(&complete[..], DatasetEncoding::ExplicitLittle).unwrap();
         assert_eq!(h[&tags::SOP_INSTANCE_UID], b"1.2.3\0");
         assert_eq!(h[&tags::PATIENT_NAME], b"DOE^JOHN");
         assert!(!h.contains_key(&(0x0008, 0x1150)));
+        // pixel data that announces more bytes than the stream holds: truncated, refused
+        ds.extend([
+            0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0, 0, 0, 0, 0x10, 1, 2,
+        ]);
+        assert!(matches!(
+            scan_dataset(&ds[..], DatasetEncoding::ExplicitLittle),
+            Err(ScanError::Truncated(_))
+        ));
     }
 
     #[test]
     fn truncation_is_an_error_not_a_panic() {
         let ds = explicit_le((0x0010, 0x0010), b"PN", b"DOE^JOHN");
         for cut in 1..ds.len() {
-            assert!(scan_header(&ds[..cut], DatasetEncoding::ExplicitLittle).is_err());
+            assert!(scan_dataset(&ds[..cut], DatasetEncoding::ExplicitLittle).is_err());
         }
         // random bytes never panic either
         let mut x: u32 = 12345;
@@ -333,8 +342,8 @@ mod tests {
                     (x >> 16) as u8
                 })
                 .collect();
-            let _ = scan_header(&bytes[..], DatasetEncoding::ImplicitLittle);
-            let _ = scan_header(&bytes[..], DatasetEncoding::ExplicitBig);
+            let _ = scan_dataset(&bytes[..], DatasetEncoding::ImplicitLittle);
+            let _ = scan_dataset(&bytes[..], DatasetEncoding::ExplicitBig);
         }
     }
 }

@@ -67,12 +67,7 @@ fn config() -> ArchiveConfig {
 }
 
 fn store(archive: &Archive, sop: &str, data: &[u8]) -> Result<StoreOutcome, StoreError> {
-    let mut incoming = archive.begin_store(request(sop))?;
-    // in PDU-sized pieces, as the network delivers them
-    for chunk in data.chunks(1000) {
-        incoming.write(chunk)?;
-    }
-    incoming.finish()
+    archive.begin_store(request(sop))?.receive(data)
 }
 
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -22,6 +22,32 @@ use crate::server::ScpStatus;
 /// a few PDUs.
 const QUEUE: usize = 4;
 
+/// The data set fragments of one C-STORE as a blocking `Read` for the archive's single pass.
+/// End of stream is the network side dropping its sender after the last fragment.
+struct ChannelReader<'a> {
+    rx: &'a mut mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl std::io::Read for ChannelReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.blocking_recv() {
+                Some(c) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 pub struct Reception {
     pub context: u8,
     req: Command,
@@ -65,7 +91,7 @@ impl Reception {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let writer = tokio::task::spawn_blocking(move || {
-            let mut incoming = match archive.begin_store(request) {
+            let incoming = match archive.begin_store(request) {
                 Ok(i) => {
                     let _ = ready_tx.send(Ok(()));
                     i
@@ -75,18 +101,11 @@ impl Reception {
                     return Err(e);
                 }
             };
-            let mut failed = None;
-            while let Some(chunk) = rx.blocking_recv() {
-                if failed.is_none()
-                    && let Err(e) = incoming.write(&chunk)
-                {
-                    failed = Some(e);
-                }
-            }
-            match failed {
-                Some(e) => Err(e),
-                None => incoming.finish(),
-            }
+            incoming.receive(ChannelReader {
+                rx: &mut rx,
+                chunk: Vec::new(),
+                pos: 0,
+            })
         });
         match ready_rx.await {
             Ok(Ok(())) => Ok(Reception {

@@ -177,16 +177,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             archive
                 .index()
                 .for_each_instance(|sop, rec| rows.push((sop.to_owned(), rec)))?;
-            print_rows(&archive, rows)?;
+            print_rows(rows)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Find { data, name } => {
             let archive = open(&settings(&data)?)?;
-            let mut rows = Vec::new();
-            for key in archive.index().patients_by_name(&name)? {
-                rows.extend(archive.index().patient_instances(&key)?);
-            }
-            print_rows(&archive, rows)?;
+            print_rows(archive.index().instances_by_name(&name)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { data, checksums } => {
@@ -225,27 +221,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_rows(archive: &Archive, rows: Vec<(String, InstanceRecord)>) -> anyhow::Result<()> {
+fn print_rows(rows: Vec<(String, InstanceRecord)>) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut last_study: Option<(String, String)> = None;
     for (sop, rec) in rows {
-        let name = match &last_study {
-            Some((uid, name)) if *uid == rec.study_uid => name.clone(),
-            _ => {
-                let name = archive
-                    .index()
-                    .study(&rec.study_uid)?
-                    .map(|s| s.patient_name)
-                    .unwrap_or_default();
-                last_study = Some((rec.study_uid.clone(), name.clone()));
-                name
-            }
-        };
         writeln!(
             out,
             "{sop}\t{}\t{}\t{}\t{}\t{}",
-            rec.study_uid, rec.series_uid, rec.transfer_syntax, rec.rel_path, name
+            rec.study_uid, rec.series_uid, rec.transfer_syntax, rec.rel_path, rec.patient_name
         )?;
     }
     out.flush()?;

@@ -1,0 +1,839 @@
+"""Shared helpers for the pacsbox end-to-end tests.
+
+Everything here talks to the real `pacsbox` binary (path from $PACSBOX_BIN,
+default target/release/pacsbox) over loopback, or inspects the files it leaves
+in its data directory.  Nothing in here knows how the server is implemented.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+REPO = Path(__file__).resolve().parents[2]
+
+# DCMTK's tools, by absolute path: pynetdicom installs Python scripts called
+# `storescu`/`echoscu` that shadow DCMTK's on PATH.
+STORESCU = "/usr/bin/storescu"
+ECHOSCU = "/usr/bin/echoscu"
+DCMDUMP = "/usr/bin/dcmdump"
+ZSTD = "zstd"
+
+# Debian's DCMTK leaves Nagle on unless told otherwise (~11 C-STOREs/s).
+DCMTK_ENV = dict(os.environ, TCP_NODELAY="1")
+
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+DEFLATED_LE = "1.2.840.10008.1.2.1.99"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+
+# Native (unencapsulated, not deflated) syntaxes: stored as <sop>.dcm.zst.
+# Everything else (encapsulated and deflated) is stored as <sop>.dcm.
+NATIVE_TS = {IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE}
+# Encapsulated syntaxes: stored as <sop>.dcm, bytes as received.
+ENCAPSULATED_TS = {
+    "1.2.840.10008.1.2.4.50",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51",  # JPEG extended
+    "1.2.840.10008.1.2.4.57",  # JPEG lossless
+    "1.2.840.10008.1.2.4.70",  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.5",  # RLE lossless
+}
+ACCEPTED_TS = NATIVE_TS | ENCAPSULATED_TS | {DEFLATED_LE}
+
+STORAGE_PREFIX = "1.2.840.10008.5.1.4.1.1"
+VERIFICATION = "1.2.840.10008.1.1"
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
+REL_PATH_RE = re.compile(
+    r"^archive/(?P<bucket>[0-9a-fA-F]{2})/(?P<study>[0-9.]+)/(?P<series>[0-9.]+)/"
+    r"(?P<sop>[0-9.]+)\.dcm(?P<zst>\.zst)?$"
+)
+
+# The server's log goes to a file here: ask for plain text (tracing-subscriber honours NO_COLOR).
+SERVER_ENV = dict(os.environ, NO_COLOR="1", RUST_BACKTRACE="1")
+
+
+def valid_uid(uid: str) -> bool:
+    return len(uid) <= 64 and bool(UID_RE.match(uid))
+
+
+# --------------------------------------------------------------------------
+# processes, ports, polling
+# --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_ports(n: int) -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < n:
+        ports.add(free_port())
+    return list(ports)
+
+
+def wait_until(pred, timeout: float, what: str, interval: float = 0.05):
+    """Poll `pred()` until it returns a truthy value; return that value."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - polling
+            last_exc = e
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}; last error: {last_exc!r}")
+        time.sleep(interval)
+
+
+def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, str, bytes]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read()
+
+
+def tail(path: Path, limit: int = 20000) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    if len(data) > limit:
+        data = b"...[truncated]...\n" + data[-limit:]
+    return data.decode("utf-8", "replace")
+
+
+@dataclass
+class CliResult:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def describe(self) -> str:
+        return (
+            f"$ {' '.join(self.args)}\n-> exit {self.returncode}\n"
+            f"--- stdout ---\n{self.stdout[-8000:]}\n--- stderr ---\n{self.stderr[-8000:]}"
+        )
+
+
+def run_pacsbox(binary: Path, *args: str, timeout: float = 120, check: bool = False) -> CliResult:
+    cmd = [str(binary), *map(str, args)]
+    p = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    r = CliResult(cmd, p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"))
+    if check and r.returncode != 0:
+        raise AssertionError(f"pacsbox command failed:\n{r.describe()}")
+    return r
+
+
+@dataclass
+class ListEntry:
+    sop: str
+    study: str
+    series: str
+    ts: str
+    path: str
+    patient_name: str
+
+
+def parse_list(stdout: str) -> dict[str, ListEntry]:
+    """Parse `pacsbox list`/`find` TSV output into {sop_uid: entry}; asserts the format."""
+    out: dict[str, ListEntry] = {}
+    for n, line in enumerate(stdout.splitlines(), 1):
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        assert len(cols) == 6, f"list line {n} has {len(cols)} TAB-separated columns, expected 6: {line!r}"
+        e = ListEntry(*cols)
+        assert e.sop not in out, f"SOP Instance UID listed twice: {e.sop}"
+        out[e.sop] = e
+    return out
+
+
+class PacsboxServer:
+    """One `pacsbox serve` process.  Created by the `server` fixture factory."""
+
+    def __init__(self, binary: Path, data: Path, logdir: Path, *, ae: str = "PACSBOX", extra: Iterable[str] = ()):
+        self.binary = binary
+        self.data = data
+        self.ae = ae
+        self.extra = list(extra)
+        self.logdir = logdir
+        self.proc: subprocess.Popen | None = None
+        self.dicom_port = 0
+        self.http_port = 0
+        self.starts = 0
+        self.logs: list[Path] = []
+        # False while the server is supposed to be up; set by stop()/kill().
+        self.expected_down = True
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> "PacsboxServer":
+        assert self.proc is None or self.proc.poll() is not None, "server already running"
+        last_err = None
+        for _attempt in range(3):  # retry only on a lost free-port race
+            self.dicom_port, self.http_port = free_ports(2)
+            self.starts += 1
+            log = self.logdir / f"pacsbox-stderr-{self.starts}.log"
+            self.logs.append(log)
+            cmd = [
+                str(self.binary), "serve",
+                "--data", str(self.data),
+                "--ae", self.ae,
+                "--dicom-port", str(self.dicom_port),
+                "--http-port", str(self.http_port),
+                *self.extra,
+            ]
+            self.expected_down = False
+            with open(log, "wb") as f:
+                self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                             env=SERVER_ENV)
+            try:
+                self.wait_ready(timeout)
+                return self
+            except _EarlyExit as e:
+                last_err = e
+                if "in use" in self.stderr_text(self.starts).lower():
+                    continue
+                raise AssertionError(str(e)) from None
+        raise AssertionError(str(last_err))
+
+    def wait_ready(self, timeout: float) -> dict:
+        def ready():
+            if self.proc.poll() is not None:
+                raise _EarlyExit(
+                    f"pacsbox serve exited with {self.proc.returncode} before becoming ready:\n"
+                    f"{self.stderr_text(self.starts)}"
+                )
+            try:
+                st = self.status()
+            except (OSError, ValueError):
+                return None
+            if st.get("dicom_port") != self.dicom_port:
+                return None
+            return st if dicom_echo_ok(self.dicom_port, self.ae) else None
+
+        try:
+            return wait_until(ready, timeout, "pacsbox /status.json and DICOM port", interval=0.05)
+        except _EarlyExit:
+            raise
+        except TimeoutError as e:
+            self.kill()
+            raise AssertionError(f"{e}\n--- pacsbox stderr ---\n{self.stderr_text(self.starts)}") from None
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM and wait; returns exit code (None if it had to be killed)."""
+        self.expected_down = True
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"pacsbox did not exit within {timeout}s of SIGTERM") from None
+
+    def kill(self) -> None:
+        """SIGKILL (crash simulation) and reap."""
+        self.expected_down = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    # -- views -------------------------------------------------------------
+
+    def status(self) -> dict:
+        code, _ctype, body = http_get(self.http_port, "/status.json", timeout=3)
+        if code != 200:
+            raise ValueError(f"/status.json -> HTTP {code}")
+        return json.loads(body)
+
+    def stderr_text(self, which: int | None = None) -> str:
+        logs = self.logs if which is None else [self.logs[which - 1]]
+        parts = []
+        for i, log in enumerate(logs, 1 if which is None else which):
+            parts.append(f"=== pacsbox serve run #{i} ({log}) ===\n{tail(log)}")
+        return "\n".join(parts)
+
+    def cli(self, *args: str, **kw) -> CliResult:
+        return run_pacsbox(self.binary, *args, **kw)
+
+    def list(self) -> dict[str, ListEntry]:
+        assert not self.alive(), "pacsbox list needs the server stopped"
+        r = self.cli("list", "--data", str(self.data))
+        assert r.returncode == 0, f"pacsbox list failed:\n{r.describe()}"
+        return parse_list(r.stdout)
+
+    def verify(self, *extra: str) -> CliResult:
+        assert not self.alive(), "pacsbox verify needs the server stopped"
+        return self.cli("verify", "--data", str(self.data), *extra)
+
+
+class _EarlyExit(Exception):
+    pass
+
+
+def dicom_echo_ok(port: int, called: str) -> bool:
+    """One C-ECHO on a fresh association (used as the DICOM readiness probe)."""
+    from pynetdicom import AE
+
+    ae = AE("READYPROBE")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = 2
+    ae.add_requested_context(VERIFICATION, [IMPLICIT_LE])
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    if not assoc.is_established:
+        return False
+    try:
+        st = assoc.send_c_echo()
+        return st is not None and int(st.get("Status", -1)) == 0
+    finally:
+        assoc.release()
+
+
+# --------------------------------------------------------------------------
+# reading what the archive stored
+# --------------------------------------------------------------------------
+
+
+def read_stored_bytes(data: Path, rel: str) -> bytes:
+    p = data / rel
+    raw = p.read_bytes()
+    if rel.endswith(".zst"):
+        r = subprocess.run([ZSTD, "-d", "-q", "-c", str(p)], capture_output=True)
+        assert r.returncode == 0, f"zstd -d failed on {p}: {r.stderr.decode(errors='replace')}"
+        return r.stdout
+    return raw
+
+
+def zstd_frames(p: Path) -> int:
+    """Number of zstd frames in a file, as reported by `zstd -l -v`."""
+    r = subprocess.run([ZSTD, "-l", "-v", str(p)], capture_output=True, text=True)
+    assert r.returncode == 0, f"zstd -l failed on {p}: {r.stderr}"
+    m = re.search(r"#\s*Zstandard Frames:\s*(\d+)", r.stdout)
+    assert m, f"cannot read frame count from zstd -l output for {p}:\n{r.stdout}"
+    return int(m.group(1))
+
+
+def split_part10(buf: bytes) -> tuple[bytes, bytes]:
+    """Split a Part-10 file into (file-meta group bytes, dataset bytes) without decoding.
+
+    Walks the explicit-VR-LE group 0002 elements one by one (does not trust
+    (0002,0000) alone).
+    """
+    assert len(buf) >= 132 and buf[128:132] == b"DICM", "not a Part-10 file (no DICM prefix at offset 128)"
+    pos = 132
+    while pos + 8 <= len(buf):
+        group, _elem = struct.unpack_from("<HH", buf, pos)
+        if group != 0x0002:
+            break
+        vr = buf[pos + 4 : pos + 6]
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV", b"SV", b"UV"):
+            (length,) = struct.unpack_from("<I", buf, pos + 8)
+            pos += 12 + length
+        else:
+            (length,) = struct.unpack_from("<H", buf, pos + 6)
+            pos += 8 + length
+    return buf[132:pos], buf[pos:]
+
+
+def read_part10(buf: bytes):
+    import io
+
+    import pydicom
+
+    return pydicom.dcmread(io.BytesIO(buf))
+
+
+# --------------------------------------------------------------------------
+# comparing datasets
+# --------------------------------------------------------------------------
+
+
+def _compared(tag) -> bool:
+    # Group 0002 is file meta.  Group lengths (gggg,0000) and dataset trailing
+    # padding (FFFC,FFFC) are recomputed/dropped by DCMTK's storescu when it
+    # re-encodes a file for the network, so they differ from the source file
+    # through no doing of the server.
+    return tag.group != 0x0002 and tag.element != 0x0000 and tag != 0xFFFCFFFC
+
+
+def dataset_diffs(a, b, where: str = "", limit: int = 20) -> list[str]:
+    """Element-by-element comparison of two pydicom Datasets (see _compared).
+
+    Returns human-readable differences (empty = equal).  Values are compared
+    after pydicom decoding (each side decoded with its own Specific Character
+    Set); binary values (Pixel Data etc.) byte for byte; sequences recursively.
+    """
+    diffs: list[str] = []
+    ta = {t for t in a.keys() if _compared(t)}
+    tb = {t for t in b.keys() if _compared(t)}
+    for t in sorted(ta - tb):
+        diffs.append(f"{where}{t} missing from stored copy")
+    for t in sorted(tb - ta):
+        diffs.append(f"{where}{t} only in stored copy")
+    for t in sorted(ta & tb):
+        if len(diffs) >= limit:
+            break
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ea, eb = a[t], b[t]
+            va, vb = ea.value, eb.value
+        if ea.VR == "SQ" or eb.VR == "SQ":
+            if ea.VR != eb.VR:
+                diffs.append(f"{where}{t} VR {ea.VR} vs {eb.VR}")
+                continue
+            if len(va) != len(vb):
+                diffs.append(f"{where}{t} sequence has {len(va)} items sent, {len(vb)} stored")
+                continue
+            for i, (ia, ib) in enumerate(zip(va, vb)):
+                diffs += dataset_diffs(ia, ib, f"{where}{t}[{i}].", limit - len(diffs))
+            continue
+        if va != vb:
+            ra = va if isinstance(va, (bytes, bytearray)) else repr(va)
+            rb = vb if isinstance(vb, (bytes, bytearray)) else repr(vb)
+            diffs.append(f"{where}{t} {ea.keyword or ''} differs: sent {str(ra)[:80]} stored {str(rb)[:80]}")
+    return diffs
+
+
+# --------------------------------------------------------------------------
+# the test corpus
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class CorpusFile:
+    path: Path
+    ts: str
+    sop_class: str
+    sop: str
+    study: str
+    series: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def _dcmtk_sees_uids(path: Path) -> bool:
+    """DCMTK's parser must also find the four UIDs (as UI), else storescu can't send it."""
+    r = subprocess.run(
+        [DCMDUMP, "-q", "+P", "0008,0016", "+P", "0008,0018", "+P", "0020,000d", "+P", "0020,000e", str(path)],
+        capture_output=True,
+    )
+    if r.returncode != 0:
+        return False
+    lines = r.stdout.decode("latin-1").splitlines()
+    return len(lines) == 4 and all(" UI " in ln for ln in lines)
+
+
+@functools.lru_cache(maxsize=1)
+def select_corpus() -> tuple[CorpusFile, ...]:
+    """Every pydicom / pydicom-data test file that is a sendable storage object.
+
+    Criteria: pydicom reads it (with file meta), MediaStorageSOPClassUID is a
+    storage SOP class, the transfer syntax is one pacsbox accepts, the dataset
+    has SOP Class/SOP Instance/Study/Series Instance UIDs that are valid UIDs,
+    and DCMTK's parser finds those UIDs too (a handful of deliberately broken
+    files defeat it).  Sorted by path, so the send order is deterministic.
+    """
+    import pydicom
+    import pydicom.data
+
+    files = set(pydicom.data.get_testdata_files()) | set(pydicom.data.get_charset_files())
+    out = []
+    for f in sorted(files):
+        p = Path(f)
+        if not p.is_file():
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(p, stop_before_pixels=True)
+                fm = ds.file_meta
+                ts = str(fm.TransferSyntaxUID)
+                msc = str(fm.MediaStorageSOPClassUID)
+                uids = [str(ds.SOPClassUID), str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)]
+        except Exception:  # noqa: BLE001 - unreadable / lacks an attribute: not in the corpus
+            continue
+        if not msc.startswith(STORAGE_PREFIX) or ts not in ACCEPTED_TS:
+            continue
+        if not uids[0].startswith(STORAGE_PREFIX) or not all(valid_uid(u) for u in uids):
+            continue
+        if not _dcmtk_sees_uids(p):
+            continue
+        out.append(CorpusFile(p, ts, uids[0], uids[1], uids[2], uids[3]))
+    return tuple(out)
+
+
+def storescu_config(path: Path, groups: dict[str, set[str]]) -> dict[str, str]:
+    """Write a DCMTK association config with one profile per transfer syntax.
+
+    Profile for TS t proposes each SOP class in groups[t] with t only, so
+    storescu sends every file in exactly the syntax it is encoded in (no
+    conversion, no chance for the SCP to pick another one).  Returns
+    {ts: profile_name}.
+    """
+    lines = ["[[TransferSyntaxes]]"]
+    names = {}
+    for i, ts in enumerate(sorted(groups), 1):
+        lines += [f"[TS{i}]", f"TransferSyntax1 = {ts}"]
+        names[ts] = i
+    lines.append("[[PresentationContexts]]")
+    for ts, i in names.items():
+        lines.append(f"[PC{i}]")
+        for k, sc in enumerate(sorted(groups[ts]), 1):
+            lines.append(f"PresentationContext{k} = {sc}\\TS{i}")
+    lines.append("[[Profiles]]")
+    for ts, i in names.items():
+        lines += [f"[P{i}]", f"PresentationContexts = PC{i}"]
+    path.write_text("\n".join(lines) + "\n")
+    return {ts: f"P{i}" for ts, i in names.items()}
+
+
+def storescu(port: int, files: list[Path], *, called: str, calling: str, cfg: Path | None = None,
+             profile: str | None = None, extra: Iterable[str] = (), timeout: float = 120) -> subprocess.CompletedProcess:
+    cmd = [STORESCU, "-aet", calling, "-aec", called, "-to", "10", "-ta", "10", "-td", "30"]
+    if cfg is not None:
+        cmd += ["-xf", str(cfg), profile]
+    cmd += [*extra, "127.0.0.1", str(port), *map(str, files)]
+    return subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=DCMTK_ENV, timeout=timeout)
+
+
+def echoscu(port: int, *, called: str, calling: str = "ECHOSCU", timeout: float = 30) -> subprocess.CompletedProcess:
+    cmd = [ECHOSCU, "-aet", calling, "-aec", called, "-to", "10", "-ta", "10", "-td", "10", "127.0.0.1", str(port)]
+    return subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=DCMTK_ENV, timeout=timeout)
+
+
+# --------------------------------------------------------------------------
+# pynetdicom helpers
+# --------------------------------------------------------------------------
+
+
+def scu_ae(calling: str = "PYSCU", *, contexts: Iterable[tuple[str, list[str]]] = ()):
+    from pynetdicom import AE
+
+    ae = AE(calling)
+    ae.acse_timeout = 10
+    ae.dimse_timeout = 30
+    ae.network_timeout = 30
+    ae.connection_timeout = 10
+    for sop, tss in contexts:
+        ae.add_requested_context(sop, tss)
+    return ae
+
+
+@functools.lru_cache(maxsize=1)
+def ct_small():
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    return pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+
+
+def fresh_ct(study: str | None = None, series: str | None = None, *, patient: str | None = None):
+    """A copy of CT_small.dcm with fresh SOP Instance (and optionally Study/Series) UIDs."""
+    import copy
+
+    from pydicom.uid import generate_uid
+
+    ds = copy.deepcopy(ct_small())
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = study or generate_uid()
+    ds.SeriesInstanceUID = series or generate_uid()
+    if patient is not None:
+        ds.PatientName = patient
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds
+
+
+def c_store_status(assoc, ds) -> int | None:
+    """send_c_store and return the status code (None when no response arrived)."""
+    st = assoc.send_c_store(ds)
+    if st is None or "Status" not in st:
+        return None
+    return int(st.Status)
+
+
+def status_comment(st) -> str:
+    return str(getattr(st, "ErrorComment", "")) if st is not None else ""
+
+
+def is_failure_status(code: int) -> bool:
+    return 0xA900 <= code <= 0xA9FF or 0xC000 <= code <= 0xCFFF
+
+
+@contextlib.contextmanager
+def associated(ae, port: int, called: str):
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    assert assoc.is_established, (
+        f"association to {called}@{port} not established "
+        f"(rejected={assoc.is_rejected}, aborted={assoc.is_aborted})"
+    )
+    try:
+        yield assoc
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def dir_files(d: Path) -> list[Path]:
+    return sorted(p for p in d.rglob("*") if p.is_file()) if d.exists() else []
+
+
+@dataclass
+class BackgroundStorer:
+    """Stores fresh CT instances on one association until stopped or cut off.
+
+    Records every SOP Instance UID whose C-STORE got status 0x0000.
+    """
+
+    port: int
+    called: str
+    acked: list[str] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
+    statuses: list[int | None] = field(default_factory=list)
+    error: str = ""
+    established: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+    max_instances: int = 100000
+
+    def start(self) -> "BackgroundStorer":
+        threading.Thread(target=self._run, daemon=True).start()
+        return self
+
+    def _run(self):
+        try:
+            ae = scu_ae("CRASHSCU", contexts=[(CT_IMAGE_STORAGE, [EXPLICIT_LE])])
+            ae.dimse_timeout = 10
+            ae.network_timeout = 10
+            assoc = ae.associate("127.0.0.1", self.port, ae_title=self.called)
+            if not assoc.is_established:
+                self.error = "association not established"
+                return
+            self.established.set()
+            from pydicom.uid import generate_uid
+
+            study = generate_uid()
+            series = generate_uid()
+            n = 0
+            while not self.stop.is_set() and n < self.max_instances and assoc.is_established:
+                ds = fresh_ct(study, series)
+                self.sent.append(str(ds.SOPInstanceUID))
+                try:
+                    st = assoc.send_c_store(ds)
+                except Exception as e:  # noqa: BLE001 - connection torn down mid-send
+                    self.error = repr(e)
+                    break
+                code = int(st.Status) if st is not None and "Status" in st else None
+                self.statuses.append(code)
+                if code == 0x0000:
+                    self.acked.append(str(ds.SOPInstanceUID))
+                elif code is None:
+                    break
+                n += 1
+            if assoc.is_established:
+                assoc.release()
+        finally:
+            self.established.set()
+            self.done.set()
+
+
+# --------------------------------------------------------------------------
+# sending files and checking what got stored
+# --------------------------------------------------------------------------
+
+
+def send_with_storescu(port: int, called: str, calling: str, files: list[CorpusFile], workdir: Path):
+    """Send files with DCMTK storescu, each in its own transfer syntax, in list order.
+
+    Consecutive files with the same transfer syntax share one association (one
+    storescu call, `-nh` so a failure does not stop the rest).  Returns
+    (ok_paths, failures) where failures maps a path to storescu's log for it.
+    """
+    groups: dict[str, set[str]] = {}
+    for f in files:
+        groups.setdefault(f.ts, set()).add(f.sop_class)
+    cfg = workdir / "storescu-profiles.cfg"
+    profiles = storescu_config(cfg, groups)
+    runs: list[list[CorpusFile]] = []
+    for f in files:
+        if runs and runs[-1][0].ts == f.ts:
+            runs[-1].append(f)
+        else:
+            runs.append([f])
+    ok: set[Path] = set()
+    failures: dict[Path, str] = {}
+    for run in runs:
+        r = storescu(port, [f.path for f in run], called=called, calling=calling, cfg=cfg,
+                     profile=profiles[run[0].ts], extra=["-v", "-nh"], timeout=300)
+        log = r.stdout + r.stderr
+        chunks = log.split("I: Sending file: ")
+        seen: dict[str, str] = {}
+        for ch in chunks[1:]:
+            fname, _, rest = ch.partition("\n")
+            seen[fname.strip()] = rest
+        for f in run:
+            chunk = seen.get(str(f.path))
+            if chunk is None:
+                failures[f.path] = f"storescu never sent it (exit {r.returncode}):\n{log[-3000:]}"
+            elif "Received Store Response (Success)" in chunk:
+                ok.add(f.path)
+            else:
+                failures[f.path] = "\n".join(ln for ln in chunk.splitlines() if not ln.startswith(("XMIT", "I:   ")))[:1500]
+    return ok, failures
+
+
+def check_stored(data: Path, entry: ListEntry, *, ts: str, calling_ae: str, original=None) -> tuple[list[str], object]:
+    """Check one indexed instance's file against the contract.
+
+    Returns (problems, stored pydicom Dataset or None).  With `original` (a
+    pydicom Dataset), the stored dataset must equal it element by element.
+    """
+    problems: list[str] = []
+    m = REL_PATH_RE.match(entry.path)
+    if not m:
+        return [f"relative path {entry.path!r} does not match archive/<xx>/<study>/<series>/<sop>.dcm[.zst]"], None
+    if (m["study"], m["series"], m["sop"]) != (entry.study, entry.series, entry.sop):
+        problems.append(f"path {entry.path!r} does not match the UIDs listed for it")
+    if entry.ts in NATIVE_TS and not m["zst"]:
+        problems.append(f"native transfer syntax {entry.ts} stored without .zst: {entry.path}")
+    if (entry.ts in ENCAPSULATED_TS or entry.ts == DEFLATED_LE) and m["zst"]:
+        # deflated counts as a compressed syntax: stored as received, like JPEG & co.
+        problems.append(f"compressed transfer syntax {entry.ts} stored as .zst: {entry.path}")
+    if entry.ts != ts:
+        problems.append(f"listed transfer syntax {entry.ts}, sent {ts}")
+    p = data / entry.path
+    if not p.is_file():
+        return problems + [f"file {p} missing"], None
+    if m["zst"]:
+        n = zstd_frames(p)
+        if n != 1:
+            problems.append(f"{entry.path}: {n} zstd frames, contract says one")
+    buf = read_stored_bytes(data, entry.path)
+    try:
+        meta_bytes, _ds_bytes = split_part10(buf)
+    except AssertionError as e:
+        return problems + [f"{entry.path}: {e}"], None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            stored = read_part10(buf)
+        except Exception as e:  # noqa: BLE001
+            return problems + [f"{entry.path}: pydicom cannot read the stored file: {e!r}"], None
+        fm = stored.file_meta
+        if str(fm.get("TransferSyntaxUID", "")) != ts:
+            problems.append(f"(0002,0010) is {fm.get('TransferSyntaxUID')!r}, sent as {ts}")
+        src = str(fm.get("SourceApplicationEntityTitle", "")).strip()
+        if src != calling_ae:
+            problems.append(f"(0002,0016) Source AE is {src!r}, calling AE was {calling_ae!r}")
+        if str(fm.get("MediaStorageSOPInstanceUID", "")) != entry.sop:
+            problems.append(f"(0002,0003) is {fm.get('MediaStorageSOPInstanceUID')!r}, expected {entry.sop}")
+        if str(stored.get("SOPInstanceUID", "")) != entry.sop:
+            problems.append(f"stored dataset's SOP Instance UID is {stored.get('SOPInstanceUID')!r}")
+        if original is not None:
+            d = dataset_diffs(original, stored)
+            if d:
+                problems.append("dataset differs from what was sent:\n    " + "\n    ".join(d))
+    return problems, stored
+
+
+@contextlib.contextmanager
+def raw_file_sending():
+    """Make pynetdicom send a file path's dataset bytes verbatim (no decode/re-encode)."""
+    from pynetdicom import _config
+
+    old = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        yield
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = old
+
+
+def file_meta_of(path: Path):
+    from pynetdicom.dsutils import split_dataset
+
+    meta, _off = split_dataset(path)
+    return meta
+
+
+def send_files_raw(port: int, called: str, calling: str, paths: list[Path]) -> dict[Path, int | None]:
+    """Send Part-10 files' dataset bytes verbatim with pynetdicom; {path: status}."""
+    ctxs: dict[str, set[str]] = {}
+    for p in paths:
+        fm = file_meta_of(p)
+        ctxs.setdefault(str(fm.MediaStorageSOPClassUID), set()).add(str(fm.TransferSyntaxUID))
+    ae = scu_ae(calling)
+    for sop, tss in ctxs.items():
+        for ts in sorted(tss):  # one context per (class, syntax): no choice left to the SCP
+            ae.add_requested_context(sop, [ts])
+    out: dict[Path, int | None] = {}
+    with raw_file_sending(), associated(ae, port, called) as assoc:
+        for p in paths:
+            st = assoc.send_c_store(p)
+            out[p] = int(st.Status) if st is not None and "Status" in st else None
+    return out
+
+
+def write_part10(path: Path, *, sop_class: str, sop_instance: str, ts: str, dataset_bytes: bytes) -> Path:
+    """Write a Part-10 file with the given file meta and arbitrary (possibly broken) dataset bytes."""
+    import io
+
+    from pydicom.filewriter import write_file_meta_info
+    from pynetdicom.dsutils import create_file_meta
+
+    meta = create_file_meta(sop_class_uid=sop_class, sop_instance_uid=sop_instance, transfer_syntax=ts)
+    buf = io.BytesIO()
+    buf.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(buf, meta, enforce_standard=True)
+    buf.write(dataset_bytes)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def encode_dataset(ds, ts: str = EXPLICIT_LE) -> bytes:
+    from pydicom.uid import UID
+    from pynetdicom.dsutils import encode
+
+    u = UID(ts)
+    b = encode(ds, u.is_implicit_VR, u.is_little_endian)
+    assert b is not None, "pynetdicom could not encode the dataset"
+    return b
+
+
+def write_dataset_file(path: Path, ds, ts: str = EXPLICIT_LE) -> Path:
+    return write_part10(path, sop_class=str(ds.SOPClassUID), sop_instance=str(ds.SOPInstanceUID), ts=ts,
+                        dataset_bytes=encode_dataset(ds, ts))

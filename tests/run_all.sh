@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, in CI order: formatting, lints, Rust tests, release
+# build, then the end-to-end suite against the release binary.
+# Fails fast: the first failing step stops the run with its name printed.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export PACSBOX_BIN="${PACSBOX_BIN:-target/release/pacsbox}"
+
+step() {
+    local name="$1"; shift
+    echo
+    echo "==> ${name}: $*"
+    local start=$SECONDS
+    if ! "$@"; then
+        echo "==> FAILED: ${name} (after $((SECONDS - start))s)" >&2
+        exit 1
+    fi
+    echo "==> ok: ${name} ($((SECONDS - start))s)"
+}
+
+step "rustfmt"     cargo fmt --all -- --check
+step "clippy"      cargo clippy --workspace --all-targets -- -D warnings
+step "cargo test"  cargo test --workspace
+step "build"       cargo build --release -p pacsbox
+
+if [[ ! -x "$PACSBOX_BIN" ]]; then
+    echo "==> FAILED: no executable at PACSBOX_BIN=$PACSBOX_BIN" >&2
+    exit 1
+fi
+
+step "e2e" python3 -m pytest -q tests/e2e
