@@ -1,25 +1,34 @@
 //! The group commit: the one place that makes received instances durable.
 //!
-//! Jobs from every association queue up here; a single thread takes all that are waiting
-//! and, for the whole batch:
+//! Jobs from every association queue up here; a single thread takes all that are waiting and,
+//! for the whole batch:
 //! 1. decides each job: new, identical duplicate (dropped), conflicting duplicate (kept aside
 //!    under `conflicts/`) or overwrite;
-//! 2. writes the batch's archive paths to `DATA/journal` and `fdatasync`s it, so a crash
-//!    after step 3 can find and undo files that were never indexed;
-//! 3. renames each temp file into place;
-//! 4. `syncfs` the data volume once: file contents, new directories and renames are durable;
-//! 5. commits the index entries in one redb transaction (durable, quick-repair);
-//! 6. only then answers every waiting association.
+//! 2. appends one checksummed record per job to `DATA/journal` (temp file name, target path,
+//!    index entry, file hash) — written, not yet synced;
+//! 3. `syncfs` of the data volume, once: the temp files' contents and names and the journal
+//!    records are now on stable storage. This is the commit point, and the only sync a batch
+//!    costs, however many instances and associations it holds;
+//! 4. renames the temp files into `archive/` and indexes the batch in redb without waiting for
+//!    the disk (`Durability::None`);
+//! 5. answers every waiting association.
 //!
-//! So a batch costs three syncs however many instances it holds: with several associations
-//! sending at once the per-instance cost falls instead of collapsing to an fsync per file.
+//! Every second of quiet, or every few thousand instances, a checkpoint makes renames and index
+//! durable (`syncfs` + one durable redb commit with quick-repair) and empties the journal.
+//! After a crash, recovery (`maintenance.rs`) replays the journal: it redoes renames whose
+//! temp file is intact (checked against the recorded hash) and re-indexes the entries. A file
+//! reaches `archive/` only after its journal record is durable, so nothing unindexed is ever
+//! left there.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use crate::index::IndexEntry;
 use crate::ingest::{StoreError, StoreOutcome};
@@ -31,21 +40,53 @@ pub(crate) struct CommitJob {
     pub reply: Sender<Result<StoreOutcome, StoreError>>,
 }
 
-/// Handle to the committer thread; the thread ends when the last handle is dropped.
+/// One line of the journal: enough to finish the job after a crash.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct JournalRecord {
+    /// File name inside `tmp/`.
+    pub tmp_name: String,
+    /// Target relative to the data directory (`archive/…` or `conflicts/…`).
+    pub target: String,
+    /// xxh3 of the file, to tell a complete temp file from one whose data never hit the disk.
+    pub file_hash: u64,
+    /// `None` for a conflicting copy kept aside (not indexed).
+    pub entry: Option<IndexEntry>,
+}
+
+/// Handle to the committer thread; the thread checkpoints and ends when the last handle is
+/// dropped.
 pub struct Committer {
     tx: Mutex<Option<Sender<CommitJob>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 const MAX_BATCH: usize = 512;
+/// Quiet time after which deferred work is checkpointed.
+const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
+/// Journal records after which a checkpoint is forced even under load (bounds recovery work).
+const CHECKPOINT_RECORDS: usize = 4096;
 
 impl Committer {
     pub(crate) fn start(shared: Arc<Shared>) -> io::Result<Committer> {
         let (tx, rx) = std::sync::mpsc::channel::<CommitJob>();
         let volume = File::open(&shared.root)?;
+        let journal = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(layout::journal_path(&shared.root))?;
         let thread = std::thread::Builder::new()
             .name("group-commit".into())
-            .spawn(move || run(shared, volume, rx))?;
+            .spawn(move || {
+                let journal_len = journal.metadata().map(|m| m.len()).unwrap_or(0);
+                let mut c = CommitThread {
+                    shared,
+                    volume,
+                    journal,
+                    journal_len,
+                    pending_records: 0,
+                };
+                c.run(rx);
+            })?;
         Ok(Committer {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
@@ -74,172 +115,259 @@ impl Drop for Committer {
     }
 }
 
-fn run(shared: Arc<Shared>, volume: File, rx: Receiver<CommitJob>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        commit_batch(&shared, &volume, batch);
+/// syncfs(2): flushes every dirty page and inode of the data volume in one call.
+pub(crate) fn sync_volume(volume: &File) -> io::Result<()> {
+    // SAFETY: syncfs takes a valid open descriptor of any file on the volume.
+    if unsafe { libc::syncfs(volume.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
+/// Frames a record: length, xxh3 of the payload, payload. A torn tail fails the check.
+pub(crate) fn encode_record(r: &JournalRecord) -> io::Result<Vec<u8>> {
+    let payload = postcard::to_allocvec(r).map_err(io::Error::other)?;
+    let mut out = Vec::with_capacity(payload.len() + 12);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// Every intact record from the start of the journal; stops at the first torn or corrupt one.
+pub(crate) fn decode_records(bytes: &[u8]) -> Vec<JournalRecord> {
+    let mut out = Vec::new();
+    let mut p = 0usize;
+    while let Some(head) = bytes.get(p..p + 12) {
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let sum = u64::from_le_bytes([
+            head[4], head[5], head[6], head[7], head[8], head[9], head[10], head[11],
+        ]);
+        let Some(payload) = bytes.get(p + 12..p + 12 + len) else {
+            break;
+        };
+        if xxhash_rust::xxh3::xxh3_64(payload) != sum {
+            break;
+        }
+        match postcard::from_bytes(payload) {
+            Ok(r) => out.push(r),
+            Err(_) => break,
+        }
+        p += 12 + len;
+    }
+    out
+}
+
 enum Plan {
-    /// rename tmp -> target, index the entry
     File {
-        target: PathBuf,
+        target_rel: String,
         index: bool,
-        /// file of the replaced instance to remove after commit (overwrite to a new path)
+        /// file of the replaced instance to remove once the replacement is committed
         obsolete: Option<PathBuf>,
         outcome: StoreOutcome,
     },
     Done(StoreOutcome),
 }
 
-fn plan(shared: &Shared, job: &CommitJob, seen: &[String]) -> Result<Plan, StoreError> {
-    let rec = &job.entry.record;
-    let sop = job.entry.attrs.sop_instance_uid.as_str();
-    let existing = shared.index.instance(sop)?;
-    let in_batch = seen.iter().any(|s| s == sop);
-    let same = existing
-        .as_ref()
-        .is_some_and(|e| e.dataset_hash == rec.dataset_hash);
-    if same {
-        return Ok(Plan::Done(StoreOutcome::DuplicateIdentical));
+struct CommitThread {
+    shared: Arc<Shared>,
+    volume: File,
+    journal: File,
+    journal_len: u64,
+    pending_records: usize,
+}
+
+impl CommitThread {
+    fn run(&mut self, rx: Receiver<CommitJob>) {
+        loop {
+            let first = match rx.recv_timeout(CHECKPOINT_IDLE) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.checkpoint();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+            if self.pending_records >= CHECKPOINT_RECORDS {
+                self.checkpoint();
+            }
+        }
+        self.checkpoint();
     }
-    let target = shared.root.join(&rec.rel_path);
-    if existing.is_none() && !in_batch {
-        return Ok(Plan::File {
-            target,
-            index: true,
-            obsolete: None,
-            outcome: StoreOutcome::Stored,
-        });
+
+    /// Makes renames and deferred index writes durable, then empties the journal.
+    fn checkpoint(&mut self) {
+        if self.pending_records == 0 {
+            return;
+        }
+        let result = sync_volume(&self.volume)
+            .and_then(|()| self.shared.index.checkpoint().map_err(io::Error::other))
+            .and_then(|()| self.journal.set_len(0));
+        match result {
+            Ok(()) => {
+                self.pending_records = 0;
+                self.journal_len = 0;
+            }
+            // The journal stays; the next checkpoint or start-up recovery finishes the job.
+            Err(e) => tracing::error!(error = %e, "index checkpoint failed; will retry"),
+        }
     }
-    match (shared.config.duplicates, existing) {
-        (DuplicatePolicy::Overwrite, Some(old)) => Ok(Plan::File {
-            obsolete: (old.rel_path != rec.rel_path).then(|| shared.root.join(&old.rel_path)),
-            target,
-            index: true,
-            outcome: StoreOutcome::Overwritten,
-        }),
-        _ => {
-            // Sent twice within one batch, or a conflicting copy: the first one wins.
-            let name = format!(
-                "{sop}.{}.{}",
-                std::time::SystemTime::now()
+
+    fn plan(&self, job: &CommitJob, seen: &[String]) -> Result<Plan, StoreError> {
+        let rec = &job.entry.record;
+        let sop = job.entry.attrs.sop_instance_uid.as_str();
+        let existing = self.shared.index.instance(sop)?;
+        let in_batch = seen.iter().any(|s| s == sop);
+        if existing
+            .as_ref()
+            .is_some_and(|e| e.dataset_hash == rec.dataset_hash)
+        {
+            return Ok(Plan::Done(StoreOutcome::DuplicateIdentical));
+        }
+        if existing.is_none() && !in_batch {
+            return Ok(Plan::File {
+                target_rel: rec.rel_path.clone(),
+                index: true,
+                obsolete: None,
+                outcome: StoreOutcome::Stored,
+            });
+        }
+        match (self.shared.config.duplicates, existing) {
+            (DuplicatePolicy::Overwrite, Some(old)) => Ok(Plan::File {
+                obsolete: (old.rel_path != rec.rel_path)
+                    .then(|| self.shared.root.join(&old.rel_path)),
+                target_rel: rec.rel_path.clone(),
+                index: true,
+                outcome: StoreOutcome::Overwritten,
+            }),
+            _ => {
+                // A conflicting copy, or the same UID twice in one batch: the first one wins.
+                let nanos = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_nanos())
-                    .unwrap_or(0),
-                if rec.rel_path.ends_with(".zst") {
+                    .unwrap_or(0);
+                let ext = if rec.rel_path.ends_with(".zst") {
                     "dcm.zst"
                 } else {
                     "dcm"
-                }
-            );
-            let rel = format!("conflicts/{name}");
-            tracing::warn!(
-                sop_instance_uid = sop,
-                source_ae = rec.source_ae,
-                kept_aside = rel,
-                "instance with an already stored SOP Instance UID but different content: original kept"
-            );
-            Ok(Plan::File {
-                target: shared.root.join(&rel),
-                index: false,
-                obsolete: None,
-                outcome: StoreOutcome::DuplicateKeptAside(rel),
-            })
+                };
+                let rel = format!("conflicts/{sop}.{nanos}.{ext}");
+                tracing::warn!(
+                    sop_instance_uid = sop,
+                    source_ae = rec.source_ae,
+                    kept_aside = rel,
+                    "instance with an already stored SOP Instance UID but different content: original kept"
+                );
+                Ok(Plan::File {
+                    target_rel: rel.clone(),
+                    index: false,
+                    obsolete: None,
+                    outcome: StoreOutcome::DuplicateKeptAside(rel),
+                })
+            }
         }
     }
-}
 
-fn commit_batch(shared: &Shared, volume: &File, batch: Vec<CommitJob>) {
-    let mut seen: Vec<String> = Vec::with_capacity(batch.len());
-    let mut planned = Vec::with_capacity(batch.len());
-    for job in batch {
-        let p = plan(shared, &job, &seen);
-        if let Ok(Plan::File { index: true, .. }) = &p {
-            seen.push(job.entry.attrs.sop_instance_uid.to_string());
-        }
-        match p {
-            Ok(Plan::Done(outcome)) => {
-                let _ = std::fs::remove_file(&job.tmp_path);
-                let _ = job.reply.send(Ok(outcome));
+    fn commit_batch(&mut self, batch: Vec<CommitJob>) {
+        let mut seen: Vec<String> = Vec::with_capacity(batch.len());
+        let mut planned = Vec::with_capacity(batch.len());
+        for job in batch {
+            let p = self.plan(&job, &seen);
+            if let Ok(Plan::File { index: true, .. }) = &p {
+                seen.push(job.entry.attrs.sop_instance_uid.to_string());
             }
-            Ok(file @ Plan::File { .. }) => planned.push((job, file)),
-            Err(e) => {
-                let _ = std::fs::remove_file(&job.tmp_path);
-                let _ = job.reply.send(Err(e));
-            }
-        }
-    }
-    if planned.is_empty() {
-        return;
-    }
-    let targets: Vec<&Path> = planned
-        .iter()
-        .filter_map(|(_, p)| match p {
-            Plan::File { target, .. } => Some(target.as_path()),
-            Plan::Done(_) => None,
-        })
-        .collect();
-    if let Err(e) = write_journal(&shared.root, &targets) {
-        fail_all(planned, &format!("writing commit journal: {e}"), e);
-        return;
-    }
-    let mut moved = Vec::with_capacity(planned.len());
-    for (job, p) in planned {
-        let Plan::File { target, .. } = &p else {
-            continue;
-        };
-        match rename_into_place(&job.tmp_path, target) {
-            Ok(()) => moved.push((job, p)),
-            Err(e) => {
-                tracing::error!(file = %target.display(), error = %e, "moving instance into the archive");
-                let _ = std::fs::remove_file(&job.tmp_path);
-                let _ = job.reply.send(Err(StoreError::Io(e)));
+            match p {
+                Ok(Plan::Done(outcome)) => {
+                    let _ = std::fs::remove_file(&job.tmp_path);
+                    let _ = job.reply.send(Ok(outcome));
+                }
+                Ok(file @ Plan::File { .. }) => planned.push((job, file)),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&job.tmp_path);
+                    let _ = job.reply.send(Err(e));
+                }
             }
         }
-    }
-    if moved.is_empty() {
-        return;
-    }
-    // SAFETY: syncfs takes a valid open descriptor of any file on the volume.
-    if unsafe { libc::syncfs(volume.as_raw_fd()) } != 0 {
-        let e = io::Error::last_os_error();
-        undo(&moved);
-        fail_all(moved, "syncfs of the data volume", e);
-        return;
-    }
-    let entries: Vec<IndexEntry> = moved
-        .iter()
-        .filter(|(_, p)| matches!(p, Plan::File { index: true, .. }))
-        .map(|(j, _)| j.entry.clone())
-        .collect();
-    if let Err(e) = shared.index.insert_batch(&entries) {
-        tracing::error!(error = %e, "index commit failed; batch undone");
-        undo(&moved);
-        for (job, _) in moved {
-            let _ = job
-                .reply
-                .send(Err(StoreError::Io(io::Error::other(e.to_string()))));
+        if planned.is_empty() {
+            return;
         }
-        return;
-    }
-    for (job, p) in moved {
-        if let Plan::File {
-            outcome, obsolete, ..
-        } = p
-        {
+        if let Err(e) = self.journal_and_sync(&planned) {
+            // A torn record would hide every later one from recovery: cut it off. Records that
+            // did get written name temp files deleted below, so replay skips them.
+            if let Err(e) = self.journal.set_len(self.journal_len) {
+                tracing::error!(error = %e, "cannot cut the journal back after a failed batch");
+            }
+            fail_all(planned, "making the batch durable", e);
+            return;
+        }
+        self.pending_records += planned.len();
+        // Committed. From here a failure is not the peer's problem: recovery finishes the job.
+        let mut entries = Vec::with_capacity(planned.len());
+        let mut replies = Vec::with_capacity(planned.len());
+        for (job, plan) in planned {
+            let Plan::File {
+                target_rel,
+                index,
+                obsolete,
+                outcome,
+            } = plan
+            else {
+                continue;
+            };
+            let target = self.shared.root.join(&target_rel);
+            if let Err(e) = rename_into_place(&job.tmp_path, &target) {
+                tracing::error!(file = %target.display(), error = %e, "moving a committed instance into place; recovery will retry");
+            }
             if let Some(old) = obsolete {
                 let _ = std::fs::remove_file(old);
             }
-            let _ = job.reply.send(Ok(outcome));
+            if index {
+                entries.push(job.entry);
+            }
+            replies.push((job.reply, outcome));
         }
+        if let Err(e) = self.shared.index.insert_batch_deferred(&entries) {
+            tracing::error!(error = %e, "indexing a committed batch failed; the journal keeps it for recovery");
+        }
+        for (reply, outcome) in replies {
+            let _ = reply.send(Ok(outcome));
+        }
+    }
+
+    fn journal_and_sync(&mut self, planned: &[(CommitJob, Plan)]) -> io::Result<()> {
+        let mut buf = Vec::new();
+        for (job, plan) in planned {
+            let Plan::File {
+                target_rel, index, ..
+            } = plan
+            else {
+                continue;
+            };
+            let tmp_name = job
+                .tmp_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            buf.extend(encode_record(&JournalRecord {
+                tmp_name,
+                target: target_rel.clone(),
+                file_hash: job.entry.record.file_hash,
+                entry: index.then(|| job.entry.clone()),
+            })?);
+        }
+        self.journal.write_all(&buf)?;
+        sync_volume(&self.volume)?;
+        self.journal_len += buf.len() as u64;
+        Ok(())
     }
 }
 
@@ -257,41 +385,9 @@ fn fail_all(jobs: Vec<(CommitJob, Plan)>, what: &str, e: io::Error) {
     }
 }
 
-/// Removes files a failed batch already renamed into place, so nothing unindexed stays there.
-fn undo(moved: &[(CommitJob, Plan)]) {
-    for (_, p) in moved {
-        if let Plan::File {
-            target,
-            index: true,
-            outcome: StoreOutcome::Stored,
-            ..
-        } = p
-        {
-            let _ = std::fs::remove_file(target);
-        }
-    }
-}
-
-fn rename_into_place(tmp: &Path, target: &Path) -> io::Result<()> {
+pub(crate) fn rename_into_place(tmp: &Path, target: &Path) -> io::Result<()> {
     if let Some(dir) = target.parent() {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::rename(tmp, target)
-}
-
-fn write_journal(root: &Path, targets: &[&Path]) -> io::Result<()> {
-    let mut text = String::new();
-    for t in targets {
-        if let Ok(rel) = t.strip_prefix(root) {
-            text.push_str(&rel.to_string_lossy());
-            text.push('\n');
-        }
-    }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(layout::journal_path(root))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_data()
 }

@@ -63,7 +63,7 @@ from_redb!(
 pub type Result<T> = std::result::Result<T, IndexError>;
 
 /// A new or replaced instance, ready to be indexed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct IndexEntry {
     pub attrs: InstanceAttrs,
     pub record: InstanceRecord,
@@ -130,11 +130,31 @@ impl Index {
         Ok(index)
     }
 
+    /// A durable write: on disk when `commit` returns, with the allocator state recorded so
+    /// that reopening after a crash is quick.
     fn begin_write(&self) -> Result<WriteTransaction> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         txn.set_quick_repair(true);
         Ok(txn)
+    }
+
+    /// Indexes a batch without waiting for the disk: the ingest path's durability comes from
+    /// the commit journal, and a later [`Index::checkpoint`] makes these writes durable.
+    pub fn insert_batch_deferred(&self, entries: &[IndexEntry]) -> Result<()> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        for e in entries {
+            insert_one(&txn, e)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Makes every deferred write durable (one durable commit).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.begin_write()?.commit()?;
+        Ok(())
     }
 
     fn read(&self) -> Result<ReadTransaction> {
@@ -160,7 +180,7 @@ impl Index {
         })
     }
 
-    /// Indexes a batch in one durable transaction (the group commit).
+    /// Indexes a batch in one durable transaction (reindex and recovery).
     pub fn insert_batch(&self, entries: &[IndexEntry]) -> Result<()> {
         let txn = self.begin_write()?;
         for e in entries {

@@ -13,18 +13,53 @@ use crate::part10;
 use crate::record::{InstanceAttrs, InstanceRecord};
 use crate::scan;
 use crate::transfer_syntax::DatasetEncoding;
-use crate::{ingest, layout};
+use crate::{commit, ingest, layout};
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct RecoveryReport {
-    /// Partial receptions removed from tmp/.
+    /// Journal records replayed (instances committed since the last checkpoint).
+    pub journal_records_replayed: u64,
+    /// Committed instances whose rename into the archive had to be redone.
+    pub renames_redone: u64,
+    /// Partial or never-committed receptions removed from tmp/.
     pub temp_files_removed: u64,
-    /// Files of an unfinished commit batch removed from archive/ (never acknowledged).
-    pub unindexed_files_removed: u64,
 }
 
+/// Finishes what the last run committed but had not checkpointed: redo renames, re-index,
+/// checkpoint, empty the journal, clear tmp/. Reads only the journal and tmp/.
 pub(crate) fn recover(root: &Path, index: &Index) -> io::Result<RecoveryReport> {
     let mut report = RecoveryReport::default();
+    let journal = layout::journal_path(root);
+    let bytes = match std::fs::read(&journal) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let records = commit::decode_records(&bytes);
+    let mut entries = Vec::new();
+    for r in records {
+        report.journal_records_replayed += 1;
+        let target = root.join(&r.target);
+        let tmp = layout::tmp_dir(root).join(&r.tmp_name);
+        if !target.exists() {
+            // The rename happens only after the record's batch was synced, but the record may be
+            // durable while the batch's sync never completed: trust the temp file only if its
+            // content is what was recorded.
+            if !r.tmp_name.is_empty() && tmp.is_file() && hash_file(&tmp)? == r.file_hash {
+                commit::rename_into_place(&tmp, &target)?;
+                report.renames_redone += 1;
+            } else {
+                continue;
+            }
+        }
+        if let Some(e) = r.entry {
+            entries.push(e);
+        }
+    }
+    if !entries.is_empty() {
+        // insert is idempotent for instances the last checkpoint already holds
+        index.insert_batch(&entries).map_err(io::Error::other)?;
+    }
     for entry in std::fs::read_dir(layout::tmp_dir(root))? {
         let entry = entry?;
         if entry.file_type()?.is_file() {
@@ -32,31 +67,11 @@ pub(crate) fn recover(root: &Path, index: &Index) -> io::Result<RecoveryReport> 
             report.temp_files_removed += 1;
         }
     }
-    let journal = layout::journal_path(root);
-    match std::fs::read_to_string(&journal) {
-        Ok(text) => {
-            for line in text.lines().filter(|l| l.starts_with("archive/")) {
-                let path = root.join(line);
-                let Some(sop) = layout::sop_uid_of_file(&path) else {
-                    continue;
-                };
-                let indexed = index
-                    .instance(sop)
-                    .map_err(io::Error::other)?
-                    .is_some_and(|r| r.rel_path == line);
-                if !indexed && path.exists() {
-                    tracing::warn!(file = line, "removing a file whose commit never finished");
-                    std::fs::remove_file(&path)?;
-                    report.unindexed_files_removed += 1;
-                }
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    // An empty journal whose directory entry is durable, so later fdatasyncs suffice.
-    File::create(&journal)?.sync_all()?;
-    File::open(root)?.sync_all()?;
+    let volume = File::open(root)?;
+    commit::sync_volume(&volume)?;
+    // Only now is everything the journal held durable elsewhere.
+    File::create(&journal)?;
+    commit::sync_volume(&volume)?;
     Ok(report)
 }
 
@@ -228,4 +243,105 @@ pub(crate) fn reindex(root: &Path) -> Result<u64, Box<dyn std::error::Error + Se
     std::fs::rename(&fresh, &index_path)?;
     File::open(root)?.sync_all()?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commit::{JournalRecord, encode_record};
+    use crate::index::IndexEntry;
+    use crate::record::{InstanceAttrs, InstanceRecord};
+    use crate::uid::Uid;
+
+    fn entry(sop: &str, rel: &str, hash: u64) -> IndexEntry {
+        let u = |s: &str| Uid::parse(s).unwrap();
+        let attrs = InstanceAttrs {
+            sop_class_uid: u("1.2.840.10008.5.1.4.1.1.2"),
+            sop_instance_uid: u(sop),
+            study_uid: u("1.2.3"),
+            series_uid: u("1.2.3.4"),
+            specific_character_set: String::new(),
+            patient_name: "DOE^JANE".into(),
+            patient_id: "P1".into(),
+            patient_birth_date: String::new(),
+            patient_sex: String::new(),
+            study_date: "20240101".into(),
+            study_time: String::new(),
+            accession_number: String::new(),
+            referring_physician: String::new(),
+            study_description: String::new(),
+            study_id: String::new(),
+            modality: "CT".into(),
+            series_description: String::new(),
+            series_number: None,
+            body_part: String::new(),
+            instance_number: None,
+        };
+        let record = InstanceRecord {
+            study_uid: "1.2.3".into(),
+            series_uid: "1.2.3.4".into(),
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+            transfer_syntax: "1.2.840.10008.1.2.1".into(),
+            instance_number: None,
+            patient_name: "DOE^JANE".into(),
+            rel_path: rel.into(),
+            file_size: 4,
+            file_hash: hash,
+            dataset_hash: hash,
+            received_unix: 0,
+            source_ae: "CT".into(),
+        };
+        IndexEntry { attrs, record }
+    }
+
+    /// What `kill -9` between a batch's commit point and the next checkpoint leaves: journal
+    /// records, one temp file not yet renamed, one whose data never reached the disk, and a
+    /// torn record at the tail.
+    #[test]
+    fn recovery_finishes_committed_batches_and_drops_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(layout::tmp_dir(root)).unwrap();
+        let index = Index::open(&layout::index_path(root)).unwrap();
+
+        std::fs::write(layout::tmp_dir(root).join("1-1.part"), b"good").unwrap();
+        std::fs::write(layout::tmp_dir(root).join("1-2.part"), b"\0\0\0\0").unwrap();
+        let good_hash = xxhash_rust::xxh3::xxh3_64(b"good");
+        let rel_good = "archive/00/1.2.3/1.2.3.4/1.2.3.4.1.dcm.zst";
+        let rel_bad = "archive/00/1.2.3/1.2.3.4/1.2.3.4.2.dcm.zst";
+        let mut journal = Vec::new();
+        for (tmp, rel, sop) in [
+            ("1-1.part", rel_good, "1.2.3.4.1"),
+            ("1-2.part", rel_bad, "1.2.3.4.2"),
+        ] {
+            journal.extend(
+                encode_record(&JournalRecord {
+                    tmp_name: tmp.into(),
+                    target: rel.into(),
+                    file_hash: good_hash,
+                    entry: Some(entry(sop, rel, good_hash)),
+                })
+                .unwrap(),
+            );
+        }
+        journal.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3]); // torn tail
+        std::fs::write(layout::journal_path(root), &journal).unwrap();
+
+        let report = recover(root, &index).unwrap();
+        assert_eq!(report.journal_records_replayed, 2);
+        assert_eq!(report.renames_redone, 1);
+        assert_eq!(report.temp_files_removed, 1);
+        assert_eq!(std::fs::read(root.join(rel_good)).unwrap(), b"good");
+        assert!(!root.join(rel_bad).exists());
+        assert!(index.instance("1.2.3.4.1").unwrap().is_some());
+        assert!(index.instance("1.2.3.4.2").unwrap().is_none());
+        assert_eq!(
+            std::fs::metadata(layout::journal_path(root)).unwrap().len(),
+            0
+        );
+        // replaying twice changes nothing
+        std::fs::write(layout::journal_path(root), &journal).unwrap();
+        recover(root, &index).unwrap();
+        assert_eq!(index.counts().unwrap().instances, 1);
+    }
 }

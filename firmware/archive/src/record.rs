@@ -11,7 +11,7 @@ use crate::scan::{RawHeader, Tag, tags};
 use crate::uid::{InvalidUid, Uid};
 
 /// The attributes of one received instance, decoded.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InstanceAttrs {
     pub sop_class_uid: Uid,
     pub sop_instance_uid: Uid,

@@ -6,7 +6,10 @@
 
 use std::fmt;
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct Uid(String);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -33,6 +36,19 @@ impl Uid {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for Uid {
+    type Error = InvalidUid;
+    fn try_from(s: String) -> Result<Uid, InvalidUid> {
+        Uid::parse(&s)
+    }
+}
+
+impl From<Uid> for String {
+    fn from(u: Uid) -> String {
+        u.0
     }
 }
 

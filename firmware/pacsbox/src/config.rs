@@ -47,7 +47,7 @@ impl Default for Config {
             duplicates: DuplicatePolicy::Keep,
             idle_timeout_s: 120,
             check_called_ae: false,
-            zstd_level: 3,
+            zstd_level: 2,
             max_pdu: 128 * 1024,
         }
     }

@@ -123,7 +123,7 @@ fn archive_config(c: &Config) -> ArchiveConfig {
 fn open(c: &Config) -> anyhow::Result<Archive> {
     let (archive, report) = Archive::open(&c.data_dir, archive_config(c))
         .with_context(|| format!("opening archive in {}", c.data_dir.display()))?;
-    if report.temp_files_removed + report.unindexed_files_removed > 0 {
+    if report.journal_records_replayed + report.temp_files_removed > 0 {
         tracing::warn!(?report, "recovered after an unclean shutdown");
     }
     Ok(archive)
