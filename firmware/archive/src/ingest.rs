@@ -116,7 +116,7 @@ pub(crate) fn begin(
     let n = shared.nonce.fetch_add(1, Ordering::Relaxed);
     let tmp_path = layout::tmp_dir(&shared.root).join(format!("{}-{n}.part", std::process::id()));
     let file = File::create(&tmp_path).map_err(StoreError::from_write)?;
-    let zstd = transfer_syntax::store_zstd(&req.transfer_syntax);
+    let zstd = shared.config.zstd_level > 0 && transfer_syntax::store_zstd(&req.transfer_syntax);
     let out = HashingWriter::new(BufWriter::with_capacity(256 << 10, file));
     let mut sink = if zstd {
         let mut enc = zstd::stream::write::Encoder::new(out, shared.config.zstd_level)?;

@@ -28,7 +28,7 @@ pub struct Config {
     pub idle_timeout_s: u64,
     /// Reject associations whose Called AE Title is not ours.
     pub check_called_ae: bool,
-    /// zstd level for uncompressed transfer syntaxes.
+    /// zstd level for uncompressed transfer syntaxes; 0 stores them as plain `.dcm`.
     pub zstd_level: i32,
     /// Largest PDU we accept, bytes.
     pub max_pdu: u32,
@@ -81,8 +81,8 @@ impl Config {
             "max_pdu must be between 4096 and 16 MiB"
         );
         anyhow::ensure!(
-            (1..=19).contains(&self.zstd_level),
-            "zstd_level must be 1-19"
+            (0..=19).contains(&self.zstd_level),
+            "zstd_level must be 0 (store uncompressed) to 19"
         );
         Ok(())
     }

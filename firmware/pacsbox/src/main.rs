@@ -58,6 +58,9 @@ enum Command {
         /// keep | overwrite
         #[arg(long)]
         duplicates: Option<String>,
+        /// zstd level for uncompressed syntaxes (0 = store plain .dcm).
+        #[arg(long)]
+        zstd_level: Option<i32>,
     },
     /// Print every indexed instance as TSV: SOP UID, study UID, series UID, transfer syntax,
     /// file, patient name.
@@ -140,6 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_associations,
             reserve_mb,
             duplicates,
+            zstd_level,
         } => {
             let mut c = settings(&data)?;
             if let Some(v) = ae {
@@ -159,6 +163,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(v) = reserve_mb {
                 c.reserve_mb = v;
+            }
+            if let Some(v) = zstd_level {
+                c.zstd_level = v;
             }
             if let Some(v) = duplicates {
                 c.duplicates = match v.as_str() {
