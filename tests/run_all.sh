@@ -21,6 +21,7 @@ step() {
     echo "==> ok: ${name} ($((SECONDS - start))s)"
 }
 
+step "dependencies" bash tests/install_deps.sh
 step "rustfmt"     cargo fmt --all -- --check
 step "clippy"      cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"  cargo test --workspace

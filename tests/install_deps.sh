@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs, idempotently and quietly: DCMTK, zstd and strace from
+# Debian; pinned pydicom, pynetdicom, pydicom-data, pytest, numpy from PyPI; clippy/rustfmt.
+# Called by tests/run_all.sh, so the README's test command works on a fresh Debian 12.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+echo "==> installing test dependencies (no-op when present)"
+
+need_apt=()
+for pkg in dcmtk zstd strace; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        need_apt+=("$pkg")
+    fi
+done
+if ((${#need_apt[@]})); then
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q "${need_apt[@]}" >/dev/null 2>&1; then
+        apt-get update -q >/dev/null
+        apt-get install -y -q "${need_apt[@]}" >/dev/null
+    fi
+fi
+for tool in /usr/bin/storescu /usr/bin/echoscu /usr/bin/dcmdump zstd; do
+    command -v "$tool" >/dev/null || { echo "missing $tool after install" >&2; exit 1; }
+done
+
+PY_REQS=(
+    "pydicom==3.0.2"
+    "pynetdicom==3.0.4"
+    "pydicom-data==1.0.0"
+    "pytest==9.2.0"
+    "numpy==2.4.6"
+)
+if ! python3 - "${PY_REQS[@]}" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+for req in sys.argv[1:]:
+    name, want = req.split("==")
+    if version(name) != want:
+        sys.exit(1)
+PY
+then
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "${PY_REQS[@]}"
+fi
+
+installed_components="$(rustup component list --installed 2>/dev/null || true)"
+if ! grep -q '^clippy' <<<"$installed_components" || ! grep -q '^rustfmt' <<<"$installed_components"; then
+    rustup component add clippy rustfmt
+fi
+
