@@ -222,14 +222,17 @@ impl CommitThread {
         }
     }
 
-    fn plan(&self, job: &CommitJob, seen: &[String]) -> Result<Plan, StoreError> {
+    /// `seen`: SOP Instance UID and data set hash of the instances filed earlier in this batch.
+    fn plan(&self, job: &CommitJob, seen: &[(String, u64)]) -> Result<Plan, StoreError> {
         let rec = &job.entry.record;
         let sop = job.entry.attrs.sop_instance_uid.as_str();
         let existing = self.shared.index.instance(sop)?;
-        let in_batch = seen.iter().any(|s| s == sop);
-        if existing
-            .as_ref()
-            .is_some_and(|e| e.dataset_hash == rec.dataset_hash)
+        let earlier = seen.iter().find(|(s, _)| s == sop).map(|(_, h)| *h);
+        let in_batch = earlier.is_some();
+        if earlier == Some(rec.dataset_hash)
+            || existing
+                .as_ref()
+                .is_some_and(|e| e.dataset_hash == rec.dataset_hash)
         {
             return Ok(Plan::Done(StoreOutcome::DuplicateIdentical));
         }
@@ -278,12 +281,15 @@ impl CommitThread {
     }
 
     fn commit_batch(&mut self, batch: Vec<CommitJob>) {
-        let mut seen: Vec<String> = Vec::with_capacity(batch.len());
+        let mut seen: Vec<(String, u64)> = Vec::with_capacity(batch.len());
         let mut planned = Vec::with_capacity(batch.len());
         for job in batch {
             let p = self.plan(&job, &seen);
             if let Ok(Plan::File { index: true, .. }) = &p {
-                seen.push(job.entry.attrs.sop_instance_uid.to_string());
+                seen.push((
+                    job.entry.attrs.sop_instance_uid.to_string(),
+                    job.entry.record.dataset_hash,
+                ));
             }
             match p {
                 Ok(Plan::Done(outcome)) => {

@@ -255,3 +255,29 @@ fn reindex_rebuilds_the_same_index_from_files() {
     assert_eq!(before, after);
     assert_eq!(archive.counts().unwrap().studies, 2);
 }
+
+#[test]
+fn the_same_ct_from_eight_associations_at_once_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = Archive::open(dir.path(), config()).unwrap();
+    let data = dataset("1.2.3.1", "1.2.3", b"DOE^JOHN", 1);
+    let outcomes: Vec<StoreOutcome> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| store(&archive, "1.2.3.1", &data).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let stored = outcomes
+        .iter()
+        .filter(|o| **o == StoreOutcome::Stored)
+        .count();
+    assert_eq!(stored, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, StoreOutcome::Stored | StoreOutcome::DuplicateIdentical)),
+        "{outcomes:?}"
+    );
+    assert!(files_under(&dir.path().join("conflicts")).is_empty());
+    assert_eq!(archive.counts().unwrap().instances, 1);
+}
