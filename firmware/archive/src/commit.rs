@@ -337,6 +337,17 @@ impl CommitThread {
                 let _ = std::fs::remove_file(old);
             }
             if index {
+                if outcome == StoreOutcome::Stored
+                    && let Ok(mut log) = self.shared.activity.lock()
+                {
+                    let r = &job.entry.record;
+                    log.record(
+                        r.received_unix,
+                        &job.entry.attrs.modality,
+                        &r.source_ae,
+                        &r.study_uid,
+                    );
+                }
                 entries.push(job.entry);
             }
             replies.push((job.reply, outcome));

@@ -6,6 +6,7 @@
 //! web page call [`Archive`]. Start reading at [`Archive::begin_store`] (ingest) and
 //! `commit.rs` (the group commit that orders file, journal and index writes).
 
+pub mod activity;
 mod commit;
 pub mod index;
 mod ingest;
@@ -90,6 +91,7 @@ pub(crate) struct Shared {
     pub config: ArchiveConfig,
     pub refusing: AtomicBool,
     pub nonce: AtomicU64,
+    pub activity: std::sync::Mutex<activity::ActivityLog>,
 }
 
 /// The archive. Cheap to clone; all clones share one index and one committer.
@@ -128,6 +130,7 @@ impl Archive {
             config,
             refusing: AtomicBool::new(false),
             nonce: AtomicU64::new(0),
+            activity: Default::default(),
         });
         let committer =
             Arc::new(
@@ -153,6 +156,15 @@ impl Archive {
 
     pub fn disk_space(&self) -> std::io::Result<DiskSpace> {
         layout::disk_space(&self.shared.root)
+    }
+
+    /// Instances and studies received today, and the last one.
+    pub fn activity(&self) -> activity::Activity {
+        let now = ingest::unix_now();
+        match self.shared.activity.lock() {
+            Ok(log) => log.snapshot(now),
+            Err(poisoned) => poisoned.into_inner().snapshot(now),
+        }
     }
 
     /// True while free space is under the reserve (stores are being refused).

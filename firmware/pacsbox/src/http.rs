@@ -25,6 +25,9 @@ pub struct StatusDoc {
     pub studies: u64,
     pub series: u64,
     pub instances: u64,
+    pub instances_today: u64,
+    pub studies_today: u64,
+    pub last_received: Option<pacsbox_archive::activity::LastReceived>,
     pub active_associations: usize,
     pub associations_total: u64,
     pub associations_rejected: u64,
@@ -48,6 +51,7 @@ impl StatusSource {
         let counts = self.archive.counts()?;
         let disk = self.archive.disk_space()?;
         let scp = self.scp.snapshot();
+        let today = self.archive.activity();
         let reserve = self.config.reserve_mb << 20;
         Ok(StatusDoc {
             version: env!("CARGO_PKG_VERSION"),
@@ -60,6 +64,9 @@ impl StatusSource {
             studies: counts.studies,
             series: counts.series,
             instances: counts.instances,
+            instances_today: today.instances_today,
+            studies_today: today.studies_today,
+            last_received: today.last,
             active_associations: scp.active_associations,
             associations_total: scp.associations_total,
             associations_rejected: scp.associations_rejected,
