@@ -16,24 +16,24 @@ use redb::{
 
 use crate::record::{InstanceAttrs, InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
 
-const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
-const SERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("series");
-const STUDIES: TableDefinition<&str, &[u8]> = TableDefinition::new("studies");
-const PATIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("patients");
-const SERIES_INSTANCES: MultimapTableDefinition<&str, &str> =
+pub(crate) const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
+pub(crate) const SERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("series");
+pub(crate) const STUDIES: TableDefinition<&str, &[u8]> = TableDefinition::new("studies");
+pub(crate) const PATIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("patients");
+pub(crate) const SERIES_INSTANCES: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("series_instances");
-const STUDY_SERIES: MultimapTableDefinition<&str, &str> =
+pub(crate) const STUDY_SERIES: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("study_series");
-const PATIENT_STUDIES: MultimapTableDefinition<&str, &str> =
+pub(crate) const PATIENT_STUDIES: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("patient_studies");
-const STUDY_BY_DATE: MultimapTableDefinition<&str, &str> =
+pub(crate) const STUDY_BY_DATE: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("study_by_date");
-const STUDY_BY_ACCESSION: MultimapTableDefinition<&str, &str> =
+pub(crate) const STUDY_BY_ACCESSION: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("study_by_accession");
-const STUDY_BY_MODALITY: MultimapTableDefinition<&str, &str> =
+pub(crate) const STUDY_BY_MODALITY: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("study_by_modality");
 /// Normalised person-name search key (one per component group) -> patient key.
-const PATIENT_BY_NAME: MultimapTableDefinition<&str, &str> =
+pub(crate) const PATIENT_BY_NAME: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("patient_by_name");
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,7 @@ fn enc<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
     Ok(postcard::to_allocvec(v)?)
 }
 
-fn dec<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T> {
+pub(crate) fn dec<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T> {
     Ok(postcard::from_bytes(b)?)
 }
 
@@ -157,7 +157,7 @@ impl Index {
         Ok(())
     }
 
-    fn read(&self) -> Result<ReadTransaction> {
+    pub(crate) fn read(&self) -> Result<ReadTransaction> {
         Ok(self.db.begin_read()?)
     }
 
@@ -359,6 +359,7 @@ fn insert_one(txn: &WriteTransaction, e: &IndexEntry) -> Result<()> {
         description: a.study_description.clone(),
         study_id: a.study_id.clone(),
         modalities: Vec::new(),
+        sop_classes: Vec::new(),
         specific_character_set: a.specific_character_set.clone(),
         series: 0,
         instances: 0,
@@ -376,6 +377,10 @@ fn insert_one(txn: &WriteTransaction, e: &IndexEntry) -> Result<()> {
         study.modalities.push(a.modality.clone());
         txn.open_multimap_table(STUDY_BY_MODALITY)?
             .insert(a.modality.as_str(), study_uid)?;
+    }
+    let sop_class = a.sop_class_uid.as_str();
+    if !study.sop_classes.iter().any(|c| c == sop_class) {
+        study.sop_classes.push(sop_class.to_owned());
     }
     studies.insert(study_uid, enc(&study)?.as_slice())?;
     if new_study {

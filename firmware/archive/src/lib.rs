@@ -13,6 +13,7 @@ mod ingest;
 pub mod layout;
 mod maintenance;
 pub mod part10;
+pub mod query;
 pub mod record;
 pub mod scan;
 pub mod transfer_syntax;

@@ -145,6 +145,8 @@ pub struct StudyRecord {
     pub description: String,
     pub study_id: String,
     pub modalities: Vec<String>,
+    /// SOP classes of the study's instances (C-FIND's SOPClassesInStudy).
+    pub sop_classes: Vec<String>,
     pub specific_character_set: String,
     pub series: u64,
     pub instances: u64,

@@ -102,6 +102,31 @@ pub fn scan_dataset<R: Read>(reader: R, encoding: DatasetEncoding) -> Result<Raw
     }
 }
 
+/// One top-level element as encoded: VR as sent (None in implicit VR), value undecoded.
+/// Sequences are skipped and reported with an empty value and VR `SQ`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawElement {
+    pub tag: Tag,
+    pub vr: Option<[u8; 2]>,
+    pub value: Vec<u8>,
+}
+
+/// Every top-level element of a small dataset (a C-FIND identifier), values up to 64 KiB.
+pub fn scan_elements<R: Read>(
+    reader: R,
+    encoding: DatasetEncoding,
+) -> Result<Vec<RawElement>, ScanError> {
+    match encoding {
+        DatasetEncoding::Deflated => {
+            let inflated = flate2::read::DeflateDecoder::new(reader);
+            Walker::new(io::BufReader::new(inflated), false, true).all_elements()
+        }
+        DatasetEncoding::ImplicitLittle => Walker::new(reader, false, false).all_elements(),
+        DatasetEncoding::ExplicitLittle => Walker::new(reader, false, true).all_elements(),
+        DatasetEncoding::ExplicitBig => Walker::new(reader, true, true).all_elements(),
+    }
+}
+
 struct Walker<R> {
     r: R,
     big_endian: bool,
@@ -230,6 +255,43 @@ impl<R: Read> Walker<R> {
                 out.insert(h.tag, v);
             } else {
                 self.skip(h.len)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn all_elements(mut self) -> Result<Vec<RawElement>, ScanError> {
+        let mut out = Vec::new();
+        while let Some(h) = self.header()? {
+            if h.tag.0 == 0xFFFE {
+                return Err(ScanError::StrayDelimiter(h.tag.0, h.tag.1));
+            }
+            let vr = self.explicit.then_some(h.vr);
+            if h.len == UNDEFINED {
+                self.skip_undefined(&h, 0)?;
+                out.push(RawElement {
+                    tag: h.tag,
+                    vr: Some(*b"SQ"),
+                    value: Vec::new(),
+                });
+            } else if &h.vr == b"SQ" {
+                self.skip(h.len)?;
+                out.push(RawElement {
+                    tag: h.tag,
+                    vr,
+                    value: Vec::new(),
+                });
+            } else {
+                if h.len > MAX_WANTED_VALUE {
+                    return Err(ScanError::BadLength(h.tag.0, h.tag.1, h.len));
+                }
+                let mut v = vec![0u8; h.len as usize];
+                self.need(&mut v)?;
+                out.push(RawElement {
+                    tag: h.tag,
+                    vr,
+                    value: v,
+                });
             }
         }
         Ok(out)

@@ -19,8 +19,10 @@ use dicom_ul::pdu::{
 };
 use dicom_ul::{Pdu, read_pdu, write_pdu};
 use pacsbox_archive::transfer_syntax;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
 
 use crate::sop_classes;
 
@@ -53,22 +55,41 @@ pub struct AcceptedContext {
 }
 
 pub struct Association {
-    socket: TcpStream,
+    writer: OwnedWriteHalf,
+    /// PDUs read by the reader task: receiving is cancel-safe, so a service can wait for the
+    /// next result of its own work and for a C-CANCEL at the same time.
+    incoming: mpsc::Receiver<Result<Pdu, AssocError>>,
+    reader: tokio::task::JoinHandle<()>,
     pub calling_ae: String,
+    /// Our own AE title (returned as Retrieve AE Title).
+    pub local_ae: String,
     pub contexts: HashMap<u8, AcceptedContext>,
-    local_max_pdu: u32,
     peer_max_pdu: u32,
     idle: Duration,
 }
 
-/// Reads one whole PDU, refusing to buffer more than `max` bytes of body.
-async fn read_one(socket: &mut TcpStream, max: u32, idle: Duration) -> Result<Pdu, AssocError> {
+/// Reads one whole PDU, refusing to buffer more than `max` bytes of body. `idle` bounds the
+/// wait for the first byte (`None`: wait as long as it takes) and, always, a stall inside a PDU.
+async fn read_one<R: AsyncRead + Unpin>(
+    socket: &mut R,
+    max: u32,
+    idle: Option<Duration>,
+    stall: Duration,
+) -> Result<Pdu, AssocError> {
     let mut header = [0u8; PDU_HEADER];
-    match tokio::time::timeout(idle, socket.read_exact(&mut header)).await {
-        Err(_) => return Err(AssocError::Idle(idle)),
-        Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(AssocError::Closed),
-        Ok(r) => r?,
+    let first = match idle {
+        Some(idle) => tokio::time::timeout(idle, socket.read_exact(&mut header[..1]))
+            .await
+            .map_err(|_| AssocError::Idle(idle))?,
+        None => socket.read_exact(&mut header[..1]).await,
     };
+    match first {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(AssocError::Closed),
+        r => r?,
+    };
+    tokio::time::timeout(stall, socket.read_exact(&mut header[1..]))
+        .await
+        .map_err(|_| AssocError::Idle(stall))??;
     let len = u32::from_be_bytes([header[2], header[3], header[4], header[5]]);
     if len > max {
         return Err(AssocError::TooLarge(len));
@@ -77,9 +98,9 @@ async fn read_one(socket: &mut TcpStream, max: u32, idle: Duration) -> Result<Pd
     buf.extend_from_slice(&header);
     buf.resize(PDU_HEADER + len as usize, 0);
     // A peer that stalls inside a PDU is as dead as an idle one.
-    tokio::time::timeout(idle, socket.read_exact(&mut buf[PDU_HEADER..]))
+    tokio::time::timeout(stall, socket.read_exact(&mut buf[PDU_HEADER..]))
         .await
-        .map_err(|_| AssocError::Idle(idle))??;
+        .map_err(|_| AssocError::Idle(stall))??;
     match read_pdu(&buf[..], MAX_ASSOCIATE_PDU.max(max), false) {
         Ok(Some(pdu)) => Ok(pdu),
         Ok(None) => Err(AssocError::Malformed("incomplete PDU".into())),
@@ -87,7 +108,7 @@ async fn read_one(socket: &mut TcpStream, max: u32, idle: Duration) -> Result<Pd
     }
 }
 
-async fn write_one(socket: &mut TcpStream, pdu: &Pdu) -> Result<(), AssocError> {
+async fn write_one<W: AsyncWrite + Unpin>(socket: &mut W, pdu: &Pdu) -> Result<(), AssocError> {
     let mut buf = Vec::new();
     write_pdu(&mut buf, pdu).map_err(|e| AssocError::Malformed(e.to_string()))?;
     socket.write_all(&buf).await?;
@@ -98,7 +119,9 @@ async fn write_one(socket: &mut TcpStream, pdu: &Pdu) -> Result<(), AssocError> 
 /// A-ASSOCIATE-RJ: transient, service provider (presentation), local limit exceeded.
 pub async fn reject_over_limit(mut socket: TcpStream) {
     let idle = Duration::from_secs(10);
-    if let Ok(Pdu::AssociationRQ(rq)) = read_one(&mut socket, MAX_ASSOCIATE_PDU, idle).await {
+    if let Ok(Pdu::AssociationRQ(rq)) =
+        read_one(&mut socket, MAX_ASSOCIATE_PDU, Some(idle), idle).await
+    {
         tracing::warn!(
             calling_ae = rq.calling_ae_title,
             "association rejected: connection limit reached"
@@ -125,9 +148,11 @@ fn trim_uid(s: &str) -> &str {
     s.trim_end_matches(['\0', ' '])
 }
 
-/// Verification or a Storage SOP class known to the dicom-rs registry.
+/// Verification, Q/R (Patient and Study Root FIND, MOVE, GET) or a Storage SOP class known to
+/// the dicom-rs registry.
 fn abstract_syntax_supported(uid: &str) -> bool {
     uid == dicom_dictionary_std::uids::VERIFICATION
+        || crate::find::model_of(uid).is_some()
         || StandardSopClassDictionary
             .by_uid(uid)
             .is_some_and(|e| sop_classes::is_storage(e.name))
@@ -139,7 +164,14 @@ impl Association {
         mut socket: TcpStream,
         policy: &AcceptorPolicy,
     ) -> Result<Option<Association>, AssocError> {
-        let rq = match read_one(&mut socket, MAX_ASSOCIATE_PDU, policy.idle).await? {
+        let rq = match read_one(
+            &mut socket,
+            MAX_ASSOCIATE_PDU,
+            Some(policy.idle),
+            policy.idle,
+        )
+        .await?
+        {
             Pdu::AssociationRQ(rq) => rq,
             other => {
                 abort(&mut socket, AbortRQServiceProviderReason::UnexpectedPdu).await;
@@ -253,27 +285,60 @@ impl Association {
             ],
         });
         write_one(&mut socket, &ac).await?;
+        let (mut read_half, writer) = socket.into_split();
+        let (tx, incoming) = mpsc::channel(2);
+        let (max, stall) = (policy.max_pdu, policy.idle);
+        let reader = tokio::spawn(async move {
+            loop {
+                let r = read_one(&mut read_half, max, None, stall).await;
+                let done = r.is_err();
+                if tx.send(r).await.is_err() || done {
+                    return;
+                }
+            }
+        });
         Ok(Some(Association {
-            socket,
+            writer,
+            incoming,
+            reader,
             calling_ae: calling_ae_title.trim().to_owned(),
+            local_ae: policy.ae_title.clone(),
             contexts,
-            local_max_pdu: policy.max_pdu,
             peer_max_pdu,
             idle: policy.idle,
         }))
     }
 
+    /// The next PDU; an association silent for the idle timeout is an error. Cancel-safe.
     pub async fn receive(&mut self) -> Result<Pdu, AssocError> {
-        read_one(&mut self.socket, self.local_max_pdu, self.idle).await
+        match tokio::time::timeout(self.idle, self.incoming.recv()).await {
+            Err(_) => Err(AssocError::Idle(self.idle)),
+            Ok(None) => Err(AssocError::Closed),
+            Ok(Some(r)) => r,
+        }
+    }
+
+    /// The next PDU, however long the peer takes (while the SCP itself is busy). Cancel-safe.
+    pub async fn receive_while_busy(&mut self) -> Result<Pdu, AssocError> {
+        self.incoming
+            .recv()
+            .await
+            .unwrap_or(Err(AssocError::Closed))
     }
 
     pub async fn send(&mut self, pdu: &Pdu) -> Result<(), AssocError> {
-        write_one(&mut self.socket, pdu).await
+        write_one(&mut self.writer, pdu).await
     }
 
     /// Sends a DIMSE command set on a presentation context, fragmented to the peer's maximum.
     pub async fn send_command(&mut self, context: u8, bytes: Vec<u8>) -> Result<(), AssocError> {
         self.send_fragments(context, PDataValueType::Command, bytes)
+            .await
+    }
+
+    /// Sends a data set (or identifier) on a presentation context, fragmented likewise.
+    pub async fn send_data(&mut self, context: u8, bytes: Vec<u8>) -> Result<(), AssocError> {
+        self.send_fragments(context, PDataValueType::Data, bytes)
             .await
     }
 
@@ -303,15 +368,23 @@ impl Association {
 
     /// A-ABORT from the service provider, then close.
     pub async fn abort(&mut self, reason: AbortRQServiceProviderReason) {
-        abort(&mut self.socket, reason).await;
+        abort(&mut self.writer, reason).await;
+        self.reader.abort();
     }
 
     pub async fn close(&mut self) {
-        let _ = self.socket.shutdown().await;
+        let _ = self.writer.shutdown().await;
+        self.reader.abort();
     }
 }
 
-async fn abort(socket: &mut TcpStream, reason: AbortRQServiceProviderReason) {
+impl Drop for Association {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+async fn abort<W: AsyncWrite + Unpin>(socket: &mut W, reason: AbortRQServiceProviderReason) {
     let pdu = Pdu::AbortRQ {
         source: AbortRQSource::ServiceProvider(reason),
     };

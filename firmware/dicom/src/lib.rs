@@ -8,6 +8,8 @@
 mod association;
 pub mod dimse;
 mod echo;
+mod find;
+pub mod identifier;
 pub mod server;
 pub mod sop_classes;
 mod store;

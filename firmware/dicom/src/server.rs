@@ -18,7 +18,14 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::association::{AcceptorPolicy, AssocError, Association};
 use crate::dimse::{Command, CommandField, Status};
-use crate::{echo, store};
+use crate::{echo, find, store};
+
+/// Identifiers are a few hundred bytes; anything near this is not a query.
+const MAX_IDENTIFIER: usize = 1 << 20;
+
+fn policy_ae(assoc: &Association) -> String {
+    assoc.local_ae.clone()
+}
 
 #[derive(Clone, Debug)]
 pub struct ScpConfig {
@@ -184,6 +191,12 @@ enum State {
     },
     /// Receiving the data set of a C-STORE.
     Storing(store::Reception),
+    /// Collecting the identifier of a C-FIND / C-MOVE / C-GET.
+    Identifier {
+        context: u8,
+        req: Command,
+        bytes: Vec<u8>,
+    },
     /// Discarding the data set of a request we already answered or cannot serve.
     Draining {
         context: u8,
@@ -284,6 +297,42 @@ async fn step(
             Ok(State::Idle)
         }
         (
+            State::Identifier {
+                context,
+                req,
+                mut bytes,
+            },
+            PDataValueType::Data,
+        ) if context == ctx => {
+            bytes.extend_from_slice(&pdv.data);
+            if bytes.len() > MAX_IDENTIFIER {
+                return Err(protocol_error("identifier larger than 1 MiB".into()));
+            }
+            if !pdv.is_last {
+                return Ok(State::Identifier {
+                    context,
+                    req,
+                    bytes,
+                });
+            }
+            match req.field {
+                CommandField::CFindRq => {
+                    find::serve(assoc, ctx, &req, &bytes, archive, &policy_ae(assoc)).await?
+                }
+                _ => {
+                    respond(
+                        assoc,
+                        ctx,
+                        &req,
+                        Status::UNRECOGNIZED_OPERATION,
+                        "not supported yet",
+                    )
+                    .await?
+                }
+            }
+            Ok(State::Idle)
+        }
+        (
             State::Draining {
                 context,
                 req,
@@ -370,6 +419,15 @@ async fn collect_command(
                 .send_command(ctx, echo::respond(&req).encode())
                 .await?;
             Ok(State::Idle)
+        }
+        CommandField::CFindRq | CommandField::CMoveRq | CommandField::CGetRq
+            if req.has_dataset() =>
+        {
+            Ok(State::Identifier {
+                context: ctx,
+                req,
+                bytes: Vec::new(),
+            })
         }
         CommandField::CStoreRq if req.has_dataset() => {
             match store::Reception::begin(archive, &req, ctx, &accepted, &assoc.calling_ae).await {

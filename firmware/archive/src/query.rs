@@ -1,0 +1,662 @@
+//! Queries over the index for C-FIND (and, later, the web search): the matching rules of
+//! PS3.4 C.2.2.2 applied to patient, study, series and image records, hierarchically.
+//!
+//! Candidates come from the most selective secondary index the query allows (Study UIDs,
+//! Patient ID, Accession Number, Study Date, Patient's Name, Modality), so those queries never
+//! walk every record; matches are handed to a callback one at a time, so a query matching
+//! 100 000 records streams without building them all in memory.
+
+use std::ops::ControlFlow;
+
+use redb::{ReadTransaction, ReadableTable};
+
+use crate::index::{
+    INSTANCES, Index, IndexError, PATIENT_STUDIES, PATIENTS, SERIES, SERIES_INSTANCES, STUDIES,
+    STUDY_BY_ACCESSION, STUDY_BY_DATE, STUDY_BY_MODALITY, STUDY_SERIES, dec, wildcard_match,
+};
+use crate::record::{InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Patient,
+    Study,
+    Series,
+    Image,
+}
+
+/// The attributes the index can match and return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attr {
+    PatientName,
+    PatientId,
+    PatientBirthDate,
+    PatientSex,
+    NumberOfPatientRelatedStudies,
+    NumberOfPatientRelatedSeries,
+    NumberOfPatientRelatedInstances,
+    StudyInstanceUid,
+    StudyDate,
+    StudyTime,
+    AccessionNumber,
+    ReferringPhysicianName,
+    StudyDescription,
+    StudyId,
+    ModalitiesInStudy,
+    SopClassesInStudy,
+    NumberOfStudyRelatedSeries,
+    NumberOfStudyRelatedInstances,
+    SeriesInstanceUid,
+    Modality,
+    SeriesNumber,
+    SeriesDescription,
+    BodyPartExamined,
+    NumberOfSeriesRelatedInstances,
+    SopInstanceUid,
+    SopClassUid,
+    InstanceNumber,
+}
+
+impl Attr {
+    /// The level whose record holds the attribute.
+    pub fn level(self) -> Level {
+        use Attr::*;
+        match self {
+            PatientName
+            | PatientId
+            | PatientBirthDate
+            | PatientSex
+            | NumberOfPatientRelatedStudies
+            | NumberOfPatientRelatedSeries
+            | NumberOfPatientRelatedInstances => Level::Patient,
+            StudyInstanceUid
+            | StudyDate
+            | StudyTime
+            | AccessionNumber
+            | ReferringPhysicianName
+            | StudyDescription
+            | StudyId
+            | ModalitiesInStudy
+            | SopClassesInStudy
+            | NumberOfStudyRelatedSeries
+            | NumberOfStudyRelatedInstances => Level::Study,
+            SeriesInstanceUid
+            | Modality
+            | SeriesNumber
+            | SeriesDescription
+            | BodyPartExamined
+            | NumberOfSeriesRelatedInstances => Level::Series,
+            SopInstanceUid | SopClassUid | InstanceNumber => Level::Image,
+        }
+    }
+
+    fn is_person_name(self) -> bool {
+        matches!(self, Attr::PatientName | Attr::ReferringPhysicianName)
+    }
+
+    fn is_multi_valued(self) -> bool {
+        matches!(self, Attr::ModalitiesInStudy | Attr::SopClassesInStudy)
+    }
+}
+
+/// A matching key's value, classified as PS3.4 C.2.2.2 does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Matcher {
+    Universal,
+    Single(String),
+    Wildcard(String),
+    /// Inclusive; an empty bound is open.
+    Range(String, String),
+    List(Vec<String>),
+}
+
+impl Matcher {
+    /// Classifies a decoded request value for an attribute.
+    pub fn parse(attr: Attr, value: &str) -> Matcher {
+        let v = value.trim();
+        if v.is_empty() || v == "*" {
+            return Matcher::Universal;
+        }
+        let is_date_or_time = matches!(
+            attr,
+            Attr::StudyDate | Attr::StudyTime | Attr::PatientBirthDate
+        );
+        if is_date_or_time && v.contains('-') {
+            let (lo, hi) = v.split_once('-').unwrap_or((v, ""));
+            return Matcher::Range(lo.trim().to_owned(), hi.trim().to_owned());
+        }
+        if matches!(
+            attr,
+            Attr::StudyInstanceUid
+                | Attr::SeriesInstanceUid
+                | Attr::SopInstanceUid
+                | Attr::SopClassUid
+        ) && v.contains('\\')
+        {
+            return Matcher::List(v.split('\\').map(|u| u.trim().to_owned()).collect());
+        }
+        if v.contains('*') || v.contains('?') {
+            Matcher::Wildcard(v.to_owned())
+        } else {
+            Matcher::Single(v.to_owned())
+        }
+    }
+
+    fn single(&self) -> Option<&str> {
+        match self {
+            Matcher::Single(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Query {
+    pub level: Level,
+    pub filters: Vec<(Attr, Matcher)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    Index(#[from] IndexError),
+    #[error("a {level:?} level query must give {missing} (hierarchical model)")]
+    MissingUniqueKey { level: Level, missing: &'static str },
+}
+
+impl From<redb::TableError> for QueryError {
+    fn from(e: redb::TableError) -> Self {
+        QueryError::Index(e.into())
+    }
+}
+impl From<redb::StorageError> for QueryError {
+    fn from(e: redb::StorageError) -> Self {
+        QueryError::Index(e.into())
+    }
+}
+
+/// One match, with the records of the levels above it (for returning their attributes).
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub patient_key: String,
+    pub patient: Option<PatientRecord>,
+    pub study_uid: String,
+    pub study: Option<StudyRecord>,
+    pub series_uid: String,
+    pub series: Option<SeriesRecord>,
+    pub sop_instance_uid: String,
+    pub instance: Option<InstanceRecord>,
+}
+
+impl Row {
+    /// The attribute's value as DICOM text (multi-valued joined by `\`), or None when the
+    /// row's records do not hold it.
+    pub fn value(&self, attr: Attr) -> Option<String> {
+        use Attr::*;
+        let p = self.patient.as_ref();
+        let st = self.study.as_ref();
+        let se = self.series.as_ref();
+        let i = self.instance.as_ref();
+        let num = |n: Option<u64>| n.map(|n| n.to_string());
+        Some(match attr {
+            PatientName => i
+                .map(|i| i.patient_name.clone())
+                .or_else(|| st.map(|s| s.patient_name.clone()))
+                .or_else(|| p.map(|p| p.name.clone()))?,
+            PatientId => p
+                .map(|p| p.patient_id.clone())
+                .or_else(|| st.map(|s| s.patient_id.clone()))?,
+            PatientBirthDate => p?.birth_date.clone(),
+            PatientSex => p?.sex.clone(),
+            NumberOfPatientRelatedStudies => num(p.map(|p| p.studies))?,
+            NumberOfPatientRelatedSeries => num(p.map(|p| p.series))?,
+            NumberOfPatientRelatedInstances => num(p.map(|p| p.instances))?,
+            StudyInstanceUid => {
+                st?;
+                self.study_uid.clone()
+            }
+            StudyDate => st?.study_date.clone(),
+            StudyTime => st?.study_time.clone(),
+            AccessionNumber => st?.accession_number.clone(),
+            ReferringPhysicianName => st?.referring_physician.clone(),
+            StudyDescription => st?.description.clone(),
+            StudyId => st?.study_id.clone(),
+            ModalitiesInStudy => st?.modalities.join("\\"),
+            SopClassesInStudy => st?.sop_classes.join("\\"),
+            NumberOfStudyRelatedSeries => num(st.map(|s| s.series))?,
+            NumberOfStudyRelatedInstances => num(st.map(|s| s.instances))?,
+            SeriesInstanceUid => {
+                se?;
+                self.series_uid.clone()
+            }
+            Modality => se?.modality.clone(),
+            SeriesNumber => se?.series_number.map(|n| n.to_string()).unwrap_or_default(),
+            SeriesDescription => se?.description.clone(),
+            BodyPartExamined => se?.body_part.clone(),
+            NumberOfSeriesRelatedInstances => num(se.map(|s| s.instances))?,
+            SopInstanceUid => {
+                i?;
+                self.sop_instance_uid.clone()
+            }
+            SopClassUid => i?.sop_class_uid.clone(),
+            InstanceNumber => i?
+                .instance_number
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+        })
+    }
+
+    fn matches(&self, filters: &[(Attr, Matcher)]) -> bool {
+        filters.iter().all(|(attr, m)| {
+            if *m == Matcher::Universal {
+                return true;
+            }
+            match self.value(*attr) {
+                // a key of a level below the row cannot be matched here: the caller checks
+                None => true,
+                Some(v) => {
+                    if attr.is_multi_valued() {
+                        v.split('\\').any(|one| value_matches(*attr, m, one))
+                    } else {
+                        value_matches(*attr, m, &v)
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// One value against one matcher.
+pub fn value_matches(attr: Attr, m: &Matcher, value: &str) -> bool {
+    if attr.is_person_name() {
+        let pattern = match m {
+            Matcher::Universal => return true,
+            Matcher::Single(s) | Matcher::Wildcard(s) => s,
+            Matcher::Range(..) | Matcher::List(_) => return false,
+        };
+        // Any component group of the pattern against any of the value's.
+        let keys = pacsbox_charset::person_name_search_keys(value);
+        return pattern
+            .split('=')
+            .filter(|g| !g.trim().is_empty())
+            .map(pacsbox_charset::normalize_search_text)
+            .any(|pat| keys.iter().any(|k| wildcard_match(&pat, k)));
+    }
+    match m {
+        Matcher::Universal => true,
+        Matcher::Single(s) => value == s,
+        Matcher::Wildcard(p) => wildcard_match(p, value),
+        Matcher::Range(lo, hi) => {
+            !value.is_empty()
+                && (lo.is_empty() || value >= lo.as_str())
+                && (hi.is_empty() || value <= hi.as_str())
+        }
+        Matcher::List(list) => list.iter().any(|u| u == value),
+    }
+}
+
+fn filter(q: &Query, attr: Attr) -> Option<&Matcher> {
+    q.filters
+        .iter()
+        .find(|(a, m)| *a == attr && *m != Matcher::Universal)
+        .map(|(_, m)| m)
+}
+
+fn uids_of(m: Option<&Matcher>) -> Option<Vec<String>> {
+    match m? {
+        Matcher::Single(s) => Some(vec![s.clone()]),
+        Matcher::List(l) => Some(l.clone()),
+        _ => None,
+    }
+}
+
+impl Index {
+    /// Runs `q`, calling `emit` for each match until it returns `Break`.
+    pub fn query(
+        &self,
+        q: &Query,
+        mut emit: impl FnMut(Row) -> ControlFlow<()>,
+    ) -> Result<(), QueryError> {
+        let txn = self.read()?;
+        match q.level {
+            Level::Patient => self.query_patients(&txn, q, &mut emit),
+            Level::Study => self.query_studies(&txn, q, &mut emit).map(|_| ()),
+            Level::Series => {
+                let studies = uids_of(filter(q, Attr::StudyInstanceUid)).ok_or(
+                    QueryError::MissingUniqueKey {
+                        level: Level::Series,
+                        missing: "Study Instance UID",
+                    },
+                )?;
+                self.query_series(&txn, q, &studies, &mut emit).map(|_| ())
+            }
+            Level::Image => {
+                let series = uids_of(filter(q, Attr::SeriesInstanceUid)).ok_or(
+                    QueryError::MissingUniqueKey {
+                        level: Level::Image,
+                        missing: "Series Instance UID",
+                    },
+                )?;
+                self.query_images(&txn, q, &series, &mut emit).map(|_| ())
+            }
+        }
+    }
+
+    fn patient_rec(
+        &self,
+        txn: &ReadTransaction,
+        key: &str,
+    ) -> Result<Option<PatientRecord>, QueryError> {
+        let t = txn.open_table(PATIENTS)?;
+        Ok(match t.get(key)? {
+            Some(v) => Some(dec(v.value())?),
+            None => None,
+        })
+    }
+
+    fn query_patients(
+        &self,
+        txn: &ReadTransaction,
+        q: &Query,
+        emit: &mut impl FnMut(Row) -> ControlFlow<()>,
+    ) -> Result<(), QueryError> {
+        let keys: Option<Vec<String>> = if let Some(id) =
+            filter(q, Attr::PatientId).and_then(Matcher::single)
+        {
+            Some(vec![id.to_owned()])
+        } else if let Some(Matcher::Single(n) | Matcher::Wildcard(n)) = filter(q, Attr::PatientName)
+        {
+            Some(self.patients_by_name(n)?)
+        } else {
+            None
+        };
+        let mut visit = |key: String, rec: PatientRecord| {
+            let row = Row {
+                patient_key: key,
+                patient: Some(rec),
+                study_uid: String::new(),
+                study: None,
+                series_uid: String::new(),
+                series: None,
+                sop_instance_uid: String::new(),
+                instance: None,
+            };
+            if row.matches(&q.filters) {
+                emit(row)
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        match keys {
+            Some(keys) => {
+                for k in keys {
+                    if let Some(rec) = self.patient_rec(txn, &k)?
+                        && visit(k, rec).is_break()
+                    {
+                        break;
+                    }
+                }
+            }
+            None => {
+                let t = txn.open_table(PATIENTS)?;
+                for r in t.iter()? {
+                    let (k, v) = r?;
+                    if visit(k.value().to_owned(), dec(v.value())?).is_break() {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Candidate study UIDs from the most selective index; None means "all studies".
+    fn candidate_studies(
+        &self,
+        txn: &ReadTransaction,
+        q: &Query,
+    ) -> Result<Option<Vec<String>>, QueryError> {
+        let multimap = |def: redb::MultimapTableDefinition<&str, &str>,
+                        key: &str|
+         -> Result<Vec<String>, QueryError> {
+            let t = txn.open_multimap_table(def)?;
+            let mut out = Vec::new();
+            for v in t.get(key)? {
+                out.push(v?.value().to_owned());
+            }
+            Ok(out)
+        };
+        if let Some(uids) = uids_of(filter(q, Attr::StudyInstanceUid)) {
+            return Ok(Some(uids));
+        }
+        if let Some(id) = filter(q, Attr::PatientId).and_then(Matcher::single) {
+            return Ok(Some(multimap(PATIENT_STUDIES, id)?));
+        }
+        if let Some(acc) = filter(q, Attr::AccessionNumber).and_then(Matcher::single) {
+            return Ok(Some(multimap(STUDY_BY_ACCESSION, acc)?));
+        }
+        if let Some(m @ (Matcher::Single(_) | Matcher::Range(..))) = filter(q, Attr::StudyDate) {
+            let (lo, hi) = match m {
+                Matcher::Single(d) => (d.clone(), d.clone()),
+                Matcher::Range(lo, hi) => (lo.clone(), hi.clone()),
+                _ => (String::new(), String::new()),
+            };
+            let t = txn.open_multimap_table(STUDY_BY_DATE)?;
+            let mut out = Vec::new();
+            // Studies without a date are stored under "": never in a range.
+            let lo = if lo.is_empty() { "0".to_owned() } else { lo };
+            for r in t.range(lo.as_str()..)? {
+                let (k, vals) = r?;
+                if !hi.is_empty() && k.value() > hi.as_str() {
+                    break;
+                }
+                for v in vals {
+                    out.push(v?.value().to_owned());
+                }
+            }
+            return Ok(Some(out));
+        }
+        if let Some(Matcher::Single(n) | Matcher::Wildcard(n)) = filter(q, Attr::PatientName) {
+            let mut out = Vec::new();
+            for key in self.patients_by_name(n)? {
+                out.extend(multimap(PATIENT_STUDIES, &key)?);
+            }
+            return Ok(Some(out));
+        }
+        if let Some(m) = filter(q, Attr::ModalitiesInStudy).and_then(Matcher::single) {
+            return Ok(Some(multimap(STUDY_BY_MODALITY, m)?));
+        }
+        Ok(None)
+    }
+
+    fn query_studies(
+        &self,
+        txn: &ReadTransaction,
+        q: &Query,
+        emit: &mut impl FnMut(Row) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, QueryError> {
+        let studies = txn.open_table(STUDIES)?;
+        let mut visit = |uid: String, rec: StudyRecord| -> Result<ControlFlow<()>, QueryError> {
+            let patient = self.patient_rec(txn, &rec.patient_key)?;
+            let row = Row {
+                patient_key: rec.patient_key.clone(),
+                patient,
+                study_uid: uid,
+                study: Some(rec),
+                series_uid: String::new(),
+                series: None,
+                sop_instance_uid: String::new(),
+                instance: None,
+            };
+            Ok(if row.matches(&q.filters) {
+                emit(row)
+            } else {
+                ControlFlow::Continue(())
+            })
+        };
+        match self.candidate_studies(txn, q)? {
+            Some(mut uids) => {
+                uids.sort();
+                uids.dedup();
+                for uid in uids {
+                    let rec = match studies.get(uid.as_str())? {
+                        Some(v) => dec::<StudyRecord>(v.value())?,
+                        None => continue,
+                    };
+                    if visit(uid, rec)?.is_break() {
+                        return Ok(ControlFlow::Break(()));
+                    }
+                }
+            }
+            None => {
+                for r in studies.iter()? {
+                    let (k, v) = r?;
+                    if visit(k.value().to_owned(), dec(v.value())?)?.is_break() {
+                        return Ok(ControlFlow::Break(()));
+                    }
+                }
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    fn query_series(
+        &self,
+        txn: &ReadTransaction,
+        q: &Query,
+        study_uids: &[String],
+        emit: &mut impl FnMut(Row) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, QueryError> {
+        let studies = txn.open_table(STUDIES)?;
+        let series_t = txn.open_table(SERIES)?;
+        let links = txn.open_multimap_table(STUDY_SERIES)?;
+        let wanted_series = uids_of(filter(q, Attr::SeriesInstanceUid));
+        for study_uid in study_uids {
+            let Some(v) = studies.get(study_uid.as_str())? else {
+                continue;
+            };
+            let study: StudyRecord = dec(v.value())?;
+            let patient = self.patient_rec(txn, &study.patient_key)?;
+            for s in links.get(study_uid.as_str())? {
+                let s = s?;
+                let series_uid = s.value();
+                if wanted_series
+                    .as_ref()
+                    .is_some_and(|w| !w.iter().any(|x| x == series_uid))
+                {
+                    continue;
+                }
+                let Some(sv) = series_t.get(series_uid)? else {
+                    continue;
+                };
+                let row = Row {
+                    patient_key: study.patient_key.clone(),
+                    patient: patient.clone(),
+                    study_uid: study_uid.clone(),
+                    study: Some(study.clone()),
+                    series_uid: series_uid.to_owned(),
+                    series: Some(dec(sv.value())?),
+                    sop_instance_uid: String::new(),
+                    instance: None,
+                };
+                if row.matches(&q.filters) && emit(row).is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    fn query_images(
+        &self,
+        txn: &ReadTransaction,
+        q: &Query,
+        series_uids: &[String],
+        emit: &mut impl FnMut(Row) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, QueryError> {
+        let studies = txn.open_table(STUDIES)?;
+        let series_t = txn.open_table(SERIES)?;
+        let links = txn.open_multimap_table(SERIES_INSTANCES)?;
+        let instances = txn.open_table(INSTANCES)?;
+        let wanted = uids_of(filter(q, Attr::SopInstanceUid));
+        for series_uid in series_uids {
+            let Some(sv) = series_t.get(series_uid.as_str())? else {
+                continue;
+            };
+            let series: SeriesRecord = dec(sv.value())?;
+            let Some(stv) = studies.get(series.study_uid.as_str())? else {
+                continue;
+            };
+            let study: StudyRecord = dec(stv.value())?;
+            let patient = self.patient_rec(txn, &study.patient_key)?;
+            for sop in links.get(series_uid.as_str())? {
+                let sop = sop?;
+                let sop = sop.value();
+                if wanted.as_ref().is_some_and(|w| !w.iter().any(|x| x == sop)) {
+                    continue;
+                }
+                let Some(iv) = instances.get(sop)? else {
+                    continue;
+                };
+                let row = Row {
+                    patient_key: study.patient_key.clone(),
+                    patient: patient.clone(),
+                    study_uid: series.study_uid.clone(),
+                    study: Some(study.clone()),
+                    series_uid: series_uid.clone(),
+                    series: Some(series.clone()),
+                    sop_instance_uid: sop.to_owned(),
+                    instance: Some(dec(iv.value())?),
+                };
+                if row.matches(&q.filters) && emit(row).is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matcher_classification() {
+        assert_eq!(
+            Matcher::parse(Attr::StudyDate, "20240101-"),
+            Matcher::Range("20240101".into(), String::new())
+        );
+        assert_eq!(
+            Matcher::parse(Attr::StudyDate, "-20240131"),
+            Matcher::Range(String::new(), "20240131".into())
+        );
+        assert_eq!(Matcher::parse(Attr::PatientName, ""), Matcher::Universal);
+        assert_eq!(
+            Matcher::parse(Attr::PatientName, "kim*"),
+            Matcher::Wildcard("kim*".into())
+        );
+        assert_eq!(
+            Matcher::parse(Attr::StudyInstanceUid, "1.2\\1.3"),
+            Matcher::List(vec!["1.2".into(), "1.3".into()])
+        );
+    }
+
+    #[test]
+    fn person_names_match_case_insensitively_by_any_group() {
+        let m = Matcher::parse(Attr::PatientName, "kim*");
+        assert!(value_matches(Attr::PatientName, &m, "KIM^MINSU"));
+        assert!(!value_matches(Attr::PatientName, &m, "LEE^KIM"));
+        let m = Matcher::parse(Attr::PatientName, "홍길동");
+        assert!(value_matches(
+            Attr::PatientName,
+            &m,
+            "Hong^Gildong=洪^吉洞=홍^길동"
+        ));
+        let m = Matcher::parse(Attr::PatientName, "DOE^J*");
+        assert!(value_matches(Attr::PatientName, &m, "DOE^JOHN"));
+        let r = Matcher::parse(Attr::StudyDate, "20240101-20240131");
+        assert!(value_matches(Attr::StudyDate, &r, "20240115"));
+        assert!(!value_matches(Attr::StudyDate, &r, "20240201"));
+        assert!(!value_matches(Attr::StudyDate, &r, ""));
+    }
+}
