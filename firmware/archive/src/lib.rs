@@ -186,6 +186,26 @@ impl Archive {
     }
 }
 
+impl Archive {
+    /// Opens a stored instance for sending: its File Meta (transfer syntax as stored) and a
+    /// reader positioned at the first byte of the data set (zstd undone).
+    pub fn open_dataset(
+        &self,
+        rec: &InstanceRecord,
+    ) -> std::io::Result<(part10::ReadMeta, Box<dyn std::io::Read + Send>)> {
+        let path = self.shared.root.join(&rec.rel_path);
+        let file = std::io::BufReader::with_capacity(256 << 10, std::fs::File::open(&path)?);
+        let mut reader: Box<dyn std::io::Read + Send> = if rec.rel_path.ends_with(".zst") {
+            Box::new(zstd::stream::read::Decoder::with_buffer(file)?)
+        } else {
+            Box::new(file)
+        };
+        let meta = part10::read_header(&mut reader)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok((meta, reader))
+    }
+}
+
 /// Rebuilds the index of `root` from the files alone; returns the number of instances indexed.
 pub fn reindex(root: &Path) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
     maintenance::reindex(root)

@@ -64,6 +64,8 @@ pub struct Association {
     /// Our own AE title (returned as Retrieve AE Title).
     pub local_ae: String,
     pub contexts: HashMap<u8, AcceptedContext>,
+    /// Storage classes for which the requestor took the SCP role (role selection).
+    scp_role_classes: std::collections::HashSet<String>,
     peer_max_pdu: u32,
     idle: Duration,
 }
@@ -113,6 +115,18 @@ async fn write_one<W: AsyncWrite + Unpin>(socket: &mut W, pdu: &Pdu) -> Result<(
     write_pdu(&mut buf, pdu).map_err(|e| AssocError::Malformed(e.to_string()))?;
     socket.write_all(&buf).await?;
     Ok(())
+}
+
+fn our_user_variables(max_pdu: u32) -> Vec<UserVariableItem> {
+    vec![
+        UserVariableItem::MaxLength(max_pdu),
+        UserVariableItem::ImplementationClassUID(
+            pacsbox_archive::part10::IMPLEMENTATION_CLASS_UID.to_owned(),
+        ),
+        UserVariableItem::ImplementationVersionName(
+            pacsbox_archive::part10::IMPLEMENTATION_VERSION_NAME.to_owned(),
+        ),
+    ]
 }
 
 /// Answers an association request we cannot serve now (connection cap reached) with
@@ -226,6 +240,21 @@ impl Association {
                 _ => None,
             })
             .unwrap_or(16384);
+        // SCP/SCU role selection (C-GET): the requestor may be the SCP of Storage classes on
+        // this association; we agree to what it proposes for those classes.
+        let mut scp_role_classes = std::collections::HashSet::new();
+        let mut role_replies = Vec::new();
+        for v in &user_variables {
+            if let UserVariableItem::ScuScpRoleSelectionSubItem(class, roles) = v {
+                let class = trim_uid(class).to_owned();
+                if abstract_syntax_supported(&class) {
+                    if roles.scp {
+                        scp_role_classes.insert(class.clone());
+                    }
+                    role_replies.push(UserVariableItem::ScuScpRoleSelectionSubItem(class, *roles));
+                }
+            }
+        }
         let mut contexts = HashMap::new();
         let mut results = Vec::with_capacity(presentation_contexts.len());
         for pc in presentation_contexts {
@@ -274,39 +303,150 @@ impl Association {
             called_ae_title: called_ae_title.clone(),
             application_context_name: APPLICATION_CONTEXT.to_owned(),
             presentation_contexts: results,
-            user_variables: vec![
-                UserVariableItem::MaxLength(policy.max_pdu),
-                UserVariableItem::ImplementationClassUID(
-                    pacsbox_archive::part10::IMPLEMENTATION_CLASS_UID.to_owned(),
-                ),
-                UserVariableItem::ImplementationVersionName(
-                    pacsbox_archive::part10::IMPLEMENTATION_VERSION_NAME.to_owned(),
-                ),
-            ],
+            user_variables: our_user_variables(policy.max_pdu)
+                .into_iter()
+                .chain(role_replies)
+                .collect(),
         });
         write_one(&mut socket, &ac).await?;
+        let mut assoc =
+            Association::running(socket, policy.max_pdu, policy.idle, contexts, peer_max_pdu);
+        assoc.calling_ae = calling_ae_title.trim().to_owned();
+        assoc.local_ae = policy.ae_title.clone();
+        assoc.scp_role_classes = scp_role_classes;
+        Ok(Some(assoc))
+    }
+
+    /// An established association: splits the socket and starts the reader task.
+    fn running(
+        socket: TcpStream,
+        max_pdu: u32,
+        idle: Duration,
+        contexts: HashMap<u8, AcceptedContext>,
+        peer_max_pdu: u32,
+    ) -> Association {
         let (mut read_half, writer) = socket.into_split();
         let (tx, incoming) = mpsc::channel(2);
-        let (max, stall) = (policy.max_pdu, policy.idle);
         let reader = tokio::spawn(async move {
             loop {
-                let r = read_one(&mut read_half, max, None, stall).await;
+                let r = read_one(&mut read_half, max_pdu, None, idle).await;
                 let done = r.is_err();
                 if tx.send(r).await.is_err() || done {
                     return;
                 }
             }
         });
-        Ok(Some(Association {
+        Association {
             writer,
             incoming,
             reader,
-            calling_ae: calling_ae_title.trim().to_owned(),
-            local_ae: policy.ae_title.clone(),
+            calling_ae: String::new(),
+            local_ae: String::new(),
             contexts,
+            scp_role_classes: Default::default(),
             peer_max_pdu,
-            idle: policy.idle,
-        }))
+            idle,
+        }
+    }
+
+    /// Opens an association to a peer as requestor (C-MOVE sub-operations). `proposals` are
+    /// (abstract syntax, transfer syntaxes), one presentation context each.
+    pub async fn request(
+        host: &str,
+        port: u16,
+        calling_ae: &str,
+        called_ae: &str,
+        proposals: &[(String, Vec<String>)],
+        max_pdu: u32,
+        idle: Duration,
+    ) -> Result<Association, AssocError> {
+        let mut socket = tokio::time::timeout(idle, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| AssocError::Idle(idle))??;
+        socket.set_nodelay(true)?;
+        let rq = Pdu::AssociationRQ(AssociationRQ {
+            protocol_version: 1,
+            calling_ae_title: calling_ae.to_owned(),
+            called_ae_title: called_ae.to_owned(),
+            application_context_name: APPLICATION_CONTEXT.to_owned(),
+            presentation_contexts: proposals
+                .iter()
+                .take(128)
+                .enumerate()
+                .map(
+                    |(i, (abs, ts))| dicom_ul::pdu::PresentationContextProposed {
+                        id: (2 * i + 1) as u8,
+                        abstract_syntax: abs.clone(),
+                        transfer_syntaxes: ts.clone(),
+                    },
+                )
+                .collect(),
+            user_variables: our_user_variables(max_pdu),
+        });
+        write_one(&mut socket, &rq).await?;
+        let ac = match read_one(&mut socket, MAX_ASSOCIATE_PDU, Some(idle), idle).await? {
+            Pdu::AssociationAC(ac) => ac,
+            Pdu::AssociationRJ(rj) => {
+                return Err(AssocError::Malformed(format!(
+                    "{called_ae} rejected the association: {}",
+                    rj.source
+                )));
+            }
+            other => {
+                return Err(AssocError::Malformed(format!(
+                    "{called_ae} answered {}",
+                    other.short_description()
+                )));
+            }
+        };
+        let peer_max_pdu = ac
+            .user_variables
+            .iter()
+            .find_map(|v| match v {
+                UserVariableItem::MaxLength(0) => Some(u32::MAX),
+                UserVariableItem::MaxLength(n) => Some(*n),
+                _ => None,
+            })
+            .unwrap_or(16384);
+        let mut contexts = HashMap::new();
+        for r in ac.presentation_contexts {
+            if r.reason == PresentationContextResultReason::Acceptance {
+                let idx = usize::from(r.id / 2);
+                if let Some((abs, _)) = proposals.get(idx) {
+                    contexts.insert(
+                        r.id,
+                        AcceptedContext {
+                            abstract_syntax: abs.clone(),
+                            transfer_syntax: trim_uid(&r.transfer_syntax).to_owned(),
+                        },
+                    );
+                }
+            }
+        }
+        let mut assoc = Association::running(socket, max_pdu, idle, contexts, peer_max_pdu);
+        assoc.calling_ae = called_ae.to_owned();
+        assoc.local_ae = calling_ae.to_owned();
+        Ok(assoc)
+    }
+
+    /// A-RELEASE as requestor: ask, wait for the answer (briefly), close.
+    pub async fn release(&mut self) {
+        if self.send(&Pdu::ReleaseRQ).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                while let Some(Ok(pdu)) = self.incoming.recv().await {
+                    if pdu == Pdu::ReleaseRP {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        self.close().await;
+    }
+
+    /// Whether the peer agreed to be the SCP of `sop_class` here (C-GET sub-operations).
+    pub fn peer_is_scp_for(&self, sop_class: &str) -> bool {
+        self.scp_role_classes.contains(sop_class)
     }
 
     /// The next PDU; an association silent for the idle timeout is an error. Cancel-safe.
@@ -334,6 +474,41 @@ impl Association {
     pub async fn send_command(&mut self, context: u8, bytes: Vec<u8>) -> Result<(), AssocError> {
         self.send_fragments(context, PDataValueType::Command, bytes)
             .await
+    }
+
+    /// Sends one data set fragment as its own P-DATA PDU (callers keep it under the peer's
+    /// maximum).
+    pub async fn send_pdata_fragment(
+        &mut self,
+        context: u8,
+        bytes: Vec<u8>,
+        is_last: bool,
+    ) -> Result<(), AssocError> {
+        let room = (self.peer_max_pdu.saturating_sub(12) as usize).max(1024);
+        if bytes.len() <= room {
+            let pdu = Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id: context,
+                    value_type: PDataValueType::Data,
+                    is_last,
+                    data: bytes,
+                }],
+            };
+            return self.send(&pdu).await;
+        }
+        let n = bytes.len().div_ceil(room);
+        for (i, chunk) in bytes.chunks(room).enumerate() {
+            let pdu = Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id: context,
+                    value_type: PDataValueType::Data,
+                    is_last: is_last && i + 1 == n,
+                    data: chunk.to_vec(),
+                }],
+            };
+            self.send(&pdu).await?;
+        }
+        Ok(())
     }
 
     /// Sends a data set (or identifier) on a presentation context, fragmented likewise.

@@ -81,6 +81,12 @@ impl Status {
     pub const SOP_CLASS_NOT_SUPPORTED: Status = Status(0x0122);
     pub const UNRECOGNIZED_OPERATION: Status = Status(0x0211);
     pub const PROCESSING_FAILURE: Status = Status(0x0110);
+    /// C-MOVE / C-GET: Warning, sub-operations complete, one or more failures.
+    pub const SUBOPERATIONS_FAILED: Status = Status(0xB000);
+    /// C-MOVE / C-GET: Refused, out of resources, unable to perform sub-operations.
+    pub const UNABLE_TO_PERFORM_SUBOPERATIONS: Status = Status(0xA702);
+    /// C-MOVE: Refused, move destination unknown.
+    pub const MOVE_DESTINATION_UNKNOWN: Status = Status(0xA801);
 
     pub fn is_failure(self) -> bool {
         // Success, pending, cancel and the warning codes (Bxxx, 0107H, 0116H) are not failures.
@@ -113,6 +119,14 @@ pub struct Command {
     pub status: Option<Status>,
     pub error_comment: Option<String>,
     pub move_destination: Option<String>,
+    /// Sub-operation counts of C-MOVE / C-GET responses: remaining, completed, failed, warning.
+    pub remaining: Option<u16>,
+    pub completed: Option<u16>,
+    pub failed: Option<u16>,
+    pub warning: Option<u16>,
+    /// On a C-STORE sub-operation of a C-MOVE: who asked, and in which message.
+    pub move_originator_ae: Option<String>,
+    pub move_originator_message_id: Option<u16>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -143,6 +157,34 @@ impl Command {
             status: Some(status),
             error_comment: None,
             move_destination: None,
+            remaining: None,
+            completed: None,
+            failed: None,
+            warning: None,
+            move_originator_ae: None,
+            move_originator_message_id: None,
+        }
+    }
+
+    /// A request with the given field and message ID, and nothing else set.
+    pub fn request(field: CommandField, message_id: u16) -> Command {
+        Command {
+            field,
+            message_id: Some(message_id),
+            message_id_responded_to: None,
+            affected_sop_class_uid: None,
+            affected_sop_instance_uid: None,
+            priority: None,
+            data_set_type: NO_DATASET,
+            status: None,
+            error_comment: None,
+            move_destination: None,
+            remaining: None,
+            completed: None,
+            failed: None,
+            warning: None,
+            move_originator_ae: None,
+            move_originator_message_id: None,
         }
     }
 
@@ -206,6 +248,22 @@ impl Command {
         if let Some(s) = &self.affected_sop_instance_uid {
             put(0x1000, &uid(s));
         }
+        for (elem, count) in [
+            (0x1020, self.remaining),
+            (0x1021, self.completed),
+            (0x1022, self.failed),
+            (0x1023, self.warning),
+        ] {
+            if let Some(n) = count {
+                put(elem, &n.to_le_bytes());
+            }
+        }
+        if let Some(ae) = &self.move_originator_ae {
+            put(0x1030, &text(ae));
+        }
+        if let Some(id) = self.move_originator_message_id {
+            put(0x1031, &id.to_le_bytes());
+        }
         let mut out = Vec::with_capacity(body.len() + 12);
         out.extend_from_slice(&[0, 0, 0, 0, 4, 0, 0, 0]);
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -214,18 +272,8 @@ impl Command {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Command, CommandError> {
-        let mut cmd = Command {
-            field: CommandField::Other(0),
-            message_id: None,
-            message_id_responded_to: None,
-            affected_sop_class_uid: None,
-            affected_sop_instance_uid: None,
-            priority: None,
-            data_set_type: NO_DATASET,
-            status: None,
-            error_comment: None,
-            move_destination: None,
-        };
+        let mut cmd = Command::request(CommandField::Other(0), 0);
+        cmd.message_id = None;
         let mut seen_field = false;
         let mut p = 0usize;
         while p < bytes.len() {
@@ -263,6 +311,12 @@ impl Command {
                 0x0900 => cmd.status = Some(Status(us()?)),
                 0x0902 => cmd.error_comment = Some(text()),
                 0x1000 => cmd.affected_sop_instance_uid = Some(text()),
+                0x1020 => cmd.remaining = Some(us()?),
+                0x1021 => cmd.completed = Some(us()?),
+                0x1022 => cmd.failed = Some(us()?),
+                0x1023 => cmd.warning = Some(us()?),
+                0x1030 => cmd.move_originator_ae = Some(text()),
+                0x1031 => cmd.move_originator_message_id = Some(us()?),
                 _ => {}
             }
             p = start + len;
@@ -279,18 +333,14 @@ mod tests {
     use super::*;
 
     fn store_rq() -> Command {
-        Command {
-            field: CommandField::CStoreRq,
-            message_id: Some(7),
-            message_id_responded_to: None,
-            affected_sop_class_uid: Some("1.2.840.10008.5.1.4.1.1.2".into()),
-            affected_sop_instance_uid: Some("1.2.3".into()),
-            priority: Some(0),
-            data_set_type: 0x0000,
-            status: None,
-            error_comment: None,
-            move_destination: None,
-        }
+        let mut c = Command::request(CommandField::CStoreRq, 7);
+        c.affected_sop_class_uid = Some("1.2.840.10008.5.1.4.1.1.2".into());
+        c.affected_sop_instance_uid = Some("1.2.3".into());
+        c.priority = Some(0);
+        c.data_set_type = 0x0000;
+        c.move_originator_ae = Some("WS1".into());
+        c.move_originator_message_id = Some(3);
+        c
     }
 
     #[test]

@@ -10,8 +10,10 @@ pub mod dimse;
 mod echo;
 mod find;
 pub mod identifier;
+pub mod retrieve;
 pub mod server;
 pub mod sop_classes;
 mod store;
 
+pub use retrieve::KnownPeer;
 pub use server::{DicomServer, ScpConfig, ScpStatus};

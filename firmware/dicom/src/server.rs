@@ -18,14 +18,10 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::association::{AcceptorPolicy, AssocError, Association};
 use crate::dimse::{Command, CommandField, Status};
-use crate::{echo, find, store};
+use crate::{echo, find, retrieve, store};
 
 /// Identifiers are a few hundred bytes; anything near this is not a query.
 const MAX_IDENTIFIER: usize = 1 << 20;
-
-fn policy_ae(assoc: &Association) -> String {
-    assoc.local_ae.clone()
-}
 
 #[derive(Clone, Debug)]
 pub struct ScpConfig {
@@ -38,6 +34,8 @@ pub struct ScpConfig {
     /// Reject associations whose Called AE Title is not ours (off by default: modalities are
     /// often configured with a wrong called AE, and the clinic would rather have the images).
     pub check_called_ae: bool,
+    /// Where C-MOVE may send.
+    pub peers: Vec<crate::KnownPeer>,
 }
 
 impl Default for ScpConfig {
@@ -48,6 +46,7 @@ impl Default for ScpConfig {
             max_pdu: 128 * 1024,
             idle_timeout: Duration::from_secs(120),
             check_called_ae: false,
+            peers: Vec::new(),
         }
     }
 }
@@ -144,10 +143,11 @@ impl DicomServer {
             let status = self.status.clone();
             let policy = policy.clone();
             let shutdown = shutdown.clone();
+            let config = self.config.clone();
             tasks.spawn(async move {
                 status.active_associations.fetch_add(1, Ordering::Relaxed);
                 status.associations_total.fetch_add(1, Ordering::Relaxed);
-                handle(socket, peer, &policy, &archive, &status, shutdown).await;
+                handle(socket, peer, &policy, &archive, &status, &config, shutdown).await;
                 status.active_associations.fetch_sub(1, Ordering::Relaxed);
                 drop(permit);
             });
@@ -163,6 +163,7 @@ async fn handle(
     policy: &AcceptorPolicy,
     archive: &Archive,
     status: &ScpStatus,
+    config: &ScpConfig,
     shutdown: watch::Receiver<bool>,
 ) {
     let assoc = match Association::accept(socket, policy).await {
@@ -175,7 +176,7 @@ async fn handle(
     };
     tracing::info!(%peer, calling_ae = assoc.calling_ae, contexts = assoc.contexts.len(), "association accepted");
     let calling_ae = assoc.calling_ae.clone();
-    match run(assoc, archive, status, shutdown).await {
+    match run(assoc, archive, status, config, shutdown).await {
         Ok(()) => tracing::info!(%peer, calling_ae, "association released"),
         Err(e) => tracing::warn!(%peer, calling_ae, error = %e, "association ended"),
     }
@@ -210,6 +211,7 @@ async fn run(
     mut assoc: Association,
     archive: &Archive,
     status: &ScpStatus,
+    config: &ScpConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), AssocError> {
     let mut state = State::Idle;
@@ -245,7 +247,7 @@ async fn run(
         match pdu {
             Pdu::PData { data } => {
                 for pdv in data {
-                    state = step(&mut assoc, state, pdv, archive, status).await?;
+                    state = step(&mut assoc, state, pdv, archive, status, config).await?;
                 }
             }
             Pdu::ReleaseRQ => {
@@ -277,6 +279,7 @@ async fn step(
     pdv: dicom_ul::pdu::PDataValue,
     archive: &Archive,
     status: &ScpStatus,
+    config: &ScpConfig,
 ) -> Result<State, AssocError> {
     let ctx = pdv.presentation_context_id;
     match (state, pdv.value_type) {
@@ -317,18 +320,23 @@ async fn step(
             }
             match req.field {
                 CommandField::CFindRq => {
-                    find::serve(assoc, ctx, &req, &bytes, archive, &policy_ae(assoc)).await?
+                    let ae = assoc.local_ae.clone();
+                    find::serve(assoc, ctx, &req, &bytes, archive, &ae).await?
                 }
-                _ => {
-                    respond(
+                CommandField::CMoveRq => {
+                    retrieve::serve_move(
                         assoc,
                         ctx,
                         &req,
-                        Status::UNRECOGNIZED_OPERATION,
-                        "not supported yet",
+                        &bytes,
+                        archive,
+                        &config.peers,
+                        config.max_pdu,
+                        config.idle_timeout,
                     )
                     .await?
                 }
+                _ => retrieve::serve_get(assoc, ctx, &req, &bytes, archive).await?,
             }
             Ok(State::Idle)
         }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use pacsbox_archive::DuplicatePolicy;
+use pacsbox_dicom::KnownPeer;
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
@@ -32,6 +33,8 @@ pub struct Config {
     pub zstd_level: i32,
     /// Largest PDU we accept, bytes.
     pub max_pdu: u32,
+    /// DICOM nodes C-MOVE may send to: `[[peers]]` tables with `ae_title`, `host`, `port`.
+    pub peers: Vec<KnownPeer>,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             check_called_ae: false,
             zstd_level: 2,
             max_pdu: 128 * 1024,
+            peers: Vec::new(),
         }
     }
 }
@@ -84,6 +88,13 @@ impl Config {
             (0..=19).contains(&self.zstd_level),
             "zstd_level must be 0 (store uncompressed) to 19"
         );
+        for p in &self.peers {
+            anyhow::ensure!(
+                !p.ae_title.trim().is_empty() && p.ae_title.len() <= 16 && p.port > 0,
+                "peer {:?}: AE title must be 1-16 characters and port non-zero",
+                p.ae_title
+            );
+        }
         Ok(())
     }
 }
@@ -106,6 +117,19 @@ mod tests {
             ae_title: "MUCH_TOO_LONG_AE_TITLE".into(),
             ..Config::default()
         };
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn known_peers_for_c_move() {
+        let c: Config =
+            toml::from_str("[[peers]]\nae_title = \"WS1\"\nhost = \"10.0.0.5\"\nport = 104\n")
+                .unwrap();
+        assert_eq!(c.peers.len(), 1);
+        assert_eq!(c.peers[0].host, "10.0.0.5");
+        assert!(c.validate().is_ok());
+        let bad: Config =
+            toml::from_str("[[peers]]\nae_title = \"\"\nhost = \"h\"\nport = 0\n").unwrap();
         assert!(bad.validate().is_err());
     }
 }

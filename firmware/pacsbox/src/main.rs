@@ -264,6 +264,7 @@ fn serve(c: Config) -> anyhow::Result<()> {
             max_pdu: c.max_pdu,
             idle_timeout: Duration::from_secs(c.idle_timeout_s),
             check_called_ae: c.check_called_ae,
+            peers: c.peers.clone(),
         },
     );
     let http = Arc::new(
