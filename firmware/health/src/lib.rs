@@ -1,0 +1,228 @@
+//! `pacsbox-health`: the appliance's health in one model, [`Health`], and the sources that
+//! fill it — `/proc/mdstat` for the RAID, the data volume's free space, SMART via smartctl,
+//! host name and addresses. It knows nothing of the archive, DICOM or the panel: the binary
+//! copies the archive's and the DICOM service's figures in, and both the front panel and
+//! `/status.json` read the same [`Health`] (one source of truth). [`Health::alarms`] decides,
+//! in one place, what needs a person and in which order.
+
+pub mod alarm;
+pub mod host;
+pub mod mdstat;
+pub mod smart;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+pub use alarm::{Alarm, AlarmReport, Severity};
+pub use mdstat::{MdArray, RaidState};
+pub use smart::DiskReport;
+
+/// Unix time before which the clock is taken as never set (2025-01-01T00:00:00Z). A Pi has no
+/// battery clock: without network time it boots in 1970 or at the last saved time.
+pub const CLOCK_SANE_AFTER_UNIX: i64 = 1_735_689_600;
+
+/// How the box is reached.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Identity {
+    /// `pacsbox.local`
+    pub hostname: String,
+    pub addresses: Vec<String>,
+    pub ae_title: String,
+    pub dicom_port: u16,
+    pub http_port: u16,
+}
+
+/// Space on the file system holding the archive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct DataVolume {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    /// Kept free; under it stores are refused.
+    pub reserve_bytes: u64,
+}
+
+impl DataVolume {
+    /// Used share, 0–100, rounded down (so "90 %" really means at least 90).
+    pub fn used_percent(&self) -> u8 {
+        if self.total_bytes == 0 {
+            return 0;
+        }
+        let used = self.total_bytes.saturating_sub(self.free_bytes) as u128;
+        (used * 100 / self.total_bytes as u128).min(100) as u8
+    }
+
+    pub fn refusing_stores(&self) -> bool {
+        self.free_bytes < self.reserve_bytes
+    }
+}
+
+/// The last study received, without anything identifying the patient (the panel is in a
+/// corridor).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LastStudy {
+    pub received_unix: i64,
+    pub modality: String,
+    pub calling_ae: String,
+}
+
+/// What the DICOM service did today.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Traffic {
+    pub studies_today: u64,
+    pub instances_today: u64,
+    pub last_study: Option<LastStudy>,
+    pub active_associations: usize,
+    /// The listener is up and accepting associations.
+    pub dicom_accepting: bool,
+}
+
+/// The clock as the box sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Clock {
+    pub now_unix: i64,
+    /// Local time zone, seconds east of UTC (for showing times).
+    pub utc_offset_s: i32,
+}
+
+impl Clock {
+    pub fn is_set(&self) -> bool {
+        self.now_unix >= CLOCK_SANE_AFTER_UNIX
+    }
+}
+
+/// Everything the panel and the status page show about the box's health.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Health {
+    pub identity: Identity,
+    pub volume: DataVolume,
+    pub arrays: Vec<MdArray>,
+    pub disks: Vec<DiskReport>,
+    pub traffic: Traffic,
+    pub clock: Clock,
+}
+
+impl Health {
+    /// Every current alarm, most urgent first.
+    pub fn alarms(&self) -> Vec<Alarm> {
+        let mut alarms = Vec::new();
+        for a in &self.arrays {
+            match a.state() {
+                RaidState::Failed => alarms.push(Alarm::RaidFailed {
+                    array: a.name.clone(),
+                }),
+                RaidState::Degraded { .. } => {
+                    for disk in a.faulty_members() {
+                        alarms.push(Alarm::DiskFailed {
+                            array: a.name.clone(),
+                            // The part a technician swaps is the disk, not the partition.
+                            disk: smart::whole_disk(disk),
+                        });
+                    }
+                    let count = a.absent_members();
+                    if count > 0 {
+                        alarms.push(Alarm::DiskMissing {
+                            array: a.name.clone(),
+                            count,
+                        });
+                    }
+                }
+                // A rebuild is the cure under way: shown on the storage page, not an alarm.
+                RaidState::Rebuilding { .. } | RaidState::Resyncing { .. } | RaidState::Clean => {}
+            }
+        }
+        if self.volume.refusing_stores() {
+            alarms.push(Alarm::StoresRefused);
+        }
+        if !self.traffic.dicom_accepting {
+            alarms.push(Alarm::DicomNotAccepting);
+        }
+        for d in &self.disks {
+            if d.smart_passed == Some(false) {
+                alarms.push(Alarm::DiskFailing {
+                    disk: d.device.clone(),
+                });
+            }
+        }
+        let used = self.volume.used_percent();
+        if used >= alarm::NEARLY_FULL_PERCENT && !self.volume.refusing_stores() {
+            alarms.push(Alarm::DiskNearlyFull { used_percent: used });
+        }
+        if !self.clock.is_set() {
+            alarms.push(Alarm::ClockUnset);
+        }
+        alarms.sort();
+        alarms
+    }
+}
+
+/// Where health is read from; one per running box, shared by the panel and the web page.
+pub struct HealthSources {
+    pub mdstat_path: PathBuf,
+    /// smartctl program; `None` never asks SMART.
+    pub smartctl: Option<String>,
+    /// How long a SMART verdict is reused.
+    pub smart_interval: Duration,
+    smart_cache: Mutex<HashMap<String, (Instant, Option<bool>)>>,
+}
+
+impl HealthSources {
+    pub fn new(mdstat_path: PathBuf, smartctl: Option<String>, smart_interval: Duration) -> Self {
+        HealthSources {
+            mdstat_path,
+            smartctl,
+            smart_interval,
+            smart_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The md arrays now; an unreadable mdstat is logged and reads as no arrays.
+    pub fn arrays(&self) -> Vec<MdArray> {
+        match mdstat::read(&self.mdstat_path) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(path = %self.mdstat_path.display(), error = %e, "cannot read mdstat");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The whole disks behind `arrays`, with SMART verdicts (cached) when smartctl is set.
+    pub fn disks(&self, arrays: &[MdArray]) -> Vec<DiskReport> {
+        let mut names: Vec<String> = arrays
+            .iter()
+            .flat_map(|a| a.members.iter())
+            .map(|m| smart::whole_disk(&m.device))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|device| {
+                let smart_passed = self.smart_verdict(&device);
+                DiskReport {
+                    device,
+                    smart_passed,
+                }
+            })
+            .collect()
+    }
+
+    fn smart_verdict(&self, device: &str) -> Option<bool> {
+        let program = self.smartctl.as_deref()?;
+        if let Ok(cache) = self.smart_cache.lock()
+            && let Some((at, verdict)) = cache.get(device)
+            && at.elapsed() < self.smart_interval
+        {
+            return *verdict;
+        }
+        let verdict = smart::ask_smartctl(program, device);
+        if let Ok(mut cache) = self.smart_cache.lock() {
+            cache.insert(device.to_owned(), (Instant::now(), verdict));
+        }
+        verdict
+    }
+}

@@ -1,0 +1,130 @@
+//! Which alarm the panel shows first when several things are wrong at once.
+
+use pacsbox_health::mdstat;
+use pacsbox_health::{Alarm, Clock, DataVolume, DiskReport, Health, Severity, Traffic};
+
+const GIB: u64 = 1 << 30;
+
+fn healthy() -> Health {
+    Health {
+        volume: DataVolume {
+            total_bytes: 1000 * GIB,
+            free_bytes: 600 * GIB,
+            reserve_bytes: GIB / 2,
+        },
+        traffic: Traffic {
+            dicom_accepting: true,
+            ..Traffic::default()
+        },
+        clock: Clock {
+            now_unix: 1_800_000_000,
+            utc_offset_s: 3600,
+        },
+        arrays: mdstat::parse(include_str!("mdstat/raid1_clean.txt")),
+        ..Health::default()
+    }
+}
+
+#[test]
+fn a_healthy_box_has_no_alarm() {
+    assert!(healthy().alarms().is_empty());
+}
+
+#[test]
+fn a_failed_array_outranks_everything_else() {
+    let mut h = healthy();
+    h.clock.now_unix = 0;
+    h.volume.free_bytes = 0;
+    h.traffic.dicom_accepting = false;
+    h.disks = vec![DiskReport {
+        device: "sda".into(),
+        smart_passed: Some(false),
+    }];
+    h.arrays = mdstat::parse(include_str!("mdstat/raid5_failed.txt"));
+    let alarms = h.alarms();
+    assert_eq!(
+        alarms,
+        [
+            Alarm::RaidFailed {
+                array: "md0".into()
+            },
+            Alarm::StoresRefused,
+            Alarm::DicomNotAccepting,
+            Alarm::DiskFailing { disk: "sda".into() },
+            Alarm::ClockUnset,
+        ]
+    );
+    assert_eq!(alarms[0].severity(), Severity::Critical);
+}
+
+#[test]
+fn images_refused_outrank_a_degraded_array_which_outranks_warnings() {
+    let mut h = healthy();
+    h.arrays = mdstat::parse(include_str!("mdstat/raid5_degraded.txt"));
+    h.volume.free_bytes = 80 * GIB; // 92 % used, above the reserve
+    h.clock.now_unix = 1_000;
+    let alarms = h.alarms();
+    assert_eq!(
+        alarms,
+        [
+            Alarm::DiskFailed {
+                array: "md0".into(),
+                disk: "sdd".into()
+            },
+            Alarm::DiskNearlyFull { used_percent: 92 },
+            Alarm::ClockUnset,
+        ]
+    );
+    h.volume.free_bytes = 0;
+    assert_eq!(h.alarms()[0], Alarm::StoresRefused);
+    // Under the reserve, "nearly full" would only repeat "disk full".
+    assert!(
+        !h.alarms()
+            .iter()
+            .any(|a| matches!(a, Alarm::DiskNearlyFull { .. }))
+    );
+}
+
+#[test]
+fn eighty_nine_percent_is_not_yet_an_alarm_ninety_is() {
+    let mut h = healthy();
+    h.volume.free_bytes = 110 * GIB;
+    assert!(h.alarms().is_empty());
+    h.volume.free_bytes = 100 * GIB;
+    assert_eq!(h.alarms(), [Alarm::DiskNearlyFull { used_percent: 90 }]);
+    assert_eq!(h.alarms()[0].severity(), Severity::Warning);
+}
+
+#[test]
+fn every_alarm_fits_the_panel_and_keeps_its_key_as_figures_change() {
+    let all = [
+        Alarm::RaidFailed {
+            array: "md0".into(),
+        },
+        Alarm::StoresRefused,
+        Alarm::DicomNotAccepting,
+        Alarm::DiskFailed {
+            array: "md0".into(),
+            disk: "sdd".into(),
+        },
+        Alarm::DiskMissing {
+            array: "md0".into(),
+            count: 2,
+        },
+        Alarm::DiskFailing { disk: "sda".into() },
+        Alarm::DiskNearlyFull { used_percent: 97 },
+        Alarm::ClockUnset,
+    ];
+    for a in &all {
+        assert!(a.title().len() <= 14, "{a:?}");
+        assert!(a.action().len() <= 3 * 21, "{a:?}: {}", a.action());
+    }
+    assert_eq!(
+        Alarm::DiskNearlyFull { used_percent: 91 }.key(),
+        Alarm::DiskNearlyFull { used_percent: 92 }.key()
+    );
+    let mut sorted = all.clone();
+    sorted.reverse();
+    sorted.sort();
+    assert_eq!(sorted, all);
+}

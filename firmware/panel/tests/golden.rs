@@ -1,0 +1,198 @@
+//! Golden images: each screen, drawn for fixed health inputs, must match the PNG checked in
+//! under `tests/golden/` pixel for pixel. After a deliberate change of the drawing code run
+//! `PANEL_REGENERATE=1 cargo test -p pacsbox-panel --test golden`, look at the new images
+//! (also written 4× enlarged to `docs/panel/` for people), and commit them.
+
+use std::path::PathBuf;
+
+use embedded_graphics::prelude::*;
+use pacsbox_health::{Alarm, Clock, DataVolume, DiskReport, Health, Identity, LastStudy, Traffic};
+use pacsbox_health::{Severity, mdstat};
+use pacsbox_panel::output::{frame_from_png, png_bytes, render};
+use pacsbox_panel::{Page, Screen};
+
+const GIB: u64 = 1 << 30;
+/// 2027-01-15 08:00 UTC; the panel shows times in the clinic's zone, UTC+1.
+const NOW: i64 = 1_800_000_000;
+
+const MIRROR_CLEAN: &str = "Personalities : [raid1]\n\
+md0 : active raid1 sdb1[1] sda1[0]\n      3906886464 blocks super 1.2 [2/2] [UU]\n\n\
+unused devices: <none>\n";
+const MIRROR_REBUILDING: &str = "Personalities : [raid1]\n\
+md0 : active raid1 sdc1[2] sda1[0]\n      3906886464 blocks super 1.2 [2/1] [U_]\n\
+      [=====>...............]  recovery = 27.5% (1074393664/3906886464) finish=310.2min speed=152164K/sec\n\n\
+unused devices: <none>\n";
+const RAID5_DEGRADED: &str = "Personalities : [raid5]\n\
+md0 : active raid5 sdd1[3](F) sdc1[1] sdb1[0]\n      7813772288 blocks super 1.2 level 5, 512k chunk, algorithm 2 [3/2] [UU_]\n\n\
+unused devices: <none>\n";
+
+fn healthy() -> Health {
+    Health {
+        identity: Identity {
+            hostname: "pacsbox.local".into(),
+            addresses: vec!["192.168.1.20".into()],
+            ae_title: "PACSBOX".into(),
+            dicom_port: 11112,
+            http_port: 8080,
+        },
+        volume: DataVolume {
+            total_bytes: 3726 * GIB,
+            free_bytes: 2310 * GIB,
+            reserve_bytes: GIB / 2,
+        },
+        arrays: mdstat::parse(MIRROR_CLEAN),
+        disks: vec![
+            DiskReport {
+                device: "sda".into(),
+                smart_passed: Some(true),
+            },
+            DiskReport {
+                device: "sdb".into(),
+                smart_passed: Some(true),
+            },
+        ],
+        traffic: Traffic {
+            studies_today: 14,
+            instances_today: 2318,
+            last_study: Some(LastStudy {
+                received_unix: NOW - 25 * 60,
+                modality: "CT".into(),
+                calling_ae: "CT_SOMATOM".into(),
+            }),
+            active_associations: 1,
+            dicom_accepting: true,
+        },
+        clock: Clock {
+            now_unix: NOW,
+            utc_offset_s: 3600,
+        },
+    }
+}
+
+fn degraded() -> Health {
+    let mut h = healthy();
+    h.identity.addresses = vec!["192.168.1.20".into(), "10.0.0.7".into(), "fd00::20".into()];
+    h.arrays = mdstat::parse(RAID5_DEGRADED);
+    h.volume.free_bytes = 300 * GIB;
+    h.disks = ["sdb", "sdc", "sdd"]
+        .iter()
+        .map(|d| DiskReport {
+            device: (*d).into(),
+            smart_passed: Some(*d != "sdd"),
+        })
+        .collect();
+    h.traffic.last_study = None;
+    h.traffic.studies_today = 0;
+    h.traffic.instances_today = 0;
+    h
+}
+
+fn cases() -> Vec<(&'static str, Screen, Health)> {
+    let mut rebuilding = healthy();
+    rebuilding.arrays = mdstat::parse(MIRROR_REBUILDING);
+    rebuilding.disks[1].device = "sdc".into();
+    let alarms = degraded().alarms();
+    assert_eq!(alarms[0].severity(), Severity::Critical);
+    vec![
+        ("identity", Screen::Page(Page::Identity), healthy()),
+        ("storage", Screen::Page(Page::Storage), healthy()),
+        ("activity", Screen::Page(Page::Activity), healthy()),
+        ("alarms", Screen::Page(Page::Alarms), healthy()),
+        (
+            "identity_many_addresses",
+            Screen::Page(Page::Identity),
+            degraded(),
+        ),
+        (
+            "storage_rebuilding",
+            Screen::Page(Page::Storage),
+            rebuilding,
+        ),
+        ("storage_degraded", Screen::Page(Page::Storage), degraded()),
+        ("activity_quiet", Screen::Page(Page::Activity), degraded()),
+        ("alarms_list", Screen::Page(Page::Alarms), degraded()),
+        (
+            "alarm_disk_failed",
+            Screen::Alarm {
+                alarm: alarms[0].clone(),
+                others: alarms.len() - 1,
+            },
+            degraded(),
+        ),
+        (
+            "alarm_raid_failed",
+            Screen::Alarm {
+                alarm: Alarm::RaidFailed {
+                    array: "md0".into(),
+                },
+                others: 0,
+            },
+            degraded(),
+        ),
+        (
+            "shutdown_countdown",
+            Screen::ShutdownCountdown { seconds_left: 7 },
+            healthy(),
+        ),
+    ]
+}
+
+fn dir(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+#[test]
+fn every_screen_matches_its_golden_image() {
+    let regenerate = std::env::var_os("PANEL_REGENERATE").is_some_and(|v| v == "1");
+    let mut failures = Vec::new();
+    for (name, screen, health) in cases() {
+        let frame = render(&screen, &health);
+        let golden = dir("tests/golden").join(format!("{name}.png"));
+        if regenerate {
+            std::fs::write(&golden, png_bytes(&frame, 1).unwrap()).unwrap();
+            let docs = dir("../../docs/panel");
+            std::fs::create_dir_all(&docs).unwrap();
+            std::fs::write(
+                docs.join(format!("{name}.png")),
+                png_bytes(&frame, 4).unwrap(),
+            )
+            .unwrap();
+            continue;
+        }
+        let bytes = std::fs::read(&golden)
+            .unwrap_or_else(|e| panic!("{}: {e} (PANEL_REGENERATE=1 makes it)", golden.display()));
+        let expected = frame_from_png(&bytes).unwrap();
+        if expected != frame {
+            let differing = expected.diff(&frame).map_or(0, |d| {
+                d.bounding_box()
+                    .points()
+                    .filter(|p| d.get_pixel(*p) == embedded_graphics::pixelcolor::BinaryColor::On)
+                    .count()
+            });
+            let actual = std::env::temp_dir().join(format!("pacsbox-panel-actual-{name}.png"));
+            std::fs::write(&actual, png_bytes(&frame, 1).unwrap()).unwrap();
+            failures.push(format!(
+                "{name}: {differing} pixels differ (actual in {})",
+                actual.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn a_blank_panel_would_not_pass_for_a_page() {
+    // Guards the comparison itself: different screens must give different frames.
+    let h = healthy();
+    let identity = render(&Screen::Page(Page::Identity), &h);
+    let storage = render(&Screen::Page(Page::Storage), &h);
+    assert!(identity != storage);
+    let lit = identity
+        .bounding_box()
+        .points()
+        .filter(|p| identity.get_pixel(*p) == embedded_graphics::pixelcolor::BinaryColor::On)
+        .count();
+    assert!(lit > 300, "only {lit} pixels lit");
+    let round_trip = frame_from_png(&png_bytes(&identity, 1).unwrap()).unwrap();
+    assert!(round_trip == identity);
+}
