@@ -2,10 +2,6 @@
 //! clock, and the free space of the data volume. Thin wrappers over the OS, each failing soft:
 //! a panel that cannot learn the hostname shows "?" rather than stopping.
 
-use std::path::Path;
-
-use crate::DataVolume;
-
 /// The host name as mDNS (avahi) announces it: `<hostname>.local`.
 pub fn mdns_name() -> String {
     match nix::unistd::gethostname() {
@@ -45,17 +41,6 @@ pub fn addresses() -> Vec<String> {
     v6.dedup();
     v4.extend(v6);
     v4
-}
-
-/// Size and free space of the file system holding `path`.
-pub fn volume_space(path: &Path, reserve_bytes: u64) -> std::io::Result<DataVolume> {
-    let st = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
-    let frag = st.fragment_size();
-    Ok(DataVolume {
-        total_bytes: st.blocks().saturating_mul(frag),
-        free_bytes: st.blocks_available().saturating_mul(frag),
-        reserve_bytes,
-    })
 }
 
 /// Seconds east of UTC of the local time zone now (for showing local clock times).

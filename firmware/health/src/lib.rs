@@ -159,6 +159,39 @@ impl Health {
     }
 }
 
+/// The `[health]` table of the settings file.
+#[derive(Clone, Debug, serde::Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthSettings {
+    /// Where the md RAID status is read (a recorded file in tests).
+    pub mdstat_path: PathBuf,
+    /// smartctl program asked for SMART health; empty never asks.
+    pub smartctl: String,
+    /// Seconds a SMART verdict is reused (asking wakes sleeping disks).
+    pub smart_interval_s: u64,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings {
+            mdstat_path: "/proc/mdstat".into(),
+            smartctl: "smartctl".into(),
+            smart_interval_s: 600,
+        }
+    }
+}
+
+impl From<&HealthSettings> for HealthSources {
+    fn from(s: &HealthSettings) -> Self {
+        let smartctl = (!s.smartctl.is_empty()).then(|| s.smartctl.clone());
+        HealthSources::new(
+            s.mdstat_path.clone(),
+            smartctl,
+            Duration::from_secs(s.smart_interval_s),
+        )
+    }
+}
+
 /// Where health is read from; one per running box, shared by the panel and the web page.
 pub struct HealthSources {
     pub mdstat_path: PathBuf,

@@ -35,6 +35,10 @@ pub struct Config {
     pub max_pdu: u32,
     /// DICOM nodes C-MOVE may send to: `[[peers]]` tables with `ae_title`, `host`, `port`.
     pub peers: Vec<KnownPeer>,
+    /// `[panel]`: front panel display and buttons (see README, "Front panel").
+    pub panel: pacsbox_panel::PanelSettings,
+    /// `[health]`: where RAID and SMART health are read.
+    pub health: pacsbox_health::HealthSettings,
 }
 
 impl Default for Config {
@@ -53,6 +57,8 @@ impl Default for Config {
             zstd_level: 2,
             max_pdu: 128 * 1024,
             peers: Vec::new(),
+            panel: pacsbox_panel::PanelSettings::default(),
+            health: pacsbox_health::HealthSettings::default(),
         }
     }
 }
@@ -95,6 +101,9 @@ impl Config {
                 p.ae_title
             );
         }
+        self.panel
+            .output()
+            .map_err(|e| anyhow::anyhow!("panel.display: {e}"))?;
         Ok(())
     }
 }
@@ -130,6 +139,23 @@ mod tests {
         assert!(c.validate().is_ok());
         let bad: Config =
             toml::from_str("[[peers]]\nae_title = \"\"\nhost = \"h\"\nport = 0\n").unwrap();
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn panel_and_health_tables_have_defaults_and_refuse_typos() {
+        let c: Config = toml::from_str(
+            "[panel]\ndisplay = \"ssd1306:/dev/i2c-1\"\nbuttons = true\npin_next = 5\n\
+             [health]\nmdstat_path = \"/tmp/mdstat\"\nsmartctl = \"\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.panel.pin_next, 5);
+        assert_eq!(c.panel.pin_select, 27);
+        assert_eq!(c.panel.shutdown_command, ["systemctl", "poweroff"]);
+        assert_eq!(c.health.mdstat_path, PathBuf::from("/tmp/mdstat"));
+        assert!(c.validate().is_ok());
+        assert!(toml::from_str::<Config>("[panel]\npin_nxt = 5\n").is_err());
+        let bad: Config = toml::from_str("[panel]\ndisplay = \"hdmi\"\n").unwrap();
         assert!(bad.validate().is_err());
     }
 }

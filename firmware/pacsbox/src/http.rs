@@ -1,14 +1,18 @@
-//! The HTTP status endpoint (tiny_http): `/status.json` for scripts and the front panel, `/`
-//! as plain text. The web UI proper is its own part (web-ui/).
+//! The HTTP status endpoint (tiny_http): `/status.json` for scripts, `/` as plain text. The
+//! web UI proper is its own part (web-ui/). [`StatusSource::health`] is also where the front
+//! panel's health model is built, from the archive, the DICOM service and the health sources,
+//! so the panel and `/status.json` can never disagree.
 //!
 //! tiny_http spawns a thread per connection and has no limits of its own; here a fixed pool
 //! of workers answers requests, and only GETs of two small documents exist.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use pacsbox_archive::Archive;
 use pacsbox_dicom::ScpStatus;
+use pacsbox_health::{AlarmReport, DataVolume, DiskReport, Health, HealthSources, MdArray};
 use serde::Serialize;
 
 use crate::config::Config;
@@ -37,6 +41,23 @@ pub struct StatusDoc {
     pub disk_free_bytes: u64,
     pub reserve_bytes: u64,
     pub refusing_stores: bool,
+    /// `<hostname>.local`
+    pub hostname: String,
+    pub addresses: Vec<String>,
+    pub dicom_accepting: bool,
+    /// md arrays from /proc/mdstat, each with its `state`.
+    pub raid: Vec<RaidReport>,
+    pub disks: Vec<DiskReport>,
+    /// What needs a person, most urgent first (the panel shows the first).
+    pub alarms: Vec<AlarmReport>,
+}
+
+#[derive(Serialize)]
+pub struct RaidReport {
+    #[serde(flatten)]
+    pub array: MdArray,
+    #[serde(flatten)]
+    pub state: pacsbox_health::RaidState,
 }
 
 pub struct StatusSource {
@@ -44,39 +65,106 @@ pub struct StatusSource {
     pub scp: Arc<ScpStatus>,
     pub config: Config,
     pub started: Instant,
+    pub health: HealthSources,
+    /// Set while the DICOM listener is accepting associations.
+    pub dicom_accepting: Arc<AtomicBool>,
 }
 
 impl StatusSource {
+    /// The health model now: what the front panel draws and `/status.json` reports.
+    pub fn health(&self) -> anyhow::Result<Health> {
+        let disk = self.archive.disk_space()?;
+        let today = self.archive.activity();
+        let scp = self.scp.snapshot();
+        let arrays = self.health.arrays();
+        let disks = self.health.disks(&arrays);
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Ok(Health {
+            identity: pacsbox_health::Identity {
+                hostname: pacsbox_health::host::mdns_name(),
+                addresses: pacsbox_health::host::addresses(),
+                ae_title: self.config.ae_title.clone(),
+                dicom_port: self.config.dicom_port,
+                http_port: self.config.http_port,
+            },
+            volume: DataVolume {
+                total_bytes: disk.total_bytes,
+                free_bytes: disk.free_bytes,
+                reserve_bytes: self.config.reserve_mb << 20,
+            },
+            arrays,
+            disks,
+            traffic: pacsbox_health::Traffic {
+                studies_today: today.studies_today,
+                instances_today: today.instances_today,
+                last_study: today.last.map(|l| pacsbox_health::LastStudy {
+                    received_unix: l.received_unix,
+                    modality: l.modality,
+                    calling_ae: l.calling_ae,
+                }),
+                active_associations: scp.active_associations,
+                dicom_accepting: self.dicom_accepting.load(Ordering::Relaxed),
+            },
+            clock: pacsbox_health::Clock {
+                now_unix,
+                utc_offset_s: pacsbox_health::host::utc_offset_s(now_unix),
+            },
+        })
+    }
+
     pub fn collect(&self) -> anyhow::Result<StatusDoc> {
         let counts = self.archive.counts()?;
-        let disk = self.archive.disk_space()?;
         let scp = self.scp.snapshot();
-        let today = self.archive.activity();
-        let reserve = self.config.reserve_mb << 20;
+        // The last study keeps its study UID here (the panel's model leaves it out).
+        let last_received = self.archive.activity().last;
+        let health = self.health()?;
+        let alarms = health.alarms().iter().map(AlarmReport::from).collect();
+        let Health {
+            identity,
+            volume,
+            arrays,
+            disks,
+            traffic,
+            ..
+        } = health;
         Ok(StatusDoc {
             version: env!("CARGO_PKG_VERSION"),
             uptime_s: self.started.elapsed().as_secs(),
-            ae_title: self.config.ae_title.clone(),
-            dicom_port: self.config.dicom_port,
-            http_port: self.config.http_port,
+            ae_title: identity.ae_title,
+            dicom_port: identity.dicom_port,
+            http_port: identity.http_port,
             data_dir: self.archive.root().display().to_string(),
             patients: counts.patients,
             studies: counts.studies,
             series: counts.series,
             instances: counts.instances,
-            instances_today: today.instances_today,
-            studies_today: today.studies_today,
-            last_received: today.last,
-            active_associations: scp.active_associations,
+            instances_today: traffic.instances_today,
+            studies_today: traffic.studies_today,
+            last_received,
+            active_associations: traffic.active_associations,
             associations_total: scp.associations_total,
             associations_rejected: scp.associations_rejected,
             instances_stored: scp.instances_stored,
             stores_failed: scp.stores_failed,
-            disk_total_bytes: disk.total_bytes,
-            disk_free_bytes: disk.free_bytes,
-            reserve_bytes: reserve,
+            disk_total_bytes: volume.total_bytes,
+            disk_free_bytes: volume.free_bytes,
+            reserve_bytes: volume.reserve_bytes,
             // Live, not only the flag of the last store: the page must show it before a store fails.
-            refusing_stores: disk.free_bytes < reserve,
+            refusing_stores: volume.refusing_stores(),
+            hostname: identity.hostname,
+            addresses: identity.addresses,
+            dicom_accepting: traffic.dicom_accepting,
+            raid: arrays
+                .into_iter()
+                .map(|array| RaidReport {
+                    state: array.state(),
+                    array,
+                })
+                .collect(),
+            disks,
+            alarms,
         })
     }
 }
@@ -85,7 +173,7 @@ fn as_text(s: &StatusDoc) -> String {
     format!(
         "pacsbox {}\nAE title {}  DICOM port {}  HTTP port {}\nuptime {} s\n\
          patients {}  studies {}  series {}  instances {}\n\
-         active associations {}\ndisk free {} MiB of {} MiB{}\n",
+         active associations {}\ndisk free {} MiB of {} MiB\n{}",
         s.version,
         s.ae_title,
         s.dicom_port,
@@ -98,11 +186,10 @@ fn as_text(s: &StatusDoc) -> String {
         s.active_associations,
         s.disk_free_bytes >> 20,
         s.disk_total_bytes >> 20,
-        if s.refusing_stores {
-            "\nALARM: free space under the reserve, stores are refused"
-        } else {
-            ""
-        }
+        s.alarms
+            .iter()
+            .map(|a| format!("ALARM: {} - {}\n", a.title, a.action))
+            .collect::<String>()
     )
 }
 

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -61,6 +62,9 @@ enum Command {
         /// zstd level for uncompressed syntaxes (0 = store plain .dcm).
         #[arg(long)]
         zstd_level: Option<i32>,
+        /// Front panel display: none | png:DIR | ssd1306:/dev/i2c-1.
+        #[arg(long)]
+        panel: Option<String>,
     },
     /// Print every indexed instance as TSV: SOP UID, study UID, series UID, transfer syntax,
     /// file, patient name.
@@ -144,6 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reserve_mb,
             duplicates,
             zstd_level,
+            panel,
         } => {
             let mut c = settings(&data)?;
             if let Some(v) = ae {
@@ -166,6 +171,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(v) = zstd_level {
                 c.zstd_level = v;
+            }
+            if let Some(v) = panel {
+                c.panel.display = v;
             }
             if let Some(v) = duplicates {
                 c.duplicates = match v.as_str() {
@@ -271,13 +279,18 @@ fn serve(c: Config) -> anyhow::Result<()> {
         tiny_http::Server::http(&http_addr)
             .map_err(|e| anyhow::anyhow!("listening for HTTP on {http_addr}: {e}"))?,
     );
+    let dicom_accepting = Arc::new(AtomicBool::new(false));
     let source = Arc::new(http::StatusSource {
         archive: archive.clone(),
         scp: scp.status(),
         config: c.clone(),
         started: Instant::now(),
+        health: (&c.health).into(),
+        dicom_accepting: dicom_accepting.clone(),
     });
-    let workers = http::serve(http.clone(), source).context("starting HTTP workers")?;
+    let workers = http::serve(http.clone(), source.clone()).context("starting HTTP workers")?;
+    let panel_stop = Arc::new(AtomicBool::new(false));
+    let panel = start_panel(&c, source, panel_stop.clone())?;
     let data_dir = c.data_dir.clone();
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(dicom_addr)
@@ -296,17 +309,57 @@ fn serve(c: Config) -> anyhow::Result<()> {
             tracing::info!("shutting down: finishing running associations");
             let _ = tx.send(true);
         });
-        scp.serve(listener, rx).await?;
+        dicom_accepting.store(true, Ordering::Relaxed);
+        let served = scp.serve(listener, rx).await;
+        dicom_accepting.store(false, Ordering::Relaxed);
+        served?;
         anyhow::Ok(())
     })?;
     http.unblock();
     http.unblock();
+    panel_stop.store(true, Ordering::Relaxed);
+    if let Some(p) = panel {
+        let _ = p.join();
+    }
     for w in workers {
         let _ = w.join();
     }
     drop(archive);
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Starts the front panel on its own thread, reading the same health model as `/status.json`.
+/// It only reads status: a slow or absent display can never hold up the DICOM service.
+fn start_panel(
+    c: &Config,
+    source: Arc<http::StatusSource>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
+    let output = c.panel.output()?;
+    if output == pacsbox_panel::PanelOutput::None && !c.panel.buttons {
+        return Ok(None);
+    }
+    tracing::info!(
+        display = c.panel.display,
+        buttons = c.panel.buttons,
+        "front panel"
+    );
+    let command = c.panel.shutdown_command.clone();
+    let handle = pacsbox_panel::spawn(
+        output,
+        c.panel.clone(),
+        move || {
+            source
+                .health()
+                .inspect_err(|e| tracing::warn!(error = %e, "panel: collecting health"))
+                .ok()
+        },
+        move || pacsbox_panel::run_shutdown_command(&command),
+        stop,
+    )
+    .context("starting the front panel thread")?;
+    Ok(Some(handle))
 }
 
 async fn wait_for_signal() {
