@@ -17,7 +17,7 @@ use pacsbox_archive::uid::Uid;
 
 const PER_STUDY: u64 = 500;
 const PER_SERIES: u64 = 125;
-const SURNAMES: &[&str] = &["KIM", "LEE", "PARK", "CHOI", "DOE", "SMITH", "JUNG", "KANG"];
+const SURNAMES: &[&str] = &["KIM", "LEE", "PARK", "김", "DOE", "SMITH", "JUNG", "KANG"];
 
 fn entry(i: u64) -> IndexEntry {
     let study = i / PER_STUDY;
