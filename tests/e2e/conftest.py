@@ -7,6 +7,8 @@
                    until /status.json answers and the DICOM port accepts, and
                    stops it at teardown.  Its stderr is attached to the report
                    of a failing test.
+* `module_server` - the same factory with module scope (one archive shared by the read-only
+                   tests of a module, e.g. test_qr_find.py / test_qr_retrieve.py).
 * a per-test wall-clock limit (SIGALRM), default 240 s, override with
   `@pytest.mark.timeout(seconds)`.
 """
@@ -101,7 +103,7 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     if rep.failed:
-        for srv in getattr(item, "_pacsbox_servers", []):
+        for srv in [*getattr(item, "_pacsbox_servers", []), *getattr(item.module, "_pacsbox_module_servers", [])]:
             text = srv.stderr_text() if srv.logs else ""
             if text:
                 rep.sections.append((f"pacsbox stderr (data {srv.data})", text))
@@ -126,3 +128,43 @@ def pytest_runtest_call(item):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(scope="module")
+def module_server(request, pacsbox_bin, tmp_path_factory):
+    """Like `server`, but the servers live for the whole test module (one archive shared by
+    read-only tests, e.g. the Q/R suites).  Their stderr is attached to any failing test of
+    the module; a server that died on its own fails the module's last test at teardown.
+    """
+    servers: list[helpers.PacsboxServer] = []
+    request.module._pacsbox_module_servers = servers
+    base = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+
+    def make(data: Path | None = None, *, ae: str = "PACSBOX", start: bool = True, **flags) -> helpers.PacsboxServer:
+        n = len(servers) + 1
+        data = Path(data) if data is not None else base / f"data{n}"
+        logdir = base / f"logs{n}"
+        logdir.mkdir(parents=True, exist_ok=True)
+        flags.setdefault("reserve_mb", 1)
+        srv = helpers.PacsboxServer(pacsbox_bin, data, logdir, ae=ae, extra=_flag_args(flags))
+        servers.append(srv)
+        if start:
+            srv.start()
+        return srv
+
+    make.base = base
+    yield make
+
+    problems = []
+    for srv in servers:
+        if srv.proc is not None and srv.proc.poll() is not None and not srv.expected_down:
+            problems.append(
+                f"pacsbox serve (data {srv.data}) exited on its own with code {srv.proc.returncode} during the module"
+            )
+        try:
+            srv.stop()
+        except AssertionError as e:
+            problems.append(str(e))
+    request.module._pacsbox_module_servers = []
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)

@@ -837,3 +837,515 @@ def encode_dataset(ds, ts: str = EXPLICIT_LE) -> bytes:
 def write_dataset_file(path: Path, ds, ts: str = EXPLICIT_LE) -> Path:
     return write_part10(path, sop_class=str(ds.SOPClassUID), sop_instance=str(ds.SOPInstanceUID), ts=ts,
                         dataset_bytes=encode_dataset(ds, ts))
+
+
+# --------------------------------------------------------------------------
+# Query/Retrieve (C-FIND / C-MOVE / C-GET): constants, a synthetic corpus,
+# DCMTK findscu/movescu/getscu/storescp and pynetdicom SCU/SCP helpers
+# --------------------------------------------------------------------------
+
+FINDSCU = "/usr/bin/findscu"
+MOVESCU = "/usr/bin/movescu"
+GETSCU = "/usr/bin/getscu"
+STORESCP = "/usr/bin/storescp"
+
+PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
+PATIENT_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.1.2"
+PATIENT_ROOT_GET = "1.2.840.10008.5.1.4.1.2.1.3"
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
+STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
+QR_MODELS = (PATIENT_ROOT_FIND, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET, STUDY_ROOT_FIND, STUDY_ROOT_MOVE, STUDY_ROOT_GET)
+
+MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+SC_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+
+STATUS_SUCCESS = 0x0000
+STATUS_CANCEL = 0xFE00
+STATUS_PENDING = (0xFF00, 0xFF01)
+STATUS_SUBOPS_FAILED = 0xB000
+STATUS_MOVE_DEST_UNKNOWN = 0xA801
+
+
+def status_code(st) -> int | None:
+    return int(st.Status) if st is not None and "Status" in st else None
+
+
+# -- the synthetic Q/R corpus ----------------------------------------------
+
+@dataclass(frozen=True)
+class SynthStudy:
+    key: str
+    patient_id: str
+    patient_name: str
+    birth_date: str
+    sex: str
+    date: str
+    time: str
+    accession: str
+    description: str
+    # (series number, modality, SOP class, number of instances)
+    series: tuple[tuple[int, str, str, int], ...]
+
+
+# 4 studies x 2 series, 20 instances, 3 patients.  Values chosen for the
+# matching tests: DOE^JOHN / DOE^JANE share a prefix, KIM^MINSU for
+# case-insensitive `kim*`, dates on both sides of 2024-01-01 and on the
+# boundary 20240131, one MR series (own SOP class) for SOPClassesInStudy.
+QR_SYNTH_STUDIES = (
+    SynthStudy("S1", "QR-P1", "DOE^JOHN", "19700101", "M", "20240105", "083000", "ACC-1001", "CHEST CT",
+               ((1, "CT", CT_IMAGE_STORAGE, 3), (2, "CT", CT_IMAGE_STORAGE, 2))),
+    SynthStudy("S2", "QR-P1", "DOE^JOHN", "19700101", "M", "20240220", "101500", "ACC-1002", "HEAD",
+               ((1, "CT", CT_IMAGE_STORAGE, 3), (2, "MR", MR_IMAGE_STORAGE, 2))),
+    SynthStudy("S3", "QR-P2", "KIM^MINSU", "19851224", "M", "20231215", "140000", "ACC-2001", "ABDOMEN",
+               ((1, "CT", CT_IMAGE_STORAGE, 2), (2, "PT", CT_IMAGE_STORAGE, 3))),
+    SynthStudy("S4", "QR-P3", "DOE^JANE", "19900315", "F", "20240131", "093000", "ACC-3001", "SPINE",
+               ((1, "CT", CT_IMAGE_STORAGE, 3), (2, "OT", CT_IMAGE_STORAGE, 2))),
+)
+
+
+@dataclass
+class SynthCorpus:
+    datasets: list  # pydicom Datasets, in send order
+    study_uid: dict[str, str]  # study key -> Study Instance UID
+    series_uid: dict[tuple[str, int], str]  # (study key, series number) -> Series Instance UID
+    sops: dict[tuple[str, int], list[str]]  # (study key, series number) -> SOP Instance UIDs
+
+
+def qr_synthetic_corpus(studies: Iterable[SynthStudy] = QR_SYNTH_STUDIES) -> SynthCorpus:
+    """Copies of CT_small.dcm with fresh UIDs and the patient/study/series values of `studies`."""
+    from pydicom.uid import generate_uid
+
+    out = SynthCorpus([], {}, {}, {})
+    for st in studies:
+        study_uid = generate_uid()
+        out.study_uid[st.key] = study_uid
+        for series_no, modality, sop_class, n in st.series:
+            series_uid = generate_uid()
+            out.series_uid[(st.key, series_no)] = series_uid
+            out.sops[(st.key, series_no)] = []
+            for i in range(1, n + 1):
+                ds = fresh_ct(study_uid, series_uid, patient=st.patient_name)
+                ds.PatientID = st.patient_id
+                ds.PatientBirthDate = st.birth_date
+                ds.PatientSex = st.sex
+                ds.StudyDate = st.date
+                ds.StudyTime = st.time
+                ds.AccessionNumber = st.accession
+                ds.StudyDescription = st.description
+                ds.StudyID = st.key
+                ds.SeriesNumber = series_no
+                ds.Modality = modality
+                ds.SeriesDescription = f"{st.description} {modality} {series_no}"
+                ds.InstanceNumber = i
+                ds.SOPClassUID = sop_class
+                ds.file_meta.MediaStorageSOPClassUID = sop_class
+                out.datasets.append(ds)
+                out.sops[(st.key, series_no)].append(str(ds.SOPInstanceUID))
+    return out
+
+
+def store_datasets(port: int, called: str, calling: str, datasets: list, ts: str = EXPLICIT_LE) -> dict[str, int | None]:
+    """C-STORE pydicom Datasets with pynetdicom in transfer syntax `ts`; {sop_uid: status}."""
+    ae = scu_ae(calling)
+    for sop in sorted({str(ds.SOPClassUID) for ds in datasets}):
+        ae.add_requested_context(sop, [ts])
+    out: dict[str, int | None] = {}
+    with associated(ae, port, called) as assoc:
+        for ds in datasets:
+            if ts != EXPLICIT_LE:
+                # pynetdicom refuses a dataset read in another encoding than the context's;
+                # re-encode through bytes (marking it as implicit would reuse raw explicit bytes)
+                ds = reencoded(ds, ts)
+            ds.file_meta.TransferSyntaxUID = ts
+            out[str(ds.SOPInstanceUID)] = c_store_status(assoc, ds)
+    return out
+
+
+def reencoded(ds, ts: str):
+    """The dataset as pydicom reads it back after encoding it in transfer syntax `ts`."""
+    import io
+
+    from pydicom.filewriter import write_file_meta_info
+    from pynetdicom.dsutils import create_file_meta
+
+    meta = create_file_meta(sop_class_uid=str(ds.SOPClassUID), sop_instance_uid=str(ds.SOPInstanceUID),
+                            transfer_syntax=ts)
+    buf = io.BytesIO()
+    buf.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(buf, meta, enforce_standard=True)
+    buf.write(encode_dataset(ds, ts))
+    return read_part10(buf.getvalue())
+
+
+def tiny_instance(study: str, series: str, n: int, *, patient: str = "MANY^MATCHES", pid: str = "MANY-1"):
+    """A pixel-less Secondary Capture instance (fast to store in bulk)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = EXPLICIT_LE
+    ds.SOPClassUID = SC_IMAGE_STORAGE
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPClassUID = SC_IMAGE_STORAGE
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.StudyInstanceUID = study
+    ds.SeriesInstanceUID = series
+    ds.PatientName = patient
+    ds.PatientID = pid
+    ds.StudyDate = "20240301"
+    ds.Modality = "OT"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = n
+    return ds
+
+
+def store_parallel(port: int, called: str, datasets: list, workers: int = 8) -> list[str]:
+    """Store datasets (explicit VR LE) over `workers` simultaneous associations.
+
+    Returns problems (empty = every C-STORE answered 0x0000); a C-STORE left unanswered is
+    reported with its SOP Instance UID and how long the SCU waited before giving up.
+    """
+    problems: list[str] = []
+    chunks = [datasets[i::workers] for i in range(workers)]
+
+    def run(k, chunk):
+        try:
+            ae = scu_ae(f"BULKSCU{k}")
+            for sop in sorted({str(ds.SOPClassUID) for ds in chunk}):
+                ae.add_requested_context(sop, [EXPLICIT_LE])
+            with associated(ae, port, called) as assoc:
+                for i, ds in enumerate(chunk):
+                    t0 = time.monotonic()
+                    code = c_store_status(assoc, ds)
+                    if code != 0:
+                        problems.append(
+                            f"association {k}, C-STORE #{i + 1} of {len(chunk)} ({ds.SOPInstanceUID}): status "
+                            f"{'none (no response)' if code is None else hex(code)} after {time.monotonic() - t0:.1f}s")
+                        if code is None:
+                            return
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"association {k}: {e!r}")
+
+    threads = [threading.Thread(target=run, args=(k, c)) for k, c in enumerate(chunks) if c]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return problems
+
+
+@dataclass
+class QrReference:
+    """Reference model of what was stored: patient -> study -> series -> instances."""
+
+    datasets: dict[str, object] = field(default_factory=dict)  # sop uid -> Dataset
+
+    def add(self, ds):
+        self.datasets[str(ds.SOPInstanceUID)] = ds
+
+    def _where(self, **kw):
+        for ds in self.datasets.values():
+            if all(str(ds.get(k, "")) == v for k, v in kw.items()):
+                yield ds
+
+    def studies_of_patient(self, pid: str) -> set[str]:
+        return {str(d.StudyInstanceUID) for d in self._where(PatientID=pid)}
+
+    def series_of_patient(self, pid: str) -> set[str]:
+        return {str(d.SeriesInstanceUID) for d in self._where(PatientID=pid)}
+
+    def instances_of_patient(self, pid: str) -> set[str]:
+        return {str(d.SOPInstanceUID) for d in self._where(PatientID=pid)}
+
+    def series_of_study(self, study: str) -> set[str]:
+        return {str(d.SeriesInstanceUID) for d in self._where(StudyInstanceUID=study)}
+
+    def instances_of_study(self, study: str) -> set[str]:
+        return {str(d.SOPInstanceUID) for d in self._where(StudyInstanceUID=study)}
+
+    def instances_of_series(self, series: str) -> set[str]:
+        return {str(d.SOPInstanceUID) for d in self._where(SeriesInstanceUID=series)}
+
+    def modalities_of_study(self, study: str) -> set[str]:
+        return {str(d.Modality) for d in self._where(StudyInstanceUID=study) if d.get("Modality")}
+
+    def sop_classes_of_study(self, study: str) -> set[str]:
+        return {str(d.SOPClassUID) for d in self._where(StudyInstanceUID=study)}
+
+    def all_studies(self) -> set[str]:
+        return {str(d.StudyInstanceUID) for d in self.datasets.values()}
+
+    def all_patients(self) -> set[str]:
+        return {str(d.PatientID) for d in self.datasets.values()}
+
+
+# -- C-FIND ----------------------------------------------------------------
+
+def query(level: str, **keys):
+    """A C-FIND identifier: QueryRetrieveLevel plus keyword=value (None -> empty = universal)."""
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    for k, v in keys.items():
+        setattr(ds, k, "" if v is None else v)
+    return ds
+
+
+@dataclass
+class FindResult:
+    identifiers: list
+    final: object  # the final status Dataset (None if none arrived)
+    pending_codes: list[int]
+
+    @property
+    def status(self) -> int | None:
+        return status_code(self.final)
+
+    def values(self, keyword: str) -> list[str]:
+        return [str(i.get(keyword, "")) for i in self.identifiers]
+
+    def describe(self) -> str:
+        rows = []
+        for i in self.identifiers[:30]:
+            rows.append("  " + "; ".join(f"{e.keyword or e.tag}={e.value!r}" for e in i))
+        fin = "none" if self.final is None else f"0x{self.status:04X} {status_comment(self.final)!r}"
+        return f"final status {fin}, {len(self.identifiers)} matches:\n" + "\n".join(rows)
+
+
+def c_find(assoc, ident, model: str = STUDY_ROOT_FIND, msg_id: int = 1) -> FindResult:
+    res = FindResult([], None, [])
+    for st, found in assoc.send_c_find(ident, model, msg_id=msg_id):
+        code = status_code(st)
+        if code in STATUS_PENDING:
+            res.pending_codes.append(code)
+            res.identifiers.append(found)
+        else:
+            res.final = st
+    return res
+
+
+def find_ae(calling: str = "FINDSCU"):
+    return scu_ae(calling, contexts=[(PATIENT_ROOT_FIND, [EXPLICIT_LE, IMPLICIT_LE]),
+                                     (STUDY_ROOT_FIND, [EXPLICIT_LE, IMPLICIT_LE])])
+
+
+def identifier_key_problems(ident, request) -> list[str]:
+    """An identifier must hold exactly the requested keys, plus (0008,0052) and, optionally, (0008,0005)."""
+    want = {t for t in request.keys()} | {0x00080052}
+    got = set(ident.keys())
+    problems = []
+    extra = got - want - {0x00080005}
+    missing = want - got
+    if extra:
+        problems.append(f"keys not requested: {sorted(str(pydicom_tag(t)) for t in extra)}")
+    if missing:
+        problems.append(f"requested keys missing: {sorted(str(pydicom_tag(t)) for t in missing)}")
+    if str(ident.get("QueryRetrieveLevel", "")) != str(request.QueryRetrieveLevel):
+        problems.append(f"QueryRetrieveLevel {ident.get('QueryRetrieveLevel')!r} != {request.QueryRetrieveLevel!r}")
+    non_ascii = any(e.VR in ("PN", "LO", "SH", "LT", "ST", "UT", "UC") and not str(e.value).isascii()
+                    for e in ident if e.tag != 0x00080005)
+    if non_ascii:
+        cs = ident.get("SpecificCharacterSet")
+        cs = [cs] if isinstance(cs, str) else list(cs or [])
+        if [c.strip() for c in cs] != ["ISO_IR 192"]:
+            problems.append(f"non-ASCII values returned with SpecificCharacterSet {cs!r}, contract says ISO_IR 192")
+    return problems
+
+
+def pydicom_tag(t):
+    from pydicom.tag import Tag
+
+    return Tag(t)
+
+
+def findscu(port: int, called: str, keys: list[str], outdir: Path, *, model: str = "-S",
+            calling: str = "FINDSCU", extra: Iterable[str] = (), timeout: float = 60):
+    """Run DCMTK findscu with `-X` (responses to rsp0001.dcm...); returns (CompletedProcess, [Dataset])."""
+    import pydicom
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    cmd = [FINDSCU, "-v", model, "-aet", calling, "-aec", called, "-to", "10", "-ta", "10", "-td", "30",
+           "-X", "-od", str(outdir)]
+    for k in keys:
+        cmd += ["-k", k]
+    cmd += [*extra, "127.0.0.1", str(port)]
+    p = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=DCMTK_ENV, timeout=timeout)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = [pydicom.dcmread(f) for f in sorted(outdir.glob("rsp*.dcm"))]
+    return p, found
+
+
+# -- retrieve: destinations --------------------------------------------------
+
+def write_peers_config(path: Path, peers: dict[str, int], host: str = "127.0.0.1") -> Path:
+    """TOML for `pacsbox serve --config`: one [[peers]] table per {ae_title: port}."""
+    lines = []
+    for ae, port in peers.items():
+        lines += ["[[peers]]", f'ae_title = "{ae}"', f'host = "{host}"', f"port = {port}", ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+class StoreScp:
+    """DCMTK storescp on a given port, writing what it receives under `outdir`."""
+
+    def __init__(self, port: int, outdir: Path, ae: str = "DEST", extra: Iterable[str] = ()):
+        self.port, self.outdir, self.ae = port, outdir, ae
+        self.extra = list(extra)
+        self.proc: subprocess.Popen | None = None
+        self.log = outdir.parent / f"storescp-{port}.log"
+
+    def __enter__(self):
+        self.outdir.mkdir(parents=True, exist_ok=True)
+        cmd = [STORESCP, "-v", "-aet", self.ae, "-od", str(self.outdir), *self.extra, str(self.port)]
+        self._logf = open(self.log, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._logf, stderr=subprocess.STDOUT, env=DCMTK_ENV)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"storescp exited {self.proc.returncode}:\n{tail(self.log)}")
+            return echoscu(self.port, called=self.ae, timeout=5).returncode == 0
+
+        wait_until(up, 15, "storescp to answer C-ECHO", interval=0.1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._logf.close()
+
+    def log_text(self) -> str:
+        return tail(self.log)
+
+
+def read_received(d: Path) -> dict[str, object]:
+    """Every DICOM file under d, {SOP Instance UID: Dataset (with file_meta)}."""
+    import pydicom
+
+    out = {}
+    for p in dir_files(d):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds = pydicom.dcmread(p)
+            except Exception:  # noqa: BLE001 - not a DICOM file
+                continue
+        out[str(ds.SOPInstanceUID)] = ds
+    return out
+
+
+class PyStoreScp:
+    """A pynetdicom Storage SCP (C-STORE + C-ECHO) in this process.
+
+    `transfer_syntaxes`: what it accepts for every storage SOP class.
+    `fail_sops`: SOP Instance UIDs it answers with 0xA700 instead of storing.
+    `received`: {sop uid: (Dataset, transfer syntax of the context)}.
+    """
+
+    def __init__(self, port: int, ae: str = "PYDEST", transfer_syntaxes: Iterable[str] = (EXPLICIT_LE,),
+                 fail_sops: Iterable[str] = ()):
+        self.port, self.ae_title = port, ae
+        self.tss = list(transfer_syntaxes)
+        self.fail_sops = set(fail_sops)
+        self.received: dict[str, tuple[object, str]] = {}
+        self.failed_here: list[str] = []
+        self.server = None
+
+    def _on_store(self, event):
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        uid = str(ds.SOPInstanceUID)
+        if uid in self.fail_sops:
+            self.failed_here.append(uid)
+            return 0xA700
+        self.received[uid] = (ds, str(event.context.transfer_syntax))
+        return 0x0000
+
+    def __enter__(self):
+        from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+        ae = AE(self.ae_title)
+        ae.maximum_associations = 4
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax, self.tss)
+        ae.add_supported_context(VERIFICATION, [IMPLICIT_LE, EXPLICIT_LE])
+        self.server = ae.start_server(("127.0.0.1", self.port), block=False,
+                                      evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+        return self
+
+    def __exit__(self, *exc):
+        if self.server is not None:
+            self.server.shutdown()
+
+
+@dataclass
+class RetrieveResult:
+    responses: list  # every response status Dataset, in order
+
+    @property
+    def final(self):
+        return self.responses[-1] if self.responses else None
+
+    @property
+    def status(self) -> int | None:
+        return status_code(self.final)
+
+    @property
+    def pendings(self) -> list:
+        return [r for r in self.responses[:-1] if status_code(r) in STATUS_PENDING]
+
+    def count(self, what: str) -> int | None:
+        v = self.final.get(f"NumberOf{what}Suboperations") if self.final is not None else None
+        return None if v is None else int(v)
+
+    def describe(self) -> str:
+        rows = []
+        for r in self.responses[-6:]:
+            rows.append(
+                f"  0x{status_code(r) or 0:04X} remaining={r.get('NumberOfRemainingSuboperations')} "
+                f"completed={r.get('NumberOfCompletedSuboperations')} failed={r.get('NumberOfFailedSuboperations')} "
+                f"warning={r.get('NumberOfWarningSuboperations')} comment={status_comment(r)!r}"
+            )
+        return f"{len(self.responses)} responses (last ones):\n" + "\n".join(rows)
+
+
+def c_move(assoc, ident, dest: str, model: str = STUDY_ROOT_MOVE) -> tuple[RetrieveResult, object]:
+    """send_c_move; returns (responses, the final response's identifier, e.g. Failed SOP Instance UID List)."""
+    res = RetrieveResult([])
+    last_ident = None
+    for st, found in assoc.send_c_move(ident, dest, model):
+        if st is None or "Status" not in st:
+            break
+        res.responses.append(st)
+        last_ident = found
+    return res, last_ident
+
+
+def get_ae(calling: str, storage_classes: Iterable[str], tss: Iterable[str] = (EXPLICIT_LE, IMPLICIT_LE)):
+    """An SCU proposing Patient/Study Root GET plus storage contexts with SCP role (role selection)."""
+    from pynetdicom import build_role
+
+    ae = scu_ae(calling, contexts=[(PATIENT_ROOT_GET, [EXPLICIT_LE, IMPLICIT_LE]),
+                                   (STUDY_ROOT_GET, [EXPLICIT_LE, IMPLICIT_LE])])
+    roles = []
+    for sc in storage_classes:
+        ae.add_requested_context(sc, list(tss))
+        roles.append(build_role(sc, scp_role=True))
+    return ae, roles
+
+
+def failed_uid_list(ident) -> list[str]:
+    """(0008,0058) Failed SOP Instance UID List of a C-MOVE/C-GET final response identifier."""
+    if ident is None or "FailedSOPInstanceUIDList" not in ident:
+        return []
+    v = ident.FailedSOPInstanceUIDList
+    return [str(v)] if isinstance(v, str) else [str(x) for x in v]

@@ -422,6 +422,8 @@ async fn collect_command(
         })
     };
     match req.field {
+        // A C-CANCEL for an operation that already ended gets no answer (PS3.7 9.3.2.3).
+        CommandField::CCancelRq => Ok(State::Idle),
         CommandField::CEchoRq => {
             assoc
                 .send_command(ctx, echo::respond(&req).encode())

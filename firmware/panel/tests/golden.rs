@@ -18,13 +18,10 @@ const NOW: i64 = 1_800_000_000;
 const MIRROR_CLEAN: &str = "Personalities : [raid1]\n\
 md0 : active raid1 sdb1[1] sda1[0]\n      3906886464 blocks super 1.2 [2/2] [UU]\n\n\
 unused devices: <none>\n";
-const MIRROR_REBUILDING: &str = "Personalities : [raid1]\n\
-md0 : active raid1 sdc1[2] sda1[0]\n      3906886464 blocks super 1.2 [2/1] [U_]\n\
-      [=====>...............]  recovery = 27.5% (1074393664/3906886464) finish=310.2min speed=152164K/sec\n\n\
-unused devices: <none>\n";
-const RAID5_DEGRADED: &str = "Personalities : [raid5]\n\
-md0 : active raid5 sdd1[3](F) sdc1[1] sdb1[0]\n      7813772288 blocks super 1.2 level 5, 512k chunk, algorithm 2 [3/2] [UU_]\n\n\
-unused devices: <none>\n";
+// The kernel's own layout, indentation included (a Rust string continuation would strip it
+// and the progress line would no longer read as belonging to md0).
+const MIRROR_REBUILDING: &str = include_str!("../../health/tests/mdstat/raid1_rebuilding.txt");
+const RAID5_DEGRADED: &str = include_str!("../../health/tests/mdstat/raid5_degraded.txt");
 
 fn healthy() -> Health {
     Health {
