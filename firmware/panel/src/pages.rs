@@ -237,7 +237,7 @@ fn storage<D: DrawTarget<Color = BinaryColor>>(h: &Health, d: &mut D) -> Result<
         let state = match a.state() {
             RaidState::Clean => "clean".to_owned(),
             RaidState::Resyncing { percent, .. } => format!("sync {percent:.0}%"),
-            RaidState::Rebuilding { percent } => format!("REBUILD {percent:.1}%"),
+            RaidState::Rebuilding { percent } => format!("REBUILD {percent:.0}%"),
             RaidState::Degraded { .. } => "DEGRADED".to_owned(),
             RaidState::Failed => "FAILED".to_owned(),
         };
