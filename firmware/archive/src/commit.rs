@@ -8,7 +8,9 @@
 //!    index entry, file hash) — written, not yet synced;
 //! 3. `syncfs` of the data volume, once: the temp files' contents and names and the journal
 //!    records are now on stable storage. This is the commit point, and the only sync a batch
-//!    costs, however many instances and associations it holds;
+//!    costs, however many instances and associations it holds. (In `Fsync` mode, used when the
+//!    data directory shares its file system with other writers, each receiving thread
+//!    fdatasyncs its own file and the batch syncs the journal and `tmp/` instead.);
 //! 4. renames the temp files into `archive/` and indexes the batch in redb without waiting for
 //!    the disk (`Durability::None`);
 //! 5. answers every waiting association.
@@ -32,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::index::IndexEntry;
 use crate::ingest::{StoreError, StoreOutcome};
-use crate::{DuplicatePolicy, Shared, layout};
+use crate::{DuplicatePolicy, Shared, SyncMode, layout};
 
 pub(crate) struct CommitJob {
     pub tmp_path: PathBuf,
@@ -84,6 +86,7 @@ impl Committer {
                     journal,
                     journal_len,
                     pending_records: 0,
+                    touched_dirs: Default::default(),
                 };
                 c.run(rx);
             })?;
@@ -176,6 +179,8 @@ struct CommitThread {
     journal: File,
     journal_len: u64,
     pending_records: usize,
+    /// Directories renamed into since the last checkpoint (Fsync mode).
+    touched_dirs: std::collections::HashSet<PathBuf>,
 }
 
 impl CommitThread {
@@ -209,17 +214,42 @@ impl CommitThread {
         if self.pending_records == 0 {
             return;
         }
-        let result = sync_volume(&self.volume)
+        let result = self
+            .make_renames_durable()
             .and_then(|()| self.shared.index.checkpoint().map_err(io::Error::other))
             .and_then(|()| self.journal.set_len(0));
         match result {
             Ok(()) => {
                 self.pending_records = 0;
                 self.journal_len = 0;
+                self.touched_dirs.clear();
             }
             // The journal stays; the next checkpoint or start-up recovery finishes the job.
             Err(e) => tracing::error!(error = %e, "index checkpoint failed; will retry"),
         }
+    }
+
+    /// Renames since the last checkpoint become durable: one syncfs, or an fsync of every
+    /// directory they touched and of the directories above them (some were just created).
+    fn make_renames_durable(&self) -> io::Result<()> {
+        if self.shared.config.sync == SyncMode::Syncfs {
+            return sync_volume(&self.volume);
+        }
+        let mut dirs: std::collections::BTreeSet<PathBuf> = std::collections::BTreeSet::new();
+        for d in &self.touched_dirs {
+            let mut p = d.as_path();
+            while p.starts_with(&self.shared.root) {
+                dirs.insert(p.to_path_buf());
+                match p.parent() {
+                    Some(parent) => p = parent,
+                    None => break,
+                }
+            }
+        }
+        for d in dirs {
+            File::open(&d)?.sync_all()?;
+        }
+        Ok(())
     }
 
     /// `seen`: SOP Instance UID and data set hash of the instances filed earlier in this batch.
@@ -330,6 +360,9 @@ impl CommitThread {
                 continue;
             };
             let target = self.shared.root.join(&target_rel);
+            if let Some(dir) = target.parent() {
+                self.touched_dirs.insert(dir.to_path_buf());
+            }
             if let Err(e) = rename_into_place(&job.tmp_path, &target) {
                 tracing::error!(file = %target.display(), error = %e, "moving a committed instance into place; recovery will retry");
             }
@@ -382,7 +415,15 @@ impl CommitThread {
             })?);
         }
         self.journal.write_all(&buf)?;
-        sync_volume(&self.volume)?;
+        match self.shared.config.sync {
+            SyncMode::Fsync => {
+                // The files' data was synced by their receiving threads; their names in tmp/
+                // and the journal records remain.
+                self.journal.sync_data()?;
+                File::open(layout::tmp_dir(&self.shared.root))?.sync_all()?;
+            }
+            _ => sync_volume(&self.volume)?,
+        }
         self.journal_len += buf.len() as u64;
         Ok(())
     }

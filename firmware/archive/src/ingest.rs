@@ -15,7 +15,7 @@ use crate::part10::{self, HashingWriter, MetaInfo};
 use crate::record::{InstanceAttrs, InstanceRecord};
 use crate::scan::{self, ScanError};
 use crate::transfer_syntax::{self, DatasetEncoding};
-use crate::{Shared, layout};
+use crate::{Shared, SyncMode, layout};
 
 /// What the C-STORE request says about the instance that follows.
 #[derive(Clone, Debug)]
@@ -79,6 +79,7 @@ pub struct IncomingInstance {
     sink: Option<Sink>,
     dataset_hasher: xxhash_rust::xxh3::Xxh3,
     zstd: bool,
+    sync: SyncMode,
 }
 
 pub(crate) fn begin(
@@ -140,6 +141,7 @@ pub(crate) fn begin(
         sink: None,
         dataset_hasher: xxhash_rust::xxh3::Xxh3::new(),
         zstd,
+        sync: shared.config.sync,
     };
     match &mut sink {
         Sink::Plain(w) => w.write_all(&header),
@@ -199,8 +201,8 @@ impl IncomingInstance {
         let attrs = InstanceAttrs::from_header(&header)
             .map_err(|e| StoreError::CannotUnderstand(e.to_string()))?;
         let (file_hash, file_size) = match self.sink.take() {
-            Some(Sink::Plain(w)) => close(w)?,
-            Some(Sink::Zstd(w)) => close(w.finish().map_err(StoreError::from_write)?)?,
+            Some(Sink::Plain(w)) => close(w, self.sync)?,
+            Some(Sink::Zstd(w)) => close(w.finish().map_err(StoreError::from_write)?, self.sync)?,
             None => return Err(StoreError::ShuttingDown),
         };
         if attrs.sop_instance_uid.as_str()
@@ -242,16 +244,19 @@ impl IncomingInstance {
     }
 }
 
-fn close(mut w: HashingWriter<BufWriter<File>>) -> Result<(u64, u64), StoreError> {
+/// Flushes the file; in `Fsync` mode also makes its data durable here, in the receiving
+/// thread, so files of concurrent associations are synced in parallel.
+fn close(mut w: HashingWriter<BufWriter<File>>, sync: SyncMode) -> Result<(u64, u64), StoreError> {
     w.flush().map_err(StoreError::from_write)?;
     let hash = w.hasher.digest();
     let size = w.written;
-    // Durability comes from the committer's syncfs, once per batch, not one fsync per file.
-    drop(
-        w.inner
-            .into_inner()
-            .map_err(|e| StoreError::from_write(e.into_error()))?,
-    );
+    let file = w
+        .inner
+        .into_inner()
+        .map_err(|e| StoreError::from_write(e.into_error()))?;
+    if sync == SyncMode::Fsync {
+        file.sync_data().map_err(StoreError::from_write)?;
+    }
     Ok((hash, size))
 }
 

@@ -78,3 +78,19 @@ pub fn disk_space(root: &Path) -> std::io::Result<DiskSpace> {
         free_bytes: st.f_bavail as u64 * frsize,
     })
 }
+
+/// True when `dir` is the root of its own file system (a different device from its parent).
+pub fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(canon) = dir.canonicalize() else {
+        return false;
+    };
+    match (
+        std::fs::metadata(&canon),
+        canon.parent().map(std::fs::metadata),
+    ) {
+        (Ok(me), Some(Ok(parent))) => me.dev() != parent.dev(),
+        (Ok(_), None) => true,
+        _ => false,
+    }
+}

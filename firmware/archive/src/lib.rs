@@ -41,6 +41,22 @@ pub enum DuplicatePolicy {
     Overwrite,
 }
 
+/// How a commit batch is made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// `syncfs` when the data directory is its own file system (the appliance's RAID), else
+    /// `fsync`.
+    #[default]
+    Auto,
+    /// One `syncfs` of the data volume per batch: cheapest, but it also waits for every other
+    /// writer on that file system.
+    Syncfs,
+    /// `fdatasync` of each file (in parallel, by the receiving threads) plus the journal and
+    /// the temp directory per batch: immune to other writers on a shared file system.
+    Fsync,
+}
+
 #[derive(Clone, Debug)]
 pub struct ArchiveConfig {
     /// Free space the archive never eats into: below it, stores are refused (A700).
@@ -51,6 +67,7 @@ pub struct ArchiveConfig {
     /// association's critical path on a Pi-class CPU, so 2. 0 stores native syntaxes as plain
     /// `.dcm` (for sites that would rather spend disk than CPU).
     pub zstd_level: i32,
+    pub sync: SyncMode,
 }
 
 impl Default for ArchiveConfig {
@@ -59,6 +76,7 @@ impl Default for ArchiveConfig {
             reserve_bytes: 512 << 20,
             duplicates: DuplicatePolicy::Keep,
             zstd_level: 2,
+            sync: SyncMode::Auto,
         }
     }
 }
@@ -125,6 +143,15 @@ impl Archive {
             path: root.to_path_buf(),
             source,
         })?;
+        let mut config = config;
+        if config.sync == SyncMode::Auto {
+            config.sync = if layout::is_mount_point(root) {
+                SyncMode::Syncfs
+            } else {
+                SyncMode::Fsync
+            };
+        }
+        tracing::info!(sync = ?config.sync, "durability mode");
         let shared = Arc::new(Shared {
             root: root.to_path_buf(),
             index,
@@ -187,6 +214,20 @@ impl Archive {
 }
 
 impl Archive {
+    /// The whole stored Part-10 file of an instance (zstd undone), preamble included.
+    pub fn open_part10(
+        &self,
+        rec: &InstanceRecord,
+    ) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        let path = self.shared.root.join(&rec.rel_path);
+        let file = std::io::BufReader::with_capacity(256 << 10, std::fs::File::open(&path)?);
+        Ok(if rec.rel_path.ends_with(".zst") {
+            Box::new(zstd::stream::read::Decoder::with_buffer(file)?)
+        } else {
+            Box::new(file)
+        })
+    }
+
     /// Opens a stored instance for sending: its File Meta (transfer syntax as stored) and a
     /// reader positioned at the first byte of the data set (zstd undone).
     pub fn open_dataset(

@@ -4,9 +4,10 @@
 //! C-CANCEL.
 //!
 //! Transfer syntax on the way out: the bytes as stored when the receiver accepts the stored
-//! syntax; a native (uncompressed) data set is re-encoded to another native syntax the receiver
-//! accepts (dicom-object); decompressing an encapsulated syntax is not done yet, so such a
-//! sub-operation fails with a reason naming both syntaxes.
+//! syntax; otherwise a native syntax the receiver accepts — re-encoded with dicom-object from a
+//! native stored syntax, or decompressed with dicom-pixeldata from JPEG, RLE or JPEG 2000.
+//! JPEG-LS cannot be decompressed here (no CharLS): such a sub-operation fails with a reason
+//! naming both syntaxes.
 
 use std::io::Read;
 use std::time::Duration;
@@ -34,6 +35,17 @@ const NATIVE: [&str; 3] = [
     transfer_syntax::EXPLICIT_VR_LE,
     transfer_syntax::IMPLICIT_VR_LE,
     transfer_syntax::EXPLICIT_VR_BE,
+];
+/// Encapsulated syntaxes dicom-pixeldata can decode here.
+const DECOMPRESSIBLE: [&str; 8] = [
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.5",
+    transfer_syntax::DEFLATED_EXPLICIT_VR_LE,
 ];
 /// Data set bytes per P-DATA fragment read from disk at a time.
 const CHUNK: usize = 64 * 1024;
@@ -159,7 +171,8 @@ fn choose_context(target: &Association, rec: &InstanceRecord) -> Result<(u8, Str
     {
         return Ok((*id, c.transfer_syntax.clone()));
     }
-    if NATIVE.contains(&rec.transfer_syntax.as_str())
+    let stored = rec.transfer_syntax.as_str();
+    if (NATIVE.contains(&stored) || DECOMPRESSIBLE.contains(&stored))
         && let Some((id, c)) = candidates
             .iter()
             .find(|(_, c)| NATIVE.contains(&c.transfer_syntax.as_str()))
@@ -173,7 +186,7 @@ fn choose_context(target: &Association, rec: &InstanceRecord) -> Result<(u8, Str
         ))
     } else {
         Err(format!(
-            "cannot transcode {} to {}: decompression on retrieve is not available yet",
+            "cannot transcode {} to {}: no decoder for the stored syntax (JPEG-LS needs CharLS)",
             rec.transfer_syntax, candidates[0].1.transfer_syntax
         ))
     }
@@ -203,7 +216,12 @@ fn spawn_reader(
                     }
                 }
             }
-            let out = transcode_native(&mut reader, &meta.transfer_syntax, &target_ts)?;
+            let out = if NATIVE.contains(&meta.transfer_syntax.as_str()) {
+                transcode_native(&mut reader, &meta.transfer_syntax, &target_ts)?
+            } else {
+                drop(reader);
+                decompress(archive.open_part10(&rec)?, &target_ts)?
+            };
             for chunk in out.chunks(CHUNK) {
                 if tx.blocking_send(Ok(chunk.to_vec())).is_err() {
                     break;
@@ -244,6 +262,27 @@ fn transcode_native(reader: &mut dyn Read, from: &str, to: &str) -> std::io::Res
     let mut out = Vec::new();
     obj.write_dataset_with_ts_cs(&mut out, to_ts, Default::default())
         .map_err(|e| err(format!("re-encoding to {to}: {e}")))?;
+    Ok(out)
+}
+
+/// Decodes an encapsulated object's pixel data into a native syntax (dicom-pixeldata).
+fn decompress(part10: Box<dyn Read + Send>, to: &str) -> std::io::Result<Vec<u8>> {
+    use dicom_encoding::TransferSyntaxIndex;
+    use dicom_pixeldata::Transcode;
+    use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+    let err = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let to_ts = TransferSyntaxRegistry
+        .get(to)
+        .ok_or_else(|| err(format!("unknown transfer syntax {to}")))?;
+    let mut obj = dicom_object::OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Always)
+        .from_reader(part10)
+        .map_err(|e| err(format!("reading stored object: {e}")))?;
+    obj.transcode(to_ts)
+        .map_err(|e| err(format!("decompressing to {to}: {e}")))?;
+    let mut out = Vec::new();
+    obj.write_dataset(&mut out)
+        .map_err(|e| err(format!("encoding decompressed data set: {e}")))?;
     Ok(out)
 }
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use pacsbox_archive::DuplicatePolicy;
+use pacsbox_archive::{DuplicatePolicy, SyncMode};
 use pacsbox_dicom::KnownPeer;
 use serde::Deserialize;
 
@@ -33,6 +33,9 @@ pub struct Config {
     pub zstd_level: i32,
     /// Largest PDU we accept, bytes.
     pub max_pdu: u32,
+    /// How commit batches are made durable: "auto" (syncfs when the data directory is its own
+    /// file system, else fsync), "syncfs" or "fsync".
+    pub durability: SyncMode,
     /// DICOM nodes C-MOVE may send to: `[[peers]]` tables with `ae_title`, `host`, `port`.
     pub peers: Vec<KnownPeer>,
     /// `[panel]`: front panel display and buttons (see README, "Front panel").
@@ -56,6 +59,7 @@ impl Default for Config {
             check_called_ae: false,
             zstd_level: 2,
             max_pdu: 128 * 1024,
+            durability: SyncMode::Auto,
             peers: Vec::new(),
             panel: pacsbox_panel::PanelSettings::default(),
             health: pacsbox_health::HealthSettings::default(),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use pacsbox_archive::{Archive, ArchiveConfig, DuplicatePolicy, InstanceRecord};
+use pacsbox_archive::{Archive, ArchiveConfig, DuplicatePolicy, InstanceRecord, SyncMode};
 use pacsbox_dicom::{DicomServer, ScpConfig};
 
 use crate::config::Config;
@@ -62,6 +62,9 @@ enum Command {
         /// zstd level for uncompressed syntaxes (0 = store plain .dcm).
         #[arg(long)]
         zstd_level: Option<i32>,
+        /// auto | syncfs | fsync
+        #[arg(long)]
+        durability: Option<String>,
         /// Front panel display: none | png:DIR | ssd1306:/dev/i2c-1.
         #[arg(long)]
         panel: Option<String>,
@@ -124,6 +127,7 @@ fn archive_config(c: &Config) -> ArchiveConfig {
         reserve_bytes: c.reserve_mb << 20,
         duplicates: c.duplicates,
         zstd_level: c.zstd_level,
+        sync: c.durability,
     }
 }
 
@@ -148,6 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reserve_mb,
             duplicates,
             zstd_level,
+            durability,
             panel,
         } => {
             let mut c = settings(&data)?;
@@ -171,6 +176,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(v) = zstd_level {
                 c.zstd_level = v;
+            }
+            if let Some(v) = durability {
+                c.durability = match v.as_str() {
+                    "auto" => SyncMode::Auto,
+                    "syncfs" => SyncMode::Syncfs,
+                    "fsync" => SyncMode::Fsync,
+                    other => {
+                        anyhow::bail!("--durability must be auto, syncfs or fsync, not {other:?}")
+                    }
+                };
             }
             if let Some(v) = panel {
                 c.panel.display = v;
