@@ -117,6 +117,18 @@ async fn write_one<W: AsyncWrite + Unpin>(socket: &mut W, pdu: &Pdu) -> Result<(
     Ok(())
 }
 
+/// The peer's Maximum Length sub-item: 0 means unlimited, absent means the 16 KiB default.
+fn peer_max_pdu(items: &[UserVariableItem]) -> u32 {
+    items
+        .iter()
+        .find_map(|v| match v {
+            UserVariableItem::MaxLength(0) => Some(u32::MAX),
+            UserVariableItem::MaxLength(n) => Some(*n),
+            _ => None,
+        })
+        .unwrap_or(16384)
+}
+
 fn our_user_variables(max_pdu: u32) -> Vec<UserVariableItem> {
     vec![
         UserVariableItem::MaxLength(max_pdu),
@@ -232,14 +244,7 @@ impl Association {
             .await?;
             return Ok(None);
         }
-        let peer_max_pdu = user_variables
-            .iter()
-            .find_map(|v| match v {
-                UserVariableItem::MaxLength(0) => Some(u32::MAX),
-                UserVariableItem::MaxLength(n) => Some(*n),
-                _ => None,
-            })
-            .unwrap_or(16384);
+        let peer_max_pdu = peer_max_pdu(&user_variables);
         // SCP/SCU role selection (C-GET): the requestor may be the SCP of Storage classes on
         // this association; we agree to what it proposes for those classes.
         let mut scp_role_classes = std::collections::HashSet::new();
@@ -399,15 +404,7 @@ impl Association {
                 )));
             }
         };
-        let peer_max_pdu = ac
-            .user_variables
-            .iter()
-            .find_map(|v| match v {
-                UserVariableItem::MaxLength(0) => Some(u32::MAX),
-                UserVariableItem::MaxLength(n) => Some(*n),
-                _ => None,
-            })
-            .unwrap_or(16384);
+        let peer_max_pdu = peer_max_pdu(&ac.user_variables);
         let mut contexts = HashMap::new();
         for r in ac.presentation_contexts {
             if r.reason == PresentationContextResultReason::Acceptance {

@@ -146,24 +146,13 @@ impl Command {
 
     /// A response to `req` with the given status and no data set.
     pub fn response_to(req: &Command, status: Status) -> Command {
-        Command {
-            field: req.field.response(),
-            message_id: None,
-            message_id_responded_to: req.message_id,
-            affected_sop_class_uid: req.affected_sop_class_uid.clone(),
-            affected_sop_instance_uid: req.affected_sop_instance_uid.clone(),
-            priority: None,
-            data_set_type: NO_DATASET,
-            status: Some(status),
-            error_comment: None,
-            move_destination: None,
-            remaining: None,
-            completed: None,
-            failed: None,
-            warning: None,
-            move_originator_ae: None,
-            move_originator_message_id: None,
-        }
+        let mut rsp = Command::request(req.field.response(), 0);
+        rsp.message_id = None;
+        rsp.message_id_responded_to = req.message_id;
+        rsp.affected_sop_class_uid = req.affected_sop_class_uid.clone();
+        rsp.affected_sop_instance_uid = req.affected_sop_instance_uid.clone();
+        rsp.status = Some(status);
+        rsp
     }
 
     /// A request with the given field and message ID, and nothing else set.

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use crate::association::{AssocError, Association};
 use crate::dimse::{Command, CommandField, Status};
 use crate::identifier::{self, Model};
+use crate::server::respond;
 
 /// C-FIND: Identifier does not match SOP Class.
 const IDENTIFIER_MISMATCH: Status = Status(0xA900);
@@ -33,20 +34,6 @@ pub fn model_of(abstract_syntax: &str) -> Option<Model> {
     }
 }
 
-async fn final_response(
-    assoc: &mut Association,
-    ctx: u8,
-    req: &Command,
-    status: Status,
-    comment: &str,
-) -> Result<(), AssocError> {
-    let mut rsp = Command::response_to(req, status);
-    if !comment.is_empty() {
-        rsp = rsp.with_error_comment(comment);
-    }
-    assoc.send_command(ctx, rsp.encode()).await
-}
-
 pub async fn serve(
     assoc: &mut Association,
     ctx: u8,
@@ -61,7 +48,7 @@ pub async fn serve(
         )));
     };
     let Some(model) = model_of(&accepted.abstract_syntax) else {
-        return final_response(
+        return respond(
             assoc,
             ctx,
             req,
@@ -74,7 +61,7 @@ pub async fn serve(
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(calling_ae = assoc.calling_ae, error = %e, "C-FIND refused");
-            return final_response(assoc, ctx, req, IDENTIFIER_MISMATCH, &e.to_string()).await;
+            return respond(assoc, ctx, req, IDENTIFIER_MISMATCH, &e.to_string()).await;
         }
     };
     let (tx, mut rx) = mpsc::channel::<Row>(16);
@@ -124,16 +111,16 @@ pub async fn serve(
         .map_err(|e| AssocError::Malformed(format!("query task failed: {e}")))?;
     tracing::info!(calling_ae = assoc.calling_ae, level = ?find.query.level, matches, cancelled, "C-FIND");
     if cancelled {
-        return final_response(assoc, ctx, req, Status::CANCEL, "").await;
+        return respond(assoc, ctx, req, Status::CANCEL, "").await;
     }
     match outcome {
-        Ok(()) => final_response(assoc, ctx, req, Status::SUCCESS, "").await,
+        Ok(()) => respond(assoc, ctx, req, Status::SUCCESS, "").await,
         Err(e @ QueryError::MissingUniqueKey { .. }) => {
-            final_response(assoc, ctx, req, IDENTIFIER_MISMATCH, &e.to_string()).await
+            respond(assoc, ctx, req, IDENTIFIER_MISMATCH, &e.to_string()).await
         }
         Err(e) => {
             tracing::error!(error = %e, "C-FIND failed");
-            final_response(assoc, ctx, req, UNABLE_TO_PROCESS, "index error").await
+            respond(assoc, ctx, req, UNABLE_TO_PROCESS, "index error").await
         }
     }
 }

@@ -372,7 +372,7 @@ async fn step(
     }
 }
 
-async fn respond(
+pub(crate) async fn respond(
     assoc: &mut Association,
     ctx: u8,
     req: &Command,
