@@ -91,14 +91,22 @@ pub type RawHeader = BTreeMap<Tag, Vec<u8>>;
 
 /// Walks the whole dataset to its end; returns the wanted top-level attributes.
 pub fn scan_dataset<R: Read>(reader: R, encoding: DatasetEncoding) -> Result<RawHeader, ScanError> {
+    walker(reader, encoding).top_level()
+}
+
+/// A walker over `reader` for the encoding (deflated data sets are inflated on the way).
+fn walker<'a, R: Read + 'a>(reader: R, encoding: DatasetEncoding) -> Walker<Box<dyn Read + 'a>> {
     match encoding {
-        DatasetEncoding::Deflated => {
-            let inflated = flate2::read::DeflateDecoder::new(reader);
-            Walker::new(io::BufReader::new(inflated), false, true).top_level()
-        }
-        DatasetEncoding::ImplicitLittle => Walker::new(reader, false, false).top_level(),
-        DatasetEncoding::ExplicitLittle => Walker::new(reader, false, true).top_level(),
-        DatasetEncoding::ExplicitBig => Walker::new(reader, true, true).top_level(),
+        DatasetEncoding::Deflated => Walker::new(
+            Box::new(io::BufReader::new(flate2::read::DeflateDecoder::new(
+                reader,
+            ))),
+            false,
+            true,
+        ),
+        DatasetEncoding::ImplicitLittle => Walker::new(Box::new(reader), false, false),
+        DatasetEncoding::ExplicitLittle => Walker::new(Box::new(reader), false, true),
+        DatasetEncoding::ExplicitBig => Walker::new(Box::new(reader), true, true),
     }
 }
 
@@ -116,15 +124,7 @@ pub fn scan_elements<R: Read>(
     reader: R,
     encoding: DatasetEncoding,
 ) -> Result<Vec<RawElement>, ScanError> {
-    match encoding {
-        DatasetEncoding::Deflated => {
-            let inflated = flate2::read::DeflateDecoder::new(reader);
-            Walker::new(io::BufReader::new(inflated), false, true).all_elements()
-        }
-        DatasetEncoding::ImplicitLittle => Walker::new(reader, false, false).all_elements(),
-        DatasetEncoding::ExplicitLittle => Walker::new(reader, false, true).all_elements(),
-        DatasetEncoding::ExplicitBig => Walker::new(reader, true, true).all_elements(),
-    }
+    walker(reader, encoding).all_elements()
 }
 
 struct Walker<R> {

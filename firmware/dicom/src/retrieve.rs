@@ -389,6 +389,13 @@ fn record(tally: &mut Tally, sop: &str, outcome: Result<Status, String>, peer: &
     }
 }
 
+/// After a C-CANCEL, the instances never attempted go into the Failed SOP Instance UID List.
+fn list_unsent(t: &mut Tally, set: &[(String, InstanceRecord)]) {
+    let attempted = usize::from(t.completed + t.failed + t.warning);
+    t.failed_uids
+        .extend(set.iter().skip(attempted).map(|(sop, _)| sop.clone()));
+}
+
 fn final_status(t: &Tally, cancelled: bool) -> Status {
     if cancelled {
         Status::CANCEL
@@ -549,12 +556,7 @@ pub async fn serve_move(
     }
     sub.release().await;
     if cancelled {
-        for (sop, _) in set
-            .iter()
-            .skip(usize::from(tally.completed + tally.failed + tally.warning))
-        {
-            tally.failed_uids.push(sop.clone());
-        }
+        list_unsent(&mut tally, &set);
     }
     tracing::info!(
         calling_ae = assoc.calling_ae,
@@ -622,12 +624,7 @@ pub async fn serve_get(
         }
     }
     if cancelled {
-        for (sop, _) in set
-            .iter()
-            .skip(usize::from(tally.completed + tally.failed + tally.warning))
-        {
-            tally.failed_uids.push(sop.clone());
-        }
+        list_unsent(&mut tally, &set);
     }
     tracing::info!(
         calling_ae = assoc.calling_ae,
