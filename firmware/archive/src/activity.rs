@@ -2,7 +2,10 @@
 //! panel. Kept in memory by the committer (a restart starts the day's counts afresh; the index
 //! remains the record of what is stored).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+
+/// How many recent studies the status page lists.
+const RECENT: usize = 10;
 
 #[derive(Clone, Debug, Default, serde::Serialize, PartialEq, Eq)]
 pub struct LastReceived {
@@ -20,12 +23,15 @@ pub struct Activity {
     pub instances_today: u64,
     pub studies_today: u64,
     pub last: Option<LastReceived>,
+    /// The last studies received (each once, at its latest instance), newest first.
+    pub recent: Vec<LastReceived>,
 }
 
 #[derive(Default)]
 pub(crate) struct ActivityLog {
     current: Activity,
     studies: HashSet<String>,
+    recent: VecDeque<LastReceived>,
 }
 
 impl ActivityLog {
@@ -43,17 +49,22 @@ impl ActivityLog {
         if self.studies.insert(study_uid.to_owned()) {
             self.current.studies_today += 1;
         }
-        self.current.last = Some(LastReceived {
+        let last = LastReceived {
             received_unix: unix,
             modality: modality.to_owned(),
             calling_ae: calling_ae.to_owned(),
             study_uid: study_uid.to_owned(),
-        });
+        };
+        self.recent.retain(|r| r.study_uid != study_uid);
+        self.recent.push_front(last.clone());
+        self.recent.truncate(RECENT);
+        self.current.last = Some(last);
     }
 
     /// Today's view as of `now` (a day with nothing received reads as zero).
     pub fn snapshot(&self, now_unix: i64) -> Activity {
         let mut a = self.current.clone();
+        a.recent = self.recent.iter().cloned().collect();
         if a.day != now_unix.div_euclid(86_400) {
             a.day = now_unix.div_euclid(86_400);
             a.instances_today = 0;
@@ -77,6 +88,8 @@ mod tests {
         let a = log.snapshot(day1 + 40);
         assert_eq!((a.instances_today, a.studies_today), (3, 2));
         assert_eq!(a.last.as_ref().map(|l| l.modality.as_str()), Some("MR"));
+        let recent: Vec<&str> = a.recent.iter().map(|r| r.study_uid.as_str()).collect();
+        assert_eq!(recent, ["1.2", "1.1"]);
         let next = log.snapshot(day1 + 86_400 + 5);
         assert_eq!((next.instances_today, next.studies_today), (0, 0));
         assert!(next.last.is_some());

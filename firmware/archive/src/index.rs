@@ -85,7 +85,7 @@ fn patient_key(a: &InstanceAttrs) -> String {
     a.patient_id.clone()
 }
 
-fn enc<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+pub(crate) fn enc<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
     Ok(postcard::to_allocvec(v)?)
 }
 
@@ -114,6 +114,7 @@ impl Index {
             txn.open_table(SERIES)?;
             txn.open_table(STUDIES)?;
             txn.open_table(PATIENTS)?;
+            txn.open_table(crate::accounts::USERS)?;
             for t in [
                 SERIES_INSTANCES,
                 STUDY_SERIES,
@@ -130,9 +131,13 @@ impl Index {
         Ok(index)
     }
 
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
     /// A durable write: on disk when `commit` returns, with the allocator state recorded so
     /// that reopening after a crash is quick.
-    fn begin_write(&self) -> Result<WriteTransaction> {
+    pub(crate) fn begin_write(&self) -> Result<WriteTransaction> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         txn.set_quick_repair(true);

@@ -6,6 +6,7 @@
 //! web page call [`Archive`]. Start reading at [`Archive::begin_store`] (ingest) and
 //! `commit.rs` (the group commit that orders file, journal and index writes).
 
+pub mod accounts;
 pub mod activity;
 mod commit;
 pub mod index;

@@ -1,4 +1,4 @@
-//! Queries over the index for C-FIND (and, later, the web search): the matching rules of
+//! Queries over the index for C-FIND and the web search: the matching rules of
 //! PS3.4 C.2.2.2 applied to patient, study, series and image records, hierarchically.
 //!
 //! Candidates come from the most selective secondary index the query allows (Study UIDs,
@@ -8,7 +8,7 @@
 
 use std::ops::ControlFlow;
 
-use redb::{ReadTransaction, ReadableTable};
+use redb::{ReadTransaction, ReadableMultimapTable, ReadableTable};
 
 use crate::index::{
     INSTANCES, Index, IndexError, PATIENT_STUDIES, PATIENTS, SERIES, SERIES_INSTANCES, STUDIES,
@@ -711,5 +711,94 @@ mod tests {
         assert!(value_matches(Attr::StudyDate, &r, "20240115"));
         assert!(!value_matches(Attr::StudyDate, &r, "20240201"));
         assert!(!value_matches(Attr::StudyDate, &r, ""));
+    }
+}
+
+/// One page of a study search, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct StudyPage {
+    pub rows: Vec<Row>,
+    /// More matches follow this page.
+    pub more: bool,
+}
+
+impl Index {
+    /// Study-level matches of `q`, newest first (study date, then time), `limit` of them
+    /// after skipping `offset`. A query with a selective key (patient ID, accession, date,
+    /// name, modality) sorts its candidates; one without walks the date index backwards and
+    /// stops after the page, so "everything, newest first" costs one page, not the archive.
+    pub fn study_page(
+        &self,
+        q: &Query,
+        offset: usize,
+        limit: usize,
+    ) -> Result<StudyPage, QueryError> {
+        let txn = self.read()?;
+        let studies = txn.open_table(STUDIES)?;
+        let load = |uid: &str| -> Result<Option<Row>, QueryError> {
+            let Some(v) = studies.get(uid)? else {
+                return Ok(None);
+            };
+            let rec: StudyRecord = dec(v.value())?;
+            let row = Row {
+                patient_key: rec.patient_key.clone(),
+                patient: self.patient_rec(&txn, &rec.patient_key)?,
+                study_uid: uid.to_owned(),
+                study: Some(rec),
+                series_uid: String::new(),
+                series: None,
+                sop_instance_uid: String::new(),
+                instance: None,
+            };
+            Ok(row.matches(&q.filters).then_some(row))
+        };
+        let newest_first = |a: &Row, b: &Row| {
+            let key = |r: &Row| {
+                r.study
+                    .as_ref()
+                    .map(|s| (s.study_date.clone(), s.study_time.clone()))
+            };
+            key(b)
+                .cmp(&key(a))
+                .then_with(|| a.study_uid.cmp(&b.study_uid))
+        };
+        if let Some(mut uids) = self.candidate_studies(&txn, q)? {
+            uids.sort();
+            uids.dedup();
+            let mut rows = Vec::new();
+            for uid in &uids {
+                if let Some(row) = load(uid)? {
+                    rows.push(row);
+                }
+            }
+            rows.sort_by(newest_first);
+            let more = rows.len() > offset.saturating_add(limit);
+            let rows = rows.into_iter().skip(offset).take(limit).collect();
+            return Ok(StudyPage { rows, more });
+        }
+        let by_date = txn.open_multimap_table(STUDY_BY_DATE)?;
+        let mut page = StudyPage::default();
+        let mut seen = 0usize;
+        for r in by_date.iter()?.rev() {
+            let (_, uids) = r?;
+            let mut day = Vec::new();
+            for uid in uids {
+                if let Some(row) = load(uid?.value())? {
+                    day.push(row);
+                }
+            }
+            day.sort_by(newest_first);
+            for row in day {
+                if seen >= offset.saturating_add(limit) {
+                    page.more = true;
+                    return Ok(page);
+                }
+                if seen >= offset {
+                    page.rows.push(row);
+                }
+                seen += 1;
+            }
+        }
+        Ok(page)
     }
 }

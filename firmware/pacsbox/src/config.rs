@@ -42,6 +42,26 @@ pub struct Config {
     pub panel: pacsbox_panel::PanelSettings,
     /// `[health]`: where RAID and SMART health are read.
     pub health: pacsbox_health::HealthSettings,
+    /// `[web]`: the web page.
+    pub web: WebSettings,
+}
+
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSettings {
+    /// Minutes without a request after which a web session ends.
+    pub session_idle_minutes: u64,
+    /// Threads answering web requests.
+    pub workers: usize,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            session_idle_minutes: 30,
+            workers: 4,
+        }
+    }
 }
 
 impl Default for Config {
@@ -63,6 +83,7 @@ impl Default for Config {
             peers: Vec::new(),
             panel: pacsbox_panel::PanelSettings::default(),
             health: pacsbox_health::HealthSettings::default(),
+            web: WebSettings::default(),
         }
     }
 }

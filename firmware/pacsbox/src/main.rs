@@ -1,8 +1,10 @@
 //! `pacsbox`: the appliance binary. Parses the command line, loads settings, and wires the
-//! archive, the DICOM services and the HTTP status page together. Nothing else lives here.
+//! archive, the DICOM services, the web page and the front panel together. Nothing else lives
+//! here.
 
 mod config;
-mod http;
+mod errlog;
+mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -98,14 +100,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    use tracing_subscriber::prelude::*;
+    let errors = errlog::ErrorLog::default();
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                ),
         )
-        .with_writer(std::io::stderr)
+        .with(errors.clone())
         .init();
-    match run(Cli::parse()) {
+    match run(Cli::parse(), errors) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("pacsbox: {e:#}");
@@ -140,7 +148,7 @@ fn open(c: &Config) -> anyhow::Result<Archive> {
     Ok(archive)
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve {
             data,
@@ -198,7 +206,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
             }
             c.validate()?;
-            serve(c)?;
+            serve(c, errors)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::List { data } => {
@@ -265,7 +273,8 @@ fn print_rows(rows: Vec<(String, InstanceRecord)>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(c: Config) -> anyhow::Result<()> {
+fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
+    raise_open_file_limit();
     std::fs::create_dir_all(&c.data_dir)
         .with_context(|| format!("creating data folder {}", c.data_dir.display()))?;
     let archive = open(&c)?;
@@ -295,15 +304,36 @@ fn serve(c: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("listening for HTTP on {http_addr}: {e}"))?,
     );
     let dicom_accepting = Arc::new(AtomicBool::new(false));
-    let source = Arc::new(http::StatusSource {
+    let source = Arc::new(status::Status {
         archive: archive.clone(),
         scp: scp.status(),
         config: c.clone(),
         started: Instant::now(),
         health: (&c.health).into(),
         dicom_accepting: dicom_accepting.clone(),
+        errors,
     });
-    let workers = http::serve(http.clone(), source.clone()).context("starting HTTP workers")?;
+    let (web, initial_password) = pacsbox_web::Web::new(
+        archive.clone(),
+        source.clone(),
+        pacsbox_web::WebConfig {
+            session_idle_timeout: Duration::from_secs(c.web.session_idle_minutes * 60),
+            workers: c.web.workers,
+            initial_password_file: Some(c.data_dir.join(INITIAL_PASSWORD_FILE)),
+        },
+    )
+    .context("setting up the web page")?;
+    if let Some(p) = &initial_password {
+        tracing::info!(
+            user = "admin",
+            password = p.as_str(),
+            file = %c.data_dir.join(INITIAL_PASSWORD_FILE).display(),
+            "first start: web login created; the password must be changed at first login"
+        );
+    }
+    let web_workers = c.web.workers.max(1);
+    let workers =
+        pacsbox_web::serve(http.clone(), Arc::new(web)).context("starting HTTP workers")?;
     let panel_stop = Arc::new(AtomicBool::new(false));
     let panel = start_panel(&c, source, panel_stop.clone())?;
     let data_dir = c.data_dir.clone();
@@ -330,8 +360,9 @@ fn serve(c: Config) -> anyhow::Result<()> {
         served?;
         anyhow::Ok(())
     })?;
-    http.unblock();
-    http.unblock();
+    for _ in 0..web_workers {
+        http.unblock();
+    }
     panel_stop.store(true, Ordering::Relaxed);
     if let Some(p) = panel {
         let _ = p.join();
@@ -348,7 +379,7 @@ fn serve(c: Config) -> anyhow::Result<()> {
 /// It only reads status: a slow or absent display can never hold up the DICOM service.
 fn start_panel(
     c: &Config,
-    source: Arc<http::StatusSource>,
+    source: Arc<status::Status>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
     let output = c.panel.output()?;
@@ -375,6 +406,27 @@ fn start_panel(
     )
     .context("starting the front panel thread")?;
     Ok(Some(handle))
+}
+
+/// Where the generated first admin password is left for the installer (removed once changed).
+const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// tiny_http's accept thread stops for good on its first accept error, and "too many open
+/// files" is the one a crowd of clients causes: take the hard limit we are allowed.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("could not raise the open-file limit");
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {

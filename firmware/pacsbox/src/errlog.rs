@@ -1,0 +1,97 @@
+//! The last warnings and errors, kept in memory for the status page: the clinic's IT person
+//! sees what went wrong without a shell on the box. A `tracing` layer beside the normal log.
+
+use std::collections::VecDeque;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+
+use pacsbox_web::LogLine;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+
+const KEEP: usize = 20;
+
+#[derive(Clone, Default)]
+pub struct ErrorLog {
+    lines: Arc<Mutex<VecDeque<LogLine>>>,
+}
+
+impl ErrorLog {
+    /// Newest first.
+    pub fn recent(&self) -> Vec<LogLine> {
+        self.lines
+            .lock()
+            .map(|l| l.iter().rev().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+struct Line(String);
+
+impl Visit for Line {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push_str(value);
+        } else {
+            let _ = write!(self.0, " {}={value}", field.name());
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for ErrorLog {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let level = *event.metadata().level();
+        if level > Level::WARN {
+            return;
+        }
+        let mut line = Line(String::new());
+        event.record(&mut line);
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if let Ok(mut l) = self.lines.lock() {
+            if l.len() == KEEP {
+                l.pop_front();
+            }
+            l.push_back(LogLine {
+                unix,
+                level: level.to_string(),
+                message: line.0,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::prelude::*;
+
+    #[test]
+    fn keeps_warnings_and_errors_newest_first_and_bounded() {
+        let log = ErrorLog::default();
+        let subscriber = tracing_subscriber::registry().with(log.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("not kept");
+            tracing::warn!(peer = "CT1", "first");
+            for i in 0..KEEP {
+                tracing::error!(i, "again");
+            }
+        });
+        let lines = log.recent();
+        assert_eq!(lines.len(), KEEP);
+        assert_eq!(lines[0].message, format!("again i={}", KEEP - 1));
+        assert!(
+            lines.iter().all(|l| l.level == "ERROR"),
+            "the warning aged out"
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! The status of the whole appliance, collected from the archive, the DICOM service, the
+//! health sources and the log: the web page's status document and the front panel's health
+//! model are both built here, so the two can never disagree.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use pacsbox_archive::Archive;
+use pacsbox_dicom::ScpStatus;
+use pacsbox_health::{AlarmReport, DataVolume, Health, HealthSources};
+use pacsbox_web::{RaidReport, StatusDoc};
+
+use crate::config::Config;
+
+pub struct Status {
+    pub archive: Archive,
+    pub scp: Arc<ScpStatus>,
+    pub config: Config,
+    pub started: Instant,
+    pub health: HealthSources,
+    /// Set while the DICOM listener is accepting associations.
+    pub dicom_accepting: Arc<AtomicBool>,
+    pub errors: crate::errlog::ErrorLog,
+}
+
+impl Status {
+    /// The health model now: what the front panel draws and `/status.json` reports.
+    pub fn health(&self) -> anyhow::Result<Health> {
+        let disk = self.archive.disk_space()?;
+        let today = self.archive.activity();
+        let scp = self.scp.snapshot();
+        let arrays = self.health.arrays();
+        let disks = self.health.disks(&arrays);
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Ok(Health {
+            identity: pacsbox_health::Identity {
+                hostname: pacsbox_health::host::mdns_name(),
+                addresses: pacsbox_health::host::addresses(),
+                ae_title: self.config.ae_title.clone(),
+                dicom_port: self.config.dicom_port,
+                http_port: self.config.http_port,
+            },
+            volume: DataVolume {
+                total_bytes: disk.total_bytes,
+                free_bytes: disk.free_bytes,
+                reserve_bytes: self.config.reserve_mb << 20,
+            },
+            arrays,
+            disks,
+            traffic: pacsbox_health::Traffic {
+                studies_today: today.studies_today,
+                instances_today: today.instances_today,
+                last_study: today.last.map(|l| pacsbox_health::LastStudy {
+                    received_unix: l.received_unix,
+                    modality: l.modality,
+                    calling_ae: l.calling_ae,
+                }),
+                active_associations: scp.active_associations,
+                dicom_accepting: self.dicom_accepting.load(Ordering::Relaxed),
+            },
+            clock: pacsbox_health::Clock {
+                now_unix,
+                utc_offset_s: pacsbox_health::host::utc_offset_s(now_unix),
+            },
+        })
+    }
+
+    fn collect_doc(&self) -> anyhow::Result<StatusDoc> {
+        let counts = self.archive.counts()?;
+        let scp = self.scp.snapshot();
+        // The last study keeps its study UID here (the panel's model leaves it out).
+        let activity = self.archive.activity();
+        let last_received = activity.last;
+        let health = self.health()?;
+        let alarms = health.alarms().iter().map(AlarmReport::from).collect();
+        let Health {
+            identity,
+            volume,
+            arrays,
+            disks,
+            traffic,
+            ..
+        } = health;
+        Ok(StatusDoc {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_s: self.started.elapsed().as_secs(),
+            ae_title: identity.ae_title,
+            dicom_port: identity.dicom_port,
+            http_port: identity.http_port,
+            data_dir: self.archive.root().display().to_string(),
+            patients: counts.patients,
+            studies: counts.studies,
+            series: counts.series,
+            instances: counts.instances,
+            instances_today: traffic.instances_today,
+            studies_today: traffic.studies_today,
+            last_received,
+            recent_studies: activity.recent,
+            active_associations: traffic.active_associations,
+            associations_total: scp.associations_total,
+            associations_rejected: scp.associations_rejected,
+            instances_stored: scp.instances_stored,
+            stores_failed: scp.stores_failed,
+            disk_total_bytes: volume.total_bytes,
+            disk_free_bytes: volume.free_bytes,
+            reserve_bytes: volume.reserve_bytes,
+            // Live, not only the flag of the last store: the page must show it before a store fails.
+            refusing_stores: volume.refusing_stores(),
+            hostname: identity.hostname,
+            addresses: identity.addresses,
+            dicom_accepting: traffic.dicom_accepting,
+            raid: arrays
+                .into_iter()
+                .map(|array| RaidReport {
+                    state: array.state(),
+                    array,
+                })
+                .collect(),
+            disks,
+            alarms,
+            recent_errors: self.errors.recent(),
+        })
+    }
+}
+
+impl pacsbox_web::StatusSource for Status {
+    fn collect(&self) -> anyhow::Result<StatusDoc> {
+        self.collect_doc()
+    }
+}

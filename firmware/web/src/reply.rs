@@ -1,0 +1,167 @@
+//! What a handler returns, and the parsed request it gets. Handlers never touch tiny_http's
+//! types, so they can be tested without a socket.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+/// A parsed request: method, path, query, cookies and (for forms) the decoded body.
+#[derive(Debug, Default, Clone)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub cookies: HashMap<String, String>,
+    pub form: HashMap<String, String>,
+    pub accepts_gzip: bool,
+}
+
+impl Req {
+    pub fn param(&self, k: &str) -> &str {
+        self.query.get(k).map(String::as_str).unwrap_or("")
+    }
+    pub fn field(&self, k: &str) -> &str {
+        self.form.get(k).map(String::as_str).unwrap_or("")
+    }
+}
+
+pub fn parse_pairs(s: &str) -> HashMap<String, String> {
+    form_urlencoded::parse(s.as_bytes()).into_owned().collect()
+}
+
+pub fn parse_cookies(header: &str) -> HashMap<String, String> {
+    header
+        .split(';')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.trim().to_owned(), v.trim().to_owned()))
+        })
+        .collect()
+}
+
+pub enum Body {
+    Bytes(Vec<u8>),
+    /// Streamed with chunked encoding (ZIP of a study, a stored file).
+    Stream(Box<dyn Read + Send>),
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+}
+
+impl Reply {
+    pub fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: Body::Bytes(body),
+        }
+    }
+    pub fn html(body: String) -> Reply {
+        Reply::bytes(200, "text/html; charset=utf-8", body.into_bytes())
+    }
+    pub fn text(status: u16, msg: impl Into<String>) -> Reply {
+        let mut m = msg.into();
+        if !m.ends_with('\n') {
+            m.push('\n');
+        }
+        Reply::bytes(status, "text/plain; charset=utf-8", m.into_bytes())
+    }
+    pub fn json<T: serde::Serialize>(v: &T) -> Reply {
+        match serde_json::to_vec_pretty(v) {
+            Ok(b) => Reply::bytes(200, "application/json", b),
+            Err(e) => Reply::text(500, format!("encoding JSON: {e}")),
+        }
+    }
+    pub fn redirect(to: &str) -> Reply {
+        Reply::bytes(303, "text/plain; charset=utf-8", Vec::new()).header("Location", to)
+    }
+    pub fn stream(content_type: &'static str, r: Box<dyn Read + Send>) -> Reply {
+        Reply {
+            status: 200,
+            content_type,
+            headers: Vec::new(),
+            body: Body::Stream(r),
+        }
+    }
+    pub fn header(mut self, k: &str, v: impl Into<String>) -> Reply {
+        self.headers.push((k.to_owned(), v.into()));
+        self
+    }
+    pub fn len_hint(&self) -> usize {
+        match &self.body {
+            Body::Bytes(b) => b.len(),
+            Body::Stream(_) => usize::MAX,
+        }
+    }
+}
+
+/// An error a handler turns into a status page.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl HttpError {
+    pub fn status(&self) -> u16 {
+        match self {
+            HttpError::BadRequest(_) => 400,
+            HttpError::NotFound => 404,
+            HttpError::Forbidden => 403,
+            HttpError::Unsupported(_) => 415,
+            HttpError::Unprocessable(_) => 422,
+            HttpError::Internal(_) => 500,
+        }
+    }
+}
+
+impl From<HttpError> for Reply {
+    fn from(e: HttpError) -> Reply {
+        if let HttpError::Internal(m) = &e {
+            tracing::error!(error = %m, "web request failed");
+        }
+        Reply::text(e.status(), e.to_string())
+    }
+}
+
+macro_rules! internal {
+    ($($t:ty),*) => {$(
+        impl From<$t> for HttpError {
+            fn from(e: $t) -> Self { HttpError::Internal(e.to_string()) }
+        }
+    )*};
+}
+internal!(
+    pacsbox_archive::IndexError,
+    pacsbox_archive::query::QueryError,
+    std::io::Error,
+    askama::Error,
+    anyhow::Error
+);
+
+/// UIDs in URLs: digits and dots only, so they can never name a path outside the archive.
+pub fn check_uid(s: &str) -> Result<&str, HttpError> {
+    if !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && !s.starts_with('.')
+    {
+        Ok(s)
+    } else {
+        Err(HttpError::BadRequest(format!("not a UID: {s:?}")))
+    }
+}

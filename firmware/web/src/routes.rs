@@ -1,0 +1,100 @@
+//! Every URL of the web page, and the two gates in front of them: a session (except for the
+//! login page, static assets and the public status document) and, for every POST, the
+//! session's CSRF token.
+
+use crate::Web;
+use crate::auth::{COOKIE, Session};
+use crate::pages;
+use crate::reply::{HttpError, Reply, Req, check_uid};
+
+pub fn route(web: &Web, req: &Req) -> Reply {
+    match route_inner(web, req) {
+        Ok(r) => r,
+        Err(e) => e.into(),
+    }
+}
+
+fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
+    let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    let get = req.method == "GET" || req.method == "HEAD";
+    let post = req.method == "POST";
+    if !get && !post {
+        return Ok(Reply::text(405, "method not allowed"));
+    }
+    // Public.
+    match (get, segs.as_slice()) {
+        (true, ["static", name]) => return Ok(crate::pages::asset(name)),
+        (true, ["status.json"]) => return pages::status_json(web),
+        (true, ["status.txt"]) => return pages::status_txt(web),
+        (true, ["login"]) => return pages::login_form(req, ""),
+        (false, ["login"]) => return pages::login_post(web, req),
+        (true, ["favicon.ico"]) => return Ok(Reply::text(404, "not found")),
+        _ => {}
+    }
+    let token = req.cookies.get(COOKIE).map(String::as_str).unwrap_or("");
+    let Some(session) = web.sessions.get(token) else {
+        if segs.first() == Some(&"api") || post {
+            return Ok(Reply::text(401, "log in first"));
+        }
+        let next = form_urlencoded::byte_serialize(req.path.as_bytes()).collect::<String>();
+        return Ok(Reply::redirect(&format!("/login?next={next}")));
+    };
+    if post && req.field("csrf") != session.csrf {
+        return Err(HttpError::Forbidden);
+    }
+    if session.must_change_password
+        && !matches!(segs.as_slice(), ["account", "password"] | ["logout"])
+    {
+        if segs.first() == Some(&"api") {
+            return Ok(Reply::text(403, "change your password first"));
+        }
+        return Ok(Reply::redirect("/account/password"));
+    }
+    let admin = |s: &Session| {
+        if s.group == pacsbox_archive::accounts::Group::Admin {
+            Ok(())
+        } else {
+            Err(HttpError::Forbidden)
+        }
+    };
+    match (post, segs.as_slice()) {
+        (false, [""]) => Ok(Reply::redirect("/search")),
+        (true, ["logout"]) => {
+            web.sessions.logout(token);
+            Ok(Reply::redirect("/login").header("Set-Cookie", clear_cookie()))
+        }
+        (false, ["account", "password"]) => pages::password_form(&session, "", ""),
+        (true, ["account", "password"]) => pages::password_post(web, token, &session, req),
+        (false, ["admin", "users"]) => {
+            admin(&session)?;
+            pages::users_page(web, &session, "", "")
+        }
+        (true, ["admin", "users"]) => {
+            admin(&session)?;
+            pages::users_post(web, &session, req)
+        }
+        (false, ["status"]) => pages::status_page(web, &session),
+        (false, ["search"]) => pages::search_page(web, &session, req),
+        (false, ["study", uid]) => pages::study_page(web, &session, check_uid(uid)?),
+        (false, ["study", uid, "download.zip"]) => pages::study_zip(web, check_uid(uid)?),
+        (false, ["instance", sop, "header"]) => pages::header_page(web, &session, check_uid(sop)?),
+        (false, ["viewer", uid]) => pages::viewer_page(web, &session, check_uid(uid)?, req),
+        (false, ["api", "studies", uid, "series"]) => pages::series_json(web, check_uid(uid)?),
+        (false, ["api", "instances", sop, "file"]) => pages::instance_file(web, check_uid(sop)?),
+        (false, ["api", "instances", sop, rest @ ..]) => {
+            crate::pixels::instance_api(web, req, check_uid(sop)?, rest)
+        }
+        (false, ["api", "series", uid, "thumbnail.png"]) => {
+            crate::pixels::thumbnail(web, check_uid(uid)?)
+        }
+        _ => Err(HttpError::NotFound),
+    }
+}
+
+pub fn session_cookie(token: &str) -> String {
+    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict")
+}
+
+pub fn clear_cookie() -> String {
+    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+}

@@ -1,0 +1,204 @@
+//! The worker pool around tiny_http, and the limits it lacks.
+//!
+//! tiny_http gives each connection a thread that parses request heads, so idle or
+//! byte-at-a-time clients cost a thread each but never reach our workers. What would reach
+//! them is bounded here: request bodies (only small forms exist) are capped and read on a
+//! bounded set of short-lived threads, and responses larger than a socket buffer are written
+//! by a bounded set of sender threads, so a client that stops reading holds one of those, not
+//! a worker. When a bound is reached the request gets 503 at once.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tiny_http::{Header, Method, Request, Response, StatusCode};
+
+use crate::Web;
+use crate::reply::{Body, Reply, Req, parse_cookies, parse_pairs};
+
+/// Forms are a few fields; nothing legitimate comes near this.
+pub const MAX_BODY: usize = 16 << 10;
+const MAX_BODY_READERS: usize = 16;
+const MAX_SENDERS: usize = 16;
+/// Bigger replies go to a sender thread (about a loopback socket buffer).
+const INLINE_REPLY: usize = 128 << 10;
+
+struct Limits {
+    body_readers: Arc<AtomicUsize>,
+    senders: Arc<AtomicUsize>,
+}
+
+/// A place in a bounded set of threads, given back on drop.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(counter: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        let mut n = counter.load(Ordering::Relaxed);
+        loop {
+            if n >= max {
+                return None;
+            }
+            match counter.compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(Slot(counter.clone())),
+                Err(now) => n = now,
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Starts the workers; they run until `server.unblock()` has been called once per worker.
+pub fn serve(
+    server: Arc<tiny_http::Server>,
+    web: Arc<Web>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let limits = Arc::new(Limits {
+        body_readers: Arc::new(AtomicUsize::new(0)),
+        senders: Arc::new(AtomicUsize::new(0)),
+    });
+    (0..web.config.workers.max(1))
+        .map(|i| {
+            let server = server.clone();
+            let web = web.clone();
+            let limits = limits.clone();
+            std::thread::Builder::new()
+                .name(format!("http-{i}"))
+                .spawn(move || {
+                    while let Ok(req) = server.recv() {
+                        dispatch(req, &web, &limits);
+                    }
+                })
+        })
+        .collect()
+}
+
+fn dispatch(req: Request, web: &Arc<Web>, limits: &Arc<Limits>) {
+    let mut parsed = head(&req);
+    let has_body = matches!(req.method(), Method::Post | Method::Put | Method::Patch);
+    if !has_body {
+        let reply = crate::routes::route(web, &parsed);
+        send(req, reply, limits);
+        return;
+    }
+    if req.body_length().is_some_and(|n| n > MAX_BODY) {
+        send(req, Reply::text(413, "request body too large"), limits);
+        return;
+    }
+    let Some(slot) = Slot::take(&limits.body_readers, MAX_BODY_READERS) else {
+        send(req, Reply::text(503, "busy, try again"), limits);
+        return;
+    };
+    let (web, limits) = (web.clone(), limits.clone());
+    let spawned = std::thread::Builder::new()
+        .name("http-form".into())
+        .spawn(move || {
+            let _slot = slot;
+            let mut req = req;
+            let mut body = Vec::new();
+            let read = req
+                .as_reader()
+                .take(MAX_BODY as u64 + 1)
+                .read_to_end(&mut body);
+            let reply = match read {
+                Err(e) => Reply::text(400, format!("reading request body: {e}")),
+                Ok(_) if body.len() > MAX_BODY => Reply::text(413, "request body too large"),
+                Ok(_) => {
+                    parsed.form = parse_pairs(&String::from_utf8_lossy(&body));
+                    crate::routes::route(&web, &parsed)
+                }
+            };
+            send(req, reply, &limits);
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start a thread for a form");
+    }
+}
+
+/// Method, path, query and cookies of a request.
+fn head(req: &Request) -> Req {
+    let url = req.url();
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let header = |name: &'static str| {
+        req.headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str().to_owned())
+            .unwrap_or_default()
+    };
+    Req {
+        method: req.method().as_str().to_ascii_uppercase(),
+        path: path.to_owned(),
+        query: parse_pairs(query),
+        cookies: parse_cookies(&header("Cookie")),
+        form: Default::default(),
+        accepts_gzip: header("Accept-Encoding").contains("gzip"),
+    }
+}
+
+fn send(req: Request, reply: Reply, limits: &Arc<Limits>) {
+    if reply.len_hint() <= INLINE_REPLY {
+        respond(req, reply);
+        return;
+    }
+    let Some(slot) = Slot::take(&limits.senders, MAX_SENDERS) else {
+        respond(
+            req,
+            Reply::text(503, "too many downloads at once, try again"),
+        );
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("http-send".into())
+        .spawn(move || {
+            let _slot = slot;
+            respond(req, reply);
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start a thread for a download");
+    }
+}
+
+fn respond(req: Request, reply: Reply) {
+    let mut headers = vec![
+        Header::from_bytes("Content-Type", reply.content_type).ok(),
+        Header::from_bytes("X-Content-Type-Options", "nosniff").ok(),
+        Header::from_bytes("X-Frame-Options", "DENY").ok(),
+        Header::from_bytes("Referrer-Policy", "same-origin").ok(),
+        Header::from_bytes(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'; form-action 'self'",
+        )
+        .ok(),
+    ];
+    let mut has_cache_control = false;
+    for (k, v) in &reply.headers {
+        has_cache_control |= k.eq_ignore_ascii_case("Cache-Control");
+        headers.push(Header::from_bytes(k.as_bytes(), v.as_bytes()).ok());
+    }
+    if !has_cache_control {
+        headers.push(Header::from_bytes("Cache-Control", "no-store").ok());
+    }
+    let headers: Vec<Header> = headers.into_iter().flatten().collect();
+    let status = StatusCode(reply.status);
+    let result = match reply.body {
+        Body::Bytes(b) => {
+            let len = b.len();
+            req.respond(Response::new(
+                status,
+                headers,
+                std::io::Cursor::new(b),
+                Some(len),
+                None,
+            ))
+        }
+        Body::Stream(r) => req.respond(Response::new(status, headers, r, None, None)),
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "HTTP client went away");
+    }
+}

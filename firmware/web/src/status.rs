@@ -1,0 +1,93 @@
+//! The status document: what `/status.json` returns to scripts, what the status page shows,
+//! and (built from the same health model) what the front panel draws. The binary fills it in
+//! ([`StatusSource`]); this crate only presents it.
+
+use pacsbox_health::{AlarmReport, DiskReport, MdArray, RaidState};
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusDoc {
+    pub version: &'static str,
+    pub uptime_s: u64,
+    pub ae_title: String,
+    pub dicom_port: u16,
+    pub http_port: u16,
+    pub data_dir: String,
+    pub patients: u64,
+    pub studies: u64,
+    pub series: u64,
+    pub instances: u64,
+    pub instances_today: u64,
+    pub studies_today: u64,
+    pub last_received: Option<pacsbox_archive::activity::LastReceived>,
+    /// The last studies received, newest first (no patient data: this document is public).
+    pub recent_studies: Vec<pacsbox_archive::activity::LastReceived>,
+    pub active_associations: usize,
+    pub associations_total: u64,
+    pub associations_rejected: u64,
+    pub instances_stored: u64,
+    pub stores_failed: u64,
+    pub disk_total_bytes: u64,
+    pub disk_free_bytes: u64,
+    pub reserve_bytes: u64,
+    pub refusing_stores: bool,
+    /// `<hostname>.local`
+    pub hostname: String,
+    pub addresses: Vec<String>,
+    pub dicom_accepting: bool,
+    /// md arrays from /proc/mdstat, each with its `state`.
+    pub raid: Vec<RaidReport>,
+    pub disks: Vec<DiskReport>,
+    /// What needs a person, most urgent first (the panel shows the first).
+    pub alarms: Vec<AlarmReport>,
+    /// The last warnings and errors logged, newest first.
+    pub recent_errors: Vec<LogLine>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RaidReport {
+    #[serde(flatten)]
+    pub array: MdArray,
+    #[serde(flatten)]
+    pub state: RaidState,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LogLine {
+    pub unix: i64,
+    pub level: String,
+    pub message: String,
+}
+
+/// Where the status comes from (the binary wires the archive, the DICOM service and the
+/// health sources together).
+pub trait StatusSource: Send + Sync {
+    fn collect(&self) -> anyhow::Result<StatusDoc>;
+}
+
+impl StatusDoc {
+    /// The plain-text form, for `curl http://pacsbox.local:8080/status.txt`.
+    pub fn as_text(&self) -> String {
+        format!(
+            "pacsbox {}\nAE title {}  DICOM port {}  HTTP port {}\nuptime {} s\n\
+             patients {}  studies {}  series {}  instances {}\n\
+             active associations {}\ndisk free {} MiB of {} MiB\n{}",
+            self.version,
+            self.ae_title,
+            self.dicom_port,
+            self.http_port,
+            self.uptime_s,
+            self.patients,
+            self.studies,
+            self.series,
+            self.instances,
+            self.active_associations,
+            self.disk_free_bytes >> 20,
+            self.disk_total_bytes >> 20,
+            self.alarms
+                .iter()
+                .map(|a| format!("ALARM: {} - {}\n", a.title, a.action))
+                .collect::<String>()
+        )
+    }
+}
