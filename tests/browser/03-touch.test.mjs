@@ -1,0 +1,105 @@
+// The viewer on a phone: 390×844 CSS px, device pixel ratio 2, touch only. Touches are real
+// touch events from the browser's input pipeline (CDP Input.dispatchTouchEvent), so the page
+// sees what a finger produces: touch → pointer events, no mouse.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  MANIFEST, aboutCentre, canvasBox, compareMapped, launch, login, newPage, noProblems, openViewer, ready, shot, snap,
+} from './lib.mjs';
+
+const K = MANIFEST.kim;
+const CT = K.series.ct;
+const MF = K.series.mf;
+
+/** Move fingers from `from` to `to` (arrays of {x, y}, page CSS px) in `steps` moves. */
+async function gesture(cdp, from, to, steps = 10) {
+  const pts = (k) => from.map((p, i) => ({
+    x: p.x + ((to[i].x - p.x) * k) / steps, y: p.y + ((to[i].y - p.y) * k) / steps, id: i, radiusX: 5, radiusY: 5, force: 1,
+  }));
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: pts(0) });
+  for (let k = 1; k <= steps; k++) await cdp.send('Input.dispatchTouchEvent', { type: 'touchMove', touchPoints: pts(k) });
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+}
+
+describe('viewer on a phone (touch)', () => {
+  let browser;
+  let page;
+  let cdp;
+
+  before(async () => {
+    browser = await launch();
+    page = await newPage(browser, {
+      viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true,
+    });
+    cdp = await page.context().newCDPSession(page);
+    await login(page);
+  });
+  after(async () => {
+    await browser?.close();
+  });
+
+  it('fits the phone and draws at device resolution', async () => {
+    const s = await openViewer(page, K.study, CT.uid);
+    assert.equal(s.source, 'pixels');
+    const box = await canvasBox(page);
+    assert.ok(box.width <= 390 && box.width > 300, `canvas ${box.width} px wide`);
+    const size = await page.evaluate(() => [document.getElementById('canvas').width, document.documentElement.scrollWidth]);
+    assert.equal(size[0], Math.round(box.width * 2), 'canvas backing store at 2× for a sharp image');
+    assert.ok(size[1] <= 390, `page scrolls sideways (${size[1]} px)`);
+    await shot(page, 'phone-viewer');
+  });
+
+  it('one finger adjusts window/level (the default tool)', async () => {
+    const s0 = await openViewer(page, K.study, CT.uid);
+    const box = await canvasBox(page);
+    await gesture(cdp, [{ x: box.cx, y: box.cy }], [{ x: box.cx + 60, y: box.cy + 60 }]);
+    const s = await ready(page);
+    assert.equal(s.windowUser, true);
+    assert.ok(s.windowCenter > s0.windowCenter, `centre ${s0.windowCenter} → ${s.windowCenter}`);
+    assert.ok(s.windowWidth > s0.windowWidth, `width ${s0.windowWidth} → ${s.windowWidth}`);
+    assert.equal(s.zoom, 1);
+    assert.equal(s.index, 0);
+  });
+
+  it('two-finger pinch zooms about the fingers, two-finger drag pans', async () => {
+    await openViewer(page, K.study, CT.uid);
+    const base = await snap(page, 'base');
+    const box = await canvasBox(page);
+    const c = { x: box.cx, y: box.cy };
+    await gesture(cdp, [{ x: c.x - 40, y: c.y }, { x: c.x + 40, y: c.y }], [{ x: c.x - 100, y: c.y }, { x: c.x + 100, y: c.y }]);
+    let s = await ready(page);
+    assert.ok(Math.abs(s.zoom - 2.5) < 0.1, `pinch 80 → 200 px: zoom ${s.zoom}`);
+    assert.ok(Math.abs(s.panX) < 1 && Math.abs(s.panY) < 1, `zoom about the fingers' midpoint (centre): pan ${s.panX},${s.panY}`);
+    assert.equal(s.windowUser, false, 'a pinch is not a W/L drag');
+    await snap(page, 'pinch');
+    const r = await compareMapped(page, 'base', 'pinch', aboutCentre(base.width, base.height, [s.zoom, 0, 0, s.zoom]), { tol: 0, step: 4 });
+    assert.ok(r.fraction >= 0.98, `zoomed picture: ${JSON.stringify(r)}`);
+    await shot(page, 'phone-pinch');
+
+    await gesture(cdp, [{ x: c.x - 50, y: c.y }, { x: c.x + 50, y: c.y }], [{ x: c.x - 20, y: c.y + 40 }, { x: c.x + 80, y: c.y + 40 }]);
+    s = await ready(page);
+    assert.ok(Math.abs(s.panX - 30) < 2 && Math.abs(s.panY - 40) < 2, `two-finger drag (30, 40): pan ${s.panX},${s.panY}`);
+    assert.ok(Math.abs(s.zoom - 2.5) < 0.1, 'a parallel drag keeps the zoom');
+    await snap(page, 'panned');
+    const moved = await compareMapped(page, 'pinch', 'panned', [1, 0, 0, 1, 60, 80], { tol: 0, step: 4 }); // device px = 2 × CSS
+    assert.ok(moved.fraction >= 0.98, `panned picture: ${JSON.stringify(moved)}`);
+    noProblems(page);
+  });
+
+  it('images scroll by a swipe with the scroll tool and by the slider', async () => {
+    let s = await openViewer(page, K.study, MF.uid);
+    assert.equal(s.count, 10);
+    await page.tap('[data-tool=scroll]');
+    const box = await canvasBox(page);
+    await gesture(cdp, [{ x: box.cx, y: box.cy - 50 }], [{ x: box.cx, y: box.cy + 50 }], 20);
+    s = await ready(page);
+    assert.ok(s.index >= 5, `swipe: image ${s.index + 1}`);
+    // the slider under the image, dragged by a finger from its left end to its right end
+    const sl = await page.locator('#slice').boundingBox();
+    await gesture(cdp, [{ x: sl.x + 8, y: sl.y + sl.height / 2 }], [{ x: sl.x + sl.width - 4, y: sl.y + sl.height / 2 }], 15);
+    s = await ready(page);
+    assert.equal(s.index, 9, 'slider at its right end shows the last image');
+    await shot(page, 'phone-scroll');
+    noProblems(page);
+  });
+});

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The web page in a real browser against the real server and real files:
+#   1. installs what it needs on a fresh Debian 12 (chromium from Debian, DCMTK and pydicom via
+#      tests/install_deps.sh, playwright-core from the committed package-lock.json — no browser
+#      download);
+#   2. builds target/release/pacsbox if absent (or uses $PACSBOX_BIN);
+#   3. starts `pacsbox serve` on free loopback ports with a fresh data folder, stores the test
+#      studies with DCMTK's storescu (fixtures.py), reads the generated admin password;
+#   4. runs the node:test files here (*.test.mjs); screenshots land in tests/browser/artifacts/.
+# Usage: tests/browser/run.sh [node --test options, e.g. --test-name-pattern=viewer]
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+cd "$REPO"
+
+export DEBIAN_FRONTEND=noninteractive
+apt_install() {
+    apt-get install -y -q "$@" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "$@" >/dev/null; }
+}
+
+echo "==> dependencies"
+if [[ ! -x /usr/bin/chromium ]]; then
+    echo "    installing Debian's chromium"
+    apt_install chromium
+fi
+# Hangul in screenshots (optional: the assertions do not depend on fonts)
+if ! fc-list 2>/dev/null | grep -qi 'nanum\|noto sans cjk'; then
+    apt_install fonts-nanum || echo "    (no Korean font: screenshots show boxes for Hangul)"
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt_install nodejs npm
+fi
+bash tests/install_deps.sh
+if [[ ! -d "$HERE/node_modules/playwright-core" ]] || [[ "$HERE/package-lock.json" -nt "$HERE/node_modules/.package-lock.json" ]]; then
+    (cd "$HERE" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+BIN="${PACSBOX_BIN:-target/release/pacsbox}"
+if [[ ! -x "$BIN" ]]; then
+    echo "==> building $BIN"
+    cargo build --release -p pacsbox
+fi
+BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
+
+ART="$HERE/artifacts"
+mkdir -p "$ART"
+WORK="$(mktemp -d /tmp/pacsbox-browser.XXXXXX)"
+DATA="$WORK/data"
+read -r DICOM_PORT HTTP_PORT < <(python3 - <<'PY'
+import socket
+ss = [socket.socket() for _ in range(2)]
+for s in ss:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])
+PY
+)
+
+SERVER_PID=""
+cleanup() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [[ "${KEEP_WORK:-0}" != 1 ]]; then rm -rf "$WORK"; else echo "work folder kept: $WORK"; fi
+}
+trap cleanup EXIT
+
+echo "==> starting $BIN serve (DICOM $DICOM_PORT, HTTP $HTTP_PORT, data $DATA)"
+NO_COLOR=1 "$BIN" serve --data "$DATA" --ae PACSBOX --dicom-port "$DICOM_PORT" --http-port "$HTTP_PORT" \
+    --bind 127.0.0.1 --reserve-mb 1 >"$ART/pacsbox.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 300); do
+    if curl -fsS "http://127.0.0.1:$HTTP_PORT/status.json" >/dev/null 2>&1 && [[ -s "$DATA/initial-admin-password" ]]; then
+        break
+    fi
+    kill -0 "$SERVER_PID" 2>/dev/null || { echo "pacsbox exited:"; cat "$ART/pacsbox.log"; exit 1; }
+    sleep 0.1
+done
+[[ -s "$DATA/initial-admin-password" ]] || { echo "no $DATA/initial-admin-password after 30 s"; cat "$ART/pacsbox.log"; exit 1; }
+ADMIN_PASSWORD="$(tr -d '\r\n' <"$DATA/initial-admin-password")"
+
+echo "==> storing the test studies"
+python3 "$HERE/fixtures.py" --port "$DICOM_PORT" --ae PACSBOX --work "$WORK/files" --out "$WORK/manifest.json"
+
+echo "==> browser tests"
+export PACSBOX_URL="http://127.0.0.1:$HTTP_PORT"
+export PACSBOX_ADMIN_PASSWORD="$ADMIN_PASSWORD"
+export PACSBOX_MANIFEST="$WORK/manifest.json"
+export PACSBOX_ARTIFACTS="$ART"
+cd "$HERE"
+status=0
+node --test --test-concurrency=1 --test-reporter=spec "$@" ./*.test.mjs || status=$?
+echo "==> screenshots and server log in $ART"
+exit "$status"
