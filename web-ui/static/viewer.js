@@ -90,7 +90,7 @@
     contrast: 0,
     filter: 'none',
     playing: false,
-    source: 'none', // what the canvas shows: none | preview | pixels | error
+    source: 'none', // what the canvas shows: none | loading (previous picture) | preview | pixels | error
     error: '',
     renders: 0,
     matrix: new DOMMatrix(),
@@ -521,9 +521,10 @@
     } else if (!e) {
       st.source = st.error ? 'error' : 'none';
     } else {
-      st.source = 'none';
+      // still loading: keep the previous picture on the canvas (no black flash while scrolling)
+      st.source = 'loading';
     }
-    draw(e);
+    if (st.source !== 'loading') draw(e);
     overlays(e);
     st.renders++;
     settle();
