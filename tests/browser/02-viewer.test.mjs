@@ -389,9 +389,17 @@ describe('viewer (desktop, mouse and keyboard)', () => {
 
   it('2K MONOCHROME1 CR: fast first paint, full pixels, inverted greyscale', async () => {
     await page.goto(`${BASE}/search`); // leave the viewer so the next load is a fresh page
+    const seen = [];
+    const onRequest = (r) => seen.push(new URL(r.url()).pathname);
+    page.on('request', onRequest);
     const t0 = Date.now();
     await page.goto(`${BASE}/viewer/${K.study}?series=${CR.uid}`);
     let s = await ready(page, 60_000);
+    page.off('request', onRequest);
+    const sop = CR.instances[0].sop;
+    const iPreview = seen.indexOf(`/api/instances/${sop}/frames/1/preview.png`);
+    const iPixels = seen.indexOf(`/api/instances/${sop}/frames/1/pixels`);
+    assert.ok(iPreview >= 0 && iPixels >= 0 && iPreview < iPixels, `preview first, then pixels: ${seen.join(' ')}`);
     timings.cr2k = { wallMs: Date.now() - t0, firstPaintMs: s.timings.firstPaint, pixelsPaintMs: s.timings.pixelsPaint,
       size: `${s.imageWidth}x${s.imageHeight}` };
     assert.equal(s.photometric, 'MONOCHROME1');

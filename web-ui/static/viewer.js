@@ -338,29 +338,34 @@
     }
   }
 
-  function convolve(img, kernel) {
-    const { width: w, height: h } = img;
+  /** 3×3 convolution of the 8-bit image (edges repeat the border pixels); one channel for grey. */
+  function convolve(img, kernel, absolute, gray) {
+    const w = img.width;
+    const h = img.height;
     const src = img.data;
     const out = new ImageData(w, h);
-    const dst = out.data;
-    const k = kernel;
-    const absolute = st.filter === 'edge';
+    const dst = out.data; // Uint8ClampedArray: stores clamp to 0..255
+    const [k0, k1, k2, k3, k4, k5, k6, k7, k8] = kernel;
+    const chans = gray ? 1 : 3;
+    const row = w * 4;
     for (let y = 0; y < h; y++) {
-      const y0 = y > 0 ? y - 1 : 0;
-      const y2 = y < h - 1 ? y + 1 : h - 1;
+      const up = y > 0 ? -row : 0;
+      const dn = y < h - 1 ? row : 0;
       for (let x = 0; x < w; x++) {
-        const x0 = x > 0 ? x - 1 : 0;
-        const x2 = x < w - 1 ? x + 1 : w - 1;
-        const r0 = y0 * w;
-        const r1 = y * w;
-        const r2 = y2 * w;
-        const idx = [r0 + x0, r0 + x, r0 + x2, r1 + x0, r1 + x, r1 + x2, r2 + x0, r2 + x, r2 + x2];
-        const o = (r1 + x) * 4;
-        for (let c = 0; c < 3; c++) {
-          let sum = 0;
-          for (let i = 0; i < 9; i++) if (k[i]) sum += k[i] * src[idx[i] * 4 + c];
+        const o = (y * w + x) * 4;
+        const l = x > 0 ? -4 : 0;
+        const r = x < w - 1 ? 4 : 0;
+        for (let c = 0; c < chans; c++) {
+          const p = o + c;
+          let sum = k0 * src[p + up + l] + k1 * src[p + up] + k2 * src[p + up + r] +
+            k3 * src[p + l] + k4 * src[p] + k5 * src[p + r] +
+            k6 * src[p + dn + l] + k7 * src[p + dn] + k8 * src[p + dn + r];
           if (absolute && sum < 0) sum = -sum;
-          dst[o + c] = sum < 0 ? 0 : sum > 255 ? 255 : sum;
+          dst[p] = sum;
+        }
+        if (gray) {
+          dst[o + 1] = dst[o];
+          dst[o + 2] = dst[o];
         }
         dst[o + 3] = 255;
       }
@@ -394,7 +399,10 @@
         d[i + 3] = 255;
       }
     }
-    if (KERNELS[st.filter]) img = convolve(img, KERNELS[st.filter]);
+    if (KERNELS[st.filter]) {
+      const gray = src === 'pixels' && e.pixels.kind !== 'rgb8';
+      img = convolve(img, KERNELS[st.filter], st.filter === 'edge', gray);
+    }
     off.width = img.width;
     off.height = img.height;
     offCtx.putImageData(img, 0, 0);
