@@ -299,10 +299,7 @@ fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
             peers: c.peers.clone(),
         },
     );
-    let http = Arc::new(
-        tiny_http::Server::http(&http_addr)
-            .map_err(|e| anyhow::anyhow!("listening for HTTP on {http_addr}: {e}"))?,
-    );
+    let http = pacsbox_web::listen(&http_addr, Default::default())?.server;
     let dicom_accepting = Arc::new(AtomicBool::new(false));
     let source = Arc::new(status::Status {
         archive: archive.clone(),
@@ -411,8 +408,8 @@ fn start_panel(
 /// Where the generated first admin password is left for the installer (removed once changed).
 const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
 
-/// tiny_http's accept thread stops for good on its first accept error, and "too many open
-/// files" is the one a crowd of clients causes: take the hard limit we are allowed.
+/// Every web client and association is a file descriptor; the default soft limit (1024) is
+/// what a crowd of clients exhausts first: take the hard limit we are allowed.
 fn raise_open_file_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

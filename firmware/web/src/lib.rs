@@ -5,12 +5,14 @@
 //! archive's API ([`pacsbox_archive::Archive`]) and never opens redb tables or the file tree
 //! itself; pixels come from `pacsbox-imaging`.
 //!
-//! tiny_http reads each connection's request head on its own thread and has no limits;
-//! around it: a fixed pool of workers answers requests, bodies are size-capped and read with a
-//! deadline on a bounded set of threads, and large responses are written by a bounded set of
-//! sender threads so a client that never reads cannot hold a worker (see `server.rs`).
+//! tiny_http has no timeouts, size limits or connection cap. Around it: clients reach it only
+//! through `guard.rs` (request heads read under a deadline and a cap, stalled clients dropped
+//! first), a fixed pool of workers answers requests, and large responses are written by a
+//! bounded set of sender threads so a client that never reads cannot hold a worker
+//! (`server.rs`).
 
 pub mod auth;
+pub mod guard;
 mod header;
 mod pages;
 mod pixels;
@@ -49,6 +51,32 @@ impl Default for WebConfig {
             initial_password_file: None,
         }
     }
+}
+
+/// The web page's socket: the public listener behind the guard, and tiny_http on loopback.
+pub struct Listener {
+    pub server: Arc<tiny_http::Server>,
+    pub local_addr: std::net::SocketAddr,
+}
+
+/// Binds `addr` (e.g. `0.0.0.0:8080`) for the guard and starts it; tiny_http listens on an
+/// ephemeral loopback port only the guard talks to.
+pub fn listen(addr: &str, guard: guard::GuardConfig) -> anyhow::Result<Listener> {
+    use anyhow::Context;
+    let public = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("listening for HTTP on {addr}"))?;
+    let local_addr = public.local_addr()?;
+    let server = tiny_http::Server::http("127.0.0.1:0")
+        .map_err(|e| anyhow::anyhow!("starting the HTTP server on loopback: {e}"))?;
+    let upstream = server
+        .server_addr()
+        .to_ip()
+        .context("tiny_http is not on TCP")?;
+    guard::start(public, upstream, guard).context("starting the HTTP connection guard")?;
+    Ok(Listener {
+        server: Arc::new(server),
+        local_addr,
+    })
 }
 
 /// Everything a request handler can reach.

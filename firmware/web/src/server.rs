@@ -1,11 +1,10 @@
 //! The worker pool around tiny_http, and the limits it lacks.
 //!
-//! tiny_http gives each connection a thread that parses request heads, so idle or
-//! byte-at-a-time clients cost a thread each but never reach our workers. What would reach
-//! them is bounded here: request bodies (only small forms exist) are capped and read on a
-//! bounded set of short-lived threads, and responses larger than a socket buffer are written
-//! by a bounded set of sender threads, so a client that stops reading holds one of those, not
-//! a worker. When a bound is reached the request gets 503 at once.
+//! Requests arrive complete (the guard in front has read head and body), but nothing here
+//! relies on it: request bodies (only small forms exist) are capped and read on a bounded set
+//! of short-lived threads, and responses larger than a socket buffer are written by a bounded
+//! set of sender threads, so a client that stops reading holds one of those, not a worker.
+//! When a bound is reached the request gets 503 at once.
 
 use std::io::Read;
 use std::sync::Arc;

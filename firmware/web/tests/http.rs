@@ -1,0 +1,726 @@
+//! The web page over a real socket: a real archive with instances stored through the ingest
+//! path, the real worker pool, and raw HTTP requests (so nothing a browser would smooth over,
+//! such as `../` in paths, is hidden from the server).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pacsbox_archive::{Archive, ArchiveConfig, StoreRequest};
+use pacsbox_web::{StatusDoc, StatusSource, Web, WebConfig};
+
+const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
+const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+
+fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
+    let mut v = value.to_vec();
+    if v.len() % 2 == 1 {
+        v.push(if vr == b"UI" { 0 } else { b' ' });
+    }
+    out.extend(group.to_le_bytes());
+    out.extend(elem.to_le_bytes());
+    out.extend(vr);
+    if vr == b"OW" || vr == b"OB" {
+        out.extend([0, 0]);
+        out.extend((v.len() as u32).to_le_bytes());
+    } else {
+        out.extend((v.len() as u16).to_le_bytes());
+    }
+    out.extend(v);
+}
+
+struct Study<'a> {
+    uid: String,
+    name: &'a str,
+    id: &'a str,
+    date: &'a str,
+}
+
+/// An explicit VR little endian CT data set in UTF-8, as a C-STORE would carry it.
+fn dataset(s: &Study, sop: &str) -> Vec<u8> {
+    let mut d = Vec::new();
+    element(&mut d, 0x0008, 0x0005, b"CS", b"ISO_IR 192");
+    element(&mut d, 0x0008, 0x0016, b"UI", CT.as_bytes());
+    element(&mut d, 0x0008, 0x0018, b"UI", sop.as_bytes());
+    element(&mut d, 0x0008, 0x0020, b"DA", s.date.as_bytes());
+    element(&mut d, 0x0008, 0x0060, b"CS", b"CT");
+    element(&mut d, 0x0008, 0x1030, b"LO", b"CHEST <b>bold</b>");
+    element(&mut d, 0x0010, 0x0010, b"PN", s.name.as_bytes());
+    element(&mut d, 0x0010, 0x0020, b"LO", s.id.as_bytes());
+    element(&mut d, 0x0020, 0x000D, b"UI", s.uid.as_bytes());
+    element(
+        &mut d,
+        0x0020,
+        0x000E,
+        b"UI",
+        format!("{}.1", s.uid).as_bytes(),
+    );
+    element(&mut d, 0x0028, 0x0002, b"US", &1u16.to_le_bytes());
+    element(&mut d, 0x0028, 0x0004, b"CS", b"MONOCHROME2");
+    element(&mut d, 0x0028, 0x0010, b"US", &8u16.to_le_bytes());
+    element(&mut d, 0x0028, 0x0011, b"US", &8u16.to_le_bytes());
+    element(&mut d, 0x0028, 0x0100, b"US", &16u16.to_le_bytes());
+    element(&mut d, 0x0028, 0x0101, b"US", &12u16.to_le_bytes());
+    element(&mut d, 0x0028, 0x0102, b"US", &11u16.to_le_bytes());
+    element(&mut d, 0x0028, 0x0103, b"US", &0u16.to_le_bytes());
+    let pixels: Vec<u8> = (0..64u16).flat_map(|i| (i * 60).to_le_bytes()).collect();
+    element(&mut d, 0x7FE0, 0x0010, b"OW", &pixels);
+    d
+}
+
+fn store(archive: &Archive, s: &Study, sop: &str) {
+    archive
+        .begin_store(StoreRequest {
+            sop_class_uid: CT.into(),
+            sop_instance_uid: sop.into(),
+            transfer_syntax: EXPLICIT_LE.into(),
+            source_ae: "CT1".into(),
+        })
+        .unwrap()
+        .receive(dataset(s, sop).as_slice())
+        .unwrap();
+}
+
+/// The status document the binary would build, from the archive's own counts.
+struct ArchiveStatus(Archive);
+
+impl StatusSource for ArchiveStatus {
+    fn collect(&self) -> anyhow::Result<StatusDoc> {
+        let c = self.0.counts()?;
+        let a = self.0.activity();
+        Ok(StatusDoc {
+            version: "test",
+            uptime_s: 1,
+            ae_title: "PACSBOX".into(),
+            dicom_port: 11112,
+            http_port: 8080,
+            data_dir: self.0.root().display().to_string(),
+            patients: c.patients,
+            studies: c.studies,
+            series: c.series,
+            instances: c.instances,
+            instances_today: a.instances_today,
+            studies_today: a.studies_today,
+            last_received: a.last,
+            recent_studies: a.recent,
+            active_associations: 0,
+            associations_total: 0,
+            associations_rejected: 0,
+            instances_stored: 0,
+            stores_failed: 0,
+            disk_total_bytes: 1 << 30,
+            disk_free_bytes: 1 << 29,
+            reserve_bytes: 0,
+            refusing_stores: false,
+            hostname: "pacsbox-test.local".into(),
+            addresses: vec![],
+            dicom_accepting: true,
+            raid: vec![],
+            disks: vec![],
+            alarms: vec![],
+            recent_errors: vec![],
+        })
+    }
+}
+
+struct Server {
+    port: u16,
+    _dir: tempfile::TempDir,
+    password_file: std::path::PathBuf,
+    korean_study: String,
+    script_study: String,
+}
+
+const SCRIPT_NAME: &str = "<script>alert(1)</script>";
+
+fn start() -> Server {
+    start_with(Default::default())
+}
+
+fn start_with(guard: pacsbox_web::guard::GuardConfig) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = Archive::open(
+        &dir.path().join("data"),
+        ArchiveConfig {
+            reserve_bytes: 0,
+            ..ArchiveConfig::default()
+        },
+    )
+    .unwrap();
+    let korean = Study {
+        uid: "1.2.410.1".into(),
+        name: "Kim^Minsu=金^民秀=김^민수",
+        id: "K1",
+        date: "20240105",
+    };
+    let script = Study {
+        uid: "1.2.666.1".into(),
+        name: SCRIPT_NAME,
+        id: "X1",
+        date: "20240106",
+    };
+    store(&archive, &korean, "1.2.410.1.1.1");
+    store(&archive, &korean, "1.2.410.1.1.2");
+    store(&archive, &script, "1.2.666.1.1.1");
+    // 60 more studies, one per day, for paging and order.
+    for i in 0..60u32 {
+        let s = Study {
+            uid: format!("1.2.9.{i}"),
+            name: "DOE^JOHN",
+            id: "D1",
+            date: &format!("2023{:02}{:02}", 1 + i / 28, 1 + i % 28),
+        };
+        store(&archive, &s, &format!("1.2.9.{i}.1.1"));
+    }
+    let password_file = dir.path().join("initial-admin-password");
+    let (web, initial) = Web::new(
+        archive.clone(),
+        Arc::new(ArchiveStatus(archive)),
+        WebConfig {
+            initial_password_file: Some(password_file.clone()),
+            ..WebConfig::default()
+        },
+    )
+    .unwrap();
+    let initial = initial.expect("a first admin password on first start");
+    assert_eq!(
+        std::fs::read_to_string(&password_file).unwrap().trim(),
+        initial
+    );
+    let listener = pacsbox_web::listen("127.0.0.1:0", guard).unwrap();
+    let port = listener.local_addr.port();
+    pacsbox_web::serve(listener.server, Arc::new(web)).unwrap();
+    Server {
+        port,
+        _dir: dir,
+        password_file,
+        korean_study: korean.uid,
+        script_study: script.uid,
+    }
+}
+
+struct Resp {
+    status: u16,
+    headers: String,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            if !k.trim().eq_ignore_ascii_case("set-cookie") {
+                return None;
+            }
+            let (n, rest) = v.trim().split_once('=')?;
+            (n == name).then(|| rest.split(';').next().unwrap_or("").to_owned())
+        })
+    }
+    /// The value of the first hidden `csrf` field.
+    fn csrf(&self) -> String {
+        let t = self.text();
+        let i = t.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+        t[i..].split('"').next().unwrap().to_owned()
+    }
+}
+
+fn request(port: u16, raw: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let headers = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status = headers[9..12].parse().unwrap();
+    let mut body = buf[split + 4..].to_vec();
+    if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 4 + n..];
+    }
+}
+
+fn get(port: u16, path: &str, cookie: &str) -> Resp {
+    request(
+        port,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+}
+
+fn post(port: u16, path: &str, cookie: &str, form: &[(&str, &str)]) -> Resp {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    request(
+        port,
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+/// Logs in; returns the session cookie.
+fn login(port: u16, user: &str, password: &str) -> Resp {
+    let form = get(port, "/login", "");
+    let login_cookie = format!("pacsbox_login={}", form.cookie("pacsbox_login").unwrap());
+    post(
+        port,
+        "/login",
+        &login_cookie,
+        &[
+            ("user", user),
+            ("password", password),
+            ("csrf", &form.csrf()),
+            ("next", "/search"),
+        ],
+    )
+}
+
+fn session(r: &Resp) -> String {
+    format!(
+        "pacsbox_session={}",
+        r.cookie("pacsbox_session").expect("a session cookie")
+    )
+}
+
+/// Logs in as the first admin and changes the generated password; returns the session.
+fn admin_session(s: &Server) -> String {
+    let initial = std::fs::read_to_string(&s.password_file).unwrap();
+    let r = login(s.port, "admin", initial.trim());
+    assert_eq!(r.status, 303, "{}", r.text());
+    let cookie = session(&r);
+    let page = get(s.port, "/account/password", &cookie);
+    let r = post(
+        s.port,
+        "/account/password",
+        &cookie,
+        &[
+            ("csrf", &page.csrf()),
+            ("current", initial.trim()),
+            ("new", "a-long-new-password"),
+            ("confirm", "a-long-new-password"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    cookie
+}
+
+#[test]
+fn nothing_with_patient_data_is_reachable_without_a_session() {
+    let s = start();
+    let r = get(s.port, "/search?name=kim", "");
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location").unwrap(), "/login?next=%2Fsearch");
+    for path in [
+        format!("/study/{}", s.korean_study),
+        format!("/study/{}/download.zip", s.korean_study),
+        "/instance/1.2.410.1.1.1/header".into(),
+        format!("/viewer/{}", s.korean_study),
+        "/status".into(),
+    ] {
+        let r = get(s.port, &path, "");
+        assert_eq!(r.status, 303, "{path}");
+        assert!(!r.text().contains("Kim"), "{path}");
+    }
+    for path in [
+        format!("/api/studies/{}/series", s.korean_study),
+        "/api/instances/1.2.410.1.1.1/file".into(),
+        "/api/instances/1.2.410.1.1.1/info".into(),
+    ] {
+        assert_eq!(get(s.port, &path, "").status, 401, "{path}");
+    }
+    assert_eq!(get(s.port, "/search", "pacsbox_session=forged").status, 303);
+    // The public status document has counts but no names.
+    let r = get(s.port, "/status.json", "");
+    assert_eq!(r.status, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(doc["studies"], 62);
+    assert!(!r.text().contains("Kim") && !r.text().contains("script"));
+}
+
+#[test]
+fn first_login_must_change_the_generated_password() {
+    let s = start();
+    let initial = std::fs::read_to_string(&s.password_file).unwrap();
+    let r = login(s.port, "admin", initial.trim());
+    let cookie = session(&r);
+    // Every page leads to the password form until it is changed.
+    let r = get(s.port, "/search", &cookie);
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location").unwrap(), "/account/password");
+    assert_eq!(
+        get(s.port, "/api/studies/1.2.410.1/series", &cookie).status,
+        403
+    );
+    let page = get(s.port, "/account/password", &cookie);
+    assert!(page.text().contains("generated password"));
+    let too_short = post(
+        s.port,
+        "/account/password",
+        &cookie,
+        &[
+            ("csrf", &page.csrf()),
+            ("current", initial.trim()),
+            ("new", "short"),
+            ("confirm", "short"),
+        ],
+    );
+    assert_eq!(too_short.status, 400);
+    assert!(too_short.text().contains("at least 8"));
+    let ok = post(
+        s.port,
+        "/account/password",
+        &cookie,
+        &[
+            ("csrf", &page.csrf()),
+            ("current", initial.trim()),
+            ("new", "a-long-new-password"),
+            ("confirm", "a-long-new-password"),
+        ],
+    );
+    assert_eq!(ok.status, 303);
+    assert!(
+        !s.password_file.exists(),
+        "the generated password file is removed"
+    );
+    assert_eq!(get(s.port, "/search", &cookie).status, 200);
+    // The old password no longer works; the new one does.
+    assert_eq!(login(s.port, "admin", initial.trim()).status, 401);
+    assert_eq!(login(s.port, "admin", "a-long-new-password").status, 303);
+}
+
+#[test]
+fn wrong_passwords_are_refused_and_then_slowed_down() {
+    let s = start();
+    for _ in 0..5 {
+        let r = login(s.port, "admin", "guess");
+        assert_eq!(r.status, 401);
+        assert!(r.text().contains("wrong user name or password"));
+        assert!(r.cookie("pacsbox_session").is_none());
+    }
+    let initial = std::fs::read_to_string(&s.password_file).unwrap();
+    let r = login(s.port, "admin", initial.trim());
+    assert_eq!(r.status, 401, "locked even with the right password");
+    assert!(r.text().contains("too many failed logins"));
+    assert_eq!(login(s.port, "nobody", "x").status, 401);
+}
+
+#[test]
+fn every_post_needs_the_csrf_token() {
+    let s = start();
+    let cookie = admin_session(&s);
+    // Logging out (a state change) without the token is refused and the session lives on.
+    let r = post(s.port, "/logout", &cookie, &[]);
+    assert_eq!(r.status, 403);
+    assert_eq!(get(s.port, "/search", &cookie).status, 200);
+    let r = post(
+        s.port,
+        "/admin/users",
+        &cookie,
+        &[
+            ("csrf", "0000"),
+            ("action", "create"),
+            ("name", "eve"),
+            ("password", "12345678"),
+        ],
+    );
+    assert_eq!(r.status, 403);
+    // A login post without the login form's cookie is refused too.
+    let r = post(
+        s.port,
+        "/login",
+        "",
+        &[
+            ("user", "admin"),
+            ("password", "a-long-new-password"),
+            ("csrf", "x"),
+        ],
+    );
+    assert_eq!(r.status, 401);
+    assert!(r.cookie("pacsbox_session").is_none());
+    // With the token: logout ends the session.
+    let page = get(s.port, "/search", &cookie);
+    assert_eq!(
+        post(s.port, "/logout", &cookie, &[("csrf", &page.csrf())]).status,
+        303
+    );
+    assert_eq!(get(s.port, "/search", &cookie).status, 303);
+}
+
+#[test]
+fn admins_manage_users_and_users_cannot() {
+    let s = start();
+    let cookie = admin_session(&s);
+    let page = get(s.port, "/admin/users", &cookie);
+    assert_eq!(page.status, 200);
+    let r = post(
+        s.port,
+        "/admin/users",
+        &cookie,
+        &[
+            ("csrf", &page.csrf()),
+            ("action", "create"),
+            ("name", "nurse"),
+            ("group", "user"),
+            ("password", "first-password"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("User nurse added"));
+    let nurse = session(&login(s.port, "nurse", "first-password"));
+    assert_eq!(
+        get(s.port, "/admin/users", &nurse).status,
+        303,
+        "must change first"
+    );
+    let p = get(s.port, "/account/password", &nurse);
+    post(
+        s.port,
+        "/account/password",
+        &nurse,
+        &[
+            ("csrf", &p.csrf()),
+            ("current", "first-password"),
+            ("new", "nurse-password"),
+            ("confirm", "nurse-password"),
+        ],
+    );
+    assert_eq!(get(s.port, "/search", &nurse).status, 200);
+    assert_eq!(get(s.port, "/admin/users", &nurse).status, 403);
+}
+
+#[test]
+fn patient_strings_are_escaped() {
+    let s = start();
+    let cookie = admin_session(&s);
+    for path in [
+        "/search?id=X1".to_owned(),
+        format!("/study/{}", s.script_study),
+        "/instance/1.2.666.1.1.1/header".to_owned(),
+        format!("/viewer/{}", s.script_study),
+    ] {
+        let r = get(s.port, &path, &cookie);
+        assert_eq!(r.status, 200, "{path}");
+        let t = r.text();
+        assert!(!t.contains(SCRIPT_NAME), "{path} has the raw script tag");
+        assert!(!t.contains("<b>bold</b>"), "{path}");
+        assert!(
+            t.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+                || t.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{path}: {t}"
+        );
+    }
+    // Search terms echoed back into the form are escaped too.
+    let r = get(s.port, "/search?name=%22%3E%3Cimg%20src%3Dx%3E", &cookie);
+    assert!(!r.text().contains("<img src=x>"));
+    assert!(
+        r.header("content-security-policy")
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+}
+
+#[test]
+fn bad_uids_and_dot_dot_never_reach_a_file() {
+    let s = start();
+    let cookie = admin_session(&s);
+    for (path, status) in [
+        ("/study/..%2F..%2Fetc%2Fpasswd", 400),
+        ("/study/../../etc/passwd", 404),
+        ("/instance/..%2Findex.redb/header", 400),
+        ("/api/instances/1.2.3.4%00/file", 400),
+        ("/api/instances/abc/file", 400),
+        ("/static/../../Cargo.toml", 404),
+        ("/static/..%2F..%2FCargo.toml", 404),
+        ("/api/instances/9.9.9/file", 404),
+        ("/study/9.9.9", 404),
+    ] {
+        let r = get(s.port, path, &cookie);
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        assert!(!r.text().contains("[workspace]"));
+    }
+}
+
+#[test]
+fn korean_names_are_found_by_hangul_and_by_latin_prefix() {
+    let s = start();
+    let cookie = admin_session(&s);
+    for q in ["%EA%B9%80", "kim", "KIM%5EMIN", "%E9%87%91"] {
+        let r = get(s.port, &format!("/search?name={q}"), &cookie);
+        assert_eq!(r.status, 200);
+        let t = r.text();
+        assert!(t.contains(&format!("/study/{}", s.korean_study)), "{q}");
+        assert!(t.contains("김 민수"), "{q}");
+        assert!(!t.contains("DOE JOHN"), "{q}");
+    }
+    let r = get(s.port, "/search?name=lee", &cookie);
+    assert!(r.text().contains("No studies match"));
+}
+
+#[test]
+fn search_pages_newest_first_and_filters_by_date() {
+    let s = start();
+    let cookie = admin_session(&s);
+    let first = get(s.port, "/search", &cookie).text();
+    let rows = first.matches("href=\"/study/").count();
+    assert_eq!(rows, 50);
+    let dates: Vec<&str> = first
+        .split("<td>")
+        .filter_map(|c| c.get(..10))
+        .filter(|d| d.len() == 10 && d.as_bytes()[4] == b'-' && d.starts_with("20"))
+        .collect();
+    let mut sorted = dates.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(dates, sorted, "newest first");
+    assert_eq!(dates.first(), Some(&"2024-01-06"));
+    assert!(first.contains("rel=\"next\""));
+    let second = get(s.port, "/search?page=1", &cookie).text();
+    assert_eq!(second.matches("href=\"/study/").count(), 12);
+    assert!(!second.contains("rel=\"next\""));
+    let r = get(
+        s.port,
+        "/search?when=range&from=2024-01-01&to=2024-01-05",
+        &cookie,
+    );
+    assert_eq!(r.text().matches("href=\"/study/").count(), 1);
+    assert!(r.text().contains(&s.korean_study));
+    let r = get(s.port, "/search?when=range&from=bogus", &cookie);
+    assert_eq!(r.status, 400);
+    let r = get(s.port, "/search?id=D1&modality=ct", &cookie);
+    assert_eq!(r.text().matches("href=\"/study/").count(), 50);
+}
+
+#[test]
+fn a_study_downloads_as_a_zip_of_its_files() {
+    let s = start();
+    let cookie = admin_session(&s);
+    let r = get(
+        s.port,
+        &format!("/study/{}/download.zip", s.korean_study),
+        &cookie,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type").unwrap(), "application/zip");
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(r.body)).unwrap();
+    assert_eq!(zip.len(), 2);
+    let mut first = Vec::new();
+    zip.by_index(0).unwrap().read_to_end(&mut first).unwrap();
+    assert_eq!(&first[128..132], b"DICM", "a Part-10 file, zstd undone");
+    let series: serde_json::Value = serde_json::from_slice(
+        &get(
+            s.port,
+            &format!("/api/studies/{}/series", s.korean_study),
+            &cookie,
+        )
+        .body,
+    )
+    .unwrap();
+    assert_eq!(series[0]["instances"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn oversized_and_slow_requests_do_not_block_other_users() {
+    let s = start();
+    let cookie = admin_session(&s);
+    let big = "x".repeat(64 << 10);
+    let r = request(
+        s.port,
+        format!(
+            "POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}",
+            big.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 413);
+    // Clients that announce a body and never send it, and clients that never finish their
+    // request head, hold no worker: pages still come back. (tiny_http alone starves every
+    // second new connection once five such clients are connected.)
+    let mut stuck = Vec::new();
+    for i in 0..300 {
+        let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        if i % 2 == 0 {
+            c.write_all(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nuser=")
+                .unwrap();
+        } else {
+            c.write_all(b"GET /search HTTP/1.1\r\nHo").unwrap();
+        }
+        stuck.push(c);
+    }
+    for _ in 0..10 {
+        assert_eq!(get(s.port, "/search", &cookie).status, 200);
+    }
+}
+
+#[test]
+fn at_the_connection_cap_the_longest_stalled_client_makes_room() {
+    let s = start_with(pacsbox_web::guard::GuardConfig {
+        max_connections: 8,
+        head_timeout: Duration::from_secs(2),
+        io_timeout: Duration::from_secs(10),
+    });
+    let mut stalled: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+            c.write_all(b"GET /status.json HTTP/1.1\r\nHo").unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // The cap is full of stalled clients; a real one still gets its answer.
+    assert_eq!(get(s.port, "/status.json", "").status, 200);
+    // The first stalled client was dropped to make room; the others get 408 at the deadline.
+    let mut first = Vec::new();
+    stalled[0]
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = stalled[0].read_to_end(&mut first);
+    assert!(first.is_empty(), "dropped without an answer");
+    let mut last = Vec::new();
+    stalled[7]
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = stalled[7].read_to_end(&mut last);
+    assert!(
+        String::from_utf8_lossy(&last).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&last)
+    );
+}
