@@ -1,0 +1,188 @@
+//! Pixel decoding and rendering of one stored DICOM instance: what the web viewer and the
+//! C-MOVE/C-GET transcoding path need, and nothing about where the file came from (the caller
+//! hands over a reader of the whole Part-10 file; no archive, no network here).
+//!
+//! - [`Instance::info`]: the image attributes a viewer needs (size, bit depth, signedness,
+//!   photometric interpretation, rescale, the file's window presets).
+//! - [`Instance::preview`]: an 8-bit PNG of one frame, downscaled, with the file's first window
+//!   or VOI LUT (else min–max), MONOCHROME1 inverted, colour converted to RGB.
+//! - [`Instance::pixels`]: full-fidelity stored values (16-bit gray, or 8-bit RGB) for a
+//!   browser that does window/level itself.
+//! - [`decompress_to_native`]: the data set re-encoded in a native (uncompressed) syntax.
+//!
+//! Decoders: dicom-pixeldata for JPEG baseline/lossless, RLE, JPEG 2000 (openjp2), deflate and
+//! big endian; with the default `native-codecs` feature also JPEG-LS (CharLS, through
+//! dicom-pixeldata) and 12-bit JPEG Extended (libjpeg-turbo 3, `jpeg12.rs`), which
+//! dicom-pixeldata's pure-Rust JPEG decoder refuses. Without the feature those two answer
+//! [`ImagingError::Unsupported`].
+
+mod decode;
+#[cfg(feature = "native-codecs")]
+mod jpeg12;
+mod native;
+mod render;
+
+use std::io::Read;
+
+use dicom_dictionary_std::tags;
+use dicom_object::DefaultDicomObject;
+use dicom_object::file::ReadPreamble;
+use serde::Serialize;
+
+pub use native::decompress_to_native;
+pub use render::{PixelKind, Pixels};
+
+/// Why an image could not be decoded or rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum ImagingError {
+    /// Well-formed, but this build cannot decode it (the web layer answers 415 naming the syntax).
+    #[error("transfer syntax {transfer_syntax} is not supported: {reason}")]
+    Unsupported {
+        transfer_syntax: String,
+        reason: String,
+    },
+    /// The file or its pixel data is inconsistent or does not decode (422).
+    #[error("corrupt image: {0}")]
+    Corrupt(String),
+    /// The instance has no Pixel Data (a structured report, a presentation state…) (422).
+    #[error("the instance has no pixel data")]
+    NoPixelData,
+    /// The caller asked for a frame the instance does not have (404).
+    #[error("frame {frame} does not exist (the instance has {frames})")]
+    NoSuchFrame { frame: u32, frames: u32 },
+    /// Reading the file failed.
+    #[error("reading the instance: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One window preset stored in the file (Window Center/Width with its explanation).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WindowPreset {
+    pub center: f64,
+    pub width: f64,
+    pub explanation: Option<String>,
+}
+
+/// What a viewer needs to know about an instance's image, read from its attributes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ImageInfo {
+    pub rows: u32,
+    pub columns: u32,
+    pub number_of_frames: u32,
+    pub samples_per_pixel: u16,
+    pub bits_allocated: u16,
+    pub bits_stored: u16,
+    /// Pixel Representation 1: stored values are two's complement.
+    pub signed: bool,
+    pub photometric_interpretation: String,
+    pub rescale_slope: f64,
+    pub rescale_intercept: f64,
+    pub windows: Vec<WindowPreset>,
+    /// VOI LUT Function (LINEAR, LINEAR_EXACT, SIGMOID) when present.
+    pub voi_lut_function: Option<String>,
+    pub transfer_syntax: String,
+    pub has_pixel_data: bool,
+}
+
+/// One DICOM instance held in memory, ready to be rendered.
+pub struct Instance {
+    obj: DefaultDicomObject,
+}
+
+impl Instance {
+    /// Reads a whole Part-10 file (preamble optional) into memory.
+    pub fn read(r: impl Read) -> Result<Instance, ImagingError> {
+        let obj = dicom_object::OpenFileOptions::new()
+            .read_preamble(ReadPreamble::Auto)
+            .from_reader(r)
+            // dicom-object reports a truncated or unreadable stream as a parse error too, so
+            // every failure here is the file's fault as far as a caller can act on it.
+            .map_err(|e| {
+                ImagingError::Corrupt(format!("not a readable DICOM file: {}", chain(&e)))
+            })?;
+        Ok(Instance { obj })
+    }
+
+    pub fn transfer_syntax(&self) -> &str {
+        self.obj.meta().transfer_syntax()
+    }
+
+    pub fn info(&self) -> ImageInfo {
+        let a = decode::Attrs::of(&self.obj);
+        let centers = floats(&self.obj, tags::WINDOW_CENTER);
+        let widths = floats(&self.obj, tags::WINDOW_WIDTH);
+        let explanations: Vec<String> = self
+            .obj
+            .get(tags::WINDOW_CENTER_WIDTH_EXPLANATION)
+            .and_then(|e| e.to_multi_str().ok())
+            .map(|v| v.iter().map(|s| s.trim().to_string()).collect())
+            .unwrap_or_default();
+        let windows = centers
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .filter(|(_, (_, w))| **w > 0.0)
+            .map(|(i, (c, w))| WindowPreset {
+                center: *c,
+                width: *w,
+                explanation: explanations.get(i).filter(|s| !s.is_empty()).cloned(),
+            })
+            .collect();
+        ImageInfo {
+            rows: a.rows,
+            columns: a.cols,
+            number_of_frames: a.frames,
+            samples_per_pixel: a.samples,
+            bits_allocated: a.bits_allocated,
+            bits_stored: a.bits_stored,
+            signed: a.signed,
+            photometric_interpretation: a.photometric.clone(),
+            rescale_slope: a.slope,
+            rescale_intercept: a.intercept,
+            windows,
+            voi_lut_function: text(&self.obj, tags::VOILUT_FUNCTION),
+            transfer_syntax: self.transfer_syntax().to_string(),
+            has_pixel_data: self.obj.get(tags::PIXEL_DATA).is_some(),
+        }
+    }
+
+    /// A PNG (8-bit gray or RGB) of `frame` (0-based), neither side larger than `max_dim`.
+    pub fn preview(&self, frame: u32, max_dim: u32) -> Result<Vec<u8>, ImagingError> {
+        let f = decode::frame(&self.obj, frame)?;
+        render::preview(&self.obj, &f, max_dim)
+    }
+
+    /// Stored values of `frame` (0-based) for a viewer that windows itself.
+    pub fn pixels(&self, frame: u32) -> Result<Pixels, ImagingError> {
+        let f = decode::frame(&self.obj, frame)?;
+        render::pixels(&self.obj, f)
+    }
+}
+
+fn floats(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Vec<f64> {
+    obj.get(tag)
+        .and_then(|e| e.to_multi_float64().ok())
+        .unwrap_or_default()
+}
+
+fn text(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {
+    obj.get(tag)
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// An error with its sources, because dicom-rs errors put the useful part in the innermost one.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = inner.source();
+    }
+    s
+}

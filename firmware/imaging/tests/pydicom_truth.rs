@@ -1,0 +1,204 @@
+//! `Instance::pixels` and `decompress_to_native` against pydicom's decoding (pylibjpeg's
+//! libjpeg and OpenJPEG, an independent decoder family) of a representative set of real files:
+//! JPEG-LS, 12-bit JPEG Extended, JPEG 2000, RLE, deflate, big endian, MONOCHROME1, signed,
+//! 1-bit, RGB 8/16-bit, YBR, palette colour, multi-frame. Expected statistics come from
+//! gen_expected.py (committed next to this file) as expected.json.
+
+mod common;
+
+use std::fs::File;
+use std::io::BufReader;
+
+use pacsbox_imaging::{Instance, PixelKind};
+
+#[derive(serde::Deserialize)]
+struct Case {
+    key: String,
+    frame: u32,
+    kind: String,
+    signed: bool,
+    tol: i64,
+    rows: u32,
+    columns: u32,
+    why: String,
+    count: usize,
+    sum: i64,
+    wsum: i128,
+    min: i64,
+    max: i64,
+    probe: Vec<(usize, i64)>,
+}
+
+fn cases() -> Vec<Case> {
+    let text = include_str!("expected.json");
+    serde_json::from_str(text).expect("expected.json parses")
+}
+
+fn open(key: &str) -> Instance {
+    let f = File::open(common::resolve(key)).expect("corpus file opens");
+    Instance::read(BufReader::new(f)).unwrap_or_else(|e| panic!("{key}: {e}"))
+}
+
+/// Values as pydicom's array would hold them, flattened.
+fn values(kind: &PixelKind) -> (String, Vec<i64>) {
+    match kind {
+        PixelKind::Gray16 { signed, data } => (
+            "gray16".into(),
+            data.chunks_exact(2)
+                .map(|c| {
+                    let u = u16::from_le_bytes([c[0], c[1]]);
+                    if *signed { u as i16 as i64 } else { u as i64 }
+                })
+                .collect(),
+        ),
+        PixelKind::Rgb8 { data } => ("rgb8".into(), data.iter().map(|b| *b as i64).collect()),
+    }
+}
+
+fn check(c: &Case, kind: &str, v: &[i64]) -> Vec<String> {
+    let who = format!("{} frame {} ({})", c.key, c.frame, c.why);
+    let mut bad = Vec::new();
+    if kind != c.kind {
+        bad.push(format!("{who}: kind {kind}, pydicom {}", c.kind));
+        return bad;
+    }
+    if v.len() != c.count {
+        bad.push(format!("{who}: {} values, pydicom {}", v.len(), c.count));
+        return bad;
+    }
+    let sum: i64 = v.iter().sum();
+    let wsum: i128 = v
+        .iter()
+        .enumerate()
+        .map(|(i, x)| *x as i128 * (i % 251 + 1) as i128)
+        .sum();
+    let (min, max) = (*v.iter().min().unwrap_or(&0), *v.iter().max().unwrap_or(&0));
+    if c.tol == 0 {
+        if (sum, wsum, min, max) != (c.sum, c.wsum, c.min, c.max) {
+            bad.push(format!(
+                "{who}: sum/wsum/min/max {sum}/{wsum}/{min}/{max}, pydicom {}/{}/{}/{}",
+                c.sum, c.wsum, c.min, c.max
+            ));
+        }
+    } else {
+        // Lossy: the mean may move by less than the tolerance, each probe by at most it.
+        let mean_diff = (sum - c.sum).abs() as f64 / c.count as f64;
+        if mean_diff > c.tol as f64 {
+            bad.push(format!(
+                "{who}: mean differs by {mean_diff:.3} (tolerance {})",
+                c.tol
+            ));
+        }
+        if (min - c.min).abs() > c.tol || (max - c.max).abs() > c.tol {
+            bad.push(format!(
+                "{who}: min/max {min}/{max}, pydicom {}/{}",
+                c.min, c.max
+            ));
+        }
+    }
+    for (i, want) in &c.probe {
+        if (v[*i] - want).abs() > c.tol {
+            bad.push(format!("{who}: value #{i} is {}, pydicom {want}", v[*i]));
+            break;
+        }
+    }
+    bad
+}
+
+#[test]
+fn pixels_equal_pydicom() {
+    let cases = cases();
+    assert!(cases.len() >= 30);
+    let mut bad = Vec::new();
+    for c in &cases {
+        let inst = open(&c.key);
+        let info = inst.info();
+        assert_eq!((info.rows, info.columns), (c.rows, c.columns), "{}", c.key);
+        assert_eq!(info.signed, c.signed, "{}", c.key);
+        match inst.pixels(c.frame) {
+            Ok(p) => {
+                assert_eq!((p.rows, p.columns), (c.rows, c.columns), "{}", c.key);
+                let (kind, v) = values(&p.kind);
+                bad.extend(check(c, &kind, &v));
+            }
+            Err(e) => bad.push(format!("{} frame {}: {e}", c.key, c.frame)),
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+/// The transcoding path: decompressed data sets carry exactly the pixels `pixels` gives, and
+/// say so in their attributes (native syntax readable by dicom-object, RGB interleaved).
+#[test]
+fn decompressed_data_sets_carry_the_same_pixels() {
+    use dicom_dictionary_std::tags;
+    use dicom_encoding::TransferSyntaxIndex;
+    use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+    for c in cases().iter().filter(|c| {
+        [
+            "jpeg_ls_lossless.dcm",
+            "JPGExtended.dcm",
+            "JPEGLSNearLossless_16.dcm",
+            "SC_rgb_jls_lossy_sample.dcm",
+            "US1_J2KR.dcm",
+            "MR_small_RLE.dcm",
+            "SC_rgb_jpeg_dcmtk.dcm",
+        ]
+        .iter()
+        .any(|n| c.key.ends_with(n))
+    }) {
+        for ts in ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"] {
+            let f = File::open(common::resolve(&c.key)).expect("open");
+            let ds = pacsbox_imaging::decompress_to_native(BufReader::new(f), ts)
+                .unwrap_or_else(|e| panic!("{}: {e}", c.key));
+            let syntax = TransferSyntaxRegistry.get(ts).expect("known syntax");
+            let obj = dicom_object::InMemDicomObject::read_dataset_with_ts(&ds[..], syntax)
+                .unwrap_or_else(|e| panic!("{} re-read as {ts}: {e}", c.key));
+            let pd = obj.get(tags::PIXEL_DATA).expect("pixel data");
+            let bytes = pd.value().to_bytes().expect("native pixel data");
+            let frames = obj
+                .get(tags::NUMBER_OF_FRAMES)
+                .and_then(|e| e.to_int::<u32>().ok())
+                .unwrap_or(1);
+            let bits = obj
+                .get(tags::BITS_ALLOCATED)
+                .and_then(|e| e.to_int::<usize>().ok())
+                .expect("bits allocated");
+            let pi = obj
+                .get(tags::PHOTOMETRIC_INTERPRETATION)
+                .and_then(|e| e.to_str().ok())
+                .expect("photometric")
+                .trim()
+                .to_string();
+            let samples = if c.kind == "rgb8" { 3 } else { 1 };
+            let frame_len = (c.rows * c.columns) as usize * samples * bits / 8;
+            assert!(
+                bytes.len() >= frame_len * frames as usize,
+                "{}: short",
+                c.key
+            );
+            let frame = &bytes[frame_len * c.frame as usize..frame_len * (c.frame as usize + 1)];
+            let v: Vec<i64> = if c.kind == "rgb8" {
+                assert_eq!(pi, "RGB", "{}", c.key);
+                frame.iter().map(|b| *b as i64).collect()
+            } else if bits == 16 {
+                frame
+                    .chunks_exact(2)
+                    .map(|b| {
+                        let u = u16::from_le_bytes([b[0], b[1]]);
+                        if c.signed { u as i16 as i64 } else { u as i64 }
+                    })
+                    .collect()
+            } else {
+                frame.iter().map(|b| *b as i64).collect()
+            };
+            let bad = check(c, &c.kind, &v);
+            assert!(bad.is_empty(), "{ts}: {}", bad.join("\n"));
+        }
+    }
+}
