@@ -86,6 +86,7 @@ pub struct Web {
     pub config: WebConfig,
     pub sessions: auth::Sessions,
     pub started: Instant,
+    pub(crate) pixel_caches: pixels::PixelCaches,
 }
 
 impl Web {
@@ -105,6 +106,7 @@ impl Web {
                 config,
                 sessions,
                 started: Instant::now(),
+                pixel_caches: Default::default(),
             },
             initial,
         ))

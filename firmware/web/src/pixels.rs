@@ -1,22 +1,225 @@
-//! Pixel endpoints for the viewer and the study page: image info, previews (cached), full
-//! 16-bit pixels, series thumbnails. Decoding is pacsbox-imaging's.
+//! Pixel endpoints for the viewer and the study page: image info, previews, full-fidelity
+//! pixels and series thumbnails. Decoding is pacsbox-imaging's; here are the URL shapes
+//! (frames count from 1 in URLs, as DICOM's frame numbers do), the error statuses, and two
+//! small caches: parsed instances (a multi-frame cine asks for frame after frame of one file)
+//! and rendered previews (the study page asks for the same thumbnails again and again).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use pacsbox_imaging::{ImagingError, Instance, PixelKind};
+use serde::Serialize;
 
 use crate::Web;
 use crate::reply::{HttpError, Reply, Req};
 
-pub fn instance_api(
-    _web: &Web,
-    _req: &Req,
-    _sop: &str,
-    _rest: &[&str],
-) -> Result<Reply, HttpError> {
-    Err(HttpError::Unsupported(
-        "pixel decoding is not built in yet".into(),
-    ))
+/// A few recently used items, bounded by their total size.
+pub struct Lru<V> {
+    budget: usize,
+    items: Mutex<VecDeque<(String, Arc<V>, usize)>>,
 }
 
-pub fn thumbnail(_web: &Web, _series: &str) -> Result<Reply, HttpError> {
-    Err(HttpError::Unsupported(
-        "pixel decoding is not built in yet".into(),
-    ))
+impl<V> Lru<V> {
+    pub fn new(budget: usize) -> Lru<V> {
+        Lru {
+            budget,
+            items: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Arc<V>> {
+        let mut items = self.items.lock().ok()?;
+        let i = items.iter().position(|(k, _, _)| k == key)?;
+        let item = items.remove(i)?;
+        let v = item.1.clone();
+        items.push_front(item);
+        Some(v)
+    }
+
+    fn put(&self, key: String, v: Arc<V>, size: usize) {
+        if size > self.budget {
+            return;
+        }
+        if let Ok(mut items) = self.items.lock() {
+            items.retain(|(k, _, _)| *k != key);
+            items.push_front((key, v, size));
+            let mut total: usize = items.iter().map(|i| i.2).sum();
+            while total > self.budget {
+                match items.pop_back() {
+                    Some(old) => total -= old.2,
+                    None => break,
+                }
+            }
+        }
+    }
+}
+
+pub struct PixelCaches {
+    instances: Lru<Instance>,
+    previews: Lru<Vec<u8>>,
+}
+
+impl Default for PixelCaches {
+    fn default() -> Self {
+        PixelCaches {
+            // A Pi has 2-8 GB; a few multi-frame files and a few hundred thumbnails.
+            instances: Lru::new(192 << 20),
+            previews: Lru::new(32 << 20),
+        }
+    }
+}
+
+impl From<ImagingError> for HttpError {
+    fn from(e: ImagingError) -> HttpError {
+        match e {
+            ImagingError::Unsupported { .. } => HttpError::Unsupported(e.to_string()),
+            ImagingError::Corrupt(_) | ImagingError::NoPixelData => {
+                HttpError::Unprocessable(e.to_string())
+            }
+            ImagingError::NoSuchFrame { .. } => HttpError::NotFound,
+            ImagingError::Io(_) => HttpError::Internal(e.to_string()),
+        }
+    }
+}
+
+fn instance(web: &Web, sop: &str) -> Result<Arc<Instance>, HttpError> {
+    if let Some(i) = web.pixel_caches.instances.get(sop) {
+        return Ok(i);
+    }
+    let rec = web
+        .archive
+        .index()
+        .instance(sop)?
+        .ok_or(HttpError::NotFound)?;
+    let inst = Arc::new(Instance::read(web.archive.open_part10(&rec)?)?);
+    // The decoded object is about as big as the file with its pixels unpacked.
+    let size = usize::try_from(rec.file_size).unwrap_or(usize::MAX);
+    web.pixel_caches
+        .instances
+        .put(sop.to_owned(), inst.clone(), size.saturating_mul(2));
+    Ok(inst)
+}
+
+#[derive(Serialize)]
+struct InfoJson {
+    rows: u32,
+    columns: u32,
+    frames: u32,
+    samples_per_pixel: u16,
+    bits_allocated: u16,
+    bits_stored: u16,
+    signed: bool,
+    photometric: String,
+    rescale_slope: f64,
+    rescale_intercept: f64,
+    windows: Vec<pacsbox_imaging::WindowPreset>,
+    voi_lut_function: Option<String>,
+    transfer_syntax: String,
+    has_pixel_data: bool,
+}
+
+/// `frames/{n}` in a URL: 1-based.
+fn frame_index(s: &str) -> Result<u32, HttpError> {
+    match s.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n - 1),
+        _ => Err(HttpError::BadRequest(format!("not a frame number: {s:?}"))),
+    }
+}
+
+const IMMUTABLE: &str = "private, max-age=86400";
+
+pub fn instance_api(web: &Web, req: &Req, sop: &str, rest: &[&str]) -> Result<Reply, HttpError> {
+    match rest {
+        ["info"] => {
+            let i = instance(web, sop)?.info();
+            Ok(Reply::json(&InfoJson {
+                rows: i.rows,
+                columns: i.columns,
+                frames: i.number_of_frames,
+                samples_per_pixel: i.samples_per_pixel,
+                bits_allocated: i.bits_allocated,
+                bits_stored: i.bits_stored,
+                signed: i.signed,
+                photometric: i.photometric_interpretation,
+                rescale_slope: i.rescale_slope,
+                rescale_intercept: i.rescale_intercept,
+                windows: i.windows,
+                voi_lut_function: i.voi_lut_function,
+                transfer_syntax: i.transfer_syntax,
+                has_pixel_data: i.has_pixel_data,
+            })
+            .header("Cache-Control", IMMUTABLE))
+        }
+        ["frames", n, "preview.png"] => {
+            let max = req.param("max").parse().unwrap_or(512u32).clamp(32, 4096);
+            preview(web, sop, frame_index(n)?, max)
+        }
+        ["frames", n, "pixels"] => pixels(web, req, sop, frame_index(n)?),
+        _ => Err(HttpError::NotFound),
+    }
+}
+
+fn preview(web: &Web, sop: &str, frame: u32, max: u32) -> Result<Reply, HttpError> {
+    let key = format!("{sop}/{frame}/{max}");
+    let png = match web.pixel_caches.previews.get(&key) {
+        Some(p) => p,
+        None => {
+            let png = Arc::new(instance(web, sop)?.preview(frame, max)?);
+            web.pixel_caches.previews.put(key, png.clone(), png.len());
+            png
+        }
+    };
+    Ok(Reply::bytes(200, "image/png", png.as_ref().clone()).header("Cache-Control", IMMUTABLE))
+}
+
+fn pixels(web: &Web, req: &Req, sop: &str, frame: u32) -> Result<Reply, HttpError> {
+    let p = instance(web, sop)?.pixels(frame)?;
+    let (kind, data) = match p.kind {
+        PixelKind::Gray16 { signed: true, data } => ("gray16s", data),
+        PixelKind::Gray16 {
+            signed: false,
+            data,
+        } => ("gray16u", data),
+        PixelKind::Rgb8 { data } => ("rgb8", data),
+    };
+    let mut reply = if req.accepts_gzip {
+        // Fast level: 16-bit medical images shrink 2-3x even so, and the Pi's CPU is the limit.
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(data.len() / 2),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(&data)?;
+        Reply::bytes(200, "application/octet-stream", gz.finish()?)
+            .header("Content-Encoding", "gzip")
+    } else {
+        Reply::bytes(200, "application/octet-stream", data)
+    };
+    reply = reply
+        .header("X-Rows", p.rows.to_string())
+        .header("X-Columns", p.columns.to_string())
+        .header("X-Pixel-Kind", kind)
+        .header("Cache-Control", IMMUTABLE);
+    Ok(reply)
+}
+
+pub fn thumbnail(web: &Web, series: &str) -> Result<Reply, HttpError> {
+    let mut sops = Vec::new();
+    web.archive.index().query(
+        &pacsbox_archive::query::Query {
+            level: pacsbox_archive::query::Level::Image,
+            filters: vec![(
+                pacsbox_archive::query::Attr::SeriesInstanceUid,
+                pacsbox_archive::query::Matcher::Single(series.to_owned()),
+            )],
+        },
+        |row| {
+            let n = row.instance.as_ref().and_then(|i| i.instance_number);
+            sops.push((n, row.sop_instance_uid));
+            std::ops::ControlFlow::Continue(())
+        },
+    )?;
+    sops.sort();
+    let (_, sop) = sops.get(sops.len() / 2).ok_or(HttpError::NotFound)?;
+    preview(web, sop, 0, 128)
 }
