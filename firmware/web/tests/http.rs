@@ -321,24 +321,29 @@ fn session(r: &Resp) -> String {
     )
 }
 
+/// Posts the password form of the session `cookie`.
+fn change_password(port: u16, cookie: &str, current: &str, new: &str) -> Resp {
+    let page = get(port, "/account/password", cookie);
+    post(
+        port,
+        "/account/password",
+        cookie,
+        &[
+            ("csrf", &page.csrf()),
+            ("current", current),
+            ("new", new),
+            ("confirm", new),
+        ],
+    )
+}
+
 /// Logs in as the first admin and changes the generated password; returns the session.
 fn admin_session(s: &Server) -> String {
     let initial = std::fs::read_to_string(&s.password_file).unwrap();
     let r = login(s.port, "admin", initial.trim());
     assert_eq!(r.status, 303, "{}", r.text());
     let cookie = session(&r);
-    let page = get(s.port, "/account/password", &cookie);
-    let r = post(
-        s.port,
-        "/account/password",
-        &cookie,
-        &[
-            ("csrf", &page.csrf()),
-            ("current", initial.trim()),
-            ("new", "a-long-new-password"),
-            ("confirm", "a-long-new-password"),
-        ],
-    );
+    let r = change_password(s.port, &cookie, initial.trim(), "a-long-new-password");
     assert_eq!(r.status, 303, "{}", r.text());
     cookie
 }
@@ -392,30 +397,10 @@ fn first_login_must_change_the_generated_password() {
     );
     let page = get(s.port, "/account/password", &cookie);
     assert!(page.text().contains("generated password"));
-    let too_short = post(
-        s.port,
-        "/account/password",
-        &cookie,
-        &[
-            ("csrf", &page.csrf()),
-            ("current", initial.trim()),
-            ("new", "short"),
-            ("confirm", "short"),
-        ],
-    );
+    let too_short = change_password(s.port, &cookie, initial.trim(), "short");
     assert_eq!(too_short.status, 400);
     assert!(too_short.text().contains("at least 8"));
-    let ok = post(
-        s.port,
-        "/account/password",
-        &cookie,
-        &[
-            ("csrf", &page.csrf()),
-            ("current", initial.trim()),
-            ("new", "a-long-new-password"),
-            ("confirm", "a-long-new-password"),
-        ],
-    );
+    let ok = change_password(s.port, &cookie, initial.trim(), "a-long-new-password");
     assert_eq!(ok.status, 303);
     assert!(
         !s.password_file.exists(),
@@ -511,18 +496,7 @@ fn admins_manage_users_and_users_cannot() {
         303,
         "must change first"
     );
-    let p = get(s.port, "/account/password", &nurse);
-    post(
-        s.port,
-        "/account/password",
-        &nurse,
-        &[
-            ("csrf", &p.csrf()),
-            ("current", "first-password"),
-            ("new", "nurse-password"),
-            ("confirm", "nurse-password"),
-        ],
-    );
+    change_password(s.port, &nurse, "first-password", "nurse-password");
     assert_eq!(get(s.port, "/search", &nurse).status, 200);
     assert_eq!(get(s.port, "/admin/users", &nurse).status, 403);
 }
