@@ -34,6 +34,10 @@ pub struct Identity {
     pub ae_title: String,
     pub dicom_port: u16,
     pub http_port: u16,
+    /// The generated first admin password while nobody has changed it: the installer reads it
+    /// off the panel (never in the JSON: anyone on the LAN can read that).
+    #[serde(skip)]
+    pub initial_password: Option<String>,
 }
 
 /// Space on the file system holding the archive.

@@ -193,10 +193,15 @@ fn identity<D: DrawTarget<Color = BinaryColor>>(h: &Health, d: &mut D) -> Result
         .map(String::as_str)
         .unwrap_or("no network");
     line(d, 1, first)?;
-    match id.addresses.len() {
-        0 | 1 => {}
-        2 => line(d, 2, &id.addresses[1])?,
-        n => line(d, 2, &format!("{} +{}", id.addresses[1], n - 2))?,
+    if let Some(pw) = &id.initial_password {
+        // Until the first login changes it, the installer needs this more than a 2nd address.
+        line(d, 2, &format!("admin pw {pw}"))?;
+    } else {
+        match id.addresses.len() {
+            0 | 1 => {}
+            2 => line(d, 2, &id.addresses[1])?,
+            n => line(d, 2, &format!("{} +{}", id.addresses[1], n - 2))?,
+        }
     }
     line(d, 3, &format!("AE {} :{}", id.ae_title, id.dicom_port))?;
     let host = id

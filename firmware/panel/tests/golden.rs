@@ -31,6 +31,7 @@ fn healthy() -> Health {
             ae_title: "PACSBOX".into(),
             dicom_port: 11112,
             http_port: 8080,
+            initial_password: None,
         },
         volume: DataVolume {
             total_bytes: 3726 * GIB,
@@ -84,6 +85,13 @@ fn degraded() -> Health {
     h
 }
 
+/// Nobody has logged in yet: the generated admin password is on the identity page.
+fn first_start() -> Health {
+    let mut h = healthy();
+    h.identity.initial_password = Some("Kq7mPz3xWb9c".into());
+    h
+}
+
 fn cases() -> Vec<(&'static str, Screen, Health)> {
     let mut rebuilding = healthy();
     rebuilding.arrays = mdstat::parse(MIRROR_REBUILDING);
@@ -92,6 +100,11 @@ fn cases() -> Vec<(&'static str, Screen, Health)> {
     assert_eq!(alarms[0].severity(), Severity::Critical);
     vec![
         ("identity", Screen::Page(Page::Identity), healthy()),
+        (
+            "identity_first_start",
+            Screen::Page(Page::Identity),
+            first_start(),
+        ),
         ("storage", Screen::Page(Page::Storage), healthy()),
         ("activity", Screen::Page(Page::Activity), healthy()),
         ("alarms", Screen::Page(Page::Alarms), healthy()),
