@@ -108,7 +108,8 @@ fn main() -> ExitCode {
                 .with_writer(std::io::stderr)
                 .with_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                        // OpenJPEG narrates every tile at info level.
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,jpeg2k=warn")),
                 ),
         )
         .with(errors.clone())
