@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, in CI order: formatting, lints, Rust tests, release
-# build, then the end-to-end suite against the release binary.
+# build, then the end-to-end suite and the browser tests against the release binary.
 # Fails fast: the first failing step stops the run with its name printed.
 set -euo pipefail
 
@@ -33,3 +33,4 @@ if [[ ! -x "$PACSBOX_BIN" ]]; then
 fi
 
 step "e2e" python3 -m pytest -q tests/e2e
+step "browser" bash tests/browser/run.sh
