@@ -830,7 +830,7 @@ mod tests {
             referring_physician: String::new(),
             study_description: String::new(),
             study_id: String::new(),
-            modality: if i % 3 == 0 { "MR" } else { "CT" }.into(),
+            modality: if i.is_multiple_of(3) { "MR" } else { "CT" }.into(),
             series_description: String::new(),
             series_number: None,
             body_part: String::new(),
@@ -862,7 +862,7 @@ mod tests {
         let surnames = ["KIM", "LEE", "PARK", "KANG"];
         let entries: Vec<_> = (0..400u32)
             .map(|i| {
-                let date = if i % 7 == 0 {
+                let date = if i.is_multiple_of(7) {
                     String::new()
                 } else {
                     format!("2024{:02}{:02}", 1 + i % 12, 1 + (i * 7) % 28)
