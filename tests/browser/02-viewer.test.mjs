@@ -14,7 +14,8 @@ const CT = K.series.ct; // 693_UNCR: 512×512 CT, window 40/100, rescale −1024
 const MF = K.series.mf; // emri_small: 10 frames
 const CR = K.series.cr; // RG1_UNCR: 1841×1955 MONOCHROME1
 const RGB = K.series.rgb; // US1_UNCR: 640×480 RGB
-const MIXED = K.series.mixed; // RLE, JPEG 2000, explicit LE
+const MIXED = K.series.mixed; // RLE, JPEG 2000, explicit LE, 12-bit JPEG Extended, JPEG-LS
+const EDGE = MANIFEST.edge; // dose32: 32-bit RT dose (preview only); clip: 120-frame JPEG colour
 const IDENTITY = [1, 0, 0, 1, 0, 0];
 const timings = {};
 
@@ -429,10 +430,10 @@ describe('viewer (desktop, mouse and keyboard)', () => {
     await shot(page, 'viewer-rgb');
   });
 
-  it('every transfer syntax of the mixed series displays from full pixels (RLE, JPEG 2000, explicit LE)', async () => {
+  it('every transfer syntax of the mixed series displays from full pixels (RLE, JPEG 2000, explicit LE, JPEG 12-bit, JPEG-LS)', async () => {
     let s = await openViewer(page, K.study, MIXED.uid);
     assert.equal(s.count, MIXED.instances.length);
-    const hashes = new Set();
+    const hashes = new Map();
     for (let i = 0; i < s.count; i++) {
       if (i) {
         await page.keyboard.press('ArrowDown');
@@ -443,10 +444,53 @@ describe('viewer (desktop, mouse and keyboard)', () => {
       assert.equal(s.error, '', `${inst.file} (${inst.ts}): ${s.error}`);
       assert.equal(s.source, 'pixels', `${inst.file} (${inst.ts})`);
       assert.deepEqual([s.imageWidth, s.imageHeight], [inst.columns, inst.rows]);
-      hashes.add((await snap(page, `m${i}`)).hash);
+      hashes.set(inst.file, (await snap(page, `m${i}`)).hash);
       await shot(page, `viewer-mixed-${i + 1}`);
     }
-    assert.equal(hashes.size, MIXED.instances.length);
+    // MR_small in RLE and in JPEG-LS (both lossless) must look the same; the others differ
+    assert.equal(hashes.get('MR_small_RLE.dcm'), hashes.get('MR_small_jpeg_ls_lossless.dcm'));
+    assert.equal(new Set(hashes.values()).size, MIXED.instances.length - 1);
+  });
+
+  it('an image the server can only preview (32-bit RT dose: pixels 415) shows the preview and says why', async () => {
+    const s = await openViewer(page, EDGE.study, EDGE.series.dose32.uid);
+    assert.equal(s.source, 'preview');
+    assert.equal(await page.locator('#verror').isVisible(), true);
+    const text = await page.textContent('#verror');
+    assert.match(text, /^Preview only, no window\/level here \(415: /);
+    await snap(page, 'dose');
+    const lit = await litBox(page, 'dose', 0);
+    assert.ok(lit.width > 100 && lit.height > 100, `the preview is on the canvas: ${JSON.stringify(lit)}`);
+    await shot(page, 'viewer-preview-only');
+  });
+
+  it('cine through a 120-frame JPEG colour clip keeps pace', async () => {
+    let s = await openViewer(page, EDGE.study, EDGE.series.clip.uid);
+    assert.equal(s.count, 120);
+    assert.equal(s.kind, 'rgb8');
+    await page.click('[data-act=cine]');
+    const seen = await page.evaluate(async () => {
+      const out = [];
+      const t0 = performance.now();
+      while (performance.now() - t0 < 3000) {
+        const st = window.pacsboxViewer.state;
+        out.push([st.index, st.source]);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return out;
+    });
+    await page.click('[data-act=cine]');
+    let advances = 0;
+    const sources = {};
+    for (let i = 1; i < seen.length; i++) {
+      if (seen[i][0] !== seen[i - 1][0]) advances++;
+      sources[seen[i][1]] = (sources[seen[i][1]] || 0) + 1;
+    }
+    timings.clipCine3s = { advances, samplesBySource: sources };
+    assert.ok(advances >= 20, `cine advanced ${advances} times in 3 s`);
+    s = await ready(page);
+    assert.equal(s.playing, false);
+    await shot(page, 'viewer-clip');
   });
 
   it('a 415 from the server is shown as text in #verror, never as markup', async () => {

@@ -12,8 +12,11 @@ Studies:
       2 MR   emri_small.dcm      64×64, 10 frames (multi-frame scroll and cine)
       3 CR   RG1_UNCR.dcm        1841×1955 12/15-bit MONOCHROME1 (the "2K CR")
       4 US   US1_UNCR.dcm        640×480 RGB
-      5 MR   MR_small_RLE, MR2_J2KR, CT_small: one image each in RLE, JPEG 2000, explicit LE
-  * "<script>alert(1)</script>", ID BRW-XSS: CT_small.dcm
+      5 MR   one image each in RLE (MR_small_RLE), JPEG 2000 (MR2_J2KR), explicit LE (CT_small),
+             12-bit JPEG Extended (JPGExtended), JPEG-LS (MR_small_jpeg_ls_lossless)
+  * "<script>alert(1)</script>", ID BRW-XSS: CT_small.dcm, series description "<b>not bold</b>"
+  * "Edge^Cases", ID BRW-EDGE: 1 rtdose_1frame.dcm (32-bit: preview only, pixels 415),
+      2 color3d_jpeg_baseline.dcm (640×480 YBR JPEG baseline, 120 frames: cine)
 
 Usage: fixtures.py --port DICOM_PORT --ae PACSBOX --work DIR --out manifest.json
 """
@@ -35,6 +38,11 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 import helpers  # noqa: E402  (storescu config per transfer syntax, DCMTK paths)
 
 KIM_NAME = "Kim^Minsu=김민수"
+EDGE_NAME = "Edge^Cases"
+EDGE_SERIES = [
+    ("dose32", "RT dose 32-bit", ["rtdose_1frame.dcm"]),
+    ("clip", "US clip 120 frames", ["color3d_jpeg_baseline.dcm"]),
+]
 XSS_NAME = "<script>alert(1)</script>"
 
 KIM_SERIES = [
@@ -43,7 +51,8 @@ KIM_SERIES = [
     ("mf", "MR multi-frame", ["emri_small.dcm"]),
     ("cr", "CR chest 2K", ["RG1_UNCR.dcm"]),
     ("rgb", "US colour", ["US1_UNCR.dcm"]),
-    ("mixed", "Mixed syntaxes", ["MR_small_RLE.dcm", "MR2_J2KR.dcm", "CT_small.dcm"]),
+    ("mixed", "Mixed syntaxes", ["MR_small_RLE.dcm", "MR2_J2KR.dcm", "CT_small.dcm", "JPGExtended.dcm",
+                                 "MR_small_jpeg_ls_lossless.dcm"]),
 ]
 
 
@@ -107,6 +116,17 @@ def main() -> int:
     ds = rewrite("CT_small.dcm", patient=XSS_NAME, pid="BRW-XSS", study=xss_study, series=series,
                  series_no=1, inst_no=1, desc="<b>not bold</b>", charset="ISO_IR 192")
     manifest["xss"]["series"]["ct"] = {"uid": series, "number": 1, "instances": [{"file": "CT_small.dcm", **add(ds, "xss")}]}
+
+    edge_study = generate_uid()
+    manifest["edge"] = {"name": EDGE_NAME, "study": edge_study, "series": {}}
+    for n, (key, desc, srcs) in enumerate(EDGE_SERIES, 1):
+        series = generate_uid()
+        insts = []
+        for i, src in enumerate(srcs, 1):
+            ds = rewrite(src, patient=EDGE_NAME, pid="BRW-EDGE", study=edge_study, series=series,
+                         series_no=n, inst_no=i, desc=desc, charset=None)
+            insts.append({"file": src, **add(ds, key)})
+        manifest["edge"]["series"][key] = {"uid": series, "number": n, "description": desc, "instances": insts}
 
     groups: dict[str, set[str]] = {}
     for _p, ts, sc in files:

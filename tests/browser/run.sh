@@ -37,8 +37,13 @@ if [[ ! -d "$HERE/node_modules/playwright-core" ]] || [[ "$HERE/package-lock.jso
 fi
 
 BIN="${PACSBOX_BIN:-target/release/pacsbox}"
+# web-ui/ (templates, viewer.js, CSS) is compiled into the binary: a binary older than any of
+# those files would test yesterday's page, so build then too (cargo is incremental).
 if [[ ! -x "$BIN" ]]; then
     echo "==> building $BIN"
+    cargo build --release -p pacsbox
+elif [[ -z "${PACSBOX_BIN:-}" && -n "$(find web-ui firmware -newer "$BIN" -type f -print -quit)" ]]; then
+    echo "==> web-ui/ or firmware/ changed since $BIN was built: cargo build --release -p pacsbox"
     cargo build --release -p pacsbox
 fi
 BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"

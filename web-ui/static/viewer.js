@@ -481,7 +481,9 @@
     ovBr.textContent = br.join('\n');
   }
 
-  function showError(msg) {
+  /** `soft`: the image is on screen anyway (a preview), so the note sits below it. */
+  function showError(msg, soft = false) {
+    verror.classList.toggle('soft', !!soft);
     if (msg) {
       verror.textContent = msg; // never innerHTML: server text is text
       verror.hidden = false;
@@ -522,7 +524,9 @@
       if (st.timings.firstPaint === null) st.timings.firstPaint = now;
       if (src === 'pixels' && st.timings.pixelsPaint === null) st.timings.pixelsPaint = now;
       // an image without full pixels but with a preview still shows; say why it is only a preview
-      showError(e.pixelsErr && e.pixels === null && settled(e) ? `${describe(e.pixelsErr)} (showing the preview)` : '');
+      const previewOnly = e.pixelsErr && e.pixels === null && settled(e);
+      const why = previewOnly && e.pixelsErr instanceof HttpError ? `${e.pixelsErr.status}: ${e.pixelsErr.text}` : describe(e.pixelsErr);
+      showError(previewOnly ? `Preview only, no window/level here (${why})` : '', true);
     } else if (e && settled(e) && (e.previewErr || e.pixelsErr)) {
       st.source = 'error';
       showError(describe(e.pixelsErr || e.previewErr));
