@@ -401,8 +401,17 @@ describe('viewer (desktop, mouse and keyboard)', () => {
     const iPreview = seen.indexOf(`/api/instances/${sop}/frames/1/preview.png`);
     const iPixels = seen.indexOf(`/api/instances/${sop}/frames/1/pixels`);
     assert.ok(iPreview >= 0 && iPixels >= 0 && iPreview < iPixels, `preview first, then pixels: ${seen.join(' ')}`);
-    timings.cr2k = { wallMs: Date.now() - t0, firstPaintMs: s.timings.firstPaint, pixelsPaintMs: s.timings.pixelsPaint,
-      size: `${s.imageWidth}x${s.imageHeight}` };
+    const resources = await page.evaluate(() => performance.getEntriesByType('resource')
+      .filter((r) => /\/api\//.test(r.name))
+      .map((r) => ({ path: new URL(r.name).pathname.replace(/instances\/[0-9.]+/, 'instances/…').replace(/studies\/[0-9.]+/, 'studies/…'),
+        startMs: Math.round(r.startTime), responseStartMs: Math.round(r.responseStart), endMs: Math.round(r.responseEnd),
+        bytes: r.encodedBodySize, decodedBytes: r.decodedBodySize })));
+    const nav = await page.evaluate(() => {
+      const n = performance.getEntriesByType('navigation')[0];
+      return { htmlMs: Math.round(n.responseEnd), domContentLoadedMs: Math.round(n.domContentLoadedEventEnd) };
+    });
+    timings.cr2k = { wallMs: Date.now() - t0, firstPaintMs: Math.round(s.timings.firstPaint), pixelsPaintMs: Math.round(s.timings.pixelsPaint),
+      size: `${s.imageWidth}x${s.imageHeight}`, ...nav, resources };
     assert.equal(s.photometric, 'MONOCHROME1');
     assert.equal(s.kind, 'gray16u');
     assert.equal(s.source, 'pixels');

@@ -651,8 +651,12 @@
       schedule();
       return;
     }
-    // the first image of a one-instance series decides whether it is a multi-frame series
+    // the first image of a one-instance series decides whether it is a multi-frame series;
+    // frame 1 exists either way, so its preview and pixels load meanwhile (first paint sooner)
     if (list.length === 1) {
+      const first = entry(list[0]);
+      loadPreview(first).then(() => { if (token === seriesToken) schedule(); });
+      loadPixels(first);
       try {
         const inf = await info(list[0].sop);
         if (token !== seriesToken) return;
