@@ -496,7 +496,9 @@ describe('viewer (desktop, mouse and keyboard)', () => {
       sources[seen[i][1]] = (sources[seen[i][1]] || 0) + 1;
     }
     timings.clipCine3s = { advances, samplesBySource: sources };
-    assert.ok(advances >= 20, `cine advanced ${advances} times in 3 s`);
+    // cine waits for each image (never skips one), so a slow server slows it rather than
+    // showing stale pictures: at least 5 images per second here, on a loaded 2-core machine
+    assert.ok(advances >= 15, `cine advanced ${advances} times in 3 s`);
     s = await ready(page);
     assert.equal(s.playing, false);
     await shot(page, 'viewer-clip');

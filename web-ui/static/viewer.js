@@ -746,7 +746,10 @@
     cineBtn.classList.add('on');
     cineBtn.textContent = '⏸';
     cineBtn.title = 'Stop cine';
-    cineTimer = setInterval(() => show((st.index + 1) % st.images.length), CINE_MS);
+    // every image is shown: a tick while the current one is still loading waits for it
+    cineTimer = setInterval(() => {
+      if (st.source !== 'loading' && !renderScheduled) show((st.index + 1) % st.images.length);
+    }, CINE_MS);
   }
 
   function stopCine() {
