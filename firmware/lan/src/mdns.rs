@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use mdns_sd::{ServiceDaemon, ServiceInfo, UnregisterStatus};
+use mdns_sd::{IfKind, ServiceDaemon, ServiceInfo, UnregisterStatus};
 
 use crate::LanError;
 
@@ -28,6 +28,8 @@ pub struct Announcement {
     pub http_port: u16,
     /// Host name with or without `.local`, e.g. `pacsbox-1a2b`.
     pub hostname: String,
+    /// Announce on 127.0.0.1 only. For tests: they must not multicast onto a real LAN.
+    pub loopback_only: bool,
 }
 
 impl Announcement {
@@ -67,6 +69,14 @@ impl Announcement {
     }
 }
 
+/// Makes `daemon` use 127.0.0.1 only (mdns-sd applies selections in order, so all off, then
+/// loopback on).
+pub fn restrict_to_loopback(daemon: &ServiceDaemon) -> Result<(), LanError> {
+    daemon.disable_interface(IfKind::All)?;
+    daemon.enable_interface(IfKind::LoopbackV4)?;
+    Ok(())
+}
+
 /// The running announcement. Call [`Announcer::goodbye`] on shutdown; dropping it without
 /// does the same, best effort.
 pub struct Announcer {
@@ -79,6 +89,9 @@ impl Announcer {
     pub fn start(a: &Announcement) -> Result<Announcer, LanError> {
         let services = a.services()?;
         let daemon = ServiceDaemon::new()?;
+        if a.loopback_only {
+            restrict_to_loopback(&daemon)?;
+        }
         let mut fullnames = Vec::new();
         for s in services {
             fullnames.push(s.get_fullname().to_owned());
@@ -153,6 +166,7 @@ mod tests {
             dicom_port: 104,
             http_port: 80,
             hostname: "pacsbox-1a2b.local".into(),
+            loopback_only: true,
         };
         assert_eq!(a.host_fqdn(), "pacsbox-1a2b.local.");
         a.hostname = "pacsbox-1a2b".into();

@@ -1,6 +1,6 @@
 //! The announcement as a client on the LAN sees it: mdns-sd's own browser (a separate daemon,
 //! its own sockets) resolves `_dicom._tcp`, reads the AE title and port, and sees the goodbye.
-//! Loopback is one of mdns-sd's interfaces, so this needs no network beyond the machine.
+//! Both sides use 127.0.0.1 only: a test must not multicast onto a real LAN.
 
 use std::time::{Duration, Instant};
 
@@ -17,8 +17,10 @@ fn browser_finds_ae_title_and_port_then_the_goodbye() {
         dicom_port: 11112,
         http_port: 8080,
         hostname: format!("pacsbox-test-{tag}"),
+        loopback_only: true,
     };
     let browser = ServiceDaemon::new().expect("browser daemon");
+    pacsbox_lan::mdns::restrict_to_loopback(&browser).expect("browser on loopback");
     let events = browser.browse(DICOM_SERVICE).expect("browse _dicom._tcp");
     let http_events = browser.browse(HTTP_SERVICE).expect("browse _http._tcp");
     let announcer = Announcer::start(&a).expect("announce");
