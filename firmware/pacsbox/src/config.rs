@@ -42,6 +42,12 @@ pub struct Config {
     pub panel: pacsbox_panel::PanelSettings,
     /// `[health]`: where RAID and SMART health are read.
     pub health: pacsbox_health::HealthSettings,
+    /// Refuse to touch `data_dir` until it is a mount point (the RAID or USB disk), so a missing
+    /// volume never fills the SD card; the image sets it.
+    pub require_mount: bool,
+    /// Announce `_dicom._tcp` and `_http._tcp` over mDNS; off by default so development runs
+    /// and tests stay quiet on the LAN, on in the image.
+    pub mdns: bool,
 }
 
 impl Default for Config {
@@ -63,6 +69,8 @@ impl Default for Config {
             peers: Vec::new(),
             panel: pacsbox_panel::PanelSettings::default(),
             health: pacsbox_health::HealthSettings::default(),
+            require_mount: false,
+            mdns: false,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `pacsbox`: the appliance binary. Parses the command line, loads settings, and wires the
 //! archive, the DICOM services and the HTTP status page together. Nothing else lives here.
 
+mod appliance;
 mod config;
 mod http;
 
@@ -266,6 +267,7 @@ fn print_rows(rows: Vec<(String, InstanceRecord)>) -> anyhow::Result<()> {
 }
 
 fn serve(c: Config) -> anyhow::Result<()> {
+    appliance::wait_for_data_volume(&c)?;
     std::fs::create_dir_all(&c.data_dir)
         .with_context(|| format!("creating data folder {}", c.data_dir.display()))?;
     let archive = open(&c)?;
@@ -325,7 +327,10 @@ fn serve(c: Config) -> anyhow::Result<()> {
             let _ = tx.send(true);
         });
         dicom_accepting.store(true, Ordering::Relaxed);
+        let presence = appliance::Presence::start(&c);
+        tokio::spawn(appliance::watchdog());
         let served = scp.serve(listener, rx).await;
+        presence.stop();
         dicom_accepting.store(false, Ordering::Relaxed);
         served?;
         anyhow::Ok(())
