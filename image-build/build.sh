@@ -52,10 +52,16 @@ if [[ ! -e "$rootfs/.complete" ]]; then
     start=$SECONDS
     rm -rf "$rootfs.tmp"
     mkdir -p "$CACHE_DIR"
+    # Downloaded .debs are kept between builds (a hook change need not download 300 MB again).
+    local_debs="$CACHE_DIR/debs-$arch"
+    mkdir -p "$local_debs"
     in_mount_ns mmdebstrap --quiet --variant=apt --architectures="$arch" \
         --components="main non-free-firmware" \
         --include="$(packages)" \
+        --skip=essential/unlink \
+        --setup-hook="mkdir -p \"\$1/var/cache/apt/archives\" && sync-in $local_debs /var/cache/apt/archives/" \
         --essential-hook="$IMAGE_BUILD_DIR/hooks/essential.sh \"\$1\"" \
+        --customize-hook="sync-out /var/cache/apt/archives $local_debs" \
         --customize-hook="$IMAGE_BUILD_DIR/hooks/customize.sh \"\$1\" $arch $IMAGE_BUILD_DIR" \
         "$SUITE" "$rootfs.tmp" \
         "deb $MIRROR $SUITE main non-free-firmware" \
