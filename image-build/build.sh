@@ -59,7 +59,8 @@ if [[ ! -e "$rootfs/.complete" ]]; then
         --components="main non-free-firmware" \
         --include="$(packages)" \
         --skip=essential/unlink \
-        --setup-hook="mkdir -p \"\$1/var/cache/apt/archives\" && sync-in $local_debs /var/cache/apt/archives/" \
+        --setup-hook='mkdir -p "$1/var/cache/apt/archives"' \
+        --setup-hook="sync-in $local_debs /var/cache/apt/archives/" \
         --essential-hook="$IMAGE_BUILD_DIR/hooks/essential.sh \"\$1\"" \
         --customize-hook="sync-out /var/cache/apt/archives $local_debs" \
         --customize-hook="$IMAGE_BUILD_DIR/hooks/customize.sh \"\$1\" $arch $IMAGE_BUILD_DIR" \
@@ -67,6 +68,9 @@ if [[ ! -e "$rootfs/.complete" ]]; then
         "deb $MIRROR $SUITE main non-free-firmware" \
         "deb $MIRROR $SUITE-updates main non-free-firmware" \
         "deb $SECURITY_MIRROR $SUITE-security main non-free-firmware"
+    # The initramfs must be able to fsck the root file system after a power cut (FSTYPE=ext4).
+    chroot_run "$rootfs.tmp" sh -c 'lsinitramfs /boot/initrd.img-* | grep -q "sbin/fsck.ext4$"' ||
+        die "the initramfs has no fsck.ext4"
     # What is in it, for the manifest (Debian's archive moves; this is what was built).
     chroot "$rootfs.tmp" dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\n' \
         >"$rootfs.tmp.packages"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The image part of CI (called by tests/run_all.sh after the host tests):
+#   0. avahi-browse finds the release binary's mDNS announcement (test/avahi-check.sh);
 #   1. the aarch64 cross-build of the firmware (every run);
 #   2. the amd64 image with the test overlay, and its full boot test in qemu (every run);
 #   3. the arm64 (Raspberry Pi 4) image and its boot test, only when image-build/ or the
@@ -27,6 +28,9 @@ trap 'rm -rf "$out"' EXIT
 version="$(pacsbox_version)"
 
 timed "host tools" ensure_host_tools
+if [[ -x "${PACSBOX_BIN:-}" ]]; then
+    timed "mDNS announcement seen by avahi" "$IMAGE_BUILD_DIR/test/avahi-check.sh" "$PACSBOX_BIN"
+fi
 timed "aarch64 cross-build" "$IMAGE_BUILD_DIR/cross-build.sh" --out "$CACHE_DIR/out/pacsbox-aarch64"
 
 amd64_bin=()
