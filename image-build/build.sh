@@ -145,6 +145,7 @@ assemble() {
         printf 'title pacsbox\nlinux /vmlinuz\ninitrd /initrd.img\noptions %s\n' \
             "$(cat "$boot/cmdline.txt")" >"$boot/loader/entries/pacsbox.conf"
     fi
+    mkdir -p "$root/boot/firmware"
     find "$root/boot/firmware" -mindepth 1 -delete
     # State partition: what lives under /var/lib/pacsbox.
     mkdir -p "$state"
@@ -163,7 +164,7 @@ assemble() {
     p4=$((p3 + root_mib))
     total=$((p4 + state_mib))
 
-    mkfs.vfat -n PACSBOX-BOOT -i 7ac5b0c5 -C "$work/boot.fat" $((boot_mib * 1024)) >/dev/null
+    mkfs.vfat -n PACSBOXBOOT -i 7ac5b0c5 -C "$work/boot.fat" $((boot_mib * 1024)) >/dev/null
     mcopy -s -p -m -i "$work/boot.fat" "$boot"/* ::
     # Fixed UUIDs and hash seed: the same tree gives the same file system.
     mkfs.ext4 -q -L pacsbox-root -U 7ac5b0c5-0002-4000-8000-000000000002 \
