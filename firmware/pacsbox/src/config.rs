@@ -44,6 +44,12 @@ pub struct Config {
     pub health: pacsbox_health::HealthSettings,
     /// `[web]`: the web page.
     pub web: WebSettings,
+    /// Refuse to touch `data_dir` until it is a mount point (the RAID or USB disk), so a missing
+    /// volume never fills the SD card; the image sets it.
+    pub require_mount: bool,
+    /// Announce `_dicom._tcp` and `_http._tcp` over mDNS; off by default so development runs
+    /// and tests stay quiet on the LAN, on in the image.
+    pub mdns: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
@@ -84,6 +90,8 @@ impl Default for Config {
             panel: pacsbox_panel::PanelSettings::default(),
             health: pacsbox_health::HealthSettings::default(),
             web: WebSettings::default(),
+            require_mount: false,
+            mdns: false,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! archive, the DICOM services, the web page and the front panel together. Nothing else lives
 //! here.
 
+mod appliance;
 mod config;
 mod errlog;
 mod status;
@@ -276,6 +277,7 @@ fn print_rows(rows: Vec<(String, InstanceRecord)>) -> anyhow::Result<()> {
 
 fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     raise_open_file_limit();
+    appliance::wait_for_data_volume(&c)?;
     std::fs::create_dir_all(&c.data_dir)
         .with_context(|| format!("creating data folder {}", c.data_dir.display()))?;
     let archive = open(&c)?;
@@ -353,7 +355,10 @@ fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
             let _ = tx.send(true);
         });
         dicom_accepting.store(true, Ordering::Relaxed);
+        let presence = appliance::Presence::start(&c);
+        tokio::spawn(appliance::watchdog());
         let served = scp.serve(listener, rx).await;
+        presence.stop();
         dicom_accepting.store(false, Ordering::Relaxed);
         served?;
         anyhow::Ok(())

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The image part of CI (called by tests/run_all.sh after the host tests):
+#   0. avahi-browse finds the release binary's mDNS announcement (test/avahi-check.sh);
+#   1. the aarch64 cross-build of the firmware (every run);
+#   2. the amd64 image with the test overlay, and its full boot test in qemu (every run);
+#   3. the arm64 (Raspberry Pi 4) image and its boot test, only when image-build/ or the
+#      daemon's start-up code changed in the commit under test (HEAD against its first parent,
+#      the previous state of main) and that content has not already passed on this machine;
+#      PACSBOX_IMAGE_ARM64=1 forces it, PACSBOX_IMAGE_ARM64=0 skips it.
+# Chroots and root file systems are cached in $CACHE_DIR (default /var/cache/pacsbox-image),
+# so only the first run on a machine pays for them; images are deleted after the test.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_DIR"
+
+timed() {
+    local name="$1"; shift
+    local t0=$SECONDS
+    echo "--> image: $name"
+    "$@"
+    echo "--> image: $name done in $((SECONDS - t0)) s"
+}
+
+out="$CACHE_DIR/ci-out"
+rm -rf "$out"
+mkdir -p "$out"
+trap 'rm -rf "$out"' EXIT
+version="$(pacsbox_version)"
+
+timed "host tools" ensure_host_tools
+if [[ -x "${PACSBOX_BIN:-}" ]]; then
+    timed "mDNS announcement seen by avahi" "$IMAGE_BUILD_DIR/test/avahi-check.sh" "$PACSBOX_BIN"
+fi
+timed "aarch64 cross-build" "$IMAGE_BUILD_DIR/cross-build.sh" --out "$CACHE_DIR/out/pacsbox-aarch64"
+
+amd64_bin=()
+[[ -x "${PACSBOX_BIN:-}" ]] && amd64_bin=(--binary "$PACSBOX_BIN")
+timed "amd64 image" "$IMAGE_BUILD_DIR/build.sh" --arch amd64 --test --out "$out" "${amd64_bin[@]}"
+timed "amd64 boot test" "$IMAGE_BUILD_DIR/test/boot-test.sh" "$out/pacsbox-$version-amd64-test.img"
+rm -f "$out"/*amd64*
+
+startup_paths=(image-build firmware/lan firmware/pacsbox/src/main.rs
+    firmware/pacsbox/src/appliance.rs firmware/pacsbox/src/config.rs)
+arm64="${PACSBOX_IMAGE_ARM64:-auto}"
+marker="$CACHE_DIR/arm64-passed-$(content_key "${startup_paths[@]}")"
+if [[ "$arm64" == auto ]]; then
+    arm64=0
+    if ! git rev-parse -q --verify HEAD^1 >/dev/null ||
+        ! git diff --quiet HEAD^1 HEAD -- "${startup_paths[@]}"; then
+        if [[ -e "$marker" ]]; then
+            echo "--> image: arm64 start-up content already passed on this machine; skipped"
+        else
+            arm64=1
+        fi
+    else
+        echo "--> image: image-build/ and start-up code unchanged; arm64 image skipped"
+    fi
+fi
+if [[ "$arm64" == 1 ]]; then
+    timed "arm64 image" "$IMAGE_BUILD_DIR/build.sh" --arch arm64 --test --out "$out" \
+        --binary "$CACHE_DIR/out/pacsbox-aarch64"
+    timed "arm64 boot test" "$IMAGE_BUILD_DIR/test/boot-test.sh" "$out/pacsbox-$version-arm64-test.img"
+    touch "$marker"
+fi

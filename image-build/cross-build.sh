@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Cross-builds the pacsbox binary for aarch64 in a Debian trixie build chroot:
+# trixie-backports' rustc/cargo + libstd-rust-dev:arm64 + gcc-aarch64-linux-gnu (rustup has no
+# aarch64 std here). cmake, g++-aarch64-linux-gnu and nasm are there for C/C++ codec crates.
+#
+#   image-build/cross-build.sh [--out FILE]      default: $CACHE_DIR/out/pacsbox-aarch64
+#
+# Crates are fetched on the host (its network and CA certificates) and the chroot builds
+# --offline --locked against the host's cargo registry bound in: no certificates are copied
+# into any chroot. Everything cached under $CACHE_DIR (build chroot keyed on this script's
+# package list, target dir reused for incremental builds).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+out="$CACHE_DIR/out/pacsbox-aarch64"
+while (($#)); do
+    case "$1" in
+        --out) out="$2"; shift 2 ;;
+        *) die "unknown argument $1" ;;
+    esac
+done
+
+BUILD_PACKAGES=(
+    rustc/trixie-backports cargo/trixie-backports libstd-rust-dev:arm64/trixie-backports
+    gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev:arm64 cmake nasm pkg-config make
+    ca-certificates
+)
+
+ensure_host_tools
+key="$(content_key "${BUILD_PACKAGES[*]}" "$IMAGE_BUILD_DIR/cross/cargo-config.toml")"
+chroot_dir="$CACHE_DIR/buildroot-$key"
+if [[ ! -e "$chroot_dir/.complete" ]]; then
+    log "creating build chroot $chroot_dir (cold: a few minutes)"
+    start=$SECONDS
+    rm -rf "$chroot_dir" "$chroot_dir.tmp"
+    mkdir -p "$CACHE_DIR"
+    in_mount_ns mmdebstrap --quiet --variant=apt --architectures=amd64,arm64 \
+        --include="$(IFS=,; echo "${BUILD_PACKAGES[*]}")" \
+        --customize-hook='mkdir -p "$1/root/.cargo"' \
+        --customize-hook="copy-in $IMAGE_BUILD_DIR/cross/cargo-config.toml /root/.cargo/" \
+        --customize-hook='mv "$1/root/.cargo/cargo-config.toml" "$1/root/.cargo/config.toml"' \
+        "$SUITE" "$chroot_dir.tmp" \
+        "deb $MIRROR $SUITE main" \
+        "deb $MIRROR $SUITE-updates main" \
+        "deb $MIRROR $SUITE-backports main" \
+        "deb $SECURITY_MIRROR $SUITE-security main"
+    touch "$chroot_dir.tmp/.complete"
+    mv "$chroot_dir.tmp" "$chroot_dir"
+    log "build chroot ready in $((SECONDS - start)) s"
+fi
+chroot_run "$chroot_dir" rustc --version >&2
+
+# Host side: the exact crates of Cargo.lock into the host's registry cache.
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+(cd "$REPO_DIR" && cargo fetch --locked --target aarch64-unknown-linux-gnu >/dev/null)
+
+target_dir="$CACHE_DIR/target-aarch64"
+mkdir -p "$target_dir" "$(dirname "$out")"
+BIND_MOUNTS=("$REPO_DIR:/src" "$cargo_home/registry:/root/.cargo/registry" "$target_dir:/target")
+cross_env=(
+    CARGO_TARGET_DIR=/target CARGO_TERM_COLOR=never
+    CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+    CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
+    AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+    PKG_CONFIG_aarch64_unknown_linux_gnu=aarch64-linux-gnu-pkg-config
+)
+build() {
+    chroot_run "$chroot_dir" env "${cross_env[@]}" cargo build --manifest-path /src/Cargo.toml \
+        --offline --locked --release --target aarch64-unknown-linux-gnu -p pacsbox "$@"
+}
+start=$SECONDS
+log "cross-building pacsbox for aarch64"
+if ! build; then
+    # C/C++ codecs behind the default-on `native-codecs` feature may not cross-build; an
+    # archive without them still stores and serves everything (no transcoding).
+    if grep -qs 'native-codecs' "$REPO_DIR"/firmware/*/Cargo.toml; then
+        log "WARNING: build failed; retrying without default features (no native codecs)"
+        build --no-default-features
+    else
+        die "aarch64 cross-build failed"
+    fi
+fi
+cp "$target_dir/aarch64-unknown-linux-gnu/release/pacsbox" "$out"
+file_info="$(od -An -tx1 -j18 -N2 "$out" | tr -d ' ')"
+[[ "$file_info" == "b700" ]] || die "$out is not an aarch64 ELF (e_machine $file_info)"
+log "aarch64 binary: $out ($(du -h "$out" | cut -f1), $((SECONDS - start)) s)"

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# The proof that an image works: boots it under qemu twice and talks DICOM to it.
+#
+#   image-build/test/boot-test.sh IMAGE        (a *-test.img from build.sh --test)
+#
+# 1. boots the image's own kernel and initrd (taken from its boot partition) under qemu
+#    (amd64: -M q35; arm64: -M virt -cpu cortex-a72; KVM only when usable, else software)
+#    with two blank virtual disks; the test overlay makes them a RAID1 data volume;
+# 2. waits for /status.json (polling; emulation is slow), C-ECHO, C-STORE of a first series
+#    with DCMTK's echoscu/storescu, checks the status JSON counts;
+# 3. starts a second C-STORE stream and kills qemu with SIGKILL after some acknowledgements;
+# 4. boots again and shows, by C-FIND, that every acknowledged instance is there, that the
+#    array is assembled and mounted, and that no unit failed.
+# The image file itself is never modified (the test boots a sparse copy). Only the qemu
+# processes started here are ever killed. Prints 'N passed, 0 failed' at the end.
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+
+image="${1:?usage: boot-test.sh IMAGE}"
+[[ -r "$image" ]] || die "no image $image"
+BOOT_TIMEOUT="${PACSBOX_BOOT_TIMEOUT:-900}"
+STREAM_FILES="${PACSBOX_STREAM_FILES:-300}"
+ECHOSCU=/usr/bin/echoscu STORESCU=/usr/bin/storescu FINDSCU=/usr/bin/findscu
+# DCMTK's tools, not pynetdicom's same-named scripts that pip puts earlier on PATH.
+for t in "$ECHOSCU" "$STORESCU" "$FINDSCU"; do [[ -x "$t" ]] || die "$t missing (apt install dcmtk)"; done
+command -v qemu-system-x86_64 >/dev/null || ensure_host_tools
+python3 -c 'import pydicom' 2>/dev/null || die "python3 pydicom missing (bash tests/install_deps.sh)"
+
+work="$(mktemp -d /tmp/pacsbox-boot-test.XXXXXX)"
+qemu_pid=""
+passed=0 failed=0
+cleanup() {
+    if [[ -n "$qemu_pid" ]] && kill -0 "$qemu_pid" 2>/dev/null; then
+        kill -KILL "$qemu_pid" 2>/dev/null || true
+        wait "$qemu_pid" 2>/dev/null || true
+    fi
+    if [[ -n "${KEEP_BOOT_TEST:-}" ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+ok() { passed=$((passed + 1)); echo "PASS: $*"; }
+bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+
+# --- the image's own kernel, initrd and command line ---------------------------------------
+arch=amd64
+[[ "$(basename "$image")" == *arm64* ]] && arch=arm64
+boot_start=$(sfdisk -J "$image" | python3 -c 'import json,sys; print(json.load(sys.stdin)["partitiontable"]["partitions"][0]["start"])')
+fat="$image@@$((boot_start * 512))"
+kernel="$(mdir -b -i "$fat" :: | sed 's|^::/||' | grep -E '^vmlinuz' | sort | tail -n1)"
+initrd="$(mdir -b -i "$fat" :: | sed 's|^::/||' | grep -E '^initrd\.img' | sort | tail -n1)"
+[[ -n "$kernel" && -n "$initrd" ]] || die "no vmlinuz/initrd.img on the boot partition"
+mcopy -n -i "$fat" "::$kernel" "$work/vmlinuz"
+mcopy -n -i "$fat" "::$initrd" "$work/initrd.img"
+cmdline="$(mtype -i "$fat" ::cmdline.txt | tr -d '\r' | head -n1)"
+# The board's consoles mean nothing to qemu: serial console of the emulated machine instead.
+cmdline="$(echo "$cmdline" | sed -E 's/(^| )console=[^ ]*//g')"
+if [[ "$arch" == arm64 ]]; then cmdline+=" console=ttyAMA0"; else cmdline+=" console=ttyS0"; fi
+echo "kernel $kernel, initrd $initrd, cmdline: $cmdline"
+
+cp --sparse=always "$image" "$work/disk.img"
+truncate -s 1G "$work/raid-a.img" "$work/raid-b.img"
+dport=$((20000 + RANDOM % 20000))
+hport=$((dport + 1))
+
+# Software emulation (TCG) by default, as on CI machines; PACSBOX_BOOT_ACCEL=kvm uses KVM when
+# qemu really starts with it (nested KVM here fails on MSRs with -cpu host).
+kvm_usable() {
+    [[ "${PACSBOX_BOOT_ACCEL:-tcg}" == kvm && -w /dev/kvm ]] || return 1
+    local rc=0
+    timeout 3 qemu-system-x86_64 -accel kvm -M q35 -cpu max -nodefaults -display none -monitor none -S \
+        </dev/null >/dev/null 2>&1 || rc=$?
+    ((rc == 124))
+}
+
+boot() {
+    local log="$1"
+    local machine=(-M q35 -cpu max) accel=tcg
+    if [[ "$arch" == amd64 ]] && kvm_usable; then
+        machine=(-M q35 -cpu max) accel=kvm
+    fi
+    local qemu=qemu-system-x86_64
+    if [[ "$arch" == arm64 ]]; then
+        qemu=qemu-system-aarch64 machine=(-M virt -cpu cortex-a72) accel=tcg
+    fi
+    echo "booting ($arch, accel $accel)"
+    boot_t0=$SECONDS
+    "$qemu" "${machine[@]}" -accel "$accel" -smp 2 -m 1536 -nodefaults -display none \
+        -monitor none -serial "file:$log" \
+        -kernel "$work/vmlinuz" -initrd "$work/initrd.img" -append "$cmdline" \
+        -drive "file=$work/disk.img,format=raw,if=none,id=d0" -device virtio-blk-pci,drive=d0 \
+        -drive "file=$work/raid-a.img,format=raw,if=none,id=d1" -device virtio-blk-pci,drive=d1 \
+        -drive "file=$work/raid-b.img,format=raw,if=none,id=d2" -device virtio-blk-pci,drive=d2 \
+        -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$dport-:11112,hostfwd=tcp:127.0.0.1:$hport-:8080" \
+        -device virtio-net-pci,netdev=n0 </dev/null >"$work/qemu.out" 2>&1 &
+    qemu_pid=$!
+}
+
+status() { curl -sf --max-time 10 "http://127.0.0.1:$hport/status.json"; }
+jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+wait_ready() {
+    local t0=$SECONDS
+    while ((SECONDS - t0 < BOOT_TIMEOUT)); do
+        kill -0 "$qemu_pid" 2>/dev/null || { tail -n 40 "$1"; die "qemu exited"; }
+        if s="$(status 2>/dev/null)" && [[ "$(echo "$s" | jq_py 'd.get("dicom_accepting")')" == True ]]; then
+            echo "status.json answering, DICOM accepting: $((SECONDS - boot_t0)) s after qemu start"
+            return 0
+        fi
+        sleep 3
+    done
+    tail -n 60 "$1"
+    die "no /status.json with dicom_accepting within ${BOOT_TIMEOUT}s"
+}
+
+wait_selftest() {
+    local t0=$SECONDS
+    until grep -q 'PACSBOX-SELFTEST done' "$1"; do
+        ((SECONDS - t0 < 300)) || { bad "self-test lines on the console"; return 1; }
+        sleep 3
+    done
+    grep -a 'PACSBOX-SELFTEST' "$1" | tr -d '\r' | sed 's/^/    /'
+}
+
+export TCP_NODELAY=1
+# --- first boot ------------------------------------------------------------------------------
+boot "$work/console-1.log"
+wait_ready "$work/console-1.log"
+t_echo=$SECONDS
+check "C-ECHO" "$ECHOSCU" -aec PACSBOX 127.0.0.1 "$dport"
+echo "boot to C-ECHO: $((t_echo - boot_t0)) s"
+python3 "$IMAGE_BUILD_DIR/test/make-instances.py" "$work/a" 20 64 A >"$work/a.uids"
+check "C-STORE of 20 instances" "$STORESCU" -aec PACSBOX 127.0.0.1 "$dport" "$work"/a/*.dcm
+s="$(status)"
+check "status.json counts the 20 instances" test "$(echo "$s" | jq_py 'd["instances"]')" -ge 20
+check "status.json: data on the RAID" test "$(echo "$s" | jq_py 'len(d["raid"])')" -ge 1
+wait_selftest "$work/console-1.log" || true
+check "data volume mounted from the md array" grep -aqE 'PACSBOX-SELFTEST mount: /dev/md' "$work/console-1.log"
+check "no failed units (first boot)" grep -aqE 'PACSBOX-SELFTEST failed-units: *$' <(tr -d '\r' <"$work/console-1.log")
+
+# --- power cut in the middle of a stream -----------------------------------------------------
+python3 "$IMAGE_BUILD_DIR/test/make-instances.py" "$work/b" "$STREAM_FILES" 256 B >"$work/b.uids"
+"$STORESCU" -v -aec PACSBOX 127.0.0.1 "$dport" "$work"/b/*.dcm >"$work/stream.log" 2>&1 &
+store_pid=$!
+acked() { grep -c 'Received Store Response (Success)' "$work/stream.log" || true; }
+t0=$SECONDS
+until (($(acked) >= 5)); do
+    kill -0 "$store_pid" 2>/dev/null || break
+    ((SECONDS - t0 < 300)) || break
+    sleep 0.1
+done
+kill -KILL "$qemu_pid"
+wait "$qemu_pid" 2>/dev/null || true
+qemu_pid=""
+wait "$store_pid" 2>/dev/null || true
+# A file counts as acknowledged when its Store Response (Success) arrived before the cut.
+awk '/Sending file:/ {f=$NF} /Received Store Response \(Success\)/ {print f}' "$work/stream.log" |
+    xargs -r -n1 basename >"$work/acked.txt"
+n_acked=$(wc -l <"$work/acked.txt")
+echo "killed qemu after $n_acked of $STREAM_FILES acknowledged instances"
+check "qemu killed in the middle of the stream" test "$n_acked" -ge 1 -a "$n_acked" -lt "$STREAM_FILES"
+
+# --- second boot: everything acknowledged is there ------------------------------------------
+boot "$work/console-2.log"
+wait_ready "$work/console-2.log"
+read -r study series <"$work/b.uids"
+"$FINDSCU" -S -aec PACSBOX 127.0.0.1 "$dport" -k QueryRetrieveLevel=IMAGE \
+    -k "StudyInstanceUID=$study" -k "SeriesInstanceUID=$series" -k SOPInstanceUID \
+    >"$work/find.log" 2>&1 || true
+grep -o '(0008,0018) UI \[[0-9.]*\]' "$work/find.log" | sed 's/.*\[\(.*\)\]/\1/' | sort >"$work/found.txt"
+missing=0
+while read -r f; do
+    sop="$(awk -v f="$f" '$1 == f {print $2}' "$work/b/manifest.tsv")"
+    grep -qxF "$sop" "$work/found.txt" || { echo "LOST: $f $sop"; missing=$((missing + 1)); }
+done <"$work/acked.txt"
+echo "after the cut: $(wc -l <"$work/found.txt") instances of the stream found, $n_acked were acknowledged"
+check "every acknowledged instance survived the power cut" test "$missing" -eq 0
+s="$(status)"
+check "first series still counted after reboot" test "$(echo "$s" | jq_py 'd["instances"]')" -ge $((20 + n_acked))
+check "C-ECHO after reboot" "$ECHOSCU" -aec PACSBOX 127.0.0.1 "$dport"
+wait_selftest "$work/console-2.log" || true
+check "array assembled after the cut" grep -aqE 'PACSBOX-SELFTEST mdstat: md[0-9]+ : active raid1' "$work/console-2.log"
+check "data volume mounted after the cut" grep -aqE 'PACSBOX-SELFTEST mount: /dev/md' "$work/console-2.log"
+check "no failed units (second boot)" grep -aqE 'PACSBOX-SELFTEST failed-units: *$' <(tr -d '\r' <"$work/console-2.log")
+check "root locked, SSH off" grep -aq 'PACSBOX-SELFTEST ssh: disabled' "$work/console-2.log"
+
+echo "$passed passed, $failed failed"
+((failed == 0))
