@@ -3,6 +3,7 @@
 // reading what the viewer's canvas shows (computed inside the page; only numbers come back).
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
@@ -10,7 +11,7 @@ export const BASE = process.env.PACSBOX_URL || 'http://127.0.0.1:8080';
 export const ADMIN_PASSWORD = process.env.PACSBOX_ADMIN_PASSWORD || '';
 /** The password the first test chooses; every later login uses it. */
 export const NEW_PASSWORD = process.env.PACSBOX_NEW_PASSWORD || 'browser-test-Pa55word!';
-export const ARTIFACTS = process.env.PACSBOX_ARTIFACTS || path.join(import.meta.dirname, 'artifacts');
+export const ARTIFACTS = process.env.PACSBOX_ARTIFACTS || path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts');
 export const MANIFEST = process.env.PACSBOX_MANIFEST
   ? JSON.parse(readFileSync(process.env.PACSBOX_MANIFEST, 'utf8'))
   : null;

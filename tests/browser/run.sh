@@ -76,8 +76,12 @@ echo "==> starting $BIN serve (DICOM $DICOM_PORT, HTTP $HTTP_PORT, data $DATA)"
 NO_COLOR=1 "$BIN" serve --data "$DATA" --ae PACSBOX --dicom-port "$DICOM_PORT" --http-port "$HTTP_PORT" \
     --bind 127.0.0.1 --reserve-mb 1 >"$ART/pacsbox.log" 2>&1 &
 SERVER_PID=$!
+status_ok() {
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+        "http://127.0.0.1:$HTTP_PORT/status.json" >/dev/null 2>&1
+}
 for _ in $(seq 300); do
-    if curl -fsS "http://127.0.0.1:$HTTP_PORT/status.json" >/dev/null 2>&1 && [[ -s "$DATA/initial-admin-password" ]]; then
+    if status_ok && [[ -s "$DATA/initial-admin-password" ]]; then
         break
     fi
     kill -0 "$SERVER_PID" 2>/dev/null || { echo "pacsbox exited:"; cat "$ART/pacsbox.log"; exit 1; }
@@ -95,7 +99,10 @@ export PACSBOX_ADMIN_PASSWORD="$ADMIN_PASSWORD"
 export PACSBOX_MANIFEST="$WORK/manifest.json"
 export PACSBOX_ARTIFACTS="$ART"
 cd "$HERE"
+# one file at a time, in order (01 changes the generated password; works on node 18 and 20+)
 status=0
-node --test --test-concurrency=1 --test-reporter=spec "$@" ./*.test.mjs || status=$?
+for f in ./*.test.mjs; do
+    node --test --test-reporter=spec "$@" "$f" || status=$?
+done
 echo "==> screenshots and server log in $ART"
 exit "$status"
