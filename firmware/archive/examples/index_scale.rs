@@ -6,6 +6,9 @@
 //!   cargo run --release -p pacsbox-archive --example index_scale -- fill DIR N
 //!   cargo run --release -p pacsbox-archive --example index_scale -- open DIR
 //!
+//! PER_STUDY (default 500) and PER_SERIES (default 125) in the environment override the shape,
+//! e.g. `PER_STUDY=4 PER_SERIES=2 index_scale fill DIR 400000` = 100 000 studies of 2 series.
+//!
 //! `fill` ends with `std::process::abort()` right after its last commit when CRASH=1, leaving
 //! the database exactly as `kill -9` would.
 
@@ -15,13 +18,25 @@ use pacsbox_archive::index::{Index, IndexEntry};
 use pacsbox_archive::record::{InstanceAttrs, InstanceRecord};
 use pacsbox_archive::uid::Uid;
 
-const PER_STUDY: u64 = 500;
-const PER_SERIES: u64 = 125;
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(default)
+}
+
+/// Instances per study and per series (PER_STUDY / PER_SERIES in the environment).
+fn shape() -> (u64, u64) {
+    static SHAPE: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    *SHAPE.get_or_init(|| (env_u64("PER_STUDY", 500), env_u64("PER_SERIES", 125)))
+}
 const SURNAMES: &[&str] = &["KIM", "LEE", "PARK", "김", "DOE", "SMITH", "JUNG", "KANG"];
 
 fn entry(i: u64) -> IndexEntry {
-    let study = i / PER_STUDY;
-    let series = i / PER_SERIES;
+    let (per_study, per_series) = shape();
+    let study = i / per_study;
+    let series = i / per_series;
     let patient = study / 2;
     let uid = |kind: u32, n: u64| {
         Uid::parse(&format!("1.2.826.0.1.3680043.8.498.{kind}.{n}")).expect("valid")
@@ -49,9 +64,9 @@ fn entry(i: u64) -> IndexEntry {
             "CT".into()
         },
         series_description: "AC".into(),
-        series_number: Some((series % 4) as i32),
+        series_number: Some((series % (per_study / per_series).max(1)) as i32),
         body_part: "WHOLEBODY".into(),
-        instance_number: Some((i % PER_SERIES) as i32),
+        instance_number: Some((i % per_series) as i32),
     };
     let record = InstanceRecord {
         study_uid: attrs.study_uid.to_string(),
