@@ -233,11 +233,13 @@ impl Index {
         let t = txn.open_multimap_table(PATIENT_BY_NAME)?;
         let prefix: String = pat.chars().take_while(|c| *c != '*' && *c != '?').collect();
         let mut out = Vec::new();
+        // A common surname has thousands of patients: dedup by set, not by scanning `out`.
+        let mut seen = std::collections::HashSet::new();
         let mut visit = |k: &str, vals: redb::MultimapValue<&str>| -> Result<()> {
             if wildcard_match(&pat, k) {
                 for v in vals {
                     let v = v?.value().to_owned();
-                    if !out.contains(&v) {
+                    if seen.insert(v.clone()) {
                         out.push(v);
                     }
                 }

@@ -707,26 +707,38 @@ impl Index {
             };
             Ok(row.matches(&q.filters).then_some(row))
         };
+        fn key(r: &Row) -> Option<(&str, &str)> {
+            r.study
+                .as_ref()
+                .map(|s| (s.study_date.as_str(), s.study_time.as_str()))
+        }
         let newest_first = |a: &Row, b: &Row| {
-            let key = |r: &Row| {
-                r.study
-                    .as_ref()
-                    .map(|s| (s.study_date.clone(), s.study_time.clone()))
-            };
             key(b)
                 .cmp(&key(a))
                 .then_with(|| a.study_uid.cmp(&b.study_uid))
         };
         let want = offset.saturating_add(limit);
+        let total = usize::try_from(studies.len()?).unwrap_or(usize::MAX);
+        // Walking the date index backwards finds the newest page after about
+        // want × total / matches studies; sorting costs every match. Choose the cheaper.
+        let walk_is_cheaper =
+            |matches: usize| want.saturating_mul(total) / matches.max(1) < matches;
+        if self.name_is_the_best_key(q)
+            && let Some(Matcher::Single(n) | Matcher::Wildcard(n)) = filter(q, Attr::PatientName)
+        {
+            // A common surname: estimate its studies from its patients instead of listing
+            // thousands of them only to walk anyway.
+            let patients = self.patients_by_name(n)?.len();
+            let all_patients = usize::try_from(txn.open_table(PATIENTS)?.len()?).unwrap_or(1);
+            let estimate = patients.saturating_mul(total) / all_patients.max(1);
+            if walk_is_cheaper(estimate) {
+                return self.walk_dates(&txn, q, offset, want, &load, newest_first);
+            }
+        }
         if let Some(mut uids) = self.candidate_studies(&txn, q)? {
             uids.sort();
             uids.dedup();
-            // Many candidates (a common surname, a busy modality): walking the date index
-            // backwards finds the newest page after about want × total / candidates studies,
-            // far fewer than loading and sorting every candidate.
-            let total = usize::try_from(studies.len()?).unwrap_or(usize::MAX);
-            let walk_cost = want.saturating_mul(total) / uids.len().max(1);
-            if walk_cost >= uids.len() {
+            if !walk_is_cheaper(uids.len()) {
                 let mut rows = Vec::new();
                 for uid in &uids {
                     if let Some(row) = load(uid)? {
@@ -739,10 +751,55 @@ impl Index {
                 return Ok(StudyPage { rows, more });
             }
         }
+        self.walk_dates(&txn, q, offset, want, &load, newest_first)
+    }
+
+    /// Whether the patient name is the key `candidate_studies` would use (no more selective
+    /// one is given).
+    fn name_is_the_best_key(&self, q: &Query) -> bool {
+        uids_of(filter(q, Attr::StudyInstanceUid)).is_none()
+            && filter(q, Attr::PatientId)
+                .and_then(Matcher::single)
+                .is_none()
+            && filter(q, Attr::AccessionNumber)
+                .and_then(Matcher::single)
+                .is_none()
+            && !matches!(
+                filter(q, Attr::StudyDate),
+                Some(Matcher::Single(_) | Matcher::Range(..))
+            )
+    }
+
+    /// The page found by walking the date index from the newest day down.
+    fn walk_dates(
+        &self,
+        txn: &ReadTransaction,
+        q: &Query,
+        offset: usize,
+        want: usize,
+        load: &dyn Fn(&str) -> Result<Option<Row>, QueryError>,
+        newest_first: impl Fn(&Row, &Row) -> std::cmp::Ordering,
+    ) -> Result<StudyPage, QueryError> {
         let by_date = txn.open_multimap_table(STUDY_BY_DATE)?;
         let mut page = StudyPage::default();
         let mut seen = 0usize;
-        for r in by_date.iter()?.rev() {
+        // A date range bounds the walk: start at its newest day, stop at its oldest.
+        let days = match filter(q, Attr::StudyDate) {
+            Some(Matcher::Single(d)) => by_date.range(d.as_str()..=d.as_str())?,
+            Some(Matcher::Range(lo, hi)) => {
+                // Studies without a date are stored under "": never in a range.
+                let lo = if lo.is_empty() { "0" } else { lo.as_str() };
+                if hi.is_empty() {
+                    by_date.range(lo..)?
+                } else if lo > hi.as_str() {
+                    return Ok(page);
+                } else {
+                    by_date.range(lo..=hi.as_str())?
+                }
+            }
+            _ => by_date.iter()?,
+        };
+        for r in days.rev() {
             let (_, uids) = r?;
             let mut day = Vec::new();
             for uid in uids {
@@ -750,7 +807,7 @@ impl Index {
                     day.push(row);
                 }
             }
-            day.sort_by(newest_first);
+            day.sort_by(&newest_first);
             for row in day {
                 if seen >= want {
                     page.more = true;
