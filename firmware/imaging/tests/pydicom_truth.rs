@@ -70,16 +70,33 @@ fn decode_png(png: &[u8]) -> (u32, u32, png::ColorType, Vec<u8>) {
 #[test]
 fn previews_apply_the_files_voi_like_pydicom() {
     for p in expected().previews {
-        let png = open(&p.key).preview(0, 4096).unwrap_or_else(|e| panic!("{}: {e}", p.key));
+        let png = open(&p.key)
+            .preview(0, 4096)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.key));
         let (w, h, color, data) = decode_png(&png);
-        assert_eq!((w, h, color), (p.columns, p.rows, png::ColorType::Grayscale), "{}", p.key);
+        assert_eq!(
+            (w, h, color),
+            (p.columns, p.rows, png::ColorType::Grayscale),
+            "{}",
+            p.key
+        );
         assert_eq!(data.len(), p.count);
         let sum: i64 = data.iter().map(|v| *v as i64).sum();
         let mean_diff = (sum - p.sum).abs() as f64 / p.count as f64;
-        assert!(mean_diff <= 0.5, "{} ({}): mean differs by {mean_diff}", p.key, p.why);
+        assert!(
+            mean_diff <= 0.5,
+            "{} ({}): mean differs by {mean_diff}",
+            p.key,
+            p.why
+        );
         for (i, want) in &p.probe {
             let got = data[*i] as i64;
-            assert!((got - want).abs() <= p.tol, "{} ({}): pixel #{i} is {got}, pydicom {want}", p.key, p.why);
+            assert!(
+                (got - want).abs() <= p.tol,
+                "{} ({}): pixel #{i} is {got}, pydicom {want}",
+                p.key,
+                p.why
+            );
         }
     }
 }
@@ -93,15 +110,29 @@ fn downscaled_preview_keeps_size_ratio_and_brightness() {
     assert_eq!((w, h), (482, 512));
     let (_, _, _, full) = decode_png(&inst.preview(0, 0).expect("full preview"));
     let mean = |v: &[u8]| v.iter().map(|x| *x as f64).sum::<f64>() / v.len() as f64;
-    assert!((mean(&small) - mean(&full)).abs() < 1.0, "{} vs {}", mean(&small), mean(&full));
-    assert!(mean(&full) > 10.0 && mean(&full) < 245.0, "not a blank image");
+    assert!(
+        (mean(&small) - mean(&full)).abs() < 1.0,
+        "{} vs {}",
+        mean(&small),
+        mean(&full)
+    );
+    assert!(
+        mean(&full) > 10.0 && mean(&full) < 245.0,
+        "not a blank image"
+    );
 }
 
 #[test]
 fn errors_are_typed() {
     use pacsbox_imaging::ImagingError;
     let ct = open("pydicom:test_files/CT_small.dcm");
-    assert!(matches!(ct.preview(1, 64), Err(ImagingError::NoSuchFrame { frame: 1, frames: 1 })));
+    assert!(matches!(
+        ct.preview(1, 64),
+        Err(ImagingError::NoSuchFrame {
+            frame: 1,
+            frames: 1
+        })
+    ));
     let plan = open("pydicom:test_files/rtplan.dcm");
     assert!(!plan.info().has_pixel_data);
     assert!(matches!(plan.pixels(0), Err(ImagingError::NoPixelData)));
