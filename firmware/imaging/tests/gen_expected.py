@@ -58,6 +58,7 @@ CASES = [
     ("US1_J2KR.dcm", 0, 0, "JPEG 2000 YBR_RCT"),
     ("US1_J2KI.dcm", 0, 0, "JPEG 2000 YBR_ICT"),
     ("liver.dcm", 2, 0, "1-bit, multi-frame"),
+    ("SC_rgb_rle_32bit_2frame.dcm", 1, 0, "RGB RLE 32-bit (own decoder), second frame"),
     ("image_dfl.dcm", 0, 0, "deflated explicit VR LE"),
     ("vlut_04.dcm", 0, 0, "8-bit gray with a VOI LUT"),
 ]
