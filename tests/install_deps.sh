@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, idempotently and quietly: DCMTK, zstd and strace from
-# Debian; pinned pydicom, pynetdicom, pydicom-data, pytest, numpy from PyPI; clippy/rustfmt.
+# Debian, and cmake, g++ and nasm to build the vendored C/C++ codecs of firmware/imaging
+# (CharLS for JPEG-LS, libjpeg-turbo for 12-bit JPEG; nasm gives libjpeg-turbo its x86 SIMD);
+# pinned pydicom, pynetdicom, pydicom-data, pytest, numpy, and pylibjpeg with its libjpeg and
+# OpenJPEG plugins (pydicom's independent decoders: the imaging tests' ground truth) from
+# PyPI; clippy/rustfmt.
 # Called by tests/run_all.sh, so the README's test command works on a fresh Debian 12.
 set -euo pipefail
 
@@ -9,7 +13,7 @@ cd "$(dirname "$0")/.."
 echo "==> installing test dependencies (no-op when present)"
 
 need_apt=()
-for pkg in dcmtk zstd strace; do
+for pkg in dcmtk zstd strace cmake g++ nasm; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         need_apt+=("$pkg")
     fi
@@ -21,7 +25,7 @@ if ((${#need_apt[@]})); then
         apt-get install -y -q "${need_apt[@]}" >/dev/null
     fi
 fi
-for tool in /usr/bin/storescu /usr/bin/echoscu /usr/bin/dcmdump zstd; do
+for tool in /usr/bin/storescu /usr/bin/echoscu /usr/bin/dcmdump zstd cmake g++; do
     command -v "$tool" >/dev/null || { echo "missing $tool after install" >&2; exit 1; }
 done
 
@@ -31,6 +35,9 @@ PY_REQS=(
     "pydicom-data==1.0.0"
     "pytest==9.2.0"
     "numpy==2.4.6"
+    "pylibjpeg==2.1.0"
+    "pylibjpeg-libjpeg==2.5.0"
+    "pylibjpeg-openjpeg==2.6.0"
 )
 if ! python3 - "${PY_REQS[@]}" <<'PY' 2>/dev/null
 import sys

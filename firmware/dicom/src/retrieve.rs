@@ -5,9 +5,9 @@
 //!
 //! Transfer syntax on the way out: the bytes as stored when the receiver accepts the stored
 //! syntax; otherwise a native syntax the receiver accepts — re-encoded with dicom-object from a
-//! native stored syntax, or decompressed with dicom-pixeldata from JPEG, RLE or JPEG 2000.
-//! JPEG-LS cannot be decompressed here (no CharLS): such a sub-operation fails with a reason
-//! naming both syntaxes.
+//! native stored syntax, or decompressed by pacsbox-imaging (JPEG incl. 12-bit Extended,
+//! JPEG-LS, RLE, JPEG 2000, deflate; the same decoders as the web viewer). A stored object that
+//! cannot be decompressed fails its sub-operation with a reason naming the syntax.
 
 use std::io::Read;
 use std::time::Duration;
@@ -36,12 +36,14 @@ const NATIVE: [&str; 3] = [
     transfer_syntax::IMPLICIT_VR_LE,
     transfer_syntax::EXPLICIT_VR_BE,
 ];
-/// Encapsulated syntaxes dicom-pixeldata can decode here.
-const DECOMPRESSIBLE: [&str; 8] = [
+/// Encapsulated syntaxes pacsbox-imaging decodes (JPEG-LS only with its native-codecs).
+const DECOMPRESSIBLE: [&str; 10] = [
     "1.2.840.10008.1.2.4.50",
     "1.2.840.10008.1.2.4.51",
     "1.2.840.10008.1.2.4.57",
     "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.81",
     "1.2.840.10008.1.2.4.90",
     "1.2.840.10008.1.2.4.91",
     "1.2.840.10008.1.2.5",
@@ -186,7 +188,7 @@ fn choose_context(target: &Association, rec: &InstanceRecord) -> Result<(u8, Str
         ))
     } else {
         Err(format!(
-            "cannot transcode {} to {}: no decoder for the stored syntax (JPEG-LS needs CharLS)",
+            "cannot transcode {} to {}: no decoder for the stored syntax",
             rec.transfer_syntax, candidates[0].1.transfer_syntax
         ))
     }
@@ -265,25 +267,15 @@ fn transcode_native(reader: &mut dyn Read, from: &str, to: &str) -> std::io::Res
     Ok(out)
 }
 
-/// Decodes an encapsulated object's pixel data into a native syntax (dicom-pixeldata).
+/// Decodes an encapsulated object's pixel data into a native syntax (pacsbox-imaging).
 fn decompress(part10: Box<dyn Read + Send>, to: &str) -> std::io::Result<Vec<u8>> {
-    use dicom_encoding::TransferSyntaxIndex;
-    use dicom_pixeldata::Transcode;
-    use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
-    let err = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-    let to_ts = TransferSyntaxRegistry
-        .get(to)
-        .ok_or_else(|| err(format!("unknown transfer syntax {to}")))?;
-    let mut obj = dicom_object::OpenFileOptions::new()
-        .read_preamble(dicom_object::file::ReadPreamble::Always)
-        .from_reader(part10)
-        .map_err(|e| err(format!("reading stored object: {e}")))?;
-    obj.transcode(to_ts)
-        .map_err(|e| err(format!("decompressing to {to}: {e}")))?;
-    let mut out = Vec::new();
-    obj.write_dataset(&mut out)
-        .map_err(|e| err(format!("encoding decompressed data set: {e}")))?;
-    Ok(out)
+    pacsbox_imaging::decompress_to_native(part10, to).map_err(|e| match e {
+        pacsbox_imaging::ImagingError::Io(e) => e,
+        other => std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("decompressing to {to}: {other}"),
+        ),
+    })
 }
 
 /// One C-STORE sub-operation on `target`. Returns the receiver's status or the reason it could

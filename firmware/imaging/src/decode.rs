@@ -231,6 +231,29 @@ fn encapsulated_frame(
             ));
         }
     }
+    if uid == RLE && a.bits_allocated == 32 {
+        // dicom-pixeldata's RLE decoder stops at 16 bits; RT dose grids are 32.
+        let bytes = frame_bytes(seq, a.frames, n)?;
+        return Ok(Frame {
+            rows: a.rows,
+            cols: a.cols,
+            samples: a.samples,
+            bits_allocated: 32,
+            bits_stored: a.bits_stored,
+            signed: a.signed,
+            photometric: if a.samples == 3 {
+                "RGB".into()
+            } else {
+                a.photometric.clone()
+            },
+            data: rle_frame(
+                &bytes,
+                a.rows as usize * a.cols as usize,
+                a.samples as usize,
+                4,
+            )?,
+        });
+    }
     if !ts.can_decode_all() {
         let reason = if uid == JPEG_LS_LOSSLESS || uid == JPEG_LS_NEAR_LOSSLESS {
             "JPEG-LS needs CharLS (this build has no native-codecs)"
@@ -379,4 +402,63 @@ pub(crate) fn ybr_to_rgb(data: &mut [u8]) {
         px[1] = g.round().clamp(0.0, 255.0) as u8;
         px[2] = b.round().clamp(0.0, 255.0) as u8;
     }
+}
+
+/// One RLE Lossless frame (PS3.5 Annex G): a 64-byte header of segment offsets, one PackBits
+/// segment per byte of each sample, most significant byte first; out: interleaved little endian.
+fn rle_frame(b: &[u8], pixels: usize, samples: usize, bps: usize) -> Result<Vec<u8>, ImagingError> {
+    let corrupt = |m: &str| ImagingError::Corrupt(format!("RLE frame: {m}"));
+    let word = |i: usize| -> Option<usize> {
+        b.get(i * 4..i * 4 + 4)
+            .map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]) as usize)
+    };
+    let count = word(0).ok_or_else(|| corrupt("no header"))?;
+    if count != samples * bps {
+        return Err(corrupt(&format!(
+            "{count} segments, expected {}",
+            samples * bps
+        )));
+    }
+    let mut out = vec![0u8; pixels * samples * bps];
+    for seg in 0..count {
+        let start = word(1 + seg).ok_or_else(|| corrupt("short header"))?;
+        let end = if seg + 1 < count {
+            word(2 + seg).ok_or_else(|| corrupt("short header"))?
+        } else {
+            b.len()
+        };
+        let data = b
+            .get(start..end)
+            .ok_or_else(|| corrupt("segment outside the frame"))?;
+        let (sample, byte) = (seg / bps, bps - 1 - seg % bps);
+        let mut p = 0;
+        let mut i = 0;
+        let mut put = |v: u8, p: &mut usize| {
+            if *p < pixels {
+                out[(*p * samples + sample) * bps + byte] = v;
+            }
+            *p += 1;
+        };
+        while i < data.len() && p < pixels {
+            let n = data[i] as i8;
+            i += 1;
+            if n >= 0 {
+                let run = data
+                    .get(i..i + n as usize + 1)
+                    .ok_or_else(|| corrupt("literal run overruns"))?;
+                run.iter().for_each(|v| put(*v, &mut p));
+                i += n as usize + 1;
+            } else if n != -128 {
+                let v = *data.get(i).ok_or_else(|| corrupt("repeat run overruns"))?;
+                (0..(1 - n as isize) as usize).for_each(|_| put(v, &mut p));
+                i += 1;
+            }
+        }
+        if p < pixels {
+            return Err(corrupt(&format!(
+                "segment {seg} decodes to {p} of {pixels} bytes"
+            )));
+        }
+    }
+    Ok(out)
 }

@@ -17,6 +17,7 @@
 //! [`ImagingError::Unsupported`].
 
 mod decode;
+mod guard;
 #[cfg(feature = "native-codecs")]
 mod jpeg12;
 mod native;
@@ -91,10 +92,14 @@ pub struct Instance {
 
 impl Instance {
     /// Reads a whole Part-10 file (preamble optional) into memory.
-    pub fn read(r: impl Read) -> Result<Instance, ImagingError> {
+    pub fn read(mut r: impl Read) -> Result<Instance, ImagingError> {
+        let mut bytes = Vec::new();
+        r.read_to_end(&mut bytes)?;
+        guard::check(&bytes)
+            .map_err(|e| ImagingError::Corrupt(format!("not a readable DICOM file: {e}")))?;
         let obj = dicom_object::OpenFileOptions::new()
             .read_preamble(ReadPreamble::Auto)
-            .from_reader(r)
+            .from_reader(&bytes[..])
             // dicom-object reports a truncated or unreadable stream as a parse error too, so
             // every failure here is the file's fault as far as a caller can act on it.
             .map_err(|e| {

@@ -26,6 +26,7 @@ fn every_corpus_file_renders_or_says_why() {
     let mut outcome: BTreeMap<String, (String, String)> = BTreeMap::new();
     // pydicom lists the DICOMDIR test tree's folders too; only files can be instances.
     for (key, path) in files.iter().filter(|(_, p)| p.is_file()) {
+        let t0 = std::time::Instant::now();
         let f = File::open(path).expect("open corpus file");
         let (kind, detail) = match Instance::read(BufReader::new(f)) {
             Err(e) => ("unreadable".to_string(), e.to_string()),
@@ -64,7 +65,8 @@ fn every_corpus_file_renders_or_says_why() {
                 }
             }
         };
-        outcome.insert(key.clone(), (kind, detail));
+        let ms = t0.elapsed().as_millis();
+        outcome.insert(key.clone(), (kind, format!("{detail}\t{ms} ms")));
     }
     let mut tsv = String::new();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();

@@ -18,7 +18,7 @@ import numpy as np
 import pydicom
 import pydicom.data
 import data_store
-from pydicom.pixels import apply_color_lut
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, apply_windowing
 
 warnings.simplefilter("ignore")
 
@@ -58,6 +58,7 @@ CASES = [
     ("US1_J2KR.dcm", 0, 0, "JPEG 2000 YBR_RCT"),
     ("US1_J2KI.dcm", 0, 0, "JPEG 2000 YBR_ICT"),
     ("liver.dcm", 2, 0, "1-bit, multi-frame"),
+    ("SC_rgb_rle_32bit_2frame.dcm", 1, 0, "RGB RLE 32-bit (own decoder), second frame"),
     ("image_dfl.dcm", 0, 0, "deflated explicit VR LE"),
     ("vlut_04.dcm", 0, 0, "8-bit gray with a VOI LUT"),
 ]
@@ -84,6 +85,41 @@ def stats(values, kind, signed, tol):
     }
 
 
+# Full-size previews: (file name, why). Expected 8-bit values from pydicom's modality and VOI
+# functions, scaled to 0..255; MONOCHROME1 inverted; no window or LUT: modality min–max.
+PREVIEWS = [
+    ("CT_small.dcm", "no window in the file: modality min-max"),
+    ("MR_small.dcm", "the file's window 600/1600"),
+    ("RG3_UNCR.dcm", "MONOCHROME1 with a window: shown inverted"),
+    ("vlut_04.dcm", "VOI LUT Sequence"),
+]
+
+
+def preview_of(ds):
+    arr = ds.pixel_array
+    x = apply_modality_lut(arr, ds).astype(np.float64)
+    if "VOILUTSequence" in ds and "WindowCenter" not in ds:
+        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        y = apply_voi_lut(arr, ds).astype(np.float64) / (2**bits - 1)
+    elif "WindowCenter" in ds:
+        lo, hi = apply_windowing(np.array([-1e12, 1e12]), ds)
+        y = (apply_windowing(x, ds) - lo) / (hi - lo)
+    else:
+        y = (x - x.min()) / max(x.max() - x.min(), 1)
+    y = np.round(np.clip(y, 0, 1) * 255).astype(np.int64)
+    if str(ds.PhotometricInterpretation) == "MONOCHROME1":
+        y = 255 - y
+    return y
+
+
+previews = []
+for name, why in PREVIEWS:
+    path = pydicom.data.get_testdata_file(name)
+    ds = pydicom.dcmread(path)
+    case = {"key": key_of(path), "why": why, "rows": int(ds.Rows), "columns": int(ds.Columns), "tol": 1}
+    case.update(stats(preview_of(ds), "gray8", False, 1))
+    previews.append(case)
+
 out = []
 for name, frame, tol, why in CASES:
     path = pydicom.data.get_testdata_file(name)
@@ -109,4 +145,4 @@ for name, frame, tol, why in CASES:
             "rows": int(ds.Rows), "columns": int(ds.Columns), "why": why}
     case.update(stats(values, kind, signed, tol))
     out.append(case)
-print(json.dumps(out, indent=1))
+print(json.dumps({"pixels": out, "previews": previews}, indent=1))

@@ -29,9 +29,123 @@ struct Case {
     probe: Vec<(usize, i64)>,
 }
 
+#[derive(serde::Deserialize)]
+struct Expected {
+    pixels: Vec<Case>,
+    previews: Vec<Preview>,
+}
+
+#[derive(serde::Deserialize)]
+struct Preview {
+    key: String,
+    why: String,
+    rows: u32,
+    columns: u32,
+    tol: i64,
+    count: usize,
+    sum: i64,
+    probe: Vec<(usize, i64)>,
+}
+
+fn expected() -> Expected {
+    serde_json::from_str(include_str!("expected.json")).expect("expected.json parses")
+}
+
 fn cases() -> Vec<Case> {
-    let text = include_str!("expected.json");
-    serde_json::from_str(text).expect("expected.json parses")
+    expected().pixels
+}
+
+fn decode_png(png: &[u8]) -> (u32, u32, png::ColorType, Vec<u8>) {
+    let mut r = png::Decoder::new(std::io::Cursor::new(png))
+        .read_info()
+        .expect("PNG header");
+    let mut buf = vec![0; r.output_buffer_size().expect("size")];
+    let info = r.next_frame(&mut buf).expect("PNG data");
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, info.color_type, buf)
+}
+
+/// Full-size previews equal pydicom's modality + VOI (window, VOI LUT, or min–max), inverted
+/// for MONOCHROME1, within ±1 of rounding.
+#[test]
+fn previews_apply_the_files_voi_like_pydicom() {
+    for p in expected().previews {
+        let png = open(&p.key)
+            .preview(0, 4096)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.key));
+        let (w, h, color, data) = decode_png(&png);
+        assert_eq!(
+            (w, h, color),
+            (p.columns, p.rows, png::ColorType::Grayscale),
+            "{}",
+            p.key
+        );
+        assert_eq!(data.len(), p.count);
+        let sum: i64 = data.iter().map(|v| *v as i64).sum();
+        let mean_diff = (sum - p.sum).abs() as f64 / p.count as f64;
+        assert!(
+            mean_diff <= 0.5,
+            "{} ({}): mean differs by {mean_diff}",
+            p.key,
+            p.why
+        );
+        for (i, want) in &p.probe {
+            let got = data[*i] as i64;
+            assert!(
+                (got - want).abs() <= p.tol,
+                "{} ({}): pixel #{i} is {got}, pydicom {want}",
+                p.key,
+                p.why
+            );
+        }
+    }
+}
+
+/// Downscaling keeps the picture: a 1841×1955 CR previewed at 512 has the right size and
+/// the same mean brightness as the full-size preview.
+#[test]
+fn downscaled_preview_keeps_size_ratio_and_brightness() {
+    let inst = open("data:RG1_UNCR.dcm");
+    let (w, h, _, small) = decode_png(&inst.preview(0, 512).expect("preview"));
+    assert_eq!((w, h), (482, 512));
+    let (_, _, _, full) = decode_png(&inst.preview(0, 0).expect("full preview"));
+    let mean = |v: &[u8]| v.iter().map(|x| *x as f64).sum::<f64>() / v.len() as f64;
+    assert!(
+        (mean(&small) - mean(&full)).abs() < 1.0,
+        "{} vs {}",
+        mean(&small),
+        mean(&full)
+    );
+    assert!(
+        mean(&full) > 10.0 && mean(&full) < 245.0,
+        "not a blank image"
+    );
+}
+
+#[test]
+fn errors_are_typed() {
+    use pacsbox_imaging::ImagingError;
+    let ct = open("pydicom:test_files/CT_small.dcm");
+    assert!(matches!(
+        ct.preview(1, 64),
+        Err(ImagingError::NoSuchFrame {
+            frame: 1,
+            frames: 1
+        })
+    ));
+    let plan = open("pydicom:test_files/rtplan.dcm");
+    assert!(!plan.info().has_pixel_data);
+    assert!(matches!(plan.pixels(0), Err(ImagingError::NoPixelData)));
+    let garbage = Instance::read(&b"not dicom at all"[..]);
+    assert!(matches!(garbage, Err(ImagingError::Corrupt(_))));
+    let mr = open("pydicom:test_files/MR_small.dcm").info();
+    assert_eq!(mr.windows.len(), 1);
+    assert_eq!((mr.windows[0].center, mr.windows[0].width), (600.0, 1600.0));
+    assert!(mr.signed);
+    assert_eq!(mr.transfer_syntax, "1.2.840.10008.1.2.1");
+    // The web layer serialises ImageInfo as JSON.
+    let json = serde_json::to_value(&mr).expect("serialises");
+    assert_eq!(json["photometric_interpretation"], "MONOCHROME2");
 }
 
 fn open(key: &str) -> Instance {
@@ -201,4 +315,34 @@ fn decompressed_data_sets_carry_the_same_pixels() {
             assert!(bad.is_empty(), "{ts}: {}", bad.join("\n"));
         }
     }
+}
+
+/// 32-bit RLE (our own decoder; dicom-pixeldata's stops at 16 bits): pydicom's rtdose_rle.dcm
+/// decompresses to exactly the dose grid of its uncompressed twin rtdose.dcm.
+#[test]
+fn rle_32bit_decompresses_to_the_uncompressed_twin() {
+    use dicom_dictionary_std::tags;
+    use dicom_encoding::TransferSyntaxIndex;
+    use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+    let ts = "1.2.840.10008.1.2";
+    let f = File::open(common::resolve("pydicom:test_files/rtdose_rle.dcm")).expect("open");
+    let ds = pacsbox_imaging::decompress_to_native(BufReader::new(f), ts).expect("decompresses");
+    let syntax = TransferSyntaxRegistry.get(ts).expect("known");
+    let got =
+        dicom_object::InMemDicomObject::read_dataset_with_ts(&ds[..], syntax).expect("re-read");
+    let twin =
+        dicom_object::open_file(common::resolve("pydicom:test_files/rtdose.dcm")).expect("twin");
+    let px = |e: Option<&dicom_object::mem::InMemElement>| {
+        e.expect("pixel data")
+            .value()
+            .to_bytes()
+            .expect("bytes")
+            .into_owned()
+    };
+    let (a, b) = (
+        px(got.get(tags::PIXEL_DATA)),
+        px(twin.get(tags::PIXEL_DATA)),
+    );
+    assert_eq!(a.len(), 10 * 10 * 15 * 4);
+    assert!(a == b, "decoded dose grid differs from rtdose.dcm");
 }

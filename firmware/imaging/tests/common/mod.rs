@@ -7,6 +7,12 @@ use std::process::Command;
 /// Every test and charset file pydicom knows, as `(key, path)`, keys like
 /// `pydicom:test_files/CT_small.dcm` or `data:JPEG-lossy.dcm`, sorted.
 pub fn corpus_files() -> Vec<(String, PathBuf)> {
+    // Asking Python costs a fraction of a second; tests ask per case.
+    static FILES: std::sync::OnceLock<Vec<(String, PathBuf)>> = std::sync::OnceLock::new();
+    FILES.get_or_init(ask_python).clone()
+}
+
+fn ask_python() -> Vec<(String, PathBuf)> {
     let script = "import os, pydicom, pydicom.data, data_store\n\
         a = os.path.join(os.path.dirname(pydicom.__file__), 'data')\n\
         b = os.path.join(os.path.dirname(data_store.__file__), 'data')\n\
