@@ -37,7 +37,7 @@ pub use render::{PixelKind, Pixels};
 #[derive(Debug, thiserror::Error)]
 pub enum ImagingError {
     /// Well-formed, but this build cannot decode it (the web layer answers 415 naming the syntax).
-    #[error("transfer syntax {transfer_syntax} is not supported: {reason}")]
+    #[error("cannot decode this image here ({reason}; transfer syntax {transfer_syntax})")]
     Unsupported {
         transfer_syntax: String,
         reason: String,
