@@ -59,12 +59,16 @@ def test_status_json_fields(server):
     assert st["refusing_stores"] is False, f"reserve is 1 MB, should not refuse: {st}"
 
 
-def test_status_plain_text_root(server):
+def test_status_plain_text_and_root_is_the_login(server):
     srv = server(ae="ROOTAE")
-    code, ctype, body = h.http_get(srv.http_port, "/")
+    code, ctype, body = h.http_get(srv.http_port, "/status.txt")
     assert code == 200
-    assert ctype.lower().startswith("text/plain"), f"GET / Content-Type is {ctype!r}"
-    assert body.strip(), "GET / returned an empty body"
+    assert ctype.lower().startswith("text/plain"), f"GET /status.txt Content-Type is {ctype!r}"
+    assert b"ROOTAE" in body, body
+    # The page itself: without a session, / ends on the login form.
+    code, ctype, body = h.http_get(srv.http_port, "/")
+    assert code == 200 and ctype.lower().startswith("text/html")
+    assert b'name="password"' in body
 
 
 def test_status_counts_and_active_associations(server):

@@ -31,6 +31,13 @@ fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
         (true, ["favicon.ico"]) => return Ok(Reply::text(404, "not found")),
         _ => {}
     }
+    // A path that is no page at all is 404 with or without a session.
+    let known = [
+        "", "search", "study", "instance", "viewer", "api", "status", "account", "admin", "logout",
+    ];
+    if !segs.first().is_some_and(|s| known.contains(s)) {
+        return Err(HttpError::NotFound);
+    }
     let token = req.cookies.get(COOKIE).map(String::as_str).unwrap_or("");
     let Some(session) = web.sessions.get(token) else {
         if segs.first() == Some(&"api") || post {
