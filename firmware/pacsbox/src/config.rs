@@ -59,6 +59,9 @@ pub struct WebSettings {
     pub session_idle_minutes: u64,
     /// Threads answering web requests.
     pub workers: usize,
+    /// Where the first admin password is read from (made by the appliance's first boot) or
+    /// written to, and removed once changed; default `<data_dir>/initial-admin-password`.
+    pub initial_password_file: Option<PathBuf>,
 }
 
 impl Default for WebSettings {
@@ -66,6 +69,7 @@ impl Default for WebSettings {
         WebSettings {
             session_idle_minutes: 30,
             workers: 4,
+            initial_password_file: None,
         }
     }
 }
@@ -97,6 +101,14 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The first admin password's file (see `WebSettings::initial_password_file`).
+    pub fn initial_password_file(&self) -> PathBuf {
+        self.web
+            .initial_password_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("initial-admin-password"))
+    }
+
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
         let Some(path) = path else {
             return Ok(Config::default());

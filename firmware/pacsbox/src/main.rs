@@ -319,7 +319,7 @@ fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         pacsbox_web::WebConfig {
             session_idle_timeout: Duration::from_secs(c.web.session_idle_minutes * 60),
             workers: c.web.workers,
-            initial_password_file: Some(c.data_dir.join(INITIAL_PASSWORD_FILE)),
+            initial_password_file: Some(c.initial_password_file()),
         },
     )
     .context("setting up the web page")?;
@@ -327,7 +327,7 @@ fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         tracing::info!(
             user = "admin",
             password = p.as_str(),
-            file = %c.data_dir.join(INITIAL_PASSWORD_FILE).display(),
+            file = %c.initial_password_file().display(),
             "first start: web login created; the password must be changed at first login"
         );
     }
@@ -410,9 +410,6 @@ fn start_panel(
     .context("starting the front panel thread")?;
     Ok(Some(handle))
 }
-
-/// Where the generated first admin password is left for the installer (removed once changed).
-const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
 
 /// Every web client and association is a file descriptor; the default soft limit (1024) is
 /// what a crowd of clients exhausts first: take the hard limit we are allowed.

@@ -42,12 +42,10 @@ impl Status {
                 ae_title: self.config.ae_title.clone(),
                 dicom_port: self.config.dicom_port,
                 http_port: self.config.http_port,
-                initial_password: std::fs::read_to_string(
-                    self.config.data_dir.join(crate::INITIAL_PASSWORD_FILE),
-                )
-                .ok()
-                .map(|p| p.trim().to_owned())
-                .filter(|p| !p.is_empty()),
+                initial_password: std::fs::read_to_string(self.config.initial_password_file())
+                    .ok()
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty()),
             },
             volume: DataVolume {
                 total_bytes: disk.total_bytes,

@@ -75,7 +75,9 @@ fn now_unix() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Creates `admin` with a generated password when there are no users at all.
+/// Creates `admin` when there are no users at all, with the password found in
+/// `password_file` (the appliance's first boot makes one on the box) or else a generated one,
+/// written there. Returns the password when it created the user.
 pub fn ensure_first_admin(
     archive: &Archive,
     password_file: Option<&Path>,
@@ -83,7 +85,14 @@ pub fn ensure_first_admin(
     if !archive.index().users()?.is_empty() {
         return Ok(None);
     }
-    let password = generate_password()?;
+    let given = password_file
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .map(|p| p.trim().to_owned())
+        .filter(|p| p.chars().count() >= MIN_PASSWORD_LEN);
+    let password = match &given {
+        Some(p) => p.clone(),
+        None => generate_password()?,
+    };
     let rec = UserRecord {
         password_hash: hash_password(&password)?,
         group: Group::Admin,
@@ -93,7 +102,7 @@ pub fn ensure_first_admin(
     if !archive.index().create_user_if_absent("admin", &rec)? {
         return Ok(None);
     }
-    if let Some(f) = password_file {
+    if let (Some(f), None) = (password_file, &given) {
         write_private(f, &format!("{password}\n"))?;
     }
     Ok(Some(password))

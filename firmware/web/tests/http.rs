@@ -698,3 +698,43 @@ fn at_the_connection_cap_the_longest_stalled_client_makes_room() {
         String::from_utf8_lossy(&last)
     );
 }
+
+#[test]
+fn a_password_made_at_first_boot_becomes_the_first_admin_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = Archive::open(&dir.path().join("data"), ArchiveConfig::default()).unwrap();
+    let file = dir.path().join("state-initial-admin-password");
+    std::fs::write(&file, "made-on-the-box-1234\n").unwrap();
+    let (_web, initial) = Web::new(
+        archive.clone(),
+        Arc::new(ArchiveStatus(archive.clone())),
+        WebConfig {
+            initial_password_file: Some(file.clone()),
+            ..WebConfig::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(initial.as_deref(), Some("made-on-the-box-1234"));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "made-on-the-box-1234\n",
+        "the first boot's file is left for the panel and console"
+    );
+    let user = archive.index().user("admin").unwrap().unwrap();
+    assert!(pacsbox_web::auth::verify_password(
+        "made-on-the-box-1234",
+        &user.password_hash
+    ));
+    assert!(user.must_change_password);
+    // A second start with users present creates nothing.
+    let (_web, again) = Web::new(
+        archive.clone(),
+        Arc::new(ArchiveStatus(archive)),
+        WebConfig {
+            initial_password_file: Some(file),
+            ..WebConfig::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(again, None);
+}
