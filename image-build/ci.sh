@@ -39,8 +39,10 @@ timed "amd64 image" "$IMAGE_BUILD_DIR/build.sh" --arch amd64 --test --out "$out"
 timed "amd64 boot test" "$IMAGE_BUILD_DIR/test/boot-test.sh" "$out/pacsbox-$version-amd64-test.img"
 rm -f "$out"/*amd64*
 
-startup_paths=(image-build firmware/lan firmware/pacsbox/src/main.rs
-    firmware/pacsbox/src/appliance.rs firmware/pacsbox/src/config.rs)
+# What the arm64 boot depends on (documentation is not).
+startup_paths=(image-build/*.sh image-build/packages*.txt image-build/hooks image-build/overlay
+    image-build/cross image-build/test/overlay image-build/test/boot-test.sh firmware/lan
+    firmware/pacsbox/src/main.rs firmware/pacsbox/src/appliance.rs firmware/pacsbox/src/config.rs)
 arm64="${PACSBOX_IMAGE_ARM64:-auto}"
 marker="$CACHE_DIR/arm64-passed-$(content_key "${startup_paths[@]}")"
 if [[ "$arm64" == auto ]]; then
