@@ -100,19 +100,25 @@ fi
 DISK_ID=0x7ac5b0c5 # fixed: cmdline.txt and fstab say root=PARTUUID=7ac5b0c5-02
 MiB=$((1024 * 1024))
 
+# Work trees of assemble(), removed however the script ends (error, kill, timeout).
+assemble_dirs=()
+trap 'rm -rf "${assemble_dirs[@]}" "$rootfs.tmp.packages"' EXIT
+
 # assemble NAME WITH_TEST_OVERLAY
 assemble() {
     local name="$1" with_test="$2"
     local start=$SECONDS
     local work
     work="$(mktemp -d "$CACHE_DIR/assemble.XXXXXX")"
-    # shellcheck disable=SC2064
-    trap "rm -rf '$work'" RETURN
+    assemble_dirs+=("$work")
     local root="$work/root" boot="$work/boot" state="$work/state"
     log "assembling $name"
     cp -a "$rootfs" "$root"
     rm -f "$root/.complete" "$root/.packages"
     install -m 0755 "$binary" "$root/usr/bin/pacsbox"
+    # Debug info is for the build machine; an amd64 host binary is stripped here (the aarch64
+    # one comes stripped from cross-build.sh).
+    [[ "$arch" == amd64 ]] && command -v strip >/dev/null && strip --strip-debug "$root/usr/bin/pacsbox"
     install -D -m 0644 "$REPO_DIR/README.md" "$root/usr/share/doc/pacsbox/README.md"
     install -D -m 0644 "$IMAGE_BUILD_DIR/README.md" "$root/usr/share/doc/pacsbox/IMAGE.md"
     printf 'PACSBOX_VERSION=%s\nPACSBOX_COMMIT=%s\nPACSBOX_ARCH=%s\n' "$version" \
@@ -191,6 +197,7 @@ EOF
     dd if="$work/root.ext4" of="$img" bs=1M seek=$p2 conv=notrunc,sparse status=none
     dd if="$work/state.ext4" of="$img" bs=1M seek=$p4 conv=notrunc,sparse status=none
     log "$img: $((total)) MiB ($((SECONDS - start)) s)"
+    rm -rf "$work"
 }
 
 name="pacsbox-$version-$arch"

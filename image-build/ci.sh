@@ -58,9 +58,25 @@ if [[ "$arm64" == auto ]]; then
         echo "--> image: image-build/ and start-up code unchanged; arm64 image skipped"
     fi
 fi
-if [[ "$arm64" == 1 ]]; then
+arm64_image_and_boot() {
     timed "arm64 image" "$IMAGE_BUILD_DIR/build.sh" --arch arm64 --test --out "$out" \
         --binary "$CACHE_DIR/out/pacsbox-aarch64"
     timed "arm64 boot test" "$IMAGE_BUILD_DIR/test/boot-test.sh" "$out/pacsbox-$version-arm64-test.img"
-    touch "$marker"
+}
+if [[ "$arm64" == 1 ]]; then
+    # A cold arm64 root file system plus two emulated boots can outlast CI's 90 minutes on a
+    # loaded 2-core machine. Past the budget the run is reported as unfinished (loudly), not
+    # as a failure; any real failure inside the budget fails CI.
+    budget="${PACSBOX_ARM64_BUDGET_S:-2400}"
+    export -f arm64_image_and_boot timed log die
+    export IMAGE_BUILD_DIR CACHE_DIR out version
+    rc=0
+    timeout -k 30 "$budget" bash -c arm64_image_and_boot || rc=$?
+    if ((rc == 0)); then
+        touch "$marker"
+    elif ((rc == 124 || rc == 137)); then
+        echo "--> image: WARNING: arm64 image + boot test unfinished after ${budget}s; not counted"
+    else
+        exit "$rc"
+    fi
 fi
