@@ -125,7 +125,9 @@ assemble() {
         "$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$arch" \
         >"$root/etc/pacsbox/build-info"
     if ((with_test)); then
-        cp -a "$IMAGE_BUILD_DIR/test/overlay/." "$root/"
+        (cd "$IMAGE_BUILD_DIR/test/overlay" && find . -type d -exec install -d -m 0755 "$root/{}" \; &&
+            find . -type f -perm -u+x -exec install -m 0755 {} "$root/{}" \; &&
+            find . -type f ! -perm -u+x -exec install -m 0644 {} "$root/{}" \;)
         local u
         for u in "$IMAGE_BUILD_DIR"/test/overlay/etc/systemd/system/*.service; do
             u="$(basename "$u")"

@@ -72,7 +72,8 @@ content_key() {
     for f in "$@"; do
         if [[ -d "$f" ]]; then
             (cd "$f" && find . -type f -o -type l | LC_ALL=C sort | while read -r x; do
-                printf '%s %s\n' "$x" "$(stat -c %a "$x")"
+                # Executable or not, not the checkout's umask (664 vs 644 must not split the cache).
+                printf '%s %s\n' "$x" "$([[ -x "$x" ]] && echo x || echo -)"
                 if [[ -L "$x" ]]; then readlink "$x"; else cat "$x"; fi
             done)
         elif [[ -e "$f" ]]; then
