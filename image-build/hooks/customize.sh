@@ -45,7 +45,7 @@ if [[ "$arch" == arm64 ]]; then
         -e 's|^#\?KERNEL_ARCH=.*|KERNEL_ARCH="arm64"|' "$conf"
     grep -q '^ROOTPART=PARTUUID=7ac5b0c5-02' "$conf" || echo 'ROOTPART=PARTUUID=7ac5b0c5-02' >>"$conf"
     grep -q '^CONSOLES=' "$conf" || echo 'CONSOLES="serial0,115200 tty1"' >>"$conf"
-    echo 'fsck.repair=yes rootwait' >"$root/etc/default/raspi-extra-cmdline"
+    # raspi-firmware itself adds fsck.repair=yes and rootwait to cmdline.txt.
 fi
 
 # The real update-initramfs back, and one initramfs with the final configuration (FSTYPE=ext4
