@@ -79,6 +79,9 @@ if [[ ! -e "$rootfs/.complete" ]]; then
     rm -rf "$rootfs"
     mv "$rootfs.tmp" "$rootfs"
     log "root file system built in $((SECONDS - start)) s"
+    # One root file system per architecture is enough: older keys are dead weight (GBs).
+    find "$CACHE_DIR" -maxdepth 1 -name "rootfs-$arch-*" ! -name "$(basename "$rootfs")" \
+        ! -name '*.tmp' -exec rm -rf {} +
 else
     log "root file system from cache: $rootfs"
 fi
