@@ -79,6 +79,9 @@ if [[ ! -e "$rootfs/.complete" ]]; then
     rm -rf "$rootfs"
     mv "$rootfs.tmp" "$rootfs"
     log "root file system built in $((SECONDS - start)) s"
+    # One root file system per architecture is enough: older keys are dead weight (GBs).
+    find "$CACHE_DIR" -maxdepth 1 -name "rootfs-$arch-*" ! -name "$(basename "$rootfs")" \
+        ! -name '*.tmp' -exec rm -rf {} +
 else
     log "root file system from cache: $rootfs"
 fi
@@ -100,26 +103,34 @@ fi
 DISK_ID=0x7ac5b0c5 # fixed: cmdline.txt and fstab say root=PARTUUID=7ac5b0c5-02
 MiB=$((1024 * 1024))
 
+# Work trees of assemble(), removed however the script ends (error, kill, timeout).
+assemble_dirs=()
+trap 'rm -rf "${assemble_dirs[@]}" "$rootfs.tmp.packages"' EXIT
+
 # assemble NAME WITH_TEST_OVERLAY
 assemble() {
     local name="$1" with_test="$2"
     local start=$SECONDS
     local work
     work="$(mktemp -d "$CACHE_DIR/assemble.XXXXXX")"
-    # shellcheck disable=SC2064
-    trap "rm -rf '$work'" RETURN
+    assemble_dirs+=("$work")
     local root="$work/root" boot="$work/boot" state="$work/state"
     log "assembling $name"
     cp -a "$rootfs" "$root"
     rm -f "$root/.complete" "$root/.packages"
     install -m 0755 "$binary" "$root/usr/bin/pacsbox"
+    # Debug info is for the build machine; an amd64 host binary is stripped here (the aarch64
+    # one comes stripped from cross-build.sh).
+    [[ "$arch" == amd64 ]] && command -v strip >/dev/null && strip --strip-debug "$root/usr/bin/pacsbox"
     install -D -m 0644 "$REPO_DIR/README.md" "$root/usr/share/doc/pacsbox/README.md"
     install -D -m 0644 "$IMAGE_BUILD_DIR/README.md" "$root/usr/share/doc/pacsbox/IMAGE.md"
     printf 'PACSBOX_VERSION=%s\nPACSBOX_COMMIT=%s\nPACSBOX_ARCH=%s\n' "$version" \
         "$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$arch" \
         >"$root/etc/pacsbox/build-info"
     if ((with_test)); then
-        cp -a "$IMAGE_BUILD_DIR/test/overlay/." "$root/"
+        (cd "$IMAGE_BUILD_DIR/test/overlay" && find . -type d -exec install -d -m 0755 "$root/{}" \; &&
+            find . -type f -perm -u+x -exec install -m 0755 {} "$root/{}" \; &&
+            find . -type f ! -perm -u+x -exec install -m 0644 {} "$root/{}" \;)
         local u
         for u in "$IMAGE_BUILD_DIR"/test/overlay/etc/systemd/system/*.service; do
             u="$(basename "$u")"
@@ -191,6 +202,7 @@ EOF
     dd if="$work/root.ext4" of="$img" bs=1M seek=$p2 conv=notrunc,sparse status=none
     dd if="$work/state.ext4" of="$img" bs=1M seek=$p4 conv=notrunc,sparse status=none
     log "$img: $((total)) MiB ($((SECONDS - start)) s)"
+    rm -rf "$work"
 }
 
 name="pacsbox-$version-$arch"

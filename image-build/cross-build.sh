@@ -80,7 +80,11 @@ if ! build; then
         die "aarch64 cross-build failed"
     fi
 fi
-cp "$target_dir/aarch64-unknown-linux-gnu/release/pacsbox" "$out"
+# Debug info stays in the target dir (profile.release debug = 1); the image gets it stripped.
+BIND_MOUNTS=("$target_dir:/target")
+chroot_run "$chroot_dir" aarch64-linux-gnu-strip --strip-debug -o /target/pacsbox-aarch64.stripped \
+    /target/aarch64-unknown-linux-gnu/release/pacsbox
+cp "$target_dir/pacsbox-aarch64.stripped" "$out"
 file_info="$(od -An -tx1 -j18 -N2 "$out" | tr -d ' ')"
 [[ "$file_info" == "b700" ]] || die "$out is not an aarch64 ELF (e_machine $file_info)"
 log "aarch64 binary: $out ($(du -h "$out" | cut -f1), $((SECONDS - start)) s)"

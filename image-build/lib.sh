@@ -22,7 +22,7 @@ pacsbox_version() {
 # qemu and mmdebstrap come from bookworm-backports (Debian's own archive).
 ensure_host_tools() {
     local want=(mmdebstrap qemu-system-x86 qemu-system-arm qemu-user-static dosfstools mtools
-        e2fsprogs fdisk zstd dcmtk arch-test uidmap bmap-tools)
+        e2fsprogs fdisk zstd dcmtk arch-test uidmap bmap-tools curl iproute2)
     local missing=()
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
@@ -44,7 +44,7 @@ ensure_host_tools() {
     # mmdebstrap and qemu from backports; the rest resolves from the release itself.
     apt-get install -y -q "${release[@]}" mmdebstrap qemu-system-x86 qemu-system-arm \
         qemu-user-static >/dev/null
-    apt-get install -y -q dosfstools mtools e2fsprogs fdisk zstd dcmtk arch-test uidmap \
+    apt-get install -y -q dosfstools mtools e2fsprogs fdisk zstd dcmtk arch-test uidmap curl iproute2 \
         bmap-tools >/dev/null
 }
 
@@ -72,7 +72,8 @@ content_key() {
     for f in "$@"; do
         if [[ -d "$f" ]]; then
             (cd "$f" && find . -type f -o -type l | LC_ALL=C sort | while read -r x; do
-                printf '%s %s\n' "$x" "$(stat -c %a "$x")"
+                # Executable or not, not the checkout's umask (664 vs 644 must not split the cache).
+                printf '%s %s\n' "$x" "$([[ -x "$x" ]] && echo x || echo -)"
                 if [[ -L "$x" ]]; then readlink "$x"; else cat "$x"; fi
             done)
         elif [[ -e "$f" ]]; then

@@ -5,7 +5,11 @@ set -euo pipefail
 root="$1" arch="$2" here="$3"
 in_root() { chroot "$root" "$@"; }
 
-cp -a "$here/overlay/." "$root/"
+# Owned by root, 0755 or 0644 whatever the umask of the checkout was: a group-writable unit
+# or script in the image would be a way in.
+(cd "$here/overlay" && find . -type d -exec install -d -m 0755 "$root/{}" \; &&
+    find . -type f -perm -u+x -exec install -m 0755 {} "$root/{}" \; &&
+    find . -type f ! -perm -u+x -exec install -m 0644 {} "$root/{}" \;)
 
 # One fixed system user: the archive on the RAID keeps its owner across images and reflashes.
 in_root groupadd --system --gid 980 pacsbox
@@ -41,7 +45,7 @@ if [[ "$arch" == arm64 ]]; then
         -e 's|^#\?KERNEL_ARCH=.*|KERNEL_ARCH="arm64"|' "$conf"
     grep -q '^ROOTPART=PARTUUID=7ac5b0c5-02' "$conf" || echo 'ROOTPART=PARTUUID=7ac5b0c5-02' >>"$conf"
     grep -q '^CONSOLES=' "$conf" || echo 'CONSOLES="serial0,115200 tty1"' >>"$conf"
-    echo 'fsck.repair=yes rootwait' >"$root/etc/default/raspi-extra-cmdline"
+    # raspi-firmware itself adds fsck.repair=yes and rootwait to cmdline.txt.
 fi
 
 # The real update-initramfs back, and one initramfs with the final configuration (FSTYPE=ext4

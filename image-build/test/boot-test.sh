@@ -26,7 +26,8 @@ for t in "$ECHOSCU" "$STORESCU" "$FINDSCU"; do [[ -x "$t" ]] || die "$t missing 
 command -v qemu-system-x86_64 >/dev/null || ensure_host_tools
 python3 -c 'import pydicom' 2>/dev/null || die "python3 pydicom missing (bash tests/install_deps.sh)"
 
-work="$(mktemp -d /tmp/pacsbox-boot-test.XXXXXX)"
+mkdir -p "$CACHE_DIR"
+work="$(mktemp -d "$CACHE_DIR/boot-test.XXXXXX")"
 qemu_pid=""
 passed=0 failed=0
 cleanup() {
