@@ -86,6 +86,24 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
+    /// A frame our own decoders (32-bit RLE, 12-bit JPEG) produced: colour comes out as RGB.
+    pub fn decoded(a: &Attrs, bits_allocated: u16, data: Vec<u8>) -> Frame {
+        Frame {
+            rows: a.rows,
+            cols: a.cols,
+            samples: a.samples,
+            bits_allocated,
+            bits_stored: a.bits_stored,
+            signed: a.signed,
+            photometric: if a.samples == 3 {
+                "RGB".into()
+            } else {
+                a.photometric.clone()
+            },
+            data,
+        }
+    }
+
     pub fn pixel_count(&self) -> usize {
         self.rows as usize * self.cols as usize
     }
@@ -234,25 +252,13 @@ fn encapsulated_frame(
     if uid == RLE && a.bits_allocated == 32 {
         // dicom-pixeldata's RLE decoder stops at 16 bits; RT dose grids are 32.
         let bytes = frame_bytes(seq, a.frames, n)?;
-        return Ok(Frame {
-            rows: a.rows,
-            cols: a.cols,
-            samples: a.samples,
-            bits_allocated: 32,
-            bits_stored: a.bits_stored,
-            signed: a.signed,
-            photometric: if a.samples == 3 {
-                "RGB".into()
-            } else {
-                a.photometric.clone()
-            },
-            data: rle_frame(
-                &bytes,
-                a.rows as usize * a.cols as usize,
-                a.samples as usize,
-                4,
-            )?,
-        });
+        let data = rle_frame(
+            &bytes,
+            a.rows as usize * a.cols as usize,
+            a.samples as usize,
+            4,
+        )?;
+        return Ok(Frame::decoded(a, 32, data));
     }
     if !ts.can_decode_all() {
         let reason = if uid == JPEG_LS_LOSSLESS || uid == JPEG_LS_NEAR_LOSSLESS {

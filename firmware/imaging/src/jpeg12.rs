@@ -92,18 +92,5 @@ pub(crate) fn decode(jpeg: &[u8], a: &Attrs) -> Result<Frame, ImagingError> {
     for v in out {
         data.extend_from_slice(&v.to_le_bytes());
     }
-    Ok(Frame {
-        rows: a.rows,
-        cols: a.cols,
-        samples: a.samples,
-        bits_allocated: 16,
-        bits_stored: a.bits_stored,
-        signed: a.signed,
-        photometric: if a.samples == 3 {
-            "RGB".into()
-        } else {
-            a.photometric.clone()
-        },
-        data,
-    })
+    Ok(Frame::decoded(a, 16, data))
 }
