@@ -158,9 +158,27 @@ pub async fn reject_over_limit(mut socket: TcpStream) {
                 dicom_ul::pdu::AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
             ),
         });
-        let _ = write_one(&mut socket, &rj).await;
-        let _ = socket.shutdown().await;
+        if write_one(&mut socket, &rj).await.is_ok() {
+            await_peer_close(&mut socket).await;
+        }
     }
+}
+
+/// After an A-ASSOCIATE-RJ the requestor closes the transport (PS3.8 state Sta13, ARTIM
+/// running). Closing first races the peer: a reset can reach it before it has read the RJ,
+/// and it then reports an abort instead of the rejection and its reason.
+async fn await_peer_close(socket: &mut TcpStream) {
+    const ARTIM: Duration = Duration::from_secs(5);
+    let mut sink = [0u8; 512];
+    let _ = tokio::time::timeout(ARTIM, async {
+        while let Ok(n) = socket.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    let _ = socket.shutdown().await;
 }
 
 pub struct AcceptorPolicy {
@@ -233,6 +251,7 @@ impl Association {
                 dicom_ul::pdu::AssociationRJServiceProviderASCEReason::ProtocolVersionNotSupported,
             ));
             write_one(&mut socket, &rj).await?;
+            await_peer_close(&mut socket).await;
             return Ok(None);
         }
         if let Some(reason) = refusal {
@@ -242,6 +261,7 @@ impl Association {
                 &reject(AssociationRJSource::ServiceUser(reason)),
             )
             .await?;
+            await_peer_close(&mut socket).await;
             return Ok(None);
         }
         let peer_max_pdu = peer_max_pdu(&user_variables);
