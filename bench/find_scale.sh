@@ -5,7 +5,9 @@
 # For each N: fill a fresh index (PET/CT-shaped: 500 instances per study, 4 series), kill the
 # filler without closing the database (as kill -9 would), time the reopen, start
 # `pacsbox serve` on it, and run 20 DCMTK findscu queries of each kind (hyperfine), reporting
-# median and p95 in ms (each includes findscu's own start-up, ~10-30 ms).
+# median and p95 in ms (each includes findscu's own start-up, ~10-30 ms); then the same queries
+# with find_wire.py (one association, responses not decoded: the server's time).
+# REUSE=1 keeps an index already filled for N (a 10^7 fill takes ~7 min and 6.4 GB).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -21,8 +23,12 @@ echo "| instances | query | median ms | p95 ms | matches |" | tee "$out"
 echo "|---|---|---|---|---|" | tee -a "$out"
 for N in "$@"; do
   D=$BENCH_ROOT/findscale-$N
-  rm -rf "$D"
-  CRASH=1 "$BIN/examples/index_scale" fill "$D" "$N" | tail -2 || true
+  if [[ ${REUSE:-0} == 1 && -f $D/index.redb ]]; then
+    echo "reusing $D"
+  else
+    rm -rf "$D"
+    CRASH=1 "$BIN/examples/index_scale" fill "$D" "$N" | tail -2 || true
+  fi
   "$BIN/examples/index_scale" open "$D"
   "$BIN/pacsbox" serve --data "$D" --bind 127.0.0.1 --dicom-port "$PORT" --http-port $((PORT + 1)) --reserve-mb 1 2>"$D.log" &
   pid=$!
@@ -48,6 +54,12 @@ p95 = t[min(len(t) - 1, int(round(0.95 * (len(t) - 1))))]
 print(f"| {sys.argv[2]} | {sys.argv[3]} | {statistics.median(t)*1e3:.1f} | {p95*1e3:.1f} | {sys.argv[4]} |")
 PY
   done
+  python3 "$HERE/find_wire.py" -n 20 -w 3 --json "$D.wire.json" "pacsbox_$N=PACSBOX:$PORT" -- \
+    "study_by_patient_id|STUDY|PatientID=PID00000042;StudyInstanceUID=;PatientName=" \
+    "study_by_DOE*|STUDY|PatientName=DOE*;StudyInstanceUID=;PatientID=" \
+    "study_by_김*|STUDY|SpecificCharacterSet=ISO_IR 192;PatientName=김*;StudyInstanceUID=" \
+    "study_by_date_range|STUDY|StudyDate=20240301-20240331;StudyInstanceUID=" \
+    "image_level_one_series|IMAGE|StudyInstanceUID=$study;SeriesInstanceUID=$series;SOPInstanceUID=" | tee -a "$out"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 done
 echo "results: $out"

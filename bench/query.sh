@@ -12,7 +12,7 @@
 #     -n 20           C-FIND runs per query and peer (split in -N rounds, peer order rotated per round)
 #     -N 2            rounds for the C-FIND latencies (interleaving)
 #     -r 3            retrieve repetitions (peer order rotated)
-#     -P "load query retrieve"   phases to run (also: inproc = server-side C-FIND time on one pynetdicom
+#     -P "load query retrieve"   phases to run (also: wire = server-side C-FIND time, find_wire.py; inproc = on one pynetdicom
 #                     association, INPROC_N=50 per query); without "load" the peers must be running and loaded
 #     -K              keep the peers running at exit (to run the next phase later)
 #     -o DIR          output dir (default $BENCH_ROOT/results/query-<stamp>; reuse it across phases)
@@ -206,6 +206,20 @@ for k in QS:
     print(f"| {k} | " + " | ".join(f"{med[nm]:.2f} ({p95[nm]:.2f}) [{cnt[(k, nm)]}]" for nm in names) + " | " +
           " | ".join(f"{med[a] / med[b]:.3f}" for a in names if a.startswith("pacsbox") for b in names if not b.startswith("pacsbox")) + " |")
 PYEOF
+fi
+
+# ---------------------------------------------------------------- wire: C-FIND as the server sees it
+# find_wire.py: one raw association per peer, responses not decoded (only each Status read), so
+# neither tool start nor client-side decoding hides the server. WIRE_N runs + 3 warm-up per query.
+if has wire; then
+  args=(); for p in $PEERS; do args+=("$(pname "$p")=${AET[$p]}:${PORT[$p]}"); done
+  R="StudyInstanceUID=;PatientName=;PatientID=;StudyDate=;AccessionNumber=;StudyDescription="
+  python3 "$HERE/find_wire.py" -n "${WIRE_N:-20}" -w 3 --json "$OUTD/wire.json" "${args[@]}" -- \
+    "study_by_pid|STUDY|$R;PatientID=$PID_KEY" \
+    "study_by_name|STUDY|$R;PatientName=DOE*" \
+    "study_by_date|STUDY|$R;StudyDate=$DATE_RANGE" \
+    "image_in_series|IMAGE|StudyInstanceUID=$S_UID;SeriesInstanceUID=$SE_UID;SOPInstanceUID=;InstanceNumber=;SOPClassUID=" \
+    | tee -a "$OUTD/wire.md"
 fi
 
 # ---------------------------------------------------------------- retrieve: C-MOVE to DEST, C-GET, storescu->storescp reference

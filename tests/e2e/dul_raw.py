@@ -57,6 +57,35 @@ def c_echo_rq_command(msg_id: int = 1) -> bytes:
     return _elem_implicit(0x0000, 0x0000, struct.pack("<I", len(rest))) + rest
 
 
+def command_set(sop_class: str, field: int, msg_id: int, *, responded_to: bool = False,
+                data_set: bool = True, priority: bool = True) -> bytes:
+    """A DIMSE request command set (implicit VR LE): C-FIND-RQ is field 0x0020, C-CANCEL-RQ
+    0x0FFF with `responded_to=True` (it carries Message ID Being Responded To instead)."""
+    uid = sop_class.encode()
+    if len(uid) % 2:
+        uid += b"\x00"
+    rest = b""
+    if sop_class:
+        rest += _elem_implicit(0x0000, 0x0002, uid)
+    rest += _elem_implicit(0x0000, 0x0100, struct.pack("<H", field))
+    rest += _elem_implicit(0x0000, 0x0120 if responded_to else 0x0110, struct.pack("<H", msg_id))
+    if priority:
+        rest += _elem_implicit(0x0000, 0x0700, struct.pack("<H", 0))
+    rest += _elem_implicit(0x0000, 0x0800, struct.pack("<H", 0x0000 if data_set else 0x0101))
+    return _elem_implicit(0x0000, 0x0000, struct.pack("<I", len(rest))) + rest
+
+
+def command_status(command: bytes) -> int | None:
+    """Status (0000,0900) of an implicit VR LE command set, None if absent."""
+    pos = 0
+    while pos + 8 <= len(command):
+        group, elem, length = struct.unpack_from("<HHI", command, pos)
+        if (group, elem) == (0, 0x0900):
+            return struct.unpack_from("<H", command, pos + 8)[0]
+        pos += 8 + length
+    return None
+
+
 def p_data_tf(context_id: int, payload: bytes, *, command: bool = True, last: bool = True) -> bytes:
     mch = (0x01 if command else 0) | (0x02 if last else 0)
     pdv = struct.pack(">IBB", len(payload) + 2, context_id, mch) + payload

@@ -9,6 +9,7 @@ identifier) and DCMTK findscu (at least one per level, to prove a real DCMTK pee
 
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 
@@ -421,7 +422,37 @@ MANY = 800
 
 
 @pytest.mark.timeout(180)
+def _raw_find_responses(sock, cx: int) -> tuple[int, int]:
+    """Reads C-FIND responses on a raw association: (pending count, final status)."""
+    import dul_raw as raw
+
+    pendings, command = 0, b""
+    while True:
+        pdu = raw.read_pdu(sock, timeout=30)
+        assert pdu is not None and pdu.pdu_type == 0x04, f"expected P-DATA, got {pdu}"
+        pos = 0
+        while pos < len(pdu.body):
+            length, ctx, mch = int.from_bytes(pdu.body[pos : pos + 4], "big"), pdu.body[pos + 4], pdu.body[pos + 5]
+            assert ctx == cx
+            if mch & 1:
+                command += pdu.body[pos + 6 : pos + 4 + length]
+                if mch & 2:
+                    st = raw.command_status(command)
+                    command = b""
+                    if st in h.STATUS_PENDING:
+                        pendings += 1
+                    else:
+                        return pendings, st
+            pos += 4 + length
+
+
 def test_c_cancel_stops_the_query(server):
+    """C-CANCEL-RQ sent right behind the C-FIND-RQ (raw PDUs, so it is on the wire before the
+    first match): the query stops, the final status is Cancel (FE00) with fewer than all
+    matches sent, and the association keeps working."""
+    import dul_raw as raw
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
     from pydicom.uid import generate_uid
 
     srv = server()
@@ -429,28 +460,35 @@ def test_c_cancel_stops_the_query(server):
     problems = h.store_parallel(srv.dicom_port, srv.ae, [h.tiny_instance(study, series, n) for n in range(MANY)])
     assert not problems, problems[:10]
     q = h.query("IMAGE", StudyInstanceUID=study, SeriesInstanceUID=series, SOPInstanceUID=None)
-    with h.associated(h.find_ae("CANCELSCU"), srv.dicom_port, srv.ae) as assoc:
-        # sanity: the full query returns every instance
-        full = h.c_find(assoc, q)
-        assert full.status == 0 and len(full.identifiers) == MANY, full.describe()
-        (cx,) = [c.context_id for c in assoc.accepted_contexts if c.abstract_syntax == h.STUDY_ROOT_FIND]
-        n, final = 0, None
-        for st, _ident in assoc.send_c_find(q, h.STUDY_ROOT_FIND, msg_id=7):
-            code = h.status_code(st)
-            if code in h.STATUS_PENDING:
-                n += 1
-                if n == 1:
-                    assoc.send_c_cancel(7, cx)
-            else:
-                final = st
-        assert final is not None, "no final response after C-CANCEL"
-        assert h.status_code(final) == h.STATUS_CANCEL, f"final status 0x{h.status_code(final):04X} after C-CANCEL"
+    ident = DicomBytesIO()
+    ident.is_little_endian, ident.is_implicit_VR = True, True
+    write_dataset(ident, q)
+    cx = 1
+    with raw.connect(srv.dicom_port) as s:
+        s.sendall(raw.associate_rq(srv.ae, "CANCELSCU", [(cx, h.STUDY_ROOT_FIND, [raw.IMPLICIT_LE])]))
+        ac = raw.read_pdu(s)
+        assert ac is not None and ac.pdu_type == 0x02, f"association not accepted: {ac}"
+
+        def find(msg_id: int, cancel: bool) -> tuple[int, int]:
+            wire = raw.p_data_tf(cx, raw.command_set(h.STUDY_ROOT_FIND, 0x0020, msg_id))
+            wire += raw.p_data_tf(cx, ident.getvalue(), command=False)
+            if cancel:
+                wire += raw.p_data_tf(
+                    cx, raw.command_set("", 0x0FFF, msg_id, responded_to=True, data_set=False, priority=False)
+                )
+            s.sendall(wire)
+            return _raw_find_responses(s, cx)
+
+        # sanity: without the cancel the query returns every instance
+        assert find(6, cancel=False) == (MANY, 0x0000)
+        n, final = find(7, cancel=True)
+        assert final == h.STATUS_CANCEL, f"final status 0x{final:04X} after C-CANCEL ({n} pendings)"
         assert n < MANY, f"all {MANY} matches were sent despite the C-CANCEL"
         # the association is still usable
-        again = h.c_find(assoc, h.query("STUDY", StudyInstanceUID=None, PatientID="MANY-1",
-                                        NumberOfStudyRelatedInstances=None))
-        assert again.status == 0 and len(again.identifiers) == 1, again.describe()
-        assert int(again.identifiers[0].NumberOfStudyRelatedInstances) == MANY
+        assert find(8, cancel=False) == (MANY, 0x0000)
+        s.sendall(struct.pack(">BBI", 0x05, 0, 4) + b"\x00" * 4)
+        rp = raw.read_pdu(s, timeout=10)
+        assert rp is not None and rp.pdu_type == 0x06, f"expected A-RELEASE-RP, got {rp}"
 
 
 def test_late_c_cancel_is_ignored(arc):

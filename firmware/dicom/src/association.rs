@@ -487,6 +487,17 @@ impl Association {
         write_one(&mut self.writer, pdu).await
     }
 
+    /// The largest P-DATA-TF variable field the peer accepts (its Maximum Length sub-item).
+    pub fn peer_max_pdu(&self) -> u32 {
+        self.peer_max_pdu
+    }
+
+    /// Writes P-DATA-TF PDUs already encoded by [`encode_message`].
+    pub async fn send_encoded(&mut self, pdus: &[u8]) -> Result<(), AssocError> {
+        self.writer.write_all(pdus).await?;
+        Ok(())
+    }
+
     /// Sends a DIMSE command set on a presentation context, fragmented to the peer's maximum.
     pub async fn send_command(&mut self, context: u8, bytes: Vec<u8>) -> Result<(), AssocError> {
         self.send_fragments(context, PDataValueType::Command, bytes)
@@ -576,10 +587,119 @@ impl Drop for Association {
     }
 }
 
+/// Appends one DIMSE message (command, then its data set if any) to `out` as P-DATA-TF PDUs:
+/// both fragments in one PDU when that fits the peer's maximum (a C-FIND pending response is a
+/// few hundred bytes, so thousands of them go out in a handful of writes), else fragmented.
+pub fn encode_message(
+    context: u8,
+    peer_max_pdu: u32,
+    command: &[u8],
+    data: &[u8],
+    out: &mut Vec<u8>,
+) {
+    // PDU header (6) + PDV item header (6), as in `send_fragments`.
+    let room = (peer_max_pdu.saturating_sub(12) as usize).max(1024);
+    let pdv = |out: &mut Vec<u8>, kind: u8, bytes: &[u8]| {
+        out.extend_from_slice(&((bytes.len() + 2) as u32).to_be_bytes());
+        out.push(context);
+        out.push(kind);
+        out.extend_from_slice(bytes);
+    };
+    let pdu_header = |out: &mut Vec<u8>, len: usize| {
+        out.extend_from_slice(&[0x04, 0x00]);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+    };
+    const COMMAND: u8 = 0x01;
+    const LAST: u8 = 0x02;
+    if !data.is_empty() && command.len() + data.len() + 6 <= room {
+        pdu_header(out, command.len() + data.len() + 12);
+        pdv(out, COMMAND | LAST, command);
+        pdv(out, LAST, data);
+        return;
+    }
+    for (kind, bytes) in [(COMMAND, command), (0, data)] {
+        if bytes.is_empty() && kind == 0 {
+            break;
+        }
+        let n = bytes.len().div_ceil(room).max(1);
+        for (i, chunk) in bytes.chunks(room).enumerate() {
+            pdu_header(out, chunk.len() + 6);
+            pdv(out, kind | if i + 1 == n { LAST } else { 0 }, chunk);
+        }
+    }
+}
+
 async fn abort<W: AsyncWrite + Unpin>(socket: &mut W, reason: AbortRQServiceProviderReason) {
     let pdu = Pdu::AbortRQ {
         source: AbortRQSource::ServiceProvider(reason),
     };
     let _ = write_one(socket, &pdu).await;
     let _ = socket.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads back what `encode_message` wrote: (PDVs per PDU, (kind, is_last, bytes) per PDV).
+    fn decode(mut wire: &[u8]) -> Vec<Vec<(PDataValueType, bool, Vec<u8>)>> {
+        let mut pdus = Vec::new();
+        while !wire.is_empty() {
+            let len = u32::from_be_bytes([wire[2], wire[3], wire[4], wire[5]]) as usize;
+            match read_pdu(&wire[..6 + len], 1 << 20, true) {
+                Ok(Some(Pdu::PData { data })) => pdus.push(
+                    data.into_iter()
+                        .map(|v| (v.value_type, v.is_last, v.data))
+                        .collect(),
+                ),
+                other => panic!("not a P-DATA-TF: {other:?}"),
+            }
+            wire = &wire[6 + len..];
+        }
+        pdus
+    }
+
+    #[test]
+    fn a_small_message_is_one_pdu_with_both_fragments() {
+        let mut out = Vec::new();
+        encode_message(3, 16384, b"cmd!", b"data", &mut out);
+        encode_message(3, 16384, b"cmd2", b"", &mut out);
+        let pdus = decode(&out);
+        assert_eq!(pdus.len(), 2);
+        assert_eq!(
+            pdus[0],
+            vec![
+                (PDataValueType::Command, true, b"cmd!".to_vec()),
+                (PDataValueType::Data, true, b"data".to_vec())
+            ]
+        );
+        assert_eq!(
+            pdus[1],
+            vec![(PDataValueType::Command, true, b"cmd2".to_vec())]
+        );
+    }
+
+    #[test]
+    fn a_large_data_set_is_fragmented_to_the_peer_maximum() {
+        let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        let mut out = Vec::new();
+        encode_message(1, 2048, b"command", &data, &mut out);
+        let pdus = decode(&out);
+        // command alone, then 2036-byte fragments of the data set
+        assert_eq!(pdus.len(), 1 + 5000usize.div_ceil(2036));
+        assert_eq!(
+            pdus[0],
+            vec![(PDataValueType::Command, true, b"command".to_vec())]
+        );
+        let mut joined = Vec::new();
+        for (i, pdu) in pdus[1..].iter().enumerate() {
+            assert_eq!(pdu.len(), 1);
+            let (kind, last, bytes) = &pdu[0];
+            assert_eq!(*kind, PDataValueType::Data);
+            assert_eq!(*last, i + 2 == pdus.len());
+            assert!(bytes.len() + 12 <= 2048);
+            joined.extend_from_slice(bytes);
+        }
+        assert_eq!(joined, data);
+    }
 }
