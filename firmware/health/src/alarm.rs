@@ -13,6 +13,8 @@ pub const NEARLY_FULL_PERCENT: u8 = 90;
 pub enum Alarm {
     /// An array cannot serve data: more members lost than it tolerates, or not assembled.
     RaidFailed { array: String },
+    /// The data volume is not mounted: nothing can be stored (the DICOM port stays closed).
+    VolumeMissing,
     /// Free space under the reserve: modalities' images are being refused.
     StoresRefused,
     /// The DICOM listener is not running: modalities cannot send.
@@ -42,6 +44,7 @@ impl Alarm {
     pub fn severity(&self) -> Severity {
         match self {
             Alarm::RaidFailed { .. }
+            | Alarm::VolumeMissing
             | Alarm::StoresRefused
             | Alarm::DicomNotAccepting
             | Alarm::DiskFailed { .. }
@@ -56,6 +59,7 @@ impl Alarm {
     pub fn title(&self) -> &'static str {
         match self {
             Alarm::RaidFailed { .. } => "RAID FAILED",
+            Alarm::VolumeMissing => "NO DATA DISK",
             Alarm::StoresRefused => "DISK FULL",
             Alarm::DicomNotAccepting => "DICOM DOWN",
             Alarm::DiskFailed { .. } => "DISK FAILED",
@@ -72,6 +76,7 @@ impl Alarm {
             Alarm::RaidFailed { array } => {
                 format!("{array} offline. Do not pull disks. Call service.")
             }
+            Alarm::VolumeMissing => "Archive disk not found. Check power, cable.".into(),
             Alarm::StoresRefused => "Images refused. Free space or add disks.".into(),
             Alarm::DicomNotAccepting => "Modalities cannot send. Restart the box.".into(),
             Alarm::DiskFailed { disk, .. } => format!("Replace disk {disk}. Data still safe."),
@@ -92,6 +97,7 @@ impl Alarm {
     pub fn key(&self) -> String {
         match self {
             Alarm::RaidFailed { array } => format!("raid_failed:{array}"),
+            Alarm::VolumeMissing => "volume_missing".into(),
             Alarm::StoresRefused => "stores_refused".into(),
             Alarm::DicomNotAccepting => "dicom_not_accepting".into(),
             Alarm::DiskFailed { array, disk } => format!("disk_failed:{array}:{disk}"),

@@ -47,6 +47,9 @@ pub struct DataVolume {
     pub free_bytes: u64,
     /// Kept free; under it stores are refused.
     pub reserve_bytes: u64,
+    /// The data volume is not mounted (the daemon waits for it and stores nothing): the
+    /// figures above are then meaningless.
+    pub missing: bool,
 }
 
 impl DataVolume {
@@ -138,11 +141,16 @@ impl Health {
                 RaidState::Rebuilding { .. } | RaidState::Resyncing { .. } | RaidState::Clean => {}
             }
         }
-        if self.volume.refusing_stores() {
-            alarms.push(Alarm::StoresRefused);
-        }
-        if !self.traffic.dicom_accepting {
-            alarms.push(Alarm::DicomNotAccepting);
+        if self.volume.missing {
+            // The cause of everything else the DICOM side would report: say only this.
+            alarms.push(Alarm::VolumeMissing);
+        } else {
+            if self.volume.refusing_stores() {
+                alarms.push(Alarm::StoresRefused);
+            }
+            if !self.traffic.dicom_accepting {
+                alarms.push(Alarm::DicomNotAccepting);
+            }
         }
         for d in &self.disks {
             if d.smart_passed == Some(false) {
@@ -152,7 +160,10 @@ impl Health {
             }
         }
         let used = self.volume.used_percent();
-        if used >= alarm::NEARLY_FULL_PERCENT && !self.volume.refusing_stores() {
+        if used >= alarm::NEARLY_FULL_PERCENT
+            && !self.volume.refusing_stores()
+            && !self.volume.missing
+        {
             alarms.push(Alarm::DiskNearlyFull { used_percent: used });
         }
         if !self.clock.is_set() {

@@ -11,6 +11,7 @@ fn healthy() -> Health {
             total_bytes: 1000 * GIB,
             free_bytes: 600 * GIB,
             reserve_bytes: GIB / 2,
+            missing: false,
         },
         traffic: Traffic {
             dicom_accepting: true,
@@ -127,4 +128,30 @@ fn every_alarm_fits_the_panel_and_keeps_its_key_as_figures_change() {
     sorted.reverse();
     sorted.sort();
     assert_eq!(sorted, all);
+}
+
+#[test]
+fn a_missing_data_volume_is_one_critical_alarm_not_a_cascade() {
+    let mut h = healthy();
+    h.volume = DataVolume {
+        missing: true,
+        reserve_bytes: GIB / 2,
+        ..DataVolume::default()
+    };
+    h.traffic.dicom_accepting = false;
+    // Zero free bytes and a closed DICOM port follow from the missing volume: not alarms of
+    // their own, or the technician would chase "disk full" on a disk that is not there.
+    assert_eq!(h.alarms(), vec![Alarm::VolumeMissing]);
+    assert_eq!(Alarm::VolumeMissing.severity(), Severity::Critical);
+    assert!(Alarm::VolumeMissing.title().len() <= 14);
+    // A failed RAID is the likely cause: it comes first.
+    h.arrays = mdstat::parse(include_str!("mdstat/raid5_failed.txt"));
+    let alarms = h.alarms();
+    assert!(
+        matches!(
+            alarms.as_slice(),
+            [Alarm::RaidFailed { .. }, Alarm::VolumeMissing]
+        ),
+        "{alarms:?}"
+    );
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use pacsbox_health::{AlarmReport, Health};
 use pacsbox_lan::{Announcement, Announcer, notify};
 
 use crate::config::Config;
@@ -20,9 +21,10 @@ const MOUNT_POLL: Duration = Duration::from_secs(2);
 /// no archive, no index, not even the folder, so a RAID that failed to assemble can never
 /// make the SD card the archive. Until then `/status.json` answers on the HTTP port with
 /// `data_volume_mounted: false` and an alarm, the DICOM port stays closed (modalities see
-/// "connection refused" and keep their images), and systemd's status line says why.
-pub fn wait_for_data_volume(c: &Config) -> anyhow::Result<()> {
-    if !c.require_mount || pacsbox_archive::layout::is_mount_point(&c.data_dir) {
+/// "connection refused" and keep their images), and systemd's status line says why. `health`
+/// is what the front panel shows meanwhile (the caller runs the panel).
+pub fn wait_for_data_volume(c: &Config, health: &dyn Fn() -> Health) -> anyhow::Result<()> {
+    if !data_volume_missing(c) {
         return Ok(());
     }
     let dir = c.data_dir.display().to_string();
@@ -40,7 +42,6 @@ pub fn wait_for_data_volume(c: &Config) -> anyhow::Result<()> {
     listener
         .set_nonblocking(true)
         .context("non-blocking HTTP listener")?;
-    let body = missing_volume_status(c);
     let watchdog = notify::watchdog_interval();
     let mut last_check = Instant::now();
     let mut last_log = Instant::now();
@@ -61,7 +62,7 @@ pub fn wait_for_data_volume(c: &Config) -> anyhow::Result<()> {
             }
         }
         match listener.accept() {
-            Ok((stream, _)) => answer_missing_volume(stream, &body),
+            Ok((stream, _)) => answer_missing_volume(stream, &missing_volume_status(c, &health())),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(100))
             }
@@ -73,7 +74,13 @@ pub fn wait_for_data_volume(c: &Config) -> anyhow::Result<()> {
     }
 }
 
-fn missing_volume_status(c: &Config) -> String {
+/// `require_mount` is set and the data folder is not a mount point (yet).
+pub fn data_volume_missing(c: &Config) -> bool {
+    c.require_mount && !pacsbox_archive::layout::is_mount_point(&c.data_dir)
+}
+
+fn missing_volume_status(c: &Config, health: &Health) -> String {
+    let alarms: Vec<AlarmReport> = health.alarms().iter().map(AlarmReport::from).collect();
     serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "ae_title": c.ae_title,
@@ -82,12 +89,9 @@ fn missing_volume_status(c: &Config) -> String {
         "data_dir": c.data_dir.display().to_string(),
         "data_volume_mounted": false,
         "dicom_accepting": false,
-        "hostname": pacsbox_health::host::mdns_name(),
-        "addresses": pacsbox_health::host::addresses(),
-        "alarms": [{
-            "title": "Data volume missing",
-            "action": "Check the RAID enclosure or USB disk: power, cable. Nothing is stored until it is back.",
-        }],
+        "hostname": health.identity.hostname,
+        "addresses": health.identity.addresses,
+        "alarms": alarms,
     })
     .to_string()
 }

@@ -277,7 +277,25 @@ fn print_rows(rows: Vec<(String, InstanceRecord)>) -> anyhow::Result<()> {
 
 fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     raise_open_file_limit();
-    appliance::wait_for_data_volume(&c)?;
+    if appliance::data_volume_missing(&c) {
+        // The panel runs while we wait, so the technician sees why nothing works.
+        let sources: pacsbox_health::HealthSources = (&c.health).into();
+        let waiting: Arc<dyn Fn() -> pacsbox_health::Health + Send + Sync> = {
+            let c = c.clone();
+            Arc::new(move || status::waiting_for_volume(&c, &sources))
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let panel = {
+            let waiting = waiting.clone();
+            start_panel(&c, move || Some(waiting()), stop.clone())?
+        };
+        let waited = appliance::wait_for_data_volume(&c, &*waiting);
+        stop.store(true, Ordering::Relaxed);
+        if let Some(p) = panel {
+            let _ = p.join();
+        }
+        waited?;
+    }
     std::fs::create_dir_all(&c.data_dir)
         .with_context(|| format!("creating data folder {}", c.data_dir.display()))?;
     let archive = open(&c)?;
@@ -335,7 +353,16 @@ fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     let workers =
         pacsbox_web::serve(http.clone(), Arc::new(web)).context("starting HTTP workers")?;
     let panel_stop = Arc::new(AtomicBool::new(false));
-    let panel = start_panel(&c, source, panel_stop.clone())?;
+    let panel = start_panel(
+        &c,
+        move || {
+            source
+                .health()
+                .inspect_err(|e| tracing::warn!(error = %e, "panel: collecting health"))
+                .ok()
+        },
+        panel_stop.clone(),
+    )?;
     let data_dir = c.data_dir.clone();
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(dicom_addr)
@@ -382,7 +409,7 @@ fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
 /// It only reads status: a slow or absent display can never hold up the DICOM service.
 fn start_panel(
     c: &Config,
-    source: Arc<status::Status>,
+    health: impl Fn() -> Option<pacsbox_health::Health> + Send + 'static,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
     let output = c.panel.output()?;
@@ -398,12 +425,7 @@ fn start_panel(
     let handle = pacsbox_panel::spawn(
         output,
         c.panel.clone(),
-        move || {
-            source
-                .health()
-                .inspect_err(|e| tracing::warn!(error = %e, "panel: collecting health"))
-                .ok()
-        },
+        health,
         move || pacsbox_panel::run_shutdown_command(&command),
         stop,
     )

@@ -24,6 +24,50 @@ pub struct Status {
     pub errors: crate::errlog::ErrorLog,
 }
 
+/// How the box is reached, for the panel's identity page.
+fn identity(config: &Config) -> pacsbox_health::Identity {
+    pacsbox_health::Identity {
+        hostname: pacsbox_health::host::mdns_name(),
+        addresses: pacsbox_health::host::addresses(),
+        ae_title: config.ae_title.clone(),
+        dicom_port: config.dicom_port,
+        http_port: config.http_port,
+        initial_password: std::fs::read_to_string(config.initial_password_file())
+            .ok()
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty()),
+    }
+}
+
+fn clock() -> pacsbox_health::Clock {
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    pacsbox_health::Clock {
+        now_unix,
+        utc_offset_s: pacsbox_health::host::utc_offset_s(now_unix),
+    }
+}
+
+/// The health model while the daemon waits for its data volume (no archive is open): the
+/// RAID and disks as they are, the volume marked missing, DICOM closed.
+pub fn waiting_for_volume(config: &Config, sources: &HealthSources) -> Health {
+    let arrays = sources.arrays();
+    let disks = sources.disks(&arrays);
+    Health {
+        identity: identity(config),
+        volume: DataVolume {
+            reserve_bytes: config.reserve_mb << 20,
+            missing: true,
+            ..DataVolume::default()
+        },
+        arrays,
+        disks,
+        traffic: pacsbox_health::Traffic::default(),
+        clock: clock(),
+    }
+}
+
 impl Status {
     /// The health model now: what the front panel draws and `/status.json` reports.
     pub fn health(&self) -> anyhow::Result<Health> {
@@ -32,25 +76,13 @@ impl Status {
         let scp = self.scp.snapshot();
         let arrays = self.health.arrays();
         let disks = self.health.disks(&arrays);
-        let now_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
         Ok(Health {
-            identity: pacsbox_health::Identity {
-                hostname: pacsbox_health::host::mdns_name(),
-                addresses: pacsbox_health::host::addresses(),
-                ae_title: self.config.ae_title.clone(),
-                dicom_port: self.config.dicom_port,
-                http_port: self.config.http_port,
-                initial_password: std::fs::read_to_string(self.config.initial_password_file())
-                    .ok()
-                    .map(|p| p.trim().to_owned())
-                    .filter(|p| !p.is_empty()),
-            },
+            identity: identity(&self.config),
             volume: DataVolume {
                 total_bytes: disk.total_bytes,
                 free_bytes: disk.free_bytes,
                 reserve_bytes: self.config.reserve_mb << 20,
+                missing: false,
             },
             arrays,
             disks,
@@ -65,10 +97,7 @@ impl Status {
                 active_associations: scp.active_associations,
                 dicom_accepting: self.dicom_accepting.load(Ordering::Relaxed),
             },
-            clock: pacsbox_health::Clock {
-                now_unix,
-                utc_offset_s: pacsbox_health::host::utc_offset_s(now_unix),
-            },
+            clock: clock(),
         })
     }
 

@@ -64,11 +64,14 @@ fn missing_data_volume_writes_nothing_and_says_so() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("srv-pacsbox");
     let config = tmp.path().join("pacsbox.toml");
+    let panel_dir = tmp.path().join("panel");
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nrequire_mount = true\n",
-            data.display().to_string()
+            "data_dir = {:?}\nrequire_mount = true\n[panel]\ndisplay = {:?}\nrefresh_ms = 200\n\
+             [health]\nsmartctl = \"\"\n",
+            data.display().to_string(),
+            format!("png:{}", panel_dir.display())
         ),
     )
     .unwrap();
@@ -98,7 +101,32 @@ fn missing_data_volume_writes_nothing_and_says_so() {
     let doc: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(doc["data_volume_mounted"], false, "{doc}");
     assert_eq!(doc["dicom_accepting"], false);
-    assert_eq!(doc["alarms"][0]["title"], "Data volume missing");
+    assert_eq!(doc["alarms"][0]["kind"], "volume_missing", "{doc}");
+    assert_eq!(doc["alarms"][0]["severity"], "critical");
+    assert_eq!(doc["alarms"].as_array().map(Vec::len), Some(1), "{doc}");
+    // The front panel says the same, full screen, while the daemon waits.
+    let expected = pacsbox_panel::output::render(
+        &pacsbox_panel::pages::Screen::Alarm {
+            alarm: pacsbox_health::Alarm::VolumeMissing,
+            others: 0,
+        },
+        &pacsbox_health::Health::default(),
+    );
+    let screen = panel_dir.join("screen.png");
+    loop {
+        if let Ok(bytes) = std::fs::read(&screen)
+            && pacsbox_panel::output::frame_from_png(&bytes).ok() == Some(expected.clone())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the panel does not show the missing-volume alarm ({} exists: {})",
+            screen.display(),
+            screen.exists()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         TcpStream::connect(("127.0.0.1", dicom_port)).is_err(),
         "DICOM must stay closed: a modality keeps its images rather than filling the SD card"

@@ -37,6 +37,7 @@ fn healthy() -> Health {
             total_bytes: 3726 * GIB,
             free_bytes: 2310 * GIB,
             reserve_bytes: GIB / 2,
+            missing: false,
         },
         arrays: mdstat::parse(MIRROR_CLEAN),
         disks: vec![
