@@ -14,7 +14,7 @@ use dicom_core::dictionary::UidDictionary;
 use dicom_dictionary_std::StandardSopClassDictionary;
 use dicom_ul::pdu::{
     AbortRQServiceProviderReason, AbortRQSource, AssociationAC, AssociationRJ, AssociationRJResult,
-    AssociationRJServiceUserReason, AssociationRJSource, AssociationRQ, PDataValue, PDataValueType,
+    AssociationRJServiceUserReason, AssociationRJSource, AssociationRQ, PDataValueType,
     PresentationContextResult, PresentationContextResultReason, UserVariableItem,
 };
 use dicom_ul::{Pdu, read_pdu, write_pdu};
@@ -512,31 +512,7 @@ impl Association {
         bytes: Vec<u8>,
         is_last: bool,
     ) -> Result<(), AssocError> {
-        let room = (self.peer_max_pdu.saturating_sub(12) as usize).max(1024);
-        if bytes.len() <= room {
-            let pdu = Pdu::PData {
-                data: vec![PDataValue {
-                    presentation_context_id: context,
-                    value_type: PDataValueType::Data,
-                    is_last,
-                    data: bytes,
-                }],
-            };
-            return self.send(&pdu).await;
-        }
-        let n = bytes.len().div_ceil(room);
-        for (i, chunk) in bytes.chunks(room).enumerate() {
-            let pdu = Pdu::PData {
-                data: vec![PDataValue {
-                    presentation_context_id: context,
-                    value_type: PDataValueType::Data,
-                    is_last: is_last && i + 1 == n,
-                    data: chunk.to_vec(),
-                }],
-            };
-            self.send(&pdu).await?;
-        }
-        Ok(())
+        self.write_fragments(context, false, &bytes, is_last).await
     }
 
     /// Sends a data set (or identifier) on a presentation context, fragmented likewise.
@@ -551,21 +527,23 @@ impl Association {
         kind: PDataValueType,
         bytes: Vec<u8>,
     ) -> Result<(), AssocError> {
-        // PDU header (6) + PDV item header (6) must fit in the peer's maximum.
-        let room = (self.peer_max_pdu.saturating_sub(12) as usize).max(1024);
-        let chunks: Vec<&[u8]> = bytes.chunks(room).collect();
-        let n = chunks.len();
-        for (i, chunk) in chunks.into_iter().enumerate() {
-            let pdu = Pdu::PData {
-                data: vec![PDataValue {
-                    presentation_context_id: context,
-                    value_type: kind.clone(),
-                    is_last: i + 1 == n,
-                    data: chunk.to_vec(),
-                }],
-            };
-            self.send(&pdu).await?;
-        }
+        let command = kind == PDataValueType::Command;
+        self.write_fragments(context, command, &bytes, true).await
+    }
+
+    /// `bytes` as P-DATA-TF PDUs of one PDV each, cut to the peer's maximum, in one write:
+    /// one copy of the payload and a syscall per 64 KiB chunk instead of per 16 KiB PDU.
+    async fn write_fragments(
+        &mut self,
+        context: u8,
+        command: bool,
+        bytes: &[u8],
+        last: bool,
+    ) -> Result<(), AssocError> {
+        let room = pdv_room(self.peer_max_pdu);
+        let mut out = Vec::with_capacity(bytes.len() + 12 * (bytes.len() / room + 1));
+        push_fragments(&mut out, context, command, bytes, room, last);
+        self.writer.write_all(&out).await?;
         Ok(())
     }
 
@@ -597,35 +575,60 @@ pub fn encode_message(
     data: &[u8],
     out: &mut Vec<u8>,
 ) {
-    // PDU header (6) + PDV item header (6), as in `send_fragments`.
-    let room = (peer_max_pdu.saturating_sub(12) as usize).max(1024);
-    let pdv = |out: &mut Vec<u8>, kind: u8, bytes: &[u8]| {
-        out.extend_from_slice(&((bytes.len() + 2) as u32).to_be_bytes());
-        out.push(context);
-        out.push(kind);
-        out.extend_from_slice(bytes);
-    };
-    let pdu_header = |out: &mut Vec<u8>, len: usize| {
-        out.extend_from_slice(&[0x04, 0x00]);
-        out.extend_from_slice(&(len as u32).to_be_bytes());
-    };
-    const COMMAND: u8 = 0x01;
-    const LAST: u8 = 0x02;
+    let room = pdv_room(peer_max_pdu);
     if !data.is_empty() && command.len() + data.len() + 6 <= room {
-        pdu_header(out, command.len() + data.len() + 12);
-        pdv(out, COMMAND | LAST, command);
-        pdv(out, LAST, data);
+        push_pdu_header(out, command.len() + data.len() + 12);
+        push_pdv(out, context, PDV_COMMAND | PDV_LAST, command);
+        push_pdv(out, context, PDV_LAST, data);
         return;
     }
-    for (kind, bytes) in [(COMMAND, command), (0, data)] {
-        if bytes.is_empty() && kind == 0 {
-            break;
-        }
-        let n = bytes.len().div_ceil(room).max(1);
-        for (i, chunk) in bytes.chunks(room).enumerate() {
-            pdu_header(out, chunk.len() + 6);
-            pdv(out, kind | if i + 1 == n { LAST } else { 0 }, chunk);
-        }
+    push_fragments(out, context, true, command, room, true);
+    if !data.is_empty() {
+        push_fragments(out, context, false, data, room, true);
+    }
+}
+
+/// PDV message control header bits (PS3.8 E.2).
+const PDV_COMMAND: u8 = 0x01;
+const PDV_LAST: u8 = 0x02;
+
+/// Bytes of one PDV that fit the peer's maximum: PDU header (6) and PDV item header (6) go
+/// first (the Maximum Length counts less than that, so this errs on the safe side).
+fn pdv_room(peer_max_pdu: u32) -> usize {
+    (peer_max_pdu.saturating_sub(12) as usize).max(1024)
+}
+
+fn push_pdu_header(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(&[0x04, 0x00]);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+}
+
+fn push_pdv(out: &mut Vec<u8>, context: u8, flags: u8, bytes: &[u8]) {
+    out.extend_from_slice(&((bytes.len() + 2) as u32).to_be_bytes());
+    out.push(context);
+    out.push(flags);
+    out.extend_from_slice(bytes);
+}
+
+/// One PDU per `room` bytes (an empty fragment is still one PDU); the final one is flagged
+/// last when `last`.
+fn push_fragments(
+    out: &mut Vec<u8>,
+    context: u8,
+    command: bool,
+    bytes: &[u8],
+    room: usize,
+    last: bool,
+) {
+    let kind = if command { PDV_COMMAND } else { 0 };
+    let n = bytes.len().div_ceil(room).max(1);
+    let pieces = bytes
+        .chunks(room)
+        .chain(bytes.is_empty().then_some(&bytes[..0]));
+    for (i, piece) in pieces.enumerate() {
+        push_pdu_header(out, piece.len() + 6);
+        let flags = kind | if last && i + 1 == n { PDV_LAST } else { 0 };
+        push_pdv(out, context, flags, piece);
     }
 }
 
@@ -701,5 +704,19 @@ mod tests {
             joined.extend_from_slice(bytes);
         }
         assert_eq!(joined, data);
+    }
+
+    #[test]
+    fn fragments_flag_only_the_final_piece_and_keep_empty_ones() {
+        let mut out = Vec::new();
+        push_fragments(&mut out, 5, false, &[7u8; 3000], 1024, false);
+        push_fragments(&mut out, 5, false, &[], 1024, true);
+        let pdus = decode(&out);
+        let flags: Vec<(usize, bool)> = pdus.iter().map(|p| (p[0].2.len(), p[0].1)).collect();
+        // 3000 bytes in 1024-byte pieces, none last (more follows), then an empty last one
+        assert_eq!(
+            flags,
+            vec![(1024, false), (1024, false), (952, false), (0, true)]
+        );
     }
 }

@@ -278,20 +278,38 @@ fn decompress(part10: Box<dyn Read + Send>, to: &str) -> std::io::Result<Vec<u8>
     })
 }
 
+/// A sub-operation made ready before its turn: the receiver's context chosen and the stored
+/// file already being read (and decompressed) on a blocking thread, so opening and zstd work
+/// overlap the previous instance's transfer and C-STORE-RSP round trip.
+struct Prepared {
+    context: Result<(u8, String), String>,
+    chunks: Option<mpsc::Receiver<std::io::Result<Vec<u8>>>>,
+}
+
+fn prepare(target: &Association, archive: &Archive, rec: &InstanceRecord) -> Prepared {
+    let context = choose_context(target, rec);
+    let chunks = match &context {
+        Ok((_, ts)) => Some(spawn_reader(archive, rec.clone(), ts.clone())),
+        Err(_) => None,
+    };
+    Prepared { context, chunks }
+}
+
 /// One C-STORE sub-operation on `target`. Returns the receiver's status or the reason it could
 /// not be attempted. `cancel_of`: on C-GET, the request whose C-CANCEL may arrive meanwhile.
 async fn store_one(
     target: &mut Association,
-    archive: &Archive,
+    prepared: Prepared,
     sop: &str,
     rec: &InstanceRecord,
     message_id: u16,
     originator: Option<(&str, u16)>,
     mut cancel: Option<(&Command, &mut bool)>,
 ) -> Result<Result<Status, String>, AssocError> {
-    let (ctx, ts) = match choose_context(target, rec) {
-        Ok(x) => x,
-        Err(reason) => return Ok(Err(reason)),
+    let (ctx, mut chunks) = match (prepared.context, prepared.chunks) {
+        (Ok((ctx, _)), Some(chunks)) => (ctx, chunks),
+        (Err(reason), _) => return Ok(Err(reason)),
+        (Ok(_), None) => return Ok(Err("internal: no reader prepared".into())),
     };
     let mut rq = Command::request(CommandField::CStoreRq, message_id);
     rq.affected_sop_class_uid = Some(rec.sop_class_uid.clone());
@@ -302,7 +320,6 @@ async fn store_one(
         rq.move_originator_ae = Some(ae.to_owned());
         rq.move_originator_message_id = Some(id);
     }
-    let mut chunks = spawn_reader(archive, rec.clone(), ts);
     // Read ahead one chunk so the last fragment can be flagged; a read error before anything
     // was sent fails only this sub-operation.
     let mut next = match chunks.recv().await {
@@ -495,6 +512,7 @@ pub async fn serve_move(
     };
     let originator = (assoc.calling_ae.clone(), req.message_id.unwrap_or(0));
     let mut cancelled = false;
+    let mut next = set.first().map(|(_, rec)| prepare(&sub, archive, rec));
     for (i, (sop, rec)) in set.iter().enumerate() {
         // C-CANCEL arrives on the requesting association; look without waiting.
         tokio::select! {
@@ -508,12 +526,14 @@ pub async fn serve_move(
             },
             _ = std::future::ready(()) => {}
         }
+        let Some(current) = next.take() else { break };
         if cancelled {
             break;
         }
+        next = set.get(i + 1).map(|(_, r)| prepare(&sub, archive, r));
         let outcome = store_one(
             &mut sub,
-            archive,
+            current,
             sop,
             rec,
             (i + 1) as u16,
@@ -589,14 +609,22 @@ pub async fn serve_get(
         .map(|(_, r)| r.sop_class_uid.clone())
         .filter(|c| assoc.peer_is_scp_for(c))
         .collect();
+    let prepare_for = |assoc: &Association, rec: &InstanceRecord| {
+        roles
+            .contains(&rec.sop_class_uid)
+            .then(|| prepare(assoc, archive, rec))
+    };
+    let mut next = set.first().and_then(|(_, rec)| prepare_for(assoc, rec));
     for (i, (sop, rec)) in set.iter().enumerate() {
         if cancelled {
             break;
         }
-        let outcome = if roles.contains(&rec.sop_class_uid) {
+        let current = next.take();
+        next = set.get(i + 1).and_then(|(_, r)| prepare_for(assoc, r));
+        let outcome = if let Some(current) = current {
             store_one(
                 assoc,
-                archive,
+                current,
                 sop,
                 rec,
                 0x8000 + (i as u16 & 0x7FFF),
