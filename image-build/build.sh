@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the flashable pacsbox OS image.
 #
-#   image-build/build.sh [--arch arm64|amd64] [--out DIR] [--test] [--binary FILE]
+#   image-build/build.sh [--arch arm64|amd64] [--board pi4|pi5] [--out DIR] [--test] [--binary FILE]
 #
 #   --arch    arm64 (Raspberry Pi 4, the default) or amd64 (a small x86 box; the cheap boot test)
+#   --board   arm64 only: pi4 (the default) or pi5 (experimental: trixie-backports' kernel,
+#             packages-arm64-pi5.txt and pi5/customize.sh; image pacsbox-<version>-arm64-pi5.img)
 #   --out     where images go (default: ./out)
 #   --test    also write pacsbox-<version>-<arch>-test.img with the test-only overlay
 #             (test/overlay: creates a RAID1 on first boot, prints self-test lines); the
@@ -11,25 +13,39 @@
 #   --binary  use this pacsbox executable instead of building one (arm64: cross-built in a
 #             trixie chroot by cross-build.sh; amd64: cargo build --release on the host)
 #
-# Output: pacsbox-<version>-<arch>.img (+ .img.zst, .img.bmap when bmaptool is present).
+# Output: pacsbox-<version>-<arch>[-pi5].img (+ .img.zst, .img.bmap when bmaptool is present).
 # Needs root on Debian 12/13; installs its tools. No loop devices: partitions are made as
 # files (mkfs.vfat -C + mcopy, mkfs.ext4 -d) and written into the image with dd.
 # The root file system is cached in $CACHE_DIR, keyed on packages, hooks and overlay.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-arch=arm64 out="$PWD/out" test_image=0 binary=""
+arch=arm64 board="" out="$PWD/out" test_image=0 binary=""
 while (($#)); do
     case "$1" in
         --arch) arch="$2"; shift 2 ;;
+        --board) board="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --test) test_image=1; shift ;;
         --binary) binary="$2"; shift 2 ;;
-        -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
         *) die "unknown argument $1" ;;
     esac
 done
 [[ "$arch" == arm64 || "$arch" == amd64 ]] || die "--arch must be arm64 or amd64"
+[[ -z "$board" || "$board" == pi4 || "$board" == pi5 ]] || die "--board must be pi4 or pi5"
+[[ -z "$board" || "$arch" == arm64 ]] || die "--board is for --arch arm64 only"
+# The Pi 4 recipe (and its cache key) is the plain arm64 one; pi5 is a variant of it with its
+# own package list, an extra hook, trixie-backports and its own cache entry ("flavour").
+flavour="$arch" board_pkgs="$IMAGE_BUILD_DIR/packages-$arch.txt" board_key=() board_src=()
+board_before=() board_after=()
+if [[ "$board" == pi5 ]]; then
+    flavour=arm64-pi5 board_pkgs="$IMAGE_BUILD_DIR/packages-arm64-pi5.txt"
+    board_key=("$flavour" "$IMAGE_BUILD_DIR/pi5")
+    board_before=(--customize-hook="$IMAGE_BUILD_DIR/pi5/customize.sh \"\$1\" before")
+    board_after=(--customize-hook="$IMAGE_BUILD_DIR/pi5/customize.sh \"\$1\" after")
+    board_src=("deb $MIRROR $SUITE-backports main non-free-firmware")
+fi
 [[ $EUID == 0 ]] || die "run as root (mmdebstrap root mode, file ownership in the image)"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
@@ -41,14 +57,14 @@ ensure_host_tools
 
 # --- the root file system (cached) -------------------------------------------------------
 packages() {
-    grep -hv '^\s*#' "$IMAGE_BUILD_DIR/packages.txt" "$IMAGE_BUILD_DIR/packages-$arch.txt" |
+    grep -hv '^\s*#' "$IMAGE_BUILD_DIR/packages.txt" "$board_pkgs" |
         tr -s ' \n' '\n' | grep -v '^$' | paste -sd, -
 }
-key="$(content_key "$arch" "$IMAGE_BUILD_DIR/packages.txt" "$IMAGE_BUILD_DIR/packages-$arch.txt" \
-    "$IMAGE_BUILD_DIR/hooks" "$IMAGE_BUILD_DIR/overlay")"
-rootfs="$CACHE_DIR/rootfs-$arch-$key"
+key="$(content_key "$arch" "$IMAGE_BUILD_DIR/packages.txt" "$board_pkgs" \
+    "$IMAGE_BUILD_DIR/hooks" "$IMAGE_BUILD_DIR/overlay" "${board_key[@]}")"
+rootfs="$CACHE_DIR/rootfs-$flavour-$key"
 if [[ ! -e "$rootfs/.complete" ]]; then
-    log "building the $arch root file system (cold; arm64 runs under emulation: ~10 min)"
+    log "building the $flavour root file system (cold; arm64 runs under emulation: ~10 min)"
     start=$SECONDS
     rm -rf "$rootfs.tmp"
     mkdir -p "$CACHE_DIR"
@@ -63,11 +79,14 @@ if [[ ! -e "$rootfs/.complete" ]]; then
         --setup-hook="sync-in $local_debs /var/cache/apt/archives/" \
         --essential-hook="$IMAGE_BUILD_DIR/hooks/essential.sh \"\$1\"" \
         --customize-hook="sync-out /var/cache/apt/archives $local_debs" \
+        "${board_before[@]}" \
         --customize-hook="$IMAGE_BUILD_DIR/hooks/customize.sh \"\$1\" $arch $IMAGE_BUILD_DIR" \
+        "${board_after[@]}" \
         "$SUITE" "$rootfs.tmp" \
         "deb $MIRROR $SUITE main non-free-firmware" \
         "deb $MIRROR $SUITE-updates main non-free-firmware" \
-        "deb $SECURITY_MIRROR $SUITE-security main non-free-firmware"
+        "deb $SECURITY_MIRROR $SUITE-security main non-free-firmware" \
+        "${board_src[@]}"
     # The initramfs must be able to fsck the root file system after a power cut (FSTYPE=ext4).
     chroot_run "$rootfs.tmp" sh -c 'lsinitramfs /boot/initrd.img-* | grep -q "sbin/fsck.ext4$"' ||
         die "the initramfs has no fsck.ext4"
@@ -79,8 +98,9 @@ if [[ ! -e "$rootfs/.complete" ]]; then
     rm -rf "$rootfs"
     mv "$rootfs.tmp" "$rootfs"
     log "root file system built in $((SECONDS - start)) s"
-    # One root file system per architecture is enough: older keys are dead weight (GBs).
-    find "$CACHE_DIR" -maxdepth 1 -name "rootfs-$arch-*" ! -name "$(basename "$rootfs")" \
+    # One root file system per flavour is enough: older keys are dead weight (GBs). The key is
+    # 16 characters: rootfs-arm64-<key> never matches rootfs-arm64-pi5-<key>.
+    find "$CACHE_DIR" -maxdepth 1 -name "rootfs-$flavour-????????????????" ! -name "$(basename "$rootfs")" \
         ! -name '*.tmp' -exec rm -rf {} +
 else
     log "root file system from cache: $rootfs"
@@ -127,6 +147,7 @@ assemble() {
     printf 'PACSBOX_VERSION=%s\nPACSBOX_COMMIT=%s\nPACSBOX_ARCH=%s\n' "$version" \
         "$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$arch" \
         >"$root/etc/pacsbox/build-info"
+    [[ "$board" == pi5 ]] && echo "PACSBOX_BOARD=pi5" >>"$root/etc/pacsbox/build-info"
     if ((with_test)); then
         (cd "$IMAGE_BUILD_DIR/test/overlay" && find . -type d -exec install -d -m 0755 "$root/{}" \; &&
             find . -type f -perm -u+x -exec install -m 0755 {} "$root/{}" \; &&
@@ -206,6 +227,7 @@ EOF
 }
 
 name="pacsbox-$version-$arch"
+[[ "$board" == pi5 ]] && name+="-pi5" # the Pi 4 image keeps its name
 assemble "$name" 0
 ((test_image)) && assemble "$name-test" 1
 
