@@ -5,12 +5,12 @@
 //! holding them all; meanwhile the association is watched for C-CANCEL, which stops the query.
 
 use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
 
 use dicom_ul::Pdu;
 use dicom_ul::pdu::PDataValueType;
 use pacsbox_archive::Archive;
 use pacsbox_archive::query::{QueryError, Row};
-use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::association::{AssocError, Association, encode_message};
@@ -20,12 +20,12 @@ use crate::server::respond;
 
 /// C-FIND: Identifier does not match SOP Class.
 const IDENTIFIER_MISMATCH: Status = Status(0xA900);
+/// C-FIND: Unable to process.
+const UNABLE_TO_PROCESS: Status = Status(0xC000);
+
 /// A batch of pending responses is written when it reaches this size or age.
 const BATCH_BYTES: usize = 64 * 1024;
 const BATCH_AGE: Duration = Duration::from_millis(20);
-
-/// C-FIND: Unable to process.
-const UNABLE_TO_PROCESS: Status = Status(0xC000);
 
 pub fn model_of(abstract_syntax: &str) -> Option<Model> {
     match abstract_syntax {

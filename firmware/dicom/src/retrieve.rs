@@ -281,18 +281,12 @@ fn decompress(part10: Box<dyn Read + Send>, to: &str) -> std::io::Result<Vec<u8>
 /// A sub-operation made ready before its turn: the receiver's context chosen and the stored
 /// file already being read (and decompressed) on a blocking thread, so opening and zstd work
 /// overlap the previous instance's transfer and C-STORE-RSP round trip.
-struct Prepared {
-    context: Result<(u8, String), String>,
-    chunks: Option<mpsc::Receiver<std::io::Result<Vec<u8>>>>,
-}
+/// `Err`: why the receiver cannot take this instance (the sub-operation fails with it).
+type Prepared = Result<(u8, mpsc::Receiver<std::io::Result<Vec<u8>>>), String>;
 
 fn prepare(target: &Association, archive: &Archive, rec: &InstanceRecord) -> Prepared {
-    let context = choose_context(target, rec);
-    let chunks = match &context {
-        Ok((_, ts)) => Some(spawn_reader(archive, rec.clone(), ts.clone())),
-        Err(_) => None,
-    };
-    Prepared { context, chunks }
+    let (ctx, ts) = choose_context(target, rec)?;
+    Ok((ctx, spawn_reader(archive, rec.clone(), ts)))
 }
 
 /// One C-STORE sub-operation on `target`. Returns the receiver's status or the reason it could
@@ -306,10 +300,9 @@ async fn store_one(
     originator: Option<(&str, u16)>,
     mut cancel: Option<(&Command, &mut bool)>,
 ) -> Result<Result<Status, String>, AssocError> {
-    let (ctx, mut chunks) = match (prepared.context, prepared.chunks) {
-        (Ok((ctx, _)), Some(chunks)) => (ctx, chunks),
-        (Err(reason), _) => return Ok(Err(reason)),
-        (Ok(_), None) => return Ok(Err("internal: no reader prepared".into())),
+    let (ctx, mut chunks) = match prepared {
+        Ok(p) => p,
+        Err(reason) => return Ok(Err(reason)),
     };
     let mut rq = Command::request(CommandField::CStoreRq, message_id);
     rq.affected_sop_class_uid = Some(rec.sop_class_uid.clone());
@@ -609,35 +602,32 @@ pub async fn serve_get(
         .map(|(_, r)| r.sop_class_uid.clone())
         .filter(|c| assoc.peer_is_scp_for(c))
         .collect();
-    let prepare_for = |assoc: &Association, rec: &InstanceRecord| {
-        roles
-            .contains(&rec.sop_class_uid)
-            .then(|| prepare(assoc, archive, rec))
+    let prepare_for = |assoc: &Association, rec: &InstanceRecord| -> Prepared {
+        if !roles.contains(&rec.sop_class_uid) {
+            return Err(format!(
+                "requestor did not take the SCP role for {}",
+                rec.sop_class_uid
+            ));
+        }
+        prepare(assoc, archive, rec)
     };
-    let mut next = set.first().and_then(|(_, rec)| prepare_for(assoc, rec));
+    let mut next = set.first().map(|(_, rec)| prepare_for(assoc, rec));
     for (i, (sop, rec)) in set.iter().enumerate() {
+        let Some(current) = next.take() else { break };
         if cancelled {
             break;
         }
-        let current = next.take();
-        next = set.get(i + 1).and_then(|(_, r)| prepare_for(assoc, r));
-        let outcome = if let Some(current) = current {
-            store_one(
-                assoc,
-                current,
-                sop,
-                rec,
-                0x8000 + (i as u16 & 0x7FFF),
-                None,
-                Some((req, &mut cancelled)),
-            )
-            .await?
-        } else {
-            Err(format!(
-                "requestor did not take the SCP role for {}",
-                rec.sop_class_uid
-            ))
-        };
+        next = set.get(i + 1).map(|(_, r)| prepare_for(assoc, r));
+        let outcome = store_one(
+            assoc,
+            current,
+            sop,
+            rec,
+            0x8000 + (i as u16 & 0x7FFF),
+            None,
+            Some((req, &mut cancelled)),
+        )
+        .await?;
         record(&mut tally, sop, outcome, "C-GET requestor");
         if tally.remaining > 0 && !cancelled {
             send_pending(assoc, ctx, req, &tally).await?;

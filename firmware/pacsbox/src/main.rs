@@ -278,23 +278,7 @@ fn print_rows(rows: Vec<(String, InstanceRecord)>) -> anyhow::Result<()> {
 fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     raise_open_file_limit();
     if appliance::data_volume_missing(&c) {
-        // The panel runs while we wait, so the technician sees why nothing works.
-        let sources: pacsbox_health::HealthSources = (&c.health).into();
-        let waiting: Arc<dyn Fn() -> pacsbox_health::Health + Send + Sync> = {
-            let c = c.clone();
-            Arc::new(move || status::waiting_for_volume(&c, &sources))
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let panel = {
-            let waiting = waiting.clone();
-            start_panel(&c, move || Some(waiting()), stop.clone())?
-        };
-        let waited = appliance::wait_for_data_volume(&c, &*waiting);
-        stop.store(true, Ordering::Relaxed);
-        if let Some(p) = panel {
-            let _ = p.join();
-        }
-        waited?;
+        wait_for_volume_with_panel(&c)?;
     }
     std::fs::create_dir_all(&c.data_dir)
         .with_context(|| format!("creating data folder {}", c.data_dir.display()))?;
@@ -403,6 +387,27 @@ fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     drop(archive);
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Waits for the data volume (appliance.rs) with the front panel running meanwhile, so the
+/// technician sees why nothing works; the panel is stopped again before the archive opens.
+fn wait_for_volume_with_panel(c: &Config) -> anyhow::Result<()> {
+    let sources: pacsbox_health::HealthSources = (&c.health).into();
+    let waiting: Arc<dyn Fn() -> pacsbox_health::Health + Send + Sync> = {
+        let c = c.clone();
+        Arc::new(move || status::waiting_for_volume(&c, &sources))
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let panel = {
+        let waiting = waiting.clone();
+        start_panel(c, move || Some(waiting()), stop.clone())?
+    };
+    let waited = appliance::wait_for_data_volume(c, &*waiting);
+    stop.store(true, Ordering::Relaxed);
+    if let Some(p) = panel {
+        let _ = p.join();
+    }
+    waited
 }
 
 /// Starts the front panel on its own thread, reading the same health model as `/status.json`.
