@@ -4,7 +4,8 @@
 # (CharLS for JPEG-LS, libjpeg-turbo for 12-bit JPEG; nasm gives libjpeg-turbo its x86 SIMD);
 # pinned pydicom, pynetdicom, pydicom-data, pytest, numpy, and pylibjpeg with its libjpeg and
 # OpenJPEG plugins (pydicom's independent decoders: the imaging tests' ground truth) from
-# PyPI; clippy/rustfmt.
+# PyPI; clippy/rustfmt; node (Debian's, as tests/browser/run.sh installs it) for the viewer's
+# `node --test` step.
 # Called by tests/run_all.sh, so the README's test command works on a fresh Debian 12.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ for pkg in dcmtk zstd strace cmake g++ nasm; do
         need_apt+=("$pkg")
     fi
 done
+command -v node >/dev/null || need_apt+=(nodejs)
 if ((${#need_apt[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     if ! apt-get install -y -q "${need_apt[@]}" >/dev/null 2>&1; then

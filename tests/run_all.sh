@@ -27,6 +27,7 @@ step "clippy"      cargo clippy --workspace --all-targets -- -D warnings
 # An image may leave out the C/C++ codecs (pacsbox's feature native-codecs): keep that buildable.
 step "clippy, no C codecs" cargo clippy -p pacsbox --no-default-features -- -D warnings
 step "cargo test"  cargo test --workspace
+step "viewer maths" node --test web-ui/tests/*.test.mjs
 step "build"       cargo build --release -p pacsbox
 
 if [[ ! -x "$PACSBOX_BIN" ]]; then

@@ -12,6 +12,26 @@ pub fn asset(name: &str) -> Reply {
             "text/javascript; charset=utf-8",
             include_bytes!("../../../../web-ui/static/viewer.js"),
         ),
+        "viewer-pixels.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/viewer-pixels.js"),
+        ),
+        "viewer-net.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/viewer-net.js"),
+        ),
+        "viewer-cache.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/viewer-cache.js"),
+        ),
+        "viewer-view.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/viewer-view.js"),
+        ),
+        "viewer-input.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/viewer-input.js"),
+        ),
         "viewer.css" => (
             "text/css; charset=utf-8",
             include_bytes!("../../../../web-ui/static/viewer.css"),
