@@ -4,7 +4,7 @@
 # (CharLS for JPEG-LS, libjpeg-turbo for 12-bit JPEG; nasm gives libjpeg-turbo its x86 SIMD);
 # pinned pydicom, pynetdicom, pydicom-data, pytest, numpy, and pylibjpeg with its libjpeg and
 # OpenJPEG plugins (pydicom's independent decoders: the imaging tests' ground truth) from
-# PyPI; clippy/rustfmt; node (Debian's, as tests/browser/run.sh installs it) for the viewer's
+# PyPI; clippy/rustfmt; shellcheck for the scripts; node (Debian's, as tests/browser/run.sh installs it) for the viewer's
 # `node --test` step.
 # Called by tests/run_all.sh, so the README's test command works on a fresh Debian 12.
 set -euo pipefail
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 echo "==> installing test dependencies (no-op when present)"
 
 need_apt=()
-for pkg in dcmtk zstd strace cmake g++ nasm; do
+for pkg in dcmtk zstd strace cmake g++ nasm shellcheck; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         need_apt+=("$pkg")
     fi

@@ -125,8 +125,9 @@ pub struct Archive {
 }
 
 impl Archive {
-    /// Opens the data directory, recovering from an unclean shutdown first (tmp/ cleared, the
-    /// last unfinished commit batch undone); this never scans the whole archive.
+    /// Opens the data directory, recovering from an unclean shutdown first (the journal since
+    /// the last checkpoint replayed: renames redone, entries re-indexed; tmp/ cleared); this
+    /// never scans the whole archive.
     pub fn open(
         root: &Path,
         config: ArchiveConfig,
