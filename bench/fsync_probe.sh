@@ -34,7 +34,7 @@ for p in $PEERS; do
   case $p in
     pacsbox) stored=$(curl -s "http://127.0.0.1:${PACSBOX_HTTP:-8080}/status.json" | python3 -c 'import json,sys;print(json.load(sys.stdin)["instances"])') ;;
     orthanc) stored=$(curl -s "http://127.0.0.1:${ORTHANC_HTTP:-8042}/statistics" | python3 -c 'import json,sys;print(json.load(sys.stdin)["CountInstances"])') ;;
-    ext:*) stored=? ;;
+    ext:*) stored='?' ;;
     *) stored=$(find "$BENCH_ROOT/run/$p/storage" -type f | wc -l) ;;
   esac
   c() { awk -v s="$1" '$NF==s{print $4}' "$o" | head -1; }

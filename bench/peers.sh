@@ -33,6 +33,7 @@ PACSBOX_PORT=${PACSBOX_PORT:-11112}
 PACSBOX_HTTP=${PACSBOX_HTTP:-8080}
 PACSBOX_BIN=${PACSBOX_BIN:-$BENCH_ROOT/bin/pacsbox}   # a snapshot copy, see README
 PACSBOX_ARGS=${PACSBOX_ARGS:-}
+read -ra pacsbox_args <<<"$PACSBOX_ARGS" # a list of flags, split on spaces
 DCMTK=${DCMTK:-/usr/bin}
 READY_TIMEOUT=${READY_TIMEOUT:-120}   # seconds to wait for C-ECHO
 # Debian's DCMTK 3.6.7 (used by storescp, dcmqrscp AND Orthanc's DICOM layer) leaves Nagle's
@@ -146,7 +147,7 @@ start() {
     orthanc)  Orthanc "$dir/orthanc.json" >>"$dir/log" 2>&1 & pid=$! ;;
     dcmqrscp) "$DCMTK/dcmqrscp" -c "$dir/dcmqrscp.cfg" --fork "$port" >>"$dir/log" 2>&1 & pid=$! ;;
     pacsbox)  "$PACSBOX_BIN" serve --data "$dir/storage" --ae PACSBOX --bind 127.0.0.1 \
-                --dicom-port "$port" --http-port "$PACSBOX_HTTP" $PACSBOX_ARGS >>"$dir/log" 2>&1 & pid=$! ;;
+                --dicom-port "$port" --http-port "$PACSBOX_HTTP" "${pacsbox_args[@]}" >>"$dir/log" 2>&1 & pid=$! ;;
     storescp|dest) "$DCMTK/storescp" --fork -aet "$aet" -od "$dir/storage" "$port" >>"$dir/log" 2>&1 & pid=$! ;;
   esac
   echo "$pid" >"$dir/pid"
@@ -176,8 +177,8 @@ stop() {
     kids=$(descendants "$pid" || true)
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-    for k in $kids; do kill -0 "$k" 2>/dev/null && kill -TERM "$k" 2>/dev/null || true; done
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+    for k in $kids; do if kill -0 "$k" 2>/dev/null; then kill -TERM "$k" 2>/dev/null || true; fi; done
   fi
   rm -f "$dir/pid"
 }

@@ -142,7 +142,7 @@ if has query; then
   done; done
   # latencies: NROUND rounds, each a hyperfine over all peers (order rotated), NRUN/NROUND runs each
   per=$((NRUN / NROUND))
-  peers_arr=($PEERS)
+  read -ra peers_arr <<<"$PEERS"
   for ((r = 1; r <= NROUND; r++)); do
     rot=$(((r - 1) % ${#peers_arr[@]}))
     order=("${peers_arr[@]:rot}" "${peers_arr[@]:0:rot}")
@@ -225,7 +225,7 @@ fi
 # ---------------------------------------------------------------- retrieve: C-MOVE to DEST, C-GET, storescu->storescp reference
 if has retrieve; then
   echo -e "peer\top\trun\ts\tfiles\tbytes\tMB_s" >"$OUTD/retrieve.tsv"
-  peers_arr=($PEERS ref)
+  read -ra peers_arr <<<"$PEERS ref"
   for ((r = 1; r <= NRET; r++)); do
     rot=$(((r - 1) % ${#peers_arr[@]}))
     for p in "${peers_arr[@]:rot}" "${peers_arr[@]:0:rot}"; do

@@ -42,7 +42,7 @@ PB=http://127.0.0.1:$PACSBOX_HTTP OR=http://127.0.0.1:$ORTHANC_HTTP BIG=http://1
 PEERS=$HERE/peers.sh
 big_pid=
 cleanup() {
-  [[ -n $big_pid ]] && kill "$big_pid" 2>/dev/null || true
+  if [[ -n $big_pid ]]; then kill "$big_pid" 2>/dev/null || true; fi
   "$PEERS" stop pacsbox || true
   "$PEERS" stop orthanc || true
 }
@@ -55,7 +55,7 @@ pid_of() { cat "$W/run/$1/pid"; }
 http_ready() {  # peers.sh waits for C-ECHO; the HTTP side may come up a little later
   local i
   for ((i = 0; i < 600; i++)); do
-    curl -fs -o /dev/null $PB/status.json && curl -fs -o /dev/null $OR/system && return 0
+    curl -fs -o /dev/null "$PB/status.json" && curl -fs -o /dev/null "$OR/system" && return 0
     sleep 0.05
   done
   echo "HTTP not ready" >&2; return 1
@@ -103,19 +103,20 @@ CR_SOP=$(awk '/cr2k/ {print $2}' "$OUT/images.txt")
 http_ready
 rss pacsbox-idle "$(pid_of pacsbox)"; rss orthanc-idle "$(pid_of orthanc)"
 for p in "PACSBOX $PACSBOX_PORT" "ORTHANC $ORTHANC_PORT"; do
-  set -- $p
-  /usr/bin/storescu -aet BENCHSCU -aec "$1" 127.0.0.1 "$2" "$IMG/ct512.dcm" "$IMG/cr2k.dcm"
+  read -r ae port <<<"$p"
+  /usr/bin/storescu -aet BENCHSCU -aec "$ae" 127.0.0.1 "$port" "$IMG/ct512.dcm" "$IMG/cr2k.dcm"
 done
-oid() { curl -s -X POST -d "$1" $OR/tools/lookup | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["ID"])'; }
+oid() { curl -s -X POST -d "$1" "$OR/tools/lookup" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["ID"])'; }
 CT_O=$(oid "$CT_SOP") CR_O=$(oid "$CR_SOP")
 echo "ct512 sop $CT_SOP orthanc $CT_O; cr2k sop $CR_SOP orthanc $CR_O"
 PBI=$PB/api/instances ORI=$OR/instances
-$CLIENT login $PB "$W/run/pacsbox/storage" "$PASS" "$W/cookie"
+$CLIENT login "$PB" "$W/run/pacsbox/storage" "$PASS" "$W/cookie"
 for f in ct:$CT_SOP:$CT_O cr:$CR_SOP:$CR_O; do
   IFS=: read -r k s o <<<"$f"
   curl -s -b "$(cat "$W/cookie")" -o "$OUT/pacsbox-$k-preview512.png" "$PBI/$s/frames/1/preview.png?max=512"
   curl -s -o "$OUT/orthanc-$k-preview.png" "$ORI/$o/preview"
   curl -s -o "$OUT/orthanc-$k-rendered512.png" "$ORI/$o/frames/0/rendered?width=512&height=512"
+  # shellcheck disable=SC2094 # headers first (-D), then the body appended: in that order
   curl -s -b "$(cat "$W/cookie")" -D "$OUT/pacsbox-$k-info.txt" "$PBI/$s/info" >>"$OUT/pacsbox-$k-info.txt"
 done
 python3 - "$OUT"/*.png <<'PY'
@@ -130,7 +131,7 @@ restart_both() {
   "$PEERS" stop pacsbox >/dev/null; "$PEERS" start pacsbox --keep >/dev/null
   "$PEERS" stop orthanc >/dev/null; "$PEERS" start orthanc --keep >/dev/null
   http_ready
-  $CLIENT login $PB "$W/run/pacsbox/storage" "$PASS" "$W/cookie" 2>/dev/null
+  $CLIENT login "$PB" "$W/run/pacsbox/storage" "$PASS" "$W/cookie" 2>/dev/null
 }
 echo "== first request after a restart (nothing cached in the server; files in the OS page cache), $R rounds"
 echo -e "label\tms\t-\t-\tstatus\tbytes"
@@ -179,9 +180,10 @@ for c in 16 64; do
   for u in "pacsbox_status.json $PB/status.json" "orthanc_system $OR/system" \
            "orthanc_statistics $OR/statistics" "orthanc_system_close $OR/system close" \
            "orthanc_statistics_close $OR/statistics close" "pacsbox100k_status.json $BIG/status.json"; do
+    # shellcheck disable=SC2086 # "name url [close]" into $1 $2 $3
     set -- $u
     hdr=(); [[ ${3:-} == close ]] && hdr=(-H "Connection: close")
-    wrk -t2 -c$c -d${WRK_S}s --latency "${hdr[@]}" "$2" >"$OUT/wrk-$1-c$c.txt" 2>&1 || true
+    wrk -t2 -c"$c" -d"${WRK_S}s" --latency "${hdr[@]}" "$2" >"$OUT/wrk-$1-c$c.txt" 2>&1 || true
     printf 'wrk\t%s\tc=%s\t%s req/s\tlatency p50 %s p99 %s\tnon-2xx %s\terrors %s\n' "$1" "$c" \
       "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk-$1-c$c.txt")" \
       "$(awk '$1 == "50%" {print $2}' "$OUT/wrk-$1-c$c.txt")" \

@@ -71,6 +71,7 @@ if [[ ! -e "$rootfs/.complete" ]]; then
     # Downloaded .debs are kept between builds (a hook change need not download 300 MB again).
     local_debs="$CACHE_DIR/debs-$arch"
     mkdir -p "$local_debs"
+    # shellcheck disable=SC2016 # hooks get "$1" (the rootfs) from mmdebstrap's shell
     in_mount_ns mmdebstrap --quiet --variant=apt --architectures="$arch" \
         --components="main non-free-firmware" \
         --include="$(packages)" \
@@ -91,6 +92,7 @@ if [[ ! -e "$rootfs/.complete" ]]; then
     chroot_run "$rootfs.tmp" sh -c 'lsinitramfs /boot/initrd.img-* | grep -q "sbin/fsck.ext4$"' ||
         die "the initramfs has no fsck.ext4"
     # What is in it, for the manifest (Debian's archive moves; this is what was built).
+    # shellcheck disable=SC2016 # dpkg-query's own ${Package} fields, not the shell's
     chroot "$rootfs.tmp" dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\n' \
         >"$rootfs.tmp.packages"
     mv "$rootfs.tmp.packages" "$rootfs.tmp/.packages"
@@ -165,7 +167,8 @@ assemble() {
         cp -a "$root/boot/firmware/." "$boot/"
     else
         local kver
-        kver="$(basename "$(ls -d "$root"/lib/modules/* | head -n1)")"
+        local modules=("$root"/lib/modules/*)
+        kver="$(basename "${modules[0]}")"
         cp "$root/boot/vmlinuz-$kver" "$boot/vmlinuz"
         cp "$root/boot/initrd.img-$kver" "$boot/initrd.img"
         echo "root=PARTUUID=7ac5b0c5-02 rw rootwait fsck.repair=yes console=tty0 console=ttyS0,115200" \
@@ -246,6 +249,7 @@ command -v bmaptool >/dev/null && bmaptool -q create -o "$img.bmap" "$img"
     echo "packages:"
     sed 's/^/  /' "$rootfs/.packages"
 } >"$out/$name.manifest"
+# shellcheck disable=SC2046 # no bmap: no word at all
 (cd "$out" && sha256sum "$name.img.zst" "$name.manifest" $( [[ -e "$name.img.bmap" ]] && echo "$name.img.bmap") >"$name.SHA256SUMS")
 log "compressed $(du -h --apparent-size "$img" | cut -f1) -> $(du -h "$img.zst" | cut -f1) in $((SECONDS - start)) s"
 log "done in $((SECONDS - total_start)) s: $out/$name.img"

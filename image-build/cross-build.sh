@@ -34,6 +34,7 @@ if [[ ! -e "$chroot_dir/.complete" ]]; then
     start=$SECONDS
     rm -rf "$chroot_dir" "$chroot_dir.tmp"
     mkdir -p "$CACHE_DIR"
+    # shellcheck disable=SC2016 # hooks get "$1" (the chroot) from mmdebstrap's shell
     in_mount_ns mmdebstrap --quiet --variant=apt --architectures=amd64,arm64 \
         --include="$(IFS=,; echo "${BUILD_PACKAGES[*]}")" \
         --customize-hook='mkdir -p "$1/root/.cargo"' \
@@ -56,6 +57,7 @@ cargo_home="${CARGO_HOME:-$HOME/.cargo}"
 
 target_dir="$CACHE_DIR/target-aarch64"
 mkdir -p "$target_dir" "$(dirname "$out")"
+# shellcheck disable=SC2034 # read by chroot_run (lib.sh)
 BIND_MOUNTS=("$REPO_DIR:/src" "$cargo_home/registry:/root/.cargo/registry" "$target_dir:/target")
 cross_env=(
     CARGO_TARGET_DIR=/target CARGO_TERM_COLOR=never
@@ -81,6 +83,7 @@ if ! build; then
     fi
 fi
 # Debug info stays in the target dir (profile.release debug = 1); the image gets it stripped.
+# shellcheck disable=SC2034 # read by chroot_run (lib.sh)
 BIND_MOUNTS=("$target_dir:/target")
 chroot_run "$chroot_dir" aarch64-linux-gnu-strip --strip-debug -o /target/pacsbox-aarch64.stripped \
     /target/aarch64-unknown-linux-gnu/release/pacsbox

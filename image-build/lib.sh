@@ -1,12 +1,16 @@
+# shellcheck shell=bash
 # Shared by build.sh, cross-build.sh, test/boot-test.sh and ci.sh (sourced, not run).
 # Host: Debian 12 or 13, root. Everything here is idempotent and cheap when already done.
 
 IMAGE_BUILD_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$IMAGE_BUILD_DIR/.." && pwd)"
 # Chroots, rootfs trees and cross-build targets live here, outside the repo, keyed by content.
+# shellcheck disable=SC2034 # settings read by the scripts that source this file
 CACHE_DIR="${PACSBOX_IMAGE_CACHE:-/var/cache/pacsbox-image}"
+# shellcheck disable=SC2034
 SUITE=trixie
 MIRROR="${PACSBOX_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# shellcheck disable=SC2034
 SECURITY_MIRROR="${PACSBOX_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -23,13 +27,13 @@ pacsbox_version() {
 ensure_host_tools() {
     local want=(mmdebstrap qemu-system-x86 qemu-system-arm qemu-user-static dosfstools mtools
         e2fsprogs fdisk zstd dcmtk arch-test uidmap bmap-tools curl iproute2)
-    local missing=()
+    local to_install=()
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-            missing+=("$p")
+            to_install+=("$p")
     done
-    ((${#missing[@]})) || return 0
-    log "installing host tools: ${missing[*]}"
+    ((${#to_install[@]})) || return 0
+    log "installing host tools: ${to_install[*]}"
     export DEBIAN_FRONTEND=noninteractive
     local release=()
     if grep -q '^VERSION_CODENAME=bookworm' /etc/os-release; then
@@ -62,7 +66,7 @@ ensure_binfmt_aarch64() {
         log "registering qemu-aarch64 with binfmt_misc"
         cat "$conf" >/proc/sys/fs/binfmt_misc/register
     fi
-    [[ "$(cat /proc/sys/fs/binfmt_misc/qemu-aarch64 | head -n1)" == enabled ]] ||
+    [[ "$(head -n1 /proc/sys/fs/binfmt_misc/qemu-aarch64)" == enabled ]] ||
         die "qemu-aarch64 binfmt handler is disabled"
 }
 

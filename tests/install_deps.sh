@@ -4,7 +4,8 @@
 # (CharLS for JPEG-LS, libjpeg-turbo for 12-bit JPEG; nasm gives libjpeg-turbo its x86 SIMD);
 # pinned pydicom, pynetdicom, pydicom-data, pytest, numpy, and pylibjpeg with its libjpeg and
 # OpenJPEG plugins (pydicom's independent decoders: the imaging tests' ground truth) from
-# PyPI; clippy/rustfmt.
+# PyPI; clippy/rustfmt; shellcheck for the scripts; node (Debian's, as tests/browser/run.sh installs it) for the viewer's
+# `node --test` step.
 # Called by tests/run_all.sh, so the README's test command works on a fresh Debian 12.
 set -euo pipefail
 
@@ -13,11 +14,12 @@ cd "$(dirname "$0")/.."
 echo "==> installing test dependencies (no-op when present)"
 
 need_apt=()
-for pkg in dcmtk zstd strace cmake g++ nasm; do
+for pkg in dcmtk zstd strace cmake g++ nasm shellcheck; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         need_apt+=("$pkg")
     fi
 done
+command -v node >/dev/null || need_apt+=(nodejs)
 if ((${#need_apt[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     if ! apt-get install -y -q "${need_apt[@]}" >/dev/null 2>&1; then

@@ -22,11 +22,23 @@ step() {
 }
 
 step "dependencies" bash tests/install_deps.sh
+# Every shell script in the repo, by name or by shebang (settings in .shellcheckrc).
+shellcheck_all() {
+    local f files=()
+    while IFS= read -r f; do
+        if [[ $f == *.sh ]] || head -n1 "$f" | grep -qE '^#!.*[/ ](ba|da)?sh( |$)'; then
+            files+=("$f")
+        fi
+    done < <(git ls-files)
+    shellcheck -x "${files[@]}"
+}
+step "shellcheck" shellcheck_all
 step "rustfmt"     cargo fmt --all -- --check
 step "clippy"      cargo clippy --workspace --all-targets -- -D warnings
 # An image may leave out the C/C++ codecs (pacsbox's feature native-codecs): keep that buildable.
 step "clippy, no C codecs" cargo clippy -p pacsbox --no-default-features -- -D warnings
 step "cargo test"  cargo test --workspace
+step "viewer maths" node --test web-ui/tests/*.test.mjs
 step "build"       cargo build --release -p pacsbox
 
 if [[ ! -x "$PACSBOX_BIN" ]]; then

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2015 # `check && ok … || bad …`: ok only prints and counts, it cannot fail
 # Independent check of the mDNS announcement: Debian's avahi (not mdns-sd) finds pacsbox.
 #
 #   image-build/test/avahi-check.sh [PACSBOX_BINARY]     (root; default target/release/pacsbox)

@@ -62,6 +62,7 @@ PY
 )
 
 SERVER_PID=""
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
     if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true

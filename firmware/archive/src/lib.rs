@@ -33,6 +33,7 @@ pub use record::InstanceRecord;
 /// What to do when an instance arrives whose SOP Instance UID is already stored with
 /// different content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum DuplicatePolicy {
     /// Keep the first copy; put the newcomer aside under `conflicts/` for an admin.
@@ -44,6 +45,7 @@ pub enum DuplicatePolicy {
 
 /// How a commit batch is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum SyncMode {
     /// `syncfs` when the data directory is its own file system (the appliance's RAID), else
@@ -71,13 +73,14 @@ pub struct ArchiveConfig {
     pub sync: SyncMode,
 }
 
+/// The archive's defaults are the appliance's: `pacsbox`'s settings file starts from these.
 impl Default for ArchiveConfig {
     fn default() -> Self {
         ArchiveConfig {
             reserve_bytes: 512 << 20,
-            duplicates: DuplicatePolicy::Keep,
+            duplicates: DuplicatePolicy::default(),
             zstd_level: 2,
-            sync: SyncMode::Auto,
+            sync: SyncMode::default(),
         }
     }
 }
@@ -122,8 +125,9 @@ pub struct Archive {
 }
 
 impl Archive {
-    /// Opens the data directory, recovering from an unclean shutdown first (tmp/ cleared, the
-    /// last unfinished commit batch undone); this never scans the whole archive.
+    /// Opens the data directory, recovering from an unclean shutdown first (the journal since
+    /// the last checkpoint replayed: renames redone, entries re-indexed; tmp/ cleared); this
+    /// never scans the whole archive.
     pub fn open(
         root: &Path,
         config: ArchiveConfig,

@@ -1,8 +1,11 @@
 //! Start-up recovery, `verify` and `reindex`.
 //!
-//! Recovery reads only `tmp/` and the journal of the last commit batch, never the whole
-//! archive: a file the journal names that is not in the index was never acknowledged, so it is
-//! removed; everything in `tmp/` was never acknowledged either.
+//! Recovery reads only `tmp/` and the journal written since the last checkpoint, never the
+//! whole archive. It finishes what those journal records committed: a rename into `archive/`
+//! that did not happen is redone when the temp file still has the recorded hash, and every
+//! record's index entry is inserted again (idempotent). A record whose temp file is missing or
+//! differs belongs to a batch whose sync never completed, so it was never acknowledged and is
+//! skipped. What is left in `tmp/` was never acknowledged either and is deleted.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};

@@ -1,11 +1,61 @@
 //! Settings: built-in defaults, overridden by a TOML file (`--config`), overridden by flags.
+//!
+//! Each default is written once, in the crate that uses the setting (`ArchiveConfig`,
+//! `ScpConfig`, `WebConfig`, the panel's and health's settings); `Config::default` reads them
+//! from there and only holds the binary's own (data folder, listeners, appliance switches).
+//! Flags are parsed by clap into typed values (`ServeFlags`) and applied here.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
-use pacsbox_archive::{DuplicatePolicy, SyncMode};
-use pacsbox_dicom::KnownPeer;
+use pacsbox_archive::{Archive, ArchiveConfig, DuplicatePolicy, SyncMode};
+use pacsbox_dicom::{KnownPeer, ScpConfig};
+use pacsbox_web::WebConfig;
 use serde::Deserialize;
+
+/// Where the settings come from; every command takes these.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct DataArgs {
+    /// TOML settings file (see README for every key).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Data folder (overrides data_dir of the config file).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// `pacsbox serve`'s flags: each overrides the key of the same meaning in the settings file.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ServeFlags {
+    /// Our AE title.
+    #[arg(long)]
+    pub ae: Option<String>,
+    #[arg(long)]
+    pub dicom_port: Option<u16>,
+    #[arg(long)]
+    pub http_port: Option<u16>,
+    /// Address to listen on.
+    #[arg(long)]
+    pub bind: Option<String>,
+    #[arg(long)]
+    pub max_associations: Option<usize>,
+    /// Free space to keep on the data volume, MiB.
+    #[arg(long)]
+    pub reserve_mb: Option<u64>,
+    /// Same SOP Instance UID with different content: keep the first or overwrite it.
+    #[arg(long, value_enum)]
+    pub duplicates: Option<DuplicatePolicy>,
+    /// zstd level for uncompressed syntaxes (0 = store plain .dcm).
+    #[arg(long)]
+    pub zstd_level: Option<i32>,
+    /// How commit batches are made durable.
+    #[arg(long, value_enum)]
+    pub durability: Option<SyncMode>,
+    /// Front panel display: none | png:DIR | ssd1306:/dev/i2c-1.
+    #[arg(long)]
+    pub panel: Option<String>,
+}
 
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -66,31 +116,34 @@ pub struct WebSettings {
 
 impl Default for WebSettings {
     fn default() -> Self {
+        let web = WebConfig::default();
         WebSettings {
-            session_idle_minutes: 30,
-            workers: 4,
-            initial_password_file: None,
+            session_idle_minutes: web.session_idle_timeout.as_secs() / 60,
+            workers: web.workers,
+            initial_password_file: web.initial_password_file,
         }
     }
 }
 
 impl Default for Config {
     fn default() -> Self {
+        let scp = ScpConfig::default();
+        let archive = ArchiveConfig::default();
         Config {
             data_dir: PathBuf::from("./data"),
-            ae_title: "PACSBOX".into(),
+            ae_title: scp.ae_title,
             bind: "0.0.0.0".into(),
             dicom_port: 11112,
             http_port: 8080,
-            max_associations: 16,
-            reserve_mb: 512,
-            duplicates: DuplicatePolicy::Keep,
-            idle_timeout_s: 120,
-            check_called_ae: false,
-            zstd_level: 2,
-            max_pdu: 128 * 1024,
-            durability: SyncMode::Auto,
-            peers: Vec::new(),
+            max_associations: scp.max_associations,
+            reserve_mb: archive.reserve_bytes >> 20,
+            duplicates: archive.duplicates,
+            idle_timeout_s: scp.idle_timeout.as_secs(),
+            check_called_ae: scp.check_called_ae,
+            zstd_level: archive.zstd_level,
+            max_pdu: scp.max_pdu,
+            durability: archive.sync,
+            peers: scp.peers,
             panel: pacsbox_panel::PanelSettings::default(),
             health: pacsbox_health::HealthSettings::default(),
             web: WebSettings::default(),
@@ -101,6 +154,84 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The settings file named by `--config` (or the defaults), with `--data` applied.
+    pub fn from_args(args: &DataArgs) -> anyhow::Result<Config> {
+        let mut c = Config::load(args.config.as_deref())?;
+        if let Some(d) = &args.data {
+            c.data_dir = d.clone();
+        }
+        Ok(c)
+    }
+
+    /// Flags win over the file.
+    pub fn apply(&mut self, flags: ServeFlags) {
+        let ServeFlags {
+            ae,
+            dicom_port,
+            http_port,
+            bind,
+            max_associations,
+            reserve_mb,
+            duplicates,
+            zstd_level,
+            durability,
+            panel,
+        } = flags;
+        fn set<T>(slot: &mut T, flag: Option<T>) {
+            if let Some(v) = flag {
+                *slot = v;
+            }
+        }
+        set(&mut self.ae_title, ae);
+        set(&mut self.dicom_port, dicom_port);
+        set(&mut self.http_port, http_port);
+        set(&mut self.bind, bind);
+        set(&mut self.max_associations, max_associations);
+        set(&mut self.reserve_mb, reserve_mb);
+        set(&mut self.duplicates, duplicates);
+        set(&mut self.zstd_level, zstd_level);
+        set(&mut self.durability, durability);
+        set(&mut self.panel.display, panel);
+    }
+
+    pub fn archive_config(&self) -> ArchiveConfig {
+        ArchiveConfig {
+            reserve_bytes: self.reserve_mb << 20,
+            duplicates: self.duplicates,
+            zstd_level: self.zstd_level,
+            sync: self.durability,
+        }
+    }
+
+    pub fn scp_config(&self) -> ScpConfig {
+        ScpConfig {
+            ae_title: self.ae_title.clone(),
+            max_associations: self.max_associations,
+            max_pdu: self.max_pdu,
+            idle_timeout: Duration::from_secs(self.idle_timeout_s),
+            check_called_ae: self.check_called_ae,
+            peers: self.peers.clone(),
+        }
+    }
+
+    pub fn web_config(&self) -> WebConfig {
+        WebConfig {
+            session_idle_timeout: Duration::from_secs(self.web.session_idle_minutes * 60),
+            workers: self.web.workers,
+            initial_password_file: Some(self.initial_password_file()),
+        }
+    }
+
+    /// Opens (and if need be recovers) the archive these settings describe.
+    pub fn open_archive(&self) -> anyhow::Result<Archive> {
+        let (archive, report) = Archive::open(&self.data_dir, self.archive_config())
+            .with_context(|| format!("opening archive in {}", self.data_dir.display()))?;
+        if report.journal_records_replayed + report.temp_files_removed > 0 {
+            tracing::warn!(?report, "recovered after an unclean shutdown");
+        }
+        Ok(archive)
+    }
+
     /// The first admin password's file (see `WebSettings::initial_password_file`).
     pub fn initial_password_file(&self) -> PathBuf {
         self.web
@@ -156,6 +287,69 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        flags: ServeFlags,
+    }
+
+    #[test]
+    fn defaults_are_the_library_crates_defaults() {
+        let c = Config::default();
+        let archive = ArchiveConfig::default();
+        assert_eq!(c.archive_config().reserve_bytes, archive.reserve_bytes);
+        assert_eq!(c.archive_config().zstd_level, archive.zstd_level);
+        assert_eq!(c.archive_config().sync, archive.sync);
+        assert_eq!(c.archive_config().duplicates, archive.duplicates);
+        let scp = ScpConfig::default();
+        assert_eq!(c.scp_config().ae_title, scp.ae_title);
+        assert_eq!(c.scp_config().max_pdu, scp.max_pdu);
+        assert_eq!(c.scp_config().idle_timeout, scp.idle_timeout);
+        assert_eq!(c.scp_config().max_associations, scp.max_associations);
+        let web = WebConfig::default();
+        assert_eq!(
+            c.web_config().session_idle_timeout,
+            web.session_idle_timeout
+        );
+        assert_eq!(c.web_config().workers, web.workers);
+    }
+
+    #[test]
+    fn flags_override_the_file_with_the_files_spellings() {
+        let mut c: Config =
+            toml::from_str("durability = \"syncfs\"\nduplicates = \"overwrite\"\nreserve_mb = 7")
+                .unwrap();
+        let flags = Serve::try_parse_from([
+            "serve",
+            "--durability",
+            "fsync",
+            "--duplicates",
+            "keep",
+            "--ae",
+            "CT2",
+            "--panel",
+            "png:/tmp/p",
+        ])
+        .unwrap()
+        .flags;
+        c.apply(flags);
+        assert_eq!(c.durability, SyncMode::Fsync);
+        assert_eq!(c.duplicates, DuplicatePolicy::Keep);
+        assert_eq!(c.ae_title, "CT2");
+        assert_eq!(c.panel.display, "png:/tmp/p");
+        assert_eq!(c.reserve_mb, 7, "a flag not given leaves the file's value");
+        for mode in ["auto", "syncfs", "fsync"] {
+            assert!(Serve::try_parse_from(["serve", "--durability", mode]).is_ok());
+        }
+        let err = Serve::try_parse_from(["serve", "--durability", "sometimes"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("auto") && err.contains("fsync"), "{err}");
+        assert!(Serve::try_parse_from(["serve", "--duplicates", "merge"]).is_err());
+    }
 
     #[test]
     fn file_overrides_defaults_and_typos_are_refused() {

@@ -4,6 +4,7 @@
 //! (a restart logs everyone out, which is fine for an appliance) and carry their own CSRF
 //! token; the cookie is HttpOnly and SameSite=Strict. Failed logins for a user name are slowed
 //! down after a few tries so a LAN neighbour cannot guess passwords at argon2's speed.
+//! Every cookie the page sets or reads is spelled here.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,6 +18,8 @@ use pacsbox_archive::Archive;
 use pacsbox_archive::accounts::{Group, UserRecord};
 
 pub const COOKIE: &str = "pacsbox_session";
+/// The login form's double-submit CSRF cookie (there is no session yet to hold a token).
+const LOGIN_COOKIE: &str = "pacsbox_login";
 pub const MIN_PASSWORD_LEN: usize = 8;
 const MAX_FAILURES: u32 = 5;
 const LOCKOUT: Duration = Duration::from_secs(30);
@@ -34,6 +37,25 @@ pub struct Sessions {
     idle: Duration,
     map: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+pub fn session_cookie(token: &str) -> String {
+    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict")
+}
+
+pub fn clear_cookie() -> String {
+    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+pub fn login_cookie(token: &str) -> String {
+    format!("{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict")
+}
+
+/// Whether the login form's CSRF field is the one its cookie was set with.
+pub fn login_cookie_matches(req: &crate::reply::Req, csrf: &str) -> bool {
+    req.cookies
+        .get(LOGIN_COOKIE)
+        .is_some_and(|c| !c.is_empty() && c == csrf)
 }
 
 /// Hex of `n` random bytes from the OS.

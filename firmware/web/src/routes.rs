@@ -3,7 +3,7 @@
 //! session's CSRF token.
 
 use crate::Web;
-use crate::auth::{COOKIE, Session};
+use crate::auth::{COOKIE, Session, clear_cookie};
 use crate::pages;
 use crate::reply::{HttpError, Reply, Req, check_uid};
 
@@ -96,12 +96,4 @@ fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
         }
         _ => Err(HttpError::NotFound),
     }
-}
-
-pub fn session_cookie(token: &str) -> String {
-    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict")
-}
-
-pub fn clear_cookie() -> String {
-    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
 }

@@ -1,0 +1,193 @@
+//! `pacsbox serve`: wires the archive, the DICOM services, the web page and the front panel
+//! together, runs them until SIGTERM/SIGINT, and stops them in order (DICOM first, so no
+//! association is cut mid-instance, then the web workers and the panel).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use pacsbox_dicom::DicomServer;
+
+use crate::config::Config;
+use crate::{appliance, errlog, status};
+
+pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
+    raise_open_file_limit();
+    if appliance::data_volume_missing(&c) {
+        wait_for_volume_with_panel(&c)?;
+    }
+    std::fs::create_dir_all(&c.data_dir)
+        .with_context(|| format!("creating data folder {}", c.data_dir.display()))?;
+    let archive = c.open_archive()?;
+    let dicom_addr: SocketAddr = format!("{}:{}", c.bind, c.dicom_port)
+        .parse()
+        .with_context(|| format!("bad bind address {}", c.bind))?;
+    let http_addr = format!("{}:{}", c.bind, c.http_port);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(32)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let scp = DicomServer::new(archive.clone(), c.scp_config());
+    let http = pacsbox_web::listen(&http_addr, Default::default())?.server;
+    let dicom_accepting = Arc::new(AtomicBool::new(false));
+    let source = Arc::new(status::Status {
+        archive: archive.clone(),
+        scp: scp.status(),
+        config: c.clone(),
+        started: Instant::now(),
+        health: (&c.health).into(),
+        dicom_accepting: dicom_accepting.clone(),
+        errors,
+    });
+    let (web, initial_password) =
+        pacsbox_web::Web::new(archive.clone(), source.clone(), c.web_config())
+            .context("setting up the web page")?;
+    if let Some(p) = &initial_password {
+        tracing::info!(
+            user = "admin",
+            password = p.as_str(),
+            file = %c.initial_password_file().display(),
+            "first start: web login created; the password must be changed at first login"
+        );
+    }
+    let web_workers = c.web.workers.max(1);
+    let workers =
+        pacsbox_web::serve(http.clone(), Arc::new(web)).context("starting HTTP workers")?;
+    let panel_stop = Arc::new(AtomicBool::new(false));
+    let panel = start_panel(
+        &c,
+        move || {
+            source
+                .health()
+                .inspect_err(|e| tracing::warn!(error = %e, "panel: collecting health"))
+                .ok()
+        },
+        panel_stop.clone(),
+    )?;
+    let data_dir = c.data_dir.clone();
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(dicom_addr)
+            .await
+            .with_context(|| format!("listening for DICOM on {dicom_addr}"))?;
+        tracing::info!(
+            ae_title = c.ae_title,
+            dicom = %dicom_addr,
+            http = %http_addr,
+            data = %data_dir.display(),
+            "pacsbox serving"
+        );
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing running associations");
+            let _ = tx.send(true);
+        });
+        dicom_accepting.store(true, Ordering::Relaxed);
+        let presence = appliance::Presence::start(&c);
+        tokio::spawn(appliance::watchdog());
+        let served = scp.serve(listener, rx).await;
+        presence.stop();
+        dicom_accepting.store(false, Ordering::Relaxed);
+        served?;
+        anyhow::Ok(())
+    })?;
+    for _ in 0..web_workers {
+        http.unblock();
+    }
+    panel_stop.store(true, Ordering::Relaxed);
+    if let Some(p) = panel {
+        let _ = p.join();
+    }
+    for w in workers {
+        let _ = w.join();
+    }
+    drop(archive);
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Waits for the data volume (appliance.rs) with the front panel running meanwhile, so the
+/// technician sees why nothing works; the panel is stopped again before the archive opens.
+fn wait_for_volume_with_panel(c: &Config) -> anyhow::Result<()> {
+    let sources: pacsbox_health::HealthSources = (&c.health).into();
+    let waiting: Arc<dyn Fn() -> pacsbox_health::Health + Send + Sync> = {
+        let c = c.clone();
+        Arc::new(move || status::waiting_for_volume(&c, &sources))
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let panel = {
+        let waiting = waiting.clone();
+        start_panel(c, move || Some(waiting()), stop.clone())?
+    };
+    let waited = appliance::wait_for_data_volume(c, &*waiting);
+    stop.store(true, Ordering::Relaxed);
+    if let Some(p) = panel {
+        let _ = p.join();
+    }
+    waited
+}
+
+/// Starts the front panel on its own thread, reading the same health model as `/status.json`.
+/// It only reads status: a slow or absent display can never hold up the DICOM service.
+fn start_panel(
+    c: &Config,
+    health: impl Fn() -> Option<pacsbox_health::Health> + Send + 'static,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
+    let output = c.panel.output()?;
+    if output == pacsbox_panel::PanelOutput::None && !c.panel.buttons {
+        return Ok(None);
+    }
+    tracing::info!(
+        display = c.panel.display,
+        buttons = c.panel.buttons,
+        "front panel"
+    );
+    let command = c.panel.shutdown_command.clone();
+    let handle = pacsbox_panel::spawn(
+        output,
+        c.panel.clone(),
+        health,
+        move || pacsbox_panel::run_shutdown_command(&command),
+        stop,
+    )
+    .context("starting the front panel thread")?;
+    Ok(Some(handle))
+}
+
+/// Every web client and association is a file descriptor; the default soft limit (1024) is
+/// what a crowd of clients exhausts first: take the hard limit we are allowed.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("could not raise the open-file limit");
+            }
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

@@ -1,0 +1,42 @@
+//! The static assets of `web-ui/static`, compiled in so the appliance stays one file.
+
+use crate::reply::Reply;
+
+pub fn asset(name: &str) -> Reply {
+    let (ct, body): (&'static str, &'static [u8]) = match name {
+        "app.css" => (
+            "text/css; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/app.css"),
+        ),
+        "viewer.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/viewer.js"),
+        ),
+        "viewer-pixels.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/viewer-pixels.js"),
+        ),
+        "viewer-net.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/viewer-net.js"),
+        ),
+        "viewer-cache.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/viewer-cache.js"),
+        ),
+        "viewer-view.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/viewer-view.js"),
+        ),
+        "viewer-input.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/viewer-input.js"),
+        ),
+        "viewer.css" => (
+            "text/css; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/viewer.css"),
+        ),
+        _ => return Reply::text(404, "not found"),
+    };
+    Reply::bytes(200, ct, body.to_vec()).header("Cache-Control", "max-age=300")
+}

@@ -1,0 +1,60 @@
+//! The login form and its POST. The form has no session yet, so its CSRF token is a
+//! double-submit cookie (`auth::login_cookie`).
+
+use askama::Template;
+
+use super::{Nav, page};
+use crate::Web;
+use crate::auth;
+use crate::reply::{HttpError, Reply, Req};
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    nav: Option<Nav>,
+    error: &'a str,
+    csrf: String,
+    next: String,
+}
+
+/// Only a local path may follow a login (no open redirect).
+fn safe_next(next: &str) -> String {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        next.to_owned()
+    } else {
+        "/search".to_owned()
+    }
+}
+
+pub fn login_form(req: &Req, error: &str) -> Result<Reply, HttpError> {
+    // The login form has no session yet: its CSRF token is a double-submit cookie.
+    let token = auth::random_token(16)?;
+    let next = if req.form.contains_key("next") {
+        req.field("next")
+    } else {
+        req.param("next")
+    };
+    let status = if error.is_empty() { 200 } else { 401 };
+    let mut r = page(&LoginPage {
+        nav: None,
+        error,
+        csrf: token.clone(),
+        next: safe_next(next),
+    })?;
+    r.status = status;
+    Ok(r.header("Set-Cookie", auth::login_cookie(&token)))
+}
+
+pub fn login_post(web: &Web, req: &Req) -> Result<Reply, HttpError> {
+    if !auth::login_cookie_matches(req, req.field("csrf")) {
+        return login_form(req, "The form expired; please log in again.");
+    }
+    match web
+        .sessions
+        .login(&web.archive, req.field("user"), req.field("password"))?
+    {
+        Ok(token) => Ok(Reply::redirect(&safe_next(req.field("next")))
+            .header("Set-Cookie", auth::session_cookie(&token))),
+        Err(e) => login_form(req, &e.to_string()),
+    }
+}

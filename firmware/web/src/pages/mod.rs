@@ -1,0 +1,47 @@
+//! The HTML pages (askama templates in web-ui/templates, escaped automatically) and the small
+//! JSON and file answers that go with them, one file per page group. `routes.rs` calls these;
+//! they never call back into it.
+
+mod account;
+mod assets;
+mod instance;
+mod login;
+mod search;
+mod status;
+mod study;
+mod users;
+mod viewer;
+
+use askama::Template;
+use pacsbox_archive::accounts::Group;
+
+use crate::auth::Session;
+use crate::reply::{HttpError, Reply};
+
+pub use account::{password_form, password_post};
+pub use assets::asset;
+pub use instance::{header_page, instance_file};
+pub use login::{login_form, login_post};
+pub use search::search_page;
+pub use status::{status_json, status_page, status_txt};
+pub use study::{series_json, study_page, study_zip};
+pub use users::{users_page, users_post};
+pub use viewer::viewer_page;
+
+pub struct Nav {
+    pub user: String,
+    pub is_admin: bool,
+    pub csrf: String,
+}
+
+fn nav(s: &Session) -> Option<Nav> {
+    Some(Nav {
+        user: s.user.clone(),
+        is_admin: s.group == Group::Admin,
+        csrf: s.csrf.clone(),
+    })
+}
+
+fn page(t: &impl Template) -> Result<Reply, HttpError> {
+    Ok(Reply::html(t.render()?))
+}

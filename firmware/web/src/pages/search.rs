@@ -1,0 +1,68 @@
+//! The search page: the form (`crate::search`) to a query, one page of studies newest first.
+
+use askama::Template;
+
+use super::{Nav, nav, page};
+use crate::Web;
+use crate::auth::Session;
+use crate::reply::{HttpError, Reply, Req};
+use crate::search::{self, PAGE_SIZE, SearchForm, StudyRow};
+
+#[derive(Template)]
+#[template(path = "search.html")]
+struct SearchPage {
+    nav: Option<Nav>,
+    f: SearchForm,
+    from_value: String,
+    to_value: String,
+    whens: Vec<(&'static str, &'static str)>,
+    rows: Vec<StudyRow>,
+    summary: String,
+    prev: Option<String>,
+    next: Option<String>,
+}
+
+pub fn search_page(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError> {
+    let f = SearchForm::from_req(req);
+    let q = f.query(search::local_today())?;
+    let started = std::time::Instant::now();
+    let found = web
+        .archive
+        .index()
+        .study_page(&q, f.page * PAGE_SIZE, PAGE_SIZE)?;
+    let rows: Vec<StudyRow> = found.rows.iter().map(StudyRow::from).collect();
+    let first = f.page * PAGE_SIZE;
+    let summary = if rows.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Studies {}–{}{}, newest first ({} ms)",
+            first + 1,
+            first + rows.len(),
+            if found.more { " of more" } else { "" },
+            started.elapsed().as_millis()
+        )
+    };
+    let date_input = |d: &str| {
+        let da: String = d.chars().filter(|c| *c != '-').collect();
+        search::show_date(&da)
+    };
+    page(&SearchPage {
+        nav: nav(s),
+        from_value: date_input(&f.from),
+        to_value: date_input(&f.to),
+        whens: vec![
+            ("any", "any date"),
+            ("today", "today"),
+            ("yesterday", "yesterday"),
+            ("7d", "last 7 days"),
+            ("30d", "last 30 days"),
+            ("range", "from – to"),
+        ],
+        prev: (f.page > 0).then(|| f.page_link(f.page - 1)),
+        next: found.more.then(|| f.page_link(f.page + 1)),
+        rows,
+        summary,
+        f,
+    })
+}

@@ -1,0 +1,119 @@
+//! The status document as JSON and text (public, for monitoring) and as the status page.
+
+use askama::Template;
+
+use super::{Nav, nav, page};
+use crate::Web;
+use crate::auth::Session;
+use crate::reply::{HttpError, Reply};
+use crate::search;
+
+pub fn status_json(web: &Web) -> Result<Reply, HttpError> {
+    Ok(Reply::json(&web.status.collect()?))
+}
+
+pub fn status_txt(web: &Web) -> Result<Reply, HttpError> {
+    Ok(Reply::text(200, web.status.collect()?.as_text()))
+}
+
+struct RecentRow {
+    when: String,
+    study_uid: String,
+    patient: String,
+    modality: String,
+    calling_ae: String,
+}
+
+#[derive(Template)]
+#[template(path = "status.html")]
+struct StatusPage {
+    nav: Option<Nav>,
+    s: crate::StatusDoc,
+    uptime: String,
+    total: String,
+    used: String,
+    used_pct: u64,
+    free: String,
+    raid: Vec<String>,
+    recent: Vec<RecentRow>,
+    errors: Vec<(String, String, String)>,
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+fn local_time(unix: i64) -> String {
+    let offset = pacsbox_health::host::utc_offset_s(unix);
+    match time::OffsetDateTime::from_unix_timestamp(unix + i64::from(offset)) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
+        Err(_) => unix.to_string(),
+    }
+}
+
+pub fn status_page(web: &Web, s: &Session) -> Result<Reply, HttpError> {
+    let doc = web.status.collect()?;
+    let used = doc.disk_total_bytes.saturating_sub(doc.disk_free_bytes);
+    let recent = doc
+        .recent_studies
+        .iter()
+        .map(|r| {
+            let patient = web
+                .archive
+                .index()
+                .study(&r.study_uid)
+                .ok()
+                .flatten()
+                .map(|st| search::show_name(&st.patient_name))
+                .unwrap_or_default();
+            RecentRow {
+                when: local_time(r.received_unix),
+                study_uid: r.study_uid.clone(),
+                patient,
+                modality: r.modality.clone(),
+                calling_ae: r.calling_ae.clone(),
+            }
+        })
+        .collect();
+    let up = doc.uptime_s;
+    page(&StatusPage {
+        nav: nav(s),
+        uptime: format!("{}d {}h {}m", up / 86400, up / 3600 % 24, up / 60 % 60),
+        total: bytes(doc.disk_total_bytes),
+        used: bytes(used),
+        used_pct: (used * 100).checked_div(doc.disk_total_bytes).unwrap_or(0),
+        free: bytes(doc.disk_free_bytes),
+        raid: doc
+            .raid
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r.array.name,
+                    serde_json::to_string(&r.state).unwrap_or_default()
+                )
+            })
+            .collect(),
+        recent,
+        errors: doc
+            .recent_errors
+            .iter()
+            .map(|e| (local_time(e.unix), e.level.clone(), e.message.clone()))
+            .collect(),
+        s: doc,
+    })
+}

@@ -1,0 +1,164 @@
+//! One study: its page (series with thumbnails), its series as JSON for the viewer, and the
+//! whole study as a streamed ZIP.
+
+use askama::Template;
+use pacsbox_archive::query::{Attr, Level, Matcher, Query};
+use serde::Serialize;
+
+use super::{Nav, nav, page};
+use crate::Web;
+use crate::auth::Session;
+use crate::reply::{HttpError, Reply};
+use crate::search::{self, StudyRow};
+
+struct SeriesView {
+    uid: String,
+    number: String,
+    modality: String,
+    description: String,
+    body_part: String,
+    instances: u64,
+    first_sop: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "study.html")]
+struct StudyPage {
+    nav: Option<Nav>,
+    st: StudyRow,
+    referring: String,
+    series: Vec<SeriesView>,
+}
+
+fn study_query(uid: &str) -> Query {
+    Query {
+        level: Level::Study,
+        filters: vec![(Attr::StudyInstanceUid, Matcher::Single(uid.to_owned()))],
+    }
+}
+
+pub(super) fn study_row(web: &Web, uid: &str) -> Result<(StudyRow, String), HttpError> {
+    let page = web.archive.index().study_page(&study_query(uid), 0, 1)?;
+    let row = page.rows.first().ok_or(HttpError::NotFound)?;
+    let referring = row
+        .study
+        .as_ref()
+        .map(|s| search::show_name(&s.referring_physician))
+        .unwrap_or_default();
+    Ok((StudyRow::from(row), referring))
+}
+
+/// A series UID, its record, and its instances (SOP UID, instance number).
+pub type SeriesListing = (
+    String,
+    pacsbox_archive::record::SeriesRecord,
+    Vec<(String, Option<i32>)>,
+);
+
+/// The study's series (by series number) with their instances (by instance number).
+pub fn series_of(web: &Web, study_uid: &str) -> Result<Vec<SeriesListing>, HttpError> {
+    let mut series = Vec::new();
+    web.archive.index().query(
+        &Query {
+            level: Level::Series,
+            filters: vec![(
+                Attr::StudyInstanceUid,
+                Matcher::Single(study_uid.to_owned()),
+            )],
+        },
+        |row| {
+            if let Some(rec) = row.series {
+                series.push((row.series_uid, rec));
+            }
+            std::ops::ControlFlow::Continue(())
+        },
+    )?;
+    series.sort_by(|a, b| (a.1.series_number, &a.0).cmp(&(b.1.series_number, &b.0)));
+    let mut out = Vec::new();
+    for (uid, rec) in series {
+        let mut instances = Vec::new();
+        web.archive.index().query(
+            &Query {
+                level: Level::Image,
+                filters: vec![(Attr::SeriesInstanceUid, Matcher::Single(uid.clone()))],
+            },
+            |row| {
+                let n = row.instance.as_ref().and_then(|i| i.instance_number);
+                instances.push((row.sop_instance_uid, n));
+                std::ops::ControlFlow::Continue(())
+            },
+        )?;
+        instances.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        out.push((uid, rec, instances));
+    }
+    Ok(out)
+}
+
+pub fn study_page(web: &Web, s: &Session, uid: &str) -> Result<Reply, HttpError> {
+    let (st, referring) = study_row(web, uid)?;
+    let series = series_of(web, uid)?
+        .into_iter()
+        .map(|(uid, rec, inst)| SeriesView {
+            uid,
+            number: rec.series_number.map(|n| n.to_string()).unwrap_or_default(),
+            modality: rec.modality,
+            description: rec.description,
+            body_part: rec.body_part,
+            instances: rec.instances,
+            first_sop: inst.first().map(|i| i.0.clone()),
+        })
+        .collect();
+    page(&StudyPage {
+        nav: nav(s),
+        st,
+        referring,
+        series,
+    })
+}
+
+#[derive(Serialize)]
+struct SeriesJson {
+    uid: String,
+    number: Option<i32>,
+    modality: String,
+    description: String,
+    instances: Vec<InstanceJson>,
+}
+
+#[derive(Serialize)]
+struct InstanceJson {
+    sop: String,
+    number: Option<i32>,
+}
+
+pub fn series_json(web: &Web, study_uid: &str) -> Result<Reply, HttpError> {
+    if web.archive.index().study(study_uid)?.is_none() {
+        return Err(HttpError::NotFound);
+    }
+    let list: Vec<SeriesJson> = series_of(web, study_uid)?
+        .into_iter()
+        .map(|(uid, rec, inst)| SeriesJson {
+            uid,
+            number: rec.series_number,
+            modality: rec.modality,
+            description: rec.description,
+            instances: inst
+                .into_iter()
+                .map(|(sop, number)| InstanceJson { sop, number })
+                .collect(),
+        })
+        .collect();
+    Ok(Reply::json(&list))
+}
+
+pub fn study_zip(web: &Web, uid: &str) -> Result<Reply, HttpError> {
+    let instances = crate::study_zip::instances_of_study(&web.archive, uid)?;
+    if instances.is_empty() {
+        return Err(HttpError::NotFound);
+    }
+    let body = crate::study_zip::stream(web.archive.clone(), instances)?;
+    Ok(Reply::stream("application/zip", body).header(
+        "Content-Disposition",
+        format!("attachment; filename=\"study-{uid}.zip\""),
+    ))
+}

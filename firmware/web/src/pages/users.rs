@@ -1,0 +1,82 @@
+//! The admins' user list: create and delete web users.
+
+use askama::Template;
+use pacsbox_archive::accounts::{Group, UserRecord};
+
+use super::{Nav, nav, page};
+use crate::Web;
+use crate::auth::{self, Session};
+use crate::reply::{HttpError, Reply, Req};
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage<'a> {
+    nav: Option<Nav>,
+    nav_user: &'a str,
+    csrf: &'a str,
+    users: Vec<(String, &'static str)>,
+    error: &'a str,
+    message: &'a str,
+}
+
+pub fn users_page(web: &Web, s: &Session, error: &str, message: &str) -> Result<Reply, HttpError> {
+    let users = web
+        .archive
+        .index()
+        .users()?
+        .into_iter()
+        .map(|(n, r)| (n, r.group.as_str()))
+        .collect();
+    let mut r = page(&UsersPage {
+        nav: nav(s),
+        nav_user: &s.user,
+        csrf: &s.csrf,
+        users,
+        error,
+        message,
+    })?;
+    if !error.is_empty() {
+        r.status = 400;
+    }
+    Ok(r)
+}
+
+pub fn users_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError> {
+    let name = req.field("name");
+    match req.field("action") {
+        "create" => {
+            if !auth::acceptable_user_name(name) {
+                return users_page(web, s, "User names are 1-32 letters, digits, . _ -", "");
+            }
+            let password = req.field("password");
+            if let Err(e) = auth::acceptable_password(password, password) {
+                return users_page(web, s, &e, "");
+            }
+            let rec = UserRecord {
+                password_hash: auth::hash_password(password)?,
+                group: if req.field("group") == "admin" {
+                    Group::Admin
+                } else {
+                    Group::User
+                },
+                must_change_password: true,
+                created_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
+            };
+            if !web.archive.index().create_user_if_absent(name, &rec)? {
+                return users_page(web, s, "A user of that name exists.", "");
+            }
+            tracing::info!(admin = s.user, user = name, "user created");
+            users_page(web, s, "", &format!("User {name} added."))
+        }
+        "delete" => {
+            if name == s.user {
+                return users_page(web, s, "You cannot delete yourself.", "");
+            }
+            web.archive.index().delete_user(name)?;
+            web.sessions.end_user(name);
+            tracing::info!(admin = s.user, user = name, "user deleted");
+            users_page(web, s, "", &format!("User {name} deleted."))
+        }
+        _ => Err(HttpError::BadRequest("unknown action".into())),
+    }
+}

@@ -1,0 +1,133 @@
+// The viewer's image cache: one entry per frame ("sop#frame") holding its /info, its decoded
+// preview and its 16-bit or RGB pixels, loaded at most once each and dropped least recently
+// used first when over the byte budget (never the image on screen).
+
+import { HttpError, api, get } from './viewer-net.js';
+import { valueBounds } from './viewer-pixels.js';
+
+export const keyOf = (img) => `${img.sop}#${img.frame}`;
+
+export class ImageCache {
+  /** `onScreen()`: the key of the image on screen, which is never evicted. */
+  constructor(limitBytes, onScreen) {
+    this.limit = limitBytes;
+    this.onScreen = onScreen;
+    this.infos = new Map(); // sop -> Promise<info>
+    this.entries = new Map(); // key -> entry (LRU order)
+    this.bytes = 0;
+    this.scratch = document.createElement('canvas'); // decoding previews
+    this.scratchCtx = this.scratch.getContext('2d', { willReadFrequently: true });
+  }
+
+  info(sop) {
+    let p = this.infos.get(sop);
+    if (!p) {
+      p = get(api.info(sop), 'application/json').then((r) => r.json());
+      p.catch(() => this.infos.delete(sop)); // retry later
+      this.infos.set(sop, p);
+    }
+    return p;
+  }
+
+  /** The entry of an image if it has one, without touching its LRU place. */
+  peek(img) {
+    return img ? this.entries.get(keyOf(img)) || null : null;
+  }
+
+  /** The entry of an image, made if absent, now the most recently used. */
+  entry(img) {
+    const k = keyOf(img);
+    let e = this.entries.get(k);
+    if (e) {
+      this.entries.delete(k);
+      this.entries.set(k, e);
+      return e;
+    }
+    e = { key: k, sop: img.sop, frame: img.frame, info: null, preview: null, pixels: null,
+      previewErr: null, pixelsErr: null, previewP: null, pixelsP: null, bytes: 0 };
+    this.entries.set(k, e);
+    return e;
+  }
+
+  account(e, bytes) {
+    e.bytes += bytes;
+    this.bytes += bytes;
+    const curKey = this.onScreen();
+    for (const [k, old] of this.entries) {
+      if (this.bytes <= this.limit) break;
+      if (k === curKey || old === e) continue;
+      this.bytes -= old.bytes;
+      this.entries.delete(k);
+    }
+  }
+
+  loadPreview(e) {
+    if (!e.previewP) {
+      const { scratch, scratchCtx } = this;
+      e.previewP = get(api.preview(e.sop, e.frame), 'image/png')
+        .then((r) => r.blob())
+        .then((b) => createImageBitmap(b))
+        .then((bmp) => {
+          scratch.width = bmp.width;
+          scratch.height = bmp.height;
+          scratchCtx.clearRect(0, 0, bmp.width, bmp.height);
+          scratchCtx.drawImage(bmp, 0, 0);
+          if (bmp.close) bmp.close();
+          e.preview = scratchCtx.getImageData(0, 0, scratch.width, scratch.height);
+          this.account(e, e.preview.data.length);
+          return e;
+        })
+        .catch((err) => {
+          e.previewErr = err;
+          return e;
+        });
+    }
+    return e.previewP;
+  }
+
+  loadPixels(e) {
+    if (!e.pixelsP) {
+      e.pixelsP = Promise.all([this.info(e.sop), get(api.pixels(e.sop, e.frame), 'application/octet-stream')])
+        .then(async ([inf, r]) => {
+          e.info = inf;
+          const kind = (r.headers.get('X-Pixel-Kind') || '').trim();
+          const rows = parseInt(r.headers.get('X-Rows'), 10) || inf.rows;
+          const cols = parseInt(r.headers.get('X-Columns'), 10) || inf.columns;
+          const buf = await r.arrayBuffer();
+          const n = rows * cols;
+          let data;
+          if (kind === 'gray16u' || kind === 'gray16s') {
+            if (buf.byteLength < n * 2) throw new HttpError(422, `pixel data too short: ${buf.byteLength} bytes for ${cols}×${rows}`);
+            data = kind === 'gray16s' ? new Int16Array(buf, 0, n) : new Uint16Array(buf, 0, n);
+          } else if (kind === 'rgb8') {
+            if (buf.byteLength < n * 3) throw new HttpError(422, `pixel data too short: ${buf.byteLength} bytes for ${cols}×${rows} RGB`);
+            data = new Uint8Array(buf, 0, n * 3);
+          } else {
+            throw new HttpError(415, `unknown pixel kind "${kind}"`);
+          }
+          const { min, max } = kind === 'rgb8' ? { min: Infinity, max: -Infinity } : valueBounds(data, n);
+          e.pixels = { kind, rows, cols, data, min, max };
+          this.account(e, buf.byteLength);
+          return e;
+        })
+        .catch((err) => {
+          e.pixelsErr = err;
+          return e;
+        });
+    }
+    return e.pixelsP;
+  }
+}
+
+/** Both loads of the entry have finished (successfully or not). */
+export function settled(e) {
+  return (e.pixels || e.pixelsErr) && (e.preview || e.previewErr || e.pixels);
+}
+
+/** Size of an entry's image as far as it is known. */
+export function imageDims(e) {
+  if (e.pixels) return { w: e.pixels.cols, h: e.pixels.rows };
+  if (e.info) return { w: e.info.columns, h: e.info.rows };
+  if (e.preview) return { w: e.preview.width, h: e.preview.height };
+  return { w: 1, h: 1 };
+}

@@ -1,0 +1,51 @@
+// The viewer's requests: the API's URLs (docs/web-api.md), one fetch helper whose failures
+// carry the server's own text, and how such a failure is worded for staff.
+
+const PREVIEW_MAX = 512;
+
+export class HttpError extends Error {
+  constructor(status, text, url) {
+    super(`${status} ${text}`.trim());
+    this.status = status;
+    this.text = text;
+    this.url = url;
+  }
+}
+
+export async function get(url, what) {
+  let r;
+  try {
+    r = await fetch(url, { credentials: 'same-origin', headers: { Accept: what } });
+  } catch (e) {
+    throw new HttpError(0, `network error: ${e.message}`, url);
+  }
+  if (!r.ok) {
+    let text = '';
+    try {
+      text = (await r.text()).trim().slice(0, 400);
+    } catch (_e) {
+      /* body unreadable */
+    }
+    if (r.status === 401) text = 'your session has ended — log in again';
+    throw new HttpError(r.status, text || r.statusText, url);
+  }
+  return r;
+}
+
+export const api = Object.freeze({
+  series: (study) => `/api/studies/${encodeURIComponent(study)}/series`,
+  info: (sop) => `/api/instances/${encodeURIComponent(sop)}/info`,
+  preview: (sop, f) => `/api/instances/${encodeURIComponent(sop)}/frames/${f}/preview.png?max=${PREVIEW_MAX}`,
+  pixels: (sop, f) => `/api/instances/${encodeURIComponent(sop)}/frames/${f}/pixels`,
+});
+
+export function describe(err) {
+  if (!err) return '';
+  if (err instanceof HttpError) {
+    if (err.status === 415) return `This image cannot be decoded here (415): ${err.text}`;
+    if (err.status === 422) return `This image has no usable pixel data (422): ${err.text}`;
+    if (err.status === 0) return `The server did not answer: ${err.text}`;
+    return `Error ${err.status}: ${err.text}`;
+  }
+  return String(err.message || err);
+}
