@@ -113,7 +113,7 @@ if [[ -z "$binary" ]]; then
         "$IMAGE_BUILD_DIR/cross-build.sh" --out "$binary"
     else
         log "building pacsbox (release) on the host"
-        (cd "$REPO_DIR" && cargo build --locked --release -p pacsbox)
+        (cd "$REPO_DIR" && cargo build --locked --release -p pacsbox --features native-codecs)
         binary="$REPO_DIR/target/release/pacsbox"
     fi
 fi
