@@ -44,5 +44,5 @@ step "e2e" python3 -m pytest -q tests/e2e
 step "browser" bash tests/browser/run.sh
 
 # The OS image: aarch64 cross-build, amd64 image booted in qemu with DICOM against it, and the
-# arm64 image when image-build/ or the start-up code changed (image-build/README.md, "CI").
+# arm64 image whenever anything it holds changed (image-build/README.md, "CI").
 step "image" bash image-build/ci.sh
