@@ -5,10 +5,10 @@
 #
 # "Fresh" is a Debian 12 base system (mmdebstrap --variant=apt) plus what rustup's cargo needs to
 # link any Rust program: gcc and libc6-dev (rustup asks for "a C linker"). No cmake, g++ or nasm
-# (asserted): the C/C++ codecs are opt-in. rustup's toolchain is the host's (~/.rustup and
-# ~/.cargo/bin bound in read-only), crates come from the host's registry (bound in, fetched
-# first); the chroot has no network (its own network namespace, loopback only), so cargo runs
-# with CARGO_NET_OFFLINE=true. The server answers DCMTK's echoscu (the host's, in that namespace)
+# (asserted): the C/C++ codecs are opt-in. rustup's toolchain is the host's (~/.rustup bound in
+# read-only, ~/.cargo with its proxies and registry bound in, crates fetched first); the chroot
+# has no network (its own network namespace, loopback only), so cargo runs with
+# CARGO_NET_OFFLINE=true. The server answers DCMTK's echoscu (the host's, in that namespace)
 # and serves the login page to curl; then the namespace's processes end with it.
 #
 # Cached in $CACHE_DIR: the chroot (keyed on suite and packages; kept pristine under an overlay)
@@ -42,8 +42,7 @@ if [[ ! -e "$rootfs/.complete" ]]; then
         "deb $MIRROR $FRESH_SUITE-updates main" \
         "deb $SECURITY_MIRROR $FRESH_SUITE-security main"
     # Mount points for the binds (in the cached tree, so the overlay need not create them).
-    mkdir -p "$rootfs.tmp/root/.rustup" "$rootfs.tmp/root/.cargo/bin" \
-        "$rootfs.tmp/root/.cargo/registry" "$rootfs.tmp/root/pacsbox"
+    mkdir -p "$rootfs.tmp/root/.rustup" "$rootfs.tmp/root/.cargo" "$rootfs.tmp/root/pacsbox"
     touch "$rootfs.tmp/.complete"
     mv "$rootfs.tmp" "$rootfs"
     # Older keys are dead weight; their target dirs were built against another system.
@@ -81,8 +80,8 @@ inner() {
     mount --bind "$work/src" "$root/root/pacsbox"
     mount --bind "$target" "$root/root/pacsbox/target"
     mount --bind -o ro "$rustup_home" "$root/root/.rustup"
-    mount --bind -o ro "$cargo_home/bin" "$root/root/.cargo/bin"
-    mount --bind "$cargo_home/registry" "$root/root/.cargo/registry"
+    # All of it, so that the host's and the chroot's cargo share one package-cache lock.
+    mount --bind "$cargo_home" "$root/root/.cargo"
     # Command 1 as written, in the clone, as a user's shell would run it.
     chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 CARGO_NET_OFFLINE=true \
         CARGO_TERM_COLOR=never PATH=/root/.cargo/bin:/usr/local/bin:/usr/bin:/bin \
