@@ -57,8 +57,8 @@ arm64_image_and_boot() {
 }
 # The arm64 test may take what is left of CI's 90 minutes (run_all.sh, our parent, started the
 # clock) less 20 minutes of margin (the clock started after the checkout and the cargo cache);
-# PACSBOX_ARM64_BUDGET_S overrides. Running out of it is a
-# failure like any other: a green CI means the arm64 image booted.
+# PACSBOX_ARM64_BUDGET_S overrides. Running out of it is a failure like any other: a green CI
+# means the arm64 image booted.
 ci_elapsed="$(ps -o etimes= -p "$PPID" 2>/dev/null | tr -d ' ')"
 budget="${PACSBOX_ARM64_BUDGET_S:-$((${PACSBOX_CI_LIMIT_S:-5400} - 1200 - ${ci_elapsed:-0}))}"
 if ((budget < 600)); then
