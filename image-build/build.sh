@@ -50,6 +50,13 @@ if [[ "$board" == pi5 ]]; then
     board_src=("deb $MIRROR $SUITE-backports main non-free-firmware")
 fi
 [[ $EUID == 0 ]] || die "run as root (mmdebstrap root mode, file ownership in the image)"
+# Every image has the C codecs; a given binary is checked before any long step.
+check_binary() {
+    [[ -x "$binary" ]] || die "no pacsbox executable at $binary"
+    has_codecs "$binary" ||
+        die "$binary lacks the C codecs (JPEG-LS, 12-bit JPEG): build it with --features native-codecs"
+}
+[[ -z "$binary" ]] || check_binary
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 version="$(pacsbox_version)"
@@ -120,9 +127,7 @@ if [[ -z "$binary" ]]; then
         binary="$REPO_DIR/target/release/pacsbox"
     fi
 fi
-[[ -x "$binary" ]] || die "no pacsbox executable at $binary"
-has_codecs "$binary" ||
-    die "$binary lacks the C codecs (JPEG-LS, 12-bit JPEG): build it with --features native-codecs"
+check_binary
 
 # --- one image ----------------------------------------------------------------------------
 DISK_ID=0x7ac5b0c5 # fixed: cmdline.txt and fstab say root=PARTUUID=7ac5b0c5-02
