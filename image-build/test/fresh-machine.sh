@@ -13,14 +13,15 @@
 #
 # Cached in $CACHE_DIR: the chroot (keyed on suite and packages; kept pristine under an overlay)
 # and the chroot's target/ (keyed the same), so a warm run builds only what changed.
-# PACSBOX_FRESH_TIMEOUT_S bounds the build + start (default 2400 s: a cold release build under load).
+# PACSBOX_FRESH_TIMEOUT_S bounds the build + start (default 3600 s: a cold release build took
+# over 40 min at load 24 on 2 cores; warm, only the workspace crates are rebuilt).
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
 FRESH_SUITE=bookworm
 FRESH_PACKAGES=(gcc libc6-dev)
 ABSENT=(cmake g++ nasm)
-timeout_s="${PACSBOX_FRESH_TIMEOUT_S:-2400}"
+timeout_s="${PACSBOX_FRESH_TIMEOUT_S:-3600}"
 
 [[ $EUID == 0 ]] || die "run as root (mmdebstrap, chroot, namespaces)"
 ensure_host_tools
