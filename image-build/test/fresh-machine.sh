@@ -114,13 +114,13 @@ inner() {
         return 1
     fi
     echo "--> fresh: login page served"
-    # The build has what command 1 promises and nothing the C codecs would have needed.
-    if grep -Eq 'charls|turbojpeg' <(ls "$target/release/build" 2>/dev/null); then
-        echo "--> fresh: FAILED: the plain build compiled a C codec" >&2
+    # What ran is the plain build (no C codec linked in), not something cached from elsewhere.
+    if has_codecs "$target/release/pacsbox"; then
+        echo "--> fresh: FAILED: the plain build has the C codecs linked in" >&2
         return 1
     fi
 }
-export -f inner
+export -f inner has_codecs
 # Own mount, network and PID namespaces: the binds, the loopback and every process started
 # (cargo, the server) end when inner returns.
 unshare --mount --net --pid --fork --propagation private -- bash -c inner
