@@ -10,6 +10,8 @@
 #   --test    also write pacsbox-<version>-<arch>-test.img with the test-only overlay
 #             (test/overlay: creates a RAID1 on first boot, prints self-test lines); the
 #             release image never contains it
+#   --test-only  only the -test image: no release image, .zst, .bmap, manifest or checksums
+#             (CI's arm64 run, which boots nothing else)
 #   --binary  use this pacsbox executable instead of building one (arm64: cross-built in a
 #             trixie chroot by cross-build.sh; amd64: cargo build --release on the host)
 #
@@ -20,15 +22,16 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-arch=arm64 board="" out="$PWD/out" test_image=0 binary=""
+arch=arm64 board="" out="$PWD/out" test_image=0 release_image=1 binary=""
 while (($#)); do
     case "$1" in
         --arch) arch="$2"; shift 2 ;;
         --board) board="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --test) test_image=1; shift ;;
+        --test-only) test_image=1 release_image=0; shift ;;
         --binary) binary="$2"; shift 2 ;;
-        -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
         *) die "unknown argument $1" ;;
     esac
 done
@@ -47,6 +50,13 @@ if [[ "$board" == pi5 ]]; then
     board_src=("deb $MIRROR $SUITE-backports main non-free-firmware")
 fi
 [[ $EUID == 0 ]] || die "run as root (mmdebstrap root mode, file ownership in the image)"
+# Every image has the C codecs; a given binary is checked before any long step.
+check_binary() {
+    [[ -x "$binary" ]] || die "no pacsbox executable at $binary"
+    has_codecs "$binary" ||
+        die "$binary lacks the C codecs (JPEG-LS, 12-bit JPEG): build it with --features native-codecs"
+}
+[[ -z "$binary" ]] || check_binary
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 version="$(pacsbox_version)"
@@ -115,11 +125,11 @@ if [[ -z "$binary" ]]; then
         "$IMAGE_BUILD_DIR/cross-build.sh" --out "$binary"
     else
         log "building pacsbox (release) on the host"
-        (cd "$REPO_DIR" && cargo build --locked --release -p pacsbox)
+        (cd "$REPO_DIR" && cargo build --locked --release -p pacsbox --features native-codecs)
         binary="$REPO_DIR/target/release/pacsbox"
     fi
 fi
-[[ -x "$binary" ]] || die "no pacsbox executable at $binary"
+check_binary
 
 # --- one image ----------------------------------------------------------------------------
 DISK_ID=0x7ac5b0c5 # fixed: cmdline.txt and fstab say root=PARTUUID=7ac5b0c5-02
@@ -231,8 +241,12 @@ EOF
 
 name="pacsbox-$version-$arch"
 [[ "$board" == pi5 ]] && name+="-pi5" # the Pi 4 image keeps its name
-assemble "$name" 0
+((release_image)) && assemble "$name" 0
 ((test_image)) && assemble "$name-test" 1
+if ((!release_image)); then
+    log "done in $((SECONDS - total_start)) s: $out/$name-test.img"
+    exit 0
+fi
 
 # Release artefacts: compressed image, block map, manifest, checksums.
 img="$out/$name.img"

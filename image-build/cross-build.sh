@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cross-builds the pacsbox binary for aarch64 in a Debian trixie build chroot:
 # trixie-backports' rustc/cargo + libstd-rust-dev:arm64 + gcc-aarch64-linux-gnu (rustup has no
-# aarch64 std here). cmake, g++-aarch64-linux-gnu and nasm are there for C/C++ codec crates.
+# aarch64 std here). cmake, g++-aarch64-linux-gnu and nasm are there for the C/C++ codecs
+# (feature native-codecs), which every image has: a build without them fails, it does not ship.
 #
 #   image-build/cross-build.sh [--out FILE]      default: $CACHE_DIR/out/pacsbox-aarch64
 #
@@ -68,20 +69,12 @@ cross_env=(
 )
 build() {
     chroot_run "$chroot_dir" env "${cross_env[@]}" cargo build --manifest-path /src/Cargo.toml \
-        --offline --locked --release --target aarch64-unknown-linux-gnu -p pacsbox "$@"
+        --offline --locked --release --target aarch64-unknown-linux-gnu -p pacsbox \
+        --features native-codecs
 }
 start=$SECONDS
-log "cross-building pacsbox for aarch64"
-if ! build; then
-    # C/C++ codecs behind the default-on `native-codecs` feature may not cross-build; an
-    # archive without them still stores and serves everything (no transcoding).
-    if grep -qs 'native-codecs' "$REPO_DIR"/firmware/*/Cargo.toml; then
-        log "WARNING: build failed; retrying without default features (no native codecs)"
-        build --no-default-features
-    else
-        die "aarch64 cross-build failed"
-    fi
-fi
+log "cross-building pacsbox for aarch64 (with the C codecs)"
+build || die "aarch64 cross-build failed"
 # Debug info stays in the target dir (profile.release debug = 1); the image gets it stripped.
 # shellcheck disable=SC2034 # read by chroot_run (lib.sh)
 BIND_MOUNTS=("$target_dir:/target")

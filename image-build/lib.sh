@@ -112,3 +112,10 @@ chroot_run() {
         exec chroot '$root' /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 $(printf '%q ' "$@")
     "
 }
+
+# Whether a pacsbox executable has the C codecs (feature native-codecs): CharLS's and
+# libjpeg-turbo's 12-bit entry points are in its symbol table (images strip debug info only).
+has_codecs() {
+    LC_ALL=C grep -qa charls_jpegls_decoder_decode_to_buffer "$1" &&
+        LC_ALL=C grep -qa tj3Decompress12 "$1"
+}

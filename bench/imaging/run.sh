@@ -16,7 +16,7 @@ dcmcjpls "$work/cr2k.dcm" "$work/cr2k_jpegls.dcm"
 td="$(python3 -c 'import os, pydicom; print(os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files"))')"
 dd="$(python3 -c 'import os, data_store; print(os.path.join(os.path.dirname(data_store.__file__), "data"))')"
 
-cargo build -q --release -p pacsbox-imaging --example preview_timing
+cargo build -q --release -p pacsbox-imaging --features native-codecs --example preview_timing
 echo "# nproc=$(nproc), max_dim=$max_dim, median of $runs runs"
 target/release/examples/preview_timing "$max_dim" "$runs" \
     "$work/cr2k.dcm" "$work/cr2k_jpeg12.dcm" "$work/cr2k_jpegls.dcm" \

@@ -41,10 +41,10 @@ BIN="${PACSBOX_BIN:-target/release/pacsbox}"
 # those files would test yesterday's page, so build then too (cargo is incremental).
 if [[ ! -x "$BIN" ]]; then
     echo "==> building $BIN"
-    cargo build --release -p pacsbox
+    cargo build --release -p pacsbox --features native-codecs
 elif [[ -z "${PACSBOX_BIN:-}" && -n "$(find web-ui firmware -newer "$BIN" -type f -print -quit)" ]]; then
-    echo "==> web-ui/ or firmware/ changed since $BIN was built: cargo build --release -p pacsbox"
-    cargo build --release -p pacsbox
+    echo "==> web-ui/ or firmware/ changed since $BIN was built: cargo build --release -p pacsbox --features native-codecs"
+    cargo build --release -p pacsbox --features native-codecs
 fi
 BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
 

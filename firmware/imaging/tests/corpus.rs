@@ -32,36 +32,41 @@ fn every_corpus_file_renders_or_says_why() {
             Err(e) => ("unreadable".to_string(), e.to_string()),
             Ok(inst) => {
                 let info = inst.info();
-                match inst.preview(0, 256) {
-                    Ok(png) => {
-                        let (w, h, _) = png_size(&png);
-                        let scale = (256.0 / info.columns.max(info.rows) as f64).min(1.0);
-                        let ew = ((info.columns as f64 * scale).round() as u32).max(1);
-                        let eh = ((info.rows as f64 * scale).round() as u32).max(1);
-                        assert_eq!((w, h), (ew, eh), "{key}: preview size");
-                        (
-                            "decoded".into(),
-                            format!(
-                                "{} {}x{} {}",
-                                info.transfer_syntax,
-                                info.columns,
-                                info.rows,
-                                info.photometric_interpretation
-                            ),
-                        )
+                let preview = inst.preview(0, 256);
+                if common::refused_for_lack_of_codecs(key, &info, &preview) {
+                    ("no-codecs".into(), info.transfer_syntax.clone())
+                } else {
+                    match preview {
+                        Ok(png) => {
+                            let (w, h, _) = png_size(&png);
+                            let scale = (256.0 / info.columns.max(info.rows) as f64).min(1.0);
+                            let ew = ((info.columns as f64 * scale).round() as u32).max(1);
+                            let eh = ((info.rows as f64 * scale).round() as u32).max(1);
+                            assert_eq!((w, h), (ew, eh), "{key}: preview size");
+                            (
+                                "decoded".into(),
+                                format!(
+                                    "{} {}x{} {}",
+                                    info.transfer_syntax,
+                                    info.columns,
+                                    info.rows,
+                                    info.photometric_interpretation
+                                ),
+                            )
+                        }
+                        Err(ImagingError::NoPixelData) => {
+                            assert!(
+                                !info.has_pixel_data,
+                                "{key}: NoPixelData but info says it has some"
+                            );
+                            ("no-pixel-data".into(), info.transfer_syntax)
+                        }
+                        Err(e @ ImagingError::Unsupported { .. }) => {
+                            ("unsupported".into(), e.to_string())
+                        }
+                        Err(e @ ImagingError::Corrupt(_)) => ("corrupt".into(), e.to_string()),
+                        Err(e) => ("error".into(), e.to_string()),
                     }
-                    Err(ImagingError::NoPixelData) => {
-                        assert!(
-                            !info.has_pixel_data,
-                            "{key}: NoPixelData but info says it has some"
-                        );
-                        ("no-pixel-data".into(), info.transfer_syntax)
-                    }
-                    Err(e @ ImagingError::Unsupported { .. }) => {
-                        ("unsupported".into(), e.to_string())
-                    }
-                    Err(e @ ImagingError::Corrupt(_)) => ("corrupt".into(), e.to_string()),
-                    Err(e) => ("error".into(), e.to_string()),
                 }
             }
         };
@@ -80,6 +85,16 @@ fn every_corpus_file_renders_or_says_why() {
     eprintln!("{counts:?} (list in {})", out.display());
     // No file may end in an untyped error (I/O on a local file, frame 0 missing).
     assert_eq!(counts.get("error"), None, "\n{tsv}");
+    // Without the opt-in C codecs their files are refused by name (and only those).
+    let no_codecs = counts.get("no-codecs").copied().unwrap_or(0);
+    if cfg!(feature = "native-codecs") {
+        assert_eq!(no_codecs, 0, "\n{tsv}");
+    } else {
+        assert!(
+            no_codecs >= 5,
+            "only {no_codecs} files need the C codecs?\n{tsv}"
+        );
+    }
     // The formats the viewer promises: each of these must render.
     for key in [
         "CT_small.dcm",
@@ -107,9 +122,20 @@ fn every_corpus_file_renders_or_says_why() {
             .iter()
             .find(|(k, _)| k.ends_with(&format!("/{key}")) || k.ends_with(&format!(":{key}")))
             .map(|(_, (k, d))| format!("{k} {d}"));
+        let want = if cfg!(feature = "native-codecs") || !needs_codecs(key) {
+            "decoded"
+        } else {
+            "no-codecs"
+        };
         assert!(
-            got.as_deref().is_some_and(|g| g.starts_with("decoded")),
+            got.as_deref().is_some_and(|g| g.starts_with(want)),
             "{key}: {got:?}"
         );
     }
+}
+
+/// The pinned files whose decoding takes the C codecs (JPEG-LS, 12-bit JPEG), by name, so that
+/// a no-codecs build is held to refusing exactly these.
+fn needs_codecs(key: &str) -> bool {
+    key.contains("jpeg_ls") || key.starts_with("JPEGLS") || key == "JPGExtended.dcm"
 }

@@ -80,6 +80,13 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
             data = %data_dir.display(),
             "pacsbox serving"
         );
+        if !cfg!(feature = "native-codecs") {
+            // A plain `cargo build` leaves the C codecs out (README); say what that costs.
+            tracing::warn!(
+                "built without the C codecs (feature native-codecs): JPEG-LS and 12-bit JPEG \
+                 are stored and retrieved as they are, but not previewed or decompressed"
+            );
+        }
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;

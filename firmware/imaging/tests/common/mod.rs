@@ -49,3 +49,34 @@ pub fn resolve(key: &str) -> PathBuf {
         .map(|(_, p)| p)
         .unwrap_or_else(|| panic!("{key} is not in the corpus"))
 }
+
+/// Whether decoding this file's pixels takes the opt-in C codecs (feature `native-codecs`):
+/// JPEG-LS, or JPEG with more than 8 bits per sample.
+#[allow(dead_code)]
+pub fn needs_native_codecs(info: &pacsbox_imaging::ImageInfo) -> bool {
+    let ts = info.transfer_syntax.as_str();
+    matches!(ts, "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81")
+        || (matches!(ts, "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51")
+            && info.bits_stored > 8)
+}
+
+/// True when this build lacks the codecs the file needs; then `result` must be the typed
+/// refusal that names them (asserted here), never pixels or a "corrupt".
+#[allow(dead_code)]
+pub fn refused_for_lack_of_codecs<T>(
+    key: &str,
+    info: &pacsbox_imaging::ImageInfo,
+    result: &Result<T, pacsbox_imaging::ImagingError>,
+) -> bool {
+    if cfg!(feature = "native-codecs") || !needs_native_codecs(info) {
+        return false;
+    }
+    match result {
+        Err(e @ pacsbox_imaging::ImagingError::Unsupported { reason, .. }) => {
+            assert!(reason.contains("native-codecs"), "{key}: {e}");
+        }
+        Err(e) => panic!("{key}: expected the no-codecs refusal, got {e}"),
+        Ok(_) => panic!("{key}: decoded without the codecs it needs"),
+    }
+    true
+}
