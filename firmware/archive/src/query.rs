@@ -867,6 +867,104 @@ mod tests {
         assert!(!value_matches(Attr::StudyDate, &r, ""));
     }
 
+    #[test]
+    fn person_names_match_by_unicode_case_folding() {
+        for (pattern, value) in [
+            ("äneas*", "Äneas^Rüdiger"),
+            ("ÄNEAS^RÜDIGER", "Äneas^Rüdiger"),
+            ("ΔΙΟΝΥΣΙΟΣ", "Διονυσιος"),
+            ("διον*", "Διονυσιος"),
+            ("люк*", "Люкceмбypг"),
+            ("ЛЮК*", "Люкceмбypг"),
+            ("strauss^j*", "Strauß^Johann"),
+        ] {
+            let m = Matcher::parse(Attr::PatientName, pattern);
+            assert!(
+                value_matches(Attr::PatientName, &m, value),
+                "{pattern} {value}"
+            );
+        }
+        let m = Matcher::parse(Attr::PatientName, "äneas*");
+        assert!(!value_matches(Attr::PatientName, &m, "Aneas^Rudiger"));
+    }
+
+    fn names_found(index: &Index, pattern: &str) -> Vec<String> {
+        let q = Query {
+            level: Level::Study,
+            filters: vec![(
+                Attr::PatientName,
+                Matcher::parse(Attr::PatientName, pattern),
+            )],
+        };
+        let mut found = Vec::new();
+        index
+            .query(&q, |r| {
+                found.push(r.study.unwrap().patient_name);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(
+            found.len(),
+            index.patients_by_name(pattern).unwrap().len(),
+            "{pattern}: the name index and the query disagree"
+        );
+        found
+    }
+
+    /// An index whose name keys were made by the ASCII-only upper-casing of earlier versions
+    /// is rebuilt when opened, so upgraded appliances find names by any case at once.
+    #[test]
+    fn name_keys_of_an_older_index_are_rebuilt_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.redb");
+        let names = ["Äneas^Rüdiger", "Διονυσιος", "Люкceмбypг", "DOE^JOHN"];
+        {
+            let index = Index::open(&path).unwrap();
+            let entries: Vec<_> = (0..4u32)
+                .map(|i| entry(i, names[i as usize], "20240101"))
+                .collect();
+            index.insert_batch(&entries).unwrap();
+            // Turn it into what the old code wrote: keys NFC with ASCII upper-cased, no version.
+            let txn = index.begin_write().unwrap();
+            txn.delete_multimap_table(crate::index::PATIENT_BY_NAME)
+                .unwrap();
+            txn.delete_table(crate::index::META).unwrap();
+            {
+                let mut t = txn
+                    .open_multimap_table(crate::index::PATIENT_BY_NAME)
+                    .unwrap();
+                for (i, e) in entries.iter().enumerate() {
+                    let old: String = e
+                        .attrs
+                        .patient_name
+                        .chars()
+                        .filter(|&c| c != '^' && c != ' ')
+                        .map(|c| c.to_ascii_uppercase())
+                        .collect();
+                    t.insert(old.as_str(), format!("P{i}").as_str()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let index = Index::open(&path).unwrap();
+        for (pattern, name) in [
+            ("äneas*", names[0]),
+            ("ÄNEAS^RÜDIGER^P0", names[0]),
+            ("ΔΙΟΝΥΣΙΟΣ*", names[1]),
+            ("люк*", names[2]),
+            ("doe^john*", names[3]),
+        ] {
+            assert_eq!(
+                names_found(&index, pattern),
+                [format!(
+                    "{name}^P{}",
+                    names.iter().position(|n| *n == name).unwrap()
+                )],
+                "{pattern}"
+            );
+        }
+    }
+
     fn entry(i: u32, surname: &str, date: &str) -> crate::index::IndexEntry {
         use crate::record::{InstanceAttrs, InstanceRecord};
         use crate::uid::Uid;
