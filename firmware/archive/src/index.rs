@@ -210,7 +210,7 @@ impl Index {
 
     /// Indexes a batch without waiting for the disk: the ingest path's durability comes from
     /// the commit journal, and a later [`Index::checkpoint`] makes these writes durable.
-    pub fn insert_batch_deferred(&self, entries: &[IndexEntry]) -> Result<()> {
+    pub(crate) fn insert_batch_deferred(&self, entries: &[IndexEntry]) -> Result<()> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::None)?;
         for e in entries {
@@ -221,7 +221,7 @@ impl Index {
     }
 
     /// Makes every deferred write durable (one durable commit).
-    pub fn checkpoint(&self) -> Result<()> {
+    pub(crate) fn checkpoint(&self) -> Result<()> {
         self.begin_write()?.commit()?;
         Ok(())
     }
@@ -249,7 +249,8 @@ impl Index {
         })
     }
 
-    /// Indexes a batch in one durable transaction (reindex and recovery).
+    /// Indexes a batch in one durable transaction: a bulk load outside the ingest path
+    /// (reindex, recovery, and the index benchmark in `examples/`, hence public).
     pub fn insert_batch(&self, entries: &[IndexEntry]) -> Result<()> {
         let txn = self.begin_write()?;
         for e in entries {
