@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs, idempotently and quietly: DCMTK, zstd and strace from
+# Installs what the test suite needs, idempotently and quietly: DCMTK, zstd, strace and faketime from
 # Debian, and cmake, g++ and nasm to build the vendored C/C++ codecs of firmware/imaging
 # (CharLS for JPEG-LS, libjpeg-turbo for 12-bit JPEG; nasm gives libjpeg-turbo its x86 SIMD);
 # pinned pydicom, pynetdicom, pydicom-data, pytest, numpy, and pylibjpeg with its libjpeg and
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 echo "==> installing test dependencies (no-op when present)"
 
 need_apt=()
-for pkg in dcmtk zstd strace cmake g++ nasm shellcheck; do
+for pkg in dcmtk zstd strace cmake g++ nasm shellcheck faketime; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         need_apt+=("$pkg")
     fi

@@ -61,7 +61,7 @@ def _flag_args(opts: dict) -> list[str]:
 
 @pytest.fixture
 def server(request, pacsbox_bin, tmp_path):
-    """Factory: server(data=None, ae="PACSBOX", start=True, **flags) -> helpers.PacsboxServer.
+    """Factory: server(data=None, ae="PACSBOX", start=True, env=None, **flags) -> helpers.PacsboxServer.
 
     flags become command-line options: max_associations=2 -> --max-associations 2.
     Unless given, --reserve-mb 1 is passed so that a nearly-full build machine
@@ -70,13 +70,14 @@ def server(request, pacsbox_bin, tmp_path):
     servers: list[helpers.PacsboxServer] = []
     request.node._pacsbox_servers = servers
 
-    def make(data: Path | None = None, *, ae: str = "PACSBOX", start: bool = True, **flags) -> helpers.PacsboxServer:
+    def make(data: Path | None = None, *, ae: str = "PACSBOX", start: bool = True, env: dict | None = None,
+             **flags) -> helpers.PacsboxServer:
         n = len(servers) + 1
         data = Path(data) if data is not None else tmp_path / f"data{n}"
         logdir = tmp_path / f"logs{n}"
         logdir.mkdir(parents=True, exist_ok=True)
         flags.setdefault("reserve_mb", 1)
-        srv = helpers.PacsboxServer(pacsbox_bin, data, logdir, ae=ae, extra=_flag_args(flags))
+        srv = helpers.PacsboxServer(pacsbox_bin, data, logdir, ae=ae, extra=_flag_args(flags), env=env)
         servers.append(srv)
         if start:
             srv.start()
@@ -140,13 +141,14 @@ def module_server(request, pacsbox_bin, tmp_path_factory):
     request.module._pacsbox_module_servers = servers
     base = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
 
-    def make(data: Path | None = None, *, ae: str = "PACSBOX", start: bool = True, **flags) -> helpers.PacsboxServer:
+    def make(data: Path | None = None, *, ae: str = "PACSBOX", start: bool = True, env: dict | None = None,
+             **flags) -> helpers.PacsboxServer:
         n = len(servers) + 1
         data = Path(data) if data is not None else base / f"data{n}"
         logdir = base / f"logs{n}"
         logdir.mkdir(parents=True, exist_ok=True)
         flags.setdefault("reserve_mb", 1)
-        srv = helpers.PacsboxServer(pacsbox_bin, data, logdir, ae=ae, extra=_flag_args(flags))
+        srv = helpers.PacsboxServer(pacsbox_bin, data, logdir, ae=ae, extra=_flag_args(flags), env=env)
         servers.append(srv)
         if start:
             srv.start()

@@ -180,8 +180,10 @@ def parse_list(stdout: str) -> dict[str, ListEntry]:
 class PacsboxServer:
     """One `pacsbox serve` process.  Created by the `server` fixture factory."""
 
-    def __init__(self, binary: Path, data: Path, logdir: Path, *, ae: str = "PACSBOX", extra: Iterable[str] = ()):
+    def __init__(self, binary: Path, data: Path, logdir: Path, *, ae: str = "PACSBOX", extra: Iterable[str] = (),
+                 env: dict[str, str] | None = None):
         self.binary = binary
+        self.env = env if env is not None else SERVER_ENV
         self.data = data
         self.ae = ae
         self.extra = list(extra)
@@ -215,7 +217,7 @@ class PacsboxServer:
             self.expected_down = False
             with open(log, "wb") as f:
                 self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
-                                             env=SERVER_ENV)
+                                             env=self.env)
             try:
                 self.wait_ready(timeout)
                 return self

@@ -1,4 +1,5 @@
-"""Korean (ISO 2022 IR 149) and other character sets: `pacsbox find` and the list's patient_name."""
+"""Korean (ISO 2022 IR 149) and other character sets: `pacsbox find` (case folded in Latin, Greek and
+Cyrillic) and the list's patient_name."""
 
 import warnings
 
@@ -16,7 +17,8 @@ def _charset_file(name):
 @pytest.fixture
 def korean_archive(server):
     srv = server()
-    files = {n: _charset_file(n) for n in ("chrI2.dcm", "chrKoreanMulti.dcm", "chrH31.dcm", "chrX1.dcm")}
+    files = {n: _charset_file(n) for n in ("chrI2.dcm", "chrKoreanMulti.dcm", "chrH31.dcm", "chrX1.dcm",
+                                           "chrGerm.dcm", "chrGreek.dcm", "chrRuss.dcm")}
     statuses = h.send_files_raw(srv.dicom_port, srv.ae, "KOREANSCU", list(files.values()))
     assert all(s == 0x0000 for s in statuses.values()), statuses
     srv.stop()
@@ -46,9 +48,17 @@ def _find(srv, pattern):
         ("h?ng*", ["chrI2.dcm"], ["chrKoreanMulti.dcm"]),
         ("yamada*", ["chrH31.dcm"], ["chrI2.dcm"]),
         ("nobody-matches-this", [], ["chrI2.dcm", "chrKoreanMulti.dcm", "chrH31.dcm", "chrX1.dcm"]),
+        # ISO_IR 100 / 126 / 144 names, found by either case (Greek: final sigma vs capital sigma)
+        ("äneas*", ["chrGerm.dcm"], ["chrGreek.dcm", "chrRuss.dcm"]),
+        ("ÄNEAS^RÜDIGER", ["chrGerm.dcm"], ["chrGreek.dcm"]),
+        ("ΔΙΟΝΥΣΙΟΣ", ["chrGreek.dcm"], ["chrGerm.dcm"]),
+        ("διον*", ["chrGreek.dcm"], ["chrRuss.dcm"]),
+        ("ЛЮК*", ["chrRuss.dcm"], ["chrGreek.dcm"]),
+        ("люк*", ["chrRuss.dcm"], ["chrGerm.dcm"]),
     ],
     ids=["hangul_honggildong", "hangul_kimheejung", "hangul_kim_star", "hong_star", "HONG_star", "wang_star",
-         "h_qmark_ng_star", "yamada_star", "no_match"],
+         "h_qmark_ng_star", "yamada_star", "no_match", "latin1_lower_aeneas_star", "latin1_upper_aeneas",
+         "greek_upper", "greek_lower_star", "cyrillic_upper_star", "cyrillic_lower_star"],
 )
 def test_find_by_name(korean_archive, pattern, expect, exclude):
     srv, _files, sops = korean_archive

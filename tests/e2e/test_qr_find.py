@@ -2,7 +2,8 @@
 Korean names, missing unique keys, C-CANCEL, unsupported abstract syntax.
 
 One archive per module (`qr_archive`): pydicom's CT_small, MR_small, chrI2 (Hong^Gildong=洪^吉洞=홍^길동,
-ISO 2022 IR 149), chrKoreanMulti (김희중) and 20 synthetic instances (helpers.QR_SYNTH_STUDIES: 3
+ISO 2022 IR 149), chrKoreanMulti (김희중), chrGerm (Äneas^Rüdiger, ISO_IR 100), chrGreek (Διονυσιος,
+ISO_IR 126), chrRuss (Люкceмбypг, ISO_IR 144) and 20 synthetic instances (helpers.QR_SYNTH_STUDIES: 3
 patients, 4 studies, 2 series each).  Queries go through pynetdicom (assertions on every
 identifier) and DCMTK findscu (at least one per level, to prove a real DCMTK peer works).
 """
@@ -18,7 +19,8 @@ import pydicom
 import pytest
 from pydicom.data import get_charset_files, get_testdata_file
 
-REAL_FILES = ("CT_small.dcm", "MR_small.dcm", "chrI2.dcm", "chrKoreanMulti.dcm")
+REAL_FILES = ("CT_small.dcm", "MR_small.dcm", "chrI2.dcm", "chrKoreanMulti.dcm", "chrGerm.dcm", "chrGreek.dcm",
+              "chrRuss.dcm")
 
 
 def _real_path(name: str) -> Path:
@@ -131,6 +133,17 @@ STUDY_CASES = {
     "hangul_iso2022_ir149": ({"SpecificCharacterSet": ["", "ISO 2022 IR 149"], "PatientName": "홍길동"},
                              ["chrI2.dcm"], None),
     "romanized_korean_hong*": ({"PatientName": "hong*"}, ["chrI2.dcm"], None),
+    # Unicode case folding in every cased script, the query in the stored file's own character set
+    "latin1_lower_äneas*": ({"SpecificCharacterSet": "ISO_IR 100", "PatientName": "äneas*"}, ["chrGerm.dcm"], None),
+    "latin1_upper_ÄNEAS^RÜDIGER": ({"SpecificCharacterSet": "ISO_IR 100", "PatientName": "ÄNEAS^RÜDIGER"},
+                                   ["chrGerm.dcm"], None),
+    "utf8_lower_äneas^rüdiger": ({"SpecificCharacterSet": "ISO_IR 192", "PatientName": "äneas^rüdiger"},
+                                 ["chrGerm.dcm"], None),
+    "greek_upper_final_sigma": ({"SpecificCharacterSet": "ISO_IR 126", "PatientName": "ΔΙΟΝΥΣΙΟΣ"},
+                                ["chrGreek.dcm"], None),
+    "greek_lower_διον*": ({"SpecificCharacterSet": "ISO_IR 126", "PatientName": "διον*"}, ["chrGreek.dcm"], None),
+    "cyrillic_upper_ЛЮК*": ({"SpecificCharacterSet": "ISO_IR 144", "PatientName": "ЛЮК*"}, ["chrRuss.dcm"], None),
+    "cyrillic_lower_люк*": ({"SpecificCharacterSet": "ISO_IR 144", "PatientName": "люк*"}, ["chrRuss.dcm"], None),
 }
 
 
@@ -386,6 +399,13 @@ def test_findscu_every_level(arc, tmp_path):
                    f"SeriesInstanceUID={arc.series('S1', 1)}", "SOPInstanceUID", "InstanceNumber"], "-S"),
         "hangul": (["SpecificCharacterSet=ISO_IR 192", "QueryRetrieveLevel=STUDY", "PatientName=홍길동",
                     "StudyInstanceUID"], "-S"),
+        # findscu puts the argument's bytes in the identifier as they are: give it the charset's bytes
+        "latin1": (["SpecificCharacterSet=ISO_IR 100", "QueryRetrieveLevel=STUDY",
+                    "PatientName=" + _raw_arg("äneas*", "latin-1"), "StudyInstanceUID"], "-S"),
+        "greek": (["SpecificCharacterSet=ISO_IR 126", "QueryRetrieveLevel=STUDY",
+                   "PatientName=" + _raw_arg("ΔΙΟΝΥΣΙΟΣ", "iso8859_7"), "StudyInstanceUID"], "-S"),
+        "cyrillic": (["SpecificCharacterSet=ISO_IR 144", "QueryRetrieveLevel=STUDY",
+                      "PatientName=" + _raw_arg("люк*", "iso8859_5"), "StudyInstanceUID"], "-S"),
     }
     got = {}
     for name, (keys, model) in runs.items():
@@ -403,6 +423,13 @@ def test_findscu_every_level(arc, tmp_path):
     assert {str(d.SOPInstanceUID) for d in got["image"]} == set(arc.synth.sops[("S1", 1)])
     assert [str(d.StudyInstanceUID) for d in got["hangul"]] == [arc.study("chrI2.dcm")]
     assert str(got["hangul"][0].PatientName) == "Hong^Gildong=洪^吉洞=홍^길동"
+    for name, file in (("latin1", "chrGerm.dcm"), ("greek", "chrGreek.dcm"), ("cyrillic", "chrRuss.dcm")):
+        assert [str(d.StudyInstanceUID) for d in got[name]] == [arc.study(file)], name
+
+
+def _raw_arg(text: str, codec: str) -> str:
+    """`text` encoded in `codec`, as a command-line argument that reaches the program byte for byte."""
+    return text.encode(codec).decode("utf-8", "surrogateescape")
 
 
 def test_findscu_missing_unique_key_fails(arc, tmp_path):

@@ -1,5 +1,6 @@
 """The web page against the real binary: every corpus image through the preview endpoint,
-the study ZIP against what was stored, and hostile HTTP clients while DICOM keeps working."""
+the study ZIP against what was stored, hostile HTTP clients while DICOM keeps working, and a
+clock set before 1970 (libfaketime)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from pathlib import Path
 
 import helpers as h
 import pydicom
@@ -222,3 +224,38 @@ def test_hostile_http_clients_leave_the_page_and_dicom_working(server, tmp_path)
             s.close()
         t.join(timeout=10)
     assert srv.alive()
+
+
+def _libfaketime() -> Path | None:
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    return found[0] if found else None
+
+
+@pytest.mark.skipif(_libfaketime() is None, reason="libfaketime not installed (Debian package faketime)")
+def test_a_clock_before_1970_leaves_the_page_working(server):
+    """A board that boots without network time may read 1960: every answer still comes, no worker
+    panics (tiny_http's Date header used to panic before 1970, one worker per request)."""
+    env = dict(h.SERVER_ENV, LD_PRELOAD=str(_libfaketime()), FAKETIME="@1960-01-01 00:00:00")
+    srv = server(env=env)
+    st = srv.status()
+    assert "clock_unset" in json.dumps(st["alarms"]), f"the fake 1960 clock is not in effect: {st['alarms']}"
+    # More requests than workers, so a worker that died would show.
+    for i in range(24):
+        path = ("/login", "/status.json", "/no-such-page")[i % 3]
+        code, _ctype, _body = h.http_get(srv.http_port, path)
+        assert code == (404 if path == "/no-such-page" else 200), path
+    # A response tiny_http writes itself (100 Continue) and one of ours, read off the wire.
+    with socket.create_connection(("127.0.0.1", srv.http_port), timeout=10) as c:
+        body = b"user=x&password=y"
+        c.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\n"
+                  b"Content-Type: application/x-www-form-urlencoded\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        reply = b""
+        while chunk := c.recv(65536):
+            reply += chunk
+    head = reply.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    assert re.match(r"HTTP/1\.1 (100|[2-4]\d\d) ", head), reply[:300]
+    assert "Date: Thu, 01 Jan 1970 00:00:00 GMT" in head, head
+    assert srv.alive()
+    assert h.dicom_echo_ok(srv.dicom_port, srv.ae)
+    assert "panicked" not in srv.stderr_text(), srv.stderr_text()

@@ -35,6 +35,9 @@ pub(crate) const STUDY_BY_MODALITY: MultimapTableDefinition<&str, &str> =
 /// Normalised person-name search key (one per component group) -> patient key.
 pub(crate) const PATIENT_BY_NAME: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("patient_by_name");
+/// Facts about the index itself, e.g. which search key version `PATIENT_BY_NAME` holds.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const NAME_KEY_VERSION: &str = "name_key_version";
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -128,7 +131,68 @@ impl Index {
             }
         }
         txn.commit()?;
+        index.upgrade_name_keys()?;
         Ok(index)
+    }
+
+    /// Rebuilds the name search keys when they were made by another key normalisation (an
+    /// index written by an older pacsbox): otherwise a query's key would silently miss every
+    /// name whose stored key was spelled differently. Runs once; an index without the version
+    /// predates it (version 1).
+    fn upgrade_name_keys(&self) -> Result<()> {
+        let want = pacsbox_charset::SEARCH_KEY_VERSION;
+        let stored = {
+            let txn = self.read()?;
+            match txn.open_table(META) {
+                Ok(t) => t.get(NAME_KEY_VERSION)?.map(|v| v.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if stored == Some(want) {
+            return Ok(());
+        }
+        let txn = self.begin_write()?;
+        let mut keys = 0u64;
+        txn.delete_multimap_table(PATIENT_BY_NAME)?;
+        {
+            let instances = txn.open_table(INSTANCES)?;
+            let studies = txn.open_table(STUDIES)?;
+            let mut by_name = txn.open_multimap_table(PATIENT_BY_NAME)?;
+            // As `insert_one` files them: each instance's own name, under its study's patient.
+            let mut owner: Option<(String, String)> = None;
+            for row in instances.iter()? {
+                let (_, v) = row?;
+                let rec: InstanceRecord = dec(v.value())?;
+                if owner
+                    .as_ref()
+                    .is_none_or(|(study, _)| *study != rec.study_uid)
+                {
+                    let Some(st) = studies.get(rec.study_uid.as_str())? else {
+                        continue;
+                    };
+                    let patient = dec::<StudyRecord>(st.value())?.patient_key;
+                    owner = Some((rec.study_uid.clone(), patient));
+                }
+                if let Some((_, patient)) = &owner {
+                    for key in pacsbox_charset::person_name_search_keys(&rec.patient_name) {
+                        by_name.insert(key.as_str(), patient.as_str())?;
+                        keys += 1;
+                    }
+                }
+            }
+            txn.open_table(META)?.insert(NAME_KEY_VERSION, want)?;
+        }
+        txn.commit()?;
+        if stored.is_some() || keys > 0 {
+            tracing::info!(
+                from = stored.unwrap_or(1),
+                to = want,
+                keys,
+                "person-name search keys rebuilt for the new case folding"
+            );
+        }
+        Ok(())
     }
 
     pub(crate) fn db(&self) -> &Database {
@@ -146,7 +210,7 @@ impl Index {
 
     /// Indexes a batch without waiting for the disk: the ingest path's durability comes from
     /// the commit journal, and a later [`Index::checkpoint`] makes these writes durable.
-    pub fn insert_batch_deferred(&self, entries: &[IndexEntry]) -> Result<()> {
+    pub(crate) fn insert_batch_deferred(&self, entries: &[IndexEntry]) -> Result<()> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::None)?;
         for e in entries {
@@ -157,7 +221,7 @@ impl Index {
     }
 
     /// Makes every deferred write durable (one durable commit).
-    pub fn checkpoint(&self) -> Result<()> {
+    pub(crate) fn checkpoint(&self) -> Result<()> {
         self.begin_write()?.commit()?;
         Ok(())
     }
@@ -185,7 +249,8 @@ impl Index {
         })
     }
 
-    /// Indexes a batch in one durable transaction (reindex and recovery).
+    /// Indexes a batch in one durable transaction: a bulk load outside the ingest path
+    /// (reindex, recovery, and the index benchmark in `examples/`, hence public).
     pub fn insert_batch(&self, entries: &[IndexEntry]) -> Result<()> {
         let txn = self.begin_write()?;
         for e in entries {

@@ -371,9 +371,9 @@ fn compose_ksx1001_syllables(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Keys for searching person names: one per non-empty component group (alphabetic, ideographic,
-/// phonetic) of every value, without duplicates. Each key is NFC with ASCII letters upper-cased and
-/// every '^' and space removed, so "Hong^Gildong=洪^吉洞=홍^길동" gives
-/// ["HONGGILDONG", "洪吉洞", "홍길동"] and "KIM^MINSU" gives ["KIMMINSU"].
+/// phonetic) of every value, without duplicates. Each key is [`normalize_search_text`] of its
+/// group, so "Hong^Gildong=洪^吉洞=홍^길동" gives ["honggildong", "洪吉洞", "홍길동"] and
+/// "Äneas^Rüdiger" gives ["äneasrüdiger"].
 pub fn person_name_search_keys(decoded_pn: &str) -> Vec<String> {
     let mut keys: Vec<String> = Vec::new();
     for group in decoded_pn.split('\\').flat_map(|value| value.split('=')) {
@@ -385,12 +385,23 @@ pub fn person_name_search_keys(decoded_pn: &str) -> Vec<String> {
     keys
 }
 
-/// Normalise a user's search text like [`person_name_search_keys`] does (NFC, upper-case ASCII,
-/// drop '^' and spaces); wildcards '*' and '?' survive.
+/// The version of the keys [`normalize_search_text`] makes. Stored search keys made under another
+/// version no longer meet a query's key, so the index rebuilds them when this changes.
+/// 1: NFC, ASCII upper-cased. 2: canonical caseless (full Unicode case folding).
+pub const SEARCH_KEY_VERSION: u64 = 2;
+
+/// Normalise person-name text for case-insensitive search, the same for a stored name and a
+/// user's pattern: '^' and spaces dropped, then Unicode canonical caseless form (NFD, full case
+/// folding, back to NFC so Hangul stays composed). Full folding, not `to_lowercase`, because
+/// lower-casing leaves the classic pairs apart: "ß"/"ẞ"/"SS" all fold to "ss", and Greek final
+/// "ς" and "Σ" both fold to "σ". Wildcards '*' and '?' survive (a '?' stands for one folded
+/// character, so "straße" needs "stra??e").
 pub fn normalize_search_text(s: &str) -> String {
-    s.nfc()
+    use caseless::Caseless;
+    s.nfd()
         .filter(|&c| c != '^' && c != ' ')
-        .map(|c| c.to_ascii_uppercase())
+        .default_case_fold()
+        .nfc()
         .collect()
 }
 
@@ -410,6 +421,32 @@ mod tests {
         // A lone filler or a broken sequence is left as it is.
         let bytes = b"\x1b$)C\xa4\xd4\xa4\xbf";
         assert_eq!(set.decode(bytes, TextVr::PersonName), "\u{3164}ㅏ");
+    }
+
+    #[test]
+    fn search_keys_fold_case_in_every_cased_script() {
+        let key = |s: &str| normalize_search_text(s);
+        assert_eq!(key("Äneas^Rüdiger"), key("äneas rüdiger"));
+        assert_eq!(key("ÄNEAS^RÜDIGER"), "äneasrüdiger");
+        assert_eq!(key("Buc^Jérôme"), key("BUC^JÉRÔME"));
+        // Decomposed input (e + combining acute) meets the precomposed letter.
+        assert_eq!(key("BUC^JE\u{301}RO\u{302}ME"), key("buc^jérôme"));
+        // Greek: final sigma, capital sigma and sigma are one letter to a search.
+        assert_eq!(key("Διονυσιος"), key("ΔΙΟΝΥΣΙΟΣ"));
+        assert_eq!(key("Διονυσιος"), key("διονυσιοσ"));
+        // Cyrillic.
+        assert_eq!(key("Люкceмбypг"), key("ЛЮКCEМБYPГ"));
+        // German sharp s, small and capital, and its traditional upper-case spelling.
+        assert_eq!(key("Strauß"), key("STRAUSS"));
+        assert_eq!(key("STRAUẞ"), key("strauss"));
+        // Scripts without case and wildcards are untouched.
+        assert_eq!(key("홍^길동"), "홍길동");
+        assert_eq!(key("山田^太郎"), "山田太郎");
+        assert_eq!(key("Kim*^M?n"), "kim*m?n");
+        assert_eq!(
+            person_name_search_keys("Hong^Gildong=洪^吉洞=홍^길동"),
+            ["honggildong", "洪吉洞", "홍길동"]
+        );
     }
 
     #[test]

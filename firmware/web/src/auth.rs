@@ -91,10 +91,16 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     }
 }
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+pub(crate) fn now_unix() -> i64 {
+    unix_seconds(std::time::SystemTime::now())
+}
+
+/// Seconds since 1970 for any clock value: negative before it, saturated at the ends.
+pub(crate) fn unix_seconds(t: std::time::SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
 }
 
 /// Creates `admin` when there are no users at all, with the password found in

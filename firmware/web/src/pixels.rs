@@ -204,22 +204,7 @@ fn pixels(web: &Web, req: &Req, sop: &str, frame: u32) -> Result<Reply, HttpErro
 }
 
 pub fn thumbnail(web: &Web, series: &str) -> Result<Reply, HttpError> {
-    let mut sops = Vec::new();
-    web.archive.index().query(
-        &pacsbox_archive::query::Query {
-            level: pacsbox_archive::query::Level::Image,
-            filters: vec![(
-                pacsbox_archive::query::Attr::SeriesInstanceUid,
-                pacsbox_archive::query::Matcher::Single(series.to_owned()),
-            )],
-        },
-        |row| {
-            let n = row.instance.as_ref().and_then(|i| i.instance_number);
-            sops.push((n, row.sop_instance_uid));
-            std::ops::ControlFlow::Continue(())
-        },
-    )?;
-    sops.sort();
-    let (_, sop) = sops.get(sops.len() / 2).ok_or(HttpError::NotFound)?;
+    let sops = web.archive.index().instances_of(series)?;
+    let (sop, _) = sops.get(sops.len() / 2).ok_or(HttpError::NotFound)?;
     preview(web, sop, 0, 128)
 }

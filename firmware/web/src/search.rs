@@ -201,9 +201,23 @@ impl From<&Row> for StudyRow {
 
 /// The appliance's local date.
 pub fn local_today() -> time::Date {
-    let now = time::OffsetDateTime::now_utc();
-    let offset = pacsbox_health::host::utc_offset_s(now.unix_timestamp());
-    (now + time::Duration::seconds(offset.into())).date()
+    local_date_at(std::time::SystemTime::now())
+}
+
+/// The local date at `t`, for any clock value: a board without a battery-backed clock can
+/// boot in 1960 or, misset, far beyond year 9999, where `time`'s own conversion panics; the
+/// date is then clamped into what `time` represents.
+fn local_date_at(t: std::time::SystemTime) -> time::Date {
+    let unix = crate::auth::unix_seconds(t);
+    let offset = pacsbox_health::host::utc_offset_s(unix);
+    let local = unix.saturating_add(offset.into());
+    let (min, max) = (time::Date::MIN, time::Date::MAX);
+    let bound = |d: time::Date| d.midnight().assume_utc().unix_timestamp();
+    match time::OffsetDateTime::from_unix_timestamp(local) {
+        Ok(dt) => dt.date(),
+        Err(_) if local < bound(min) => min,
+        Err(_) => max,
+    }
 }
 
 #[cfg(test)]
@@ -216,6 +230,19 @@ mod tests {
             req.query.insert((*k).into(), (*v).into());
         }
         SearchForm::from_req(&req)
+    }
+
+    #[test]
+    fn any_clock_value_gives_a_date() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let y = |secs_before: u64| local_date_at(UNIX_EPOCH - Duration::from_secs(secs_before));
+        // 1960: a board whose clock was never set; the local offset may shift it by a day.
+        assert_eq!(y(10 * 365 * 86_400 + 3 * 86_400).year(), 1960);
+        assert_eq!(y(1_000_000_000_000), time::Date::MIN);
+        let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(local_date_at(far), time::Date::MAX);
+        // The search form takes it like any other day.
+        assert!(form(&[("when", "7d")]).query(y(1)).is_ok());
     }
 
     #[test]

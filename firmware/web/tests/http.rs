@@ -32,21 +32,23 @@ fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8])
 
 struct Study<'a> {
     uid: String,
-    name: &'a str,
+    /// Specific Character Set of `name`'s bytes.
+    charset: &'a str,
+    name: &'a [u8],
     id: &'a str,
     date: &'a str,
 }
 
-/// An explicit VR little endian CT data set in UTF-8, as a C-STORE would carry it.
+/// An explicit VR little endian CT data set, as a C-STORE would carry it.
 fn dataset(s: &Study, sop: &str) -> Vec<u8> {
     let mut d = Vec::new();
-    element(&mut d, 0x0008, 0x0005, b"CS", b"ISO_IR 192");
+    element(&mut d, 0x0008, 0x0005, b"CS", s.charset.as_bytes());
     element(&mut d, 0x0008, 0x0016, b"UI", CT.as_bytes());
     element(&mut d, 0x0008, 0x0018, b"UI", sop.as_bytes());
     element(&mut d, 0x0008, 0x0020, b"DA", s.date.as_bytes());
     element(&mut d, 0x0008, 0x0060, b"CS", b"CT");
     element(&mut d, 0x0008, 0x1030, b"LO", b"CHEST <b>bold</b>");
-    element(&mut d, 0x0010, 0x0010, b"PN", s.name.as_bytes());
+    element(&mut d, 0x0010, 0x0010, b"PN", s.name);
     element(&mut d, 0x0010, 0x0020, b"LO", s.id.as_bytes());
     element(&mut d, 0x0020, 0x000D, b"UI", s.uid.as_bytes());
     element(
@@ -150,24 +152,39 @@ fn start_with(guard: pacsbox_web::guard::GuardConfig) -> Server {
     .unwrap();
     let korean = Study {
         uid: "1.2.410.1".into(),
-        name: "Kim^Minsu=金^民秀=김^민수",
+        charset: "ISO_IR 192",
+        name: "Kim^Minsu=金^民秀=김^민수".as_bytes(),
         id: "K1",
         date: "20240105",
     };
     let script = Study {
         uid: "1.2.666.1".into(),
-        name: SCRIPT_NAME,
+        charset: "ISO_IR 192",
+        name: SCRIPT_NAME.as_bytes(),
         id: "X1",
         date: "20240106",
     };
     store(&archive, &korean, "1.2.410.1.1.1");
     store(&archive, &korean, "1.2.410.1.1.2");
     store(&archive, &script, "1.2.666.1.1.1");
+    // Names in cased scripts, each in its own single-byte character set (pydicom's chrGerm,
+    // chrGreek and chrRuss), older than everything else so the paging below is unchanged.
+    for (i, (charset, name)) in CASED_NAMES.iter().enumerate() {
+        let s = Study {
+            uid: format!("1.2.30.{i}"),
+            charset,
+            name,
+            id: "C1",
+            date: "20220101",
+        };
+        store(&archive, &s, &format!("1.2.30.{i}.1.1"));
+    }
     // 60 more studies, one per day, for paging and order.
     for i in 0..60u32 {
         let s = Study {
             uid: format!("1.2.9.{i}"),
-            name: "DOE^JOHN",
+            charset: "ISO_IR 192",
+            name: b"DOE^JOHN",
             id: "D1",
             date: &format!("2023{:02}{:02}", 1 + i / 28, 1 + i % 28),
         };
@@ -377,7 +394,7 @@ fn nothing_with_patient_data_is_reachable_without_a_session() {
     let r = get(s.port, "/status.json", "");
     assert_eq!(r.status, 200);
     let doc: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!(doc["studies"], 62);
+    assert_eq!(doc["studies"], 65);
     assert!(!r.text().contains("Kim") && !r.text().contains("script"));
 }
 
@@ -569,6 +586,34 @@ fn korean_names_are_found_by_hangul_and_by_latin_prefix() {
     assert!(r.text().contains("No studies match"));
 }
 
+/// Äneas^Rüdiger (ISO_IR 100), Διονυσιος (ISO_IR 126), Люкceмбypг (ISO_IR 144; c, e, y, p Latin).
+const CASED_NAMES: [(&str, &[u8]); 3] = [
+    ("ISO_IR 100", b"\xc4neas^R\xfcdiger "),
+    ("ISO_IR 126", b"\xc4\xe9\xef\xed\xf5\xf3\xe9\xef\xf2 "),
+    ("ISO_IR 144", b"\xbb\xee\xdace\xdc\xd1yp\xd3"),
+];
+
+#[test]
+fn names_in_cased_scripts_are_found_by_either_case() {
+    let s = start();
+    let cookie = admin_session(&s);
+    for (q, study, shown) in [
+        ("%C3%A4neas", 0, "Äneas Rüdiger"),                       // äneas
+        ("%C3%84NEAS%5ER%C3%9CD", 0, "Äneas Rüdiger"),            // ÄNEAS^RÜD
+        ("%CE%94%CE%99%CE%9F%CE%9D", 1, "Διονυσιος"),             // ΔΙΟΝ
+        ("%CE%B4%CE%B9%CE%BF%CE%BD%CF%85%CF%83", 1, "Διονυσιος"), // διονυσ
+        ("%D0%BB%D1%8E%D0%BA", 2, "Люкceмбypг"),                  // люк
+        ("%D0%9B%D0%AE%D0%9A", 2, "Люкceмбypг"),                  // ЛЮК
+    ] {
+        let r = get(s.port, &format!("/search?name={q}"), &cookie);
+        assert_eq!(r.status, 200);
+        let t = r.text();
+        assert_eq!(t.matches("href=\"/study/").count(), 1, "{q}: {t}");
+        assert!(t.contains(&format!("/study/1.2.30.{study}")), "{q}");
+        assert!(t.contains(shown), "{q}");
+    }
+}
+
 #[test]
 fn search_pages_newest_first_and_filters_by_date() {
     let s = start();
@@ -587,7 +632,7 @@ fn search_pages_newest_first_and_filters_by_date() {
     assert_eq!(dates.first(), Some(&"2024-01-06"));
     assert!(first.contains("rel=\"next\""));
     let second = get(s.port, "/search?page=1", &cookie).text();
-    assert_eq!(second.matches("href=\"/study/").count(), 12);
+    assert_eq!(second.matches("href=\"/study/").count(), 15);
     assert!(!second.contains("rel=\"next\""));
     let r = get(
         s.port,

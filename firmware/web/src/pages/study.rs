@@ -57,38 +57,14 @@ pub type SeriesListing = (
 
 /// The study's series (by series number) with their instances (by instance number).
 pub fn series_of(web: &Web, study_uid: &str) -> Result<Vec<SeriesListing>, HttpError> {
-    let mut series = Vec::new();
-    web.archive.index().query(
-        &Query {
-            level: Level::Series,
-            filters: vec![(
-                Attr::StudyInstanceUid,
-                Matcher::Single(study_uid.to_owned()),
-            )],
-        },
-        |row| {
-            if let Some(rec) = row.series {
-                series.push((row.series_uid, rec));
-            }
-            std::ops::ControlFlow::Continue(())
-        },
-    )?;
-    series.sort_by(|a, b| (a.1.series_number, &a.0).cmp(&(b.1.series_number, &b.0)));
+    let index = web.archive.index();
     let mut out = Vec::new();
-    for (uid, rec) in series {
-        let mut instances = Vec::new();
-        web.archive.index().query(
-            &Query {
-                level: Level::Image,
-                filters: vec![(Attr::SeriesInstanceUid, Matcher::Single(uid.clone()))],
-            },
-            |row| {
-                let n = row.instance.as_ref().and_then(|i| i.instance_number);
-                instances.push((row.sop_instance_uid, n));
-                std::ops::ControlFlow::Continue(())
-            },
-        )?;
-        instances.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    for (uid, rec) in index.series_of(study_uid)? {
+        let instances = index
+            .instances_of(&uid)?
+            .into_iter()
+            .map(|(sop, i)| (sop, i.instance_number))
+            .collect();
         out.push((uid, rec, instances));
     }
     Ok(out)

@@ -60,7 +60,7 @@ pub fn users_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError>
                     Group::User
                 },
                 must_change_password: true,
-                created_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
+                created_unix: crate::auth::now_unix(),
             };
             if !web.archive.index().create_user_if_absent(name, &rec)? {
                 return users_page(web, s, "A user of that name exists.", "");
