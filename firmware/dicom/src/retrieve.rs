@@ -564,6 +564,12 @@ pub async fn serve_move(
             Ok(o) => record(&mut tally, sop, o, &peer.ae_title),
             Err(e) => {
                 tracing::warn!(destination = peer.ae_title, error = %e, "C-MOVE sub-association failed");
+                // Possibly mid data set: an A-ABORT tells the destination not to keep the
+                // fragments so far (a plain close would let a careless one store them).
+                if !matches!(e, AssocError::Closed | AssocError::Aborted(_)) {
+                    sub.abort(dicom_ul::pdu::AbortRQServiceProviderReason::ReasonNotSpecified)
+                        .await;
+                }
                 for (sop, _) in &set[i..] {
                     tally.failed_uids.push(sop.clone());
                 }
