@@ -75,15 +75,38 @@ def command_set(sop_class: str, field: int, msg_id: int, *, responded_to: bool =
     return _elem_implicit(0x0000, 0x0000, struct.pack("<I", len(rest))) + rest
 
 
-def command_status(command: bytes) -> int | None:
-    """Status (0000,0900) of an implicit VR LE command set, None if absent."""
+def _uid_value(uid: str) -> bytes:
+    b = uid.encode()
+    return b + b"\x00" if len(b) % 2 else b
+
+
+def c_store_rq_command(sop_class: str, sop_instance: str, msg_id: int = 1) -> bytes:
+    """A C-STORE-RQ command set (implicit VR LE) announcing a data set."""
+    rest = (
+        _elem_implicit(0x0000, 0x0002, _uid_value(sop_class))
+        + _elem_implicit(0x0000, 0x0100, struct.pack("<H", 0x0001))
+        + _elem_implicit(0x0000, 0x0110, struct.pack("<H", msg_id))
+        + _elem_implicit(0x0000, 0x0700, struct.pack("<H", 0))
+        + _elem_implicit(0x0000, 0x0800, struct.pack("<H", 0x0000))
+        + _elem_implicit(0x0000, 0x1000, _uid_value(sop_instance))
+    )
+    return _elem_implicit(0x0000, 0x0000, struct.pack("<I", len(rest))) + rest
+
+
+def command_us(command: bytes, element: int) -> int | None:
+    """A US element (0000,element) of an implicit VR LE command set, None if absent."""
     pos = 0
     while pos + 8 <= len(command):
         group, elem, length = struct.unpack_from("<HHI", command, pos)
-        if (group, elem) == (0, 0x0900):
+        if (group, elem) == (0, element):
             return struct.unpack_from("<H", command, pos + 8)[0]
         pos += 8 + length
     return None
+
+
+def command_status(command: bytes) -> int | None:
+    """Status (0000,0900) of an implicit VR LE command set, None if absent."""
+    return command_us(command, 0x0900)
 
 
 def p_data_tf(context_id: int, payload: bytes, *, command: bool = True, last: bool = True) -> bytes:
@@ -92,10 +115,30 @@ def p_data_tf(context_id: int, payload: bytes, *, command: bool = True, last: bo
     return struct.pack(">BBI", 0x04, 0, len(pdv)) + pdv
 
 
+def a_abort(source: int = 0, reason: int = 0) -> bytes:
+    """A-ABORT (PS3.8 9.3.8): source 0 = service user, 2 = service provider."""
+    return struct.pack(">BBI", 0x07, 0, 4) + bytes([0, 0, source, reason])
+
+
 @dataclass
 class Pdu:
     pdu_type: int
     body: bytes
+
+    def abort_source_reason(self) -> tuple[int, int]:
+        """(source, reason) of an A-ABORT PDU."""
+        assert self.pdu_type == 0x07 and len(self.body) == 4, f"not an A-ABORT: type 0x{self.pdu_type:02X}"
+        return self.body[2], self.body[3]
+
+    def pdvs(self) -> list[tuple[int, int, bytes]]:
+        """(context id, message control header, bytes) of each PDV of a P-DATA-TF."""
+        assert self.pdu_type == 0x04, f"not a P-DATA-TF: type 0x{self.pdu_type:02X}"
+        out, pos = [], 0
+        while pos + 6 <= len(self.body):
+            (length,) = struct.unpack_from(">I", self.body, pos)
+            out.append((self.body[pos + 4], self.body[pos + 5], self.body[pos + 6 : pos + 4 + length]))
+            pos += 4 + length
+        return out
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytes | None:
@@ -131,6 +174,32 @@ def connect(port: int, timeout: float = 10.0) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
+
+
+def associate(port: int, called: str, calling: str, contexts) -> socket.socket:
+    """A raw association on a fresh connection; every proposed context must be accepted."""
+    s = connect(port)
+    s.sendall(associate_rq(called, calling, contexts))
+    pdu = read_pdu(s)
+    assert pdu is not None and pdu.pdu_type == 0x02, f"association not accepted: {pdu}"
+    results = accepted_context_results(pdu.body)
+    refused = {cid: r for cid, (r, _ts) in results.items() if r != 0}
+    assert len(results) == len(contexts) and not refused, f"contexts not accepted: {results}"
+    return s
+
+
+def read_command_response(sock: socket.socket, timeout: float = 30.0) -> bytes:
+    """The next DIMSE command set the peer sends (its command fragments joined)."""
+    command = b""
+    while True:
+        pdu = read_pdu(sock, timeout=timeout)
+        assert pdu is not None, "connection closed before the response"
+        assert pdu.pdu_type == 0x04, f"expected P-DATA-TF, got PDU type 0x{pdu.pdu_type:02X}"
+        for _cid, mch, data in pdu.pdvs():
+            assert mch & 0x01, "a data set fragment where a command was expected"
+            command += data
+            if mch & 0x02:
+                return command
 
 
 def request_association(port: int, called: str, calling: str, contexts=None) -> Pdu:

@@ -1,4 +1,5 @@
-"""Malformed PDUs: the server drops that connection and keeps serving everyone else."""
+"""Malformed PDUs: the server ends that connection with the A-ABORT docs/conformance.md
+promises (source 2, service provider; PS3.8 9.3.8 reasons) and keeps serving everyone else."""
 
 import struct
 
@@ -25,11 +26,30 @@ def _established(srv):
     return s
 
 
+# A-ABORT reasons (PS3.8 Table 9-26)
+NOT_SPECIFIED, UNRECOGNIZED_PDU, UNEXPECTED_PDU, INVALID_PARAMETER = 0, 1, 2, 6
+
+
+def _assert_one_abort(pdus, reason, what):
+    types = [p.pdu_type for p in pdus]
+    assert types == [0x07], f"{what}: expected exactly one A-ABORT (0x07) before the close, got {types}"
+    got = pdus[0].abort_source_reason()
+    assert got == (2, reason), f"{what}: A-ABORT (source, reason) {got}, expected (2, {reason})"
+
+
 BOGUS = {
     "unknown_pdu_type": struct.pack(">BBI", 0x99, 0, 8) + b"\xde\xad\xbe\xef" * 2,
     "second_associate_rq": None,  # filled in below (needs the AE title)
     "pdv_longer_than_pdu": struct.pack(">BBI", 0x04, 0, 10) + struct.pack(">IBB", 5000, 1, 0x03) + b"ab" * 2,
     "pdv_unknown_context": None,
+}
+
+
+ABORT_REASON = {
+    "unknown_pdu_type": UNRECOGNIZED_PDU,
+    "second_associate_rq": UNEXPECTED_PDU,
+    "pdv_longer_than_pdu": INVALID_PARAMETER,
+    "pdv_unknown_context": INVALID_PARAMETER,
 }
 
 
@@ -46,23 +66,34 @@ def test_bogus_pdu_after_association_aborts_it(server, kind):
             payload = BOGUS[kind]
         s.sendall(payload)
         pdus = raw.wait_closed(s, timeout=15)
-    types = [p.pdu_type for p in pdus]
-    assert all(t == 0x07 for t in types), f"after a malformed PDU only A-ABORT (0x07) may come back, got {types}"
+    _assert_one_abort(pdus, ABORT_REASON[kind], kind)
+    _assert_still_serving(srv)
+
+
+def test_idle_association_is_aborted(server, tmp_path):
+    cfg = tmp_path / "idle.toml"
+    cfg.write_text("idle_timeout_s = 2\n")
+    srv = server(config=cfg)
+    with _established(srv) as s:
+        pdus = raw.wait_closed(s, timeout=30)
+    _assert_one_abort(pdus, NOT_SPECIFIED, "association idle past the timeout")
     _assert_still_serving(srv)
 
 
 @pytest.mark.parametrize(
-    "payload",
+    "payload,reason",
     [
-        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"\x00" * 64,
-        bytes(range(256)) * 4,
-        struct.pack(">BBI", 0x01, 0, 0xFFFFFFF0) + b"\x00\x01\x00\x00",  # A-ASSOCIATE-RQ claiming ~4 GiB
-        struct.pack(">BBI", 0x01, 0, 20) + b"\x00\x01" + b"\x00" * 18,  # RQ too short for its fixed fields
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", INVALID_PARAMETER),  # "PDU" of ~540 MB
+        (b"\x00" * 64, UNRECOGNIZED_PDU),  # PDU type 0
+        (bytes(range(256)) * 4, INVALID_PARAMETER),  # type 0, ~33 MB announced
+        # an A-ASSOCIATE-RQ of 100 bytes announced, 10 sent, then EOF: the peer left mid-PDU
+        (struct.pack(">BBI", 0x01, 0, 100) + b"\x00" * 10, None),
+        (struct.pack(">BBI", 0x01, 0, 0xFFFFFFF0) + b"\x00\x01\x00\x00", INVALID_PARAMETER),  # RQ claiming ~4 GiB
+        (struct.pack(">BBI", 0x01, 0, 20) + b"\x00\x01" + b"\x00" * 18, INVALID_PARAMETER),  # RQ too short
     ],
-    ids=["http", "zeros", "bytes", "huge_length", "short_rq"],
+    ids=["http", "zeros", "bytes", "cut_rq", "huge_length", "short_rq"],
 )
-def test_garbage_instead_of_association(server, payload):
+def test_garbage_instead_of_association(server, payload, reason):
     srv = server()
     with raw.connect(srv.dicom_port) as s:
         try:
@@ -71,9 +102,10 @@ def test_garbage_instead_of_association(server, payload):
         except OSError:
             pass  # the server may already have hung up
         pdus = raw.wait_closed(s, timeout=15)
-    assert all(p.pdu_type in (0x03, 0x07) for p in pdus), (
-        f"garbage must get at most an A-ASSOCIATE-RJ or A-ABORT, got {[p.pdu_type for p in pdus]}"
-    )
+    if reason is None:
+        assert pdus == [], f"a peer gone mid-PDU gets nothing, got {[p.pdu_type for p in pdus]}"
+    else:
+        _assert_one_abort(pdus, reason, "garbage instead of A-ASSOCIATE-RQ")
     _assert_still_serving(srv)
 
 

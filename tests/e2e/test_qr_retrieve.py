@@ -369,6 +369,25 @@ def test_cget_implicit_stored_explicit_only_scu(arc):
     assert not problems, "\n".join(problems)
 
 
+def test_cget_to_a_receiver_we_cannot_encode_for_says_no_encoder(arc):
+    """The receiver takes CT only as JPEG baseline; the study is stored uncompressed and pacsbox
+    has no encoders: every sub-operation fails, listed, and the log names the missing encoder
+    (not a decoder, which exists)."""
+    sops = arc.sops("IMPLICIT")
+    jpeg_baseline = "1.2.840.10008.1.2.4.50"
+    res, ident_out, received = _c_get(arc, h.query("STUDY", StudyInstanceUID=arc.impl_study), h.STUDY_ROOT_GET,
+                                      [h.CT_IMAGE_STORAGE], tss=(jpeg_baseline,))
+    assert res.status == h.STATUS_SUBOPS_FAILED, res.describe()
+    assert (res.count("Completed"), res.count("Failed")) == (0, len(sops)), res.describe()
+    assert set(h.failed_uid_list(ident_out)) == sops
+    assert not received
+    reasons = [line for line in arc.srv.stderr_text().splitlines()
+               if "not attempted" in line and any(sop in line for sop in sops)]
+    assert len(reasons) == len(sops), f"one logged reason per instance expected, got {reasons}"
+    for line in reasons:
+        assert "no encoder" in line and jpeg_baseline in line and "decoder" not in line, line
+
+
 # --------------------------------------------------------------------------
 # the whole pydicom corpus: everything stored can be retrieved, in its own syntax
 # --------------------------------------------------------------------------

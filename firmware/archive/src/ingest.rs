@@ -191,6 +191,13 @@ impl IncomingInstance {
             write_error: None,
         };
         let walked = scan::scan_dataset(&mut tee, enc);
+        // A walk can end before its source does (a deflate stream's final block, padding
+        // after it): the instance is complete only when `data` says so (on the network, the
+        // last fragment), and every byte sent is stored.
+        let drained = match &walked {
+            Ok(_) => io::copy(&mut tee, &mut io::sink()).map(drop),
+            Err(_) => Ok(()),
+        };
         if let Some(e) = tee.write_error.take() {
             return Err(StoreError::from_write(e));
         }
@@ -198,6 +205,7 @@ impl IncomingInstance {
             ScanError::Io(io) if io.kind() != io::ErrorKind::InvalidData => StoreError::Io(io),
             other => StoreError::CannotUnderstand(other.to_string()),
         })?;
+        drained?;
         let attrs = InstanceAttrs::from_header(&header)
             .map_err(|e| StoreError::CannotUnderstand(e.to_string()))?;
         let (file_hash, file_size) = match self.sink.take() {
@@ -211,6 +219,14 @@ impl IncomingInstance {
             return Err(StoreError::Mismatch(format!(
                 "SOP Instance UID in dataset ({}) differs from the C-STORE request ({})",
                 attrs.sop_instance_uid, self.req.sop_instance_uid
+            )));
+        }
+        // The class the association negotiated is the one retrieval will offer; a data set
+        // of another class would make every later C-MOVE of its study fail.
+        if attrs.sop_class_uid.as_str() != self.req.sop_class_uid.trim_end_matches(['\0', ' ']) {
+            return Err(StoreError::Mismatch(format!(
+                "SOP Class UID in dataset ({}) differs from the C-STORE request and presentation context ({})",
+                attrs.sop_class_uid, self.req.sop_class_uid
             )));
         }
         let rel_path = layout::instance_rel_path(

@@ -190,6 +190,61 @@ fn a_dataset_without_uids_is_refused_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn a_dataset_of_another_sop_class_than_requested_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = Archive::open(dir.path(), config()).unwrap();
+    let mr = StoreRequest {
+        sop_class_uid: "1.2.840.10008.5.1.4.1.1.4".into(),
+        ..request("1.2.3.7")
+    };
+    let d = dataset("1.2.3.7", "1.2.3", b"X", 1);
+    let err = archive
+        .begin_store(mr)
+        .unwrap()
+        .receive(d.as_slice())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Mismatch(_)), "{err}");
+    assert_eq!(archive.counts().unwrap().instances, 0);
+    assert!(files_under(&dir.path().join("tmp")).is_empty());
+    assert!(files_under(&dir.path().join("archive")).is_empty());
+}
+
+/// A source that fails once `good` is used up: an association cut off mid data set.
+struct CutOff<'a> {
+    good: &'a [u8],
+}
+
+impl Read for CutOff<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.good.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "association ended before the last fragment",
+            ));
+        }
+        self.good.read(buf)
+    }
+}
+
+#[test]
+fn a_data_set_cut_off_on_an_element_boundary_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = Archive::open(dir.path(), config()).unwrap();
+    let d = dataset("1.2.3.6", "1.2.3", b"X", 1);
+    // everything before Pixel Data (OW header 12 bytes + 4096): a walk alone would take it
+    let head = &d[..d.len() - 4096 - 12];
+    let err = archive
+        .begin_store(request("1.2.3.6"))
+        .unwrap()
+        .receive(CutOff { good: head })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Io(_)), "{err}");
+    assert_eq!(archive.counts().unwrap().instances, 0);
+    assert!(files_under(&dir.path().join("tmp")).is_empty());
+    assert!(files_under(&dir.path().join("archive")).is_empty());
+}
+
+#[test]
 fn a_full_disk_refuses_before_writing() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = ArchiveConfig {

@@ -40,6 +40,13 @@ pub enum AssocError {
     TooLarge(u32),
     #[error("malformed PDU: {0}")]
     Malformed(String),
+    /// Well-formed PDUs the protocol does not allow here; the association ends with an
+    /// A-ABORT for `reason`.
+    #[error("protocol error: {what} (A-ABORT reason: {reason})")]
+    Protocol {
+        reason: AbortRQServiceProviderReason,
+        what: String,
+    },
     #[error("peer idle for longer than {0:?}")]
     Idle(Duration),
     #[error("peer closed the connection")]
@@ -208,17 +215,32 @@ impl Association {
         mut socket: TcpStream,
         policy: &AcceptorPolicy,
     ) -> Result<Option<Association>, AssocError> {
-        let rq = match read_one(
+        let first = read_one(
             &mut socket,
             MAX_ASSOCIATE_PDU,
             Some(policy.idle),
             policy.idle,
         )
-        .await?
-        {
-            Pdu::AssociationRQ(rq) => rq,
-            other => {
-                abort(&mut socket, AbortRQServiceProviderReason::UnexpectedPdu).await;
+        .await;
+        let rq = match first {
+            Ok(Pdu::AssociationRQ(rq)) => rq,
+            // PS3.8 Sta2, an invalid or unexpected PDU: A-ABORT (AA-1), then wait (ARTIM) for
+            // the peer to close, so that our close cannot reset the connection before the
+            // peer has read the A-ABORT.
+            Err(e @ (AssocError::Malformed(_) | AssocError::TooLarge(_))) => {
+                let reason = AbortRQServiceProviderReason::InvalidPduParameter;
+                let _ = write_one(&mut socket, &abort_pdu(reason)).await;
+                await_peer_close(&mut socket).await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+            Ok(other) => {
+                let reason = match other {
+                    Pdu::Unknown { .. } => AbortRQServiceProviderReason::UnrecognizedPdu,
+                    _ => AbortRQServiceProviderReason::UnexpectedPdu,
+                };
+                let _ = write_one(&mut socket, &abort_pdu(reason)).await;
+                await_peer_close(&mut socket).await;
                 return Err(AssocError::Malformed(format!(
                     "expected A-ASSOCIATE-RQ, got {}",
                     other.short_description()
@@ -632,11 +654,14 @@ fn push_fragments(
     }
 }
 
-async fn abort<W: AsyncWrite + Unpin>(socket: &mut W, reason: AbortRQServiceProviderReason) {
-    let pdu = Pdu::AbortRQ {
+fn abort_pdu(reason: AbortRQServiceProviderReason) -> Pdu {
+    Pdu::AbortRQ {
         source: AbortRQSource::ServiceProvider(reason),
-    };
-    let _ = write_one(socket, &pdu).await;
+    }
+}
+
+async fn abort<W: AsyncWrite + Unpin>(socket: &mut W, reason: AbortRQServiceProviderReason) {
+    let _ = write_one(socket, &abort_pdu(reason)).await;
     let _ = socket.shutdown().await;
 }
 

@@ -9,6 +9,7 @@
 //! JPEG-LS, RLE, JPEG 2000, deflate; the same decoders as the web viewer). A stored object that
 //! cannot be decompressed fails its sub-operation with a reason naming the syntax.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::time::Duration;
 
@@ -158,23 +159,25 @@ async fn resolve(
     }
 }
 
-/// Chooses the receiver's context for an instance: its stored syntax if accepted, else a
-/// native one when the stored data set is native too.
-fn choose_context(target: &Association, rec: &InstanceRecord) -> Result<(u8, String), String> {
-    let candidates: Vec<(u8, &AcceptedContext)> = target
-        .contexts
+/// Chooses the receiver's context for an instance of `sop_class` stored in `stored`: its
+/// stored syntax if accepted, else a native one when the stored data set is native or
+/// decompressible. `Err`: why the receiver cannot take it.
+fn choose_context(
+    contexts: &HashMap<u8, AcceptedContext>,
+    sop_class: &str,
+    stored: &str,
+) -> Result<(u8, String), String> {
+    let mut candidates: Vec<(u8, &AcceptedContext)> = contexts
         .iter()
-        .filter(|(_, c)| c.abstract_syntax == rec.sop_class_uid)
+        .filter(|(_, c)| c.abstract_syntax == sop_class)
         .map(|(id, c)| (*id, c))
         .collect();
-    if let Some((id, c)) = candidates
-        .iter()
-        .find(|(_, c)| c.transfer_syntax == rec.transfer_syntax)
-    {
+    candidates.sort_by_key(|(id, _)| *id);
+    if let Some((id, c)) = candidates.iter().find(|(_, c)| c.transfer_syntax == stored) {
         return Ok((*id, c.transfer_syntax.clone()));
     }
-    let stored = rec.transfer_syntax.as_str();
-    if (NATIVE.contains(&stored) || DECOMPRESSIBLE.contains(&stored))
+    let decodable = NATIVE.contains(&stored) || DECOMPRESSIBLE.contains(&stored);
+    if decodable
         && let Some((id, c)) = candidates
             .iter()
             .find(|(_, c)| NATIVE.contains(&c.transfer_syntax.as_str()))
@@ -182,15 +185,38 @@ fn choose_context(target: &Association, rec: &InstanceRecord) -> Result<(u8, Str
         return Ok((*id, c.transfer_syntax.clone()));
     }
     if candidates.is_empty() {
+        return Err(format!("receiver has no context for SOP class {sop_class}"));
+    }
+    let mut offered: Vec<String> = candidates
+        .iter()
+        .map(|(_, c)| ts_label(&c.transfer_syntax))
+        .collect();
+    offered.sort();
+    offered.dedup();
+    let offered = offered.join(", ");
+    if decodable {
+        // We could decode what is stored, but only ever send it as stored or native.
         Err(format!(
-            "receiver has no context for SOP class {}",
-            rec.sop_class_uid
+            "receiver accepts SOP class {sop_class} only in {offered}: no encoder for that \
+             (pacsbox sends the stored syntax {} or a native one)",
+            ts_label(stored)
         ))
     } else {
         Err(format!(
-            "cannot transcode {} to {}: no decoder for the stored syntax",
-            rec.transfer_syntax, candidates[0].1.transfer_syntax
+            "cannot send {} to a receiver accepting only {offered}: no decoder for the stored \
+             syntax",
+            ts_label(stored)
         ))
+    }
+}
+
+/// A transfer syntax UID with its name, for messages.
+fn ts_label(uid: &str) -> String {
+    use dicom_encoding::TransferSyntaxIndex;
+    use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+    match TransferSyntaxRegistry.get(uid) {
+        Some(ts) => format!("{uid} ({})", ts.name()),
+        None => uid.to_owned(),
     }
 }
 
@@ -285,7 +311,7 @@ fn decompress(part10: Box<dyn Read + Send>, to: &str) -> std::io::Result<Vec<u8>
 type Prepared = Result<(u8, mpsc::Receiver<std::io::Result<Vec<u8>>>), String>;
 
 fn prepare(target: &Association, archive: &Archive, rec: &InstanceRecord) -> Prepared {
-    let (ctx, ts) = choose_context(target, rec)?;
+    let (ctx, ts) = choose_context(&target.contexts, &rec.sop_class_uid, &rec.transfer_syntax)?;
     Ok((ctx, spawn_reader(archive, rec.clone(), ts)))
 }
 
@@ -538,6 +564,12 @@ pub async fn serve_move(
             Ok(o) => record(&mut tally, sop, o, &peer.ae_title),
             Err(e) => {
                 tracing::warn!(destination = peer.ae_title, error = %e, "C-MOVE sub-association failed");
+                // Possibly mid data set: an A-ABORT tells the destination not to keep the
+                // fragments so far (a plain close would let a careless one store them).
+                if !matches!(e, AssocError::Closed | AssocError::Aborted(_)) {
+                    sub.abort(dicom_ul::pdu::AbortRQServiceProviderReason::ReasonNotSpecified)
+                        .await;
+                }
                 for (sop, _) in &set[i..] {
                     tally.failed_uids.push(sop.clone());
                 }
@@ -652,4 +684,58 @@ pub async fn serve_get(
         Some(&tally),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
+    const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
+
+    fn receiver(accepted: &[(u8, &str, &str)]) -> HashMap<u8, AcceptedContext> {
+        accepted
+            .iter()
+            .map(|(id, abs, ts)| {
+                let c = AcceptedContext {
+                    abstract_syntax: (*abs).to_owned(),
+                    transfer_syntax: (*ts).to_owned(),
+                };
+                (*id, c)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_stored_syntax_wins_then_a_native_one() {
+        let r = receiver(&[
+            (1, CT, transfer_syntax::IMPLICIT_VR_LE),
+            (3, CT, JPEG_BASELINE),
+        ]);
+        assert_eq!(
+            choose_context(&r, CT, JPEG_BASELINE),
+            Ok((3, JPEG_BASELINE.into()))
+        );
+        let native = transfer_syntax::IMPLICIT_VR_LE.to_owned();
+        assert_eq!(
+            choose_context(&r, CT, transfer_syntax::EXPLICIT_VR_LE),
+            Ok((1, native))
+        );
+    }
+
+    #[test]
+    fn a_receiver_accepting_only_what_we_cannot_encode_is_told_so() {
+        let r = receiver(&[(1, CT, JPEG_BASELINE)]);
+        let why = choose_context(&r, CT, transfer_syntax::EXPLICIT_VR_LE).unwrap_err();
+        assert!(why.contains("no encoder"), "{why}");
+        assert!(why.contains(JPEG_BASELINE), "{why}");
+        assert!(!why.contains("decoder"), "{why}");
+    }
+
+    #[test]
+    fn a_receiver_without_the_class_is_told_so() {
+        let r = receiver(&[(1, CT, transfer_syntax::EXPLICIT_VR_LE)]);
+        let why = choose_context(&r, "1.2.840.10008.5.1.4.1.1.4", JPEG_BASELINE).unwrap_err();
+        assert!(why.contains("no context for SOP class"), "{why}");
+    }
 }

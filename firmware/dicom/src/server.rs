@@ -207,8 +207,39 @@ enum State {
     },
 }
 
+/// The A-ABORT (source: service provider) an association ending on `e` gets before its
+/// connection is closed; none when the peer already left (closed, aborted, broken socket).
+fn abort_reason(e: &AssocError) -> Option<AbortRQServiceProviderReason> {
+    match e {
+        AssocError::Protocol { reason, .. } => Some(reason.clone()),
+        AssocError::Malformed(_) | AssocError::TooLarge(_) => {
+            Some(AbortRQServiceProviderReason::InvalidPduParameter)
+        }
+        AssocError::Idle(_) => Some(AbortRQServiceProviderReason::ReasonNotSpecified),
+        AssocError::Io(_) | AssocError::Closed | AssocError::Aborted(_) => None,
+    }
+}
+
 async fn run(
     mut assoc: Association,
+    archive: &Archive,
+    status: &ScpStatus,
+    config: &ScpConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), AssocError> {
+    // The message in progress (a C-STORE's data set included) is dropped with `exchange`'s
+    // state before the A-ABORT goes out.
+    let result = exchange(&mut assoc, archive, status, config, shutdown).await;
+    if let Err(e) = &result
+        && let Some(reason) = abort_reason(e)
+    {
+        assoc.abort(reason).await;
+    }
+    result
+}
+
+async fn exchange(
+    assoc: &mut Association,
     archive: &Archive,
     status: &ScpStatus,
     config: &ScpConfig,
@@ -234,21 +265,19 @@ async fn run(
                 return Ok(());
             }
         };
-        let pdu = match received {
-            Ok(p) => p,
-            Err(e @ AssocError::Malformed(_)) | Err(e @ AssocError::TooLarge(_)) => {
-                assoc
-                    .abort(AbortRQServiceProviderReason::InvalidPduParameter)
-                    .await;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
-        match pdu {
+        match received? {
             Pdu::PData { data } => {
                 for pdv in data {
-                    state = step(&mut assoc, state, pdv, archive, status, config).await?;
+                    state = step(assoc, state, pdv, archive, status, config).await?;
                 }
+            }
+            // A release in the middle of a message would leave that message (a C-STORE's
+            // data set) incomplete: not a release.
+            Pdu::ReleaseRQ if !matches!(state, State::Idle) => {
+                return Err(AssocError::Protocol {
+                    reason: AbortRQServiceProviderReason::UnexpectedPdu,
+                    what: "A-RELEASE-RQ in the middle of a DIMSE message".into(),
+                });
             }
             Pdu::ReleaseRQ => {
                 assoc.send(&Pdu::ReleaseRP).await?;
@@ -258,19 +287,28 @@ async fn run(
             Pdu::AbortRQ { source } => {
                 return Err(AssocError::Aborted(format!("{source:?}")));
             }
+            Pdu::Unknown { pdu_type, .. } => {
+                return Err(AssocError::Protocol {
+                    reason: AbortRQServiceProviderReason::UnrecognizedPdu,
+                    what: format!("unknown PDU type {pdu_type:#04x}"),
+                });
+            }
             other => {
-                let what = other.short_description().to_string();
-                assoc
-                    .abort(AbortRQServiceProviderReason::UnexpectedPdu)
-                    .await;
-                return Err(AssocError::Malformed(format!("unexpected {what}")));
+                return Err(AssocError::Protocol {
+                    reason: AbortRQServiceProviderReason::UnexpectedPdu,
+                    what: format!("unexpected {}", other.short_description()),
+                });
             }
         }
     }
 }
 
+/// A DIMSE-level violation (the PDUs themselves were well formed).
 fn protocol_error(what: String) -> AssocError {
-    AssocError::Malformed(what)
+    AssocError::Protocol {
+        reason: AbortRQServiceProviderReason::ReasonNotSpecified,
+        what,
+    }
 }
 
 async fn step(
@@ -361,14 +399,10 @@ async fn step(
                 })
             }
         }
-        (_, kind) => {
-            assoc
-                .abort(AbortRQServiceProviderReason::UnexpectedPdu)
-                .await;
-            Err(protocol_error(format!(
-                "unexpected {kind:?} fragment on presentation context {ctx}"
-            )))
-        }
+        (_, kind) => Err(AssocError::Protocol {
+            reason: AbortRQServiceProviderReason::UnexpectedPdu,
+            what: format!("unexpected {kind:?} fragment on presentation context {ctx}"),
+        }),
     }
 }
 
@@ -409,9 +443,10 @@ async fn collect_command(
         }
     };
     let Some(accepted) = assoc.contexts.get(&ctx).cloned() else {
-        return Err(protocol_error(format!(
-            "message on presentation context {ctx}, which was not accepted"
-        )));
+        return Err(AssocError::Protocol {
+            reason: AbortRQServiceProviderReason::InvalidPduParameter,
+            what: format!("message on presentation context {ctx}, which was not accepted"),
+        });
     };
     let drain = |status: Status, comment: String| {
         Ok(State::Draining {

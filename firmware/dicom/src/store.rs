@@ -5,8 +5,9 @@
 //! Status choices (conformance notes): a duplicate SOP Instance UID is answered 0000 whether
 //! identical or not, because modalities that see a warning (B000/B007) often resend forever;
 //! the conflicting copy is kept aside for an admin. Out of space is A700, an unparseable data
-//! set or one lacking its UIDs C000, a data set whose SOP Instance UID differs from the
-//! request A900.
+//! set or one lacking its UIDs C000, a data set whose SOP Instance UID or SOP Class UID differs
+//! from the request A900, a request whose SOP class is not its context's 0122. A data set is
+//! complete only with its last-flagged fragment: cut off before it, nothing is stored.
 
 use std::sync::atomic::Ordering;
 
@@ -22,23 +23,42 @@ use crate::server::ScpStatus;
 /// a few PDUs.
 const QUEUE: usize = 4;
 
+/// What the network side hands the disk writer.
+enum Piece {
+    Fragment(Vec<u8>),
+    /// The fragment flagged last has arrived: the data set is complete.
+    End,
+}
+
 /// The data set fragments of one C-STORE as a blocking `Read` for the archive's single pass.
-/// End of stream is the network side dropping its sender after the last fragment.
+/// End of stream is [`Piece::End`] only: a sender dropped without it (association closed,
+/// aborted or timed out mid data set) is an error, so the archive never takes the bytes so far
+/// for an instance, even when they end on an element boundary.
 struct ChannelReader<'a> {
-    rx: &'a mut mpsc::Receiver<Vec<u8>>,
+    rx: &'a mut mpsc::Receiver<Piece>,
     chunk: Vec<u8>,
     pos: usize,
+    ended: bool,
 }
 
 impl std::io::Read for ChannelReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.pos == self.chunk.len() {
+            if self.ended {
+                return Ok(0);
+            }
             match self.rx.blocking_recv() {
-                Some(c) => {
+                Some(Piece::Fragment(c)) => {
                     self.chunk = c;
                     self.pos = 0;
                 }
-                None => return Ok(0),
+                Some(Piece::End) => self.ended = true,
+                None => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "association ended before the data set's last fragment",
+                    ));
+                }
             }
         }
         let n = buf.len().min(self.chunk.len() - self.pos);
@@ -51,8 +71,10 @@ impl std::io::Read for ChannelReader<'_> {
 pub struct Reception {
     pub context: u8,
     req: Command,
-    tx: Option<mpsc::Sender<Vec<u8>>>,
+    tx: Option<mpsc::Sender<Piece>>,
     writer: JoinHandle<Result<StoreOutcome, StoreError>>,
+    /// Set by `finish`; a reception dropped before it was cut off mid data set.
+    finished: bool,
 }
 
 fn status_of(e: &StoreError) -> Status {
@@ -88,7 +110,7 @@ impl Reception {
             source_ae: calling_ae.to_owned(),
         };
         let archive = archive.clone();
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Piece>(QUEUE);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let writer = tokio::task::spawn_blocking(move || {
             let incoming = match archive.begin_store(request) {
@@ -105,6 +127,7 @@ impl Reception {
                 rx: &mut rx,
                 chunk: Vec::new(),
                 pos: 0,
+                ended: false,
             })
         });
         match ready_rx.await {
@@ -113,6 +136,7 @@ impl Reception {
                 req: req.clone(),
                 tx: Some(tx),
                 writer,
+                finished: false,
             }),
             Ok(Err(refusal)) => Err(refusal),
             Err(_) => Err((Status::OUT_OF_RESOURCES, "storage writer failed".into())),
@@ -120,23 +144,26 @@ impl Reception {
     }
 
     pub async fn push(&mut self, chunk: Vec<u8>) {
+        self.send(Piece::Fragment(chunk)).await;
+    }
+
+    async fn send(&mut self, piece: Piece) {
         if let Some(tx) = &self.tx
-            && tx.send(chunk).await.is_err()
+            && tx.send(piece).await.is_err()
         {
             // The writer stopped early (an error it will report at finish); keep draining.
             self.tx = None;
         }
     }
 
-    /// Ends the data set and waits for the archive's verdict.
+    /// The last fragment arrived: ends the data set and waits for the archive's verdict.
     pub async fn finish(mut self, status: &ScpStatus) -> (Command, Status, String) {
+        self.finished = true;
+        self.send(Piece::End).await;
         self.tx = None;
-        let sop = self
-            .req
-            .affected_sop_instance_uid
-            .clone()
-            .unwrap_or_default();
-        let result = match self.writer.await {
+        let req = self.req.clone();
+        let sop = req.affected_sop_instance_uid.clone().unwrap_or_default();
+        let result = match (&mut self.writer).await {
             Ok(r) => r,
             Err(e) => Err(StoreError::Io(std::io::Error::other(format!(
                 "storage writer panicked: {e}"
@@ -148,14 +175,29 @@ impl Reception {
                 if outcome != StoreOutcome::Stored {
                     tracing::info!(sop_instance_uid = sop, ?outcome, "duplicate instance");
                 }
-                (self.req, Status::SUCCESS, String::new())
+                (req, Status::SUCCESS, String::new())
             }
             Err(e) => {
                 status.stores_failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(sop_instance_uid = sop, error = %e, "C-STORE failed");
                 let st = status_of(&e);
-                (self.req, st, e.to_string())
+                (req, st, e.to_string())
             }
+        }
+    }
+}
+
+impl Drop for Reception {
+    /// The association ended (closed, aborted, timed out, or a protocol error) before the
+    /// last fragment: dropping the sender without [`Piece::End`] fails the writer's read, and
+    /// the archive removes the temp file without indexing anything.
+    fn drop(&mut self) {
+        if !self.finished {
+            let sop = self.req.affected_sop_instance_uid.as_deref().unwrap_or("");
+            tracing::warn!(
+                sop_instance_uid = sop,
+                "association ended before the data set's last fragment: partial instance discarded"
+            );
         }
     }
 }
