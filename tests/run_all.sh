@@ -28,6 +28,8 @@ step "clippy"      cargo clippy --workspace --all-targets -- -D warnings
 step "clippy, no C codecs" cargo clippy -p pacsbox --no-default-features -- -D warnings
 step "cargo test"  cargo test --workspace
 step "build"       cargo build --release -p pacsbox
+# The fuzz targets keep compiling and every seed and past finding keeps passing (tests/fuzz/).
+step "fuzz smoke"  bash tests/fuzz/run.sh smoke 20000
 
 if [[ ! -x "$PACSBOX_BIN" ]]; then
     echo "==> FAILED: no executable at PACSBOX_BIN=$PACSBOX_BIN" >&2
