@@ -78,7 +78,11 @@ pub fn scan(data: &[u8]) {
     if let Ok(header) = scan::scan_dataset(ds, enc) {
         for (tag, value) in &header {
             assert!(tags::WANTED.contains(tag), "unwanted {tag:04X?} kept");
-            assert!(value.len() <= 1 << 16, "{tag:04X?}: {} bytes kept", value.len());
+            assert!(
+                value.len() <= 1 << 16,
+                "{tag:04X?}: {} bytes kept",
+                value.len()
+            );
         }
     }
     if let Ok(elements) = scan::scan_elements(ds, enc) {
