@@ -79,7 +79,7 @@ pub struct Association {
 
 /// Reads one whole PDU, refusing to buffer more than `max` bytes of body. `idle` bounds the
 /// wait for the first byte (`None`: wait as long as it takes) and, always, a stall inside a PDU.
-async fn read_one<R: AsyncRead + Unpin>(
+pub(crate) async fn read_one<R: AsyncRead + Unpin>(
     socket: &mut R,
     max: u32,
     idle: Option<Duration>,

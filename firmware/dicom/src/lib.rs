@@ -9,6 +9,8 @@ mod association;
 pub mod dimse;
 mod echo;
 mod find;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identifier;
 pub mod retrieve;
 pub mod server;
