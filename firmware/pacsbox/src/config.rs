@@ -25,6 +25,9 @@ pub struct Config {
     /// Same SOP Instance UID with different content: "keep" the first (newcomer aside under
     /// conflicts/) or "overwrite".
     pub duplicates: DuplicatePolicy,
+    /// MiB the conflicting duplicates under conflicts/ may take; past it a conflicting
+    /// newcomer is refused (A700) until an admin resolves conflicts.
+    pub conflicts_max_mb: u64,
     /// Seconds of silence after which an association is closed.
     pub idle_timeout_s: u64,
     /// Reject associations whose Called AE Title is not ours.
@@ -85,6 +88,7 @@ impl Default for Config {
             max_associations: 16,
             reserve_mb: 512,
             duplicates: DuplicatePolicy::Keep,
+            conflicts_max_mb: 1024,
             idle_timeout_s: 120,
             check_called_ae: false,
             zstd_level: 2,
