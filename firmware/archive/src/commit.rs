@@ -174,6 +174,8 @@ enum Plan {
         outcome: StoreOutcome,
     },
     Done(StoreOutcome),
+    /// Same as a job filed earlier in this batch: succeeds or fails with that batch.
+    Follow(StoreOutcome),
 }
 
 /// What earlier jobs of the batch being planned will file.
@@ -271,10 +273,12 @@ impl CommitThread {
         let existing = self.shared.index.instance(sop)?;
         let earlier = batch.seen.iter().find(|(s, _)| s == sop).map(|(_, h)| *h);
         let in_batch = earlier.is_some();
-        if earlier == Some(rec.dataset_hash)
-            || existing
-                .as_ref()
-                .is_some_and(|e| e.dataset_hash == rec.dataset_hash)
+        if earlier == Some(rec.dataset_hash) {
+            return Ok(Plan::Follow(StoreOutcome::DuplicateIdentical));
+        }
+        if existing
+            .as_ref()
+            .is_some_and(|e| e.dataset_hash == rec.dataset_hash)
         {
             return Ok(Plan::Done(StoreOutcome::DuplicateIdentical));
         }
@@ -302,7 +306,10 @@ impl CommitThread {
                     rec.dataset_hash,
                     rec.rel_path.ends_with(".zst"),
                 );
-                if batch.conflicts.contains(&rel) || self.shared.root.join(&rel).is_file() {
+                if batch.conflicts.contains(&rel) {
+                    return Ok(Plan::Follow(StoreOutcome::DuplicateKeptAside(rel)));
+                }
+                if self.shared.root.join(&rel).is_file() {
                     tracing::info!(
                         sop_instance_uid = sop,
                         source_ae = rec.source_ae,
@@ -348,6 +355,7 @@ impl CommitThread {
     fn commit_batch(&mut self, batch: Vec<CommitJob>) {
         let mut state = BatchState::default();
         let mut planned = Vec::with_capacity(batch.len());
+        let mut followers = Vec::new();
         for job in batch {
             let p = self.plan(&job, &state);
             match &p {
@@ -371,6 +379,7 @@ impl CommitThread {
                     let _ = job.reply.send(Ok(outcome));
                 }
                 Ok(file @ Plan::File { .. }) => planned.push((job, file)),
+                Ok(follow @ Plan::Follow(_)) => followers.push((job, follow)),
                 Err(e) => {
                     let _ = std::fs::remove_file(&job.tmp_path);
                     let _ = job.reply.send(Err(e));
@@ -378,6 +387,8 @@ impl CommitThread {
             }
         }
         if planned.is_empty() {
+            // Followers follow a filed job; with none filed there are none.
+            debug_assert!(followers.is_empty());
             return;
         }
         if let Err(e) = self.journal_and_sync(&planned) {
@@ -386,7 +397,8 @@ impl CommitThread {
             if let Err(e) = self.journal.set_len(self.journal_len) {
                 tracing::error!(error = %e, "cannot cut the journal back after a failed batch");
             }
-            fail_all(planned, "making the batch durable", e);
+            fail_all(planned, "making the batch durable", &e);
+            fail_all(followers, "making the batch durable", &e);
             return;
         }
         self.pending_records += planned.len();
@@ -445,6 +457,12 @@ impl CommitThread {
         for (reply, outcome) in replies {
             let _ = reply.send(Ok(outcome));
         }
+        for (job, plan) in followers {
+            let _ = std::fs::remove_file(&job.tmp_path);
+            if let Plan::Follow(outcome) = plan {
+                let _ = job.reply.send(Ok(outcome));
+            }
+        }
     }
 
     fn journal_and_sync(&mut self, planned: &[(CommitJob, Plan)]) -> io::Result<()> {
@@ -483,7 +501,7 @@ impl CommitThread {
     }
 }
 
-fn fail_all(jobs: Vec<(CommitJob, Plan)>, what: &str, e: io::Error) {
+fn fail_all(jobs: Vec<(CommitJob, Plan)>, what: &str, e: &io::Error) {
     tracing::error!(error = %e, "{what}; batch of {} refused", jobs.len());
     let enospc = e.raw_os_error() == Some(libc::ENOSPC);
     for (job, _) in jobs {

@@ -89,7 +89,7 @@ impl Alarm {
             Alarm::StoresRefused => "Images refused. Free space or add disks.".into(),
             Alarm::DicomNotAccepting => "Modalities cannot send. Restart the box.".into(),
             Alarm::ConflictsFull { count } => {
-                format!("{count} conflicts; more refused. Resolve on web page.")
+                format!("{count} conflicts, more refused. Resolve on web.")
             }
             Alarm::DiskFailed { disk, .. } => format!("Replace disk {disk}. Data still safe."),
             Alarm::DiskMissing { count, .. } if *count > 1 => {
