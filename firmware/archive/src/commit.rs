@@ -3,7 +3,8 @@
 //! Jobs from every association queue up here; a single thread takes all that are waiting and,
 //! for the whole batch:
 //! 1. decides each job: new, identical duplicate (dropped), conflicting duplicate (kept aside
-//!    under `conflicts/`) or overwrite;
+//!    under `conflicts/` once per distinct content, refused past the folder's cap) or
+//!    overwrite;
 //! 2. appends one checksummed record per job to `DATA/journal` (temp file name, target path,
 //!    index entry, file hash) — written, not yet synced;
 //! 3. `syncfs` of the data volume, once: the temp files' contents and names and the journal
@@ -40,6 +41,8 @@ pub(crate) struct CommitJob {
     pub tmp_path: PathBuf,
     pub entry: IndexEntry,
     pub reply: Sender<Result<StoreOutcome, StoreError>>,
+    /// An admin's "replace" of a conflict: overwrite whatever the policy says.
+    pub replace: bool,
 }
 
 /// One line of the journal: enough to finish the job after a crash.
@@ -171,6 +174,18 @@ enum Plan {
         outcome: StoreOutcome,
     },
     Done(StoreOutcome),
+    /// Same as a job filed earlier in this batch: succeeds or fails with that batch.
+    Follow(StoreOutcome),
+}
+
+/// What earlier jobs of the batch being planned will file.
+#[derive(Default)]
+struct BatchState {
+    /// SOP Instance UID and data set hash of instances to be indexed.
+    seen: Vec<(String, u64)>,
+    /// `conflicts/` paths to be written, and their bytes.
+    conflicts: Vec<String>,
+    conflict_bytes: u64,
 }
 
 struct CommitThread {
@@ -252,17 +267,18 @@ impl CommitThread {
         Ok(())
     }
 
-    /// `seen`: SOP Instance UID and data set hash of the instances filed earlier in this batch.
-    fn plan(&self, job: &CommitJob, seen: &[(String, u64)]) -> Result<Plan, StoreError> {
+    fn plan(&self, job: &CommitJob, batch: &BatchState) -> Result<Plan, StoreError> {
         let rec = &job.entry.record;
         let sop = job.entry.attrs.sop_instance_uid.as_str();
         let existing = self.shared.index.instance(sop)?;
-        let earlier = seen.iter().find(|(s, _)| s == sop).map(|(_, h)| *h);
+        let earlier = batch.seen.iter().find(|(s, _)| s == sop).map(|(_, h)| *h);
         let in_batch = earlier.is_some();
-        if earlier == Some(rec.dataset_hash)
-            || existing
-                .as_ref()
-                .is_some_and(|e| e.dataset_hash == rec.dataset_hash)
+        if earlier == Some(rec.dataset_hash) {
+            return Ok(Plan::Follow(StoreOutcome::DuplicateIdentical));
+        }
+        if existing
+            .as_ref()
+            .is_some_and(|e| e.dataset_hash == rec.dataset_hash)
         {
             return Ok(Plan::Done(StoreOutcome::DuplicateIdentical));
         }
@@ -274,8 +290,9 @@ impl CommitThread {
                 outcome: StoreOutcome::Stored,
             });
         }
-        match (self.shared.config.duplicates, existing) {
-            (DuplicatePolicy::Overwrite, Some(old)) => Ok(Plan::File {
+        let overwrite = job.replace || self.shared.config.duplicates == DuplicatePolicy::Overwrite;
+        match existing {
+            Some(old) if overwrite => Ok(Plan::File {
                 obsolete: (old.rel_path != rec.rel_path)
                     .then(|| self.shared.root.join(&old.rel_path)),
                 target_rel: rec.rel_path.clone(),
@@ -284,16 +301,41 @@ impl CommitThread {
             }),
             _ => {
                 // A conflicting copy, or the same UID twice in one batch: the first one wins.
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0);
-                let ext = if rec.rel_path.ends_with(".zst") {
-                    "dcm.zst"
-                } else {
-                    "dcm"
-                };
-                let rel = format!("conflicts/{sop}.{nanos}.{ext}");
+                let rel = crate::conflicts::rel_path(
+                    sop,
+                    rec.dataset_hash,
+                    rec.rel_path.ends_with(".zst"),
+                );
+                if batch.conflicts.contains(&rel) {
+                    return Ok(Plan::Follow(StoreOutcome::DuplicateKeptAside(rel)));
+                }
+                if self.shared.root.join(&rel).is_file() {
+                    tracing::info!(
+                        sop_instance_uid = sop,
+                        source_ae = rec.source_ae,
+                        kept_aside = rel,
+                        "conflicting duplicate resent: already kept aside"
+                    );
+                    return Ok(Plan::Done(StoreOutcome::DuplicateKeptAside(rel)));
+                }
+                let stats = *self
+                    .shared
+                    .conflicts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if stats.would_overflow(batch.conflict_bytes, rec.file_size) {
+                    tracing::error!(
+                        sop_instance_uid = sop,
+                        source_ae = rec.source_ae,
+                        conflicts_bytes = stats.bytes,
+                        cap = stats.max_bytes,
+                        "conflicts/ is full: conflicting duplicate refused (A700)"
+                    );
+                    return Err(StoreError::ConflictsFull {
+                        bytes: stats.bytes,
+                        max_bytes: stats.max_bytes,
+                    });
+                }
                 tracing::warn!(
                     sop_instance_uid = sop,
                     source_ae = rec.source_ae,
@@ -311,15 +353,25 @@ impl CommitThread {
     }
 
     fn commit_batch(&mut self, batch: Vec<CommitJob>) {
-        let mut seen: Vec<(String, u64)> = Vec::with_capacity(batch.len());
+        let mut state = BatchState::default();
         let mut planned = Vec::with_capacity(batch.len());
+        let mut followers = Vec::new();
         for job in batch {
-            let p = self.plan(&job, &seen);
-            if let Ok(Plan::File { index: true, .. }) = &p {
-                seen.push((
+            let p = self.plan(&job, &state);
+            match &p {
+                Ok(Plan::File { index: true, .. }) => state.seen.push((
                     job.entry.attrs.sop_instance_uid.to_string(),
                     job.entry.record.dataset_hash,
-                ));
+                )),
+                Ok(Plan::File {
+                    index: false,
+                    target_rel,
+                    ..
+                }) => {
+                    state.conflicts.push(target_rel.clone());
+                    state.conflict_bytes += job.entry.record.file_size;
+                }
+                _ => {}
             }
             match p {
                 Ok(Plan::Done(outcome)) => {
@@ -327,6 +379,7 @@ impl CommitThread {
                     let _ = job.reply.send(Ok(outcome));
                 }
                 Ok(file @ Plan::File { .. }) => planned.push((job, file)),
+                Ok(follow @ Plan::Follow(_)) => followers.push((job, follow)),
                 Err(e) => {
                     let _ = std::fs::remove_file(&job.tmp_path);
                     let _ = job.reply.send(Err(e));
@@ -334,6 +387,8 @@ impl CommitThread {
             }
         }
         if planned.is_empty() {
+            // Followers follow a filed job; with none filed there are none.
+            debug_assert!(followers.is_empty());
             return;
         }
         if let Err(e) = self.journal_and_sync(&planned) {
@@ -342,7 +397,8 @@ impl CommitThread {
             if let Err(e) = self.journal.set_len(self.journal_len) {
                 tracing::error!(error = %e, "cannot cut the journal back after a failed batch");
             }
-            fail_all(planned, "making the batch durable", e);
+            fail_all(planned, "making the batch durable", &e);
+            fail_all(followers, "making the batch durable", &e);
             return;
         }
         self.pending_records += planned.len();
@@ -363,8 +419,18 @@ impl CommitThread {
             if let Some(dir) = target.parent() {
                 self.touched_dirs.insert(dir.to_path_buf());
             }
+            // The conflicts' count moves with the rename, so resolving never counts a file twice.
+            let conflict_stats = (!index).then(|| {
+                self.shared
+                    .conflicts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+            });
             if let Err(e) = rename_into_place(&job.tmp_path, &target) {
                 tracing::error!(file = %target.display(), error = %e, "moving a committed instance into place; recovery will retry");
+            } else if let Some(mut stats) = conflict_stats {
+                stats.count += 1;
+                stats.bytes += job.entry.record.file_size;
             }
             if let Some(old) = obsolete {
                 let _ = std::fs::remove_file(old);
@@ -390,6 +456,12 @@ impl CommitThread {
         }
         for (reply, outcome) in replies {
             let _ = reply.send(Ok(outcome));
+        }
+        for (job, plan) in followers {
+            let _ = std::fs::remove_file(&job.tmp_path);
+            if let Plan::Follow(outcome) = plan {
+                let _ = job.reply.send(Ok(outcome));
+            }
         }
     }
 
@@ -429,7 +501,7 @@ impl CommitThread {
     }
 }
 
-fn fail_all(jobs: Vec<(CommitJob, Plan)>, what: &str, e: io::Error) {
+fn fail_all(jobs: Vec<(CommitJob, Plan)>, what: &str, e: &io::Error) {
     tracing::error!(error = %e, "{what}; batch of {} refused", jobs.len());
     let enospc = e.raw_os_error() == Some(libc::ENOSPC);
     for (job, _) in jobs {

@@ -52,6 +52,11 @@ pub enum StoreError {
     Io(#[from] io::Error),
     #[error("index failure: {0}")]
     Index(#[from] crate::IndexError),
+    #[error(
+        "conflicting duplicate refused: conflicts/ holds {bytes} bytes, the cap is {max_bytes}; \
+         an admin must resolve conflicts"
+    )]
+    ConflictsFull { bytes: u64, max_bytes: u64 },
     #[error("archive is shutting down")]
     ShuttingDown,
 }
@@ -254,6 +259,7 @@ impl IncomingInstance {
             tmp_path: std::mem::take(&mut self.tmp_path),
             entry: IndexEntry { attrs, record },
             reply: tx,
+            replace: false,
         };
         self.committer.submit(job)?;
         rx.recv().map_err(|_| StoreError::ShuttingDown)?

@@ -5,7 +5,8 @@
 //! DATA/journal                          paths renamed by the commit batch in flight
 //! DATA/tmp/                             instances being received (cleared at start-up)
 //! DATA/archive/<bb>/<study>/<series>/<sop>.dcm[.zst]
-//! DATA/conflicts/<sop>.<unix-ns>.dcm[.zst]   same SOP UID, different content, kept aside
+//! DATA/conflicts/<sop>.<hash>.dcm[.zst]      same SOP UID, different content (hash of the data
+//!                                       set: each content once), kept aside for an admin
 //! ```
 //! `<bb>` is two hex digits of a hash of the Study Instance UID, so no directory holds more
 //! than a few hundred studies even at the seed clinic's 12 000; a rescue script needs only

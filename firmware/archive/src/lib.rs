@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod activity;
 mod commit;
+pub mod conflicts;
 pub mod index;
 mod ingest;
 pub mod layout;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use commit::Committer;
+pub use conflicts::{Conflict, ConflictStats, Resolution, ResolveError};
 pub use index::{Counts, Index, IndexError};
 pub use ingest::{IncomingInstance, StoreError, StoreOutcome, StoreRequest};
 pub use maintenance::{RecoveryReport, VerifyReport};
@@ -71,6 +73,9 @@ pub struct ArchiveConfig {
     /// `.dcm` (for sites that would rather spend disk than CPU).
     pub zstd_level: i32,
     pub sync: SyncMode,
+    /// Bytes `conflicts/` may hold; a conflicting newcomer that would exceed it is refused
+    /// (A700).
+    pub conflicts_max_bytes: u64,
 }
 
 /// The archive's defaults are the appliance's: `pacsbox`'s settings file starts from these.
@@ -81,6 +86,7 @@ impl Default for ArchiveConfig {
             duplicates: DuplicatePolicy::default(),
             zstd_level: 2,
             sync: SyncMode::default(),
+            conflicts_max_bytes: 1024 << 20,
         }
     }
 }
@@ -115,6 +121,8 @@ pub(crate) struct Shared {
     pub refusing: AtomicBool,
     pub nonce: AtomicU64,
     pub activity: std::sync::Mutex<activity::ActivityLog>,
+    /// What `conflicts/` holds; the committer adds under this lock, resolving recounts.
+    pub conflicts: std::sync::Mutex<ConflictStats>,
 }
 
 /// The archive. Cheap to clone; all clones share one index and one committer.
@@ -157,6 +165,13 @@ impl Archive {
             };
         }
         tracing::info!(sync = ?config.sync, "durability mode");
+        let conflict_stats =
+            conflicts::scan_stats(root, config.conflicts_max_bytes).map_err(|source| {
+                OpenError::Dir {
+                    path: layout::conflicts_dir(root),
+                    source,
+                }
+            })?;
         let shared = Arc::new(Shared {
             root: root.to_path_buf(),
             index,
@@ -164,6 +179,7 @@ impl Archive {
             refusing: AtomicBool::new(false),
             nonce: AtomicU64::new(0),
             activity: Default::default(),
+            conflicts: std::sync::Mutex::new(conflict_stats),
         });
         let committer =
             Arc::new(
@@ -209,6 +225,29 @@ impl Archive {
     /// space is under the reserve, and recovers by itself when space returns.
     pub fn begin_store(&self, req: StoreRequest) -> Result<IncomingInstance, StoreError> {
         ingest::begin(self.shared.clone(), self.committer.clone(), req)
+    }
+
+    /// Files and bytes in `conflicts/`, and the cap.
+    pub fn conflict_stats(&self) -> ConflictStats {
+        *self
+            .shared
+            .conflicts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every conflicting copy kept aside, oldest first.
+    pub fn conflicts(&self) -> std::io::Result<Vec<Conflict>> {
+        conflicts::list(&self.shared.root, &self.shared.index)
+    }
+
+    /// Resolves one conflict by its file name (see [`conflicts`]).
+    pub fn resolve_conflict(
+        &self,
+        name: &str,
+        how: Resolution,
+    ) -> Result<Option<StoreOutcome>, ResolveError> {
+        conflicts::resolve(&self.shared, &self.committer, name, how)
     }
 
     /// Checks index against files (and, with `checksums`, file contents against the hash

@@ -44,16 +44,15 @@ pub(crate) fn recover(root: &Path, index: &Index) -> io::Result<RecoveryReport> 
         report.journal_records_replayed += 1;
         let target = root.join(&r.target);
         let tmp = layout::tmp_dir(root).join(&r.tmp_name);
-        if !target.exists() {
-            // The rename happens only after the record's batch was synced, but the record may be
-            // durable while the batch's sync never completed: trust the temp file only if its
-            // content is what was recorded.
-            if !r.tmp_name.is_empty() && tmp.is_file() && hash_file(&tmp)? == r.file_hash {
-                commit::rename_into_place(&tmp, &target)?;
-                report.renames_redone += 1;
-            } else {
-                continue;
-            }
+        // The rename happens only after the record's batch was synced, but the record may be
+        // durable while the batch's sync never completed: trust the temp file only if its
+        // content is what was recorded. A temp file still there means its rename was not done,
+        // even when the target exists: an overwrite or an admin's replace of that instance.
+        if !r.tmp_name.is_empty() && tmp.is_file() && hash_file(&tmp)? == r.file_hash {
+            commit::rename_into_place(&tmp, &target)?;
+            report.renames_redone += 1;
+        } else if !target.exists() {
+            continue;
         }
         if let Some(e) = r.entry {
             entries.push(e);
@@ -165,7 +164,7 @@ pub(crate) fn verify(root: &Path, index: &Index, checksums: bool) -> io::Result<
 }
 
 /// Reads one archived file the way ingest would have indexed it.
-fn entry_from_file(root: &Path, path: &Path) -> io::Result<IndexEntry> {
+pub(crate) fn entry_from_file(root: &Path, path: &Path) -> io::Result<IndexEntry> {
     let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
     let zstd = path.extension().is_some_and(|e| e == "zst");
     let file = BufReader::with_capacity(256 << 10, File::open(path)?);
@@ -346,5 +345,36 @@ mod tests {
         std::fs::write(layout::journal_path(root), &journal).unwrap();
         recover(root, &index).unwrap();
         assert_eq!(index.counts().unwrap().instances, 1);
+    }
+
+    /// `kill -9` after an overwrite's (or an admin's replace's) commit point but before its
+    /// rename: the old file is still at the target, the new one in tmp/. The index must end
+    /// up pointing at the new file's hash, and the file must be the new one.
+    #[test]
+    fn recovery_redoes_a_rename_over_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(layout::tmp_dir(root)).unwrap();
+        let index = Index::open(&layout::index_path(root)).unwrap();
+        let rel = "archive/00/1.2.3/1.2.3.4/1.2.3.4.1.dcm.zst";
+        std::fs::create_dir_all(root.join(rel).parent().unwrap()).unwrap();
+        std::fs::write(root.join(rel), b"old").unwrap();
+        index
+            .insert_batch(&[entry("1.2.3.4.1", rel, xxhash_rust::xxh3::xxh3_64(b"old"))])
+            .unwrap();
+        std::fs::write(layout::tmp_dir(root).join("1-1.replace"), b"new").unwrap();
+        let new_hash = xxhash_rust::xxh3::xxh3_64(b"new");
+        let journal = encode_record(&JournalRecord {
+            tmp_name: "1-1.replace".into(),
+            target: rel.into(),
+            file_hash: new_hash,
+            entry: Some(entry("1.2.3.4.1", rel, new_hash)),
+        })
+        .unwrap();
+        std::fs::write(layout::journal_path(root), &journal).unwrap();
+        let report = recover(root, &index).unwrap();
+        assert_eq!(report.renames_redone, 1);
+        assert_eq!(std::fs::read(root.join(rel)).unwrap(), b"new");
+        assert!(verify(root, &index, true).unwrap().is_clean());
     }
 }

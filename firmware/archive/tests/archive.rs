@@ -361,3 +361,149 @@ fn both_durability_modes_store_and_recover() {
         assert!(archive.verify(true).unwrap().is_clean(), "{sync:?}");
     }
 }
+
+fn conflict_files(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut v = files_under(&root.join("conflicts"));
+    v.sort();
+    v
+}
+
+#[test]
+fn a_conflicting_copy_resent_is_kept_once_and_each_distinct_one_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = Archive::open(dir.path(), config()).unwrap();
+    store(&archive, "1.2.3.1", &dataset("1.2.3.1", "1.2.3", b"A", 1)).unwrap();
+    let changed = dataset("1.2.3.1", "1.2.3", b"A", 2);
+    let mut kept = Vec::new();
+    for _ in 0..5 {
+        match store(&archive, "1.2.3.1", &changed).unwrap() {
+            StoreOutcome::DuplicateKeptAside(rel) => kept.push(rel),
+            other => panic!("expected the newcomer kept aside, got {other:?}"),
+        }
+    }
+    kept.dedup();
+    assert_eq!(kept.len(), 1, "one name for one content: {kept:?}");
+    assert_eq!(conflict_files(dir.path()).len(), 1);
+    // a second, different conflicting content gets its own file; neither overwrites the other
+    let other = dataset("1.2.3.1", "1.2.3", b"A", 3);
+    store(&archive, "1.2.3.1", &other).unwrap();
+    store(&archive, "1.2.3.1", &changed).unwrap();
+    let files = conflict_files(dir.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    let stats = archive.conflict_stats();
+    assert_eq!(stats.count, 2);
+    let on_disk: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    assert_eq!(stats.bytes, on_disk);
+    let listed = archive.conflicts().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|c| c.source_ae == "CT_SCANNER"
+        && c.sop_instance_uid == "1.2.3.1"
+        && c.archived.as_ref().is_some_and(|a| a.study_uid == "1.2.3")
+        && !c.same_as_archived));
+    // a reopened archive counts the folder again
+    drop(archive);
+    let (archive, _) = Archive::open(dir.path(), config()).unwrap();
+    assert_eq!(archive.conflict_stats().count, 2);
+}
+
+#[test]
+fn past_the_cap_a_conflicting_newcomer_is_refused_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    // room for one conflicting copy (each is about 270 bytes compressed), not two
+    let cfg = ArchiveConfig {
+        conflicts_max_bytes: 400,
+        ..config()
+    };
+    let (archive, _) = Archive::open(dir.path(), cfg).unwrap();
+    store(&archive, "1.2.3.1", &dataset("1.2.3.1", "1.2.3", b"A", 1)).unwrap();
+    let first = store(&archive, "1.2.3.1", &dataset("1.2.3.1", "1.2.3", b"A", 2)).unwrap();
+    assert!(matches!(first, StoreOutcome::DuplicateKeptAside(_)));
+    let size = archive.conflict_stats().bytes;
+    assert!(size > 200 && size <= 400, "test premise: {size} bytes");
+    let err = store(&archive, "1.2.3.1", &dataset("1.2.3.1", "1.2.3", b"A", 3)).unwrap_err();
+    assert!(matches!(err, StoreError::ConflictsFull { .. }), "{err}");
+    assert_eq!(conflict_files(dir.path()).len(), 1);
+    assert!(files_under(&dir.path().join("tmp")).is_empty());
+    // the same conflicting content as the one kept needs no room: still answered as kept
+    let again = store(&archive, "1.2.3.1", &dataset("1.2.3.1", "1.2.3", b"A", 2)).unwrap();
+    assert_eq!(again, first);
+    // new instances are not conflicts: the cap does not touch them
+    assert_eq!(
+        store(&archive, "1.2.3.2", &dataset("1.2.3.2", "1.2.3", b"A", 9)).unwrap(),
+        StoreOutcome::Stored
+    );
+    // an admin resolves the first: room again
+    let name = archive.conflicts().unwrap()[0].name.clone();
+    archive
+        .resolve_conflict(&name, pacsbox_archive::Resolution::Keep)
+        .unwrap();
+    assert_eq!(archive.conflict_stats().count, 0);
+    let third = store(&archive, "1.2.3.1", &dataset("1.2.3.1", "1.2.3", b"A", 3)).unwrap();
+    assert!(matches!(third, StoreOutcome::DuplicateKeptAside(_)));
+}
+
+#[test]
+fn replace_files_the_newcomer_durably_and_keep_discards_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let newcomer = dataset("1.2.3.1", "1.2.3", b"A", 2);
+    {
+        let (archive, _) = Archive::open(dir.path(), config()).unwrap();
+        store(&archive, "1.2.3.1", &dataset("1.2.3.1", "1.2.3", b"A", 1)).unwrap();
+        store(&archive, "1.2.3.1", &newcomer).unwrap();
+        store(&archive, "1.2.3.1", &dataset("1.2.3.1", "1.2.3", b"A", 3)).unwrap();
+        let listed = archive.conflicts().unwrap();
+        assert_eq!(listed.len(), 2);
+        let before = archive.index().instance("1.2.3.1").unwrap().unwrap();
+        let hash2 = xxhash_rust::xxh3::xxh3_64(&newcomer);
+        let replace = listed
+            .iter()
+            .find(|c| c.name.contains(&format!("{hash2:016x}")))
+            .unwrap();
+        let outcome = archive
+            .resolve_conflict(&replace.name, pacsbox_archive::Resolution::Replace)
+            .unwrap();
+        assert_eq!(outcome, Some(StoreOutcome::Overwritten));
+        let after = archive.index().instance("1.2.3.1").unwrap().unwrap();
+        assert_eq!(after.dataset_hash, hash2);
+        assert_ne!(after.file_hash, before.file_hash);
+        assert_eq!(archive.counts().unwrap().instances, 1);
+        assert!(archive.verify(true).unwrap().is_clean());
+        let mut served = Vec::new();
+        archive
+            .open_dataset(&after)
+            .unwrap()
+            .1
+            .read_to_end(&mut served)
+            .unwrap();
+        assert_eq!(served, newcomer);
+        let rest = archive.conflicts().unwrap();
+        assert_eq!(rest.len(), 1);
+        let err = archive
+            .resolve_conflict(&replace.name, pacsbox_archive::Resolution::Keep)
+            .unwrap_err();
+        assert!(
+            matches!(err, pacsbox_archive::ResolveError::NotFound(_)),
+            "{err}"
+        );
+        for bad in ["../index.redb", "x.dcm", "1.2.3.1..dcm", ""] {
+            assert!(
+                archive
+                    .resolve_conflict(bad, pacsbox_archive::Resolution::Discard)
+                    .is_err()
+            );
+        }
+        archive
+            .resolve_conflict(&rest[0].name, pacsbox_archive::Resolution::Discard)
+            .unwrap();
+        assert!(conflict_files(dir.path()).is_empty());
+        assert!(dir.path().join("index.redb").is_file());
+    }
+    // after a restart the replacement is what is archived
+    let (archive, _) = Archive::open(dir.path(), config()).unwrap();
+    let rec = archive.index().instance("1.2.3.1").unwrap().unwrap();
+    assert_eq!(rec.dataset_hash, xxhash_rust::xxh3::xxh3_64(&newcomer));
+    assert!(archive.verify(true).unwrap().is_clean());
+}

@@ -79,7 +79,10 @@ pub struct Reception {
 
 fn status_of(e: &StoreError) -> Status {
     match e {
-        StoreError::OutOfSpace { .. } => Status::OUT_OF_RESOURCES,
+        // The modality keeps its copy and may retry once an admin has made room.
+        StoreError::OutOfSpace { .. } | StoreError::ConflictsFull { .. } => {
+            Status::OUT_OF_RESOURCES
+        }
         StoreError::CannotUnderstand(_) => Status::CANNOT_UNDERSTAND,
         StoreError::Mismatch(_) => Status::DATASET_MISMATCH,
         StoreError::Io(_) | StoreError::Index(_) | StoreError::ShuttingDown => {

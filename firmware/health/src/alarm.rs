@@ -19,6 +19,8 @@ pub enum Alarm {
     StoresRefused,
     /// The DICOM listener is not running: modalities cannot send.
     DicomNotAccepting,
+    /// `conflicts/` is (nearly) at its cap: further conflicting copies are refused (A700).
+    ConflictsFull { count: u64 },
     /// md kicked a member out after errors: the array runs without redundancy.
     DiskFailed { array: String, disk: String },
     /// A slot has no member at all (disk pulled or dead before detection).
@@ -29,6 +31,9 @@ pub enum Alarm {
     DiskNearlyFull { used_percent: u8 },
     /// The clock reads before this firmware was written: study dates would be wrong.
     ClockUnset,
+    /// Instances arrived with an archived SOP Instance UID but other content; an admin
+    /// decides which copy to keep (web page, Conflicts).
+    Conflicts { count: u64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -47,11 +52,13 @@ impl Alarm {
             | Alarm::VolumeMissing
             | Alarm::StoresRefused
             | Alarm::DicomNotAccepting
+            | Alarm::ConflictsFull { .. }
             | Alarm::DiskFailed { .. }
             | Alarm::DiskMissing { .. } => Severity::Critical,
-            Alarm::DiskFailing { .. } | Alarm::DiskNearlyFull { .. } | Alarm::ClockUnset => {
-                Severity::Warning
-            }
+            Alarm::DiskFailing { .. }
+            | Alarm::DiskNearlyFull { .. }
+            | Alarm::ClockUnset
+            | Alarm::Conflicts { .. } => Severity::Warning,
         }
     }
 
@@ -62,11 +69,13 @@ impl Alarm {
             Alarm::VolumeMissing => "NO DATA DISK",
             Alarm::StoresRefused => "DISK FULL",
             Alarm::DicomNotAccepting => "DICOM DOWN",
+            Alarm::ConflictsFull { .. } => "CONFLICTS FULL",
             Alarm::DiskFailed { .. } => "DISK FAILED",
             Alarm::DiskMissing { .. } => "DISK MISSING",
             Alarm::DiskFailing { .. } => "DISK FAILING",
             Alarm::DiskNearlyFull { .. } => "DISK 90% FULL",
             Alarm::ClockUnset => "CLOCK NOT SET",
+            Alarm::Conflicts { .. } => "CONFLICTS",
         }
     }
 
@@ -79,6 +88,9 @@ impl Alarm {
             Alarm::VolumeMissing => "Archive disk not found. Check power, cable.".into(),
             Alarm::StoresRefused => "Images refused. Free space or add disks.".into(),
             Alarm::DicomNotAccepting => "Modalities cannot send. Restart the box.".into(),
+            Alarm::ConflictsFull { count } => {
+                format!("{count} conflicts, more refused. Resolve on web.")
+            }
             Alarm::DiskFailed { disk, .. } => format!("Replace disk {disk}. Data still safe."),
             Alarm::DiskMissing { count, .. } if *count > 1 => {
                 format!("{count} disks missing. Check cables.")
@@ -89,6 +101,9 @@ impl Alarm {
                 format!("{used_percent}% used. Plan more storage.")
             }
             Alarm::ClockUnset => "Dates wrong. Check network time.".into(),
+            Alarm::Conflicts { count } => {
+                format!("{count} differing copies. Resolve on web page.")
+            }
         }
     }
 
@@ -100,11 +115,13 @@ impl Alarm {
             Alarm::VolumeMissing => "volume_missing".into(),
             Alarm::StoresRefused => "stores_refused".into(),
             Alarm::DicomNotAccepting => "dicom_not_accepting".into(),
+            Alarm::ConflictsFull { .. } => "conflicts_full".into(),
             Alarm::DiskFailed { array, disk } => format!("disk_failed:{array}:{disk}"),
             Alarm::DiskMissing { array, .. } => format!("disk_missing:{array}"),
             Alarm::DiskFailing { disk } => format!("disk_failing:{disk}"),
             Alarm::DiskNearlyFull { .. } => "disk_nearly_full".into(),
             Alarm::ClockUnset => "clock_unset".into(),
+            Alarm::Conflicts { .. } => "conflicts".into(),
         }
     }
 }

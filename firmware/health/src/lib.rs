@@ -87,6 +87,22 @@ pub struct Traffic {
     pub dicom_accepting: bool,
 }
 
+/// Conflicting duplicates kept aside for an admin (`conflicts/`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Conflicts {
+    pub count: u64,
+    pub bytes: u64,
+    /// The folder's cap: a newcomer that would exceed it is refused.
+    pub max_bytes: u64,
+}
+
+impl Conflicts {
+    /// Within a tenth of the cap: the next conflicting copy may well be refused.
+    pub fn nearly_full(&self) -> bool {
+        self.count > 0 && self.bytes as u128 * 10 >= self.max_bytes as u128 * 9
+    }
+}
+
 /// The clock as the box sees it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Clock {
@@ -110,6 +126,7 @@ pub struct Health {
     pub disks: Vec<DiskReport>,
     pub traffic: Traffic,
     pub clock: Clock,
+    pub conflicts: Conflicts,
 }
 
 impl Health {
@@ -168,6 +185,12 @@ impl Health {
         }
         if !self.clock.is_set() {
             alarms.push(Alarm::ClockUnset);
+        }
+        let count = self.conflicts.count;
+        if self.conflicts.nearly_full() {
+            alarms.push(Alarm::ConflictsFull { count });
+        } else if count > 0 {
+            alarms.push(Alarm::Conflicts { count });
         }
         alarms.sort();
         alarms

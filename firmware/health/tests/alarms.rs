@@ -155,3 +155,32 @@ fn a_missing_data_volume_is_one_critical_alarm_not_a_cascade() {
         "{alarms:?}"
     );
 }
+
+#[test]
+fn conflicts_are_a_warning_with_a_count_until_the_folder_nears_its_cap() {
+    let mut h = healthy();
+    h.conflicts = pacsbox_health::Conflicts {
+        count: 3,
+        bytes: 10 << 20,
+        max_bytes: GIB,
+    };
+    assert_eq!(h.alarms(), [Alarm::Conflicts { count: 3 }]);
+    assert_eq!(h.alarms()[0].severity(), Severity::Warning);
+    h.conflicts.bytes = GIB - (50 << 20);
+    h.volume.free_bytes = 80 * GIB; // 92 % used
+    let alarms = h.alarms();
+    assert_eq!(
+        alarms,
+        [
+            Alarm::ConflictsFull { count: 3 },
+            Alarm::DiskNearlyFull { used_percent: 92 },
+        ]
+    );
+    assert_eq!(alarms[0].severity(), Severity::Critical);
+    for a in alarms {
+        assert!(a.title().len() <= 14, "{}", a.title());
+    }
+    h.conflicts = Default::default();
+    h.volume.free_bytes = 600 * GIB;
+    assert!(h.alarms().is_empty());
+}

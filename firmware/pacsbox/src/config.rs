@@ -75,6 +75,9 @@ pub struct Config {
     /// Same SOP Instance UID with different content: "keep" the first (newcomer aside under
     /// conflicts/) or "overwrite".
     pub duplicates: DuplicatePolicy,
+    /// MiB the conflicting duplicates under conflicts/ may take; past it a conflicting
+    /// newcomer is refused (A700) until an admin resolves conflicts.
+    pub conflicts_max_mb: u64,
     /// Seconds of silence after which an association is closed.
     pub idle_timeout_s: u64,
     /// Reject associations whose Called AE Title is not ours.
@@ -138,6 +141,7 @@ impl Default for Config {
             max_associations: scp.max_associations,
             reserve_mb: archive.reserve_bytes >> 20,
             duplicates: archive.duplicates,
+            conflicts_max_mb: archive.conflicts_max_bytes >> 20,
             idle_timeout_s: scp.idle_timeout.as_secs(),
             check_called_ae: scp.check_called_ae,
             zstd_level: archive.zstd_level,
@@ -200,6 +204,7 @@ impl Config {
             duplicates: self.duplicates,
             zstd_level: self.zstd_level,
             sync: self.durability,
+            conflicts_max_bytes: self.conflicts_max_mb << 20,
         }
     }
 

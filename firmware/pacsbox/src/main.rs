@@ -52,6 +52,12 @@ enum Command {
         #[arg(long)]
         checksums: bool,
     },
+    /// Print the conflicting duplicates kept aside as TSV: file in conflicts/, SOP UID, bytes,
+    /// received (Unix seconds), sender AE, archived study UID, archived patient name.
+    Conflicts {
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Rebuild the index from the files alone.
     Reindex {
         #[command(flatten)]
@@ -131,6 +137,24 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Conflicts { data } => {
+            use std::io::Write;
+            let archive = Config::from_args(&data)?.open_archive()?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for k in archive.conflicts()? {
+                let (study, patient) = k
+                    .archived
+                    .map(|a| (a.study_uid, a.patient_name))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{study}\t{patient}",
+                    k.name, k.sop_instance_uid, k.size, k.received_unix, k.source_ae
+                )?;
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Reindex { data } => {
             let c = Config::from_args(&data)?;

@@ -65,6 +65,7 @@ pub fn waiting_for_volume(config: &Config, sources: &HealthSources) -> Health {
         disks,
         traffic: pacsbox_health::Traffic::default(),
         clock: clock(),
+        conflicts: pacsbox_health::Conflicts::default(),
     }
 }
 
@@ -76,6 +77,7 @@ impl Status {
         let scp = self.scp.snapshot();
         let arrays = self.health.arrays();
         let disks = self.health.disks(&arrays);
+        let conflicts = self.archive.conflict_stats();
         Ok(Health {
             identity: identity(&self.config),
             volume: DataVolume {
@@ -98,6 +100,11 @@ impl Status {
                 dicom_accepting: self.dicom_accepting.load(Ordering::Relaxed),
             },
             clock: clock(),
+            conflicts: pacsbox_health::Conflicts {
+                count: conflicts.count,
+                bytes: conflicts.bytes,
+                max_bytes: conflicts.max_bytes,
+            },
         })
     }
 
@@ -115,6 +122,7 @@ impl Status {
             arrays,
             disks,
             traffic,
+            conflicts,
             ..
         } = health;
         Ok(StatusDoc {
@@ -154,6 +162,9 @@ impl Status {
                 .collect(),
             disks,
             alarms,
+            conflicts: conflicts.count,
+            conflicts_bytes: conflicts.bytes,
+            conflicts_max_bytes: conflicts.max_bytes,
             recent_errors: self.errors.recent(),
         })
     }

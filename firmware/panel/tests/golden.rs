@@ -65,6 +65,7 @@ fn healthy() -> Health {
             now_unix: NOW,
             utc_offset_s: 3600,
         },
+        conflicts: Default::default(),
     }
 }
 
@@ -139,6 +140,14 @@ fn cases() -> Vec<(&'static str, Screen, Health)> {
                 others: 0,
             },
             degraded(),
+        ),
+        (
+            "alarm_conflicts",
+            Screen::Alarm {
+                alarm: Alarm::Conflicts { count: 3 },
+                others: 0,
+            },
+            healthy(),
         ),
         (
             "shutdown_countdown",

@@ -12,6 +12,7 @@
 //! (`server.rs`).
 
 pub mod auth;
+mod conflicts;
 pub mod guard;
 mod header;
 mod pages;

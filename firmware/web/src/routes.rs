@@ -80,6 +80,14 @@ fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
             admin(&session)?;
             pages::users_post(web, &session, req)
         }
+        (false, ["admin", "conflicts"]) => {
+            admin(&session)?;
+            crate::conflicts::page(web, &session, "", "")
+        }
+        (true, ["admin", "conflicts"]) => {
+            admin(&session)?;
+            crate::conflicts::post(web, &session, req)
+        }
         (false, ["status"]) => pages::status_page(web, &session),
         (false, ["search"]) => pages::search_page(web, &session, req),
         (false, ["study", uid]) => pages::study_page(web, &session, check_uid(uid)?),

@@ -40,6 +40,11 @@ pub struct StatusDoc {
     pub disks: Vec<DiskReport>,
     /// What needs a person, most urgent first (the panel shows the first).
     pub alarms: Vec<AlarmReport>,
+    /// Conflicting duplicates kept aside under `conflicts/` for an admin, their bytes and the
+    /// folder's cap (past it, conflicting copies are refused with A700).
+    pub conflicts: u64,
+    pub conflicts_bytes: u64,
+    pub conflicts_max_bytes: u64,
     /// The last warnings and errors logged, newest first.
     pub recent_errors: Vec<LogLine>,
 }

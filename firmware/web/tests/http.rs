@@ -121,6 +121,9 @@ impl StatusSource for ArchiveStatus {
             raid: vec![],
             disks: vec![],
             alarms: vec![],
+            conflicts: self.0.conflict_stats().count,
+            conflicts_bytes: self.0.conflict_stats().bytes,
+            conflicts_max_bytes: self.0.conflict_stats().max_bytes,
             recent_errors: vec![],
         })
     }
@@ -128,6 +131,7 @@ impl StatusSource for ArchiveStatus {
 
 struct Server {
     port: u16,
+    archive: Archive,
     _dir: tempfile::TempDir,
     password_file: std::path::PathBuf,
     korean_study: String,
@@ -191,6 +195,7 @@ fn start_with(guard: pacsbox_web::guard::GuardConfig) -> Server {
         store(&archive, &s, &format!("1.2.9.{i}.1.1"));
     }
     let password_file = dir.path().join("initial-admin-password");
+    let web_archive = archive.clone();
     let (web, initial) = Web::new(
         archive.clone(),
         Arc::new(ArchiveStatus(archive)),
@@ -210,6 +215,7 @@ fn start_with(guard: pacsbox_web::guard::GuardConfig) -> Server {
     pacsbox_web::serve(listener.server, Arc::new(web)).unwrap();
     Server {
         port,
+        archive: web_archive,
         _dir: dir,
         password_file,
         korean_study: korean.uid,
@@ -782,4 +788,97 @@ fn a_password_made_at_first_boot_becomes_the_first_admin_password() {
     )
     .unwrap();
     assert_eq!(again, None);
+}
+
+/// Three conflicting copies of one archived instance: the admin lists them, replaces the
+/// archived instance with one (served afterwards, checksums clean), keeps the archived copy
+/// over another and discards the third; a user sees none of it.
+#[test]
+fn admins_resolve_conflicts_keep_replace_discard() {
+    let s = start();
+    let sop = "1.2.9.0.1.1";
+    let conflicting = |name: &'static str| Study {
+        uid: "1.2.9.0".into(),
+        charset: "ISO_IR 192",
+        name: name.as_bytes(),
+        id: "D1",
+        date: "20230101",
+    };
+    store(&s.archive, &conflicting("DOE^JANE"), sop);
+    let jane = s.archive.conflicts().unwrap()[0].name.clone();
+    for name in ["DOE^JIM", "DOE^JOAN"] {
+        store(&s.archive, &conflicting(name), sop);
+    }
+    let newcomer = dataset(&conflicting("DOE^JANE"), sop);
+    let cookie = admin_session(&s);
+    let page = get(s.port, "/admin/conflicts", &cookie);
+    assert_eq!(page.status, 200, "{}", page.text());
+    let text = page.text();
+    assert_eq!(text.matches("<tr data-name=").count(), 3, "{text}");
+    assert!(text.contains(sop) && text.contains("DOE JOHN") && text.contains("CT1"));
+    let names: Vec<String> = s
+        .archive
+        .conflicts()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    let others: Vec<&String> = names.iter().filter(|n| **n != jane).collect();
+    // no token, no change
+    let r = post(
+        s.port,
+        "/admin/conflicts",
+        &cookie,
+        &[("action", "replace"), ("name", &jane)],
+    );
+    assert_eq!(r.status, 403);
+    let csrf = page.csrf();
+    let resolve = |action: &str, name: &str| {
+        post(
+            s.port,
+            "/admin/conflicts",
+            &cookie,
+            &[("csrf", &csrf), ("action", action), ("name", name)],
+        )
+    };
+    let r = resolve("replace", &jane);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text().matches("<tr data-name=").count(), 2);
+    let served = get(s.port, &format!("/api/instances/{sop}/file"), &cookie);
+    assert_eq!(served.status, 200);
+    assert!(served.body.ends_with(&newcomer), "the newcomer is served");
+    let report = s.archive.verify(true).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(resolve("keep", others[0]).status, 200);
+    assert_eq!(resolve("discard", others[1]).status, 200);
+    assert!(s.archive.conflicts().unwrap().is_empty());
+    assert_eq!(s.archive.conflict_stats().count, 0);
+    let served_again = get(s.port, &format!("/api/instances/{sop}/file"), &cookie);
+    assert_eq!(
+        served_again.body, served.body,
+        "keep and discard leave the archive alone"
+    );
+    assert_eq!(resolve("keep", others[0]).status, 404);
+    assert_eq!(resolve("keep", "../index.redb").status, 404);
+    assert_eq!(resolve("explode", &jane).status, 400);
+    let status = get(s.port, "/status.json", "");
+    let doc: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    assert_eq!(doc["conflicts"], 0, "{doc}");
+    // users: no list, no resolving
+    let r = post(
+        s.port,
+        "/admin/users",
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("action", "create"),
+            ("name", "clerk"),
+            ("group", "user"),
+            ("password", "first-password"),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    let clerk = session(&login(s.port, "clerk", "first-password"));
+    change_password(s.port, &clerk, "first-password", "clerk-password");
+    assert_eq!(get(s.port, "/admin/conflicts", &clerk).status, 403);
 }
