@@ -27,6 +27,11 @@ pub struct Config {
     pub duplicates: DuplicatePolicy,
     /// Seconds of silence after which an association is closed.
     pub idle_timeout_s: u64,
+    /// ARTIM, seconds: a new DICOM connection has this long to send its A-ASSOCIATE-RQ.
+    pub artim_timeout_s: u64,
+    /// DICOM connections not yet associated (awaiting their A-ASSOCIATE-RQ or being
+    /// rejected) held at once; beyond it the oldest is closed.
+    pub max_pending_connections: usize,
     /// Reject associations whose Called AE Title is not ours.
     pub check_called_ae: bool,
     /// zstd level for uncompressed transfer syntaxes; 0 stores them as plain `.dcm`.
@@ -86,6 +91,8 @@ impl Default for Config {
             reserve_mb: 512,
             duplicates: DuplicatePolicy::Keep,
             idle_timeout_s: 120,
+            artim_timeout_s: 30,
+            max_pending_connections: 64,
             check_called_ae: false,
             zstd_level: 2,
             max_pdu: 128 * 1024,
@@ -130,6 +137,14 @@ impl Config {
         anyhow::ensure!(
             self.max_associations > 0,
             "max_associations must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=120).contains(&self.artim_timeout_s),
+            "artim_timeout_s must be between 1 and 120"
+        );
+        anyhow::ensure!(
+            self.max_pending_connections > 0,
+            "max_pending_connections must be at least 1"
         );
         anyhow::ensure!(
             (4096..=16 << 20).contains(&self.max_pdu),

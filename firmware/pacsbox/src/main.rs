@@ -300,6 +300,8 @@ fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
             max_associations: c.max_associations,
             max_pdu: c.max_pdu,
             idle_timeout: Duration::from_secs(c.idle_timeout_s),
+            artim_timeout: Duration::from_secs(c.artim_timeout_s),
+            max_pending: c.max_pending_connections,
             check_called_ae: c.check_called_ae,
             peers: c.peers.clone(),
         },
