@@ -197,6 +197,8 @@ def test_flood_announcing_large_pdus_stays_in_memory_bound(server, tmp_path):
         # (with today's code: dropped as the oldest pending ones; before: after a 10 s wait).
         closed = _wait_closed_count(flood, FLOOD - 100, 90)
         peak = _vm(pid)["VmHWM"] - idle
+        print(f"flood of {FLOOD}: VmHWM {peak / 2**20:.1f} MiB above idle RSS {idle / 2**20:.1f} MiB; "
+              f"{len(closed)} closed by the server")  # the figure, with `pytest -s`
         assert peak < BOUND, f"{FLOOD} connections announcing {ANNOUNCED}-byte PDUs took {peak >> 20} MiB above idle"
         assert srv.alive()
         # A real modality gets through while the rest of the flood is still connected.

@@ -33,22 +33,92 @@ def arc(module_server):
 # GDCM gdcmscu
 # --------------------------------------------------------------------------
 
+class ReleaseByClose:
+    """A TCP relay to pacsbox that passes everything until the client's A-RELEASE-RQ, then
+    closes both connections instead of relaying it.
+
+    Why: Debian's gdcmscu 3.0.21 aborts on every A-RELEASE-RP it receives, from any SCP
+    (`gdcm::Exception ... ProtocolStream as nullptr is invalid`; the same with a pynetdicom
+    SCP, and with a C-ECHO), and it prints the C-FIND matches only after the release, so a
+    conforming release loses all its output. Closed instead, gdcmscu ends cleanly and prints
+    what it read. Everything under test (the C-FIND request and every response) passes
+    through unchanged."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.saw_release = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _read_pdu(s: socket.socket) -> bytes | None:
+        data = b""
+        need = 6
+        while len(data) < need:
+            chunk = s.recv(need - len(data))
+            if not chunk:
+                return None
+            data += chunk
+            if len(data) == 6:
+                need = 6 + struct.unpack(">I", data[2:6])[0]
+        return data
+
+    def _down(self, server: socket.socket, client: socket.socket):
+        try:
+            while chunk := server.recv(65536):
+                client.sendall(chunk)
+        except OSError:
+            pass
+
+    def _run(self):
+        client, _ = self.listener.accept()
+        server = socket.create_connection(("127.0.0.1", self.target_port))
+        down = threading.Thread(target=self._down, args=(server, client), daemon=True)
+        down.start()
+        try:
+            while (pdu := self._read_pdu(client)) is not None:
+                if pdu[0] == 0x05:  # A-RELEASE-RQ
+                    self.saw_release = True
+                    break
+                server.sendall(pdu)
+        except OSError:
+            pass
+        for s in (client, server):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        down.join(10)
+
+    def close(self):
+        self.thread.join(30)
+        self.listener.close()
+
+
 def _gdcmscu(port: int, called: str, *args: str) -> str:
     exe = shutil.which("gdcmscu")
     assert exe, "gdcmscu missing (Debian libgdcm-tools; tests/install_deps.sh installs it)"
+    relay = ReleaseByClose(port)
     try:
         p = subprocess.run([exe, "--find", "--call", called, "--aetitle", "GDCMSCU", *args,
-                            "127.0.0.1", str(port)], capture_output=True, text=True, timeout=60)
+                            "127.0.0.1", str(relay.port)], capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         pytest.fail(f"gdcmscu {' '.join(args)} hung (no final response read within 60 s):\n{out[-3000:]}")
+    finally:
+        relay.close()
+    assert relay.saw_release, f"gdcmscu never asked to release (exit {p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     assert p.returncode == 0, f"gdcmscu exit {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
-    return p.stdout
+    # the matches are printed on stderr
+    return p.stdout + p.stderr
 
 
 def _printed_values(out: str, tag: str) -> list[str]:
-    """Values gdcmscu printed for `tag` (its dataset print: `(0010,0020) LO [QR-P1] ...`)."""
-    return re.findall(r"\(" + re.escape(tag) + r"\) \w\w \[([^\]]*)\]", out)
+    """Values gdcmscu printed for `tag` (its data set print: `(0010,0020) ?? (LO) [QR-P1 ] ...`)."""
+    return re.findall(r"^\(" + re.escape(tag) + r"\) [^\[\n]*\[([^\]]*)\]", out, re.MULTILINE)
 
 
 @pytest.mark.timeout(150)
@@ -63,8 +133,9 @@ def test_gdcmscu_find_prints_every_match(arc, root):
         out = _gdcmscu(srv.dicom_port, srv.ae, "--studyroot", "--study", "--key", "20,d=", "--key", "10,20=")
         got = _printed_values(out, "0020,000d")
         want = sorted(synth.study_uid.values())
-    got = [g.rstrip("\0 ") for g in got if g.rstrip("\0 ")]
-    assert sorted(set(got)) == want, f"gdcmscu --{root} printed {got}, expected {want}:\n{out[-3000:]}"
+    got = sorted(g.rstrip("\0 ") for g in got)
+    assert got == want, f"gdcmscu --{root} printed {got}, expected {want}:\n{out[-3000:]}"
+    assert len(re.findall(r"^Find Response: \d+", out, re.MULTILINE)) == len(want), out[-3000:]
 
 
 # --------------------------------------------------------------------------

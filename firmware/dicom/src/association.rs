@@ -593,9 +593,11 @@ impl Drop for Association {
 
 /// Appends one DIMSE message (command, then its data set if any) to `out` as P-DATA-TF PDUs,
 /// command and data set never in the same PDU: the standard allows both PDVs in one PDU, but
-/// GDCM's gdcmscu stops reading after the first such PDU of a C-FIND. Callers still write many
-/// messages at once (a C-FIND pending response is a few hundred bytes, so thousands of them go
-/// out in a handful of writes).
+/// GDCM (gdcmscu 3.0) takes the PDU after a pending C-FIND response's command for its
+/// identifier, so with both in one PDU it swallows the next response as data, shows half the
+/// matches and, after an odd count, waits forever. Callers still write many messages at once
+/// (a C-FIND pending response is a few hundred bytes, so thousands of them go out in a handful
+/// of writes).
 pub fn encode_message(
     context: u8,
     peer_max_pdu: u32,
