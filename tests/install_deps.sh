@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, idempotently and quietly: DCMTK, zstd, strace and faketime from
-# Debian, and cmake, g++ and nasm to build the vendored C/C++ codecs of firmware/imaging
+# Debian, GDCM's gdcmscu (libgdcm-tools, a second C-FIND client), and cmake, g++ and nasm to build the vendored C/C++ codecs of firmware/imaging
 # (CharLS for JPEG-LS, libjpeg-turbo for 12-bit JPEG; nasm gives libjpeg-turbo its x86 SIMD);
 # pinned pydicom, pynetdicom, pydicom-data, pytest, numpy, and pylibjpeg with its libjpeg and
 # OpenJPEG plugins (pydicom's independent decoders: the imaging tests' ground truth) from
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 echo "==> installing test dependencies (no-op when present)"
 
 need_apt=()
-for pkg in dcmtk zstd strace cmake g++ nasm shellcheck faketime; do
+for pkg in dcmtk zstd strace libgdcm-tools cmake g++ nasm shellcheck faketime; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         need_apt+=("$pkg")
     fi
@@ -27,7 +27,7 @@ if ((${#need_apt[@]})); then
         apt-get install -y -q "${need_apt[@]}" >/dev/null
     fi
 fi
-for tool in /usr/bin/storescu /usr/bin/echoscu /usr/bin/dcmdump zstd cmake g++; do
+for tool in /usr/bin/storescu /usr/bin/echoscu /usr/bin/dcmdump /usr/bin/gdcmscu zstd cmake g++; do
     command -v "$tool" >/dev/null || { echo "missing $tool after install" >&2; exit 1; }
 done
 

@@ -29,8 +29,13 @@ use crate::sop_classes;
 pub const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
 /// PDU header: type (1), reserved (1), length (4).
 const PDU_HEADER: usize = 6;
-/// An A-ASSOCIATE-RQ proposing every storage class in every syntax stays well under this.
-const MAX_ASSOCIATE_PDU: u32 = 1 << 20;
+/// An A-ASSOCIATE-RQ of 128 contexts with 20 transfer syntaxes each and role selection for
+/// all of them is about 75 KB; an honest request stays well under this.
+const MAX_ASSOCIATE_PDU: u32 = 256 << 10;
+/// A PDU body buffer starts at most this large and grows as bytes arrive, so an announced
+/// length costs nothing until the peer sends that much. 16 KiB holds the PDUs of most peers
+/// (DCMTK's and pynetdicom's default maximum) without a reallocation.
+const INITIAL_BODY: usize = 16 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssocError {
@@ -79,6 +84,8 @@ pub struct Association {
 
 /// Reads one whole PDU, refusing to buffer more than `max` bytes of body. `idle` bounds the
 /// wait for the first byte (`None`: wait as long as it takes) and, always, a stall inside a PDU.
+/// The body buffer grows with the bytes received, never to the announced length in advance:
+/// a peer announcing a large PDU and sending nothing costs a few bytes, not `max`.
 pub(crate) async fn read_one<R: AsyncRead + Unpin>(
     socket: &mut R,
     max: u32,
@@ -103,13 +110,18 @@ pub(crate) async fn read_one<R: AsyncRead + Unpin>(
     if len > max {
         return Err(AssocError::TooLarge(len));
     }
-    let mut buf = Vec::with_capacity(PDU_HEADER + len as usize);
+    let mut buf = Vec::with_capacity(PDU_HEADER + (len as usize).min(INITIAL_BODY));
     buf.extend_from_slice(&header);
-    buf.resize(PDU_HEADER + len as usize, 0);
     // A peer that stalls inside a PDU is as dead as an idle one.
-    tokio::time::timeout(stall, socket.read_exact(&mut buf[PDU_HEADER..]))
-        .await
-        .map_err(|_| AssocError::Idle(stall))??;
+    let got = tokio::time::timeout(
+        stall,
+        (&mut *socket).take(u64::from(len)).read_to_end(&mut buf),
+    )
+    .await
+    .map_err(|_| AssocError::Idle(stall))??;
+    if got < len as usize {
+        return Err(AssocError::Io(io::ErrorKind::UnexpectedEof.into()));
+    }
     match read_pdu(&buf[..], MAX_ASSOCIATE_PDU.max(max), false) {
         Ok(Some(pdu)) => Ok(pdu),
         Ok(None) => Err(AssocError::Malformed("incomplete PDU".into())),
@@ -148,26 +160,58 @@ fn our_user_variables(max_pdu: u32) -> Vec<UserVariableItem> {
     ]
 }
 
-/// Answers an association request we cannot serve now (connection cap reached) with
-/// A-ASSOCIATE-RJ: transient, service provider (presentation), local limit exceeded.
-pub async fn reject_over_limit(mut socket: TcpStream) {
-    let idle = Duration::from_secs(10);
-    if let Ok(Pdu::AssociationRQ(rq)) =
-        read_one(&mut socket, MAX_ASSOCIATE_PDU, Some(idle), idle).await
-    {
-        tracing::warn!(
-            calling_ae = rq.calling_ae_title,
-            "association rejected: connection limit reached"
-        );
-        let rj = Pdu::AssociationRJ(AssociationRJ {
-            result: AssociationRJResult::Transient,
-            source: AssociationRJSource::ServiceProviderPresentation(
-                dicom_ul::pdu::AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
-            ),
-        });
-        if write_one(&mut socket, &rj).await.is_ok() {
-            await_peer_close(&mut socket).await;
+/// Reads the A-ASSOCIATE-RQ that must open a connection, waiting at most `artim` for all of
+/// it (PS3.8 9.1.2, ARTIM in state Sta2; on expiry the transport is closed). Anything else
+/// gets A-ABORT.
+pub async fn read_request(
+    socket: &mut TcpStream,
+    artim: Duration,
+) -> Result<AssociationRQ, AssocError> {
+    let read = read_one(socket, MAX_ASSOCIATE_PDU, Some(artim), artim);
+    let first = tokio::time::timeout(artim, read)
+        .await
+        .map_err(|_| AssocError::Idle(artim))?;
+    // PS3.8 Sta2, an invalid or unexpected PDU: A-ABORT (AA-1), then wait (ARTIM) for the
+    // peer to close, so that our close cannot reset the connection before the peer has read
+    // the A-ABORT.
+    let (reason, err) = match first {
+        Ok(Pdu::AssociationRQ(rq)) => return Ok(rq),
+        Err(e @ (AssocError::Malformed(_) | AssocError::TooLarge(_))) => {
+            (AbortRQServiceProviderReason::InvalidPduParameter, e)
         }
+        Err(e) => return Err(e),
+        Ok(other) => {
+            let reason = match other {
+                Pdu::Unknown { .. } => AbortRQServiceProviderReason::UnrecognizedPdu,
+                _ => AbortRQServiceProviderReason::UnexpectedPdu,
+            };
+            let err = AssocError::Malformed(format!(
+                "expected A-ASSOCIATE-RQ, got {}",
+                other.short_description()
+            ));
+            (reason, err)
+        }
+    };
+    let _ = write_one(socket, &abort_pdu(reason)).await;
+    await_peer_close(socket).await;
+    Err(err)
+}
+
+/// Answers an association request we cannot serve now (association cap reached) with
+/// A-ASSOCIATE-RJ: transient, service provider (presentation), local limit exceeded.
+pub async fn reject_over_limit(mut socket: TcpStream, rq: &AssociationRQ) {
+    tracing::warn!(
+        calling_ae = rq.calling_ae_title,
+        "association rejected: association limit reached"
+    );
+    let rj = Pdu::AssociationRJ(AssociationRJ {
+        result: AssociationRJResult::Transient,
+        source: AssociationRJSource::ServiceProviderPresentation(
+            dicom_ul::pdu::AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
+        ),
+    });
+    if write_one(&mut socket, &rj).await.is_ok() {
+        await_peer_close(&mut socket).await;
     }
 }
 
@@ -199,54 +243,35 @@ fn trim_uid(s: &str) -> &str {
     s.trim_end_matches(['\0', ' '])
 }
 
-/// Verification, Q/R (Patient and Study Root FIND, MOVE, GET) or a Storage SOP class known to
-/// the dicom-rs registry.
+/// A Storage SOP class known to the dicom-rs registry.
+fn is_storage_class(uid: &str) -> bool {
+    StandardSopClassDictionary
+        .by_uid(uid)
+        .is_some_and(|e| sop_classes::is_storage(e.name))
+}
+
+/// Verification, Q/R (Patient and Study Root FIND, MOVE, GET) or a Storage SOP class.
 fn abstract_syntax_supported(uid: &str) -> bool {
     uid == dicom_dictionary_std::uids::VERIFICATION
         || crate::find::model_of(uid).is_some()
-        || StandardSopClassDictionary
-            .by_uid(uid)
-            .is_some_and(|e| sop_classes::is_storage(e.name))
+        || is_storage_class(uid)
+}
+
+/// Whether we accept `ts` on a context for `abstract_syntax`. Deflate only on storage
+/// contexts: the archive inflates what arrives, but identifiers and responses we send on
+/// Verification and Q/R contexts are never deflated, so a peer would read nothing.
+fn transfer_syntax_accepted(abstract_syntax: &str, ts: &str) -> bool {
+    transfer_syntax::is_accepted(ts)
+        && (ts != transfer_syntax::DEFLATED_EXPLICIT_VR_LE || is_storage_class(abstract_syntax))
 }
 
 impl Association {
-    /// Reads the A-ASSOCIATE-RQ and answers it. `Ok(None)` when we rejected it.
+    /// Answers the A-ASSOCIATE-RQ `rq` read by [`read_request`]. `Ok(None)` when we rejected it.
     pub async fn accept(
         mut socket: TcpStream,
+        rq: AssociationRQ,
         policy: &AcceptorPolicy,
     ) -> Result<Option<Association>, AssocError> {
-        let first = read_one(
-            &mut socket,
-            MAX_ASSOCIATE_PDU,
-            Some(policy.idle),
-            policy.idle,
-        )
-        .await;
-        let rq = match first {
-            Ok(Pdu::AssociationRQ(rq)) => rq,
-            // PS3.8 Sta2, an invalid or unexpected PDU: A-ABORT (AA-1), then wait (ARTIM) for
-            // the peer to close, so that our close cannot reset the connection before the
-            // peer has read the A-ABORT.
-            Err(e @ (AssocError::Malformed(_) | AssocError::TooLarge(_))) => {
-                let reason = AbortRQServiceProviderReason::InvalidPduParameter;
-                let _ = write_one(&mut socket, &abort_pdu(reason)).await;
-                await_peer_close(&mut socket).await;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-            Ok(other) => {
-                let reason = match other {
-                    Pdu::Unknown { .. } => AbortRQServiceProviderReason::UnrecognizedPdu,
-                    _ => AbortRQServiceProviderReason::UnexpectedPdu,
-                };
-                let _ = write_one(&mut socket, &abort_pdu(reason)).await;
-                await_peer_close(&mut socket).await;
-                return Err(AssocError::Malformed(format!(
-                    "expected A-ASSOCIATE-RQ, got {}",
-                    other.short_description()
-                )));
-            }
-        };
         let AssociationRQ {
             protocol_version,
             calling_ae_title,
@@ -317,7 +342,7 @@ impl Association {
                     .transfer_syntaxes
                     .iter()
                     .map(|t| trim_uid(t))
-                    .find(|t| transfer_syntax::is_accepted(t))
+                    .find(|t| transfer_syntax_accepted(&abstract_syntax, t))
                 {
                     Some(t) => (
                         PresentationContextResultReason::Acceptance,
@@ -587,9 +612,13 @@ impl Drop for Association {
     }
 }
 
-/// Appends one DIMSE message (command, then its data set if any) to `out` as P-DATA-TF PDUs:
-/// both fragments in one PDU when that fits the peer's maximum (a C-FIND pending response is a
-/// few hundred bytes, so thousands of them go out in a handful of writes), else fragmented.
+/// Appends one DIMSE message (command, then its data set if any) to `out` as P-DATA-TF PDUs,
+/// command and data set never in the same PDU: the standard allows both PDVs in one PDU, but
+/// GDCM (gdcmscu 3.0) takes the PDU after a pending C-FIND response's command for its
+/// identifier, so with both in one PDU it swallows the next response as data, shows half the
+/// matches and, after an odd count, waits forever. Callers still write many messages at once
+/// (a C-FIND pending response is a few hundred bytes, so thousands of them go out in a handful
+/// of writes).
 pub fn encode_message(
     context: u8,
     peer_max_pdu: u32,
@@ -598,12 +627,6 @@ pub fn encode_message(
     out: &mut Vec<u8>,
 ) {
     let room = pdv_room(peer_max_pdu);
-    if !data.is_empty() && command.len() + data.len() + 6 <= room {
-        push_pdu_header(out, command.len() + data.len() + 12);
-        push_pdv(out, context, PDV_COMMAND | PDV_LAST, command);
-        push_pdv(out, context, PDV_LAST, data);
-        return;
-    }
     push_fragments(out, context, true, command, room, true);
     if !data.is_empty() {
         push_fragments(out, context, false, data, room, true);
@@ -614,11 +637,16 @@ pub fn encode_message(
 const PDV_COMMAND: u8 = 0x01;
 const PDV_LAST: u8 = 0x02;
 
-/// Bytes of one PDV that fit the peer's maximum: PDU header (6) and PDV item header (6) go
-/// first (the Maximum Length counts less than that, so this errs on the safe side).
+/// Bytes of one PDV that fit the peer's maximum. The Maximum Length Received bounds the
+/// P-DATA-TF variable field (PS3.8 D.1), which holds the PDV item: its length (4), context
+/// ID (1) and control header (1), then the fragment. The standard sets no floor; a maximum
+/// under 7 leaves no room for a byte, and then one byte per PDV is the least we can send.
 fn pdv_room(peer_max_pdu: u32) -> usize {
-    (peer_max_pdu.saturating_sub(12) as usize).max(1024)
+    (peer_max_pdu.saturating_sub(PDV_ITEM_HEADER) as usize).max(1)
 }
+
+/// PDV item length (4), presentation context ID (1), message control header (1).
+const PDV_ITEM_HEADER: u32 = 6;
 
 fn push_pdu_header(out: &mut Vec<u8>, len: usize) {
     out.extend_from_slice(&[0x04, 0x00]);
@@ -688,47 +716,54 @@ mod tests {
     }
 
     #[test]
-    fn a_small_message_is_one_pdu_with_both_fragments() {
+    fn command_and_data_set_travel_in_separate_pdus() {
         let mut out = Vec::new();
         encode_message(3, 16384, b"cmd!", b"data", &mut out);
         encode_message(3, 16384, b"cmd2", b"", &mut out);
         let pdus = decode(&out);
-        assert_eq!(pdus.len(), 2);
         assert_eq!(
-            pdus[0],
+            pdus,
             vec![
-                (PDataValueType::Command, true, b"cmd!".to_vec()),
-                (PDataValueType::Data, true, b"data".to_vec())
+                vec![(PDataValueType::Command, true, b"cmd!".to_vec())],
+                vec![(PDataValueType::Data, true, b"data".to_vec())],
+                vec![(PDataValueType::Command, true, b"cmd2".to_vec())],
             ]
-        );
-        assert_eq!(
-            pdus[1],
-            vec![(PDataValueType::Command, true, b"cmd2".to_vec())]
         );
     }
 
+    /// Every PDU's variable field within the peer's maximum, down to the smallest that holds
+    /// a byte of fragment.
     #[test]
-    fn a_large_data_set_is_fragmented_to_the_peer_maximum() {
+    fn a_message_is_fragmented_to_the_peer_maximum() {
         let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
-        let mut out = Vec::new();
-        encode_message(1, 2048, b"command", &data, &mut out);
-        let pdus = decode(&out);
-        // command alone, then 2036-byte fragments of the data set
-        assert_eq!(pdus.len(), 1 + 5000usize.div_ceil(2036));
-        assert_eq!(
-            pdus[0],
-            vec![(PDataValueType::Command, true, b"command".to_vec())]
-        );
-        let mut joined = Vec::new();
-        for (i, pdu) in pdus[1..].iter().enumerate() {
-            assert_eq!(pdu.len(), 1);
-            let (kind, last, bytes) = &pdu[0];
-            assert_eq!(*kind, PDataValueType::Data);
-            assert_eq!(*last, i + 2 == pdus.len());
-            assert!(bytes.len() + 12 <= 2048);
-            joined.extend_from_slice(bytes);
+        for max in [7u32, 8, 100, 1035, 2048] {
+            let mut out = Vec::new();
+            encode_message(1, max, b"command", &data, &mut out);
+            let mut wire = &out[..];
+            while !wire.is_empty() {
+                let len = u32::from_be_bytes([wire[2], wire[3], wire[4], wire[5]]);
+                assert!(len <= max, "PDU of {len} bytes for a maximum of {max}");
+                wire = &wire[6 + len as usize..];
+            }
+            let pdus = decode(&out);
+            let room = max as usize - 6;
+            assert_eq!(pdus.len(), 7usize.div_ceil(room) + 5000usize.div_ceil(room));
+            let mut command = Vec::new();
+            let mut joined = Vec::new();
+            for (i, pdu) in pdus.iter().enumerate() {
+                assert_eq!(pdu.len(), 1);
+                let (kind, last, bytes) = &pdu[0];
+                let target = if *kind == PDataValueType::Command {
+                    &mut command
+                } else {
+                    assert_eq!(*last, i + 1 == pdus.len());
+                    &mut joined
+                };
+                target.extend_from_slice(bytes);
+            }
+            assert_eq!(command, b"command");
+            assert_eq!(joined, data);
         }
-        assert_eq!(joined, data);
     }
 
     #[test]

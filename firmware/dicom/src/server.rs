@@ -1,13 +1,17 @@
 //! The DICOM listener: accepts TCP connections, caps concurrent associations, and runs one
 //! task per association that reads DIMSE messages and dispatches them to the services.
 //!
-//! Shape borrowed from mini-redis: a semaphore bounds connections (over the cap a peer gets
+//! Shape borrowed from mini-redis: a semaphore bounds associations (over the cap a peer gets
 //! A-ASSOCIATE-RJ "local limit exceeded", not a hang), and shutdown is a watch channel every
-//! handler sees.
+//! handler sees. A connection takes an association slot only once its A-ASSOCIATE-RQ has
+//! arrived; until then (and while it is being rejected) it is one of a bounded set of pending
+//! connections, each given ARTIM to speak, the oldest dropped when the set is full, so silent
+//! or hostile connections cannot lock modalities out.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dicom_ul::Pdu;
@@ -15,6 +19,7 @@ use dicom_ul::pdu::{AbortRQServiceProviderReason, PDataValueType};
 use pacsbox_archive::Archive;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tokio::task::AbortHandle;
 
 use crate::association::{AcceptorPolicy, AssocError, Association};
 use crate::dimse::{Command, CommandField, Status};
@@ -31,6 +36,11 @@ pub struct ScpConfig {
     pub max_pdu: u32,
     /// An association silent this long is closed.
     pub idle_timeout: Duration,
+    /// ARTIM (PS3.8 9.1.2): a new connection has this long to deliver its A-ASSOCIATE-RQ.
+    pub artim_timeout: Duration,
+    /// Connections without a negotiated association (awaiting their A-ASSOCIATE-RQ or being
+    /// rejected); when full, the oldest is closed to make room.
+    pub max_pending: usize,
     /// Reject associations whose Called AE Title is not ours (off by default: modalities are
     /// often configured with a wrong called AE, and the clinic would rather have the images).
     pub check_called_ae: bool,
@@ -45,6 +55,8 @@ impl Default for ScpConfig {
             max_associations: 16,
             max_pdu: 128 * 1024,
             idle_timeout: Duration::from_secs(120),
+            artim_timeout: Duration::from_secs(30),
+            max_pending: 64,
             check_called_ae: false,
             peers: Vec::new(),
         }
@@ -107,14 +119,21 @@ impl DicomServer {
         listener: TcpListener,
         mut shutdown: watch::Receiver<bool>,
     ) -> std::io::Result<()> {
-        let limit = Arc::new(Semaphore::new(self.config.max_associations));
-        let policy = Arc::new(AcceptorPolicy {
-            ae_title: self.config.ae_title.clone(),
-            check_called_ae: self.config.check_called_ae,
-            max_pdu: self.config.max_pdu,
-            idle: self.config.idle_timeout,
+        let conn = Arc::new(Connections {
+            slots: Arc::new(Semaphore::new(self.config.max_associations)),
+            pending: Mutex::new(Pending::default()),
+            policy: AcceptorPolicy {
+                ae_title: self.config.ae_title.clone(),
+                check_called_ae: self.config.check_called_ae,
+                max_pdu: self.config.max_pdu,
+                idle: self.config.idle_timeout,
+            },
+            archive: self.archive.clone(),
+            status: self.status.clone(),
+            config: self.config.clone(),
         });
         let mut tasks = tokio::task::JoinSet::new();
+        let mut dropped = 0u64;
         loop {
             let (socket, peer) = tokio::select! {
                 r = listener.accept() => match r {
@@ -132,41 +151,139 @@ impl DicomServer {
                 tracing::warn!(%peer, error = %e, "cannot set TCP_NODELAY");
             }
             while tasks.try_join_next().is_some() {}
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                self.status
-                    .associations_rejected
-                    .fetch_add(1, Ordering::Relaxed);
-                tasks.spawn(crate::association::reject_over_limit(socket));
-                continue;
-            };
-            let archive = self.archive.clone();
-            let status = self.status.clone();
-            let policy = policy.clone();
-            let shutdown = shutdown.clone();
-            let config = self.config.clone();
-            tasks.spawn(async move {
-                status.active_associations.fetch_add(1, Ordering::Relaxed);
-                status.associations_total.fetch_add(1, Ordering::Relaxed);
-                handle(socket, peer, &policy, &archive, &status, &config, shutdown).await;
-                status.active_associations.fetch_sub(1, Ordering::Relaxed);
-                drop(permit);
-            });
+            let mut pending = conn.lock_pending();
+            if pending.tasks.len() >= self.config.max_pending.max(1)
+                && let Some((_, oldest)) = pending.tasks.pop_first()
+            {
+                oldest.abort();
+                dropped += 1;
+                // A flood would otherwise write a warning per connection.
+                if dropped % 100 == 1 {
+                    tracing::warn!(%peer, dropped, "pending DICOM connections at their limit: closing the oldest");
+                }
+            }
+            pending.next_id += 1;
+            let id = pending.next_id;
+            // Registered under the lock the task takes to leave the set: it cannot leave
+            // before it is in.
+            let handle = tasks.spawn(connection(socket, peer, id, conn.clone(), shutdown.clone()));
+            pending.tasks.insert(id, handle);
+        }
+        // Connections that never associated are not worth waiting ARTIM for.
+        for (_, t) in std::mem::take(&mut conn.lock_pending().tasks) {
+            t.abort();
         }
         while tasks.join_next().await.is_some() {}
         Ok(())
     }
 }
 
-async fn handle(
-    socket: tokio::net::TcpStream,
+/// What every connection task shares.
+struct Connections {
+    /// One permit per association being negotiated or established.
+    slots: Arc<Semaphore>,
+    pending: Mutex<Pending>,
+    policy: AcceptorPolicy,
+    archive: Archive,
+    status: Arc<ScpStatus>,
+    config: Arc<ScpConfig>,
+}
+
+/// Connections without an association, oldest first (ids grow with time).
+#[derive(Default)]
+struct Pending {
+    next_id: u64,
+    tasks: BTreeMap<u64, AbortHandle>,
+}
+
+impl Connections {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // The set stays consistent at every step, so a panic elsewhere cannot spoil it.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes connection `id` out of the pending set; false if it was dropped from it (it is
+    /// being aborted and must not go on).
+    fn leave_pending(&self, id: u64) -> bool {
+        self.lock_pending().tasks.remove(&id).is_some()
+    }
+}
+
+/// Leaves the pending set however the connection task ends.
+struct PendingGuard<'a> {
+    conn: &'a Connections,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.conn.leave_pending(self.id);
+    }
+}
+
+/// Counts an association in progress for the status page while it lives.
+struct ActiveGuard<'a>(&'a ScpStatus);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.active_associations.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One connection: its A-ASSOCIATE-RQ within ARTIM, then a slot (or A-ASSOCIATE-RJ), then the
+/// association.
+async fn connection(
+    mut socket: tokio::net::TcpStream,
     peer: SocketAddr,
-    policy: &AcceptorPolicy,
-    archive: &Archive,
-    status: &ScpStatus,
-    config: &ScpConfig,
+    id: u64,
+    conn: Arc<Connections>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let assoc = match Association::accept(socket, policy).await {
+    let pending = PendingGuard { conn: &conn, id };
+    let rq = match crate::association::read_request(&mut socket, conn.config.artim_timeout).await {
+        Ok(rq) => rq,
+        Err(AssocError::Closed) => return,
+        Err(e @ AssocError::Idle(_)) => {
+            tracing::info!(%peer, error = %e, "no A-ASSOCIATE-RQ within ARTIM: closed");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "association not established");
+            return;
+        }
+    };
+    let Ok(permit) = conn.slots.clone().try_acquire_owned() else {
+        conn.status
+            .associations_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        // Still pending meanwhile: rejections are bounded with the silent connections.
+        crate::association::reject_over_limit(socket, &rq).await;
+        return;
+    };
+    if !conn.leave_pending(id) {
+        return;
+    }
+    drop(pending);
+    conn.status
+        .active_associations
+        .fetch_add(1, Ordering::Relaxed);
+    let _active = ActiveGuard(&conn.status);
+    conn.status
+        .associations_total
+        .fetch_add(1, Ordering::Relaxed);
+    handle(socket, rq, peer, &conn, shutdown).await;
+    drop(permit);
+}
+
+async fn handle(
+    socket: tokio::net::TcpStream,
+    rq: dicom_ul::pdu::AssociationRQ,
+    peer: SocketAddr,
+    conn: &Connections,
+    shutdown: watch::Receiver<bool>,
+) {
+    let (archive, status, config) = (&conn.archive, &*conn.status, &*conn.config);
+    let assoc = match Association::accept(socket, rq, &conn.policy).await {
         Ok(Some(a)) => a,
         Ok(None) => return,
         Err(e) => {

@@ -80,6 +80,11 @@ pub struct Config {
     pub conflicts_max_mb: u64,
     /// Seconds of silence after which an association is closed.
     pub idle_timeout_s: u64,
+    /// ARTIM, seconds: a new DICOM connection has this long to send its A-ASSOCIATE-RQ.
+    pub artim_timeout_s: u64,
+    /// DICOM connections not yet associated (awaiting their A-ASSOCIATE-RQ or being
+    /// rejected) held at once; beyond it the oldest is closed.
+    pub max_pending_connections: usize,
     /// Reject associations whose Called AE Title is not ours.
     pub check_called_ae: bool,
     /// zstd level for uncompressed transfer syntaxes; 0 stores them as plain `.dcm`.
@@ -143,6 +148,8 @@ impl Default for Config {
             duplicates: archive.duplicates,
             conflicts_max_mb: archive.conflicts_max_bytes >> 20,
             idle_timeout_s: scp.idle_timeout.as_secs(),
+            artim_timeout_s: scp.artim_timeout.as_secs(),
+            max_pending_connections: scp.max_pending,
             check_called_ae: scp.check_called_ae,
             zstd_level: archive.zstd_level,
             max_pdu: scp.max_pdu,
@@ -214,6 +221,8 @@ impl Config {
             max_associations: self.max_associations,
             max_pdu: self.max_pdu,
             idle_timeout: Duration::from_secs(self.idle_timeout_s),
+            artim_timeout: Duration::from_secs(self.artim_timeout_s),
+            max_pending: self.max_pending_connections,
             check_called_ae: self.check_called_ae,
             peers: self.peers.clone(),
         }
@@ -266,6 +275,14 @@ impl Config {
         anyhow::ensure!(
             self.max_associations > 0,
             "max_associations must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=120).contains(&self.artim_timeout_s),
+            "artim_timeout_s must be between 1 and 120"
+        );
+        anyhow::ensure!(
+            self.max_pending_connections > 0,
+            "max_pending_connections must be at least 1"
         );
         anyhow::ensure!(
             (4096..=16 << 20).contains(&self.max_pdu),
