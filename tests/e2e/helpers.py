@@ -458,6 +458,46 @@ def _dcmtk_sees_uids(path: Path) -> bool:
     return len(lines) == 4 and all(" UI " in ln for ln in lines)
 
 
+# The corpus as pinned in tests/install_deps.sh sends 211 files (146 distinct SOP Instance UIDs);
+# the floor leaves room for a file or two changing category, not for the corpus going missing.
+CORPUS_MIN = 205
+
+# Every pydicom / pydicom-data file left out of the corpus, by reason (keys: folder/name).
+# select_corpus() fails when a file drops out that is not listed here, or a listed one no
+# longer does: a file is never dropped silently.
+CORPUS_LEFT_OUT = {
+    "not a Part-10 file (no File Meta / DICM prefix)": (
+        "data/OT-PAL-8-face.dcm", "charset_files/FileInfo.txt", "test_files/ExplVR_BigEndNoMeta.dcm",
+        "test_files/ExplVR_LitEndNoMeta.dcm", "test_files/README.txt", "test_files/crayons.icc",
+        "dicomdirtests/README.txt", "TINY_ALPHA/README", "test_files/no_meta.dcm", "test_files/rtplan.dump",
+        "test_files/rtstruct.dcm", "test_files/rtstruct.dump", "test_files/test1.json", "test_files/test_PN.json",
+        "test_files/zipMR.gz",
+    ),
+    "no SOP Class UID (DICOMDIRs, sequence fragments)": (
+        "charset_files/chrSQEncoding.dcm", "charset_files/chrSQEncoding1.dcm", "test_files/UN_sequence.dcm",
+        "dicomdirtests/DICOMDIR", "dicomdirtests/DICOMDIR-bigEnd", "dicomdirtests/DICOMDIR-empty.dcm",
+        "dicomdirtests/DICOMDIR-implicit", "dicomdirtests/DICOMDIR-nooffset", "dicomdirtests/DICOMDIR-nopatient",
+        "dicomdirtests/DICOMDIR-reordered", "TINY_ALPHA/DICOMDIR", "test_files/nested_priv_SQ.dcm",
+        "test_files/no_meta_group_length.dcm", "test_files/priv_SQ.dcm",
+    ),
+    "no Study Instance UID": (
+        "test_files/JPEGLSNearLossless_08.dcm", "test_files/JPEGLSNearLossless_16.dcm",
+        "test_files/SC_rgb_jls_lossy_line.dcm", "test_files/SC_rgb_jls_lossy_sample.dcm",
+    ),
+    "File Meta lacks Media Storage SOP Class or Transfer Syntax": (
+        "test_files/empty_charset_LEI.dcm", "test_files/meta_missing_tsyntax.dcm",
+    ),
+    "not a valid UID": ("data/bad_sequence.dcm",),
+    "DCMTK's parser does not find the four UIDs (truncated / odd files storescu cannot send)": (
+        "data/eCT_Supplemental.dcm", "data/emri_small_jpeg_2k_lossless_too_short.dcm", "data/explicit_VR-UN.dcm",
+        "data/liver.dcm", "data/liver_expb.dcm", "test_files/MR_truncated.dcm", "test_files/SC_rgb_jpeg.dcm",
+        "test_files/SC_rgb_small_odd.dcm", "test_files/SC_rgb_small_odd_big_endian.dcm",
+        "test_files/liver_1frame.dcm", "test_files/liver_expb_1frame.dcm", "test_files/rtdose_rle.dcm",
+        "test_files/rtdose_rle_1frame.dcm", "test_files/rtplan_truncated.dcm", "test_files/test-SR.dcm",
+    ),
+}
+
+
 @functools.lru_cache(maxsize=1)
 def select_corpus() -> tuple[CorpusFile, ...]:
     """Every pydicom / pydicom-data test file that is a sendable storage object.
@@ -466,17 +506,20 @@ def select_corpus() -> tuple[CorpusFile, ...]:
     storage SOP class, the transfer syntax is one pacsbox accepts, the dataset
     has SOP Class/SOP Instance/Study/Series Instance UIDs that are valid UIDs,
     and DCMTK's parser finds those UIDs too (a handful of deliberately broken
-    files defeat it).  Sorted by path, so the send order is deterministic.
+    files defeat it).  Every file left out must be in CORPUS_LEFT_OUT, and the
+    count must reach CORPUS_MIN.  Sorted by path, so the send order is deterministic.
     """
     import pydicom
     import pydicom.data
 
     files = set(pydicom.data.get_testdata_files()) | set(pydicom.data.get_charset_files())
     out = []
+    left_out: dict[str, str] = {}
     for f in sorted(files):
         p = Path(f)
         if not p.is_file():
             continue
+        key = f"{p.parent.name}/{p.name}"
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -485,15 +528,28 @@ def select_corpus() -> tuple[CorpusFile, ...]:
                 ts = str(fm.TransferSyntaxUID)
                 msc = str(fm.MediaStorageSOPClassUID)
                 uids = [str(ds.SOPClassUID), str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)]
-        except Exception:  # noqa: BLE001 - unreadable / lacks an attribute: not in the corpus
+        except Exception as e:  # noqa: BLE001 - unreadable / lacks an attribute: must be listed
+            left_out[key] = f"pydicom: {type(e).__name__}: {str(e)[:100]}"
             continue
         if not msc.startswith(STORAGE_PREFIX) or ts not in ACCEPTED_TS:
+            left_out[key] = f"not a storage object in an accepted syntax ({msc}, {ts})"
             continue
         if not uids[0].startswith(STORAGE_PREFIX) or not all(valid_uid(u) for u in uids):
+            left_out[key] = f"invalid UID among {uids}"
             continue
         if not _dcmtk_sees_uids(p):
+            left_out[key] = "DCMTK's dcmdump does not find the four UIDs"
             continue
         out.append(CorpusFile(p, ts, uids[0], uids[1], uids[2], uids[3]))
+    listed = {k for keys in CORPUS_LEFT_OUT.values() for k in keys}
+    unlisted = {k: why for k, why in left_out.items() if k not in listed}
+    back = sorted(listed - set(left_out))
+    assert not unlisted and not back, (
+        f"the corpus changed: left out but not in CORPUS_LEFT_OUT: {unlisted}; "
+        f"listed in CORPUS_LEFT_OUT but now sent: {back}")
+    assert len(out) >= CORPUS_MIN, (
+        f"only {len(out)} corpus files (at least {CORPUS_MIN} expected): are pydicom and pydicom-data "
+        "installed as pinned in tests/install_deps.sh?")
     return tuple(out)
 
 
@@ -1098,7 +1154,7 @@ def query(level: str, **keys):
 class FindResult:
     identifiers: list
     final: object  # the final status Dataset (None if none arrived)
-    pending_codes: list[int]
+    codes: list[int]  # every response's status, in order of arrival (pendings and the final one)
 
     @property
     def status(self) -> int | None:
@@ -1119,8 +1175,8 @@ def c_find(assoc, ident, model: str = STUDY_ROOT_FIND, msg_id: int = 1) -> FindR
     res = FindResult([], None, [])
     for st, found in assoc.send_c_find(ident, model, msg_id=msg_id):
         code = status_code(st)
+        res.codes.append(code)
         if code in STATUS_PENDING:
-            res.pending_codes.append(code)
             res.identifiers.append(found)
         else:
             res.final = st

@@ -89,7 +89,7 @@ def png_size(b: bytes) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def corpus_server(module_server, tmp_path_factory):
     files = sorted(h.select_corpus(), key=lambda f: (f.ts, str(f.path)))
-    assert len(files) >= 50, "pydicom and pydicom-data must be installed"
+    assert len(files) >= h.CORPUS_MIN, "pydicom and pydicom-data must be installed"
     srv = module_server()
     ok, failures = h.send_with_storescu(srv.dicom_port, srv.ae, CALLING, files, tmp_path_factory.mktemp("scu"))
     assert not failures, f"{len(failures)} C-STOREs failed"
