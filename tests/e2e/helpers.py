@@ -553,6 +553,115 @@ def select_corpus() -> tuple[CorpusFile, ...]:
     return tuple(out)
 
 
+def decode_png(data: bytes):
+    """An 8-bit greyscale or RGB, non-interlaced PNG (what pacsbox writes) as a uint8 array of
+    shape (h, w) or (h, w, 3); anything else is an AssertionError."""
+    import struct
+    import zlib
+
+    import numpy as np
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, hdr = 8, b"", None
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            hdr = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    assert hdr is not None, "PNG without IHDR"
+    w, h, depth, color, _comp, _filt, interlace = hdr
+    assert depth == 8 and color in (0, 2) and interlace == 0, f"unexpected PNG format {hdr}"
+    ch = 1 if color == 0 else 3
+    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(h, 1 + w * ch)
+    out = np.zeros((h, w * ch), dtype=np.int32)
+    prev = np.zeros(w * ch, dtype=np.int32)
+    for y in range(h):
+        f, line = raw[y, 0], raw[y, 1:].astype(np.int32)
+        if f == 0:
+            cur = line
+        elif f == 2:
+            cur = (line + prev) & 0xFF
+        else:  # Sub, Average, Paeth depend on the pixel to the left: one sample at a time
+            cur = np.zeros_like(line)
+            for x in range(w * ch):
+                a = cur[x - ch] if x >= ch else 0
+                b, c = prev[x], (prev[x - ch] if x >= ch else 0)
+                if f == 1:
+                    pred = a
+                elif f == 3:
+                    pred = (a + b) // 2
+                else:
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                cur[x] = (line[x] + pred) & 0xFF
+        out[y], prev = cur, cur
+    return out.astype(np.uint8).reshape((h, w) if ch == 1 else (h, w, 3))
+
+
+def box_downscale(img, ow: int, oh: int):
+    """Area average of a (h, w[, c]) float image onto (oh, ow[, c]): each source pixel counts
+    towards the output pixel its top-left corner falls in."""
+    import numpy as np
+
+    h, w = img.shape[:2]
+    ys = np.minimum(np.arange(h) * oh // h, oh - 1)
+    xs = np.minimum(np.arange(w) * ow // w, ow - 1)
+    sums = np.zeros((oh, ow) + img.shape[2:])
+    np.add.at(sums, (ys[:, None], xs[None, :]), img)
+    counts = np.zeros((oh, ow))
+    np.add.at(counts, (ys[:, None], xs[None, :]), 1)
+    return sums / (counts if img.ndim == 2 else counts[..., None])
+
+
+def pydicom_preview(path: Path, ow: int, oh: int):
+    """What the preview of frame 1 should look like, by pydicom (+ pylibjpeg) and numpy alone, as
+    floats 0..255 of shape (oh, ow) or (oh, ow, 3): grey images through pydicom's modality LUT /
+    rescale, then the first window (pydicom's windowing, VOI LUT Function included), else the
+    first VOI LUT, else the modality values' min..max; MONOCHROME1 inverted; palette colour
+    through pydicom's colour LUT; RGB/YBR as pydicom converts them; then an area-average resize."""
+    import numpy as np
+    import pydicom
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+
+    ds = pydicom.dcmread(path)
+    arr = ds.pixel_array
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        arr = arr[0]
+    pi = str(ds.PhotometricInterpretation)
+    bits = int(ds.BitsStored)
+    if pi == "PALETTE COLOR":
+        rgb = apply_color_lut(arr, ds).astype(float)
+        depth = int(ds.RedPaletteColorLookupTableDescriptor[2])
+        img = rgb * 255.0 / (2**depth - 1) if depth > 8 else rgb
+    elif int(ds.SamplesPerPixel) == 3:
+        img = arr.astype(float)
+        if bits > 8:
+            img = np.minimum(np.floor(img / 2 ** (bits - 8)), 255)
+    else:
+        m = apply_modality_lut(arr, ds).astype(float)
+        centers, widths = ds.get("WindowCenter"), ds.get("WindowWidth")
+        first = lambda v: float(v[0]) if isinstance(v, pydicom.multival.MultiValue) else float(v)  # noqa: E731
+        if centers is not None and widths is not None and first(widths) >= 1:
+            win = apply_voi_lut(m, ds, index=0, prefer_lut=False)
+            # pydicom windows onto its own output range: find it from values far outside the window
+            lo, hi = apply_voi_lut(np.array([-1e12, 1e12]), ds, index=0, prefer_lut=False)
+            img = (win - lo) * 255.0 / (hi - lo)
+        elif "VOILUTSequence" in ds:
+            lut_bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+            img = apply_voi_lut(m, ds, index=0, prefer_lut=True).astype(float) * 255.0 / (2**lut_bits - 1)
+        else:
+            lo, hi = m.min(), m.max()
+            img = (m - lo) * 255.0 / max(hi - lo, 1.0)
+        img = np.clip(img, 0, 255)
+        if pi == "MONOCHROME1":
+            img = 255.0 - img
+    return box_downscale(img, ow, oh)
+
+
 def storescu_config(path: Path, groups: dict[str, set[str]]) -> dict[str, str]:
     """Write a DCMTK association config with one profile per transfer syntax.
 

@@ -481,7 +481,7 @@ fn the_route_table_lists_every_arm_of_the_router() {
     assert_eq!(
         found,
         normalized(pacsbox_web::routes::SESSION_ROUTES),
-        "routes::SESSION_ROUTES and the router disagree"
+        "the router (left) and routes::SESSION_ROUTES (right) disagree: list a new route in the table"
     );
     assert_eq!(
         public
