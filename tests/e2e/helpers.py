@@ -603,12 +603,16 @@ def decode_png(data: bytes):
 
 
 def box_downscale(img, ow: int, oh: int):
-    """Area average of a (h, w[, c]) float image onto (oh, ow[, c]): each source pixel counts
-    towards the output pixel its top-left corner falls in."""
+    """Area average of a (h, w[, c]) float image onto (oh, ow[, c]) over pacsbox's blocks:
+    output column ox averages the source columns x with x*ow//w == ox, output row oy the source
+    rows from oy*h//oh up to (oy+1)*h//oh.  Which source line falls into which block must be
+    the server's: on fine detail (US1_UNCR's text, examples_rgb_color) putting one boundary row
+    on the other side moves the mean absolute difference from ~0.1 to 4..10 levels."""
     import numpy as np
 
     h, w = img.shape[:2]
-    ys = np.minimum(np.arange(h) * oh // h, oh - 1)
+    row_ends = np.array([(oy + 1) * h // oh for oy in range(oh)])
+    ys = np.minimum(np.searchsorted(row_ends, np.arange(h), side="right"), oh - 1)
     xs = np.minimum(np.arange(w) * ow // w, ow - 1)
     sums = np.zeros((oh, ow) + img.shape[2:])
     np.add.at(sums, (ys[:, None], xs[None, :]), img)

@@ -32,10 +32,10 @@ ARTIFACTS = h.REPO / "tests" / "e2e" / "artifacts"
 # Previews pacsbox draws that pydicom cannot render to compare with (each with pydicom's reason).
 NO_PYDICOM_ORACLE = {"badVR.dcm": "pydicom: invalid literal for int() in an IS element"}
 # Mean absolute difference per pixel (0..255) allowed between a preview and pydicom's rendering:
-# rounding of the LUT (<= 0.5), of the area average (<= 0.5), and lossy JPEG / JPEG 2000 decoded
-# by another library than pylibjpeg (a few levels at edges). A black, white, inverted or
-# unwindowed preview of any of these images is off by tens of levels.
-PREVIEW_MAD_TOL = 3.0
+# rounding of the LUT and of the area average, and lossy JPEG / JPEG 2000 decoded by another
+# library than pylibjpeg. Measured on the pinned corpus: median 0.15, largest 0.30 (mlut_18.dcm).
+# A black, white, inverted, unwindowed or colour-converted preview is off by tens of levels.
+PREVIEW_MAD_TOL = 1.0
 
 
 class Browser:
