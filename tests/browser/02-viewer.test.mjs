@@ -2,11 +2,9 @@
 // shows (getImageData), against the server's own 16-bit pixels where the value is computable.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import {
-  ARTIFACTS, BASE, MANIFEST, aboutCentre, canvasBox, checkAgainstServer, checkKernel, compareMapped,
-  drag, launch, litBox, login, meanAbsDiff, newPage, noProblems, openViewer, ready, shot, snap, state, stats,
+  BASE, MANIFEST, aboutCentre, canvasBox, checkAgainstServer, checkKernel, compareMapped,
+  drag, launch, litBox, login, meanAbsDiff, newPage, noProblems, openViewer, ready, shot, snap, state, stats, watchCine,
 } from './lib.mjs';
 
 const K = MANIFEST.kim;
@@ -17,7 +15,6 @@ const RGB = K.series.rgb; // US1_UNCR: 640×480 RGB
 const MIXED = K.series.mixed; // RLE, JPEG 2000, explicit LE, 12-bit JPEG Extended, JPEG-LS
 const EDGE = MANIFEST.edge; // dose32: 32-bit RT dose (preview only); clip: 120-frame JPEG colour
 const IDENTITY = [1, 0, 0, 1, 0, 0];
-const timings = {};
 
 async function click(page, selector) {
   await page.click(selector);
@@ -45,7 +42,6 @@ describe('viewer (desktop, mouse and keyboard)', () => {
   });
 
   after(async () => {
-    writeFileSync(path.join(ARTIFACTS, 'timings.json'), JSON.stringify(timings, null, 2));
     await browser?.close();
   });
 
@@ -361,39 +357,41 @@ describe('viewer (desktop, mouse and keyboard)', () => {
     await shot(page, 'viewer-multiframe');
   });
 
-  it('cine plays at about 10 images per second and stops', async () => {
+  // How fast cine runs and how soon the first picture appears are figures of bench/viewer.sh;
+  // the tests check what is shown and in which order (speed on a shared CI machine proves nothing).
+  it('cine shows every image in order, wraps round, and stops on a complete image', async () => {
     let s = await openViewer(page, K.study, MF.uid);
+    const n = s.count;
     await page.click('[data-act=cine]');
-    const seen = await page.evaluate(async () => {
-      const out = [];
-      const t0 = performance.now();
-      while (performance.now() - t0 < 1500) {
-        out.push(window.pacsboxViewer.state.index);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      return out;
-    });
+    const seen = await watchCine(page, { changes: n + 3, ms: 120_000 }); // the time is a hang guard
     s = await state(page);
     assert.equal(s.playing, true);
-    let advances = 0;
-    for (let i = 1; i < seen.length; i++) if (seen[i] !== seen[i - 1]) advances++;
-    timings.cineAdvancesIn1500ms = advances;
-    assert.ok(advances >= 8 && advances <= 20, `cine advanced ${advances} times in 1.5 s`);
     assert.equal(await page.textContent('[data-act=cine]'), '⏸');
+    assert.equal(seen.changes.length, n + 3, `cine advanced only ${seen.changes.length} times`);
+    for (const [from, to] of seen.changes) {
+      assert.equal(to, (from + 1) % n, `cine went from ${from} to ${to}: ${JSON.stringify(seen.changes)}`);
+    }
+    assert.ok(seen.changes.some(([from, to]) => from === n - 1 && to === 0), 'cine wraps round');
     await page.click('[data-act=cine]');
-    const i0 = (await state(page)).index;
-    await page.waitForTimeout(400);
-    s = await state(page);
+    s = await ready(page);
     assert.equal(s.playing, false);
+    assert.equal(await page.textContent('[data-act=cine]'), '▶');
+    const i0 = s.index;
+    const stopped = await snap(page, 'cine-stopped');
+    await page.waitForTimeout(400); // four cine periods: nothing may move any more
+    assert.equal((await state(page)).index, i0);
+    // the picture cine stopped on is that image's, as stepping to it shows it
+    await setRange(page, '#slice', (i0 + n / 2) % n);
+    s = await setRange(page, '#slice', i0);
     assert.equal(s.index, i0);
+    assert.equal((await snap(page, 'cine-stepped')).hash, stopped.hash, `image ${i0 + 1} after cine differs`);
   });
 
-  it('2K MONOCHROME1 CR: fast first paint, full pixels, inverted greyscale', async () => {
+  it('2K MONOCHROME1 CR: preview first, then full pixels, inverted greyscale', async () => {
     await page.goto(`${BASE}/search`); // leave the viewer so the next load is a fresh page
     const seen = [];
     const onRequest = (r) => seen.push(new URL(r.url()).pathname);
     page.on('request', onRequest);
-    const t0 = Date.now();
     await page.goto(`${BASE}/viewer/${K.study}?series=${CR.uid}`);
     let s = await ready(page, 60_000);
     page.off('request', onRequest);
@@ -401,21 +399,10 @@ describe('viewer (desktop, mouse and keyboard)', () => {
     const iPreview = seen.indexOf(`/api/instances/${sop}/frames/1/preview.png`);
     const iPixels = seen.indexOf(`/api/instances/${sop}/frames/1/pixels`);
     assert.ok(iPreview >= 0 && iPixels >= 0 && iPreview < iPixels, `preview first, then pixels: ${seen.join(' ')}`);
-    const resources = await page.evaluate(() => performance.getEntriesByType('resource')
-      .filter((r) => /\/api\//.test(r.name))
-      .map((r) => ({ path: new URL(r.name).pathname.replace(/instances\/[0-9.]+/, 'instances/…').replace(/studies\/[0-9.]+/, 'studies/…'),
-        startMs: Math.round(r.startTime), responseStartMs: Math.round(r.responseStart), endMs: Math.round(r.responseEnd),
-        bytes: r.encodedBodySize, decodedBytes: r.decodedBodySize })));
-    const nav = await page.evaluate(() => {
-      const n = performance.getEntriesByType('navigation')[0];
-      return { htmlMs: Math.round(n.responseEnd), domContentLoadedMs: Math.round(n.domContentLoadedEventEnd) };
-    });
-    timings.cr2k = { wallMs: Date.now() - t0, firstPaintMs: Math.round(s.timings.firstPaint), pixelsPaintMs: Math.round(s.timings.pixelsPaint),
-      size: `${s.imageWidth}x${s.imageHeight}`, ...nav, resources };
     assert.equal(s.photometric, 'MONOCHROME1');
     assert.equal(s.kind, 'gray16u');
     assert.equal(s.source, 'pixels');
-    assert.ok(s.timings.firstPaint < 5000, `first paint after ${s.timings.firstPaint} ms`);
+    assert.ok(s.timings.firstPaint !== null && s.timings.pixelsPaint !== null, JSON.stringify(s.timings));
     await shot(page, 'viewer-cr');
     // magnify to ≥ 1 canvas pixel per image pixel, then compare with the server's pixels
     const box = await canvasBox(page);
@@ -473,34 +460,22 @@ describe('viewer (desktop, mouse and keyboard)', () => {
     await shot(page, 'viewer-preview-only');
   });
 
-  it('cine through a 120-frame JPEG colour clip keeps pace', async () => {
+  it('cine through a 120-frame JPEG colour clip shows each image in turn, none skipped', async () => {
     let s = await openViewer(page, EDGE.study, EDGE.series.clip.uid);
     assert.equal(s.count, 120);
     assert.equal(s.kind, 'rgb8');
     await page.click('[data-act=cine]');
-    const seen = await page.evaluate(async () => {
-      const out = [];
-      const t0 = performance.now();
-      while (performance.now() - t0 < 3000) {
-        const st = window.pacsboxViewer.state;
-        out.push([st.index, st.source]);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      return out;
-    });
+    // cine waits for each image rather than skipping to one that has arrived; the time is a hang guard
+    const seen = await watchCine(page, { changes: 15, ms: 120_000 });
     await page.click('[data-act=cine]');
-    let advances = 0;
-    const sources = {};
-    for (let i = 1; i < seen.length; i++) {
-      if (seen[i][0] !== seen[i - 1][0]) advances++;
-      sources[seen[i][1]] = (sources[seen[i][1]] || 0) + 1;
+    assert.equal(seen.changes.length, 15, `cine advanced only ${seen.changes.length} times`);
+    for (const [from, to] of seen.changes) {
+      assert.equal(to, from + 1, `cine went from ${from} to ${to}: ${JSON.stringify(seen.changes)}`);
     }
-    timings.clipCine3s = { advances, samplesBySource: sources };
-    // cine waits for each image (never skips one), so a slow server slows it rather than
-    // showing stale pictures: at least 5 images per second here, on a loaded 2-core machine
-    assert.ok(advances >= 15, `cine advanced ${advances} times in 3 s`);
     s = await ready(page);
     assert.equal(s.playing, false);
+    assert.equal(s.source, 'pixels');
+    assert.equal(s.error, '');
     await shot(page, 'viewer-clip');
   });
 

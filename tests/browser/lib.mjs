@@ -115,6 +115,28 @@ export async function ready(page, timeout = 30_000) {
 
 export const state = (page) => page.evaluate(() => window.pacsboxViewer.state);
 
+/**
+ * What cine shows: every change of the current image as `[from, to]`, sampled every 5 ms inside
+ * the page, until `changes` changes were seen or `ms` milliseconds passed (in the tests only a
+ * hang guard; bench/viewer_timing.mjs counts the changes in a fixed time instead).
+ */
+export function watchCine(page, { changes = 1e9, ms }) {
+  return page.evaluate(async ({ changes, ms }) => {
+    const out = [];
+    const t0 = performance.now();
+    let last = window.pacsboxViewer.state.index;
+    while (out.length < changes && performance.now() - t0 < ms) {
+      await new Promise((r) => setTimeout(r, 5));
+      const now = window.pacsboxViewer.state.index;
+      if (now !== last) {
+        out.push([last, now]);
+        last = now;
+      }
+    }
+    return { changes: out, ms: performance.now() - t0 };
+  }, { changes, ms });
+}
+
 /** Keep a copy of the canvas inside the page under `name`. */
 export async function snap(page, name) {
   return page.evaluate((n) => {

@@ -102,7 +102,8 @@ export PACSBOX_ARTIFACTS="$ART"
 cd "$HERE"
 # one file at a time, in order (01 changes the generated password; works on node 18 and 20+)
 status=0
-for f in ./*.test.mjs; do
+# BROWSER_FILES: other files to run against the same server and studies (bench/viewer.sh)
+for f in ${BROWSER_FILES:-./*.test.mjs}; do
     node --test --test-reporter=spec "$@" "$f" || status=$?
 done
 echo "==> screenshots and server log in $ART"

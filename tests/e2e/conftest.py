@@ -170,3 +170,16 @@ def module_server(request, pacsbox_bin, tmp_path_factory):
     request.module._pacsbox_module_servers = []
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """A `@pytest.mark.timeout` on a helper does nothing (`pytest_runtest_call` reads the
+    limit from the test item): refuse to run rather than let the test go unguarded."""
+    misplaced = []
+    for mod in {item.module for item in items if getattr(item, "module", None) is not None}:
+        for name, obj in vars(mod).items():
+            marks = getattr(obj, "pytestmark", [])
+            if callable(obj) and not name.startswith("test") and any(m.name == "timeout" for m in marks):
+                misplaced.append(f"{mod.__name__}.{name}")
+    if misplaced:
+        raise pytest.UsageError(f"@pytest.mark.timeout on something that is not a test: {sorted(misplaced)}")

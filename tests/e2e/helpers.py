@@ -460,6 +460,46 @@ def _dcmtk_sees_uids(path: Path) -> bool:
     return len(lines) == 4 and all(" UI " in ln for ln in lines)
 
 
+# The corpus as pinned in tests/install_deps.sh sends 211 files (146 distinct SOP Instance UIDs);
+# the floor leaves room for a file or two changing category, not for the corpus going missing.
+CORPUS_MIN = 205
+
+# Every pydicom / pydicom-data file left out of the corpus, by reason (keys: folder/name).
+# select_corpus() fails when a file drops out that is not listed here, or a listed one no
+# longer does: a file is never dropped silently.
+CORPUS_LEFT_OUT = {
+    "not a Part-10 file (no File Meta / DICM prefix)": (
+        "data/OT-PAL-8-face.dcm", "charset_files/FileInfo.txt", "test_files/ExplVR_BigEndNoMeta.dcm",
+        "test_files/ExplVR_LitEndNoMeta.dcm", "test_files/README.txt", "test_files/crayons.icc",
+        "dicomdirtests/README.txt", "TINY_ALPHA/README", "test_files/no_meta.dcm", "test_files/rtplan.dump",
+        "test_files/rtstruct.dcm", "test_files/rtstruct.dump", "test_files/test1.json", "test_files/test_PN.json",
+        "test_files/zipMR.gz",
+    ),
+    "no SOP Class UID (DICOMDIRs, sequence fragments)": (
+        "charset_files/chrSQEncoding.dcm", "charset_files/chrSQEncoding1.dcm", "test_files/UN_sequence.dcm",
+        "dicomdirtests/DICOMDIR", "dicomdirtests/DICOMDIR-bigEnd", "dicomdirtests/DICOMDIR-empty.dcm",
+        "dicomdirtests/DICOMDIR-implicit", "dicomdirtests/DICOMDIR-nooffset", "dicomdirtests/DICOMDIR-nopatient",
+        "dicomdirtests/DICOMDIR-reordered", "TINY_ALPHA/DICOMDIR", "test_files/nested_priv_SQ.dcm",
+        "test_files/no_meta_group_length.dcm", "test_files/priv_SQ.dcm",
+    ),
+    "no Study Instance UID": (
+        "test_files/JPEGLSNearLossless_08.dcm", "test_files/JPEGLSNearLossless_16.dcm",
+        "test_files/SC_rgb_jls_lossy_line.dcm", "test_files/SC_rgb_jls_lossy_sample.dcm",
+    ),
+    "File Meta lacks Media Storage SOP Class or Transfer Syntax": (
+        "test_files/empty_charset_LEI.dcm", "test_files/meta_missing_tsyntax.dcm",
+    ),
+    "not a valid UID": ("data/bad_sequence.dcm",),
+    "DCMTK's parser does not find the four UIDs (truncated / odd files storescu cannot send)": (
+        "data/eCT_Supplemental.dcm", "data/emri_small_jpeg_2k_lossless_too_short.dcm", "data/explicit_VR-UN.dcm",
+        "data/liver.dcm", "data/liver_expb.dcm", "test_files/MR_truncated.dcm", "test_files/SC_rgb_jpeg.dcm",
+        "test_files/SC_rgb_small_odd.dcm", "test_files/SC_rgb_small_odd_big_endian.dcm",
+        "test_files/liver_1frame.dcm", "test_files/liver_expb_1frame.dcm", "test_files/rtdose_rle.dcm",
+        "test_files/rtdose_rle_1frame.dcm", "test_files/rtplan_truncated.dcm", "test_files/test-SR.dcm",
+    ),
+}
+
+
 @functools.lru_cache(maxsize=1)
 def select_corpus() -> tuple[CorpusFile, ...]:
     """Every pydicom / pydicom-data test file that is a sendable storage object.
@@ -468,17 +508,20 @@ def select_corpus() -> tuple[CorpusFile, ...]:
     storage SOP class, the transfer syntax is one pacsbox accepts, the dataset
     has SOP Class/SOP Instance/Study/Series Instance UIDs that are valid UIDs,
     and DCMTK's parser finds those UIDs too (a handful of deliberately broken
-    files defeat it).  Sorted by path, so the send order is deterministic.
+    files defeat it).  Every file left out must be in CORPUS_LEFT_OUT, and the
+    count must reach CORPUS_MIN.  Sorted by path, so the send order is deterministic.
     """
     import pydicom
     import pydicom.data
 
     files = set(pydicom.data.get_testdata_files()) | set(pydicom.data.get_charset_files())
     out = []
+    left_out: dict[str, str] = {}
     for f in sorted(files):
         p = Path(f)
         if not p.is_file():
             continue
+        key = f"{p.parent.name}/{p.name}"
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -487,16 +530,142 @@ def select_corpus() -> tuple[CorpusFile, ...]:
                 ts = str(fm.TransferSyntaxUID)
                 msc = str(fm.MediaStorageSOPClassUID)
                 uids = [str(ds.SOPClassUID), str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)]
-        except Exception:  # noqa: BLE001 - unreadable / lacks an attribute: not in the corpus
+        except Exception as e:  # noqa: BLE001 - unreadable / lacks an attribute: must be listed
+            left_out[key] = f"pydicom: {type(e).__name__}: {str(e)[:100]}"
             continue
         if not msc.startswith(STORAGE_PREFIX) or ts not in ACCEPTED_TS:
+            left_out[key] = f"not a storage object in an accepted syntax ({msc}, {ts})"
             continue
         if not uids[0].startswith(STORAGE_PREFIX) or not all(valid_uid(u) for u in uids):
+            left_out[key] = f"invalid UID among {uids}"
             continue
         if not _dcmtk_sees_uids(p):
+            left_out[key] = "DCMTK's dcmdump does not find the four UIDs"
             continue
         out.append(CorpusFile(p, ts, uids[0], uids[1], uids[2], uids[3]))
+    listed = {k for keys in CORPUS_LEFT_OUT.values() for k in keys}
+    unlisted = {k: why for k, why in left_out.items() if k not in listed}
+    back = sorted(listed - set(left_out))
+    assert not unlisted and not back, (
+        f"the corpus changed: left out but not in CORPUS_LEFT_OUT: {unlisted}; "
+        f"listed in CORPUS_LEFT_OUT but now sent: {back}")
+    assert len(out) >= CORPUS_MIN, (
+        f"only {len(out)} corpus files (at least {CORPUS_MIN} expected): are pydicom and pydicom-data "
+        "installed as pinned in tests/install_deps.sh?")
     return tuple(out)
+
+
+def decode_png(data: bytes):
+    """An 8-bit greyscale or RGB, non-interlaced PNG (what pacsbox writes) as a uint8 array of
+    shape (h, w) or (h, w, 3); anything else is an AssertionError."""
+    import struct
+    import zlib
+
+    import numpy as np
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, hdr = 8, b"", None
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            hdr = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    assert hdr is not None, "PNG without IHDR"
+    w, h, depth, color, _comp, _filt, interlace = hdr
+    assert depth == 8 and color in (0, 2) and interlace == 0, f"unexpected PNG format {hdr}"
+    ch = 1 if color == 0 else 3
+    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(h, 1 + w * ch)
+    out = np.zeros((h, w * ch), dtype=np.int32)
+    prev = np.zeros(w * ch, dtype=np.int32)
+    for y in range(h):
+        f, line = raw[y, 0], raw[y, 1:].astype(np.int32)
+        if f == 0:
+            cur = line
+        elif f == 2:
+            cur = (line + prev) & 0xFF
+        else:  # Sub, Average, Paeth depend on the pixel to the left: one sample at a time
+            cur = np.zeros_like(line)
+            for x in range(w * ch):
+                a = cur[x - ch] if x >= ch else 0
+                b, c = prev[x], (prev[x - ch] if x >= ch else 0)
+                if f == 1:
+                    pred = a
+                elif f == 3:
+                    pred = (a + b) // 2
+                else:
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                cur[x] = (line[x] + pred) & 0xFF
+        out[y], prev = cur, cur
+    return out.astype(np.uint8).reshape((h, w) if ch == 1 else (h, w, 3))
+
+
+def box_downscale(img, ow: int, oh: int):
+    """Area average of a (h, w[, c]) float image onto (oh, ow[, c]) over pacsbox's blocks:
+    output column ox averages the source columns x with x*ow//w == ox, output row oy the source
+    rows from oy*h//oh up to (oy+1)*h//oh.  Which source line falls into which block must be
+    the server's: on fine detail (US1_UNCR's text, examples_rgb_color) putting one boundary row
+    on the other side moves the mean absolute difference from ~0.1 to 4..10 levels."""
+    import numpy as np
+
+    h, w = img.shape[:2]
+    row_ends = np.array([(oy + 1) * h // oh for oy in range(oh)])
+    ys = np.minimum(np.searchsorted(row_ends, np.arange(h), side="right"), oh - 1)
+    xs = np.minimum(np.arange(w) * ow // w, ow - 1)
+    sums = np.zeros((oh, ow) + img.shape[2:])
+    np.add.at(sums, (ys[:, None], xs[None, :]), img)
+    counts = np.zeros((oh, ow))
+    np.add.at(counts, (ys[:, None], xs[None, :]), 1)
+    return sums / (counts if img.ndim == 2 else counts[..., None])
+
+
+def pydicom_preview(path: Path, ow: int, oh: int):
+    """What the preview of frame 1 should look like, by pydicom (+ pylibjpeg) and numpy alone, as
+    floats 0..255 of shape (oh, ow) or (oh, ow, 3): grey images through pydicom's modality LUT /
+    rescale, then the first window (pydicom's windowing, VOI LUT Function included), else the
+    first VOI LUT, else the modality values' min..max; MONOCHROME1 inverted; palette colour
+    through pydicom's colour LUT; RGB/YBR as pydicom converts them; then an area-average resize."""
+    import numpy as np
+    import pydicom
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+
+    ds = pydicom.dcmread(path)
+    arr = ds.pixel_array
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        arr = arr[0]
+    pi = str(ds.PhotometricInterpretation)
+    bits = int(ds.BitsStored)
+    if pi == "PALETTE COLOR":
+        rgb = apply_color_lut(arr, ds).astype(float)
+        depth = int(ds.RedPaletteColorLookupTableDescriptor[2])
+        img = rgb * 255.0 / (2**depth - 1) if depth > 8 else rgb
+    elif int(ds.SamplesPerPixel) == 3:
+        img = arr.astype(float)
+        if bits > 8:
+            img = np.minimum(np.floor(img / 2 ** (bits - 8)), 255)
+    else:
+        m = apply_modality_lut(arr, ds).astype(float)
+        centers, widths = ds.get("WindowCenter"), ds.get("WindowWidth")
+        first = lambda v: float(v[0]) if isinstance(v, pydicom.multival.MultiValue) else float(v)  # noqa: E731
+        if centers is not None and widths is not None and first(widths) >= 1:
+            win = apply_voi_lut(m, ds, index=0, prefer_lut=False)
+            # pydicom windows onto its own output range: find it from values far outside the window
+            lo, hi = apply_voi_lut(np.array([-1e12, 1e12]), ds, index=0, prefer_lut=False)
+            img = (win - lo) * 255.0 / (hi - lo)
+        elif "VOILUTSequence" in ds:
+            lut_bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+            img = apply_voi_lut(m, ds, index=0, prefer_lut=True).astype(float) * 255.0 / (2**lut_bits - 1)
+        else:
+            lo, hi = m.min(), m.max()
+            img = (m - lo) * 255.0 / max(hi - lo, 1.0)
+        img = np.clip(img, 0, 255)
+        if pi == "MONOCHROME1":
+            img = 255.0 - img
+    return box_downscale(img, ow, oh)
 
 
 def storescu_config(path: Path, groups: dict[str, set[str]]) -> dict[str, str]:
@@ -1100,7 +1269,7 @@ def query(level: str, **keys):
 class FindResult:
     identifiers: list
     final: object  # the final status Dataset (None if none arrived)
-    pending_codes: list[int]
+    codes: list[int]  # every response's status, in order of arrival (pendings and the final one)
 
     @property
     def status(self) -> int | None:
@@ -1121,8 +1290,8 @@ def c_find(assoc, ident, model: str = STUDY_ROOT_FIND, msg_id: int = 1) -> FindR
     res = FindResult([], None, [])
     for st, found in assoc.send_c_find(ident, model, msg_id=msg_id):
         code = status_code(st)
+        res.codes.append(code)
         if code in STATUS_PENDING:
-            res.pending_codes.append(code)
             res.identifiers.append(found)
         else:
             res.final = st

@@ -13,7 +13,7 @@ CALLING = "CORPUSSCU"
 @pytest.fixture(scope="module")
 def corpus():
     files = list(h.select_corpus())
-    if len(files) < 50:
+    if len(files) < h.CORPUS_MIN:
         pytest.fail(f"only {len(files)} corpus files selected: are pydicom and pydicom-data installed?")
     # Group by transfer syntax so each group goes over one association; the
     # order is deterministic, so "first sender of a SOP Instance UID" is known.

@@ -248,6 +248,9 @@ fn encapsulated_frame(
                 "12-bit JPEG needs libjpeg-turbo (this build has no native-codecs)",
             ));
         }
+        if a.samples == 3 && a.photometric == "RGB" && !jpeg_names_colour_space(&bytes) {
+            return rgb_jpeg(&bytes, a);
+        }
     }
     if uid == RLE && a.bits_allocated == 32 {
         // dicom-pixeldata's RLE decoder stops at 16 bits; RT dose grids are 32.
@@ -348,29 +351,64 @@ pub(crate) fn frame_bytes(
     )))
 }
 
-/// Sample precision of the first SOF marker of a JPEG stream, if there is one.
-pub(crate) fn jpeg_precision(b: &[u8]) -> Option<u8> {
-    let mut i = 2;
-    if b.get(..2) != Some(&[0xFF, 0xD8]) {
-        return None;
-    }
-    while i + 4 < b.len() {
-        if b[i] != 0xFF {
+/// The marker segments of a JPEG stream's header, up to its first scan, as (marker, body);
+/// stops early at anything that is not a well-formed segment.
+fn jpeg_segments(b: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut i = if b.get(..2) == Some(&[0xFF, 0xD8]) {
+        2
+    } else {
+        b.len()
+    };
+    std::iter::from_fn(move || {
+        while b.get(i) == Some(&0xFF) && b.get(i + 1) == Some(&0xFF) {
+            i += 1;
+        }
+        if b.get(i) != Some(&0xFF) {
             return None;
         }
-        let m = b[i + 1];
-        if m == 0xFF {
-            i += 1;
-            continue;
-        }
-        // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
-        if (0xC0..=0xCF).contains(&m) && m != 0xC4 && m != 0xC8 && m != 0xCC {
-            return b.get(i + 4).copied();
-        }
-        let len = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
-        i += 2 + len;
+        let m = *b.get(i + 1)?;
+        let len = u16::from_be_bytes([*b.get(i + 2)?, *b.get(i + 3)?]) as usize;
+        let body = b.get(i + 4..(i + 2 + len).max(i + 4))?;
+        i = if m == 0xDA { b.len() } else { i + 2 + len };
+        Some((m, body))
+    })
+}
+
+/// Sample precision of the first SOF marker of a JPEG stream, if there is one.
+pub(crate) fn jpeg_precision(b: &[u8]) -> Option<u8> {
+    // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
+    jpeg_segments(b)
+        .find(|(m, _)| (0xC0..=0xCF).contains(m) && ![0xC4, 0xC8, 0xCC].contains(m))
+        .and_then(|(_, body)| body.first().copied())
+}
+
+/// Whether the stream says which colour space it holds: a JFIF APP0 (YCbCr by definition) or
+/// an Adobe APP14 marker (its transform flag).
+fn jpeg_names_colour_space(b: &[u8]) -> bool {
+    jpeg_segments(b).any(|(m, body)| {
+        (m == 0xE0 && body.starts_with(b"JFIF\0")) || (m == 0xEE && body.starts_with(b"Adobe"))
+    })
+}
+
+/// An 8-bit JPEG the data set calls RGB and whose stream names no colour space: its samples
+/// are R, G and B as they are. jpeg-decoder (through dicom-pixeldata) would take three
+/// components without a marker for YCbCr and convert them; DCMTK and pydicom go by the
+/// Photometric Interpretation, and so does this (pydicom's SC_jpeg_no_color_transform.dcm,
+/// a near-white image, otherwise shows magenta).
+fn rgb_jpeg(bytes: &[u8], a: &Attrs) -> Result<Frame, ImagingError> {
+    let mut d = jpeg_decoder::Decoder::new(bytes);
+    d.set_color_transform(jpeg_decoder::ColorTransform::RGB);
+    let data = d
+        .decode()
+        .map_err(|e| ImagingError::Corrupt(format!("JPEG decoding: {e}")))?;
+    let want = a.rows as usize * a.cols as usize * 3;
+    if data.len() != want {
+        return Err(ImagingError::Corrupt(format!(
+            "JPEG frame decoded to {} bytes, Rows × Columns × 3 is {want}",
+            data.len()
+        )));
     }
-    None
+    Ok(Frame::decoded(a, 8, data))
 }
 
 fn interleave(raw: &[u8], pixels: usize, bps: usize) -> Vec<u8> {

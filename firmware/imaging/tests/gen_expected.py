@@ -44,6 +44,7 @@ CASES = [
     ("JPGLosslessP14SV1_1s_1f_8b.dcm", 0, 0, "JPEG lossless 8-bit"),
     ("SC_rgb_jpeg_dcmtk.dcm", 0, 4, "JPEG baseline YBR_FULL_422 (chroma upsampling differs)"),
     ("color3d_jpeg_baseline.dcm", 60, 4, "JPEG baseline, multi-frame colour"),
+    ("SC_jpeg_no_color_transform.dcm", 0, 4, "JPEG baseline RGB, no JFIF/Adobe marker: not YCbCr"),
     ("RG3_UNCR.dcm", 0, 0, "MONOCHROME1 10-bit CR"),
     ("RG3_J2KR.dcm", 0, 0, "MONOCHROME1, JPEG 2000 lossless"),
     ("RG1_J2KI.dcm", 0, 0, "MONOCHROME1 15-bit, JPEG 2000 irreversible"),

@@ -69,7 +69,11 @@ fn decode_png(png: &[u8]) -> (u32, u32, png::ColorType, Vec<u8>) {
 /// for MONOCHROME1, within ±1 of rounding.
 #[test]
 fn previews_apply_the_files_voi_like_pydicom() {
-    for p in expected().previews {
+    let previews = expected().previews;
+    // gen_expected.py writes 4 (window, VOI LUT, min-max, MONOCHROME1): none may go missing
+    assert!(previews.len() >= 4, "{} preview cases", previews.len());
+    for p in previews {
+        assert!(!p.probe.is_empty(), "{}: no probe pixels", p.key);
         let inst = open(&p.key);
         let png = inst.preview(0, 4096);
         if common::refused_for_lack_of_codecs(&p.key, &inst.info(), &png) {
@@ -225,10 +229,12 @@ fn check(c: &Case, kind: &str, v: &[i64]) -> Vec<String> {
 #[test]
 fn pixels_equal_pydicom() {
     let cases = cases();
-    assert!(cases.len() >= 30);
+    // gen_expected.py writes 35 cases
+    assert!(cases.len() >= 35, "{} cases", cases.len());
     let mut bad = Vec::new();
     let mut refused = 0;
     for c in &cases {
+        assert!(!c.probe.is_empty(), "{}: no probe pixels", c.key);
         let inst = open(&c.key);
         let info = inst.info();
         assert_eq!((info.rows, info.columns), (c.rows, c.columns), "{}", c.key);
@@ -274,19 +280,24 @@ fn decompressed_data_sets_carry_the_same_pixels() {
     use dicom_dictionary_std::tags;
     use dicom_encoding::TransferSyntaxIndex;
     use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
-    for c in cases().iter().filter(|c| {
-        [
-            "jpeg_ls_lossless.dcm",
-            "JPGExtended.dcm",
-            "JPEGLSNearLossless_16.dcm",
-            "SC_rgb_jls_lossy_sample.dcm",
-            "US1_J2KR.dcm",
-            "MR_small_RLE.dcm",
-            "SC_rgb_jpeg_dcmtk.dcm",
-        ]
+    let names = [
+        "jpeg_ls_lossless.dcm",
+        "JPGExtended.dcm",
+        "JPEGLSNearLossless_16.dcm",
+        "SC_rgb_jls_lossy_sample.dcm",
+        "US1_J2KR.dcm",
+        "MR_small_RLE.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+    ];
+    let all = cases();
+    // every file named must have a case: a renamed one must not drop out of the check
+    for n in names {
+        assert!(all.iter().any(|c| c.key.ends_with(n)), "no case for {n}");
+    }
+    for c in all
         .iter()
-        .any(|n| c.key.ends_with(n))
-    }) {
+        .filter(|c| names.iter().any(|n| c.key.ends_with(n)))
+    {
         for ts in ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"] {
             let f = File::open(common::resolve(&c.key)).expect("open");
             let ds = pacsbox_imaging::decompress_to_native(BufReader::new(f), ts);

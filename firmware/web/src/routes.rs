@@ -7,6 +7,43 @@ use crate::auth::{COOKIE, Session, clear_cookie};
 use crate::pages;
 use crate::reply::{HttpError, Reply, Req, check_uid};
 
+/// Routes answered without a session, as (method, path pattern); GET also answers HEAD.
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/static/{name}"),
+    ("GET", "/status.json"),
+    ("GET", "/status.txt"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("GET", "/favicon.ico"),
+];
+
+/// Every route behind the session gate, as (method, path pattern): `{uid}` a study UID,
+/// `{series}` a series UID, `{sop}` a SOP Instance UID, `{n}` a frame number. Listed so that
+/// tests can probe each one without a session; `firmware/web/tests/http.rs` fails when an arm
+/// of the matches below (or of `pixels::instance_api`) is missing here.
+pub const SESSION_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("POST", "/logout"),
+    ("GET", "/account/password"),
+    ("POST", "/account/password"),
+    ("GET", "/admin/users"),
+    ("POST", "/admin/users"),
+    ("GET", "/admin/conflicts"),
+    ("POST", "/admin/conflicts"),
+    ("GET", "/status"),
+    ("GET", "/search"),
+    ("GET", "/study/{uid}"),
+    ("GET", "/study/{uid}/download.zip"),
+    ("GET", "/instance/{sop}/header"),
+    ("GET", "/viewer/{uid}"),
+    ("GET", "/api/studies/{uid}/series"),
+    ("GET", "/api/instances/{sop}/file"),
+    ("GET", "/api/instances/{sop}/info"),
+    ("GET", "/api/instances/{sop}/frames/{n}/preview.png"),
+    ("GET", "/api/instances/{sop}/frames/{n}/pixels"),
+    ("GET", "/api/series/{series}/thumbnail.png"),
+];
+
 pub fn route(web: &Web, req: &Req) -> Reply {
     match route_inner(web, req) {
         Ok(r) => r,

@@ -371,29 +371,232 @@ fn admin_session(s: &Server) -> String {
     cookie
 }
 
+/// A route pattern of `pacsbox_web::routes` with its parameters replaced by things the test
+/// archive holds, so that with a session every route has something to answer.
+fn sample_path(s: &Server, pattern: &str) -> String {
+    pattern
+        .replace("{uid}", &s.korean_study)
+        .replace("{series}", &format!("{}.1", s.korean_study))
+        .replace("{sop}", &format!("{}.1.1", s.korean_study))
+        .replace("{n}", "1")
+}
+
+fn head(port: u16, path: &str) -> u16 {
+    request(
+        port,
+        format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .status
+}
+
+/// The route arms of a `match` in `source`: `(bool, [segments])` arms (or `[segments] =>` arms
+/// when `bool_first` is None), as "METHOD /seg/{}/seg" with parameters as `{}`.
+fn arms(source: &str, bool_means_post: Option<bool>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = source;
+    let open = if bool_means_post.is_some() {
+        ", ["
+    } else {
+        "["
+    };
+    while let Some(i) = rest.find(open) {
+        let before = &rest[..i];
+        let after = &rest[i + open.len()..];
+        let Some(end) = after.find(']') else { break };
+        let segs = &after[..end];
+        rest = &after[end..];
+        let method = match bool_means_post {
+            Some(post_if_true) => {
+                let flag = before.rsplit('(').next().unwrap_or("").trim();
+                let is_true = match flag {
+                    "true" => true,
+                    "false" => false,
+                    _ => continue,
+                };
+                if is_true == post_if_true {
+                    "POST"
+                } else {
+                    "GET"
+                }
+            }
+            None => {
+                if !before.ends_with(|c: char| c.is_whitespace())
+                    || !rest[1..].trim_start().starts_with("=>")
+                {
+                    continue;
+                }
+                "GET"
+            }
+        };
+        let path: Vec<String> = segs
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                if p.starts_with('"') {
+                    p.trim_matches('"').to_string()
+                } else if p.ends_with("..") {
+                    "..".to_string()
+                } else {
+                    "{}".to_string()
+                }
+            })
+            .collect();
+        out.push(format!("{method} /{}", path.join("/")));
+    }
+    out
+}
+
+fn normalized(routes: &[(&str, &str)]) -> std::collections::BTreeSet<String> {
+    routes
+        .iter()
+        .map(|(m, p)| {
+            let segs: Vec<&str> = p
+                .split('/')
+                .map(|s| if s.starts_with('{') { "{}" } else { s })
+                .collect();
+            format!("{m} {}", segs.join("/"))
+        })
+        .collect()
+}
+
+/// The route table the probes below walk is the router's: an arm added to `routes.rs` (or to
+/// the instance API in `pixels.rs`) without an entry in the table fails here.
+#[test]
+fn the_route_table_lists_every_arm_of_the_router() {
+    let routes = include_str!("../src/routes.rs");
+    let pixels = include_str!("../src/pixels.rs");
+    let section = |src: &'static str, from: &str, to: &str| -> &'static str {
+        let a = src
+            .find(from)
+            .unwrap_or_else(|| panic!("{from:?} not found"));
+        let b = a + src[a..]
+            .find(to)
+            .unwrap_or_else(|| panic!("{to:?} not found"));
+        &src[a..b]
+    };
+    let public = arms(section(routes, "// Public.", "_ => {}"), Some(false));
+    let gated = arms(
+        section(
+            routes,
+            "match (post, segs.as_slice())",
+            "_ => Err(HttpError::NotFound)",
+        ),
+        Some(true),
+    );
+    let api = arms(
+        section(
+            pixels,
+            "pub fn instance_api",
+            "_ => Err(HttpError::NotFound)",
+        ),
+        None,
+    );
+    assert!(
+        public.len() >= 6 && gated.len() >= 15 && api.len() >= 3,
+        "{public:?} {gated:?} {api:?}"
+    );
+    let mut found: std::collections::BTreeSet<String> =
+        gated.into_iter().filter(|a| !a.ends_with("/..")).collect();
+    for a in &api {
+        found.insert(a.replacen("GET /", "GET /api/instances/{}/", 1));
+    }
+    assert_eq!(
+        found,
+        normalized(pacsbox_web::routes::SESSION_ROUTES),
+        "the router (left) and routes::SESSION_ROUTES (right) disagree: list a new route in the table"
+    );
+    assert_eq!(
+        public
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>(),
+        normalized(pacsbox_web::routes::PUBLIC_ROUTES),
+        "routes::PUBLIC_ROUTES and the router disagree"
+    );
+}
+
+/// With a session every route of the table answers (the table names real routes, and the
+/// parameters above are real), so a 303/401 in the probe without a session is the gate's.
+#[test]
+fn every_route_of_the_table_answers_with_a_session() {
+    let s = start();
+    let cookie = admin_session(&s);
+    let r = get(s.port, "/account/password", &cookie);
+    let csrf = r.csrf();
+    let mut routes = pacsbox_web::routes::SESSION_ROUTES.to_vec();
+    // Logging out ends the session the others need.
+    routes.sort_by_key(|(_, p)| *p == "/logout");
+    for (method, pattern) in routes {
+        let path = sample_path(&s, pattern);
+        let r = if method == "POST" {
+            post(s.port, &path, &cookie, &[("csrf", &csrf)])
+        } else {
+            get(s.port, &path, &cookie)
+        };
+        let ok = match (method, pattern) {
+            ("GET", "/") | ("POST", "/logout") => r.status == 303,
+            ("POST", _) => ![401, 403, 404, 405].contains(&r.status),
+            _ => r.status == 200,
+        };
+        assert!(ok, "{method} {path}: {} {}", r.status, r.text());
+    }
+    for (method, pattern) in pacsbox_web::routes::PUBLIC_ROUTES {
+        let path = pattern.replace("{name}", "viewer.js");
+        let r = if *method == "POST" {
+            post(s.port, &path, "", &[])
+        } else {
+            get(s.port, &path, "")
+        };
+        let want: &[u16] = match *pattern {
+            "/favicon.ico" => &[404],
+            "/login" if *method == "POST" => &[200, 400, 401, 403],
+            _ => &[200],
+        };
+        assert!(
+            want.contains(&r.status),
+            "{method} {path} without a session: {}",
+            r.status
+        );
+    }
+}
+
 #[test]
 fn nothing_with_patient_data_is_reachable_without_a_session() {
     let s = start();
     let r = get(s.port, "/search?name=kim", "");
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location").unwrap(), "/login?next=%2Fsearch");
-    for path in [
-        format!("/study/{}", s.korean_study),
-        format!("/study/{}/download.zip", s.korean_study),
-        "/instance/1.2.410.1.1.1/header".into(),
-        format!("/viewer/{}", s.korean_study),
-        "/status".into(),
-    ] {
-        let r = get(s.port, &path, "");
-        assert_eq!(r.status, 303, "{path}");
-        assert!(!r.text().contains("Kim"), "{path}");
-    }
-    for path in [
-        format!("/api/studies/{}/series", s.korean_study),
-        "/api/instances/1.2.410.1.1.1/file".into(),
-        "/api/instances/1.2.410.1.1.1/info".into(),
-    ] {
-        assert_eq!(get(s.port, &path, "").status, 401, "{path}");
+    let routes = pacsbox_web::routes::SESSION_ROUTES;
+    assert!(routes.len() >= 18, "{routes:?}");
+    for (method, pattern) in routes {
+        let path = sample_path(&s, pattern);
+        let (r, head) = if *method == "POST" {
+            (post(s.port, &path, "", &[("csrf", "")]), None)
+        } else {
+            (get(s.port, &path, ""), Some(head(s.port, &path)))
+        };
+        let expected = if *method == "POST" || path.starts_with("/api/") {
+            401
+        } else {
+            303
+        };
+        assert_eq!(r.status, expected, "{method} {path}");
+        if expected == 303 {
+            let next: String = form_urlencoded::byte_serialize(path.as_bytes()).collect();
+            assert_eq!(
+                r.header("location").as_deref(),
+                Some(format!("/login?next={next}").as_str()),
+                "{method} {path}"
+            );
+        }
+        let text = r.text();
+        assert!(
+            !text.contains("Kim") && !text.contains("김") && !text.contains("DOE"),
+            "{method} {path}: {text}"
+        );
+        if let Some(h) = head {
+            assert_eq!(h, expected, "HEAD {path}");
+        }
     }
     assert_eq!(get(s.port, "/search", "pacsbox_session=forged").status, 303);
     // The public status document has counts but no names.
