@@ -22,9 +22,10 @@ export CARGO_TARGET_DIR="$here/target"
 BIN="$CARGO_TARGET_DIR/$TRIPLE/release"
 
 build() {
+    local bins=() t
+    for t in "${TARGETS[@]}"; do bins+=(--bin "$t"); done
     # --target keeps RUSTFLAGS off build scripts and proc macros.
-    cargo build --release --locked --features libfuzzer --target "$TRIPLE" \
-        $(printf -- '--bin %s ' "${TARGETS[@]}")
+    cargo build --release --locked --features libfuzzer --target "$TRIPLE" "${bins[@]}"
 }
 
 # libFuzzer flags for every run: a slow input or 1 GB of memory is a finding too.
