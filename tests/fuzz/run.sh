@@ -34,8 +34,11 @@ COMMON=(-timeout=10 -rss_limit_mb=1024 -max_len=65536 -print_final_stats=1)
 run() {
     local t="$1"; shift
     mkdir -p "$CARGO_TARGET_DIR/corpus/$t" "$CARGO_TARGET_DIR/artifacts"
+    # Past findings, where a target has any (git keeps no empty folder).
+    local past=()
+    [[ -d "regressions/$t" ]] && past=("regressions/$t")
     "$BIN/$t" "${COMMON[@]}" -artifact_prefix="$CARGO_TARGET_DIR/artifacts/$t-" "$@" \
-        "$CARGO_TARGET_DIR/corpus/$t" "corpus/$t" "regressions/$t"
+        "$CARGO_TARGET_DIR/corpus/$t" "corpus/$t" "${past[@]}"
 }
 
 case "${1:-}" in
