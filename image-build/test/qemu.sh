@@ -24,16 +24,23 @@ qemu_prepare() {
     truncate -s 1G "$work/raid-a.img" "$work/raid-b.img"
 }
 
-# KVM only when asked (PACSBOX_BOOT_ACCEL=kvm, or the caller's default) and qemu really starts
-# with it. Without '-arch-capabilities' nested KVM here aborts on MSR 0x10a (arch capabilities)
-# with -cpu max or host.
+# KVM only when asked (PACSBOX_BOOT_ACCEL=kvm, or the caller's default) and the image's kernel
+# really runs under it: it must print its banner within 20 s. Probed once. A qemu that merely
+# starts is not enough: nested KVM on some hosts aborts on MSR 0x10a with -cpu max (hence
+# '-arch-capabilities') or stops with "emulation failure" in the kernel's decompressor.
 KVM_CPU=(-cpu max,-arch-capabilities)
+kvm_ok=""
 kvm_usable() {
     [[ "${PACSBOX_BOOT_ACCEL:-tcg}" == kvm && -w /dev/kvm ]] || return 1
-    local rc=0
-    timeout 3 qemu-system-x86_64 -accel kvm -M q35 "${KVM_CPU[@]}" -nodefaults -display none \
-        -monitor none -S </dev/null >/dev/null 2>&1 || rc=$?
-    ((rc == 124))
+    if [[ -z "$kvm_ok" ]]; then
+        kvm_ok=no
+        timeout 20 qemu-system-x86_64 -accel kvm -M q35 "${KVM_CPU[@]}" -m 512 -nodefaults \
+            -display none -monitor none -serial "file:$work/kvm-probe.log" -no-reboot \
+            -kernel "$work/vmlinuz" -append "console=ttyS0 panic=-1" </dev/null >/dev/null 2>&1 || true
+        grep -aq 'Linux version' "$work/kvm-probe.log" 2>/dev/null && kvm_ok=yes
+        [[ "$kvm_ok" == yes ]] || echo "KVM asked for but the kernel does not run under it: software emulation"
+    fi
+    [[ "$kvm_ok" == yes ]]
 }
 
 # qemu_boot LOG: starts qemu in the background (serial console to LOG); sets qemu_pid, boot_t0.
