@@ -26,8 +26,9 @@
 # PACSBOX_POWERCUT_CYCLES (20 with KVM, 10 without), PACSBOX_POWERCUT_FILES (files per stream and cycle, 40),
 # PACSBOX_POWERCUT_SIZES (KiB, taken in turn: 4,32,256,1024), PACSBOX_POWERCUT_CUT_MS (the cut
 # comes 100 ms..this after the streams start, 1500), PACSBOX_POWERCUT_SEED (RANDOM's seed).
-# PACSBOX_POWERCUT_BREAK, only to see the test fail: "corrupt" overwrites 4 bytes of one stored
-# file and deletes another before the last verify, "noreadd" never adds the failed disk back.
+# PACSBOX_POWERCUT_BREAK (comma list), only to see the test fail: "corrupt" overwrites 4 bytes
+# of one stored file and deletes another before the last verify, "noreadd" never adds the
+# failed disk back.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 source "$(dirname "$0")/qemu.sh"
@@ -299,7 +300,7 @@ check "C-STORE of 20 instances to the degraded array" \
 acked_in "$work/degraded.log" "$work/degraded" >>"$work/acked.txt"
 check "all 20 acknowledged" test "$(acked_in "$work/degraded.log" "$work/degraded" | wc -l)" -eq 20
 
-if [[ "$BREAK" != noreadd ]]; then
+if [[ ",$BREAK," != *,noreadd,* ]]; then
     # A new disk: no md superblock, so md rebuilds it whole; slowly enough to be seen doing it.
     vm_run 20 "echo 20000 >/proc/sys/dev/raid/speed_limit_max; mdadm --zero-superblock $member && mdadm /dev/$md --add $member" ||
         bad "mdadm --add $member"
@@ -310,7 +311,7 @@ vm_run 10 "echo 2000000 >/proc/sys/dev/raid/speed_limit_max" || true
 wait_for 300 "status.json: $md clean again, no RAID alarm" \
     "d['raid'][0]['state'] == 'clean' and not any(a['kind'] in ('disk_failed', 'disk_missing', 'raid_failed') for a in d['alarms'])" || true
 poll_check 30 "panel: no alarm screen once rebuilt" a_page_again "$work/panel-rebuilt"
-if [[ "$BREAK" == corrupt ]]; then
+if [[ ",$BREAK," == *,corrupt,* ]]; then
     vm_run 20 "cd /srv/pacsbox && f=\$(find archive -type f | sort | head -n2) && set -- \$f &&
         printf XXXX | dd of=\$1 bs=1 seek=200 conv=notrunc status=none && rm \$2 && sync && echo broke \$1 \$2"
 fi
