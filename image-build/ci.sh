@@ -2,7 +2,8 @@
 # The image part of CI (called by tests/run_all.sh after the host tests):
 #   0. avahi-browse finds the release binary's mDNS announcement (test/avahi-check.sh);
 #   1. the aarch64 cross-build of the firmware, with its C codecs (every run);
-#   2. the amd64 image with the test overlay, and its full boot test in qemu (every run);
+#   2. the amd64 image with the test overlay, and its full boot test in qemu (every run), then
+#      its power-cut and RAID rebuild test (test/powercut-test.sh, KVM when usable);
 #   3. the arm64 (Raspberry Pi 4) test image and its boot test whenever anything the image holds
 #      changed: the content key covers firmware/, web-ui/ (compiled in), Cargo.toml, Cargo.lock,
 #      image-build/ and README.md (installed in the image). Skipped only when that exact content
@@ -38,6 +39,8 @@ amd64_bin=()
 [[ -x "${PACSBOX_BIN:-}" ]] && amd64_bin=(--binary "$PACSBOX_BIN")
 timed "amd64 image" "$IMAGE_BUILD_DIR/build.sh" --arch amd64 --test --out "$out" "${amd64_bin[@]}"
 timed "amd64 boot test" "$IMAGE_BUILD_DIR/test/boot-test.sh" "$out/pacsbox-$version-amd64-test.img"
+timed "amd64 power cuts and RAID rebuild" "$IMAGE_BUILD_DIR/test/powercut-test.sh" \
+    "$out/pacsbox-$version-amd64-test.img"
 rm -f "$out"/*amd64*
 
 # Everything the arm64 image holds (documentation outside image-build/ and README.md is not in it).

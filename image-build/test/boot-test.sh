@@ -15,6 +15,7 @@
 # processes started here are ever killed. Prints 'N passed, 0 failed' at the end.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/qemu.sh"
 
 image="${1:?usage: boot-test.sh IMAGE}"
 [[ -r "$image" ]] || die "no image $image"
@@ -31,10 +32,7 @@ work="$(mktemp -d "$CACHE_DIR/boot-test.XXXXXX")"
 qemu_pid=""
 passed=0 failed=0
 cleanup() {
-    if [[ -n "$qemu_pid" ]] && kill -0 "$qemu_pid" 2>/dev/null; then
-        kill -KILL "$qemu_pid" 2>/dev/null || true
-        wait "$qemu_pid" 2>/dev/null || true
-    fi
+    qemu_kill
     if [[ -n "${KEEP_BOOT_TEST:-}" ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -42,76 +40,9 @@ ok() { passed=$((passed + 1)); echo "PASS: $*"; }
 bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
 check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
 
-# --- the image's own kernel, initrd and command line ---------------------------------------
-arch=amd64
-[[ "$(basename "$image")" == *arm64* ]] && arch=arm64
-boot_start=$(sfdisk -J "$image" | python3 -c 'import json,sys; print(json.load(sys.stdin)["partitiontable"]["partitions"][0]["start"])')
-fat="$image@@$((boot_start * 512))"
-kernel="$(mdir -b -i "$fat" :: | sed 's|^::/||' | grep -E '^vmlinuz' | sort | tail -n1)"
-initrd="$(mdir -b -i "$fat" :: | sed 's|^::/||' | grep -E '^initrd\.img' | sort | tail -n1)"
-[[ -n "$kernel" && -n "$initrd" ]] || die "no vmlinuz/initrd.img on the boot partition"
-mcopy -n -i "$fat" "::$kernel" "$work/vmlinuz"
-mcopy -n -i "$fat" "::$initrd" "$work/initrd.img"
-cmdline="$(mtype -i "$fat" ::cmdline.txt | tr -d '\r' | head -n1)"
-# The board's consoles mean nothing to qemu: serial console of the emulated machine instead.
-cmdline="$(echo "$cmdline" | sed -E 's/(^| )console=[^ ]*//g')"
-if [[ "$arch" == arm64 ]]; then cmdline+=" console=ttyAMA0"; else cmdline+=" console=ttyS0"; fi
-echo "kernel $kernel, initrd $initrd, cmdline: $cmdline"
-
-cp --sparse=always "$image" "$work/disk.img"
-truncate -s 1G "$work/raid-a.img" "$work/raid-b.img"
+qemu_prepare
 dport=$((20000 + RANDOM % 20000))
 hport=$((dport + 1))
-
-# Software emulation (TCG) by default, as on CI machines; PACSBOX_BOOT_ACCEL=kvm uses KVM when
-# qemu really starts with it (nested KVM here fails on MSRs with -cpu host).
-kvm_usable() {
-    [[ "${PACSBOX_BOOT_ACCEL:-tcg}" == kvm && -w /dev/kvm ]] || return 1
-    local rc=0
-    timeout 3 qemu-system-x86_64 -accel kvm -M q35 -cpu max -nodefaults -display none -monitor none -S \
-        </dev/null >/dev/null 2>&1 || rc=$?
-    ((rc == 124))
-}
-
-boot() {
-    local log="$1"
-    local machine=(-M q35 -cpu max) accel=tcg
-    if [[ "$arch" == amd64 ]] && kvm_usable; then
-        machine=(-M q35 -cpu max) accel=kvm
-    fi
-    local qemu=qemu-system-x86_64
-    if [[ "$arch" == arm64 ]]; then
-        qemu=qemu-system-aarch64 machine=(-M virt -cpu cortex-a72) accel=tcg
-    fi
-    echo "booting ($arch, accel $accel)"
-    boot_t0=$SECONDS
-    "$qemu" "${machine[@]}" -accel "$accel" -smp 2 -m 1536 -nodefaults -display none \
-        -monitor none -serial "file:$log" \
-        -kernel "$work/vmlinuz" -initrd "$work/initrd.img" -append "$cmdline" \
-        -drive "file=$work/disk.img,format=raw,if=none,id=d0" -device virtio-blk-pci,drive=d0 \
-        -drive "file=$work/raid-a.img,format=raw,if=none,id=d1" -device virtio-blk-pci,drive=d1 \
-        -drive "file=$work/raid-b.img,format=raw,if=none,id=d2" -device virtio-blk-pci,drive=d2 \
-        -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$dport-:11112,hostfwd=tcp:127.0.0.1:$hport-:8080" \
-        -device virtio-net-pci,netdev=n0 </dev/null >"$work/qemu.out" 2>&1 &
-    qemu_pid=$!
-}
-
-status() { curl -sf --max-time 10 "http://127.0.0.1:$hport/status.json"; }
-jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-
-wait_ready() {
-    local t0=$SECONDS
-    while ((SECONDS - t0 < BOOT_TIMEOUT)); do
-        kill -0 "$qemu_pid" 2>/dev/null || { tail -n 40 "$1"; die "qemu exited"; }
-        if s="$(status 2>/dev/null)" && [[ "$(echo "$s" | jq_py 'd.get("dicom_accepting")')" == True ]]; then
-            echo "status.json answering, DICOM accepting: $((SECONDS - boot_t0)) s after qemu start"
-            return 0
-        fi
-        sleep 3
-    done
-    tail -n 60 "$1"
-    die "no /status.json with dicom_accepting within ${BOOT_TIMEOUT}s"
-}
 
 wait_selftest() {
     local t0=$SECONDS
@@ -124,7 +55,7 @@ wait_selftest() {
 
 export TCP_NODELAY=1
 # --- first boot ------------------------------------------------------------------------------
-boot "$work/console-1.log"
+qemu_boot "$work/console-1.log"
 wait_ready "$work/console-1.log"
 t_echo=$SECONDS
 check "C-ECHO" "$ECHOSCU" -aec PACSBOX 127.0.0.1 "$dport"
@@ -149,9 +80,7 @@ until (($(acked) >= 5)); do
     ((SECONDS - t0 < 300)) || break
     sleep 0.1
 done
-kill -KILL "$qemu_pid"
-wait "$qemu_pid" 2>/dev/null || true
-qemu_pid=""
+qemu_kill
 wait "$store_pid" 2>/dev/null || true
 # A file counts as acknowledged when its Store Response (Success) arrived before the cut.
 awk '/Sending file:/ {f=$NF} /Received Store Response \(Success\)/ {print f}' "$work/stream.log" |
@@ -161,7 +90,7 @@ echo "killed qemu after $n_acked of $STREAM_FILES acknowledged instances"
 check "qemu killed in the middle of the stream" test "$n_acked" -ge 1 -a "$n_acked" -lt "$STREAM_FILES"
 
 # --- second boot: everything acknowledged is there ------------------------------------------
-boot "$work/console-2.log"
+qemu_boot "$work/console-2.log"
 wait_ready "$work/console-2.log"
 read -r study series <"$work/b.uids"
 "$FINDSCU" -S -aec PACSBOX 127.0.0.1 "$dport" -k QueryRetrieveLevel=IMAGE \
