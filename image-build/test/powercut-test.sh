@@ -312,8 +312,8 @@ wait_for 300 "status.json: $md clean again, no RAID alarm" \
     "d['raid'][0]['state'] == 'clean' and not any(a['kind'] in ('disk_failed', 'disk_missing', 'raid_failed') for a in d['alarms'])" || true
 poll_check 30 "panel: no alarm screen once rebuilt" a_page_again "$work/panel-rebuilt"
 if [[ ",$BREAK," == *,corrupt,* ]]; then
-    vm_run 20 "cd /srv/pacsbox && f=\$(find archive -type f | sort | head -n2) && set -- \$f &&
-        printf XXXX | dd of=\$1 bs=1 seek=200 conv=notrunc status=none && rm \$2 && sync && echo broke \$1 \$2"
+    # One line: the agent runs a command per line.
+    vm_run 20 "cd /srv/pacsbox && f=\$(find archive -type f | sort | head -n2) && set -- \$f && printf XXXX | dd of=\$1 bs=1 seek=200 conv=notrunc status=none && rm \$2 && sync && echo broke \$1 \$2"
 fi
 check_box "after the rebuild"
 echo "RAID degraded and rebuilt: $((SECONDS - t_raid)) s"
