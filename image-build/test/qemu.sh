@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2154 # image, work, dport and hport are the caller's (see below)
 # Shared by test/boot-test.sh and test/powercut-test.sh (sourced, after lib.sh): boot a
 # -test image's own kernel and initrd under qemu with two data disks and user networking.
 # The caller sets: image, work (a scratch folder), dport/hport (host ports for DICOM/HTTP),
@@ -28,6 +30,7 @@ qemu_prepare() {
 # really runs under it: it must print its banner within 20 s. Probed once. A qemu that merely
 # starts is not enough: nested KVM on some hosts aborts on MSR 0x10a with -cpu max (hence
 # '-arch-capabilities') or stops with "emulation failure" in the kernel's decompressor.
+# shellcheck disable=SC2054 # one qemu argument with commas
 KVM_CPU=(-cpu max,-arch-capabilities)
 kvm_ok=""
 kvm_usable() {
