@@ -45,8 +45,8 @@ SERVER_TCP_NODELAY=${SERVER_TCP_NODELAY:-1}
 
 die() { echo "peers.sh: $*" >&2; exit 1; }
 
-aet_of()  { case $1 in orthanc) echo ORTHANC;; dcmqrscp) echo DCMQRSCP;; storescp) echo STORESCP;; dest) echo DEST;; pacsbox) echo PACSBOX;; *) die "unknown peer $1";; esac; }
-port_of() { case $1 in orthanc) echo "$ORTHANC_PORT";; dcmqrscp) echo "$DCMQR_PORT";; storescp) echo "$STORESCP_PORT";; dest) echo "$DEST_PORT";; pacsbox) echo "$PACSBOX_PORT";; *) die "unknown peer $1";; esac; }
+aet_of()  { case $1 in orthanc) echo ORTHANC;; dcmqrscp) echo DCMQRSCP;; storescp) echo STORESCP;; dest) echo DEST;; pacsbox|pacsbox-ingest) echo PACSBOX;; *) die "unknown peer $1";; esac; }
+port_of() { case $1 in orthanc) echo "$ORTHANC_PORT";; dcmqrscp) echo "$DCMQR_PORT";; storescp) echo "$STORESCP_PORT";; dest) echo "$DEST_PORT";; pacsbox|pacsbox-ingest) echo "$PACSBOX_PORT";; *) die "unknown peer $1";; esac; }
 
 now_ms() { date +%s%3N; }
 
@@ -148,6 +148,10 @@ start() {
     dcmqrscp) "$DCMTK/dcmqrscp" -c "$dir/dcmqrscp.cfg" --fork "$port" >>"$dir/log" 2>&1 & pid=$! ;;
     pacsbox)  "$PACSBOX_BIN" serve --data "$dir/storage" --ae PACSBOX --bind 127.0.0.1 \
                 --dicom-port "$port" --http-port "$PACSBOX_HTTP" "${pacsbox_args[@]}" >>"$dir/log" 2>&1 & pid=$! ;;
+    # the same binary compressing on the acknowledgement path (what pacsbox did before
+    # compression when idle), to compare both in one run
+    pacsbox-ingest)  "$PACSBOX_BIN" serve --data "$dir/storage" --ae PACSBOX --bind 127.0.0.1 \
+                --dicom-port "$port" --http-port "$PACSBOX_HTTP" --compress ingest "${pacsbox_args[@]}" >>"$dir/log" 2>&1 & pid=$! ;;
     storescp|dest) "$DCMTK/storescp" --fork -aet "$aet" -od "$dir/storage" "$port" >>"$dir/log" 2>&1 & pid=$! ;;
   esac
   echo "$pid" >"$dir/pid"
@@ -194,6 +198,6 @@ case $cmd in
   start)   start "$@" ;;
   stop)    stop "$@" ;;
   info)    info "$@" ;;
-  stopall) for p in orthanc dcmqrscp storescp dest pacsbox; do stop "$p"; done ;;
+  stopall) for p in orthanc dcmqrscp storescp dest pacsbox pacsbox-ingest; do stop "$p"; done ;;
   *) sed -n '2,22p' "$0"; exit 2 ;;
 esac

@@ -46,6 +46,8 @@ def test_store_corpus_and_read_back(server, corpus, tmp_path):
     assert st["series"] == len(series), f"status.json series {st['series']}, expected {len(series)}"
     assert st["patients"] >= 1
 
+    # acknowledged plain; compressed once the server has been quiet (checked file by file below)
+    srv.wait_compressed()
     srv.stop()
     listed = srv.list()
     missing = sorted(set(first) - set(listed))
@@ -64,7 +66,7 @@ def test_store_corpus_and_read_back(server, corpus, tmp_path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             original = pydicom.dcmread(f.path)
-        errs, _stored = h.check_stored(srv.data, e, ts=f.ts, calling_ae=CALLING, original=original)
+        errs, _stored = h.check_stored(srv.data, e, ts=f.ts, calling_ae=CALLING, original=original, compressed=True)
         problems += [f"{f.name} [{f.ts}]: {err}" for err in errs]
         by_ts[f.ts] += 1
     assert not problems, f"{len(problems)} problems in stored instances:\n" + "\n".join(problems[:30])
@@ -108,6 +110,7 @@ def test_every_accepted_transfer_syntax_stored_verbatim(server, tmp_path):
     statuses = h.send_files_raw(srv.dicom_port, srv.ae, "TSSCU", [v[2] for v in sent.values()])
     bad = {sent_ts: st for (sent_ts, _b, f) in sent.values() for p, st in statuses.items() if p == f and st != 0}
     assert not bad, f"C-STORE failed for transfer syntaxes: { {k: hex(v) if v is not None else None for k, v in bad.items()} }"
+    srv.wait_compressed()
     srv.stop()
     listed = srv.list()
     problems = []
@@ -116,7 +119,7 @@ def test_every_accepted_transfer_syntax_stored_verbatim(server, tmp_path):
         if e is None:
             problems.append(f"{ts}: not listed")
             continue
-        errs, _stored = h.check_stored(srv.data, e, ts=ts, calling_ae="TSSCU")
+        errs, _stored = h.check_stored(srv.data, e, ts=ts, calling_ae="TSSCU", compressed=True)
         problems += [f"{ts}: {x}" for x in errs]
         _meta, stored_body = h.split_part10(h.read_stored_bytes(srv.data, e.path))
         if stored_body != body:

@@ -32,6 +32,7 @@ def test_reindex_after_deleting_index_gives_same_list(server):
     # only files whose file meta and dataset agree on the SOP Instance UID (raw send uses the meta)
     statuses = h.send_files_raw(srv.dicom_port, srv.ae, "REINDEX2", files)
     assert all(s == 0x0000 for s in statuses.values()), statuses
+    srv.wait_compressed()
     srv.stop()
 
     before = srv.cli("list", "--data", str(srv.data), check=True).stdout

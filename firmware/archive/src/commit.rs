@@ -403,6 +403,7 @@ impl CommitThread {
         }
         self.pending_records += planned.len();
         // Committed. From here a failure is not the peer's problem: recovery finishes the job.
+        let swap_lock = self.shared.swap_lock();
         let mut entries = Vec::with_capacity(planned.len());
         let mut replies = Vec::with_capacity(planned.len());
         for (job, plan) in planned {
@@ -453,6 +454,16 @@ impl CommitThread {
         }
         if let Err(e) = self.shared.index.insert_batch_deferred(&entries) {
             tracing::error!(error = %e, "indexing a committed batch failed; the journal keeps it for recovery");
+        }
+        drop(swap_lock);
+        if self.shared.compresses_when_idle() {
+            for e in &entries {
+                if crate::compact::is_plain_native(&e.record.rel_path, &e.record.transfer_syntax) {
+                    self.shared
+                        .compact_queue
+                        .push(e.attrs.sop_instance_uid.to_string());
+                }
+            }
         }
         for (reply, outcome) in replies {
             let _ = reply.send(Ok(outcome));

@@ -65,6 +65,14 @@ from_redb!(
 
 pub type Result<T> = std::result::Result<T, IndexError>;
 
+/// One instance pointed at another file of the same data set: `from` (path, file hash) must
+/// still be what its record names; `to` is (path, size, hash).
+pub(crate) struct FileSwap<'a> {
+    pub sop_uid: &'a str,
+    pub from: (&'a str, u64),
+    pub to: (&'a str, u64, u64),
+}
+
 /// A new or replaced instance, ready to be indexed.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct IndexEntry {
@@ -258,6 +266,38 @@ impl Index {
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// Points instances at other files with the same data sets (compression when idle), in
+    /// one durable commit; each only if its record still names `from` (path, file hash), so
+    /// that an overwrite in between wins. Returns, per swap, whether it was made.
+    pub(crate) fn swap_files(&self, swaps: &[FileSwap<'_>]) -> Result<Vec<bool>> {
+        if swaps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.begin_write()?;
+        let mut made = Vec::with_capacity(swaps.len());
+        {
+            let mut t = txn.open_table(INSTANCES)?;
+            for s in swaps {
+                let current: Option<InstanceRecord> = match t.get(s.sop_uid)? {
+                    Some(v) => Some(dec(v.value())?),
+                    None => None,
+                };
+                let ok = match current {
+                    Some(mut r) if r.rel_path == s.from.0 && r.file_hash == s.from.1 => {
+                        (r.rel_path, r.file_size, r.file_hash) =
+                            (s.to.0.to_owned(), s.to.1, s.to.2);
+                        t.insert(s.sop_uid, enc(&r)?.as_slice())?;
+                        true
+                    }
+                    _ => false,
+                };
+                made.push(ok);
+            }
+        }
+        txn.commit()?;
+        Ok(made)
     }
 
     /// Every indexed instance, in SOP Instance UID order.

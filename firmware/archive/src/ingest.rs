@@ -1,5 +1,5 @@
-//! Receiving one instance: stream the dataset to a temp file as Part-10 (zstd-wrapped when
-//! native) while walking its structure and picking the indexed attributes out of the same
+//! Receiving one instance: stream the dataset to a temp file as Part-10 (plain; zstd-wrapped
+//! here only with `compress = "ingest"`, else `compact.rs` does it when idle) while walking its structure and picking the indexed attributes out of the same
 //! pass, then hand it to the committer and wait until it is durable. Only after
 //! [`IncomingInstance::receive`] returns `Ok` may the network layer answer success.
 
@@ -15,7 +15,7 @@ use crate::part10::{self, HashingWriter, MetaInfo};
 use crate::record::{InstanceAttrs, InstanceRecord};
 use crate::scan::{self, ScanError};
 use crate::transfer_syntax::{self, DatasetEncoding};
-use crate::{Shared, SyncMode, layout};
+use crate::{CompressAt, Shared, SyncMode, layout};
 
 /// What the C-STORE request says about the instance that follows.
 #[derive(Clone, Debug)]
@@ -85,6 +85,8 @@ pub struct IncomingInstance {
     dataset_hasher: xxhash_rust::xxh3::Xxh3,
     zstd: bool,
     sync: SyncMode,
+    /// Keeps the compactor waiting while this store is in flight.
+    _in_flight: crate::compact::StoreInFlight,
 }
 
 pub(crate) fn begin(
@@ -122,7 +124,10 @@ pub(crate) fn begin(
     let n = shared.nonce.fetch_add(1, Ordering::Relaxed);
     let tmp_path = layout::tmp_dir(&shared.root).join(format!("{}-{n}.part", std::process::id()));
     let file = File::create(&tmp_path).map_err(StoreError::from_write)?;
-    let zstd = shared.config.zstd_level > 0 && transfer_syntax::store_zstd(&req.transfer_syntax);
+    // Compressed here only when configured so; by default the compactor does it when idle.
+    let zstd = shared.config.zstd_level > 0
+        && shared.config.compress == CompressAt::Ingest
+        && transfer_syntax::store_zstd(&req.transfer_syntax);
     let out = HashingWriter::new(BufWriter::with_capacity(256 << 10, file));
     let mut sink = if zstd {
         let mut enc = zstd::stream::write::Encoder::new(out, shared.config.zstd_level)?;
@@ -147,6 +152,7 @@ pub(crate) fn begin(
         dataset_hasher: xxhash_rust::xxh3::Xxh3::new(),
         zstd,
         sync: shared.config.sync,
+        _in_flight: shared.quiet.store_begins(),
     };
     match &mut sink {
         Sink::Plain(w) => w.write_all(&header),

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod activity;
 mod commit;
+mod compact;
 pub mod conflicts;
 pub mod index;
 mod ingest;
@@ -45,6 +46,20 @@ pub enum DuplicatePolicy {
     Overwrite,
 }
 
+/// When native-syntax instances are compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum CompressAt {
+    /// Acknowledge once the plain `.dcm` is durable; compress to `.dcm.zst` after a quiet
+    /// spell (`compact.rs`). Ingest runs at the disk's speed, not zstd's.
+    #[default]
+    Idle,
+    /// Compress while receiving, on the association's thread: no plain copies ever, at the
+    /// cost of ingest speed on a slow CPU.
+    Ingest,
+}
+
 /// How a commit batch is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
@@ -72,6 +87,8 @@ pub struct ArchiveConfig {
     /// association's critical path on a Pi-class CPU, so 2. 0 stores native syntaxes as plain
     /// `.dcm` (for sites that would rather spend disk than CPU).
     pub zstd_level: i32,
+    /// When that compression happens.
+    pub compress: CompressAt,
     pub sync: SyncMode,
     /// Bytes `conflicts/` may hold; a conflicting newcomer that would exceed it is refused
     /// (A700).
@@ -85,6 +102,7 @@ impl Default for ArchiveConfig {
             reserve_bytes: 512 << 20,
             duplicates: DuplicatePolicy::default(),
             zstd_level: 2,
+            compress: CompressAt::default(),
             sync: SyncMode::default(),
             conflicts_max_bytes: 1024 << 20,
         }
@@ -123,6 +141,24 @@ pub(crate) struct Shared {
     pub activity: std::sync::Mutex<activity::ActivityLog>,
     /// What `conflicts/` holds; the committer adds under this lock, resolving recounts.
     pub conflicts: std::sync::Mutex<ConflictStats>,
+    /// Stores in flight and when the last ended: compression waits for quiet.
+    pub quiet: Arc<compact::Quiet>,
+    /// Instances filed plain, waiting to be compressed.
+    pub compact_queue: compact::Queue,
+    /// Held while a file of an indexed instance is replaced and the index pointed at it (the
+    /// committer's renames, the compactor's swap), so that neither removes the other's file.
+    swap: std::sync::Mutex<()>,
+}
+
+impl Shared {
+    pub(crate) fn swap_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.swap.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True when the committer should queue what it filed plain for the compactor.
+    pub(crate) fn compresses_when_idle(&self) -> bool {
+        self.config.zstd_level > 0 && self.config.compress == CompressAt::Idle
+    }
 }
 
 /// The archive. Cheap to clone; all clones share one index and one committer.
@@ -130,6 +166,7 @@ pub(crate) struct Shared {
 pub struct Archive {
     shared: Arc<Shared>,
     committer: Arc<Committer>,
+    _compactor: Option<Arc<compact::Compactor>>,
 }
 
 impl Archive {
@@ -152,10 +189,12 @@ impl Archive {
             path: index_path.clone(),
             source,
         })?;
-        let report = maintenance::recover(root, &index).map_err(|source| OpenError::Recovery {
+        let recovery = |source| OpenError::Recovery {
             path: root.to_path_buf(),
             source,
-        })?;
+        };
+        let report = maintenance::recover(root, &index).map_err(recovery)?;
+        compact::recover(root, &index).map_err(recovery)?;
         let mut config = config;
         if config.sync == SyncMode::Auto {
             config.sync = if layout::is_mount_point(root) {
@@ -180,15 +219,30 @@ impl Archive {
             nonce: AtomicU64::new(0),
             activity: Default::default(),
             conflicts: std::sync::Mutex::new(conflict_stats),
+            quiet: Arc::new(compact::Quiet::new()),
+            compact_queue: Default::default(),
+            swap: Default::default(),
         });
-        let committer =
-            Arc::new(
-                Committer::start(shared.clone()).map_err(|source| OpenError::Dir {
-                    path: root.to_path_buf(),
-                    source,
-                })?,
-            );
-        Ok((Archive { shared, committer }, report))
+        let dir_error = |source| OpenError::Dir {
+            path: root.to_path_buf(),
+            source,
+        };
+        let committer = Arc::new(Committer::start(shared.clone()).map_err(dir_error)?);
+        let compactor = if shared.compresses_when_idle() {
+            Some(Arc::new(
+                compact::Compactor::start(shared.clone()).map_err(dir_error)?,
+            ))
+        } else {
+            None
+        };
+        Ok((
+            Archive {
+                shared,
+                committer,
+                _compactor: compactor,
+            },
+            report,
+        ))
     }
 
     pub fn root(&self) -> &Path {
@@ -214,6 +268,11 @@ impl Archive {
             Ok(log) => log.snapshot(now),
             Err(poisoned) => poisoned.into_inner().snapshot(now),
         }
+    }
+
+    /// Instances stored plain and queued for compression when idle.
+    pub fn compression_pending(&self) -> usize {
+        self.shared.compact_queue.len()
     }
 
     /// True while free space is under the reserve (stores are being refused).
@@ -263,13 +322,37 @@ impl Archive {
         &self,
         rec: &InstanceRecord,
     ) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        self.open_file(rec).map(|(_, r)| r)
+    }
+
+    /// The stored file of `rec` with zstd undone, and its path. A plain `.dcm` that vanished
+    /// was compressed meanwhile (`compact.rs` renames the `.zst` in before it unlinks the
+    /// `.dcm`): then its `.dcm.zst` is read.
+    fn open_file(
+        &self,
+        rec: &InstanceRecord,
+    ) -> std::io::Result<(PathBuf, Box<dyn std::io::Read + Send>)> {
         let path = self.shared.root.join(&rec.rel_path);
-        let file = std::io::BufReader::with_capacity(256 << 10, std::fs::File::open(&path)?);
-        Ok(if rec.rel_path.ends_with(".zst") {
+        let (path, file) = match std::fs::File::open(&path) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound && !rec.rel_path.ends_with(".zst") =>
+            {
+                let mut zst = path.into_os_string();
+                zst.push(".zst");
+                let zst = PathBuf::from(zst);
+                let f = std::fs::File::open(&zst)?;
+                (zst, f)
+            }
+            other => (path, other?),
+        };
+        let file = std::io::BufReader::with_capacity(256 << 10, file);
+        let reader: Box<dyn std::io::Read + Send> = if path.extension().is_some_and(|e| e == "zst")
+        {
             Box::new(zstd::stream::read::Decoder::with_buffer(file)?)
         } else {
             Box::new(file)
-        })
+        };
+        Ok((path, reader))
     }
 
     /// Opens a stored instance for sending: its File Meta (transfer syntax as stored) and a
@@ -278,13 +361,7 @@ impl Archive {
         &self,
         rec: &InstanceRecord,
     ) -> std::io::Result<(part10::ReadMeta, Box<dyn std::io::Read + Send>)> {
-        let path = self.shared.root.join(&rec.rel_path);
-        let file = std::io::BufReader::with_capacity(256 << 10, std::fs::File::open(&path)?);
-        let mut reader: Box<dyn std::io::Read + Send> = if rec.rel_path.ends_with(".zst") {
-            Box::new(zstd::stream::read::Decoder::with_buffer(file)?)
-        } else {
-            Box::new(file)
-        };
+        let (path, mut reader) = self.open_file(rec)?;
         let meta = part10::read_header(&mut reader)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         Ok((meta, reader))

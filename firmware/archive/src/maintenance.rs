@@ -112,7 +112,7 @@ fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     Ok(())
 }
 
-fn hash_file(path: &Path) -> io::Result<u64> {
+pub(crate) fn hash_file(path: &Path) -> io::Result<u64> {
     let mut f = BufReader::with_capacity(256 << 10, File::open(path)?);
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     let mut buf = vec![0u8; 256 << 10];
@@ -241,6 +241,11 @@ pub(crate) fn reindex(root: &Path) -> Result<u64, Box<dyn std::error::Error + Se
     }
     index.insert_batch(&batch)?;
     n += batch.len() as u64;
+    // A compression interrupted between its rename and its unlink leaves both copies; files
+    // are sorted, so the index names the `.zst` and this removes the plain one.
+    if crate::compact::recover(root, &index)? {
+        n = index.counts()?.instances;
+    }
     drop(index);
     std::fs::rename(&fresh, &index_path)?;
     File::open(root)?.sync_all()?;

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::Path;
 
 use pacsbox_archive::{
-    Archive, ArchiveConfig, DuplicatePolicy, StoreError, StoreOutcome, StoreRequest,
+    Archive, ArchiveConfig, CompressAt, DuplicatePolicy, StoreError, StoreOutcome, StoreRequest,
 };
 
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
@@ -59,9 +59,12 @@ fn request(sop: &str) -> StoreRequest {
     }
 }
 
+/// Compression at ingest: these tests look at the files as soon as a store returns. The
+/// default, compression when idle, has its own tests at the end.
 fn config() -> ArchiveConfig {
     ArchiveConfig {
         reserve_bytes: 0,
+        compress: CompressAt::Ingest,
         ..ArchiveConfig::default()
     }
 }
@@ -506,4 +509,127 @@ fn replace_files_the_newcomer_durably_and_keep_discards_it() {
     let rec = archive.index().instance("1.2.3.1").unwrap().unwrap();
     assert_eq!(rec.dataset_hash, xxhash_rust::xxh3::xxh3_64(&newcomer));
     assert!(archive.verify(true).unwrap().is_clean());
+}
+
+fn idle_config() -> ArchiveConfig {
+    ArchiveConfig {
+        reserve_bytes: 0,
+        ..ArchiveConfig::default()
+    }
+}
+
+fn read_all(archive: &Archive, sop: &str) -> Vec<u8> {
+    let rec = archive.index().instance(sop).unwrap().unwrap();
+    let mut bytes = Vec::new();
+    archive
+        .open_part10(&rec)
+        .unwrap()
+        .read_to_end(&mut bytes)
+        .unwrap();
+    bytes
+}
+
+/// Polls until every listed instance is stored `.dcm.zst` (the compactor waits 2 s of quiet).
+fn wait_compressed(archive: &Archive, sops: &[&str]) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let done = sops.iter().all(|s| {
+            archive
+                .index()
+                .instance(s)
+                .unwrap()
+                .is_some_and(|r| r.rel_path.ends_with(".dcm.zst"))
+        });
+        if done {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn by_default_a_store_is_acknowledged_plain_and_compressed_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = Archive::open(dir.path(), idle_config()).unwrap();
+    let sops = ["1.2.3.1", "1.2.3.2", "1.2.3.3"];
+    for (i, sop) in sops.iter().enumerate() {
+        let data = dataset(sop, "1.2.3", "홍^길동".as_bytes(), i as u8);
+        assert_eq!(store(&archive, sop, &data).unwrap(), StoreOutcome::Stored);
+    }
+    let plain: Vec<_> = sops.iter().map(|s| read_all(&archive, s)).collect();
+    let rec = archive.index().instance(sops[0]).unwrap().unwrap();
+    assert!(rec.rel_path.ends_with("1.2.3.1.dcm"), "{}", rec.rel_path);
+    assert_eq!(archive.compression_pending(), 3);
+
+    assert!(
+        wait_compressed(&archive, &sops),
+        "not compressed within 30 s"
+    );
+    assert_eq!(archive.compression_pending(), 0);
+    for (sop, before) in sops.iter().zip(&plain) {
+        let rec = archive.index().instance(sop).unwrap().unwrap();
+        let plain_path = dir.path().join(rec.rel_path.trim_end_matches(".zst"));
+        assert!(!plain_path.exists(), "{} left behind", plain_path.display());
+        assert_eq!(&read_all(&archive, sop), before, "{sop} changed");
+        // a file anyone can check alone: `zstd -d` gives the Part-10 file
+        let mut unzipped = Vec::new();
+        zstd::stream::read::Decoder::new(
+            std::fs::File::open(dir.path().join(&rec.rel_path)).unwrap(),
+        )
+        .unwrap()
+        .read_to_end(&mut unzipped)
+        .unwrap();
+        assert_eq!(&unzipped, before);
+        assert!(rec.file_size < before.len() as u64);
+    }
+    let v = archive.verify(true).unwrap();
+    assert!(v.is_clean(), "{v:?}");
+    assert!(files_under(&dir.path().join("tmp")).is_empty());
+}
+
+#[test]
+fn instances_left_plain_by_a_stop_are_compressed_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset("1.2.3.1", "1.2.3", b"A", 1);
+    {
+        let (archive, _) = Archive::open(dir.path(), idle_config()).unwrap();
+        store(&archive, "1.2.3.1", &data).unwrap();
+        // dropped at once: well inside the 2 s of quiet the compactor waits for
+    }
+    let (archive, _) = Archive::open(dir.path(), idle_config()).unwrap();
+    let before = read_all(&archive, "1.2.3.1");
+    assert!(
+        archive
+            .index()
+            .instance("1.2.3.1")
+            .unwrap()
+            .unwrap()
+            .rel_path
+            .ends_with(".dcm")
+    );
+    assert!(wait_compressed(&archive, &["1.2.3.1"]));
+    assert_eq!(read_all(&archive, "1.2.3.1"), before);
+}
+
+#[test]
+fn an_overwrite_while_compression_waits_is_what_gets_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ArchiveConfig {
+        duplicates: DuplicatePolicy::Overwrite,
+        ..idle_config()
+    };
+    let (archive, _) = Archive::open(dir.path(), cfg).unwrap();
+    store(&archive, "1.2.3.1", &dataset("1.2.3.1", "1.2.3", b"A", 1)).unwrap();
+    let second = dataset("1.2.3.1", "1.2.3", b"A", 2);
+    assert_eq!(
+        store(&archive, "1.2.3.1", &second).unwrap(),
+        StoreOutcome::Overwritten
+    );
+    let expected = read_all(&archive, "1.2.3.1");
+    assert!(wait_compressed(&archive, &["1.2.3.1"]));
+    assert_eq!(read_all(&archive, "1.2.3.1"), expected);
+    assert!(expected.ends_with(&[2u8; 64]));
+    let v = archive.verify(true).unwrap();
+    assert!(v.is_clean(), "{v:?}");
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use pacsbox_archive::{Archive, ArchiveConfig, DuplicatePolicy, SyncMode};
+use pacsbox_archive::{Archive, ArchiveConfig, CompressAt, DuplicatePolicy, SyncMode};
 use pacsbox_dicom::{KnownPeer, ScpConfig};
 use pacsbox_web::WebConfig;
 use serde::Deserialize;
@@ -49,6 +49,10 @@ pub struct ServeFlags {
     /// zstd level for uncompressed syntaxes (0 = store plain .dcm).
     #[arg(long)]
     pub zstd_level: Option<i32>,
+    /// When uncompressed syntaxes are compressed: when idle (after acknowledging) or while
+    /// receiving.
+    #[arg(long, value_enum)]
+    pub compress: Option<CompressAt>,
     /// How commit batches are made durable.
     #[arg(long, value_enum)]
     pub durability: Option<SyncMode>,
@@ -89,6 +93,9 @@ pub struct Config {
     pub check_called_ae: bool,
     /// zstd level for uncompressed transfer syntaxes; 0 stores them as plain `.dcm`.
     pub zstd_level: i32,
+    /// When: "idle" (acknowledge the plain file, compress after 2 s without stores) or
+    /// "ingest" (compress while receiving; slower ingest on a small CPU, never a plain copy).
+    pub compress: CompressAt,
     /// Largest PDU we accept, bytes.
     pub max_pdu: u32,
     /// How commit batches are made durable: "auto" (syncfs when the data directory is its own
@@ -152,6 +159,7 @@ impl Default for Config {
             max_pending_connections: scp.max_pending,
             check_called_ae: scp.check_called_ae,
             zstd_level: archive.zstd_level,
+            compress: archive.compress,
             max_pdu: scp.max_pdu,
             durability: archive.sync,
             peers: scp.peers,
@@ -185,6 +193,7 @@ impl Config {
             reserve_mb,
             duplicates,
             zstd_level,
+            compress,
             durability,
             panel,
         } = flags;
@@ -201,6 +210,7 @@ impl Config {
         set(&mut self.reserve_mb, reserve_mb);
         set(&mut self.duplicates, duplicates);
         set(&mut self.zstd_level, zstd_level);
+        set(&mut self.compress, compress);
         set(&mut self.durability, durability);
         set(&mut self.panel.display, panel);
     }
@@ -210,6 +220,7 @@ impl Config {
             reserve_bytes: self.reserve_mb << 20,
             duplicates: self.duplicates,
             zstd_level: self.zstd_level,
+            compress: self.compress,
             sync: self.durability,
             conflicts_max_bytes: self.conflicts_max_mb << 20,
         }

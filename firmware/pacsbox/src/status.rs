@@ -165,6 +165,7 @@ impl Status {
             conflicts: conflicts.count,
             conflicts_bytes: conflicts.bytes,
             conflicts_max_bytes: conflicts.max_bytes,
+            compression_pending: self.archive.compression_pending(),
             recent_errors: self.errors.recent(),
         })
     }

@@ -45,6 +45,9 @@ pub struct StatusDoc {
     pub conflicts: u64,
     pub conflicts_bytes: u64,
     pub conflicts_max_bytes: u64,
+    /// Instances acknowledged plain and waiting for compression (done after 2 s without
+    /// stores).
+    pub compression_pending: usize,
     /// The last warnings and errors logged, newest first.
     pub recent_errors: Vec<LogLine>,
 }

@@ -124,6 +124,7 @@ impl StatusSource for ArchiveStatus {
             conflicts: self.0.conflict_stats().count,
             conflicts_bytes: self.0.conflict_stats().bytes,
             conflicts_max_bytes: self.0.conflict_stats().max_bytes,
+            compression_pending: self.0.compression_pending(),
             recent_errors: vec![],
         })
     }
