@@ -15,8 +15,9 @@ use tokio::sync::mpsc;
 
 use crate::association::{AssocError, Association, encode_message};
 use crate::dimse::{Command, CommandField, Status};
-use crate::identifier::{self, Model};
+use crate::identifier;
 use crate::server::respond;
+use crate::sop_classes::model_of;
 
 /// C-FIND: Identifier does not match SOP Class.
 const IDENTIFIER_MISMATCH: Status = Status(0xA900);
@@ -26,18 +27,6 @@ const UNABLE_TO_PROCESS: Status = Status(0xC000);
 /// A batch of pending responses is written when it reaches this size or age.
 const BATCH_BYTES: usize = 64 * 1024;
 const BATCH_AGE: Duration = Duration::from_millis(20);
-
-pub fn model_of(abstract_syntax: &str) -> Option<Model> {
-    match abstract_syntax {
-        "1.2.840.10008.5.1.4.1.2.1.1"
-        | "1.2.840.10008.5.1.4.1.2.1.2"
-        | "1.2.840.10008.5.1.4.1.2.1.3" => Some(Model::PatientRoot),
-        "1.2.840.10008.5.1.4.1.2.2.1"
-        | "1.2.840.10008.5.1.4.1.2.2.2"
-        | "1.2.840.10008.5.1.4.1.2.2.3" => Some(Model::StudyRoot),
-        _ => None,
-    }
-}
 
 pub async fn serve(
     assoc: &mut Association,

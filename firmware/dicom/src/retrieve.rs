@@ -21,8 +21,9 @@ use tokio::sync::mpsc;
 
 use crate::association::{AcceptedContext, AssocError, Association};
 use crate::dimse::{Command, CommandField, Status};
-use crate::find::{is_cancel, model_of};
+use crate::find::is_cancel;
 use crate::identifier::{self, encode_elements};
+use crate::sop_classes::model_of;
 
 /// A DICOM node C-MOVE may send to (from the configuration).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
