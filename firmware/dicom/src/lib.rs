@@ -6,6 +6,7 @@
 //! one.
 
 mod association;
+pub mod context;
 pub mod dimse;
 mod echo;
 mod find;
@@ -17,5 +18,5 @@ pub mod server;
 pub mod sop_classes;
 mod store;
 
-pub use retrieve::KnownPeer;
-pub use server::{DicomServer, ScpConfig, ScpStatus};
+pub use context::{KnownPeer, ScpConfig, ScpStatus};
+pub use server::DicomServer;

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::time::Duration;
 
 use dicom_ul::Pdu;
 use dicom_ul::pdu::PDataValueType;
@@ -20,18 +19,10 @@ use pacsbox_archive::{Archive, InstanceRecord};
 use tokio::sync::mpsc;
 
 use crate::association::{AcceptedContext, AssocError, Association};
-use crate::dimse::{Command, CommandField, Status};
-use crate::find::is_cancel;
+use crate::context::ServiceContext;
+use crate::dimse::{Command, CommandField, Status, is_cancel, respond};
 use crate::identifier::{self, encode_elements};
 use crate::sop_classes::model_of;
-
-/// A DICOM node C-MOVE may send to (from the configuration).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-pub struct KnownPeer {
-    pub ae_title: String,
-    pub host: String,
-    pub port: u16,
-}
 
 const NATIVE: [&str; 3] = [
     transfer_syntax::EXPLICIT_VR_LE,
@@ -115,19 +106,14 @@ async fn resolve(
     identifier_bytes: &[u8],
     archive: &Archive,
 ) -> Result<Option<Vec<(String, InstanceRecord)>>, AssocError> {
-    let Some(accepted) = assoc.contexts.get(&ctx).cloned() else {
-        return Err(AssocError::Malformed(format!(
-            "unknown presentation context {ctx}"
-        )));
-    };
+    let accepted = assoc.context(ctx)?;
     let Some(model) = model_of(&accepted.abstract_syntax) else {
-        final_response(
+        respond(
             assoc,
             ctx,
             req,
             Status::SOP_CLASS_NOT_SUPPORTED,
             "not a retrieve context",
-            None,
         )
         .await?;
         return Ok(None);
@@ -135,15 +121,7 @@ async fn resolve(
     let find = match identifier::parse(identifier_bytes, &accepted.transfer_syntax, model) {
         Ok(f) => f,
         Err(e) => {
-            final_response(
-                assoc,
-                ctx,
-                req,
-                Status::DATASET_MISMATCH,
-                &e.to_string(),
-                None,
-            )
-            .await?;
+            respond(assoc, ctx, req, Status::DATASET_MISMATCH, &e.to_string()).await?;
             return Ok(None);
         }
     };
@@ -154,7 +132,7 @@ async fn resolve(
     match set {
         Ok(set) => Ok(Some(set)),
         Err(e) => {
-            final_response(assoc, ctx, req, Status(0xA900), &e.to_string(), None).await?;
+            respond(assoc, ctx, req, Status::DATASET_MISMATCH, &e.to_string()).await?;
             Ok(None)
         }
     }
@@ -445,31 +423,32 @@ async fn send_pending(
     assoc.send_command(ctx, rsp.encode()).await
 }
 
-#[allow(clippy::too_many_arguments)]
 pub async fn serve_move(
     assoc: &mut Association,
     ctx: u8,
     req: &Command,
     identifier_bytes: &[u8],
-    archive: &Archive,
-    peers: &[KnownPeer],
-    max_pdu: u32,
-    idle: Duration,
+    service: ServiceContext<'_>,
 ) -> Result<(), AssocError> {
+    let (archive, config) = (service.archive, service.config);
     let dest = req.move_destination.clone().unwrap_or_default();
-    let Some(peer) = peers.iter().find(|p| p.ae_title == dest.trim()).cloned() else {
+    let Some(peer) = config
+        .peers
+        .iter()
+        .find(|p| p.ae_title == dest.trim())
+        .cloned()
+    else {
         tracing::warn!(
             calling_ae = assoc.calling_ae,
             destination = dest,
             "C-MOVE to an unknown AE"
         );
-        return final_response(
+        return respond(
             assoc,
             ctx,
             req,
             Status::MOVE_DESTINATION_UNKNOWN,
             "move destination unknown",
-            None,
         )
         .await;
     };
@@ -505,8 +484,8 @@ pub async fn serve_move(
         &local_ae,
         &peer.ae_title,
         &proposals,
-        max_pdu,
-        idle,
+        config.max_pdu,
+        config.idle_timeout,
     )
     .await
     {
@@ -620,8 +599,9 @@ pub async fn serve_get(
     ctx: u8,
     req: &Command,
     identifier_bytes: &[u8],
-    archive: &Archive,
+    service: ServiceContext<'_>,
 ) -> Result<(), AssocError> {
+    let archive = service.archive;
     let Some(set) = resolve(assoc, ctx, req, identifier_bytes, archive).await? else {
         return Ok(());
     };

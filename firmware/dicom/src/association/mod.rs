@@ -218,6 +218,14 @@ impl Association {
         write_one(&mut self.writer, pdu).await
     }
 
+    /// The presentation context `id` as accepted; a service is only ever called for one.
+    pub fn context(&self, id: u8) -> Result<AcceptedContext, AssocError> {
+        self.contexts
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| AssocError::Malformed(format!("unknown presentation context {id}")))
+    }
+
     /// The largest P-DATA-TF variable field the peer accepts (its Maximum Length sub-item).
     pub fn peer_max_pdu(&self) -> u32 {
         self.peer_max_pdu
