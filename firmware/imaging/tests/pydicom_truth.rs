@@ -4,6 +4,10 @@
 //! 1-bit, RGB 8/16-bit, YBR, palette colour, multi-frame. Expected statistics come from
 //! gen_expected.py (committed next to this file) as expected.json.
 
+// The helpers outside #[test] functions unwrap too, and clippy.toml's allow-*-in-tests
+// covers only #[test] functions and #[cfg(test)] modules.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::fs::File;
