@@ -3,7 +3,8 @@
 //!
 //! Start reading at `server.rs` (listener, connection cap, association loop); `store.rs` is
 //! the C-STORE SCP that streams data into the archive. The archive crate knows nothing of this
-//! one.
+//! one. Inside, imports point one way: `association` ← `dimse` ← the services (`echo`,
+//! `store`, `find`, `retrieve`, each handed a `context::ServiceContext`) ← `server`.
 
 mod association;
 pub mod context;
