@@ -33,6 +33,9 @@ fn shape() -> (u64, u64) {
 }
 const SURNAMES: &[&str] = &["KIM", "LEE", "PARK", "김", "DOE", "SMITH", "JUNG", "KANG"];
 
+// The UIDs below are a constant and digits-and-dots formatted from numbers: Uid::parse cannot
+// refuse them.
+#[allow(clippy::expect_used)]
 fn entry(i: u64) -> IndexEntry {
     let (per_study, per_series) = shape();
     let study = i / per_study;

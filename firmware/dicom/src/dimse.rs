@@ -2,9 +2,14 @@
 //! endian, PS3.7 §6.3.1), their fields, and the standard's status codes.
 //!
 //! Every service builds its responses from a request with [`Command::response_to`], so the
-//! Message ID Being Responded To and the affected SOP class/instance are always the request's.
+//! Message ID Being Responded To and the affected SOP class/instance are always the request's;
+//! [`respond`] sends one without a data set, [`is_cancel`] spots a C-CANCEL of a request.
 
 use std::fmt;
+
+use dicom_ul::pdu::{PDataValue, PDataValueType};
+
+use crate::association::{AssocError, Association};
 
 /// Command Field (0000,0100), PS3.7 §E.1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,10 +79,13 @@ impl Status {
     pub const CANCEL: Status = Status(0xFE00);
     /// C-STORE: Refused, Out of Resources.
     pub const OUT_OF_RESOURCES: Status = Status(0xA700);
-    /// C-STORE: Error, Data Set does not match SOP Class.
+    /// C-STORE: Error, Data Set does not match SOP Class; C-FIND, C-MOVE, C-GET: Identifier
+    /// does not match SOP Class (the same code, PS3.4 C.4).
     pub const DATASET_MISMATCH: Status = Status(0xA900);
     /// C-STORE: Error, Cannot understand.
     pub const CANNOT_UNDERSTAND: Status = Status(0xC000);
+    /// C-FIND: Failed, Unable to process (a failure of ours, not of the identifier).
+    pub const UNABLE_TO_PROCESS: Status = Status(0xC000);
     pub const SOP_CLASS_NOT_SUPPORTED: Status = Status(0x0122);
     pub const UNRECOGNIZED_OPERATION: Status = Status(0x0211);
     pub const PROCESSING_FAILURE: Status = Status(0x0110);
@@ -315,6 +323,32 @@ impl Command {
         }
         Ok(cmd)
     }
+}
+
+/// Sends the response to `req` with `status` and, when not empty, an Error Comment.
+pub(crate) async fn respond(
+    assoc: &mut Association,
+    ctx: u8,
+    req: &Command,
+    status: Status,
+    comment: &str,
+) -> Result<(), AssocError> {
+    let mut rsp = Command::response_to(req, status);
+    if !comment.is_empty() {
+        rsp = rsp.with_error_comment(comment);
+    }
+    assoc.send_command(ctx, rsp.encode()).await
+}
+
+/// A C-CANCEL-RQ for `req` among the PDVs of one P-DATA-TF (a single command fragment: it is a
+/// few dozen bytes).
+pub(crate) fn is_cancel(data: &[PDataValue], req: &Command) -> bool {
+    data.iter().any(|pdv| {
+        pdv.value_type == PDataValueType::Command
+            && Command::decode(&pdv.data).is_ok_and(|c| {
+                c.field == CommandField::CCancelRq && c.message_id_responded_to == req.message_id
+            })
+    })
 }
 
 #[cfg(test)]

@@ -8,50 +8,27 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use dicom_ul::Pdu;
-use dicom_ul::pdu::PDataValueType;
-use pacsbox_archive::Archive;
 use pacsbox_archive::query::{QueryError, Row};
 use tokio::sync::mpsc;
 
 use crate::association::{AssocError, Association, encode_message};
-use crate::dimse::{Command, CommandField, Status};
-use crate::identifier::{self, Model};
-use crate::server::respond;
-
-/// C-FIND: Identifier does not match SOP Class.
-const IDENTIFIER_MISMATCH: Status = Status(0xA900);
-/// C-FIND: Unable to process.
-const UNABLE_TO_PROCESS: Status = Status(0xC000);
+use crate::context::ServiceContext;
+use crate::dimse::{Command, Status, is_cancel, respond};
+use crate::identifier;
+use crate::sop_classes::model_of;
 
 /// A batch of pending responses is written when it reaches this size or age.
 const BATCH_BYTES: usize = 64 * 1024;
 const BATCH_AGE: Duration = Duration::from_millis(20);
-
-pub fn model_of(abstract_syntax: &str) -> Option<Model> {
-    match abstract_syntax {
-        "1.2.840.10008.5.1.4.1.2.1.1"
-        | "1.2.840.10008.5.1.4.1.2.1.2"
-        | "1.2.840.10008.5.1.4.1.2.1.3" => Some(Model::PatientRoot),
-        "1.2.840.10008.5.1.4.1.2.2.1"
-        | "1.2.840.10008.5.1.4.1.2.2.2"
-        | "1.2.840.10008.5.1.4.1.2.2.3" => Some(Model::StudyRoot),
-        _ => None,
-    }
-}
 
 pub async fn serve(
     assoc: &mut Association,
     ctx: u8,
     req: &Command,
     identifier_bytes: &[u8],
-    archive: &Archive,
-    ae_title: &str,
+    service: ServiceContext<'_>,
 ) -> Result<(), AssocError> {
-    let Some(accepted) = assoc.contexts.get(&ctx).cloned() else {
-        return Err(AssocError::Malformed(format!(
-            "unknown presentation context {ctx}"
-        )));
-    };
+    let accepted = assoc.context(ctx)?;
     let Some(model) = model_of(&accepted.abstract_syntax) else {
         return respond(
             assoc,
@@ -66,18 +43,19 @@ pub async fn serve(
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(calling_ae = assoc.calling_ae, error = %e, "C-FIND refused");
-            return respond(assoc, ctx, req, IDENTIFIER_MISMATCH, &e.to_string()).await;
+            return respond(assoc, ctx, req, Status::DATASET_MISMATCH, &e.to_string()).await;
         }
     };
     // The worker encodes each match straight into P-DATA PDUs and hands over batches: one
     // channel hop and one socket write per batch instead of two writes and two thread
     // switches per match (those were most of the time of a 2 500-match query).
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
-    let archive = archive.clone();
+    let archive = service.archive.clone();
     let worker = {
         let find = find.clone();
         let ts = accepted.transfer_syntax.clone();
-        let ae_title = ae_title.to_owned();
+        // Retrieve AE Title (0008,0054) in each match: the AE the peer reached.
+        let ae_title = assoc.local_ae.clone();
         let peer_max = assoc.peer_max_pdu();
         let mut pending = Command::response_to(req, Status::PENDING);
         pending.data_set_type = 0x0000;
@@ -141,21 +119,11 @@ pub async fn serve(
     match outcome {
         Ok(()) => respond(assoc, ctx, req, Status::SUCCESS, "").await,
         Err(e @ QueryError::MissingUniqueKey { .. }) => {
-            respond(assoc, ctx, req, IDENTIFIER_MISMATCH, &e.to_string()).await
+            respond(assoc, ctx, req, Status::DATASET_MISMATCH, &e.to_string()).await
         }
         Err(e) => {
             tracing::error!(error = %e, "C-FIND failed");
-            respond(assoc, ctx, req, UNABLE_TO_PROCESS, "index error").await
+            respond(assoc, ctx, req, Status::UNABLE_TO_PROCESS, "index error").await
         }
     }
-}
-
-/// A C-CANCEL-RQ for `req` (a single command fragment: it is a few dozen bytes).
-pub fn is_cancel(data: &[dicom_ul::pdu::PDataValue], req: &Command) -> bool {
-    data.iter().any(|pdv| {
-        pdv.value_type == PDataValueType::Command
-            && Command::decode(&pdv.data).is_ok_and(|c| {
-                c.field == CommandField::CCancelRq && c.message_id_responded_to == req.message_id
-            })
-    })
 }

@@ -13,6 +13,8 @@ use pacsbox_archive::scan::{self, RawElement, Tag};
 use pacsbox_archive::transfer_syntax::DatasetEncoding;
 use pacsbox_charset::{SpecificCharacterSet, TextVr};
 
+pub use crate::sop_classes::Model;
+
 const SPECIFIC_CHARACTER_SET: Tag = (0x0008, 0x0005);
 const QUERY_RETRIEVE_LEVEL: Tag = (0x0008, 0x0052);
 const RETRIEVE_AE_TITLE: Tag = (0x0008, 0x0054);
@@ -56,13 +58,6 @@ const ATTRS: &[(Tag, &[u8; 2], Attr)] = &[
         Attr::NumberOfSeriesRelatedInstances,
     ),
 ];
-
-/// The Q/R information model of the presentation context.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Model {
-    PatientRoot,
-    StudyRoot,
-}
 
 /// A key to put in each response: its tag, VR, and where its value comes from.
 #[derive(Clone, Debug)]

@@ -3,9 +3,11 @@
 //!
 //! Start reading at `server.rs` (listener, connection cap, association loop); `store.rs` is
 //! the C-STORE SCP that streams data into the archive. The archive crate knows nothing of this
-//! one.
+//! one. Inside, imports point one way: `association` ← `dimse` ← the services (`echo`,
+//! `store`, `find`, `retrieve`, each handed a `context::ServiceContext`) ← `server`.
 
 mod association;
+pub mod context;
 pub mod dimse;
 mod echo;
 mod find;
@@ -17,5 +19,5 @@ pub mod server;
 pub mod sop_classes;
 mod store;
 
-pub use retrieve::KnownPeer;
-pub use server::{DicomServer, ScpConfig, ScpStatus};
+pub use context::{KnownPeer, ScpConfig, ScpStatus};
+pub use server::DicomServer;

@@ -5,105 +5,180 @@
 //!
 //! Transfer syntax on the way out: the bytes as stored when the receiver accepts the stored
 //! syntax; otherwise a native syntax the receiver accepts — re-encoded with dicom-object from a
-//! native stored syntax, or decompressed by pacsbox-imaging (JPEG incl. 12-bit Extended,
-//! JPEG-LS, RLE, JPEG 2000, deflate; the same decoders as the web viewer). A stored object that
-//! cannot be decompressed fails its sub-operation with a reason naming the syntax.
+//! native stored syntax, or decompressed by pacsbox-imaging when it says it can
+//! ([`pacsbox_imaging::can_decompress`]: JPEG incl. 12-bit Extended, RLE, JPEG 2000, deflate,
+//! and JPEG-LS in a build with the native codecs; the same decoders as the web viewer). A
+//! stored object that cannot be decompressed fails its sub-operation with a reason naming the
+//! syntax.
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::time::Duration;
 
 use dicom_ul::Pdu;
-use dicom_ul::pdu::PDataValueType;
+use dicom_ul::pdu::{AbortRQServiceProviderReason, PDataValueType};
 use pacsbox_archive::transfer_syntax::{self, DatasetEncoding};
 use pacsbox_archive::{Archive, InstanceRecord};
 use tokio::sync::mpsc;
 
 use crate::association::{AcceptedContext, AssocError, Association};
-use crate::dimse::{Command, CommandField, Status};
-use crate::find::{is_cancel, model_of};
+use crate::context::ServiceContext;
+use crate::dimse::{Command, CommandField, Status, is_cancel, respond};
 use crate::identifier::{self, encode_elements};
-
-/// A DICOM node C-MOVE may send to (from the configuration).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-pub struct KnownPeer {
-    pub ae_title: String,
-    pub host: String,
-    pub port: u16,
-}
+use crate::sop_classes::model_of;
 
 const NATIVE: [&str; 3] = [
     transfer_syntax::EXPLICIT_VR_LE,
     transfer_syntax::IMPLICIT_VR_LE,
     transfer_syntax::EXPLICIT_VR_BE,
 ];
-/// Encapsulated syntaxes pacsbox-imaging decodes (JPEG-LS only with its native-codecs).
-const DECOMPRESSIBLE: [&str; 10] = [
-    "1.2.840.10008.1.2.4.50",
-    "1.2.840.10008.1.2.4.51",
-    "1.2.840.10008.1.2.4.57",
-    "1.2.840.10008.1.2.4.70",
-    "1.2.840.10008.1.2.4.80",
-    "1.2.840.10008.1.2.4.81",
-    "1.2.840.10008.1.2.4.90",
-    "1.2.840.10008.1.2.4.91",
-    "1.2.840.10008.1.2.5",
-    transfer_syntax::DEFLATED_EXPLICIT_VR_LE,
-];
 /// Data set bytes per P-DATA fragment read from disk at a time.
 const CHUNK: usize = 64 * 1024;
 
+/// Why one C-STORE sub-operation failed without a status from the receiver.
+#[derive(Debug, thiserror::Error)]
+enum SubOperationError {
+    /// The receiver cannot take this instance (no context for its SOP class, or only syntaxes
+    /// we cannot produce from the stored one). The next sub-operations go on.
+    #[error("{0}")]
+    Unsendable(String),
+    /// C-GET: the requestor did not take the SCP role for the instance's SOP class.
+    #[error("requestor did not take the SCP role for {0}")]
+    NoScpRole(String),
+    /// The stored file failed before anything of it was sent. The next ones go on.
+    #[error("reading {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    /// The association the C-STOREs go on failed, possibly mid data set: no further
+    /// sub-operation can be attempted on it.
+    #[error(transparent)]
+    Association(#[from] AssocError),
+}
+
+/// Sub-operation counts. Counted in `usize`: a retrieve may match more instances than the
+/// 65 535 the DIMSE count fields (US) hold; those saturate when encoded.
 #[derive(Default)]
 struct Tally {
-    remaining: u16,
-    completed: u16,
-    failed: u16,
-    warning: u16,
+    remaining: usize,
+    completed: usize,
+    failed: usize,
+    warning: usize,
     failed_uids: Vec<String>,
 }
 
-fn counts(mut c: Command, t: &Tally, with_remaining: bool) -> Command {
-    c.remaining = with_remaining.then_some(t.remaining);
-    c.completed = Some(t.completed);
-    c.failed = Some(t.failed);
-    c.warning = Some(t.warning);
-    c
+/// A count as a DIMSE Number of … Sub-operations field.
+fn count_field(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
 }
 
+impl Tally {
+    fn of(set: &[(String, InstanceRecord)]) -> Tally {
+        Tally {
+            remaining: set.len(),
+            ..Tally::default()
+        }
+    }
+
+    fn put_counts(&self, mut c: Command, with_remaining: bool) -> Command {
+        c.remaining = with_remaining.then_some(count_field(self.remaining));
+        c.completed = Some(count_field(self.completed));
+        c.failed = Some(count_field(self.failed));
+        c.warning = Some(count_field(self.warning));
+        c
+    }
+
+    /// One sub-operation done: the receiver's status, or why it was not attempted.
+    fn record(&mut self, sop: &str, outcome: Result<Status, SubOperationError>, peer: &str) {
+        self.remaining = self.remaining.saturating_sub(1);
+        match outcome {
+            Ok(s) if s == Status::SUCCESS => self.completed += 1,
+            Ok(s) if !s.is_failure() => self.warning += 1,
+            Ok(s) => {
+                tracing::warn!(sop_instance_uid = sop, peer, status = ?s, "C-STORE sub-operation failed");
+                self.failed += 1;
+                self.failed_uids.push(sop.to_owned());
+            }
+            Err(reason) => {
+                tracing::warn!(
+                    sop_instance_uid = sop,
+                    peer,
+                    %reason,
+                    "C-STORE sub-operation not attempted"
+                );
+                self.failed += 1;
+                self.failed_uids.push(sop.to_owned());
+            }
+        }
+    }
+
+    /// The sub-association is gone: `unsent` (everything remaining) fails.
+    fn fail_remaining(&mut self, unsent: &[(String, InstanceRecord)]) {
+        self.failed_uids
+            .extend(unsent.iter().map(|(sop, _)| sop.clone()));
+        self.failed += self.remaining;
+        self.remaining = 0;
+    }
+
+    /// After a C-CANCEL, the instances never attempted go into the Failed SOP Instance UID
+    /// List.
+    fn list_unsent(&mut self, set: &[(String, InstanceRecord)]) {
+        let attempted = self.completed + self.failed + self.warning;
+        self.failed_uids
+            .extend(set.iter().skip(attempted).map(|(sop, _)| sop.clone()));
+    }
+
+    fn final_status(&self, cancelled: bool) -> Status {
+        if cancelled {
+            Status::CANCEL
+        } else if self.failed > 0 || self.warning > 0 {
+            Status::SUBOPERATIONS_FAILED
+        } else {
+            Status::SUCCESS
+        }
+    }
+}
+
+/// The last response of a C-MOVE or C-GET: its counts, and the Failed SOP Instance UID List
+/// (0008,0058) when there are failures.
 async fn final_response(
     assoc: &mut Association,
     ctx: u8,
     req: &Command,
     status: Status,
     comment: &str,
-    tally: Option<&Tally>,
+    tally: &Tally,
 ) -> Result<(), AssocError> {
     let mut rsp = Command::response_to(req, status);
     if !comment.is_empty() {
         rsp = rsp.with_error_comment(comment);
     }
+    rsp = tally.put_counts(rsp, false);
     let mut data = None;
-    if let Some(t) = tally {
-        rsp = counts(rsp, t, false);
-        if !t.failed_uids.is_empty() {
-            // Failed SOP Instance UID List (0008,0058)
-            rsp.data_set_type = 0x0000;
-            let ts = assoc
-                .contexts
-                .get(&ctx)
-                .map(|c| c.transfer_syntax.clone())
-                .unwrap_or_default();
-            data = Some(encode_elements(
-                &[((0x0008, 0x0058), *b"UI", t.failed_uids.join("\\"))],
-                DatasetEncoding::of(&ts),
-            ));
-        }
+    if !tally.failed_uids.is_empty() {
+        rsp.data_set_type = 0x0000;
+        let ts = assoc
+            .contexts
+            .get(&ctx)
+            .map(|c| c.transfer_syntax.clone())
+            .unwrap_or_default();
+        data = Some(encode_elements(
+            &[((0x0008, 0x0058), *b"UI", tally.failed_uids.join("\\"))],
+            DatasetEncoding::of(&ts),
+        ));
     }
     assoc.send_command(ctx, rsp.encode()).await?;
     if let Some(d) = data {
         assoc.send_data(ctx, d).await?;
     }
     Ok(())
+}
+
+async fn send_pending(
+    assoc: &mut Association,
+    ctx: u8,
+    req: &Command,
+    t: &Tally,
+) -> Result<(), AssocError> {
+    let rsp = t.put_counts(Command::response_to(req, Status::PENDING), true);
+    assoc.send_command(ctx, rsp.encode()).await
 }
 
 /// Instances to send, or a refusal already answered.
@@ -114,19 +189,14 @@ async fn resolve(
     identifier_bytes: &[u8],
     archive: &Archive,
 ) -> Result<Option<Vec<(String, InstanceRecord)>>, AssocError> {
-    let Some(accepted) = assoc.contexts.get(&ctx).cloned() else {
-        return Err(AssocError::Malformed(format!(
-            "unknown presentation context {ctx}"
-        )));
-    };
+    let accepted = assoc.context(ctx)?;
     let Some(model) = model_of(&accepted.abstract_syntax) else {
-        final_response(
+        respond(
             assoc,
             ctx,
             req,
             Status::SOP_CLASS_NOT_SUPPORTED,
             "not a retrieve context",
-            None,
         )
         .await?;
         return Ok(None);
@@ -134,15 +204,7 @@ async fn resolve(
     let find = match identifier::parse(identifier_bytes, &accepted.transfer_syntax, model) {
         Ok(f) => f,
         Err(e) => {
-            final_response(
-                assoc,
-                ctx,
-                req,
-                Status::DATASET_MISMATCH,
-                &e.to_string(),
-                None,
-            )
-            .await?;
+            respond(assoc, ctx, req, Status::DATASET_MISMATCH, &e.to_string()).await?;
             return Ok(None);
         }
     };
@@ -153,7 +215,7 @@ async fn resolve(
     match set {
         Ok(set) => Ok(Some(set)),
         Err(e) => {
-            final_response(assoc, ctx, req, Status(0xA900), &e.to_string(), None).await?;
+            respond(assoc, ctx, req, Status::DATASET_MISMATCH, &e.to_string()).await?;
             Ok(None)
         }
     }
@@ -176,7 +238,7 @@ fn choose_context(
     if let Some((id, c)) = candidates.iter().find(|(_, c)| c.transfer_syntax == stored) {
         return Ok((*id, c.transfer_syntax.clone()));
     }
-    let decodable = NATIVE.contains(&stored) || DECOMPRESSIBLE.contains(&stored);
+    let decodable = NATIVE.contains(&stored) || pacsbox_imaging::can_decompress(stored);
     if decodable
         && let Some((id, c)) = candidates
             .iter()
@@ -307,180 +369,167 @@ fn decompress(part10: Box<dyn Read + Send>, to: &str) -> std::io::Result<Vec<u8>
 /// A sub-operation made ready before its turn: the receiver's context chosen and the stored
 /// file already being read (and decompressed) on a blocking thread, so opening and zstd work
 /// overlap the previous instance's transfer and C-STORE-RSP round trip.
-/// `Err`: why the receiver cannot take this instance (the sub-operation fails with it).
-type Prepared = Result<(u8, mpsc::Receiver<std::io::Result<Vec<u8>>>), String>;
-
-fn prepare(target: &Association, archive: &Archive, rec: &InstanceRecord) -> Prepared {
-    let (ctx, ts) = choose_context(&target.contexts, &rec.sop_class_uid, &rec.transfer_syntax)?;
-    Ok((ctx, spawn_reader(archive, rec.clone(), ts)))
+struct Ready {
+    context: u8,
+    chunks: mpsc::Receiver<std::io::Result<Vec<u8>>>,
 }
 
-/// One C-STORE sub-operation on `target`. Returns the receiver's status or the reason it could
-/// not be attempted. `cancel_of`: on C-GET, the request whose C-CANCEL may arrive meanwhile.
-async fn store_one(
-    target: &mut Association,
-    prepared: Prepared,
-    sop: &str,
-    rec: &InstanceRecord,
-    message_id: u16,
-    originator: Option<(&str, u16)>,
-    mut cancel: Option<(&Command, &mut bool)>,
-) -> Result<Result<Status, String>, AssocError> {
-    let (ctx, mut chunks) = match prepared {
-        Ok(p) => p,
-        Err(reason) => return Ok(Err(reason)),
-    };
-    let mut rq = Command::request(CommandField::CStoreRq, message_id);
-    rq.affected_sop_class_uid = Some(rec.sop_class_uid.clone());
-    rq.affected_sop_instance_uid = Some(sop.to_owned());
-    rq.priority = Some(0);
-    rq.data_set_type = 0x0000;
-    if let Some((ae, id)) = originator {
-        rq.move_originator_ae = Some(ae.to_owned());
-        rq.move_originator_message_id = Some(id);
+/// The C-STORE sub-operations of one C-MOVE or C-GET: where they go, how they went so far, and
+/// whether the requestor cancelled.
+struct SubOperations<'a> {
+    /// Where the C-STOREs go: a new association to the move destination, or the requestor's
+    /// own (C-GET).
+    target: &'a mut Association,
+    tally: Tally,
+    cancel: Cancel<'a>,
+    /// C-MOVE: Move Originator AE Title and Message ID, on every C-STORE-RQ.
+    originator: Option<(String, u16)>,
+}
+
+/// The requestor's C-CANCEL of the C-MOVE or C-GET.
+struct Cancel<'a> {
+    /// C-GET: the request whose C-CANCEL may arrive on the target while a sub-operation waits
+    /// for its C-STORE-RSP. (A C-MOVE's comes on the requesting association, which its loop
+    /// watches between sub-operations.)
+    watch_for: Option<&'a Command>,
+    cancelled: bool,
+}
+
+impl SubOperations<'_> {
+    fn prepare(&self, archive: &Archive, rec: &InstanceRecord) -> Result<Ready, SubOperationError> {
+        let (context, ts) = choose_context(
+            &self.target.contexts,
+            &rec.sop_class_uid,
+            &rec.transfer_syntax,
+        )
+        .map_err(SubOperationError::Unsendable)?;
+        Ok(Ready {
+            context,
+            chunks: spawn_reader(archive, rec.clone(), ts),
+        })
     }
-    // Read ahead one chunk so the last fragment can be flagged; a read error before anything
-    // was sent fails only this sub-operation.
-    let mut next = match chunks.recv().await {
-        Some(Ok(c)) => Some(c),
-        Some(Err(e)) => return Ok(Err(format!("reading {}: {e}", rec.rel_path))),
-        None => Some(Vec::new()),
-    };
-    target.send_command(ctx, rq.encode()).await?;
-    while let Some(chunk) = next.take() {
-        next = match chunks.recv().await {
+
+    /// One C-STORE sub-operation on the target: the receiver's status, or why there is none.
+    async fn store(
+        &mut self,
+        ready: Result<Ready, SubOperationError>,
+        sop: &str,
+        rec: &InstanceRecord,
+        message_id: u16,
+    ) -> Result<Status, SubOperationError> {
+        let Ready {
+            context: ctx,
+            mut chunks,
+        } = ready?;
+        let mut rq = Command::request(CommandField::CStoreRq, message_id);
+        rq.affected_sop_class_uid = Some(rec.sop_class_uid.clone());
+        rq.affected_sop_instance_uid = Some(sop.to_owned());
+        rq.priority = Some(0);
+        rq.data_set_type = 0x0000;
+        if let Some((ae, id)) = &self.originator {
+            rq.move_originator_ae = Some(ae.clone());
+            rq.move_originator_message_id = Some(*id);
+        }
+        // Read ahead one chunk so the last fragment can be flagged; a read error before
+        // anything was sent fails only this sub-operation.
+        let mut next = match chunks.recv().await {
             Some(Ok(c)) => Some(c),
-            Some(Err(e)) => {
-                // Mid-data-set failure: the receiver would take a truncated object; abort.
-                return Err(AssocError::Malformed(format!(
-                    "reading {} while sending: {e}",
-                    rec.rel_path
-                )));
+            Some(Err(error)) => {
+                return Err(SubOperationError::Read {
+                    path: rec.rel_path.clone(),
+                    error,
+                });
             }
-            None => None,
+            None => Some(Vec::new()),
         };
-        target
-            .send_pdata_fragment(ctx, chunk, next.is_none())
-            .await?;
-    }
-    // Wait for the C-STORE-RSP (on C-GET a C-CANCEL of the C-GET may come first).
-    loop {
-        match target.receive().await? {
-            Pdu::PData { data } => {
-                if let Some((get, cancelled)) = cancel.as_mut()
-                    && is_cancel(&data, get)
-                {
-                    **cancelled = true;
-                    continue;
+        self.target.send_command(ctx, rq.encode()).await?;
+        while let Some(chunk) = next.take() {
+            next = match chunks.recv().await {
+                Some(Ok(c)) => Some(c),
+                Some(Err(e)) => {
+                    // Mid-data-set failure: the receiver would take a truncated object; abort.
+                    return Err(AssocError::Malformed(format!(
+                        "reading {} while sending: {e}",
+                        rec.rel_path
+                    ))
+                    .into());
                 }
-                for pdv in data {
-                    if pdv.value_type == PDataValueType::Command
-                        && let Ok(c) = Command::decode(&pdv.data)
-                        && c.field == CommandField::CStoreRsp
-                        && c.message_id_responded_to == Some(message_id)
+                None => None,
+            };
+            self.target
+                .send_pdata_fragment(ctx, chunk, next.is_none())
+                .await?;
+        }
+        // Wait for the C-STORE-RSP (on C-GET a C-CANCEL of the C-GET may come first).
+        loop {
+            match self.target.receive().await? {
+                Pdu::PData { data } => {
+                    if let Some(get) = self.cancel.watch_for
+                        && is_cancel(&data, get)
                     {
-                        return Ok(Ok(c.status.unwrap_or(Status::PROCESSING_FAILURE)));
+                        self.cancel.cancelled = true;
+                        continue;
+                    }
+                    for pdv in data {
+                        if pdv.value_type == PDataValueType::Command
+                            && let Ok(c) = Command::decode(&pdv.data)
+                            && c.field == CommandField::CStoreRsp
+                            && c.message_id_responded_to == Some(message_id)
+                        {
+                            return Ok(c.status.unwrap_or(Status::PROCESSING_FAILURE));
+                        }
                     }
                 }
+                Pdu::AbortRQ { source } => {
+                    return Err(AssocError::Aborted(format!("{source:?}")).into());
+                }
+                other => {
+                    return Err(AssocError::Malformed(format!(
+                        "unexpected {} while waiting for C-STORE-RSP",
+                        other.short_description()
+                    ))
+                    .into());
+                }
             }
-            Pdu::AbortRQ { source } => return Err(AssocError::Aborted(format!("{source:?}"))),
-            other => {
-                return Err(AssocError::Malformed(format!(
-                    "unexpected {} while waiting for C-STORE-RSP",
-                    other.short_description()
-                )));
-            }
         }
     }
 }
 
-fn record(tally: &mut Tally, sop: &str, outcome: Result<Status, String>, peer: &str) {
-    tally.remaining = tally.remaining.saturating_sub(1);
-    match outcome {
-        Ok(s) if s == Status::SUCCESS => tally.completed += 1,
-        Ok(s) if !s.is_failure() => tally.warning += 1,
-        Ok(s) => {
-            tracing::warn!(sop_instance_uid = sop, peer, status = ?s, "C-STORE sub-operation failed");
-            tally.failed += 1;
-            tally.failed_uids.push(sop.to_owned());
-        }
-        Err(reason) => {
-            tracing::warn!(
-                sop_instance_uid = sop,
-                peer,
-                reason,
-                "C-STORE sub-operation not attempted"
-            );
-            tally.failed += 1;
-            tally.failed_uids.push(sop.to_owned());
-        }
-    }
-}
-
-/// After a C-CANCEL, the instances never attempted go into the Failed SOP Instance UID List.
-fn list_unsent(t: &mut Tally, set: &[(String, InstanceRecord)]) {
-    let attempted = usize::from(t.completed + t.failed + t.warning);
-    t.failed_uids
-        .extend(set.iter().skip(attempted).map(|(sop, _)| sop.clone()));
-}
-
-fn final_status(t: &Tally, cancelled: bool) -> Status {
-    if cancelled {
-        Status::CANCEL
-    } else if t.failed > 0 || t.warning > 0 {
-        Status::SUBOPERATIONS_FAILED
-    } else {
-        Status::SUCCESS
-    }
-}
-
-async fn send_pending(
-    assoc: &mut Association,
-    ctx: u8,
-    req: &Command,
-    t: &Tally,
-) -> Result<(), AssocError> {
-    let rsp = counts(Command::response_to(req, Status::PENDING), t, true);
-    assoc.send_command(ctx, rsp.encode()).await
-}
-
-#[allow(clippy::too_many_arguments)]
 pub async fn serve_move(
     assoc: &mut Association,
     ctx: u8,
     req: &Command,
     identifier_bytes: &[u8],
-    archive: &Archive,
-    peers: &[KnownPeer],
-    max_pdu: u32,
-    idle: Duration,
+    service: ServiceContext<'_>,
 ) -> Result<(), AssocError> {
+    let (archive, config) = (service.archive, service.config);
     let dest = req.move_destination.clone().unwrap_or_default();
-    let Some(peer) = peers.iter().find(|p| p.ae_title == dest.trim()).cloned() else {
+    let Some(peer) = config
+        .peers
+        .iter()
+        .find(|p| p.ae_title == dest.trim())
+        .cloned()
+    else {
         tracing::warn!(
             calling_ae = assoc.calling_ae,
             destination = dest,
             "C-MOVE to an unknown AE"
         );
-        return final_response(
+        return respond(
             assoc,
             ctx,
             req,
             Status::MOVE_DESTINATION_UNKNOWN,
             "move destination unknown",
-            None,
         )
         .await;
     };
     let Some(set) = resolve(assoc, ctx, req, identifier_bytes, archive).await? else {
         return Ok(());
     };
-    let mut tally = Tally {
-        remaining: u16::try_from(set.len()).unwrap_or(u16::MAX),
-        ..Tally::default()
-    };
+    let mut tally = Tally::of(&set);
     if set.is_empty() {
-        return final_response(assoc, ctx, req, Status::SUCCESS, "", Some(&tally)).await;
+        return final_response(assoc, ctx, req, Status::SUCCESS, "", &tally).await;
     }
     // One context per (SOP class, stored syntax), plus a native fallback per SOP class.
     let mut proposals: Vec<(String, Vec<String>)> = Vec::new();
@@ -504,19 +553,15 @@ pub async fn serve_move(
         &local_ae,
         &peer.ae_title,
         &proposals,
-        max_pdu,
-        idle,
+        config.max_pdu,
+        config.idle_timeout,
     )
     .await
     {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(destination = peer.ae_title, error = %e, "C-MOVE destination unreachable");
-            for (sop, _) in &set {
-                tally.failed_uids.push(sop.clone());
-            }
-            tally.failed = tally.remaining;
-            tally.remaining = 0;
+            tally.fail_remaining(&set);
             let comment = format!("cannot associate with {}: {e}", peer.ae_title);
             return final_response(
                 assoc,
@@ -524,57 +569,52 @@ pub async fn serve_move(
                 req,
                 Status::UNABLE_TO_PERFORM_SUBOPERATIONS,
                 &comment,
-                Some(&tally),
+                &tally,
             )
             .await;
         }
     };
-    let originator = (assoc.calling_ae.clone(), req.message_id.unwrap_or(0));
-    let mut cancelled = false;
-    let mut next = set.first().map(|(_, rec)| prepare(&sub, archive, rec));
+    let mut ops = SubOperations {
+        target: &mut sub,
+        tally,
+        cancel: Cancel {
+            watch_for: None,
+            cancelled: false,
+        },
+        originator: Some((assoc.calling_ae.clone(), req.message_id.unwrap_or(0))),
+    };
+    let mut next = set.first().map(|(_, rec)| ops.prepare(archive, rec));
     for (i, (sop, rec)) in set.iter().enumerate() {
         // C-CANCEL arrives on the requesting association; look without waiting.
         tokio::select! {
             biased;
             pdu = assoc.receive_while_busy() => match pdu? {
-                Pdu::PData { data } if is_cancel(&data, req) => cancelled = true,
+                Pdu::PData { data } if is_cancel(&data, req) => ops.cancel.cancelled = true,
                 other => {
-                    sub.release().await;
+                    ops.target.release().await;
                     return Err(AssocError::Malformed(format!("unexpected {} during C-MOVE", other.short_description())));
                 }
             },
             _ = std::future::ready(()) => {}
         }
         let Some(current) = next.take() else { break };
-        if cancelled {
+        if ops.cancel.cancelled {
             break;
         }
-        next = set.get(i + 1).map(|(_, r)| prepare(&sub, archive, r));
-        let outcome = store_one(
-            &mut sub,
-            current,
-            sop,
-            rec,
-            (i + 1) as u16,
-            Some((&originator.0, originator.1)),
-            None,
-        )
-        .await;
-        match outcome {
-            Ok(o) => record(&mut tally, sop, o, &peer.ae_title),
-            Err(e) => {
+        next = set.get(i + 1).map(|(_, r)| ops.prepare(archive, r));
+        // One C-STORE is outstanding at a time, so the IDs may wrap.
+        let message_id = (i as u16).wrapping_add(1);
+        match ops.store(current, sop, rec, message_id).await {
+            Err(SubOperationError::Association(e)) => {
                 tracing::warn!(destination = peer.ae_title, error = %e, "C-MOVE sub-association failed");
                 // Possibly mid data set: an A-ABORT tells the destination not to keep the
                 // fragments so far (a plain close would let a careless one store them).
                 if !matches!(e, AssocError::Closed | AssocError::Aborted(_)) {
-                    sub.abort(dicom_ul::pdu::AbortRQServiceProviderReason::ReasonNotSpecified)
+                    ops.target
+                        .abort(AbortRQServiceProviderReason::ReasonNotSpecified)
                         .await;
                 }
-                for (sop, _) in &set[i..] {
-                    tally.failed_uids.push(sop.clone());
-                }
-                tally.failed += tally.remaining;
-                tally.remaining = 0;
+                ops.tally.fail_remaining(&set[i..]);
                 let comment = format!("{} dropped the association: {e}", peer.ae_title);
                 return final_response(
                     assoc,
@@ -582,18 +622,21 @@ pub async fn serve_move(
                     req,
                     Status::SUBOPERATIONS_FAILED,
                     &comment,
-                    Some(&tally),
+                    &ops.tally,
                 )
                 .await;
             }
+            outcome => ops.tally.record(sop, outcome, &peer.ae_title),
         }
-        if tally.remaining > 0 {
-            send_pending(assoc, ctx, req, &tally).await?;
+        if ops.tally.remaining > 0 {
+            send_pending(assoc, ctx, req, &ops.tally).await?;
         }
     }
-    sub.release().await;
+    ops.target.release().await;
+    let cancelled = ops.cancel.cancelled;
+    let mut tally = ops.tally;
     if cancelled {
-        list_unsent(&mut tally, &set);
+        tally.list_unsent(&set);
     }
     tracing::info!(
         calling_ae = assoc.calling_ae,
@@ -603,15 +646,7 @@ pub async fn serve_move(
         cancelled,
         "C-MOVE"
     );
-    final_response(
-        assoc,
-        ctx,
-        req,
-        final_status(&tally, cancelled),
-        "",
-        Some(&tally),
-    )
-    .await
+    final_response(assoc, ctx, req, tally.final_status(cancelled), "", &tally).await
 }
 
 pub async fn serve_get(
@@ -619,71 +654,63 @@ pub async fn serve_get(
     ctx: u8,
     req: &Command,
     identifier_bytes: &[u8],
-    archive: &Archive,
+    service: ServiceContext<'_>,
 ) -> Result<(), AssocError> {
+    let archive = service.archive;
     let Some(set) = resolve(assoc, ctx, req, identifier_bytes, archive).await? else {
         return Ok(());
     };
-    let mut tally = Tally {
-        remaining: u16::try_from(set.len()).unwrap_or(u16::MAX),
-        ..Tally::default()
-    };
-    let mut cancelled = false;
     let roles: Vec<String> = set
         .iter()
         .map(|(_, r)| r.sop_class_uid.clone())
         .filter(|c| assoc.peer_is_scp_for(c))
         .collect();
-    let prepare_for = |assoc: &Association, rec: &InstanceRecord| -> Prepared {
-        if !roles.contains(&rec.sop_class_uid) {
-            return Err(format!(
-                "requestor did not take the SCP role for {}",
-                rec.sop_class_uid
-            ));
-        }
-        prepare(assoc, archive, rec)
+    let calling_ae = assoc.calling_ae.clone();
+    let mut ops = SubOperations {
+        target: assoc,
+        tally: Tally::of(&set),
+        cancel: Cancel {
+            watch_for: Some(req),
+            cancelled: false,
+        },
+        originator: None,
     };
-    let mut next = set.first().map(|(_, rec)| prepare_for(assoc, rec));
+    let prepare_for = |ops: &SubOperations, rec: &InstanceRecord| {
+        if !roles.contains(&rec.sop_class_uid) {
+            return Err(SubOperationError::NoScpRole(rec.sop_class_uid.clone()));
+        }
+        ops.prepare(archive, rec)
+    };
+    let mut next = set.first().map(|(_, rec)| prepare_for(&ops, rec));
     for (i, (sop, rec)) in set.iter().enumerate() {
         let Some(current) = next.take() else { break };
-        if cancelled {
+        if ops.cancel.cancelled {
             break;
         }
-        next = set.get(i + 1).map(|(_, r)| prepare_for(assoc, r));
-        let outcome = store_one(
-            assoc,
-            current,
-            sop,
-            rec,
-            0x8000 + (i as u16 & 0x7FFF),
-            None,
-            Some((req, &mut cancelled)),
-        )
-        .await?;
-        record(&mut tally, sop, outcome, "C-GET requestor");
-        if tally.remaining > 0 && !cancelled {
-            send_pending(assoc, ctx, req, &tally).await?;
+        next = set.get(i + 1).map(|(_, r)| prepare_for(&ops, r));
+        // Our own message IDs on the requestor's association: the upper half, apart from its.
+        let message_id = 0x8000 + (i as u16 & 0x7FFF);
+        match ops.store(current, sop, rec, message_id).await {
+            Err(SubOperationError::Association(e)) => return Err(e),
+            outcome => ops.tally.record(sop, outcome, "C-GET requestor"),
+        }
+        if ops.tally.remaining > 0 && !ops.cancel.cancelled {
+            send_pending(ops.target, ctx, req, &ops.tally).await?;
         }
     }
+    let cancelled = ops.cancel.cancelled;
+    let mut tally = ops.tally;
     if cancelled {
-        list_unsent(&mut tally, &set);
+        tally.list_unsent(&set);
     }
     tracing::info!(
-        calling_ae = assoc.calling_ae,
+        calling_ae,
         completed = tally.completed,
         failed = tally.failed,
         cancelled,
         "C-GET"
     );
-    final_response(
-        assoc,
-        ctx,
-        req,
-        final_status(&tally, cancelled),
-        "",
-        Some(&tally),
-    )
-    .await
+    final_response(assoc, ctx, req, tally.final_status(cancelled), "", &tally).await
 }
 
 #[cfg(test)]
@@ -730,6 +757,52 @@ mod tests {
         assert!(why.contains("no encoder"), "{why}");
         assert!(why.contains(JPEG_BASELINE), "{why}");
         assert!(!why.contains("decoder"), "{why}");
+    }
+
+    /// A JPEG-LS instance goes to a native-only receiver exactly when pacsbox-imaging can
+    /// decompress it, i.e. only in a build with the native codecs.
+    #[test]
+    fn jpeg_ls_is_offered_native_only_where_it_can_be_decompressed() {
+        const JPEG_LS: &str = "1.2.840.10008.1.2.4.80";
+        let r = receiver(&[(1, CT, transfer_syntax::EXPLICIT_VR_LE)]);
+        let chosen = choose_context(&r, CT, JPEG_LS);
+        if pacsbox_imaging::can_decompress(JPEG_LS) {
+            assert_eq!(chosen, Ok((1, transfer_syntax::EXPLICIT_VR_LE.to_owned())));
+        } else {
+            let why = chosen.unwrap_err();
+            assert!(why.contains("no decoder"), "{why}");
+        }
+    }
+
+    /// 140 000 instances, 70 000 of them stored with a warning: more than a DIMSE count field
+    /// holds; the counts saturate, the tally does not overflow, and every instance is still
+    /// accounted for.
+    #[test]
+    fn sub_operation_counts_saturate_at_the_dimse_field() {
+        let n = 140_000;
+        let mut t = Tally {
+            remaining: n,
+            ..Tally::default()
+        };
+        let req = Command::request(CommandField::CMoveRq, 1);
+        let pending = t.put_counts(Command::response_to(&req, Status::PENDING), true);
+        assert_eq!(pending.remaining, Some(u16::MAX));
+        assert_eq!(pending.completed, Some(0));
+        for i in 0..n {
+            let status = if i % 2 == 0 {
+                Status::SUCCESS
+            } else {
+                Status::SUBOPERATIONS_FAILED
+            };
+            t.record("1.2.3", Ok(status), "test");
+        }
+        assert_eq!((t.completed, t.warning, t.remaining), (n / 2, n / 2, 0));
+        let last = t.put_counts(Command::response_to(&req, Status::SUCCESS), false);
+        assert_eq!(last.remaining, None);
+        assert_eq!(last.completed, Some(u16::MAX));
+        assert_eq!(last.warning, Some(u16::MAX));
+        assert_eq!(last.failed, Some(0));
+        assert_eq!(t.final_status(false), Status::SUBOPERATIONS_FAILED);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,77 +22,12 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::AbortHandle;
 
 use crate::association::{AcceptorPolicy, AssocError, Association};
-use crate::dimse::{Command, CommandField, Status};
+use crate::context::{ScpConfig, ScpStatus, ServiceContext};
+use crate::dimse::{Command, CommandField, Status, respond};
 use crate::{echo, find, retrieve, store};
 
 /// Identifiers are a few hundred bytes; anything near this is not a query.
 const MAX_IDENTIFIER: usize = 1 << 20;
-
-#[derive(Clone, Debug)]
-pub struct ScpConfig {
-    pub ae_title: String,
-    pub max_associations: usize,
-    /// Largest PDU we accept (announced in A-ASSOCIATE-AC).
-    pub max_pdu: u32,
-    /// An association silent this long is closed.
-    pub idle_timeout: Duration,
-    /// ARTIM (PS3.8 9.1.2): a new connection has this long to deliver its A-ASSOCIATE-RQ.
-    pub artim_timeout: Duration,
-    /// Connections without a negotiated association (awaiting their A-ASSOCIATE-RQ or being
-    /// rejected); when full, the oldest is closed to make room.
-    pub max_pending: usize,
-    /// Reject associations whose Called AE Title is not ours (off by default: modalities are
-    /// often configured with a wrong called AE, and the clinic would rather have the images).
-    pub check_called_ae: bool,
-    /// Where C-MOVE may send.
-    pub peers: Vec<crate::KnownPeer>,
-}
-
-impl Default for ScpConfig {
-    fn default() -> Self {
-        ScpConfig {
-            ae_title: "PACSBOX".into(),
-            max_associations: 16,
-            max_pdu: 128 * 1024,
-            idle_timeout: Duration::from_secs(120),
-            artim_timeout: Duration::from_secs(30),
-            max_pending: 64,
-            check_called_ae: false,
-            peers: Vec::new(),
-        }
-    }
-}
-
-/// Live counters for the status page and the front panel.
-#[derive(Debug, Default)]
-pub struct ScpStatus {
-    pub active_associations: AtomicUsize,
-    pub associations_total: AtomicU64,
-    pub associations_rejected: AtomicU64,
-    pub instances_stored: AtomicU64,
-    pub stores_failed: AtomicU64,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct ScpStatusSnapshot {
-    pub active_associations: usize,
-    pub associations_total: u64,
-    pub associations_rejected: u64,
-    pub instances_stored: u64,
-    pub stores_failed: u64,
-}
-
-impl ScpStatus {
-    pub fn snapshot(&self) -> ScpStatusSnapshot {
-        ScpStatusSnapshot {
-            active_associations: self.active_associations.load(Ordering::Relaxed),
-            associations_total: self.associations_total.load(Ordering::Relaxed),
-            associations_rejected: self.associations_rejected.load(Ordering::Relaxed),
-            instances_stored: self.instances_stored.load(Ordering::Relaxed),
-            stores_failed: self.stores_failed.load(Ordering::Relaxed),
-        }
-    }
-}
 
 pub struct DicomServer {
     archive: Archive,
@@ -282,7 +217,11 @@ async fn handle(
     conn: &Connections,
     shutdown: watch::Receiver<bool>,
 ) {
-    let (archive, status, config) = (&conn.archive, &*conn.status, &*conn.config);
+    let service = ServiceContext {
+        archive: &conn.archive,
+        status: &conn.status,
+        config: &conn.config,
+    };
     let assoc = match Association::accept(socket, rq, &conn.policy).await {
         Ok(Some(a)) => a,
         Ok(None) => return,
@@ -293,7 +232,7 @@ async fn handle(
     };
     tracing::info!(%peer, calling_ae = assoc.calling_ae, contexts = assoc.contexts.len(), "association accepted");
     let calling_ae = assoc.calling_ae.clone();
-    match run(assoc, archive, status, config, shutdown).await {
+    match run(assoc, service, shutdown).await {
         Ok(()) => tracing::info!(%peer, calling_ae, "association released"),
         Err(e) => tracing::warn!(%peer, calling_ae, error = %e, "association ended"),
     }
@@ -339,14 +278,12 @@ fn abort_reason(e: &AssocError) -> Option<AbortRQServiceProviderReason> {
 
 async fn run(
     mut assoc: Association,
-    archive: &Archive,
-    status: &ScpStatus,
-    config: &ScpConfig,
+    service: ServiceContext<'_>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), AssocError> {
     // The message in progress (a C-STORE's data set included) is dropped with `exchange`'s
     // state before the A-ABORT goes out.
-    let result = exchange(&mut assoc, archive, status, config, shutdown).await;
+    let result = exchange(&mut assoc, service, shutdown).await;
     if let Err(e) = &result
         && let Some(reason) = abort_reason(e)
     {
@@ -357,9 +294,7 @@ async fn run(
 
 async fn exchange(
     assoc: &mut Association,
-    archive: &Archive,
-    status: &ScpStatus,
-    config: &ScpConfig,
+    service: ServiceContext<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), AssocError> {
     let mut state = State::Idle;
@@ -385,7 +320,7 @@ async fn exchange(
         match received? {
             Pdu::PData { data } => {
                 for pdv in data {
-                    state = step(assoc, state, pdv, archive, status, config).await?;
+                    state = step(assoc, state, pdv, service).await?;
                 }
             }
             // A release in the middle of a message would leave that message (a C-STORE's
@@ -432,25 +367,23 @@ async fn step(
     assoc: &mut Association,
     state: State,
     pdv: dicom_ul::pdu::PDataValue,
-    archive: &Archive,
-    status: &ScpStatus,
-    config: &ScpConfig,
+    service: ServiceContext<'_>,
 ) -> Result<State, AssocError> {
     let ctx = pdv.presentation_context_id;
     match (state, pdv.value_type) {
         (State::Idle, PDataValueType::Command) => {
-            collect_command(assoc, ctx, pdv.data, pdv.is_last, archive).await
+            collect_command(assoc, ctx, pdv.data, pdv.is_last, service).await
         }
         (State::Command { context, mut bytes }, PDataValueType::Command) if context == ctx => {
             bytes.extend_from_slice(&pdv.data);
-            collect_command(assoc, ctx, bytes, pdv.is_last, archive).await
+            collect_command(assoc, ctx, bytes, pdv.is_last, service).await
         }
         (State::Storing(mut rx), PDataValueType::Data) if rx.context == ctx => {
             rx.push(pdv.data).await;
             if !pdv.is_last {
                 return Ok(State::Storing(rx));
             }
-            let (req, st, comment) = rx.finish(status).await;
+            let (req, st, comment) = rx.finish(service).await;
             respond(assoc, ctx, &req, st, &comment).await?;
             Ok(State::Idle)
         }
@@ -474,24 +407,11 @@ async fn step(
                 });
             }
             match req.field {
-                CommandField::CFindRq => {
-                    let ae = assoc.local_ae.clone();
-                    find::serve(assoc, ctx, &req, &bytes, archive, &ae).await?
-                }
+                CommandField::CFindRq => find::serve(assoc, ctx, &req, &bytes, service).await?,
                 CommandField::CMoveRq => {
-                    retrieve::serve_move(
-                        assoc,
-                        ctx,
-                        &req,
-                        &bytes,
-                        archive,
-                        &config.peers,
-                        config.max_pdu,
-                        config.idle_timeout,
-                    )
-                    .await?
+                    retrieve::serve_move(assoc, ctx, &req, &bytes, service).await?
                 }
-                _ => retrieve::serve_get(assoc, ctx, &req, &bytes, archive).await?,
+                _ => retrieve::serve_get(assoc, ctx, &req, &bytes, service).await?,
             }
             Ok(State::Idle)
         }
@@ -523,26 +443,12 @@ async fn step(
     }
 }
 
-pub(crate) async fn respond(
-    assoc: &mut Association,
-    ctx: u8,
-    req: &Command,
-    st: Status,
-    comment: &str,
-) -> Result<(), AssocError> {
-    let mut rsp = Command::response_to(req, st);
-    if !comment.is_empty() {
-        rsp = rsp.with_error_comment(comment);
-    }
-    assoc.send_command(ctx, rsp.encode()).await
-}
-
 async fn collect_command(
     assoc: &mut Association,
     ctx: u8,
     bytes: Vec<u8>,
     is_last: bool,
-    archive: &Archive,
+    service: ServiceContext<'_>,
 ) -> Result<State, AssocError> {
     if !is_last {
         if bytes.len() > 1 << 16 {
@@ -592,7 +498,7 @@ async fn collect_command(
             })
         }
         CommandField::CStoreRq if req.has_dataset() => {
-            match store::Reception::begin(archive, &req, ctx, &accepted, &assoc.calling_ae).await {
+            match store::Reception::begin(service, &req, ctx, &accepted, &assoc.calling_ae).await {
                 Ok(rx) => Ok(State::Storing(rx)),
                 Err((st, comment)) => drain(st, comment),
             }

@@ -1,6 +1,27 @@
-//! Which abstract syntaxes the acceptor accepts: Verification and every Storage SOP class,
-//! decided by looking the proposed UID up in the dicom-rs UID registry rather than in a
-//! hand-typed list, so new Storage SOP classes arrive with a dependency update.
+//! Which SOP classes we serve: Verification, the Patient and Study Root Query/Retrieve
+//! information models (FIND, MOVE, GET), and every Storage SOP class — the latter decided by
+//! looking the proposed UID up in the dicom-rs UID registry rather than in a hand-typed list,
+//! so new Storage SOP classes arrive with a dependency update.
+
+/// The Q/R information model of a presentation context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    PatientRoot,
+    StudyRoot,
+}
+
+/// The information model of a Patient or Study Root FIND, MOVE or GET SOP class.
+pub fn model_of(abstract_syntax: &str) -> Option<Model> {
+    match abstract_syntax {
+        "1.2.840.10008.5.1.4.1.2.1.1"
+        | "1.2.840.10008.5.1.4.1.2.1.2"
+        | "1.2.840.10008.5.1.4.1.2.1.3" => Some(Model::PatientRoot),
+        "1.2.840.10008.5.1.4.1.2.2.1"
+        | "1.2.840.10008.5.1.4.1.2.2.2"
+        | "1.2.840.10008.5.1.4.1.2.2.3" => Some(Model::StudyRoot),
+        _ => None,
+    }
+}
 
 /// True for the name of a Storage SOP class (PS3.4 Annex B), false for the other services
 /// whose names contain the word.

@@ -11,13 +11,13 @@
 
 use std::sync::atomic::Ordering;
 
-use pacsbox_archive::{Archive, StoreError, StoreOutcome, StoreRequest};
+use pacsbox_archive::{StoreError, StoreOutcome, StoreRequest};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::association::AcceptedContext;
+use crate::context::ServiceContext;
 use crate::dimse::{Command, Status};
-use crate::server::ScpStatus;
 
 /// Fragments queued between the network and the disk writer; bounds memory per association to
 /// a few PDUs.
@@ -93,7 +93,7 @@ fn status_of(e: &StoreError) -> Status {
 
 impl Reception {
     pub async fn begin(
-        archive: &Archive,
+        service: ServiceContext<'_>,
         req: &Command,
         context: u8,
         accepted: &AcceptedContext,
@@ -112,7 +112,7 @@ impl Reception {
             transfer_syntax: accepted.transfer_syntax.clone(),
             source_ae: calling_ae.to_owned(),
         };
-        let archive = archive.clone();
+        let archive = service.archive.clone();
         let (tx, mut rx) = mpsc::channel::<Piece>(QUEUE);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let writer = tokio::task::spawn_blocking(move || {
@@ -160,7 +160,8 @@ impl Reception {
     }
 
     /// The last fragment arrived: ends the data set and waits for the archive's verdict.
-    pub async fn finish(mut self, status: &ScpStatus) -> (Command, Status, String) {
+    pub async fn finish(mut self, service: ServiceContext<'_>) -> (Command, Status, String) {
+        let status = service.status;
         self.finished = true;
         self.send(Piece::End).await;
         self.tx = None;

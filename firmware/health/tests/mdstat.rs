@@ -1,6 +1,10 @@
 //! Every recorded `/proc/mdstat` text under `tests/mdstat/` parses into the state a technician
 //! should be told, and into the alarm the panel should raise.
 
+// The helpers outside #[test] functions unwrap too, and clippy.toml's allow-*-in-tests
+// covers only #[test] functions and #[cfg(test)] modules.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use pacsbox_health::mdstat::{self, SyncAction};

@@ -18,7 +18,7 @@ pub(crate) const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
 pub(crate) const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 pub(crate) const JPEG_LS_LOSSLESS: &str = "1.2.840.10008.1.2.4.80";
 pub(crate) const JPEG_LS_NEAR_LOSSLESS: &str = "1.2.840.10008.1.2.4.81";
-const RLE: &str = "1.2.840.10008.1.2.5";
+pub(crate) const RLE: &str = "1.2.840.10008.1.2.5";
 
 /// Image attributes, with the defaults a lenient reader assumes when one is missing.
 #[derive(Clone, Debug)]

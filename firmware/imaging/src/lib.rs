@@ -8,7 +8,8 @@
 //!   or VOI LUT (else min–max), MONOCHROME1 inverted, colour converted to RGB.
 //! - [`Instance::pixels`]: full-fidelity stored values (16-bit gray, or 8-bit RGB) for a
 //!   browser that does window/level itself.
-//! - [`decompress_to_native`]: the data set re-encoded in a native (uncompressed) syntax.
+//! - [`decompress_to_native`]: the data set re-encoded in a native (uncompressed) syntax;
+//!   [`can_decompress`] says beforehand which stored syntaxes this build can do that for.
 //!
 //! Decoders: dicom-pixeldata for JPEG baseline/lossless, RLE, JPEG 2000 (openjp2), deflate and
 //! big endian; with the default `native-codecs` feature also JPEG-LS (CharLS, through
@@ -30,7 +31,7 @@ use dicom_object::DefaultDicomObject;
 use dicom_object::file::ReadPreamble;
 use serde::Serialize;
 
-pub use native::decompress_to_native;
+pub use native::{can_decompress, decompress_to_native};
 pub use render::{PixelKind, Pixels};
 
 /// Why an image could not be decoded or rendered.

@@ -19,6 +19,30 @@ const NATIVE: [&str; 3] = [
     "1.2.840.10008.1.2.2",
 ];
 
+/// Encapsulated syntaxes whose pixel data the decoders in this build handle without the C/C++
+/// codecs (JPEG baseline and extended — 12-bit extended needs them, 8-bit does not — JPEG
+/// lossless, JPEG 2000, RLE), and deflate, whose data set is native once inflated.
+const DECOMPRESSIBLE: [&str; 8] = [
+    decode::JPEG_BASELINE,
+    decode::JPEG_EXTENDED,
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    decode::RLE,
+    "1.2.840.10008.1.2.1.99",
+];
+
+/// Whether [`decompress_to_native`] can turn an instance stored in `ts_uid` (an encapsulated
+/// or deflated syntax) into a native one in this build: JPEG-LS only with the `native-codecs`
+/// feature (CharLS). C-MOVE/C-GET ask this before offering a receiver a native syntax, so a
+/// build without the codecs does not promise what it cannot deliver.
+pub fn can_decompress(ts_uid: &str) -> bool {
+    DECOMPRESSIBLE.contains(&ts_uid)
+        || (cfg!(feature = "native-codecs")
+            && (ts_uid == decode::JPEG_LS_LOSSLESS || ts_uid == decode::JPEG_LS_NEAR_LOSSLESS))
+}
+
 /// Reads a whole Part-10 file and returns its data set (no File Meta) encoded in `target_ts`,
 /// which must be a native syntax (implicit or explicit VR little endian, explicit big endian).
 /// Pixel data is decompressed; colour becomes interleaved RGB (Planar Configuration 0), as the
@@ -89,4 +113,21 @@ pub fn decompress_to_native(r: impl Read, target_ts: &str) -> Result<Vec<u8>, Im
     obj.write_dataset(&mut out)
         .map_err(|e| ImagingError::Corrupt(format!("encoding as {target_ts}: {}", chain(&e))))?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jpeg_ls_is_decompressible_only_with_the_native_codecs() {
+        assert!(can_decompress(decode::JPEG_BASELINE));
+        assert!(can_decompress("1.2.840.10008.1.2.4.90"));
+        assert!(can_decompress("1.2.840.10008.1.2.1.99"));
+        let with_codecs = cfg!(feature = "native-codecs");
+        assert_eq!(can_decompress(decode::JPEG_LS_LOSSLESS), with_codecs);
+        assert_eq!(can_decompress(decode::JPEG_LS_NEAR_LOSSLESS), with_codecs);
+        // MPEG-2: no decoder at all.
+        assert!(!can_decompress("1.2.840.10008.1.2.4.100"));
+    }
 }

@@ -3,6 +3,10 @@
 //! typed reason, never a panic. The outcome list goes to target/imaging-corpus.tsv (the counts
 //! and lists quoted in the notes) and the files known to decode are pinned below.
 
+// The helpers outside #[test] functions unwrap too, and clippy.toml's allow-*-in-tests
+// covers only #[test] functions and #[cfg(test)] modules.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,10 @@
 //! serves, from the same health model `/status.json` reports — here with a recorded
 //! `/proc/mdstat` of a degraded RAID 5, so both must show the failed disk.
 
+// The helpers outside #[test] functions unwrap too, and clippy.toml's allow-*-in-tests
+// covers only #[test] functions and #[cfg(test)] modules.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};

@@ -2,6 +2,10 @@
 //! path, the real worker pool, and raw HTTP requests (so nothing a browser would smooth over,
 //! such as `../` in paths, is hidden from the server).
 
+// The helpers outside #[test] functions unwrap too, and clippy.toml's allow-*-in-tests
+// covers only #[test] functions and #[cfg(test)] modules.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;

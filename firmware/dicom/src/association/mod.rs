@@ -1,0 +1,261 @@
+//! One association, from either side: PDU framing on the socket (every read bounded in size
+//! and time), the negotiated presentation contexts, the reader task that makes receiving
+//! cancel-safe, and A-ABORT.
+//!
+//! dicom-ul provides the PDU codec (`read_pdu`, `write_pdu`); the rest is ours, split as
+//! dicom-rs's `ul/src/association/` is: `accept.rs` (the acceptor: A-ASSOCIATE-RQ within
+//! ARTIM, context negotiation against the UID registry, A-ASSOCIATE-RJ), `request.rs` (the
+//! requestor, for C-MOVE sub-operations), `pdata.rs` (DIMSE messages as P-DATA-TF PDUs cut to
+//! the peer's maximum).
+
+mod accept;
+mod pdata;
+mod request;
+
+use std::collections::HashMap;
+use std::io;
+use std::time::Duration;
+
+use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, UserVariableItem};
+use dicom_ul::{Pdu, read_pdu, write_pdu};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
+
+pub use accept::{AcceptorPolicy, read_request, reject_over_limit};
+pub use pdata::encode_message;
+
+pub const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
+/// PDU header: type (1), reserved (1), length (4).
+const PDU_HEADER: usize = 6;
+/// An A-ASSOCIATE-RQ of 128 contexts with 20 transfer syntaxes each and role selection for
+/// all of them is about 75 KB; an honest request stays well under this.
+const MAX_ASSOCIATE_PDU: u32 = 256 << 10;
+/// A PDU body buffer starts at most this large and grows as bytes arrive, so an announced
+/// length costs nothing until the peer sends that much. 16 KiB holds the PDUs of most peers
+/// (DCMTK's and pynetdicom's default maximum) without a reallocation.
+const INITIAL_BODY: usize = 16 << 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssocError {
+    #[error("connection: {0}")]
+    Io(#[from] io::Error),
+    #[error("peer sent a PDU of {0} bytes, over the negotiated maximum")]
+    TooLarge(u32),
+    #[error("malformed PDU: {0}")]
+    Malformed(String),
+    /// Well-formed PDUs the protocol does not allow here; the association ends with an
+    /// A-ABORT for `reason`.
+    #[error("protocol error: {what} (A-ABORT reason: {reason})")]
+    Protocol {
+        reason: AbortRQServiceProviderReason,
+        what: String,
+    },
+    #[error("peer idle for longer than {0:?}")]
+    Idle(Duration),
+    #[error("peer closed the connection")]
+    Closed,
+    #[error("peer aborted the association ({0})")]
+    Aborted(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct AcceptedContext {
+    pub abstract_syntax: String,
+    pub transfer_syntax: String,
+}
+
+pub struct Association {
+    writer: OwnedWriteHalf,
+    /// PDUs read by the reader task: receiving is cancel-safe, so a service can wait for the
+    /// next result of its own work and for a C-CANCEL at the same time.
+    incoming: mpsc::Receiver<Result<Pdu, AssocError>>,
+    reader: tokio::task::JoinHandle<()>,
+    pub calling_ae: String,
+    /// Our own AE title (returned as Retrieve AE Title).
+    pub local_ae: String,
+    pub contexts: HashMap<u8, AcceptedContext>,
+    /// Storage classes for which the requestor took the SCP role (role selection).
+    scp_role_classes: std::collections::HashSet<String>,
+    peer_max_pdu: u32,
+    idle: Duration,
+}
+
+/// Reads one whole PDU, refusing to buffer more than `max` bytes of body. `idle` bounds the
+/// wait for the first byte (`None`: wait as long as it takes) and, always, a stall inside a PDU.
+/// The body buffer grows with the bytes received, never to the announced length in advance:
+/// a peer announcing a large PDU and sending nothing costs a few bytes, not `max`.
+pub(crate) async fn read_one<R: AsyncRead + Unpin>(
+    socket: &mut R,
+    max: u32,
+    idle: Option<Duration>,
+    stall: Duration,
+) -> Result<Pdu, AssocError> {
+    let mut header = [0u8; PDU_HEADER];
+    let first = match idle {
+        Some(idle) => tokio::time::timeout(idle, socket.read_exact(&mut header[..1]))
+            .await
+            .map_err(|_| AssocError::Idle(idle))?,
+        None => socket.read_exact(&mut header[..1]).await,
+    };
+    match first {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(AssocError::Closed),
+        r => r?,
+    };
+    tokio::time::timeout(stall, socket.read_exact(&mut header[1..]))
+        .await
+        .map_err(|_| AssocError::Idle(stall))??;
+    let len = u32::from_be_bytes([header[2], header[3], header[4], header[5]]);
+    if len > max {
+        return Err(AssocError::TooLarge(len));
+    }
+    let mut buf = Vec::with_capacity(PDU_HEADER + (len as usize).min(INITIAL_BODY));
+    buf.extend_from_slice(&header);
+    // A peer that stalls inside a PDU is as dead as an idle one.
+    let got = tokio::time::timeout(
+        stall,
+        (&mut *socket).take(u64::from(len)).read_to_end(&mut buf),
+    )
+    .await
+    .map_err(|_| AssocError::Idle(stall))??;
+    if got < len as usize {
+        return Err(AssocError::Io(io::ErrorKind::UnexpectedEof.into()));
+    }
+    match read_pdu(&buf[..], MAX_ASSOCIATE_PDU.max(max), false) {
+        Ok(Some(pdu)) => Ok(pdu),
+        Ok(None) => Err(AssocError::Malformed("incomplete PDU".into())),
+        Err(e) => Err(AssocError::Malformed(e.to_string())),
+    }
+}
+
+async fn write_one<W: AsyncWrite + Unpin>(socket: &mut W, pdu: &Pdu) -> Result<(), AssocError> {
+    let mut buf = Vec::new();
+    write_pdu(&mut buf, pdu).map_err(|e| AssocError::Malformed(e.to_string()))?;
+    socket.write_all(&buf).await?;
+    Ok(())
+}
+
+/// The peer's Maximum Length sub-item: 0 means unlimited, absent means the 16 KiB default.
+fn peer_max_pdu(items: &[UserVariableItem]) -> u32 {
+    items
+        .iter()
+        .find_map(|v| match v {
+            UserVariableItem::MaxLength(0) => Some(u32::MAX),
+            UserVariableItem::MaxLength(n) => Some(*n),
+            _ => None,
+        })
+        .unwrap_or(16384)
+}
+
+fn our_user_variables(max_pdu: u32) -> Vec<UserVariableItem> {
+    vec![
+        UserVariableItem::MaxLength(max_pdu),
+        UserVariableItem::ImplementationClassUID(
+            pacsbox_archive::part10::IMPLEMENTATION_CLASS_UID.to_owned(),
+        ),
+        UserVariableItem::ImplementationVersionName(
+            pacsbox_archive::part10::IMPLEMENTATION_VERSION_NAME.to_owned(),
+        ),
+    ]
+}
+
+fn trim_uid(s: &str) -> &str {
+    s.trim_end_matches(['\0', ' '])
+}
+
+impl Association {
+    /// An established association: splits the socket and starts the reader task.
+    fn running(
+        socket: TcpStream,
+        max_pdu: u32,
+        idle: Duration,
+        contexts: HashMap<u8, AcceptedContext>,
+        peer_max_pdu: u32,
+    ) -> Association {
+        let (mut read_half, writer) = socket.into_split();
+        let (tx, incoming) = mpsc::channel(2);
+        let reader = tokio::spawn(async move {
+            loop {
+                let r = read_one(&mut read_half, max_pdu, None, idle).await;
+                let done = r.is_err();
+                if tx.send(r).await.is_err() || done {
+                    return;
+                }
+            }
+        });
+        Association {
+            writer,
+            incoming,
+            reader,
+            calling_ae: String::new(),
+            local_ae: String::new(),
+            contexts,
+            scp_role_classes: Default::default(),
+            peer_max_pdu,
+            idle,
+        }
+    }
+
+    /// The next PDU; an association silent for the idle timeout is an error. Cancel-safe.
+    pub async fn receive(&mut self) -> Result<Pdu, AssocError> {
+        match tokio::time::timeout(self.idle, self.incoming.recv()).await {
+            Err(_) => Err(AssocError::Idle(self.idle)),
+            Ok(None) => Err(AssocError::Closed),
+            Ok(Some(r)) => r,
+        }
+    }
+
+    /// The next PDU, however long the peer takes (while the SCP itself is busy). Cancel-safe.
+    pub async fn receive_while_busy(&mut self) -> Result<Pdu, AssocError> {
+        self.incoming
+            .recv()
+            .await
+            .unwrap_or(Err(AssocError::Closed))
+    }
+
+    pub async fn send(&mut self, pdu: &Pdu) -> Result<(), AssocError> {
+        write_one(&mut self.writer, pdu).await
+    }
+
+    /// The presentation context `id` as accepted; a service is only ever called for one.
+    pub fn context(&self, id: u8) -> Result<AcceptedContext, AssocError> {
+        self.contexts
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| AssocError::Malformed(format!("unknown presentation context {id}")))
+    }
+
+    /// The largest P-DATA-TF variable field the peer accepts (its Maximum Length sub-item).
+    pub fn peer_max_pdu(&self) -> u32 {
+        self.peer_max_pdu
+    }
+
+    /// A-ABORT from the service provider, then close.
+    pub async fn abort(&mut self, reason: AbortRQServiceProviderReason) {
+        abort(&mut self.writer, reason).await;
+        self.reader.abort();
+    }
+
+    pub async fn close(&mut self) {
+        let _ = self.writer.shutdown().await;
+        self.reader.abort();
+    }
+}
+
+impl Drop for Association {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+fn abort_pdu(reason: AbortRQServiceProviderReason) -> Pdu {
+    Pdu::AbortRQ {
+        source: AbortRQSource::ServiceProvider(reason),
+    }
+}
+
+async fn abort<W: AsyncWrite + Unpin>(socket: &mut W, reason: AbortRQServiceProviderReason) {
+    let _ = write_one(socket, &abort_pdu(reason)).await;
+    let _ = socket.shutdown().await;
+}

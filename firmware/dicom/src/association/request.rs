@@ -1,0 +1,103 @@
+//! The requestor side: opening an association to a known peer for C-MOVE sub-operations,
+//! and releasing it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use dicom_ul::Pdu;
+use dicom_ul::pdu::{AssociationRQ, PresentationContextResultReason};
+use tokio::net::TcpStream;
+
+use super::{
+    APPLICATION_CONTEXT, AcceptedContext, AssocError, Association, MAX_ASSOCIATE_PDU,
+    our_user_variables, peer_max_pdu, read_one, trim_uid, write_one,
+};
+
+impl Association {
+    /// Opens an association to a peer as requestor (C-MOVE sub-operations). `proposals` are
+    /// (abstract syntax, transfer syntaxes), one presentation context each.
+    pub async fn request(
+        host: &str,
+        port: u16,
+        calling_ae: &str,
+        called_ae: &str,
+        proposals: &[(String, Vec<String>)],
+        max_pdu: u32,
+        idle: Duration,
+    ) -> Result<Association, AssocError> {
+        let mut socket = tokio::time::timeout(idle, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| AssocError::Idle(idle))??;
+        socket.set_nodelay(true)?;
+        let rq = Pdu::AssociationRQ(AssociationRQ {
+            protocol_version: 1,
+            calling_ae_title: calling_ae.to_owned(),
+            called_ae_title: called_ae.to_owned(),
+            application_context_name: APPLICATION_CONTEXT.to_owned(),
+            presentation_contexts: proposals
+                .iter()
+                .take(128)
+                .enumerate()
+                .map(
+                    |(i, (abs, ts))| dicom_ul::pdu::PresentationContextProposed {
+                        id: (2 * i + 1) as u8,
+                        abstract_syntax: abs.clone(),
+                        transfer_syntaxes: ts.clone(),
+                    },
+                )
+                .collect(),
+            user_variables: our_user_variables(max_pdu),
+        });
+        write_one(&mut socket, &rq).await?;
+        let ac = match read_one(&mut socket, MAX_ASSOCIATE_PDU, Some(idle), idle).await? {
+            Pdu::AssociationAC(ac) => ac,
+            Pdu::AssociationRJ(rj) => {
+                return Err(AssocError::Malformed(format!(
+                    "{called_ae} rejected the association: {}",
+                    rj.source
+                )));
+            }
+            other => {
+                return Err(AssocError::Malformed(format!(
+                    "{called_ae} answered {}",
+                    other.short_description()
+                )));
+            }
+        };
+        let peer_max_pdu = peer_max_pdu(&ac.user_variables);
+        let mut contexts = HashMap::new();
+        for r in ac.presentation_contexts {
+            if r.reason == PresentationContextResultReason::Acceptance {
+                let idx = usize::from(r.id / 2);
+                if let Some((abs, _)) = proposals.get(idx) {
+                    contexts.insert(
+                        r.id,
+                        AcceptedContext {
+                            abstract_syntax: abs.clone(),
+                            transfer_syntax: trim_uid(&r.transfer_syntax).to_owned(),
+                        },
+                    );
+                }
+            }
+        }
+        let mut assoc = Association::running(socket, max_pdu, idle, contexts, peer_max_pdu);
+        assoc.calling_ae = called_ae.to_owned();
+        assoc.local_ae = calling_ae.to_owned();
+        Ok(assoc)
+    }
+
+    /// A-RELEASE as requestor: ask, wait for the answer (briefly), close.
+    pub async fn release(&mut self) {
+        if self.send(&Pdu::ReleaseRQ).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                while let Some(Ok(pdu)) = self.incoming.recv().await {
+                    if pdu == Pdu::ReleaseRP {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        self.close().await;
+    }
+}
