@@ -1,6 +1,10 @@
 //! The archive's story without a network: an instance goes in, is durable and indexed, comes
 //! back out byte for byte; duplicates, bad data, a full disk and a crash are handled.
 
+// The helpers outside #[test] functions unwrap too, and clippy.toml's allow-*-in-tests
+// covers only #[test] functions and #[cfg(test)] modules.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Read;
 use std::path::Path;
 
