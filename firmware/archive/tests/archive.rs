@@ -544,7 +544,8 @@ fn wait_compressed(archive: &Archive, sops: &[&str]) -> bool {
                 .unwrap()
                 .is_some_and(|r| r.rel_path.ends_with(".dcm.zst"))
         });
-        if done {
+        // the batch counts as pending until it is wholly done
+        if done && archive.compression_pending() == 0 {
             return true;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
