@@ -35,7 +35,7 @@ pid=$(serve "$A" "$W/a" 11131 8131 "$W/load.log")
 /usr/bin/storescu -aet BENCHSCU -aec PACSBOX +sd +r -nh 127.0.0.1 11131 \
   "$CORPUS_ROOT/q10k"/s*/ "$CORPUS_ROOT/retr500L"/s*/ >"$W/storescu.log" 2>&1
 until [[ $(pending 8131) == 0 ]]; do sleep 0.5; done
-kill -TERM "$pid"; wait "$pid" || true
+kill -TERM "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 cp -a "$W/a" "$W/b"
 
 pa=$(serve "$A" "$W/a" 11131 8131 "$W/a.log")
