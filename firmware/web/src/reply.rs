@@ -87,8 +87,18 @@ impl Reply {
             body: Body::Stream(r),
         }
     }
+    /// A response header. CR, LF and NUL are dropped from the value: whatever a caller
+    /// builds it from, it cannot end this header and add another.
     pub fn header(mut self, k: &str, v: impl Into<String>) -> Reply {
-        self.headers.push((k.to_owned(), v.into()));
+        let mut v: String = v.into();
+        if v.contains(['\r', '\n', '\0']) {
+            tracing::warn!(
+                header = k,
+                "control characters dropped from a response header"
+            );
+            v.retain(|c| !matches!(c, '\r' | '\n' | '\0'));
+        }
+        self.headers.push((k.to_owned(), v));
         self
     }
     pub fn len_hint(&self) -> usize {
@@ -163,5 +173,22 @@ pub fn check_uid(s: &str) -> Result<&str, HttpError> {
         Ok(s)
     } else {
         Err(HttpError::BadRequest(format!("not a UID: {s:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_value_cannot_start_another_header() {
+        let r = Reply::redirect("/a\r\nSet-Cookie: x=1\0").header("X-Test", "b\nc");
+        assert_eq!(
+            r.headers,
+            [
+                ("Location".to_owned(), "/aSet-Cookie: x=1".to_owned()),
+                ("X-Test".to_owned(), "bc".to_owned())
+            ]
+        );
     }
 }

@@ -327,6 +327,11 @@ fn post(port: u16, path: &str, cookie: &str, form: &[(&str, &str)]) -> Resp {
 
 /// Logs in; returns the session cookie.
 fn login(port: u16, user: &str, password: &str) -> Resp {
+    login_to(port, user, password, "/search")
+}
+
+/// Logs in with `next` as the form's redirect target.
+fn login_to(port: u16, user: &str, password: &str, next: &str) -> Resp {
     let form = get(port, "/login", "");
     let login_cookie = format!("pacsbox_login={}", form.cookie("pacsbox_login").unwrap());
     post(
@@ -337,7 +342,7 @@ fn login(port: u16, user: &str, password: &str) -> Resp {
             ("user", user),
             ("password", password),
             ("csrf", &form.csrf()),
-            ("next", "/search"),
+            ("next", next),
         ],
     )
 }
@@ -641,6 +646,37 @@ fn first_login_must_change_the_generated_password() {
     // The old password no longer works; the new one does.
     assert_eq!(login(s.port, "admin", initial.trim()).status, 401);
     assert_eq!(login(s.port, "admin", "a-long-new-password").status, 303);
+}
+
+#[test]
+fn a_login_redirect_goes_to_a_path_of_this_site_and_carries_no_headers_of_its_own() {
+    let s = start();
+    let initial = std::fs::read_to_string(&s.password_file).unwrap();
+    for (next, expect) in [
+        ("/study/1.2.410.1", "/study/1.2.410.1"),
+        ("/search\r\nSet-Cookie: pacsbox_session=attacker", "/search"),
+        ("/x\nLocation: https://evil.example/", "/search"),
+        (
+            "/search%0d%0aSet-Cookie:%20a=b",
+            "/search%0d%0aSet-Cookie:%20a=b",
+        ),
+        ("//evil.example/", "/search"),
+        ("https://evil.example/", "/search"),
+        ("/\\evil.example", "/search"),
+    ] {
+        let r = login_to(s.port, "admin", initial.trim(), next);
+        assert_eq!(r.status, 303, "next={next:?}");
+        assert_eq!(
+            r.header("location").as_deref(),
+            Some(expect),
+            "next={next:?}"
+        );
+        let raw = r.headers.to_lowercase();
+        assert!(
+            !raw.contains("attacker") && !raw.contains("evil.example"),
+            "next={next:?} reached the response head:\n{raw}"
+        );
+    }
 }
 
 #[test]

@@ -18,8 +18,16 @@ struct LoginPage<'a> {
 }
 
 /// Only a local path may follow a login (no open redirect).
+/// Where to go after logging in: a path on this site only. No other host (`//…`, `\\`), and
+/// no control character: a CR/LF would end the Location header and start the sender's own
+/// (a crafted login link could set a cookie).
 fn safe_next(next: &str) -> String {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+    if next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control)
+        && next.len() <= 2048
+    {
         next.to_owned()
     } else {
         "/search".to_owned()
