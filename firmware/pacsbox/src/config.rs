@@ -257,6 +257,15 @@ impl Config {
         Ok(archive)
     }
 
+    /// The archive for a one-off command (list, verify, conflicts): without the compression
+    /// thread, which would otherwise swap `.dcm` files for `.dcm.zst` under a `verify` that is
+    /// walking them after 2 s (a power-cut check on a slow board takes minutes).
+    pub fn open_archive_offline(&self) -> anyhow::Result<Archive> {
+        let mut c = self.clone();
+        c.compress = CompressAt::Ingest;
+        c.open_archive()
+    }
+
     /// The first admin password's file (see `WebSettings::initial_password_file`).
     pub fn initial_password_file(&self) -> PathBuf {
         self.web

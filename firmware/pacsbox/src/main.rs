@@ -99,7 +99,7 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::List { data } => {
-            let archive = Config::from_args(&data)?.open_archive()?;
+            let archive = Config::from_args(&data)?.open_archive_offline()?;
             let mut rows = Vec::new();
             archive
                 .index()
@@ -108,12 +108,12 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Find { data, name } => {
-            let archive = Config::from_args(&data)?.open_archive()?;
+            let archive = Config::from_args(&data)?.open_archive_offline()?;
             print_rows(archive.index().instances_by_name(&name)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { data, checksums } => {
-            let archive = Config::from_args(&data)?.open_archive()?;
+            let archive = Config::from_args(&data)?.open_archive_offline()?;
             let report = archive.verify(checksums)?;
             println!(
                 "indexed {}  files {}  missing {}  unindexed {}  checksum mismatches {}",
@@ -140,7 +140,7 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
         }
         Command::Conflicts { data } => {
             use std::io::Write;
-            let archive = Config::from_args(&data)?.open_archive()?;
+            let archive = Config::from_args(&data)?.open_archive_offline()?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for k in archive.conflicts()? {
                 let (study, patient) = k
