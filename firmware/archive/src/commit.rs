@@ -169,8 +169,6 @@ enum Plan {
     File {
         target_rel: String,
         index: bool,
-        /// file of the replaced instance to remove once the replacement is committed
-        obsolete: Option<PathBuf>,
         outcome: StoreOutcome,
     },
     Done(StoreOutcome),
@@ -286,15 +284,12 @@ impl CommitThread {
             return Ok(Plan::File {
                 target_rel: rec.rel_path.clone(),
                 index: true,
-                obsolete: None,
                 outcome: StoreOutcome::Stored,
             });
         }
         let overwrite = job.replace || self.shared.config.duplicates == DuplicatePolicy::Overwrite;
         match existing {
-            Some(old) if overwrite => Ok(Plan::File {
-                obsolete: (old.rel_path != rec.rel_path)
-                    .then(|| self.shared.root.join(&old.rel_path)),
+            Some(_) if overwrite => Ok(Plan::File {
                 target_rel: rec.rel_path.clone(),
                 index: true,
                 outcome: StoreOutcome::Overwritten,
@@ -345,7 +340,6 @@ impl CommitThread {
                 Ok(Plan::File {
                     target_rel: rel.clone(),
                     index: false,
-                    obsolete: None,
                     outcome: StoreOutcome::DuplicateKeptAside(rel),
                 })
             }
@@ -410,13 +404,23 @@ impl CommitThread {
             let Plan::File {
                 target_rel,
                 index,
-                obsolete,
                 outcome,
             } = plan
             else {
                 continue;
             };
             let target = self.shared.root.join(&target_rel);
+            // The replaced instance's file, looked up under the swap lock: the compactor may
+            // have swapped its `.dcm` for a `.dcm.zst` since the plan was made.
+            let obsolete = (outcome == StoreOutcome::Overwritten)
+                .then(|| {
+                    self.shared
+                        .index
+                        .instance(job.entry.attrs.sop_instance_uid.as_str())
+                })
+                .and_then(|r| r.ok().flatten())
+                .filter(|old| old.rel_path != target_rel)
+                .map(|old| self.shared.root.join(old.rel_path));
             if let Some(dir) = target.parent() {
                 self.touched_dirs.insert(dir.to_path_buf());
             }

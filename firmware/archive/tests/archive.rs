@@ -638,3 +638,28 @@ fn an_overwrite_while_compression_waits_is_what_gets_kept() {
     let v = archive.verify(true).unwrap();
     assert!(v.is_clean(), "{v:?}");
 }
+
+#[test]
+fn an_overwrite_of_a_compressed_instance_leaves_only_the_new_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ArchiveConfig {
+        duplicates: DuplicatePolicy::Overwrite,
+        ..idle_config()
+    };
+    let (archive, _) = Archive::open(dir.path(), cfg).unwrap();
+    store(&archive, "1.2.3.1", &dataset("1.2.3.1", "1.2.3", b"A", 1)).unwrap();
+    assert!(wait_compressed(&archive, &["1.2.3.1"]));
+    let second = dataset("1.2.3.1", "1.2.3", b"A", 2);
+    assert_eq!(
+        store(&archive, "1.2.3.1", &second).unwrap(),
+        StoreOutcome::Overwritten
+    );
+    // the replaced .zst is gone at once, the new plain copy is what is read
+    let v = archive.verify(true).unwrap();
+    assert!(v.is_clean(), "{v:?}");
+    let expected = read_all(&archive, "1.2.3.1");
+    assert!(expected.ends_with(&[2u8; 64]));
+    assert!(wait_compressed(&archive, &["1.2.3.1"]));
+    assert_eq!(read_all(&archive, "1.2.3.1"), expected);
+    assert_eq!(files_under(&dir.path().join("archive")).len(), 1);
+}
