@@ -395,20 +395,24 @@ fn swap_batch(shared: &Shared, prepared: &[(Swap, PathBuf)]) -> Result<(), Compa
     // instances lands wholly before or wholly after this swap.
     let _swap = shared.swap_lock();
     let done = (|| -> Result<(), CompactError> {
+        let mut dirs = std::collections::BTreeSet::new();
         for (s, tmp) in prepared {
-            std::fs::rename(tmp, shared.root.join(&s.zst_rel))?;
+            let zst = shared.root.join(&s.zst_rel);
+            std::fs::rename(tmp, &zst)?;
+            if let Some(dir) = zst.parent() {
+                dirs.insert(dir.to_path_buf());
+            }
+        }
+        // The new names are durable before the index names them.
+        for dir in &dirs {
+            File::open(dir)?.sync_all()?;
         }
         let index_swaps: Vec<_> = swaps.iter().map(|s| s.as_index_swap()).collect();
         let swapped = shared.index.swap_files(&index_swaps)?;
-        let mut dirs = std::collections::BTreeSet::new();
         for (s, swapped) in swaps.iter().zip(swapped) {
             // The losing copy: the plain one, or ours when an overwrite came first.
             let loser = if swapped { &s.plain_rel } else { &s.zst_rel };
-            let loser = shared.root.join(loser);
-            std::fs::remove_file(&loser)?;
-            if let Some(dir) = loser.parent() {
-                dirs.insert(dir.to_path_buf());
-            }
+            std::fs::remove_file(shared.root.join(loser))?;
         }
         for dir in dirs {
             File::open(dir)?.sync_all()?;
@@ -505,6 +509,7 @@ pub(crate) fn recover(root: &Path, index: &Index) -> io::Result<bool> {
     }
     if let Some(swaps) = read_marker(root)? {
         let mut finish = Vec::new();
+        let mut revert = Vec::new();
         let mut dirs = std::collections::BTreeSet::new();
         for s in &swaps {
             let zst = root.join(&s.zst_rel);
@@ -514,8 +519,20 @@ pub(crate) fn recover(root: &Path, index: &Index) -> io::Result<bool> {
             let rec = index.instance(&s.sop_uid).map_err(io::Error::other)?;
             let names = |rel: &str| rec.as_ref().is_some_and(|r| r.rel_path == rel);
             if names(&s.zst_rel) {
-                // Swapped; only the unlink of the plain copy may be missing.
-                remove_if_there(&root.join(&s.plain_rel))?;
+                // Swapped; only the unlink of the plain copy may be missing. The `.zst`'s name
+                // was synced before the index named it; should it be missing all the same (a
+                // file system that broke that order), the plain copy is all there is.
+                let plain = root.join(&s.plain_rel);
+                if zst.is_file() {
+                    remove_if_there(&plain)?;
+                } else if plain.is_file() {
+                    tracing::error!(
+                        sop_instance_uid = s.sop_uid,
+                        "index names a compressed file that is missing; pointed back at the plain copy"
+                    );
+                    let size = std::fs::metadata(&plain)?.len();
+                    revert.push((s, size));
+                }
             } else if names(&s.plain_rel) && zst.is_file() && hash_file(&zst)? == s.zst_hash {
                 finish.push(s);
             } else {
@@ -523,6 +540,15 @@ pub(crate) fn recover(root: &Path, index: &Index) -> io::Result<bool> {
                 remove_if_there(&zst)?;
             }
         }
+        let back: Vec<_> = revert
+            .iter()
+            .map(|(s, size)| crate::index::FileSwap {
+                sop_uid: &s.sop_uid,
+                from: (&s.zst_rel, s.zst_hash),
+                to: (&s.plain_rel, *size, s.plain_hash),
+            })
+            .collect();
+        index.swap_files(&back).map_err(io::Error::other)?;
         let index_swaps: Vec<_> = finish.iter().map(|s| s.as_index_swap()).collect();
         let swapped = index.swap_files(&index_swaps).map_err(io::Error::other)?;
         for (s, swapped) in finish.iter().zip(swapped) {
@@ -667,6 +693,16 @@ mod tests {
             };
             assert_after_recovery(dir.path(), kept, gone, &original);
         }
+    }
+
+    #[test]
+    fn an_index_naming_a_lost_zst_is_pointed_back_at_the_plain_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = plain_archive(dir.path());
+        let m = crash_during_swap(dir.path(), true, true);
+        // A file system that lost the rename but kept the index commit.
+        std::fs::remove_file(dir.path().join(&m.zst_rel)).unwrap();
+        assert_after_recovery(dir.path(), &m.plain_rel, &m.zst_rel, &original);
     }
 
     #[test]
