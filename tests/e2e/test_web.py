@@ -247,6 +247,36 @@ def test_hostile_http_clients_leave_the_page_and_dicom_working(server, tmp_path)
     assert srv.alive()
 
 
+def test_login_names_and_the_first_password_stay_out_of_the_log_and_the_public_status(server):
+    """People type passwords into the user field, and a LAN neighbour can send 14 KB names: the
+    public /status.json carries health only, logged values are capped, and the generated first
+    password is never logged."""
+    srv = server()
+    initial = (srv.data / "initial-admin-password").read_text().strip()
+    huge = "Secret-typed-here-" + "x" * 14000
+    for _ in range(15):  # fewer than the per-address lockout (20), so admin can log in below
+        b = Browser(srv.http_port)
+        assert b.login(huge, "whatever") == 401
+    code, _, body = h.http_get(srv.http_port, "/status.json")
+    assert code == 200
+    public = json.loads(body)
+    assert public["instances"] == 0 and "alarms" in public
+    for private in ("recent_errors", "recent_studies", "last_received", "data_dir", "addresses"):
+        assert private not in public, private
+    assert b"Secret-typed-here" not in body and len(body) < 8000, len(body)
+    log = srv.stderr_text()
+    assert initial not in log, "the first admin password is in the log"
+    assert "x" * 200 not in log, "a 14 KB user name reached the log whole"
+    assert len(log) < 200_000, len(log)
+    b = Browser(srv.http_port)
+    b.first_login(srv.data)
+    _, _, body = b.get("/status.json")
+    full = json.loads(body)
+    lines = [e["message"] for e in full["recent_errors"] if "failed web login" in e["message"]]
+    assert lines, full["recent_errors"]
+    assert all(len(m) < 500 for m in lines), max(map(len, lines))
+
+
 def _libfaketime() -> Path | None:
     found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
     return found[0] if found else None

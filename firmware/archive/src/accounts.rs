@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::index::{Index, Result, dec, enc};
 
 pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// Password hashes that may never be chosen again (the first-boot password, which was shown on
+/// a display and written to a file), with when they were retired.
+pub(crate) const RETIRED_PASSWORDS: TableDefinition<&str, i64> =
+    TableDefinition::new("retired_passwords");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Group {
@@ -75,6 +79,25 @@ impl Index {
         Ok(existed)
     }
 
+    /// Records a password hash (PHC string) that must not be chosen again.
+    pub fn retire_password(&self, phc: &str, unix: i64) -> Result<()> {
+        let txn = self.begin_write()?;
+        txn.open_table(RETIRED_PASSWORDS)?.insert(phc, unix)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The hashes [`Index::retire_password`] recorded.
+    pub fn retired_passwords(&self) -> Result<Vec<String>> {
+        let txn = self.db().begin_read()?;
+        let t = txn.open_table(RETIRED_PASSWORDS)?;
+        let mut out = Vec::new();
+        for r in t.iter()? {
+            out.push(r?.0.value().to_owned());
+        }
+        Ok(out)
+    }
+
     /// All users, by name.
     pub fn users(&self) -> Result<Vec<(String, UserRecord)>> {
         let txn = self.db().begin_read()?;
@@ -116,5 +139,10 @@ mod tests {
         assert_eq!(index.users().unwrap().len(), 1);
         assert!(index.delete_user("admin").unwrap());
         assert_eq!(index.user("admin").unwrap(), None);
+        assert!(index.retired_passwords().unwrap().is_empty());
+        index.retire_password("$argon2id$first", 5).unwrap();
+        drop(index);
+        let index = Index::open(&path).unwrap();
+        assert_eq!(index.retired_passwords().unwrap(), vec!["$argon2id$first"]);
     }
 }

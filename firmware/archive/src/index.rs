@@ -126,6 +126,7 @@ impl Index {
             txn.open_table(STUDIES)?;
             txn.open_table(PATIENTS)?;
             txn.open_table(crate::accounts::USERS)?;
+            txn.open_table(crate::accounts::RETIRED_PASSWORDS)?;
             for t in [
                 SERIES_INSTANCES,
                 STUDY_SERIES,

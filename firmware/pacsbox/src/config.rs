@@ -122,6 +122,8 @@ pub struct Config {
 pub struct WebSettings {
     /// Minutes without a request after which a web session ends.
     pub session_idle_minutes: u64,
+    /// Hours after login at which a web session ends however busy it is.
+    pub session_max_hours: u64,
     /// Threads answering web requests.
     pub workers: usize,
     /// Where the first admin password is read from (made by the appliance's first boot) or
@@ -134,6 +136,7 @@ impl Default for WebSettings {
         let web = WebConfig::default();
         WebSettings {
             session_idle_minutes: web.session_idle_timeout.as_secs() / 60,
+            session_max_hours: web.session_max_age.as_secs() / 3600,
             workers: web.workers,
             initial_password_file: web.initial_password_file,
         }
@@ -242,6 +245,7 @@ impl Config {
     pub fn web_config(&self) -> WebConfig {
         WebConfig {
             session_idle_timeout: Duration::from_secs(self.web.session_idle_minutes * 60),
+            session_max_age: Duration::from_secs(self.web.session_max_hours.max(1) * 3600),
             workers: self.web.workers,
             initial_password_file: Some(self.initial_password_file()),
         }

@@ -46,6 +46,22 @@ impl Visit for Line {
     }
 }
 
+/// A logged value can come from the network (a 14 KB user name); the status page keeps a
+/// readable line of each.
+const MAX_LINE: usize = 400;
+
+fn capped(mut s: String) -> String {
+    if s.len() > MAX_LINE {
+        let mut end = MAX_LINE;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
 impl<S: Subscriber> Layer<S> for ErrorLog {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let level = *event.metadata().level();
@@ -66,7 +82,7 @@ impl<S: Subscriber> Layer<S> for ErrorLog {
             l.push_back(LogLine {
                 unix,
                 level: level.to_string(),
-                message: line.0,
+                message: capped(line.0),
             });
         }
     }
@@ -96,5 +112,19 @@ mod tests {
             lines.iter().all(|l| l.level == "ERROR"),
             "the warning aged out"
         );
+    }
+
+    #[test]
+    fn a_huge_value_is_kept_as_one_readable_line() {
+        let log = ErrorLog::default();
+        let subscriber = tracing_subscriber::registry().with(log.clone());
+        let huge = "한".repeat(5000);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(user = huge.as_str(), "failed web login");
+        });
+        let line = &log.recent()[0].message;
+        assert!(line.starts_with("failed web login user=한"), "{line}");
+        assert!(line.len() <= MAX_LINE + '…'.len_utf8(), "{}", line.len());
+        assert!(line.ends_with('…'));
     }
 }

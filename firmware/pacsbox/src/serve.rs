@@ -46,12 +46,13 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     let (web, initial_password) =
         pacsbox_web::Web::new(archive.clone(), source.clone(), c.web_config())
             .context("setting up the web page")?;
-    if let Some(p) = &initial_password {
+    if initial_password.is_some() {
+        // The password itself stays out of the log (journals are kept and copied around);
+        // it is in the file (mode 0600) and on the panel's identity page.
         tracing::info!(
             user = "admin",
-            password = p.as_str(),
             file = %c.initial_password_file().display(),
-            "first start: web login created; the password must be changed at first login"
+            "first start: web login created; its password is in the file and must be changed at first login"
         );
     }
     let web_workers = c.web.workers.max(1);

@@ -20,9 +20,29 @@ use pacsbox_archive::accounts::{Group, UserRecord};
 pub const COOKIE: &str = "pacsbox_session";
 /// The login form's double-submit CSRF cookie (there is no session yet to hold a token).
 const LOGIN_COOKIE: &str = "pacsbox_login";
-pub const MIN_PASSWORD_LEN: usize = 8;
-const MAX_FAILURES: u32 = 5;
-const LOCKOUT: Duration = Duration::from_secs(30);
+pub const MIN_PASSWORD_LEN: usize = 10;
+/// A login form is good for this long.
+const LOGIN_FORM_LIFETIME: Duration = Duration::from_secs(60 * 60);
+
+/// When failed logins lock further tries: `max` failures, each within `lock` of the previous
+/// one, lock for `lock` after the last.
+struct Limit {
+    max: u32,
+    lock: Duration,
+}
+
+/// Guessing one user's password.
+const PER_NAME: Limit = Limit {
+    max: 5,
+    lock: Duration::from_secs(30),
+};
+/// One address guessing across user names (a spray): about four tries a minute in the long run.
+const PER_CLIENT: Limit = Limit {
+    max: 20,
+    lock: Duration::from_secs(5 * 60),
+};
+/// Past this many remembered names or addresses, the expired ones are forgotten.
+const THROTTLE_PRUNE_AT: usize = 1024;
 
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -30,13 +50,35 @@ pub struct Session {
     pub group: Group,
     pub csrf: String,
     pub must_change_password: bool,
+    /// A handle an admin may see and use to end the session (the cookie token is never shown).
+    pub id: String,
+    /// The address the session was opened from.
+    pub client: String,
+    pub since_unix: i64,
+    created: Instant,
     last_seen: Instant,
+}
+
+/// Failed logins for one user name or one client address.
+#[derive(Clone, Copy)]
+struct Strikes {
+    n: u32,
+    last: Instant,
+}
+
+#[derive(Default)]
+struct Throttle {
+    by_name: HashMap<String, Strikes>,
+    by_client: HashMap<String, Strikes>,
 }
 
 pub struct Sessions {
     idle: Duration,
+    max_age: Duration,
+    /// Signs login-form tokens, so only forms this process handed out are accepted.
+    key: [u8; 32],
     map: Mutex<HashMap<String, Session>>,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    throttle: Mutex<Throttle>,
 }
 
 pub fn session_cookie(token: &str) -> String {
@@ -56,6 +98,20 @@ pub fn login_cookie_matches(req: &crate::reply::Req, csrf: &str) -> bool {
     req.cookies
         .get(LOGIN_COOKIE)
         .is_some_and(|c| !c.is_empty() && c == csrf)
+}
+
+/// A value from a request as it may appear in the log: at most 40 characters, no control
+/// characters (people type passwords into the user field; 14 KB names must not fill the log).
+pub fn loggable(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(40)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if s.chars().nth(40).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// Hex of `n` random bytes from the OS.
@@ -130,6 +186,10 @@ pub fn ensure_first_admin(
     if !archive.index().create_user_if_absent("admin", &rec)? {
         return Ok(None);
     }
+    // It was shown on a display or kept in a file: never again a password of anyone's.
+    archive
+        .index()
+        .retire_password(&rec.password_hash, rec.created_unix)?;
     if let (Some(f), None) = (password_file, &given) {
         write_private(f, &format!("{password}\n"))?;
     }
@@ -158,13 +218,114 @@ pub enum LoginError {
     Locked(u64),
 }
 
-impl Sessions {
-    pub fn new(idle: Duration) -> Sessions {
-        Sessions {
-            idle,
-            map: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+impl Strikes {
+    fn locked_for(&self, limit: &Limit) -> Option<Duration> {
+        let since = self.last.elapsed();
+        (self.n >= limit.max && since < limit.lock).then(|| limit.lock - since)
+    }
+
+    /// One more failure; an old run of failures starts over.
+    fn add(entry: &mut Strikes, limit: &Limit) {
+        if entry.last.elapsed() >= limit.lock {
+            entry.n = 0;
         }
+        entry.n += 1;
+        entry.last = Instant::now();
+    }
+}
+
+impl Throttle {
+    /// Refuses a locked name or address; otherwise counts the try as a failure *before* the
+    /// password is checked, so parallel tries cannot all pass the check in one window.
+    fn begin(&mut self, name: &str, client: &str) -> Result<(), Duration> {
+        if self.by_name.len() + self.by_client.len() > THROTTLE_PRUNE_AT {
+            self.by_name.retain(|_, s| s.last.elapsed() < PER_NAME.lock);
+            self.by_client
+                .retain(|_, s| s.last.elapsed() < PER_CLIENT.lock);
+        }
+        let locked = [
+            self.by_name.get(name).and_then(|s| s.locked_for(&PER_NAME)),
+            self.by_client
+                .get(client)
+                .and_then(|s| s.locked_for(&PER_CLIENT)),
+        ];
+        if let Some(wait) = locked.into_iter().flatten().max() {
+            return Err(wait);
+        }
+        let fresh = Strikes {
+            n: 0,
+            last: Instant::now(),
+        };
+        // Names longer than any user name count under their first characters.
+        let key: String = name.chars().take(64).collect();
+        Strikes::add(self.by_name.entry(key).or_insert(fresh), &PER_NAME);
+        Strikes::add(
+            self.by_client.entry(client.to_owned()).or_insert(fresh),
+            &PER_CLIENT,
+        );
+        Ok(())
+    }
+
+    /// The try succeeded: it was no failure after all.
+    fn succeeded(&mut self, name: &str, client: &str) {
+        self.by_name.remove(name);
+        if let Some(s) = self.by_client.get_mut(client) {
+            s.n = s.n.saturating_sub(1);
+        }
+    }
+}
+
+impl Sessions {
+    pub fn new(idle: Duration, max_age: Duration) -> anyhow::Result<Sessions> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+        Ok(Sessions {
+            idle,
+            max_age,
+            key,
+            map: Mutex::new(HashMap::new()),
+            throttle: Mutex::new(Throttle::default()),
+        })
+    }
+
+    fn sign(&self, text: &str) -> String {
+        use blake2::Digest;
+        // BLAKE2 has no length extension, so hashing key ‖ message is a MAC.
+        let mac = blake2::Blake2b512::new()
+            .chain_update(self.key)
+            .chain_update(text.as_bytes())
+            .finalize();
+        mac.iter().take(16).map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// A token for a login form: its expiry (16 hex digits), a nonce (24) and a MAC (32), all
+    /// hex like every other token, so that a pair of cookie and field some other site made up
+    /// (`abc`/`abc`) is refused.
+    pub fn login_token(&self) -> anyhow::Result<String> {
+        let expires = now_unix().saturating_add(LOGIN_FORM_LIFETIME.as_secs() as i64);
+        let text = format!("{:016x}{}", expires.max(0), random_token(12)?);
+        let mac = self.sign(&text);
+        Ok(format!("{text}{mac}"))
+    }
+
+    /// Whether `token` came from [`Sessions::login_token`] of this process and has not expired.
+    pub fn login_token_valid(&self, token: &str) -> bool {
+        if token.len() != 72 || !token.is_ascii() {
+            return false;
+        }
+        let (text, mac) = token.split_at(40);
+        let Ok(expires) = i64::from_str_radix(&text[..16], 16) else {
+            return false;
+        };
+        let want = self.sign(text);
+        // Compared in constant time: the MAC must not be guessable byte by byte.
+        let same = want.len() == mac.len()
+            && want
+                .bytes()
+                .zip(mac.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        same && expires >= now_unix()
     }
 
     /// Checks the password; on success opens a session and returns its cookie token.
@@ -173,15 +334,13 @@ impl Sessions {
         archive: &Archive,
         user: &str,
         password: &str,
+        client: &str,
     ) -> anyhow::Result<Result<String, LoginError>> {
-        if let Ok(f) = self.failures.lock()
-            && let Some((n, at)) = f.get(user)
-            && *n >= MAX_FAILURES
-            && at.elapsed() < LOCKOUT
+        if let Ok(mut t) = self.throttle.lock()
+            && let Err(wait) = t.begin(user, client)
         {
-            return Ok(Err(LoginError::Locked(
-                (LOCKOUT - at.elapsed()).as_secs().max(1),
-            )));
+            tracing::warn!(user = %loggable(user), client, "web login refused: locked");
+            return Ok(Err(LoginError::Locked(wait.as_secs().max(1))));
         }
         let rec = archive.index().user(user)?;
         let ok = match &rec {
@@ -193,46 +352,68 @@ impl Sessions {
             }
         };
         let Some(rec) = rec.filter(|_| ok) else {
-            if let Ok(mut f) = self.failures.lock() {
-                let e = f.entry(user.to_owned()).or_insert((0, Instant::now()));
-                if e.1.elapsed() >= LOCKOUT {
-                    *e = (0, Instant::now());
-                }
-                e.0 += 1;
-                e.1 = Instant::now();
-            }
-            tracing::warn!(user, "failed web login");
+            tracing::warn!(user = %loggable(user), client, "failed web login");
             return Ok(Err(LoginError::Wrong));
         };
-        if let Ok(mut f) = self.failures.lock() {
-            f.remove(user);
+        if let Ok(mut t) = self.throttle.lock() {
+            t.succeeded(user, client);
         }
         let token = random_token(32)?;
+        let now = Instant::now();
         let session = Session {
             user: user.to_owned(),
             group: rec.group,
             csrf: random_token(16)?,
             must_change_password: rec.must_change_password,
-            last_seen: Instant::now(),
+            id: random_token(8)?,
+            client: client.to_owned(),
+            since_unix: now_unix(),
+            created: now,
+            last_seen: now,
         };
         if let Ok(mut m) = self.map.lock() {
-            m.retain(|_, s| s.last_seen.elapsed() < self.idle);
+            m.retain(|_, s| self.live(s));
             m.insert(token.clone(), session);
         }
-        tracing::info!(user, "web login");
+        tracing::info!(user, client, "web login");
         Ok(Ok(token))
+    }
+
+    /// Not idle too long, and not older than the absolute lifetime (a session on a shared PC
+    /// that someone keeps touching still ends).
+    fn live(&self, s: &Session) -> bool {
+        s.last_seen.elapsed() < self.idle && s.created.elapsed() < self.max_age
     }
 
     /// The live session for a cookie token (touching it), or None.
     pub fn get(&self, token: &str) -> Option<Session> {
         let mut m = self.map.lock().ok()?;
-        let s = m.get_mut(token)?;
-        if s.last_seen.elapsed() >= self.idle {
+        let s = m.get(token)?;
+        if !self.live(s) {
             m.remove(token);
             return None;
         }
+        let s = m.get_mut(token)?;
         s.last_seen = Instant::now();
         Some(s.clone())
+    }
+
+    /// Every live session, oldest first (the admin's list of who is logged in).
+    pub fn list(&self) -> Vec<Session> {
+        let Ok(mut m) = self.map.lock() else {
+            return Vec::new();
+        };
+        m.retain(|_, s| self.live(s));
+        let mut v: Vec<Session> = m.values().cloned().collect();
+        v.sort_by_key(|s| s.since_unix);
+        v
+    }
+
+    /// Ends the session with this id (from [`Sessions::list`]); returns its user.
+    pub fn end(&self, id: &str) -> Option<String> {
+        let mut m = self.map.lock().ok()?;
+        let token = m.iter().find(|(_, s)| s.id == id).map(|(t, _)| t.clone())?;
+        m.remove(&token).map(|s| s.user)
     }
 
     pub fn logout(&self, token: &str) {
@@ -274,13 +455,13 @@ pub fn change_password(
     if !verify_password(current, &rec.password_hash) {
         return Ok(Err("the current password is wrong".into()));
     }
-    if let Err(e) = acceptable_password(new, confirm) {
-        return Ok(Err(e));
-    }
     if new == current {
         return Ok(Err(
             "the new password must differ from the current one".into()
         ));
+    }
+    if let Err(e) = acceptable_password(archive, user, new, confirm)? {
+        return Ok(Err(e));
     }
     rec.password_hash = hash_password(new)?;
     rec.must_change_password = false;
@@ -288,16 +469,97 @@ pub fn change_password(
     Ok(Ok(()))
 }
 
-pub fn acceptable_password(new: &str, confirm: &str) -> Result<(), String> {
+/// Passwords at the top of every leaked list and guessed first; with digits or symbols added
+/// at either end (`Password123!`) they are refused too.
+const COMMON: &[&str] = &[
+    "password",
+    "passwort",
+    "qwerty",
+    "qwertz",
+    "azerty",
+    "letmein",
+    "welcome",
+    "admin",
+    "administrator",
+    "iloveyou",
+    "monkey",
+    "dragon",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "master",
+    "shadow",
+    "superman",
+    "trustno1",
+    "changeme",
+    "secret",
+    "default",
+    "hospital",
+    "clinic",
+    "radiology",
+    "doctor",
+    "dicom",
+    "pacs",
+    "pacsbox",
+    "orthanc",
+    "asdfgh",
+    "zxcvbn",
+    "1q2w3e4r",
+    "abc123",
+    "p@ssw0rd",
+    "passw0rd",
+];
+
+/// Why a password is too easy to guess, if it is: short, one repeated or counted-up
+/// character, a common password, the user's own name, or a retired one (the first-boot
+/// password).
+pub fn acceptable_password(
+    archive: &Archive,
+    user: &str,
+    new: &str,
+    confirm: &str,
+) -> anyhow::Result<Result<(), String>> {
     if new != confirm {
-        return Err("the two new passwords differ".into());
+        return Ok(Err("the two new passwords differ".into()));
     }
     if new.chars().count() < MIN_PASSWORD_LEN {
-        return Err(format!(
+        return Ok(Err(format!(
             "the new password needs at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    let lower = new.to_lowercase();
+    let first = lower.chars().next().unwrap_or_default();
+    let counted =
+        |run: &str| run.contains(&lower) || run.chars().rev().collect::<String>().contains(&lower);
+    if lower.chars().all(|c| c == first)
+        || counted("0123456789012345678901234567890123456789")
+        || counted("abcdefghijklmnopqrstuvwxyz")
+    {
+        return Ok(Err(
+            "the new password is a run of one character or of counted-up characters (like 1234567890)".into(),
         ));
     }
-    Ok(())
+    let core = lower.trim_matches(|c: char| !c.is_alphabetic());
+    if COMMON.contains(&core) {
+        return Ok(Err(
+            "the new password contains a common password; choose another".into(),
+        ));
+    }
+    if !user.is_empty() && lower.contains(&user.to_lowercase()) {
+        return Ok(Err("the new password contains the user name".into()));
+    }
+    if archive
+        .index()
+        .retired_passwords()?
+        .iter()
+        .any(|phc| verify_password(new, phc))
+    {
+        return Ok(Err(
+            "the new password was the first-boot password; choose another".into(),
+        ));
+    }
+    Ok(Ok(()))
 }
 
 /// User names: short, printable, no separators that could confuse logs or URLs.

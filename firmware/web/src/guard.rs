@@ -6,9 +6,14 @@
 //! accept error, such as "too many open files". So clients never talk to tiny_http directly:
 //! this guard accepts them, reads each request head under a deadline and a size cap, and only
 //! then hands a complete request (forced to `Connection: close`) to tiny_http over loopback.
-//! Idle and byte-at-a-time clients therefore cost one guard thread each for at most the head
-//! deadline, and when the connection cap is reached the longest-stalled of them is dropped to
-//! make room, so a crowd of them cannot lock staff out.
+//! Idle and byte-at-a-time clients therefore cost one guard thread each for at most the
+//! request deadline (head and form body together: a client trickling a body one byte at a time
+//! is as stalled as one trickling its head), and when the connection cap is reached the
+//! longest-stalled of them is dropped to make room, so a crowd of them cannot lock staff out.
+//!
+//! The guard is also the only part that sees the client's address: it passes it on in
+//! [`CLIENT_HEADER`] (dropping any such header the client sent) for lockouts, session lists and
+//! the audit trail.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -22,8 +27,8 @@ use crate::server::MAX_BODY;
 pub struct GuardConfig {
     /// Connections held at once (each is one thread).
     pub max_connections: usize,
-    /// A client has this long to send its whole request head.
-    pub head_timeout: Duration,
+    /// A client has this long to send its whole request: head and (form) body.
+    pub request_timeout: Duration,
     /// Longest silence while a body or a response is moving.
     pub io_timeout: Duration,
 }
@@ -32,7 +37,7 @@ impl Default for GuardConfig {
     fn default() -> Self {
         GuardConfig {
             max_connections: 512,
-            head_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(15),
             io_timeout: Duration::from_secs(60),
         }
     }
@@ -40,12 +45,16 @@ impl Default for GuardConfig {
 
 const MAX_HEAD: usize = 16 << 10;
 
-/// Connections still sending their request head, by id: the ones that may be dropped.
+/// The request header that carries the client's IP address to the handlers.
+pub const CLIENT_HEADER: &str = "X-Pacsbox-Client";
+
+/// Connections still sending their request (head or body), by id: the ones that may be
+/// dropped.
 #[derive(Default)]
 struct Registry {
     next_id: u64,
     live: usize,
-    in_head: HashMap<u64, (Instant, TcpStream)>,
+    sending: HashMap<u64, (Instant, TcpStream)>,
 }
 
 /// Accepts on `public` and forwards complete requests to `upstream` (tiny_http).
@@ -83,13 +92,13 @@ fn admit(
             return;
         };
         if reg.live >= config.max_connections {
-            // Make room by dropping whoever has been stalling on a request head longest.
+            // Make room by dropping whoever has been stalling on a request longest.
             let oldest = reg
-                .in_head
+                .sending
                 .iter()
                 .min_by_key(|(_, (since, _))| *since)
                 .map(|(id, _)| *id);
-            match oldest.and_then(|id| reg.in_head.remove(&id)) {
+            match oldest.and_then(|id| reg.sending.remove(&id)) {
                 Some((_, stalled)) => {
                     let _ = stalled.shutdown(Shutdown::Both);
                 }
@@ -106,7 +115,7 @@ fn admit(
         let id = reg.next_id;
         reg.live += 1;
         if let Ok(c) = client.try_clone() {
-            reg.in_head.insert(id, (Instant::now(), c));
+            reg.sending.insert(id, (Instant::now(), c));
         }
         id
     };
@@ -120,14 +129,14 @@ fn admit(
                 tracing::debug!(error = %e, "HTTP connection closed");
             }
             if let Ok(mut reg) = registry2.lock() {
-                reg.in_head.remove(&id);
+                reg.sending.remove(&id);
                 reg.live -= 1;
             }
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "no thread for an HTTP connection");
         if let Ok(mut reg) = registry.lock() {
-            reg.in_head.remove(&id);
+            reg.sending.remove(&id);
             reg.live -= 1;
         }
     }
@@ -162,6 +171,7 @@ fn forward(
 ) -> std::io::Result<()> {
     // 1. The request head, whole, before the deadline.
     let started = Instant::now();
+    let left = || config.request_timeout.saturating_sub(started.elapsed());
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -171,43 +181,47 @@ fn forward(
         if buf.len() > MAX_HEAD {
             return reply(&client, "431 Request Header Fields Too Large");
         }
-        let left = config.head_timeout.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            return reply(&client, "408 Request Timeout");
-        }
-        client.set_read_timeout(Some(left))?;
-        match (&client).read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return reply(&client, "408 Request Timeout");
-            }
-            Err(e) => return Err(e),
+        match read_before(&client, &mut chunk, left())? {
+            Some(0) => return Ok(()),
+            Some(n) => buf.extend_from_slice(&chunk[..n]),
+            None => return reply(&client, "408 Request Timeout"),
         }
     };
-    if let Ok(mut reg) = registry.lock() {
-        reg.in_head.remove(&id);
-    }
     let (rewritten, body_len) = match rewrite_head(&buf[..head_end]) {
         Ok(head) => head,
         Err(status) => return reply(&client, status),
     };
 
-    // 2. The body (small, bounded), then the complete request to tiny_http.
+    // 2. The body (small, bounded) under the same deadline, then the complete request to
+    // tiny_http. Until then the client stays evictable.
     let mut body = buf[head_end..].to_vec();
     body.truncate(body_len);
-    client.set_read_timeout(Some(config.io_timeout))?;
     while body.len() < body_len {
-        let n = (&client).read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
+        match read_before(&client, &mut chunk, left())? {
+            Some(0) => return Ok(()),
+            Some(n) => {
+                let want = (body_len - body.len()).min(n);
+                body.extend_from_slice(&chunk[..want]);
+            }
+            None => return reply(&client, "408 Request Timeout"),
         }
-        let want = (body_len - body.len()).min(n);
-        body.extend_from_slice(&chunk[..want]);
     }
+    if let Ok(mut reg) = registry.lock() {
+        reg.sending.remove(&id);
+    }
+    let ip = client
+        .peer_addr()
+        .map(|a| a.ip().to_canonical().to_string())
+        .unwrap_or_default();
+    // `rewritten` ends with its blank line; the client header goes just before it.
+    let head = format!(
+        "{}\r\n{CLIENT_HEADER}: {ip}\r\n\r\n",
+        rewritten.trim_end_matches("\r\n")
+    );
+    client.set_read_timeout(Some(config.io_timeout))?;
     let mut up = TcpStream::connect(upstream)?;
     up.set_nodelay(true)?;
-    up.write_all(rewritten.as_bytes())?;
+    up.write_all(head.as_bytes())?;
     up.write_all(&body)?;
 
     // 3. The response back, until tiny_http closes.
@@ -225,8 +239,27 @@ fn forward(
     Ok(())
 }
 
+/// One read that must finish within `left`: `Some(bytes read)` (0 at EOF), or `None` when
+/// the deadline passed first.
+fn read_before(
+    mut client: &TcpStream,
+    chunk: &mut [u8],
+    left: Duration,
+) -> std::io::Result<Option<usize>> {
+    if left.is_zero() {
+        return Ok(None);
+    }
+    client.set_read_timeout(Some(left))?;
+    match client.read(chunk) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// A complete request head (`head` ends with its blank line) checked and rewritten for
-/// tiny_http: `Ok((head, body length))`, or `Err(status)` to answer instead. Public for the
+/// tiny_http: `Ok((head, body length))`, or `Err(status)` to answer instead. A client's own
+/// [`CLIENT_HEADER`] is dropped: only the guard says where a request came from. Public for the
 /// fuzz target in tests/fuzz.
 #[doc(hidden)]
 pub fn rewrite_head(head: &[u8]) -> Result<(String, usize), &'static str> {
@@ -254,9 +287,14 @@ pub fn rewrite_head(head: &[u8]) -> Result<(String, usize), &'static str> {
                 _ => return Err("400 Bad Request"),
             };
         }
-        if ["connection", "keep-alive", "proxy-connection"]
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h))
+        if [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            CLIENT_HEADER,
+        ]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
         {
             continue;
         }
@@ -290,5 +328,19 @@ mod tests {
             rewritten,
             "POST /login HTTP/1.1\r\nContent-Length: 29\r\nConnection: close\r\n\r\n"
         );
+    }
+
+    /// Only the guard may say where a request came from: a client's own claim is dropped.
+    #[test]
+    fn a_client_cannot_name_its_own_address() {
+        let (rewritten, _) = rewrite_head(
+            b"GET / HTTP/1.1\r\nX-Pacsbox-Client: 10.9.9.9\r\nx-pacsbox-client : 10.1.1.1\r\nHost: a\r\n\r\n",
+        )
+        .expect("a fine head");
+        assert!(
+            !rewritten.contains("10.9.9.9") && !rewritten.contains("10.1.1.1"),
+            "{rewritten}"
+        );
+        assert!(rewritten.contains("Host: a\r\n"));
     }
 }

@@ -38,6 +38,8 @@ pub use status::{LogLine, RaidReport, StatusDoc, StatusSource};
 pub struct WebConfig {
     /// A session unused this long is logged out.
     pub session_idle_timeout: Duration,
+    /// A session ends this long after login however busy it is.
+    pub session_max_age: Duration,
     /// Worker threads answering requests.
     pub workers: usize,
     /// Where the generated first admin password is written (and removed once changed).
@@ -48,6 +50,7 @@ impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             session_idle_timeout: Duration::from_secs(30 * 60),
+            session_max_age: Duration::from_secs(12 * 60 * 60),
             workers: 4,
             initial_password_file: None,
         }
@@ -99,7 +102,7 @@ impl Web {
         config: WebConfig,
     ) -> anyhow::Result<(Web, Option<String>)> {
         let initial = auth::ensure_first_admin(&archive, config.initial_password_file.as_deref())?;
-        let sessions = auth::Sessions::new(config.session_idle_timeout);
+        let sessions = auth::Sessions::new(config.session_idle_timeout, config.session_max_age)?;
         Ok((
             Web {
                 archive,

@@ -126,7 +126,9 @@ fn frame_index(s: &str) -> Result<u32, HttpError> {
     }
 }
 
-const IMMUTABLE: &str = "private, max-age=86400";
+/// Patient images must not outlive the session in a shared PC's browser cache: nothing is
+/// stored (the viewer keeps what it needs in memory while the page is open).
+const IMMUTABLE: &str = "no-store";
 
 pub fn instance_api(web: &Web, req: &Req, sop: &str, rest: &[&str]) -> Result<Reply, HttpError> {
     match rest {

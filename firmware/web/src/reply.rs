@@ -13,6 +13,11 @@ pub struct Req {
     pub cookies: HashMap<String, String>,
     pub form: HashMap<String, String>,
     pub accepts_gzip: bool,
+    /// The client's IP address, as the guard saw it.
+    pub client: String,
+    /// The browser says another site made this request (`Origin` names another host, or
+    /// `Sec-Fetch-Site: cross-site`): no form may be posted that way.
+    pub cross_site: bool,
 }
 
 impl Req {
@@ -26,6 +31,20 @@ impl Req {
 
 pub fn parse_pairs(s: &str) -> HashMap<String, String> {
     form_urlencoded::parse(s.as_bytes()).into_owned().collect()
+}
+
+/// Whether `Origin`/`Sec-Fetch-Site` show a request made by another site's page. `Host` is what
+/// the browser addressed; a same-site form's `Origin` names exactly that host and port.
+pub fn is_cross_site(host: &str, origin: &str, fetch_site: &str) -> bool {
+    if fetch_site.eq_ignore_ascii_case("cross-site") {
+        return true;
+    }
+    if origin.is_empty() {
+        // Older browsers and scripts send no Origin; the CSRF token still guards them.
+        return false;
+    }
+    let authority = origin.split_once("://").map_or("", |(_, a)| a);
+    !authority.eq_ignore_ascii_case(host)
 }
 
 pub fn parse_cookies(header: &str) -> HashMap<String, String> {

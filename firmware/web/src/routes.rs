@@ -58,12 +58,16 @@ fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
     if !get && !post {
         return Ok(Reply::text(405, "method not allowed"));
     }
+    if post && req.cross_site {
+        // Another site's page posting here (login CSRF, or a form aimed at a logged-in user).
+        return Err(HttpError::Forbidden);
+    }
     // Public.
     match (get, segs.as_slice()) {
         (true, ["static", name]) => return Ok(crate::pages::asset(name)),
-        (true, ["status.json"]) => return pages::status_json(web),
+        (true, ["status.json"]) => return pages::status_json(web, req),
         (true, ["status.txt"]) => return pages::status_txt(web),
-        (true, ["login"]) => return pages::login_form(req, ""),
+        (true, ["login"]) => return pages::login_form(web, req, ""),
         (false, ["login"]) => return pages::login_post(web, req),
         (true, ["favicon.ico"]) => return Ok(Reply::text(404, "not found")),
         _ => {}

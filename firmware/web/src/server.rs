@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tiny_http::{Header, Method, Request, Response, StatusCode};
 
 use crate::Web;
-use crate::reply::{Body, Reply, Req, parse_cookies, parse_pairs};
+use crate::reply::{Body, Reply, Req, is_cross_site, parse_cookies, parse_pairs};
 
 /// Forms are a few fields; nothing legitimate comes near this.
 pub const MAX_BODY: usize = 16 << 10;
@@ -136,6 +136,12 @@ fn head(req: &Request) -> Req {
         cookies: parse_cookies(&header("Cookie")),
         form: Default::default(),
         accepts_gzip: header("Accept-Encoding").contains("gzip"),
+        client: header(crate::guard::CLIENT_HEADER),
+        cross_site: is_cross_site(
+            &header("Host"),
+            &header("Origin"),
+            &header("Sec-Fetch-Site"),
+        ),
     }
 }
 

@@ -73,7 +73,53 @@ pub trait StatusSource: Send + Sync {
     fn collect(&self) -> anyhow::Result<StatusDoc>;
 }
 
+/// The fields anyone on the LAN may read: health and counts. Everything else (the last studies
+/// and the calling AEs that sent them, logged warnings with failed login names and paths, the
+/// data folder, addresses, and whatever is added later) needs a session: an allow-list, so a
+/// new field is private until someone decides otherwise.
+const PUBLIC_FIELDS: &[&str] = &[
+    "version",
+    "uptime_s",
+    "ae_title",
+    "dicom_port",
+    "http_port",
+    "hostname",
+    "patients",
+    "studies",
+    "series",
+    "instances",
+    "instances_today",
+    "studies_today",
+    "active_associations",
+    "associations_total",
+    "associations_rejected",
+    "instances_stored",
+    "stores_failed",
+    "disk_total_bytes",
+    "disk_free_bytes",
+    "reserve_bytes",
+    "refusing_stores",
+    "dicom_accepting",
+    "raid",
+    "disks",
+    "alarms",
+    "conflicts",
+    "conflicts_bytes",
+    "conflicts_max_bytes",
+    "compression_pending",
+];
+
 impl StatusDoc {
+    /// The part anyone on the LAN may read (`/status.json` without a session): health and
+    /// counts, the [`PUBLIC_FIELDS`] only.
+    pub fn public(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(m) = v.as_object_mut() {
+            m.retain(|k, _| PUBLIC_FIELDS.contains(&k.as_str()));
+        }
+        v
+    }
+
     /// The plain-text form, for `curl http://pacsbox.local:8080/status.txt`.
     pub fn as_text(&self) -> String {
         format!(

@@ -150,6 +150,10 @@ fn start() -> Server {
 }
 
 fn start_with(guard: pacsbox_web::guard::GuardConfig) -> Server {
+    start_configured(guard, WebConfig::default())
+}
+
+fn start_configured(guard: pacsbox_web::guard::GuardConfig, config: WebConfig) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let (archive, _) = Archive::open(
         &dir.path().join("data"),
@@ -206,7 +210,7 @@ fn start_with(guard: pacsbox_web::guard::GuardConfig) -> Server {
         Arc::new(ArchiveStatus(archive)),
         WebConfig {
             initial_password_file: Some(password_file.clone()),
-            ..WebConfig::default()
+            ..config
         },
     )
     .unwrap();
@@ -635,7 +639,7 @@ fn first_login_must_change_the_generated_password() {
     assert!(page.text().contains("generated password"));
     let too_short = change_password(s.port, &cookie, initial.trim(), "short");
     assert_eq!(too_short.status, 400);
-    assert!(too_short.text().contains("at least 8"));
+    assert!(too_short.text().contains("at least 10"));
     let ok = change_password(s.port, &cookie, initial.trim(), "a-long-new-password");
     assert_eq!(ok.status, 303);
     assert!(
@@ -763,7 +767,8 @@ fn admins_manage_users_and_users_cannot() {
         303,
         "must change first"
     );
-    change_password(s.port, &nurse, "first-password", "nurse-password");
+    let r = change_password(s.port, &nurse, "first-password", "Quiet-Orchard-31");
+    assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(get(s.port, "/search", &nurse).status, 200);
     assert_eq!(get(s.port, "/admin/users", &nurse).status, 403);
 }
@@ -962,7 +967,7 @@ fn oversized_and_slow_requests_do_not_block_other_users() {
 fn at_the_connection_cap_the_longest_stalled_client_makes_room() {
     let s = start_with(pacsbox_web::guard::GuardConfig {
         max_connections: 8,
-        head_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(2),
         io_timeout: Duration::from_secs(10),
     });
     let mut stalled: Vec<TcpStream> = (0..8)
@@ -1123,6 +1128,338 @@ fn admins_resolve_conflicts_keep_replace_discard() {
     );
     assert_eq!(r.status, 200);
     let clerk = session(&login(s.port, "clerk", "first-password"));
-    change_password(s.port, &clerk, "first-password", "clerk-password");
+    let r = change_password(s.port, &clerk, "first-password", "Quiet-Orchard-31");
+    assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(get(s.port, "/admin/conflicts", &clerk).status, 403);
+}
+
+/// A login form post with its own cookie/field pair and extra request headers.
+fn login_raw(port: u16, csrf: &str, user: &str, password: &str, extra: &str) -> Resp {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("user", user),
+            ("password", password),
+            ("csrf", csrf),
+            ("next", "/search"),
+        ])
+        .finish();
+    request(
+        port,
+        format!(
+            "POST /login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: pacsbox_login={csrf}\r\n{extra}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn login_forms_count_only_when_this_box_made_them_and_no_other_site_posts_them() {
+    let s = start();
+    let other = start();
+    let initial = std::fs::read_to_string(&s.password_file).unwrap();
+    // A pair an attacker made up (planted as a cookie from another port of the same host).
+    let r = login_raw(s.port, "abc", "admin", initial.trim(), "");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.text().contains("form expired"), "{}", r.text());
+    assert!(r.cookie("pacsbox_session").is_none());
+    // A real form, but from another box (another key).
+    let foreign = get(other.port, "/login", "").csrf();
+    let r = login_raw(s.port, &foreign, "admin", initial.trim(), "");
+    assert!(r.cookie("pacsbox_session").is_none(), "{}", r.text());
+    // A tampered expiry keeps the MAC of the old one.
+    let real = get(s.port, "/login", "").csrf();
+    let (expires, rest) = real.split_at(16);
+    let later = format!(
+        "{:016x}{rest}",
+        i64::from_str_radix(expires, 16).unwrap() + 100_000
+    );
+    let r = login_raw(s.port, &later, "admin", initial.trim(), "");
+    assert!(r.cookie("pacsbox_session").is_none(), "{}", r.text());
+    // Another site's page posting the form, with a token it fetched itself.
+    for extra in [
+        "Origin: http://evil.example\r\n".to_owned(),
+        "Sec-Fetch-Site: cross-site\r\n".to_owned(),
+        format!("Origin: http://127.0.0.1:{}\r\n", s.port + 1),
+    ] {
+        let token = get(s.port, "/login", "").csrf();
+        let r = login_raw(s.port, &token, "admin", initial.trim(), &extra);
+        assert_eq!(r.status, 403, "{extra:?}");
+        assert!(r.cookie("pacsbox_session").is_none());
+    }
+    // The box's own form, posted from its own page, works.
+    let token = get(s.port, "/login", "").csrf();
+    let origin = format!(
+        "Origin: http://127.0.0.1:{}\r\nSec-Fetch-Site: same-origin\r\n",
+        s.port
+    );
+    let r = login_raw(s.port, &token, "admin", initial.trim(), &origin);
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(r.cookie("pacsbox_session").is_some());
+}
+
+#[test]
+fn clients_trickling_a_form_body_are_dropped_like_those_trickling_a_head() {
+    let s = start_with(pacsbox_web::guard::GuardConfig {
+        max_connections: 8,
+        request_timeout: Duration::from_secs(2),
+        io_timeout: Duration::from_secs(30),
+    });
+    // The cap is full of clients that sent a login head announcing 16000 bytes and then one.
+    let mut slow: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+            c.write_all(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 16000\r\n\r\nu")
+                .unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(s.port, "/status.json", "").status, 200);
+    assert_eq!(get(s.port, "/login", "").status, 200);
+    // Those left get 408 at the deadline, however politely they keep trickling.
+    let last = slow.last_mut().unwrap();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(400));
+        let _ = last.write_all(b"x");
+    }
+    last.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = Vec::new();
+    let _ = last.read_to_end(&mut answer);
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+#[test]
+fn the_public_status_has_health_and_counts_only_and_a_session_sees_the_rest() {
+    let s = start();
+    let public: serde_json::Value =
+        serde_json::from_slice(&get(s.port, "/status.json", "").body).unwrap();
+    assert!(
+        public["instances"].as_u64().is_some_and(|n| n > 60),
+        "{public}"
+    );
+    assert!(public.get("compression_pending").is_some());
+    for private in [
+        "recent_studies",
+        "last_received",
+        "data_dir",
+        "recent_errors",
+        "addresses",
+    ] {
+        assert!(
+            public.get(private).is_none(),
+            "{private} is public: {public}"
+        );
+    }
+    let cookie = admin_session(&s);
+    let full: serde_json::Value =
+        serde_json::from_slice(&get(s.port, "/status.json", &cookie).body).unwrap();
+    assert!(
+        full["recent_studies"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    );
+    assert!(full["data_dir"].as_str().is_some());
+}
+
+#[test]
+fn a_password_spray_from_one_address_is_slowed_across_user_names() {
+    let s = start();
+    let initial = std::fs::read_to_string(&s.password_file).unwrap();
+    let mut wrong = 0;
+    let mut locked_at = None;
+    for i in 0..30 {
+        let r = login(s.port, &format!("user{i}"), "Spring2026!");
+        assert_eq!(r.status, 401);
+        if r.text().contains("too many failed logins") {
+            locked_at.get_or_insert(i);
+        } else {
+            wrong += 1;
+        }
+    }
+    assert_eq!(
+        wrong, 20,
+        "passwords checked before the address was slowed down"
+    );
+    assert_eq!(locked_at, Some(20));
+    // The address is locked for every name, even with the right password.
+    let r = login(s.port, "admin", initial.trim());
+    assert!(r.text().contains("too many failed logins"), "{}", r.text());
+}
+
+#[test]
+fn parallel_guesses_at_one_name_check_no_more_passwords_than_the_limit() {
+    let s = start();
+    let port = s.port;
+    let forms: Vec<(String, String)> = (0..40)
+        .map(|_| {
+            let f = get(port, "/login", "");
+            (f.cookie("pacsbox_login").unwrap(), f.csrf())
+        })
+        .collect();
+    let answers: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = forms
+            .iter()
+            .enumerate()
+            .map(|(i, (cookie, csrf))| {
+                scope.spawn(move || {
+                    post(
+                        port,
+                        "/login",
+                        &format!("pacsbox_login={cookie}"),
+                        &[
+                            ("user", "admin"),
+                            ("password", &format!("guess-{i}")),
+                            ("csrf", csrf),
+                        ],
+                    )
+                    .text()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let checked = answers
+        .iter()
+        .filter(|t| t.contains("wrong user name or password"))
+        .count();
+    assert!(checked <= 5, "{checked} passwords checked in one window");
+    assert!(
+        answers.iter().any(|t| t.contains("too many failed logins")),
+        "{answers:?}"
+    );
+}
+
+#[test]
+fn easy_passwords_and_the_first_boot_password_are_refused() {
+    let s = start();
+    let initial = std::fs::read_to_string(&s.password_file).unwrap();
+    let initial = initial.trim();
+    let cookie = session(&login(s.port, "admin", initial));
+    for (weak, why) in [
+        ("12345678", "at least 10"),
+        ("1234567890", "counted-up"),
+        ("aaaaaaaaaaaa", "run of one character"),
+        ("Password123!", "common password"),
+        ("qwerty2026", "common password"),
+        ("admin-at-the-clinic", "user name"),
+    ] {
+        let r = change_password(s.port, &cookie, initial, weak);
+        assert_eq!(r.status, 400, "{weak}");
+        assert!(r.text().contains(why), "{weak}: {}", r.text());
+    }
+    let r = change_password(s.port, &cookie, initial, "Tulip-Harbour-42");
+    assert_eq!(r.status, 303, "{}", r.text());
+    // Going back to the generated password (shown on the panel, kept in a file) is refused.
+    let r = change_password(s.port, &cookie, "Tulip-Harbour-42", initial);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("first-boot password"), "{}", r.text());
+}
+
+#[test]
+fn patient_images_are_not_kept_in_the_browser_cache() {
+    let s = start();
+    let cookie = admin_session(&s);
+    for pattern in [
+        "/api/instances/{sop}/info",
+        "/api/instances/{sop}/frames/{n}/preview.png",
+        "/api/series/{series}/thumbnail.png",
+        "/study/{uid}",
+    ] {
+        let r = get(s.port, &sample_path(&s, pattern), &cookie);
+        assert_eq!(r.status, 200, "{pattern}");
+        assert_eq!(
+            r.header("cache-control").as_deref(),
+            Some("no-store"),
+            "{pattern}"
+        );
+    }
+}
+
+#[test]
+fn sessions_end_at_their_absolute_lifetime_however_busy() {
+    let s = start_configured(
+        Default::default(),
+        WebConfig {
+            session_max_age: Duration::from_secs(2),
+            ..WebConfig::default()
+        },
+    );
+    let cookie = admin_session(&s);
+    let until = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < until {
+        assert_eq!(get(s.port, "/search", &cookie).status, 200);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(get(s.port, "/search", &cookie).status, 303);
+}
+
+#[test]
+fn an_admin_sees_who_is_logged_in_from_where_and_ends_a_session() {
+    let s = start();
+    let admin = admin_session(&s);
+    let page = get(s.port, "/admin/users", &admin);
+    let r = post(
+        s.port,
+        "/admin/users",
+        &admin,
+        &[
+            ("csrf", &page.csrf()),
+            ("action", "create"),
+            ("name", "nurse"),
+            ("group", "user"),
+            ("password", "Lantern-Meadow-7"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The nurse claims another address; only the guard's word counts.
+    let form = get(s.port, "/login", "");
+    let csrf = form.csrf();
+    let r = login_raw(
+        s.port,
+        &csrf,
+        "nurse",
+        "Lantern-Meadow-7",
+        "X-Pacsbox-Client: 10.9.9.9\r\n",
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let nurse = session(&r);
+    let page = get(s.port, "/admin/users", &admin);
+    let text = page.text();
+    assert!(
+        text.contains("nurse") && text.contains("127.0.0.1"),
+        "{text}"
+    );
+    assert!(!text.contains("10.9.9.9"), "{text}");
+    // The nurse's session id is in the end-session form next to her name.
+    let row = text
+        .split("<tr>")
+        .find(|r| r.contains("<td>nurse</td>") && r.contains("end-session"))
+        .expect("a session row for nurse");
+    let id = row
+        .split("name=\"session\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap();
+    assert_eq!(get(s.port, "/account/password", &nurse).status, 200);
+    let r = post(
+        s.port,
+        "/admin/users",
+        &admin,
+        &[
+            ("csrf", &page.csrf()),
+            ("action", "end-session"),
+            ("session", id),
+        ],
+    );
+    assert!(r.text().contains("Session of nurse ended"), "{}", r.text());
+    let r = get(s.port, "/account/password", &nurse);
+    assert_eq!(r.status, 303);
+    assert!(r.header("location").unwrap().starts_with("/login"));
+    assert_eq!(get(s.port, "/search", &admin).status, 200);
 }

@@ -34,9 +34,10 @@ fn safe_next(next: &str) -> String {
     }
 }
 
-pub fn login_form(req: &Req, error: &str) -> Result<Reply, HttpError> {
-    // The login form has no session yet: its CSRF token is a double-submit cookie.
-    let token = auth::random_token(16)?;
+pub fn login_form(web: &Web, req: &Req, error: &str) -> Result<Reply, HttpError> {
+    // The login form has no session yet: its CSRF token is a double-submit cookie, signed so
+    // that only a form this box handed out counts.
+    let token = web.sessions.login_token()?;
     let next = if req.form.contains_key("next") {
         req.field("next")
     } else {
@@ -54,15 +55,18 @@ pub fn login_form(req: &Req, error: &str) -> Result<Reply, HttpError> {
 }
 
 pub fn login_post(web: &Web, req: &Req) -> Result<Reply, HttpError> {
-    if !auth::login_cookie_matches(req, req.field("csrf")) {
-        return login_form(req, "The form expired; please log in again.");
+    let csrf = req.field("csrf");
+    if !auth::login_cookie_matches(req, csrf) || !web.sessions.login_token_valid(csrf) {
+        return login_form(web, req, "The form expired; please log in again.");
     }
-    match web
-        .sessions
-        .login(&web.archive, req.field("user"), req.field("password"))?
-    {
+    match web.sessions.login(
+        &web.archive,
+        req.field("user"),
+        req.field("password"),
+        &req.client,
+    )? {
         Ok(token) => Ok(Reply::redirect(&safe_next(req.field("next")))
             .header("Set-Cookie", auth::session_cookie(&token))),
-        Err(e) => login_form(req, &e.to_string()),
+        Err(e) => login_form(web, req, &e.to_string()),
     }
 }

@@ -5,11 +5,22 @@ use askama::Template;
 use super::{Nav, nav, page};
 use crate::Web;
 use crate::auth::Session;
-use crate::reply::{HttpError, Reply};
+use crate::reply::{HttpError, Reply, Req};
 use crate::search;
 
-pub fn status_json(web: &Web) -> Result<Reply, HttpError> {
-    Ok(Reply::json(&web.status.collect()?))
+/// The whole document for a logged-in user; without a session only its health part
+/// ([`crate::StatusDoc::public`]), since anyone on the LAN may ask.
+pub fn status_json(web: &Web, req: &Req) -> Result<Reply, HttpError> {
+    let doc = web.status.collect()?;
+    let token = req
+        .cookies
+        .get(crate::auth::COOKIE)
+        .map_or("", String::as_str);
+    if web.sessions.get(token).is_some() {
+        Ok(Reply::json(&doc))
+    } else {
+        Ok(Reply::json(&doc.public()))
+    }
 }
 
 pub fn status_txt(web: &Web) -> Result<Reply, HttpError> {
@@ -50,7 +61,7 @@ fn bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[u])
 }
 
-fn local_time(unix: i64) -> String {
+pub(crate) fn local_time(unix: i64) -> String {
     let offset = pacsbox_health::host::utc_offset_s(unix);
     match time::OffsetDateTime::from_unix_timestamp(unix + i64::from(offset)) {
         Ok(t) => format!(

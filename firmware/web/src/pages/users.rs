@@ -1,4 +1,5 @@
-//! The admins' user list: create and delete web users.
+//! The admins' user list: create and delete web users; who is logged in, from where and since
+//! when, and ending a session.
 
 use askama::Template;
 use pacsbox_archive::accounts::{Group, UserRecord};
@@ -15,6 +16,8 @@ struct UsersPage<'a> {
     nav_user: &'a str,
     csrf: &'a str,
     users: Vec<(String, &'static str)>,
+    /// (id, user, client address, since)
+    sessions: Vec<(String, String, String, String)>,
     error: &'a str,
     message: &'a str,
 }
@@ -27,11 +30,21 @@ pub fn users_page(web: &Web, s: &Session, error: &str, message: &str) -> Result<
         .into_iter()
         .map(|(n, r)| (n, r.group.as_str()))
         .collect();
+    let sessions = web
+        .sessions
+        .list()
+        .into_iter()
+        .map(|x| {
+            let since = super::status::local_time(x.since_unix);
+            (x.id, x.user, x.client, since)
+        })
+        .collect();
     let mut r = page(&UsersPage {
         nav: nav(s),
         nav_user: &s.user,
         csrf: &s.csrf,
         users,
+        sessions,
         error,
         message,
     })?;
@@ -49,7 +62,7 @@ pub fn users_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError>
                 return users_page(web, s, "User names are 1-32 letters, digits, . _ -", "");
             }
             let password = req.field("password");
-            if let Err(e) = auth::acceptable_password(password, password) {
+            if let Err(e) = auth::acceptable_password(&web.archive, name, password, password)? {
                 return users_page(web, s, &e, "");
             }
             let rec = UserRecord {
@@ -76,6 +89,19 @@ pub fn users_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError>
             web.sessions.end_user(name);
             tracing::info!(admin = s.user, user = name, "user deleted");
             users_page(web, s, "", &format!("User {name} deleted."))
+        }
+        "end-session" => {
+            let id = req.field("session");
+            if id == s.id {
+                return users_page(web, s, "Log out to end your own session.", "");
+            }
+            match web.sessions.end(id) {
+                Some(user) => {
+                    tracing::info!(admin = s.user, user, "session ended by an admin");
+                    users_page(web, s, "", &format!("Session of {user} ended."))
+                }
+                None => users_page(web, s, "That session has already ended.", ""),
+            }
         }
         _ => Err(HttpError::BadRequest("unknown action".into())),
     }
