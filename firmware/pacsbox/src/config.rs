@@ -115,6 +115,9 @@ pub struct Config {
     /// Announce `_dicom._tcp` and `_http._tcp` over mDNS; off by default so development runs
     /// and tests stay quiet on the LAN, on in the image.
     pub mdns: bool,
+    /// Days the audit trail (`DATA/audit/`) is kept; whole days older are removed at start.
+    /// 0 keeps everything.
+    pub audit_keep_days: u32,
 }
 
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
@@ -171,6 +174,9 @@ impl Default for Config {
             web: WebSettings::default(),
             require_mount: false,
             mdns: false,
+            // Six years: the longest of the usual rules for access records (HIPAA's
+            // documentation retention; Korea's medical records act asks for less).
+            audit_keep_days: 6 * 365,
         }
     }
 }
@@ -268,6 +274,11 @@ impl Config {
         let mut c = self.clone();
         c.compress = CompressAt::Ingest;
         c.open_archive()
+    }
+
+    /// Where the audit trail is kept.
+    pub fn audit_dir(&self) -> PathBuf {
+        self.data_dir.join("audit")
     }
 
     /// The first admin password's file (see `WebSettings::initial_password_file`).

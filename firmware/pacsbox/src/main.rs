@@ -63,6 +63,40 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// The audit trail: check its hash chain, or export records as CSV.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every record's hash and link; name each edited, removed or inserted record and
+    /// exit 1 if there is one.
+    Verify {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Print matching records as CSV, newest first.
+    Export {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Web user or calling AE title (substring, any case).
+        #[arg(long, default_value = "")]
+        actor: String,
+        /// Patient ID or name, or study UID (substring, any case).
+        #[arg(long, default_value = "")]
+        patient: String,
+        #[arg(long, default_value = "")]
+        action: String,
+        /// First day, YYYY-MM-DD (UTC).
+        #[arg(long, default_value = "")]
+        from: String,
+        /// Last day, YYYY-MM-DD (UTC).
+        #[arg(long, default_value = "")]
+        to: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -154,6 +188,51 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
                 )?;
             }
             out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            action: AuditCommand::Verify { data },
+        } => {
+            let dir = Config::from_args(&data)?.audit_dir();
+            let report = pacsbox_audit::verify(&dir)?;
+            println!(
+                "{} records in {} files (seq {}..{})",
+                report.records,
+                report.files,
+                report.first_seq.map_or("-".into(), |s| s.to_string()),
+                report.last_seq.map_or("-".into(), |s| s.to_string()),
+            );
+            for p in &report.problems {
+                println!("{p}");
+            }
+            Ok(if report.problems.is_empty() {
+                println!("chain intact");
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Audit {
+            action:
+                AuditCommand::Export {
+                    data,
+                    actor,
+                    patient,
+                    action,
+                    from,
+                    to,
+                },
+        } => {
+            let dir = Config::from_args(&data)?.audit_dir();
+            let filter = pacsbox_audit::Filter {
+                actor,
+                patient,
+                action,
+                from,
+                to,
+            };
+            let rows = pacsbox_audit::read(&dir, &filter, usize::MAX)?;
+            print!("{}", pacsbox_audit::to_csv(&rows));
             Ok(ExitCode::SUCCESS)
         }
         Command::Reindex { data } => {

@@ -21,6 +21,12 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     std::fs::create_dir_all(&c.data_dir)
         .with_context(|| format!("creating data folder {}", c.data_dir.display()))?;
     let archive = c.open_archive()?;
+    let audit = pacsbox_audit::Audit::open(&c.audit_dir(), c.audit_keep_days)
+        .context("opening the audit trail")?;
+    audit.record(
+        pacsbox_audit::Event::new("appliance.start", "pacsbox", "")
+            .detail(format!("version {}", env!("CARGO_PKG_VERSION"))),
+    );
     let dicom_addr: SocketAddr = format!("{}:{}", c.bind, c.dicom_port)
         .parse()
         .with_context(|| format!("bad bind address {}", c.bind))?;
@@ -43,9 +49,13 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         dicom_accepting: dicom_accepting.clone(),
         errors,
     });
-    let (web, initial_password) =
-        pacsbox_web::Web::new(archive.clone(), source.clone(), c.web_config())
-            .context("setting up the web page")?;
+    let (web, initial_password) = pacsbox_web::Web::new(
+        archive.clone(),
+        source.clone(),
+        c.web_config(),
+        audit.clone(),
+    )
+    .context("setting up the web page")?;
     if initial_password.is_some() {
         // The password itself stays out of the log (journals are kept and copied around);
         // it is in the file (mode 0600) and on the panel's identity page.
@@ -113,6 +123,8 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     for w in workers {
         let _ = w.join();
     }
+    audit.record(pacsbox_audit::Event::new("appliance.stop", "pacsbox", ""));
+    audit.flush();
     drop(archive);
     tracing::info!("stopped cleanly");
     Ok(())

@@ -103,15 +103,7 @@ pub fn login_cookie_matches(req: &crate::reply::Req, csrf: &str) -> bool {
 /// A value from a request as it may appear in the log: at most 40 characters, no control
 /// characters (people type passwords into the user field; 14 KB names must not fill the log).
 pub fn loggable(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .take(40)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if s.chars().nth(40).is_some() {
-        out.push('…');
-    }
-    out
+    pacsbox_audit::printable(s, 40)
 }
 
 /// Hex of `n` random bytes from the OS.

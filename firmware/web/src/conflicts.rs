@@ -40,7 +40,7 @@ fn mib(n: u64) -> String {
 }
 
 /// UTC, so two admins in different zones read the same time as the server log.
-fn utc(unix: i64) -> String {
+pub(crate) fn utc(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| {

@@ -11,6 +11,7 @@
 //! bounded set of sender threads so a client that never reads cannot hold a worker
 //! (`server.rs`).
 
+mod audit;
 pub mod auth;
 mod conflicts;
 pub mod guard;
@@ -89,6 +90,8 @@ pub struct Web {
     pub status: Arc<dyn StatusSource>,
     pub config: WebConfig,
     pub sessions: auth::Sessions,
+    /// Where every login, view of patient data and change is recorded.
+    pub audit: pacsbox_audit::Audit,
     pub started: Instant,
     pub(crate) pixel_caches: pixels::PixelCaches,
 }
@@ -100,6 +103,7 @@ impl Web {
         archive: Archive,
         status: Arc<dyn StatusSource>,
         config: WebConfig,
+        audit: pacsbox_audit::Audit,
     ) -> anyhow::Result<(Web, Option<String>)> {
         let initial = auth::ensure_first_admin(&archive, config.initial_password_file.as_deref())?;
         let sessions = auth::Sessions::new(config.session_idle_timeout, config.session_max_age)?;
@@ -109,6 +113,7 @@ impl Web {
                 status,
                 config,
                 sessions,
+                audit,
                 started: Instant::now(),
                 pixel_caches: Default::default(),
             },

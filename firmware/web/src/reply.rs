@@ -179,7 +179,8 @@ internal!(
     pacsbox_archive::query::QueryError,
     std::io::Error,
     askama::Error,
-    anyhow::Error
+    anyhow::Error,
+    pacsbox_audit::AuditError
 );
 
 /// UIDs in URLs: digits and dots only, so they can never name a path outside the archive.

@@ -29,6 +29,7 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/users"),
     ("POST", "/admin/users"),
     ("GET", "/admin/conflicts"),
+    ("GET", "/admin/audit"),
     ("POST", "/admin/conflicts"),
     ("GET", "/status"),
     ("GET", "/search"),
@@ -98,6 +99,24 @@ fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
         }
         return Ok(Reply::redirect("/account/password"));
     }
+    let result = answer(web, req, token, &session, &segs, post);
+    let status = match &result {
+        Ok(r) => r.status,
+        Err(e) => e.status(),
+    };
+    crate::audit::access(web, &session, req, &segs, status);
+    result
+}
+
+/// The pages behind the session gate.
+fn answer(
+    web: &Web,
+    req: &Req,
+    token: &str,
+    session: &Session,
+    segs: &[&str],
+    post: bool,
+) -> Result<Reply, HttpError> {
     let admin = |s: &Session| {
         if s.group == pacsbox_archive::accounts::Group::Admin {
             Ok(())
@@ -105,7 +124,8 @@ fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
             Err(HttpError::Forbidden)
         }
     };
-    match (post, segs.as_slice()) {
+    let session = session.clone();
+    match (post, segs) {
         (false, [""]) => Ok(Reply::redirect("/search")),
         (true, ["logout"]) => {
             web.sessions.logout(token);
@@ -128,6 +148,10 @@ fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
         (true, ["admin", "conflicts"]) => {
             admin(&session)?;
             crate::conflicts::post(web, &session, req)
+        }
+        (false, ["admin", "audit"]) => {
+            admin(&session)?;
+            pages::audit_page(web, &session, req)
         }
         (false, ["status"]) => pages::status_page(web, &session),
         (false, ["search"]) => pages::search_page(web, &session, req),

@@ -56,17 +56,23 @@ pub fn login_form(web: &Web, req: &Req, error: &str) -> Result<Reply, HttpError>
 
 pub fn login_post(web: &Web, req: &Req) -> Result<Reply, HttpError> {
     let csrf = req.field("csrf");
+    let user = req.field("user");
     if !auth::login_cookie_matches(req, csrf) || !web.sessions.login_token_valid(csrf) {
+        crate::audit::login(web, req, user, "refused: login form not from this box");
         return login_form(web, req, "The form expired; please log in again.");
     }
-    match web.sessions.login(
-        &web.archive,
-        req.field("user"),
-        req.field("password"),
-        &req.client,
-    )? {
-        Ok(token) => Ok(Reply::redirect(&safe_next(req.field("next")))
-            .header("Set-Cookie", auth::session_cookie(&token))),
-        Err(e) => login_form(web, req, &e.to_string()),
+    match web
+        .sessions
+        .login(&web.archive, user, req.field("password"), &req.client)?
+    {
+        Ok(token) => {
+            crate::audit::login(web, req, user, "ok");
+            Ok(Reply::redirect(&safe_next(req.field("next")))
+                .header("Set-Cookie", auth::session_cookie(&token)))
+        }
+        Err(e) => {
+            crate::audit::login(web, req, user, &format!("failed: {e}"));
+            login_form(web, req, &e.to_string())
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 mod account;
 mod assets;
+mod audit;
 mod instance;
 mod login;
 mod search;
@@ -20,6 +21,7 @@ use crate::reply::{HttpError, Reply};
 
 pub use account::{password_form, password_post};
 pub use assets::asset;
+pub use audit::audit_page;
 pub use instance::{header_page, instance_file};
 pub use login::{login_form, login_post};
 pub use search::search_page;
