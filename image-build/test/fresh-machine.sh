@@ -107,13 +107,14 @@ inner() {
     grep -E '^ *Finished' "$work/serve.log" || true
     /usr/bin/echoscu -v -aec PACSBOX 127.0.0.1 11112
     local page
-    page="$(curl -fsS -L --max-time 30 http://127.0.0.1:8080/)"
+    # Plain HTTP sends the browser to HTTPS (self-signed certificate made at first start: -k).
+    page="$(curl -fsS -L -k --max-time 30 http://127.0.0.1:8080/)"
     if ! grep -q 'action="/login"' <<<"$page" || ! grep -q 'type="password"' <<<"$page"; then
         printf '%s\n' "$page" | head -n 30
-        echo "--> fresh: FAILED: http://127.0.0.1:8080/ did not lead to the login page" >&2
+        echo "--> fresh: FAILED: http://127.0.0.1:8080/ did not lead to the login page over HTTPS" >&2
         return 1
     fi
-    echo "--> fresh: login page served"
+    echo "--> fresh: login page served over HTTPS"
     # What ran is the plain build (no C codec linked in), not something cached from elsewhere.
     if has_codecs "$target/release/pacsbox"; then
         echo "--> fresh: FAILED: the plain build has the C codecs linked in" >&2

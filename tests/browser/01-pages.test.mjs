@@ -1,9 +1,11 @@
 // The pages around the viewer: first login with the generated admin password and the forced
-// change, search by a Hangul prefix, escaping of a hostile patient name, the study page.
+// change, HTTPS (redirect, Secure cookie, the fingerprint staff compare), search by a Hangul
+// prefix, escaping of a hostile patient name, the study page.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import tls from 'node:tls';
 import {
-  ADMIN_PASSWORD, BASE, MANIFEST, NEW_PASSWORD, changePassword, launch, login, newPage, noProblems, shot,
+  ADMIN_PASSWORD, BASE, MANIFEST, NEW_PASSWORD, PLAIN, changePassword, launch, login, newPage, noProblems, shot,
 } from './lib.mjs';
 
 const K = MANIFEST.kim;
@@ -51,6 +53,32 @@ describe('pages', () => {
     assert.equal(await submitLogin(page, 'admin', ADMIN_PASSWORD), '/login', 'the generated password no longer works');
     await page.goto(`${BASE}/login?next=/search`);
     assert.equal(await submitLogin(page, 'admin', NEW_PASSWORD), '/search', 'the new password works');
+    noProblems(page);
+    await page.context().close();
+  });
+
+  it('over HTTPS: plain HTTP redirects, the session cookie is Secure, the status page shows the served certificate', async () => {
+    const page = await newPage(browser);
+    const r = await page.request.get(`${PLAIN}/search?name=x`, { maxRedirects: 0 });
+    assert.equal(r.status(), 308);
+    assert.equal(r.headers().location, `${BASE}/search?name=x`);
+    await login(page);
+    const session = (await page.context().cookies()).find((c) => c.name === 'pacsbox_session');
+    assert.ok(session, 'a session cookie');
+    assert.ok(session.secure && session.httpOnly && session.sameSite === 'Strict', JSON.stringify(session));
+    const resp = await page.goto(`${BASE}/status`);
+    const security = await resp.securityDetails();
+    assert.match(security.protocol, /^TLS 1\.[23]$/);
+    const shown = (await page.textContent('#tls-fingerprint code')).trim();
+    const served = await new Promise((resolve, reject) => {
+      const sock = tls.connect(
+        { host: '127.0.0.1', port: Number(new URL(BASE).port), rejectUnauthorized: false, servername: 'localhost' },
+        () => { resolve(sock.getPeerCertificate().fingerprint256); sock.end(); },
+      );
+      sock.on('error', reject);
+    });
+    assert.equal(shown, served, 'the fingerprint on the status page is the certificate served');
+    await shot(page, 'status-https');
     noProblems(page);
     await page.context().close();
   });

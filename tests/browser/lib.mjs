@@ -7,7 +7,9 @@ import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
-export const BASE = process.env.PACSBOX_URL || 'http://127.0.0.1:8080';
+export const BASE = process.env.PACSBOX_URL || 'https://127.0.0.1:8443';
+/** Plain HTTP of the same box: it only redirects to BASE (and serves /status.json). */
+export const PLAIN = process.env.PACSBOX_PLAIN_URL || 'http://127.0.0.1:8080';
 export const ADMIN_PASSWORD = process.env.PACSBOX_ADMIN_PASSWORD || '';
 /** The password the first test chooses; every later login uses it. */
 export const NEW_PASSWORD = process.env.PACSBOX_NEW_PASSWORD || 'browser-test-Pa55word!';
@@ -34,7 +36,9 @@ export async function launch() {
 
 /** A page that fails the test on any dialog (alert = script injection) or page error. */
 export async function newPage(browser, opts = {}) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...opts });
+  // The box's certificate is self-signed (made at first start); staff accept it once after
+  // comparing its fingerprint, which 01-pages checks against the status document.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ignoreHTTPSErrors: true, ...opts });
   const page = await context.newPage();
   page.problems = [];
   page.on('dialog', async (d) => {

@@ -52,9 +52,9 @@ ART="$HERE/artifacts"
 mkdir -p "$ART"
 WORK="$(mktemp -d /tmp/pacsbox-browser.XXXXXX)"
 DATA="$WORK/data"
-read -r DICOM_PORT HTTP_PORT < <(python3 - <<'PY'
+read -r DICOM_PORT HTTP_PORT HTTPS_PORT < <(python3 - <<'PY'
 import socket
-ss = [socket.socket() for _ in range(2)]
+ss = [socket.socket() for _ in range(3)]
 for s in ss:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])
@@ -73,9 +73,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "==> starting $BIN serve (DICOM $DICOM_PORT, HTTP $HTTP_PORT, data $DATA)"
+echo "==> starting $BIN serve (DICOM $DICOM_PORT, HTTP $HTTP_PORT, HTTPS $HTTPS_PORT, data $DATA)"
+# The page is tested as staff use it: over HTTPS with the certificate made at first start.
 NO_COLOR=1 "$BIN" serve --data "$DATA" --ae PACSBOX --dicom-port "$DICOM_PORT" --http-port "$HTTP_PORT" \
-    --bind 127.0.0.1 --reserve-mb 1 >"$ART/pacsbox.log" 2>&1 &
+    --https-port "$HTTPS_PORT" --bind 127.0.0.1 --reserve-mb 1 >"$ART/pacsbox.log" 2>&1 &
 SERVER_PID=$!
 status_ok() {
     python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
@@ -95,7 +96,10 @@ echo "==> storing the test studies"
 python3 "$HERE/fixtures.py" --port "$DICOM_PORT" --ae PACSBOX --work "$WORK/files" --out "$WORK/manifest.json"
 
 echo "==> browser tests"
-export PACSBOX_URL="http://127.0.0.1:$HTTP_PORT"
+export PACSBOX_URL="https://127.0.0.1:$HTTPS_PORT"
+export PACSBOX_PLAIN_URL="http://127.0.0.1:$HTTP_PORT"
+PACSBOX_TLS_FINGERPRINT="$(python3 -c 'import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1]))["tls_fingerprint"])' "http://127.0.0.1:$HTTP_PORT/status.json")"
+export PACSBOX_TLS_FINGERPRINT
 export PACSBOX_ADMIN_PASSWORD="$ADMIN_PASSWORD"
 export PACSBOX_MANIFEST="$WORK/manifest.json"
 export PACSBOX_ARTIFACTS="$ART"

@@ -213,6 +213,8 @@ class PacsboxServer:
                 "--ae", self.ae,
                 "--dicom-port", str(self.dicom_port),
                 "--http-port", str(self.http_port),
+                # Plain HTTP serves every page unless a test asks for HTTPS (test_https.py).
+                *([] if "--https-port" in self.extra else ["--https-port", "0"]),
                 *self.extra,
             ]
             self.expected_down = False

@@ -35,6 +35,9 @@ pub struct ServeFlags {
     pub dicom_port: Option<u16>,
     #[arg(long)]
     pub http_port: Option<u16>,
+    /// HTTPS port of the web page; 0 switches HTTPS off (plain HTTP then serves every page).
+    #[arg(long)]
+    pub https_port: Option<u16>,
     /// Address to listen on.
     #[arg(long)]
     pub bind: Option<String>,
@@ -72,6 +75,9 @@ pub struct Config {
     pub bind: String,
     pub dicom_port: u16,
     pub http_port: u16,
+    /// The web page over HTTPS; plain HTTP then only redirects here (and answers the status
+    /// documents for scripts). 0: no HTTPS.
+    pub https_port: u16,
     /// Concurrent DICOM associations; beyond it, A-ASSOCIATE-RJ (transient, local limit).
     pub max_associations: usize,
     /// Free space (MiB) kept on the data volume; below it C-STORE answers A700.
@@ -156,6 +162,7 @@ impl Default for Config {
             bind: "0.0.0.0".into(),
             dicom_port: 11112,
             http_port: 8080,
+            https_port: 8443,
             max_associations: scp.max_associations,
             reserve_mb: archive.reserve_bytes >> 20,
             duplicates: archive.duplicates,
@@ -197,6 +204,7 @@ impl Config {
             ae,
             dicom_port,
             http_port,
+            https_port,
             bind,
             max_associations,
             reserve_mb,
@@ -214,6 +222,7 @@ impl Config {
         set(&mut self.ae_title, ae);
         set(&mut self.dicom_port, dicom_port);
         set(&mut self.http_port, http_port);
+        set(&mut self.https_port, https_port);
         set(&mut self.bind, bind);
         set(&mut self.max_associations, max_associations);
         set(&mut self.reserve_mb, reserve_mb);
@@ -274,6 +283,11 @@ impl Config {
         let mut c = self.clone();
         c.compress = CompressAt::Ingest;
         c.open_archive()
+    }
+
+    /// The web page's certificate (`cert.pem`, `key.pem`; made at first start).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.data_dir.join("tls")
     }
 
     /// Where the audit trail is kept.

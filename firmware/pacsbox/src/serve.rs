@@ -38,7 +38,24 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let scp = DicomServer::new(archive.clone(), c.scp_config());
-    let http = pacsbox_web::listen(&http_addr, Default::default())?.server;
+    let https = if c.https_port == 0 {
+        None
+    } else {
+        let tls = pacsbox_web::tls::load_or_create(&c.tls_dir(), &certificate_names())
+            .context("setting up HTTPS")?;
+        Some((
+            pacsbox_web::Https {
+                addr: format!("{}:{}", c.bind, c.https_port),
+                tls: tls.config,
+            },
+            tls.fingerprint,
+        ))
+    };
+    let (https, tls_fingerprint) = match https {
+        Some((h, f)) => (Some(h), Some(f)),
+        None => (None, None),
+    };
+    let http = pacsbox_web::listen(&http_addr, Default::default(), https)?.server;
     let dicom_accepting = Arc::new(AtomicBool::new(false));
     let source = Arc::new(status::Status {
         archive: archive.clone(),
@@ -48,6 +65,7 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         health: (&c.health).into(),
         dicom_accepting: dicom_accepting.clone(),
         errors,
+        tls_fingerprint,
     });
     let (web, initial_password) = pacsbox_web::Web::new(
         archive.clone(),
@@ -181,6 +199,22 @@ fn start_panel(
 
 /// Every web client and association is a file descriptor; the default soft limit (1024) is
 /// what a crowd of clients exhausts first: take the hard limit we are allowed.
+/// The names a self-signed certificate is made for: what staff type into the address bar.
+fn certificate_names() -> Vec<String> {
+    let mdns = pacsbox_health::host::mdns_name();
+    let mut names = vec![
+        mdns.trim_end_matches(".local").to_owned(),
+        mdns,
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    names.extend(pacsbox_health::host::addresses());
+    names.retain(|n| !n.is_empty());
+    names.dedup();
+    names
+}
+
 fn raise_open_file_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

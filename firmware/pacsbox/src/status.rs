@@ -22,6 +22,8 @@ pub struct Status {
     /// Set while the DICOM listener is accepting associations.
     pub dicom_accepting: Arc<AtomicBool>,
     pub errors: crate::errlog::ErrorLog,
+    /// SHA-256 of the HTTPS certificate, when HTTPS is on.
+    pub tls_fingerprint: Option<String>,
 }
 
 /// How the box is reached, for the panel's identity page.
@@ -131,6 +133,8 @@ impl Status {
             ae_title: identity.ae_title,
             dicom_port: identity.dicom_port,
             http_port: identity.http_port,
+            https_port: self.config.https_port,
+            tls_fingerprint: self.tls_fingerprint.clone().unwrap_or_default(),
             data_dir: self.archive.root().display().to_string(),
             patients: counts.patients,
             studies: counts.studies,

@@ -81,16 +81,31 @@ pub struct Sessions {
     throttle: Mutex<Throttle>,
 }
 
-pub fn session_cookie(token: &str) -> String {
-    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict")
+/// `; Secure` for a request that came over HTTPS: the browser then never sends the cookie
+/// over plain HTTP, where anyone on the LAN could read it.
+fn secure(req: &crate::reply::Req) -> &'static str {
+    if req.https { "; Secure" } else { "" }
 }
 
-pub fn clear_cookie() -> String {
-    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+pub fn session_cookie(req: &crate::reply::Req, token: &str) -> String {
+    format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{}",
+        secure(req)
+    )
 }
 
-pub fn login_cookie(token: &str) -> String {
-    format!("{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict")
+pub fn clear_cookie(req: &crate::reply::Req) -> String {
+    format!(
+        "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        secure(req)
+    )
+}
+
+pub fn login_cookie(req: &crate::reply::Req, token: &str) -> String {
+    format!(
+        "{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict{}",
+        secure(req)
+    )
 }
 
 /// Whether the login form's CSRF field is the one its cookie was set with.

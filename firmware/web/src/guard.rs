@@ -47,6 +47,68 @@ const MAX_HEAD: usize = 16 << 10;
 
 /// The request header that carries the client's IP address to the handlers.
 pub const CLIENT_HEADER: &str = "X-Pacsbox-Client";
+/// Set (to `1`) on requests that came over HTTPS.
+pub const HTTPS_HEADER: &str = "X-Pacsbox-Https";
+
+/// How a listener's clients talk to the page.
+#[derive(Clone)]
+pub enum Transport {
+    /// Plain HTTP, every page (HTTPS switched off).
+    Plain,
+    /// Plain HTTP that sends browsers to HTTPS on `port`; only the status documents scripts
+    /// poll (`/status.json`, `/status.txt`) are answered here.
+    RedirectToHttps { port: u16 },
+    /// HTTPS with this certificate.
+    Tls(Arc<rustls::ServerConfig>),
+}
+
+/// A client's connection, plain or TLS. Deadlines are set on the socket underneath.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(t) => &t.sock,
+        }
+    }
+
+    /// Ends our side: TLS says close_notify first, so the client knows the answer is whole.
+    fn finish(&mut self) {
+        if let Conn::Tls(t) = self {
+            t.conn.send_close_notify();
+            let _ = t.flush();
+        }
+        let _ = self.tcp().shutdown(Shutdown::Write);
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(t) => t.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(t) => t.flush(),
+        }
+    }
+}
 
 /// Connections still sending their request (head or body), by id: the ones that may be
 /// dropped.
@@ -62,6 +124,7 @@ pub fn start(
     public: TcpListener,
     upstream: SocketAddr,
     config: GuardConfig,
+    transport: Transport,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let registry = Arc::new(Mutex::new(Registry::default()));
     std::thread::Builder::new()
@@ -69,7 +132,7 @@ pub fn start(
         .spawn(move || {
             for conn in public.incoming() {
                 match conn {
-                    Ok(client) => admit(client, upstream, &config, &registry),
+                    Ok(client) => admit(client, upstream, &config, &transport, &registry),
                     Err(e) => {
                         // EMFILE and friends pass; never stop accepting.
                         tracing::warn!(error = %e, "HTTP accept failed");
@@ -84,6 +147,7 @@ fn admit(
     client: TcpStream,
     upstream: SocketAddr,
     config: &GuardConfig,
+    transport: &Transport,
     registry: &Arc<Mutex<Registry>>,
 ) {
     let _ = client.set_nodelay(true);
@@ -121,11 +185,23 @@ fn admit(
     };
     let registry2 = registry.clone();
     let config = config.clone();
+    let transport = transport.clone();
     let spawned = std::thread::Builder::new()
         .name("http-conn".into())
-        .stack_size(256 << 10)
+        // TLS state and the handshake want more than a plain copy loop.
+        .stack_size(512 << 10)
         .spawn(move || {
-            if let Err(e) = forward(client, id, upstream, &config, &registry2) {
+            let conn = match &transport {
+                Transport::Tls(tls) => match rustls::ServerConnection::new(tls.clone()) {
+                    Ok(c) => Conn::Tls(Box::new(rustls::StreamOwned::new(c, client))),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TLS session not created");
+                        return;
+                    }
+                },
+                _ => Conn::Plain(client),
+            };
+            if let Err(e) = forward(conn, id, upstream, &config, &transport, &registry2) {
                 tracing::debug!(error = %e, "HTTP connection closed");
             }
             if let Ok(mut reg) = registry2.lock() {
@@ -144,16 +220,24 @@ fn admit(
 
 /// Answers and closes without the request going further. Unread request bytes would make the
 /// close a reset that can destroy the answer in flight, so a little is read and dropped first.
-fn reply(mut client: &TcpStream, status: &str) -> std::io::Result<()> {
+fn reply(client: &mut Conn, status: &str) -> std::io::Result<()> {
+    reply_with(client, status, "")
+}
+
+/// [`reply`] with extra header lines (each ending in CRLF).
+fn reply_with(client: &mut Conn, status: &str, headers: &str) -> std::io::Result<()> {
     client.write_all(
-        format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("HTTP/1.1 {status}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
     )?;
-    client.shutdown(Shutdown::Write)?;
+    client.finish();
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut sink = [0u8; 8192];
     let mut left = 1usize << 20;
     while left > 0 && Instant::now() < deadline {
-        client.set_read_timeout(Some(Duration::from_millis(200)))?;
+        client
+            .tcp()
+            .set_read_timeout(Some(Duration::from_millis(200)))?;
         match client.read(&mut sink) {
             Ok(0) | Err(_) => break,
             Ok(n) => left = left.saturating_sub(n),
@@ -163,10 +247,11 @@ fn reply(mut client: &TcpStream, status: &str) -> std::io::Result<()> {
 }
 
 fn forward(
-    client: TcpStream,
+    mut client: Conn,
     id: u64,
     upstream: SocketAddr,
     config: &GuardConfig,
+    transport: &Transport,
     registry: &Mutex<Registry>,
 ) -> std::io::Result<()> {
     // 1. The request head, whole, before the deadline.
@@ -179,46 +264,61 @@ fn forward(
             break i + 4;
         }
         if buf.len() > MAX_HEAD {
-            return reply(&client, "431 Request Header Fields Too Large");
+            return reply(&mut client, "431 Request Header Fields Too Large");
         }
-        match read_before(&client, &mut chunk, left())? {
+        match read_before(&mut client, &mut chunk, left())? {
             Some(0) => return Ok(()),
             Some(n) => buf.extend_from_slice(&chunk[..n]),
-            None => return reply(&client, "408 Request Timeout"),
+            None => return reply(&mut client, "408 Request Timeout"),
         }
     };
     let (rewritten, body_len) = match rewrite_head(&buf[..head_end]) {
         Ok(head) => head,
-        Err(status) => return reply(&client, status),
+        Err(status) => return reply(&mut client, status),
     };
+    if let Transport::RedirectToHttps { port } = transport
+        && let Some(location) = https_location(&rewritten, client.tcp(), *port)
+    {
+        return reply_with(
+            &mut client,
+            "308 Permanent Redirect",
+            &format!("Location: {location}\r\n"),
+        );
+    }
 
     // 2. The body (small, bounded) under the same deadline, then the complete request to
     // tiny_http. Until then the client stays evictable.
     let mut body = buf[head_end..].to_vec();
     body.truncate(body_len);
     while body.len() < body_len {
-        match read_before(&client, &mut chunk, left())? {
+        match read_before(&mut client, &mut chunk, left())? {
             Some(0) => return Ok(()),
             Some(n) => {
                 let want = (body_len - body.len()).min(n);
                 body.extend_from_slice(&chunk[..want]);
             }
-            None => return reply(&client, "408 Request Timeout"),
+            None => return reply(&mut client, "408 Request Timeout"),
         }
     }
     if let Ok(mut reg) = registry.lock() {
         reg.sending.remove(&id);
     }
     let ip = client
+        .tcp()
         .peer_addr()
         .map(|a| a.ip().to_canonical().to_string())
         .unwrap_or_default();
-    // `rewritten` ends with its blank line; the client header goes just before it.
+    let https = if matches!(transport, Transport::Tls(_)) {
+        format!("{HTTPS_HEADER}: 1\r\n")
+    } else {
+        String::new()
+    };
+    // `rewritten` ends with its blank line; our headers go just before it.
     let head = format!(
-        "{}\r\n{CLIENT_HEADER}: {ip}\r\n\r\n",
+        "{}\r\n{CLIENT_HEADER}: {ip}\r\n{https}\r\n",
         rewritten.trim_end_matches("\r\n")
     );
-    client.set_read_timeout(Some(config.io_timeout))?;
+    client.tcp().set_read_timeout(Some(config.io_timeout))?;
     let mut up = TcpStream::connect(upstream)?;
     up.set_nodelay(true)?;
     up.write_all(head.as_bytes())?;
@@ -226,30 +326,87 @@ fn forward(
 
     // 3. The response back, until tiny_http closes.
     up.set_read_timeout(Some(config.io_timeout))?;
-    client.set_write_timeout(Some(config.io_timeout))?;
+    client.tcp().set_write_timeout(Some(config.io_timeout))?;
     let mut big = vec![0u8; 64 << 10];
     loop {
         let n = up.read(&mut big)?;
         if n == 0 {
             break;
         }
-        (&client).write_all(&big[..n])?;
+        client.write_all(&big[..n])?;
     }
-    let _ = client.shutdown(Shutdown::Write);
+    client.finish();
     Ok(())
+}
+
+/// Where a plain-HTTP request should go instead: `https://host:port/path`, or None for the
+/// status documents scripts poll (they stay plain and carry no patient data). The host is the
+/// one the browser asked for when it is a plain name or address, else this socket's address:
+/// nothing a client sends reaches the Location header unchecked.
+fn https_location(head: &str, socket: &TcpStream, port: u16) -> Option<String> {
+    let target = head
+        .split("\r\n")
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or("/");
+    let path = target.split('?').next().unwrap_or("");
+    if path == "/status.json" || path == "/status.txt" {
+        return None;
+    }
+    let target = if target.starts_with('/')
+        && !target.starts_with("//")
+        && target.bytes().all(|b| b.is_ascii_graphic())
+    {
+        target
+    } else {
+        "/"
+    };
+    let asked = head
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.trim())
+        .unwrap_or("");
+    // Drop a port (not inside an IPv6 literal's brackets).
+    let host = match asked.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => asked,
+    };
+    let plain_name = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    let bracketed_v6 = host.len() > 2
+        && host.starts_with('[')
+        && host.ends_with(']')
+        && host[1..host.len() - 1]
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok();
+    let host = if plain_name || bracketed_v6 {
+        host.to_owned()
+    } else {
+        match socket.local_addr().map(|a| a.ip().to_canonical()) {
+            Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+            Ok(ip) => ip.to_string(),
+            Err(_) => "localhost".to_owned(),
+        }
+    };
+    Some(format!("https://{host}:{port}{target}"))
 }
 
 /// One read that must finish within `left`: `Some(bytes read)` (0 at EOF), or `None` when
 /// the deadline passed first.
 fn read_before(
-    mut client: &TcpStream,
+    client: &mut Conn,
     chunk: &mut [u8],
     left: Duration,
 ) -> std::io::Result<Option<usize>> {
     if left.is_zero() {
         return Ok(None);
     }
-    client.set_read_timeout(Some(left))?;
+    client.tcp().set_read_timeout(Some(left))?;
     match client.read(chunk) {
         Ok(n) => Ok(Some(n)),
         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(None),
@@ -292,6 +449,7 @@ pub fn rewrite_head(head: &[u8]) -> Result<(String, usize), &'static str> {
             "keep-alive",
             "proxy-connection",
             CLIENT_HEADER,
+            HTTPS_HEADER,
         ]
         .iter()
         .any(|h| name.eq_ignore_ascii_case(h))

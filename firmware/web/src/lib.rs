@@ -24,6 +24,7 @@ mod search;
 mod server;
 pub mod status;
 mod study_zip;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,29 +59,64 @@ impl Default for WebConfig {
     }
 }
 
-/// The web page's socket: the public listener behind the guard, and tiny_http on loopback.
+/// The web page's sockets: the public listeners behind their guards, and tiny_http on loopback.
 pub struct Listener {
     pub server: Arc<tiny_http::Server>,
+    /// Plain HTTP (which sends browsers to HTTPS when there is an HTTPS listener).
     pub local_addr: std::net::SocketAddr,
+    pub https_addr: Option<std::net::SocketAddr>,
 }
 
-/// Binds `addr` (e.g. `0.0.0.0:8080`) for the guard and starts it; tiny_http listens on an
-/// ephemeral loopback port only the guard talks to.
-pub fn listen(addr: &str, guard: guard::GuardConfig) -> anyhow::Result<Listener> {
+/// Where HTTPS listens, and with which certificate.
+pub struct Https {
+    pub addr: String,
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+/// Binds `addr` (e.g. `0.0.0.0:8080`) and, when given, the HTTPS address, each with its guard;
+/// tiny_http listens on an ephemeral loopback port only the guards talk to. With HTTPS, plain
+/// HTTP only redirects (and answers the status documents).
+pub fn listen(
+    addr: &str,
+    guard: guard::GuardConfig,
+    https: Option<Https>,
+) -> anyhow::Result<Listener> {
     use anyhow::Context;
     let public = std::net::TcpListener::bind(addr)
         .with_context(|| format!("listening for HTTP on {addr}"))?;
     let local_addr = public.local_addr()?;
+    let secure = match https {
+        Some(h) => {
+            let l = std::net::TcpListener::bind(&h.addr)
+                .with_context(|| format!("listening for HTTPS on {}", h.addr))?;
+            Some((l.local_addr()?, l, h.tls))
+        }
+        None => None,
+    };
     let server = tiny_http::Server::http("127.0.0.1:0")
         .map_err(|e| anyhow::anyhow!("starting the HTTP server on loopback: {e}"))?;
     let upstream = server
         .server_addr()
         .to_ip()
         .context("tiny_http is not on TCP")?;
-    guard::start(public, upstream, guard).context("starting the HTTP connection guard")?;
+    let plain = match &secure {
+        Some((a, _, _)) => guard::Transport::RedirectToHttps { port: a.port() },
+        None => guard::Transport::Plain,
+    };
+    guard::start(public, upstream, guard.clone(), plain)
+        .context("starting the HTTP connection guard")?;
+    let https_addr = match secure {
+        Some((a, l, tls)) => {
+            guard::start(l, upstream, guard, guard::Transport::Tls(tls))
+                .context("starting the HTTPS connection guard")?;
+            Some(a)
+        }
+        None => None,
+    };
     Ok(Listener {
         server: Arc::new(server),
         local_addr,
+        https_addr,
     })
 }
 

@@ -15,6 +15,8 @@ pub struct Req {
     pub accepts_gzip: bool,
     /// The client's IP address, as the guard saw it.
     pub client: String,
+    /// The request came over HTTPS (cookies are then `Secure`).
+    pub https: bool,
     /// The browser says another site made this request (`Origin` names another host, or
     /// `Sec-Fetch-Site: cross-site`): no form may be posted that way.
     pub cross_site: bool,

@@ -129,7 +129,7 @@ fn answer(
         (false, [""]) => Ok(Reply::redirect("/search")),
         (true, ["logout"]) => {
             web.sessions.logout(token);
-            Ok(Reply::redirect("/login").header("Set-Cookie", clear_cookie()))
+            Ok(Reply::redirect("/login").header("Set-Cookie", clear_cookie(req)))
         }
         (false, ["account", "password"]) => pages::password_form(&session, "", ""),
         (true, ["account", "password"]) => pages::password_post(web, token, &session, req),

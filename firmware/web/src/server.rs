@@ -137,6 +137,7 @@ fn head(req: &Request) -> Req {
         form: Default::default(),
         accepts_gzip: header("Accept-Encoding").contains("gzip"),
         client: header(crate::guard::CLIENT_HEADER),
+        https: header(crate::guard::HTTPS_HEADER) == "1",
         cross_site: is_cross_site(
             &header("Host"),
             &header("Origin"),

@@ -12,6 +12,11 @@ pub struct StatusDoc {
     pub ae_title: String,
     pub dicom_port: u16,
     pub http_port: u16,
+    /// 0 when HTTPS is off.
+    pub https_port: u16,
+    /// SHA-256 of the HTTPS certificate (`AB:CD:…`), for staff to compare with what their
+    /// browser shows; empty without HTTPS.
+    pub tls_fingerprint: String,
     pub data_dir: String,
     pub patients: u64,
     pub studies: u64,
@@ -83,6 +88,8 @@ const PUBLIC_FIELDS: &[&str] = &[
     "ae_title",
     "dicom_port",
     "http_port",
+    "https_port",
+    "tls_fingerprint",
     "hostname",
     "patients",
     "studies",

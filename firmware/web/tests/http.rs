@@ -101,6 +101,8 @@ impl StatusSource for ArchiveStatus {
             ae_title: "PACSBOX".into(),
             dicom_port: 11112,
             http_port: 8080,
+            https_port: 0,
+            tls_fingerprint: String::new(),
             data_dir: self.0.root().display().to_string(),
             patients: c.patients,
             studies: c.studies,
@@ -220,7 +222,7 @@ fn start_configured(guard: pacsbox_web::guard::GuardConfig, config: WebConfig) -
         std::fs::read_to_string(&password_file).unwrap().trim(),
         initial
     );
-    let listener = pacsbox_web::listen("127.0.0.1:0", guard).unwrap();
+    let listener = pacsbox_web::listen("127.0.0.1:0", guard, None).unwrap();
     let port = listener.local_addr.port();
     pacsbox_web::serve(listener.server, Arc::new(web)).unwrap();
     Server {

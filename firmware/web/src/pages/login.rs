@@ -51,7 +51,7 @@ pub fn login_form(web: &Web, req: &Req, error: &str) -> Result<Reply, HttpError>
         next: safe_next(next),
     })?;
     r.status = status;
-    Ok(r.header("Set-Cookie", auth::login_cookie(&token)))
+    Ok(r.header("Set-Cookie", auth::login_cookie(req, &token)))
 }
 
 pub fn login_post(web: &Web, req: &Req) -> Result<Reply, HttpError> {
@@ -68,7 +68,7 @@ pub fn login_post(web: &Web, req: &Req) -> Result<Reply, HttpError> {
         Ok(token) => {
             crate::audit::login(web, req, user, "ok");
             Ok(Reply::redirect(&safe_next(req.field("next")))
-                .header("Set-Cookie", auth::session_cookie(&token)))
+                .header("Set-Cookie", auth::session_cookie(req, &token)))
         }
         Err(e) => {
             crate::audit::login(web, req, user, &format!("failed: {e}"));
