@@ -43,6 +43,7 @@ check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi
 qemu_prepare
 dport=$((20000 + RANDOM % 20000))
 hport=$((dport + 1))
+sport=$((dport + 3))
 
 wait_selftest() {
     local t0=$SECONDS
@@ -65,6 +66,19 @@ check "C-STORE of 20 instances" "$STORESCU" -aec PACSBOX 127.0.0.1 "$dport" "$wo
 s="$(status)"
 check "status.json counts the 20 instances" test "$(echo "$s" | jq_py 'd["instances"]')" -ge 20
 check "status.json: data on the RAID" test "$(echo "$s" | jq_py 'len(d["raid"])')" -ge 1
+check "the login page over HTTPS (certificate made at first boot)" \
+    bash -c "curl -skf --max-time 30 'https://127.0.0.1:$sport/login' | grep -q 'type=\"password\"'"
+served_fp="$(python3 - "$sport" <<'PY'
+import hashlib, socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+with ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)) as s:
+    d = hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest().upper()
+print(":".join(d[i:i + 2] for i in range(0, 64, 2)))
+PY
+)" || served_fp="none"
+check "the served certificate is the one status.json names" test "$served_fp" = "$(echo "$s" | jq_py 'd["tls_fingerprint"]')"
 wait_selftest "$work/console-1.log" || true
 check "data volume mounted from the md array" grep -aqE 'PACSBOX-SELFTEST mount: /dev/md' "$work/console-1.log"
 check "no failed units (first boot)" grep -aqE 'PACSBOX-SELFTEST failed-count: 0$' <(tr -d '\r' <"$work/console-1.log")

@@ -34,6 +34,11 @@ pub struct Identity {
     pub ae_title: String,
     pub dicom_port: u16,
     pub http_port: u16,
+    /// 0 when HTTPS is off.
+    pub https_port: u16,
+    /// SHA-256 of the web page's certificate (`AB:CD:…`), which staff compare with their
+    /// browser's before accepting a self-signed one.
+    pub tls_fingerprint: Option<String>,
     /// The generated first admin password while nobody has changed it: the installer reads it
     /// off the panel (never in the JSON: anyone on the LAN can read that).
     #[serde(skip)]

@@ -27,13 +27,15 @@ pub struct Status {
 }
 
 /// How the box is reached, for the panel's identity page.
-fn identity(config: &Config) -> pacsbox_health::Identity {
+fn identity(config: &Config, tls_fingerprint: Option<String>) -> pacsbox_health::Identity {
     pacsbox_health::Identity {
         hostname: pacsbox_health::host::mdns_name(),
         addresses: pacsbox_health::host::addresses(),
         ae_title: config.ae_title.clone(),
         dicom_port: config.dicom_port,
         http_port: config.http_port,
+        https_port: config.https_port,
+        tls_fingerprint,
         initial_password: std::fs::read_to_string(config.initial_password_file())
             .ok()
             .map(|p| p.trim().to_owned())
@@ -57,7 +59,7 @@ pub fn waiting_for_volume(config: &Config, sources: &HealthSources) -> Health {
     let arrays = sources.arrays();
     let disks = sources.disks(&arrays);
     Health {
-        identity: identity(config),
+        identity: identity(config, None),
         volume: DataVolume {
             reserve_bytes: config.reserve_mb << 20,
             missing: true,
@@ -81,7 +83,7 @@ impl Status {
         let disks = self.health.disks(&arrays);
         let conflicts = self.archive.conflict_stats();
         Ok(Health {
-            identity: identity(&self.config),
+            identity: identity(&self.config, self.tls_fingerprint.clone()),
             volume: DataVolume {
                 total_bytes: disk.total_bytes,
                 free_bytes: disk.free_bytes,

@@ -84,6 +84,7 @@ fn serve_with_a_png_panel_draws_every_page_and_agrees_with_status_json() {
             .arg(tmp.path().join("data"))
             .args(["--dicom-port", &free_port().to_string()])
             .args(["--http-port", &http_port.to_string()])
+            .args(["--https-port", &free_port().to_string()])
             .arg("--panel")
             .arg(format!("png:{}", panel_dir.display()))
             .stdout(Stdio::null())
@@ -91,7 +92,14 @@ fn serve_with_a_png_panel_draws_every_page_and_agrees_with_status_json() {
             .spawn()
             .unwrap(),
     );
-    let pages = ["identity", "storage", "activity", "alarms", "screen"];
+    let pages = [
+        "identity",
+        "storage",
+        "activity",
+        "alarms",
+        "certificate",
+        "screen",
+    ];
     while !pages
         .iter()
         .all(|p| panel_dir.join(format!("{p}.png")).exists())
@@ -110,6 +118,7 @@ fn serve_with_a_png_panel_draws_every_page_and_agrees_with_status_json() {
         frames.push(pacsbox_panel::output::frame_from_png(&bytes).unwrap());
     }
     assert!(frames[0] != frames[1], "identity and storage pages differ");
+    assert!(frames[4] != frames[0], "the certificate page is a page of its own");
 
     let status = loop {
         if let Some(body) = get(http_port, "/status.json")
@@ -128,14 +137,16 @@ fn serve_with_a_png_panel_draws_every_page_and_agrees_with_status_json() {
     assert_eq!(alarms[0]["kind"], "disk_failed", "{alarms:?}");
     assert_eq!(alarms[0]["disk"], "sdd");
     assert!(doc["hostname"].as_str().unwrap().ends_with(".local"));
-    for key in [
-        "instances_today",
-        "refusing_stores",
-        "disk_free_bytes",
-        "last_received",
-    ] {
+    for key in ["instances_today", "refusing_stores", "disk_free_bytes"] {
         assert!(doc.get(key).is_some(), "{key} missing");
     }
+    // Without a session the document is health only.
+    assert!(doc.get("last_received").is_none());
+    assert_eq!(
+        doc["tls_fingerprint"].as_str().map(|f| f.len()),
+        Some(95),
+        "the HTTPS certificate's SHA-256"
+    );
     // The panel shows the same alarm full-screen: its screen is none of the pages.
     let screen_bytes = std::fs::read(panel_dir.join("screen.png")).unwrap();
     let screen = pacsbox_panel::output::frame_from_png(&screen_bytes).unwrap();

@@ -25,13 +25,20 @@ const BODY_TOP: i32 = 13;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Page {
     Identity,
+    Certificate,
     Storage,
     Activity,
     Alarms,
 }
 
 impl Page {
-    pub const ALL: [Page; 4] = [Page::Identity, Page::Storage, Page::Activity, Page::Alarms];
+    pub const ALL: [Page; 5] = [
+        Page::Identity,
+        Page::Certificate,
+        Page::Storage,
+        Page::Activity,
+        Page::Alarms,
+    ];
 
     pub fn next(self) -> Page {
         let i = Page::ALL.iter().position(|p| *p == self).unwrap_or(0);
@@ -42,6 +49,7 @@ impl Page {
     pub fn name(self) -> &'static str {
         match self {
             Page::Identity => "identity",
+            Page::Certificate => "certificate",
             Page::Storage => "storage",
             Page::Activity => "activity",
             Page::Alarms => "alarms",
@@ -51,6 +59,7 @@ impl Page {
     fn title(self) -> &'static str {
         match self {
             Page::Identity => "PACSBOX",
+            Page::Certificate => "HTTPS",
             Page::Storage => "STORAGE",
             Page::Activity => "TODAY",
             Page::Alarms => "ALARMS",
@@ -178,6 +187,7 @@ fn draw_page<D: DrawTarget<Color = BinaryColor>>(
     title_bar(d, page.title(), &right)?;
     match page {
         Page::Identity => identity(h, d),
+        Page::Certificate => certificate(h, d),
         Page::Storage => storage(h, d),
         Page::Activity => activity(h, d),
         Page::Alarms => alarm_list(&alarms, d),
@@ -215,6 +225,23 @@ fn identity<D: DrawTarget<Color = BinaryColor>>(h: &Health, d: &mut D) -> Result
     } else {
         line(d, 4, &format!("web port {}", id.http_port))
     }
+}
+
+/// The web page's certificate fingerprint, for staff to compare with what their browser shows
+/// before they accept a self-signed certificate: all 64 hex digits, in groups of four.
+fn certificate<D: DrawTarget<Color = BinaryColor>>(h: &Health, d: &mut D) -> Result<(), D::Error> {
+    let id = &h.identity;
+    let Some(fp) = id.tls_fingerprint.as_deref().filter(|_| id.https_port != 0) else {
+        line(d, 0, "HTTPS is off")?;
+        return line(d, 1, &format!("web port {}", id.http_port));
+    };
+    line(d, 0, &format!("port {}  SHA-256", id.https_port))?;
+    let hex: Vec<char> = fp.chars().filter(char::is_ascii_hexdigit).collect();
+    for (row, chunk) in hex.chunks(16).take(4).enumerate() {
+        let groups: Vec<String> = chunk.chunks(4).map(|g| g.iter().collect()).collect();
+        line(d, row as i32 + 1, &groups.join(" "))?;
+    }
+    Ok(())
 }
 
 fn storage<D: DrawTarget<Color = BinaryColor>>(h: &Health, d: &mut D) -> Result<(), D::Error> {

@@ -101,13 +101,14 @@ fn next_turns_the_pages_round() {
     let mut bench = Bench::new();
     assert_eq!(bench.screen(), Screen::Page(Page::Identity));
     let mut seen = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         bench.click(Button::Next);
         seen.push(bench.screen());
     }
     assert_eq!(
         seen,
         [
+            Screen::Page(Page::Certificate),
             Screen::Page(Page::Storage),
             Screen::Page(Page::Activity),
             Screen::Page(Page::Alarms),
@@ -122,7 +123,7 @@ fn idle_pages_turn_by_themselves_and_the_display_dims() {
     bench.wait(4_900);
     assert_eq!(bench.screen(), Screen::Page(Page::Identity));
     bench.wait(200);
-    assert_eq!(bench.screen(), Screen::Page(Page::Storage));
+    assert_eq!(bench.screen(), Screen::Page(Page::Certificate));
     assert!(!bench.panel.dimmed());
     bench.wait(60_000);
     assert!(bench.panel.dimmed());
