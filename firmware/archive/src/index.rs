@@ -126,6 +126,8 @@ impl Index {
             txn.open_table(STUDIES)?;
             txn.open_table(PATIENTS)?;
             txn.open_table(crate::accounts::USERS)?;
+            txn.open_table(crate::peers::LEARNED_PEERS)?;
+            txn.open_table(crate::peers::ACCESS)?;
             for t in [
                 SERIES_INSTANCES,
                 STUDY_SERIES,
