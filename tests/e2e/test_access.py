@@ -133,7 +133,7 @@ def test_closed_rejects_unknown_ae_with_reason_3(server):
 
 
 def test_known_ae_gets_exactly_its_rights(server, tmp_path):
-    srv = server(peers=[PROBE, "CT1:store", "WS1:query", "WS2:all"], access="closed")
+    srv = server(peers=[PROBE, "CT1:store", "WS1:query", "WS2:all", "WS3:retrieve"], access="closed")
     ds = h.fresh_ct()
     assert _store_one(srv, "CT1") == 0x0000
     assert _store_one(srv, "CT1", ds) == 0x0000
@@ -161,6 +161,13 @@ def test_known_ae_gets_exactly_its_rights(server, tmp_path):
                         "-k", f"StudyInstanceUID={study}", "127.0.0.1", str(srv.dicom_port)])
     assert code == 0 and "Received C-GET Response (Success)" in log, log[-3000:]
     assert len(list(out.iterdir())) == 1
+    # WS3 may retrieve but not store: C-GET's storage sub-operations still reach it.
+    out3 = tmp_path / "got3"
+    out3.mkdir()
+    code, log = _dcmtk([h.GETSCU, *_common(srv, "WS3"), "-S", "-od", str(out3), "-k", "QueryRetrieveLevel=STUDY",
+                        "-k", f"StudyInstanceUID={study}", "127.0.0.1", str(srv.dicom_port)])
+    assert code == 0 and "Received C-GET Response (Success)" in log, log[-3000:]
+    assert len(list(out3.iterdir())) == 1
 
 
 def test_peer_bound_to_a_host_is_unknown_from_elsewhere(server, tmp_path):

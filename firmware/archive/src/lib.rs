@@ -284,14 +284,24 @@ impl Archive {
     }
 
     /// Records that `ae` stored from `address` during the learning period: a new AE becomes a
-    /// store-only learned peer (true); a learned one has its last sighting updated at most
-    /// hourly (so stores do not each cost an index write). Fixed peers are left alone.
+    /// store-only learned peer (true); a learned one has its last sighting updated (see
+    /// [`Archive::peer_seen`]). Fixed peers are left alone.
     pub fn learn_peer(&self, ae: &str, address: &str) -> Result<bool, peers::PeerError> {
+        self.sighting(ae, address, true)
+    }
+
+    /// Notes that the learned peer `ae` associated from `address`, for the peer list; at most
+    /// hourly per peer (unless the address changed), so associations do not each cost an index
+    /// write. Unknown and fixed titles are left alone.
+    pub fn peer_seen(&self, ae: &str, address: &str) -> Result<(), peers::PeerError> {
+        self.sighting(ae, address, false).map(|_| ())
+    }
+
+    fn sighting(&self, ae: &str, address: &str, create: bool) -> Result<bool, peers::PeerError> {
         if !peers::valid_ae_title(ae) {
             return Err(peers::PeerError::BadTitle(ae.chars().take(32).collect()));
         }
-        let reg = self.peer_registry();
-        if reg.fixed(ae).is_some() {
+        if self.peer_registry().fixed(ae).is_some() {
             return Ok(false);
         }
         let now = ingest::unix_now();
@@ -308,6 +318,7 @@ impl Archive {
                 },
                 false,
             ),
+            None if !create => return Ok(false),
             None => (
                 peers::LearnedPeer {
                     rights: peers::PeerRights::STORE,

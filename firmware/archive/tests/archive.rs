@@ -736,6 +736,19 @@ fn peer_table_learns_edits_and_survives_reopen() {
     let ct1 = archive.peer("CT1").unwrap().unwrap();
     assert_eq!(ct1.rights, PeerRights::STORE);
     assert_eq!(ct1.last_address.as_deref(), Some("10.0.0.9"));
+    archive.peer_seen("CT1", "10.0.0.10").unwrap();
+    let ct1 = archive.peer("CT1").unwrap().unwrap();
+    assert_eq!(
+        ct1.last_address.as_deref(),
+        Some("10.0.0.10"),
+        "a new address is noted at once"
+    );
+    archive.peer_seen("NEWONE", "10.0.0.11").unwrap();
+    assert_eq!(
+        archive.peer("NEWONE").unwrap(),
+        None,
+        "a sighting creates no peer"
+    );
     assert_eq!(archive.peer("WS1").unwrap(), Some(fixed));
     archive.remove_peer("CT1").unwrap();
     assert_eq!(archive.peer("CT1").unwrap(), None);

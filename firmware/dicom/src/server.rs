@@ -17,7 +17,7 @@ use std::time::Duration;
 use dicom_ul::Pdu;
 use dicom_ul::pdu::{AbortRQServiceProviderReason, PDataValueType};
 use pacsbox_archive::Archive;
-use pacsbox_archive::peers::AccessMode;
+use pacsbox_archive::peers::{AccessMode, PeerSource};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::AbortHandle;
@@ -225,7 +225,17 @@ async fn handle(
         config: &conn.config,
     };
     let calling = rq.calling_ae_title.trim().to_owned();
-    let grant = match access_decision(&conn.archive, &calling, peer.ip()).await {
+    let (decision, learned) = access_decision(&conn.archive, &calling, peer.ip()).await;
+    if learned {
+        let (archive, ae, address) = (conn.archive.clone(), calling.clone(), peer.ip().to_string());
+        // An index write at most hourly per peer; off the async workers all the same.
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = archive.peer_seen(&ae, &address) {
+                tracing::warn!(calling_ae = ae, error = %e, "noting a learned peer's association");
+            }
+        });
+    }
+    let grant = match decision {
         Decision::Accept(g) => Some(g),
         Decision::Reject => {
             tracing::warn!(%peer, calling_ae = calling, "association rejected: calling AE not a known peer");
@@ -255,9 +265,14 @@ async fn handle(
     }
 }
 
-/// The access decision for `calling` associating from `from` (see `crate::access`). An index
-/// that cannot be read fails closed: known peers are then unknown, and the mode is closed.
-async fn access_decision(archive: &Archive, calling: &str, from: std::net::IpAddr) -> Decision {
+/// The access decision for `calling` associating from `from` (see `crate::access`), and
+/// whether it is a learned peer (whose sighting the peer list shows). An index that cannot be
+/// read fails closed: known peers are then unknown, and the mode is closed.
+async fn access_decision(
+    archive: &Archive,
+    calling: &str,
+    from: std::net::IpAddr,
+) -> (Decision, bool) {
     let mode = match archive.access_state() {
         Ok(s) => s.effective,
         Err(e) => {
@@ -284,7 +299,10 @@ async fn access_decision(archive: &Archive, calling: &str, from: std::net::IpAdd
         }
         other => other,
     };
-    access::decide(mode, entry.as_ref())
+    let learned = entry
+        .as_ref()
+        .is_some_and(|p| p.source == PeerSource::Learned);
+    (access::decide(mode, entry.as_ref()), learned)
 }
 
 /// What the association is doing between PDUs.
