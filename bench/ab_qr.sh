@@ -12,12 +12,7 @@ CORPUS_ROOT=${CORPUS_ROOT:-$BENCH_ROOT/corpus}
 A=$1 B=$2; shift 2
 W=$BENCH_ROOT/run/ab; rm -rf "$W"; mkdir -p "$W"
 DEST_PORT=${DEST_PORT:-11115}
-cat >"$W/peers.toml" <<EOF
-[[peers]]
-ae_title = "DEST"
-host = "127.0.0.1"
-port = $DEST_PORT
-EOF
+DEST_PORT=$DEST_PORT "$HERE/peers.sh" qr-config >"$W/peers.toml"
 
 serve() {  # bin data dicom_port http_port log -> pid on stdout
   "$1" serve --data "$2" --config "$W/peers.toml" --ae PACSBOX --bind 127.0.0.1 \

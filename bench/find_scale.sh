@@ -30,7 +30,9 @@ for N in "$@"; do
     CRASH=1 "$BIN/examples/index_scale" fill "$D" "$N" | tail -2 || true
   fi
   "$BIN/examples/index_scale" open "$D"
-  "$BIN/pacsbox" serve --data "$D" --bind 127.0.0.1 --dicom-port "$PORT" --http-port $((PORT + 1)) --https-port 0 --reserve-mb 1 2>"$D.log" &
+  # The query clients are peers with the query right (a reused folder's learning period may be over).
+  "$BIN/pacsbox" serve --data "$D" --bind 127.0.0.1 --dicom-port "$PORT" --http-port $((PORT + 1)) --https-port 0 --reserve-mb 1 \
+    --peer FINDSCU:query --peer FINDWIRE:query --peer ECHOSCU:none 2>"$D.log" &
   pid=$!
   until /usr/bin/echoscu 127.0.0.1 "$PORT" 2>/dev/null; do sleep 0.2; done
   series=$(printf '1.2.826.0.1.3680043.8.498.2.%d' $(( (N / 125) / 2 )))

@@ -7,6 +7,8 @@
 #   peers.sh stop PEER               SIGTERM (then SIGKILL after 30 s) by PID, children too
 #   peers.sh info PEER               prints "AET PORT PID DIR" (for other scripts)
 #   peers.sh stopall                 stop every peer this script started (by stored PID)
+#   peers.sh qr-config               prints pacsbox's Q/R bench settings (TOML, for --config):
+#                                    DEST ($DEST_PORT) a move destination, BENCHSCU may query/retrieve
 #
 # PEER is one of:
 #   orthanc   Orthanc (Debian package), SQLite index, files; AET ORTHANC  port $ORTHANC_PORT (4242)
@@ -192,12 +194,32 @@ info() {
   echo "$(aet_of "$peer") $(port_of "$peer") $(cat "$dir/pid" 2>/dev/null || echo -) $dir"
 }
 
+# host/port on BENCHSCU are there for binaries older than peer rights (they read [[peers]] as
+# move destinations, need both, and ignore the rights key); binaries with access control run in
+# learning mode on a fresh folder and need the entry for C-FIND/C-GET/C-MOVE.
+qr_config() {
+  cat <<EOF
+[[peers]]
+ae_title = "DEST"
+host = "127.0.0.1"
+port = $DEST_PORT
+rights = "move"
+
+[[peers]]
+ae_title = "BENCHSCU"
+host = "127.0.0.1"
+port = 104
+rights = "query,retrieve"
+EOF
+}
+
 cmd=${1:-}; shift || true
 case $cmd in
   install) install ;;
   start)   start "$@" ;;
   stop)    stop "$@" ;;
   info)    info "$@" ;;
+  qr-config) qr_config ;;
   stopall) for p in orthanc dcmqrscp storescp dest pacsbox pacsbox-ingest; do stop "$p"; done ;;
-  *) sed -n '2,22p' "$0"; exit 2 ;;
+  *) sed -n '2,25p' "$0"; exit 2 ;;
 esac

@@ -46,12 +46,7 @@ ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 has() { [[ " $PHASES " == *" $1 "* ]]; }
 
 mkdir -p "$BENCH_ROOT/run"
-cat >"$PCFG" <<EOF
-[[peers]]
-ae_title = "DEST"
-host = "127.0.0.1"
-port = $DEST_PORT
-EOF
+DEST_PORT=$DEST_PORT "$HERE/peers.sh" qr-config >"$PCFG"
 
 declare -A AET PORT PID SDIR
 resolve() {  # peers.sh name, or ext:NAME:AET:PORT:PID:STORAGE_DIR (already running and loaded; never started/stopped/loaded here)

@@ -61,7 +61,9 @@ def _flag_args(opts: dict) -> list[str]:
 
 @pytest.fixture
 def server(request, pacsbox_bin, tmp_path):
-    """Factory: server(data=None, ae="PACSBOX", start=True, env=None, **flags) -> helpers.PacsboxServer.
+    """Factory: server(data=None, ae="PACSBOX", start=True, env=None, peers=None, **flags) -> helpers.PacsboxServer.
+
+    peers: `--peer` values (default: helpers.TEST_PEERS with all rights).
 
     flags become command-line options: max_associations=2 -> --max-associations 2.
     Unless given, --reserve-mb 1 is passed so that a nearly-full build machine
@@ -71,13 +73,14 @@ def server(request, pacsbox_bin, tmp_path):
     request.node._pacsbox_servers = servers
 
     def make(data: Path | None = None, *, ae: str = "PACSBOX", start: bool = True, env: dict | None = None,
-             **flags) -> helpers.PacsboxServer:
+             peers=None, **flags) -> helpers.PacsboxServer:
         n = len(servers) + 1
         data = Path(data) if data is not None else tmp_path / f"data{n}"
         logdir = tmp_path / f"logs{n}"
         logdir.mkdir(parents=True, exist_ok=True)
         flags.setdefault("reserve_mb", 1)
-        srv = helpers.PacsboxServer(pacsbox_bin, data, logdir, ae=ae, extra=_flag_args(flags), env=env)
+        srv = helpers.PacsboxServer(pacsbox_bin, data, logdir, ae=ae, extra=_flag_args(flags), env=env,
+                                     peers=peers)
         servers.append(srv)
         if start:
             srv.start()
@@ -142,13 +145,14 @@ def module_server(request, pacsbox_bin, tmp_path_factory):
     base = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
 
     def make(data: Path | None = None, *, ae: str = "PACSBOX", start: bool = True, env: dict | None = None,
-             **flags) -> helpers.PacsboxServer:
+             peers=None, **flags) -> helpers.PacsboxServer:
         n = len(servers) + 1
         data = Path(data) if data is not None else base / f"data{n}"
         logdir = base / f"logs{n}"
         logdir.mkdir(parents=True, exist_ok=True)
         flags.setdefault("reserve_mb", 1)
-        srv = helpers.PacsboxServer(pacsbox_bin, data, logdir, ae=ae, extra=_flag_args(flags), env=env)
+        srv = helpers.PacsboxServer(pacsbox_bin, data, logdir, ae=ae, extra=_flag_args(flags), env=env,
+                                     peers=peers)
         servers.append(srv)
         if start:
             srv.start()

@@ -178,16 +178,31 @@ def parse_list(stdout: str) -> dict[str, ListEntry]:
     return out
 
 
+# The calling AE titles the test clients query and retrieve with, declared as peers with every
+# right (`--peer AE:all`) so the box runs in its default access mode (learning) rather than
+# open.  Storing needs no entry while learning; tests of the access rules pass their own list.
+TEST_PEERS = (
+    "FINDSCU", "GETSCU", "MOVESCU", "STORESCU", "ECHOSCU", "PYNETDICOM", "PYSCU", "GDCMSCU",
+    "READYPROBE", "SMALLPDU", "LATECANCEL", "MOVECANCEL", "GETCANCEL", "CORPUSGET", "QRPROPOSE",
+    "BOGUSFIND", "CTXTEST", "CTXTEST2", "BENCHSCU", "CANCELSCU", "RAWPDU", "RAWCTX", "RAWRJ", "TRICKLE",
+    "DEFLSCU",
+)
+
+
 class PacsboxServer:
-    """One `pacsbox serve` process.  Created by the `server` fixture factory."""
+    """One `pacsbox serve` process.  Created by the `server` fixture factory.
+
+    `peers`: `--peer` values; default every title in TEST_PEERS with all rights.
+    """
 
     def __init__(self, binary: Path, data: Path, logdir: Path, *, ae: str = "PACSBOX", extra: Iterable[str] = (),
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, peers: Iterable[str] | None = None):
         self.binary = binary
         self.env = env if env is not None else SERVER_ENV
         self.data = data
         self.ae = ae
         self.extra = list(extra)
+        self.peers = [f"{t}:all" for t in TEST_PEERS] if peers is None else list(peers)
         self.logdir = logdir
         self.proc: subprocess.Popen | None = None
         self.dicom_port = 0
@@ -215,6 +230,7 @@ class PacsboxServer:
                 "--http-port", str(self.http_port),
                 # Plain HTTP serves every page unless a test asks for HTTPS (test_https.py).
                 *([] if "--https-port" in self.extra else ["--https-port", "0"]),
+                *[a for p in self.peers for a in ("--peer", p)],
                 *self.extra,
             ]
             self.expected_down = False

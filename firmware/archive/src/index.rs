@@ -127,6 +127,8 @@ impl Index {
             txn.open_table(PATIENTS)?;
             txn.open_table(crate::accounts::USERS)?;
             txn.open_table(crate::accounts::RETIRED_PASSWORDS)?;
+            txn.open_table(crate::peers::LEARNED_PEERS)?;
+            txn.open_table(crate::peers::ACCESS)?;
             for t in [
                 SERIES_INSTANCES,
                 STUDY_SERIES,

@@ -16,6 +16,7 @@ mod ingest;
 pub mod layout;
 mod maintenance;
 pub mod part10;
+pub mod peers;
 pub mod query;
 pub mod record;
 pub mod scan;
@@ -148,6 +149,8 @@ pub(crate) struct Shared {
     /// Held while a file of an indexed instance is replaced and the index pointed at it (the
     /// committer's renames, the compactor's swap), so that neither removes the other's file.
     swap: std::sync::Mutex<()>,
+    /// The DICOM peer table and access mode (`Archive::configure_access`).
+    peers: std::sync::RwLock<Arc<peers::PeerRegistry>>,
 }
 
 impl Shared {
@@ -222,6 +225,7 @@ impl Archive {
             quiet: Arc::new(compact::Quiet::new()),
             compact_queue: Default::default(),
             swap: Default::default(),
+            peers: Default::default(),
         });
         let dir_error = |source| OpenError::Dir {
             path: root.to_path_buf(),
@@ -243,6 +247,163 @@ impl Archive {
             },
             report,
         ))
+    }
+
+    fn peer_registry(&self) -> Arc<peers::PeerRegistry> {
+        self.shared
+            .peers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sets the access mode and the fixed peers (settings file, command line); the first call
+    /// on a fresh data folder starts its learning period.
+    pub fn configure_access(&self, settings: peers::AccessSettings) -> Result<(), IndexError> {
+        let reg = peers::PeerRegistry::configure(&self.shared.index, settings, ingest::unix_now())?;
+        *self.shared.peers.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(reg);
+        Ok(())
+    }
+
+    /// Every peer: fixed ones first (settings, command line), then the learned ones by title.
+    pub fn peers(&self) -> Result<Vec<peers::PeerEntry>, IndexError> {
+        self.peer_registry().list(&self.shared.index)
+    }
+
+    /// The peer called `ae`: a fixed one if there is one, else a learned one.
+    pub fn peer(&self, ae: &str) -> Result<Option<peers::PeerEntry>, IndexError> {
+        let reg = self.peer_registry();
+        if let Some(p) = reg.fixed(ae) {
+            return Ok(Some(p.clone()));
+        }
+        Ok(self
+            .shared
+            .index
+            .learned_peer(ae)?
+            .map(|p| p.entry(ae.to_owned())))
+    }
+
+    /// Records that `ae` stored from `address` during the learning period: a new AE becomes a
+    /// store-only learned peer (true); a learned one has its last sighting updated (see
+    /// [`Archive::peer_seen`]). Fixed peers are left alone.
+    pub fn learn_peer(&self, ae: &str, address: &str) -> Result<bool, peers::PeerError> {
+        self.sighting(ae, address, true)
+    }
+
+    /// Notes that the learned peer `ae` associated from `address`, for the peer list; at most
+    /// hourly per peer (unless the address changed), so associations do not each cost an index
+    /// write. Unknown and fixed titles are left alone.
+    pub fn peer_seen(&self, ae: &str, address: &str) -> Result<(), peers::PeerError> {
+        self.sighting(ae, address, false).map(|_| ())
+    }
+
+    fn sighting(&self, ae: &str, address: &str, create: bool) -> Result<bool, peers::PeerError> {
+        if !peers::valid_ae_title(ae) {
+            return Err(peers::PeerError::BadTitle(ae.chars().take(32).collect()));
+        }
+        if self.peer_registry().fixed(ae).is_some() {
+            return Ok(false);
+        }
+        let now = ingest::unix_now();
+        let index = &self.shared.index;
+        let (rec, new) = match index.learned_peer(ae)? {
+            Some(p) if now - p.last_seen_unix < 3600 && p.last_address == address => {
+                return Ok(false);
+            }
+            Some(p) => (
+                peers::LearnedPeer {
+                    last_seen_unix: now,
+                    last_address: address.to_owned(),
+                    ..p
+                },
+                false,
+            ),
+            None if !create => return Ok(false),
+            None => (
+                peers::LearnedPeer {
+                    rights: peers::PeerRights::STORE,
+                    first_seen_unix: now,
+                    last_seen_unix: now,
+                    last_address: address.to_owned(),
+                },
+                true,
+            ),
+        };
+        index.put_learned_peer(ae, &rec)?;
+        Ok(new)
+    }
+
+    /// Adds `ae` as a learned peer with `rights`, or sets the rights of a learned one (the
+    /// admin's "allow" on a refused AE, or an edit); it leaves the refused list.
+    pub fn allow_peer(&self, ae: &str, rights: peers::PeerRights) -> Result<(), peers::PeerError> {
+        let ae = ae.trim();
+        if !peers::valid_ae_title(ae) {
+            return Err(peers::PeerError::BadTitle(ae.chars().take(32).collect()));
+        }
+        let reg = self.peer_registry();
+        if reg.fixed(ae).is_some() {
+            return Err(peers::PeerError::Fixed(ae.to_owned()));
+        }
+        let now = ingest::unix_now();
+        let index = &self.shared.index;
+        let rec = match index.learned_peer(ae)? {
+            Some(p) => peers::LearnedPeer { rights, ..p },
+            None => peers::LearnedPeer {
+                rights,
+                first_seen_unix: now,
+                last_seen_unix: now,
+                last_address: String::new(),
+            },
+        };
+        index.put_learned_peer(ae, &rec)?;
+        reg.forget_refused(ae);
+        Ok(())
+    }
+
+    /// Removes a learned peer; fixed peers are changed in the settings.
+    pub fn remove_peer(&self, ae: &str) -> Result<(), peers::PeerError> {
+        if self.peer_registry().fixed(ae).is_some() {
+            return Err(peers::PeerError::Fixed(ae.to_owned()));
+        }
+        if self.shared.index.delete_learned_peer(ae)? {
+            Ok(())
+        } else {
+            Err(peers::PeerError::Unknown(ae.to_owned()))
+        }
+    }
+
+    /// Remembers an association refused for its calling AE (bounded, newest kept).
+    pub fn record_refused(&self, ae: &str, address: &str) {
+        self.peer_registry()
+            .record_refused(ae, address, ingest::unix_now());
+    }
+
+    /// Refused AEs, newest first, at most `peers::MAX_REFUSED`.
+    pub fn refused_aes(&self) -> Vec<peers::RefusedAe> {
+        self.peer_registry().refused()
+    }
+
+    /// The access mode now and the learning period's deadline.
+    pub fn access_state(&self) -> Result<peers::AccessState, IndexError> {
+        self.peer_registry()
+            .state(&self.shared.index, ingest::unix_now())
+    }
+
+    /// The access mode, the peer table and the refused AEs in one value, for the
+    /// authenticated status page (not for `/status.json`).
+    pub fn access_report(&self) -> Result<peers::AccessReport, IndexError> {
+        Ok(peers::AccessReport {
+            state: self.access_state()?,
+            peers: self.peers()?,
+            refused: self.refused_aes(),
+        })
+    }
+
+    /// Ends the learning period now (an admin's decision; it cannot be reopened short of a new
+    /// data folder). Returns when it closed (earlier if it already was).
+    pub fn close_learning(&self) -> Result<i64, IndexError> {
+        self.peer_registry()
+            .close_learning(&self.shared.index, ingest::unix_now())
     }
 
     pub fn root(&self) -> &Path {

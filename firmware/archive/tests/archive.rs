@@ -663,3 +663,97 @@ fn an_overwrite_of_a_compressed_instance_leaves_only_the_new_copy() {
     assert_eq!(read_all(&archive, "1.2.3.1"), expected);
     assert_eq!(files_under(&dir.path().join("archive")).len(), 1);
 }
+
+#[test]
+fn peer_table_learns_edits_and_survives_reopen() {
+    use pacsbox_archive::peers::{
+        AccessMode, AccessSettings, PeerEntry, PeerError, PeerRights, PeerSource,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fixed = PeerEntry {
+        ae_title: "WS1".into(),
+        host: Some("10.0.0.5".into()),
+        port: Some(104),
+        rights: PeerRights::ALL,
+        source: PeerSource::Cli,
+        first_seen_unix: None,
+        last_seen_unix: None,
+        last_address: None,
+    };
+    let settings = AccessSettings {
+        mode: AccessMode::Learning,
+        learning_period_s: 3600,
+        fixed: vec![fixed.clone()],
+    };
+    {
+        let (archive, _) = Archive::open(dir.path(), ArchiveConfig::default()).unwrap();
+        archive.configure_access(settings.clone()).unwrap();
+        assert!(archive.learn_peer("CT1", "10.0.0.9").unwrap());
+        assert!(
+            !archive.learn_peer("CT1", "10.0.0.9").unwrap(),
+            "already known"
+        );
+        assert!(
+            !archive.learn_peer("WS1", "10.0.0.9").unwrap(),
+            "fixed peers are not learned"
+        );
+        assert!(archive.learn_peer("BAD\\AE", "x").is_err());
+        archive.record_refused("EVIL", "10.0.0.66");
+        assert_eq!(archive.refused_aes()[0].ae_title, "EVIL");
+        archive
+            .allow_peer("EVIL", PeerRights::parse("query").unwrap())
+            .unwrap();
+        assert!(
+            archive.refused_aes().is_empty(),
+            "allowed AEs leave the refused list"
+        );
+        assert!(matches!(
+            archive.allow_peer("WS1", PeerRights::NONE),
+            Err(PeerError::Fixed(_))
+        ));
+        assert!(matches!(
+            archive.remove_peer("NOPE"),
+            Err(PeerError::Unknown(_))
+        ));
+        let st = archive.access_state().unwrap();
+        assert_eq!(st.effective, AccessMode::Learning);
+    }
+    let (archive, _) = Archive::open(dir.path(), ArchiveConfig::default()).unwrap();
+    archive.configure_access(settings).unwrap();
+    let peers = archive.peers().unwrap();
+    let titles: Vec<_> = peers
+        .iter()
+        .map(|p| (p.ae_title.as_str(), p.source))
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            ("WS1", PeerSource::Cli),
+            ("CT1", PeerSource::Learned),
+            ("EVIL", PeerSource::Learned)
+        ]
+    );
+    let ct1 = archive.peer("CT1").unwrap().unwrap();
+    assert_eq!(ct1.rights, PeerRights::STORE);
+    assert_eq!(ct1.last_address.as_deref(), Some("10.0.0.9"));
+    archive.peer_seen("CT1", "10.0.0.10").unwrap();
+    let ct1 = archive.peer("CT1").unwrap().unwrap();
+    assert_eq!(
+        ct1.last_address.as_deref(),
+        Some("10.0.0.10"),
+        "a new address is noted at once"
+    );
+    archive.peer_seen("NEWONE", "10.0.0.11").unwrap();
+    assert_eq!(
+        archive.peer("NEWONE").unwrap(),
+        None,
+        "a sighting creates no peer"
+    );
+    assert_eq!(archive.peer("WS1").unwrap(), Some(fixed));
+    archive.remove_peer("CT1").unwrap();
+    assert_eq!(archive.peer("CT1").unwrap(), None);
+    archive.close_learning().unwrap();
+    let report = archive.access_report().unwrap();
+    assert_eq!(report.state.effective, AccessMode::Closed);
+    assert_eq!(report.peers.len(), 2);
+}

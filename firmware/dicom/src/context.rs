@@ -7,14 +7,6 @@ use std::time::Duration;
 
 use pacsbox_archive::Archive;
 
-/// A DICOM node C-MOVE may send to (from the configuration).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-pub struct KnownPeer {
-    pub ae_title: String,
-    pub host: String,
-    pub port: u16,
-}
-
 #[derive(Clone, Debug)]
 pub struct ScpConfig {
     pub ae_title: String,
@@ -31,8 +23,6 @@ pub struct ScpConfig {
     /// Reject associations whose Called AE Title is not ours (off by default: modalities are
     /// often configured with a wrong called AE, and the clinic would rather have the images).
     pub check_called_ae: bool,
-    /// Where C-MOVE may send.
-    pub peers: Vec<KnownPeer>,
 }
 
 impl Default for ScpConfig {
@@ -45,7 +35,6 @@ impl Default for ScpConfig {
             artim_timeout: Duration::from_secs(30),
             max_pending: 64,
             check_called_ae: false,
-            peers: Vec::new(),
         }
     }
 }

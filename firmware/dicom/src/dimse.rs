@@ -87,6 +87,8 @@ impl Status {
     /// C-FIND: Failed, Unable to process (a failure of ours, not of the identifier).
     pub const UNABLE_TO_PROCESS: Status = Status(0xC000);
     pub const SOP_CLASS_NOT_SUPPORTED: Status = Status(0x0122);
+    /// PS3.7 Annex C general status "Refused: Not Authorized": the calling AE has no right to the operation.
+    pub const NOT_AUTHORIZED: Status = Status(0x0124);
     pub const UNRECOGNIZED_OPERATION: Status = Status(0x0211);
     pub const PROCESSING_FAILURE: Status = Status(0x0110);
     /// C-MOVE / C-GET: Warning, sub-operations complete, one or more failures.

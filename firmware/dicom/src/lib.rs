@@ -6,6 +6,7 @@
 //! one. Inside, imports point one way: `association` ← `dimse` ← the services (`echo`,
 //! `store`, `find`, `retrieve`, each handed a `context::ServiceContext`) ← `server`.
 
+pub mod access;
 mod association;
 pub mod context;
 pub mod dimse;
@@ -19,5 +20,5 @@ pub mod server;
 pub mod sop_classes;
 mod store;
 
-pub use context::{KnownPeer, ScpConfig, ScpStatus};
+pub use context::{ScpConfig, ScpStatus};
 pub use server::DicomServer;

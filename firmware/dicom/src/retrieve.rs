@@ -16,6 +16,7 @@ use std::io::Read;
 
 use dicom_ul::Pdu;
 use dicom_ul::pdu::{AbortRQServiceProviderReason, PDataValueType};
+use pacsbox_archive::peers::AccessMode;
 use pacsbox_archive::transfer_syntax::{self, DatasetEncoding};
 use pacsbox_archive::{Archive, InstanceRecord};
 use tokio::sync::mpsc;
@@ -495,6 +496,39 @@ impl SubOperations<'_> {
     }
 }
 
+/// Where a C-MOVE to `dest` goes: a peer with host and port and the `move` right (any peer
+/// with host and port in `open` mode). The error is the comment the requestor gets.
+fn move_destination(archive: &Archive, dest: &str) -> Result<MoveDestination, &'static str> {
+    let peer = match archive.peer(dest) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err("move destination unknown"),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the peer table");
+            return Err("move destination unknown (peer table unreadable)");
+        }
+    };
+    let open = archive
+        .access_state()
+        .is_ok_and(|s| s.effective == AccessMode::Open);
+    if !peer.rights.move_dest && !open {
+        return Err("move destination not permitted (peer lacks the move right)");
+    }
+    match (peer.host, peer.port) {
+        (Some(host), Some(port)) if !host.trim().is_empty() && port > 0 => Ok(MoveDestination {
+            ae_title: peer.ae_title,
+            host,
+            port,
+        }),
+        _ => Err("move destination has no host and port"),
+    }
+}
+
+struct MoveDestination {
+    ae_title: String,
+    host: String,
+    port: u16,
+}
+
 pub async fn serve_move(
     assoc: &mut Association,
     ctx: u8,
@@ -504,25 +538,17 @@ pub async fn serve_move(
 ) -> Result<(), AssocError> {
     let (archive, config) = (service.archive, service.config);
     let dest = req.move_destination.clone().unwrap_or_default();
-    let Some(peer) = config
-        .peers
-        .iter()
-        .find(|p| p.ae_title == dest.trim())
-        .cloned()
-    else {
-        tracing::warn!(
-            calling_ae = assoc.calling_ae,
-            destination = dest,
-            "C-MOVE to an unknown AE"
-        );
-        return respond(
-            assoc,
-            ctx,
-            req,
-            Status::MOVE_DESTINATION_UNKNOWN,
-            "move destination unknown",
-        )
-        .await;
+    let peer = match move_destination(archive, dest.trim()) {
+        Ok(p) => p,
+        Err(why) => {
+            tracing::warn!(
+                calling_ae = assoc.calling_ae,
+                destination = dest,
+                why,
+                "C-MOVE destination refused"
+            );
+            return respond(assoc, ctx, req, Status::MOVE_DESTINATION_UNKNOWN, why).await;
+        }
     };
     let Some(set) = resolve(assoc, ctx, req, identifier_bytes, archive).await? else {
         return Ok(());

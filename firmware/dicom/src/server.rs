@@ -17,10 +17,12 @@ use std::time::Duration;
 use dicom_ul::Pdu;
 use dicom_ul::pdu::{AbortRQServiceProviderReason, PDataValueType};
 use pacsbox_archive::Archive;
+use pacsbox_archive::peers::{AccessMode, PeerSource};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::AbortHandle;
 
+use crate::access::{self, Decision};
 use crate::association::{AcceptorPolicy, AssocError, Association};
 use crate::context::{ScpConfig, ScpStatus, ServiceContext};
 use crate::dimse::{Command, CommandField, Status, respond};
@@ -222,7 +224,30 @@ async fn handle(
         status: &conn.status,
         config: &conn.config,
     };
-    let assoc = match Association::accept(socket, rq, &conn.policy).await {
+    let calling = rq.calling_ae_title.trim().to_owned();
+    let (decision, learned) = access_decision(&conn.archive, &calling, peer.ip()).await;
+    if learned {
+        let (archive, ae, address) = (conn.archive.clone(), calling.clone(), peer.ip().to_string());
+        // An index write at most hourly per peer; off the async workers all the same.
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = archive.peer_seen(&ae, &address) {
+                tracing::warn!(calling_ae = ae, error = %e, "noting a learned peer's association");
+            }
+        });
+    }
+    let grant = match decision {
+        Decision::Accept(g) => Some(g),
+        Decision::Reject => {
+            tracing::warn!(%peer, calling_ae = calling, "association rejected: calling AE not a known peer");
+            conn.archive
+                .record_refused(&calling, &peer.ip().to_string());
+            conn.status
+                .associations_rejected
+                .fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    };
+    let assoc = match Association::accept(socket, rq, &conn.policy, grant).await {
         Ok(Some(a)) => a,
         Ok(None) => return,
         Err(e) => {
@@ -230,12 +255,54 @@ async fn handle(
             return;
         }
     };
-    tracing::info!(%peer, calling_ae = assoc.calling_ae, contexts = assoc.contexts.len(), "association accepted");
+    let mut assoc = assoc;
+    assoc.peer_address = peer.ip().to_string();
+    tracing::info!(%peer, calling_ae = assoc.calling_ae, contexts = assoc.contexts.len(), rights = %assoc.grant.rights, "association accepted");
     let calling_ae = assoc.calling_ae.clone();
     match run(assoc, service, shutdown).await {
         Ok(()) => tracing::info!(%peer, calling_ae, "association released"),
         Err(e) => tracing::warn!(%peer, calling_ae, error = %e, "association ended"),
     }
+}
+
+/// The access decision for `calling` associating from `from` (see `crate::access`), and
+/// whether it is a learned peer (whose sighting the peer list shows). An index that cannot be
+/// read fails closed: known peers are then unknown, and the mode is closed.
+async fn access_decision(
+    archive: &Archive,
+    calling: &str,
+    from: std::net::IpAddr,
+) -> (Decision, bool) {
+    let mode = match archive.access_state() {
+        Ok(s) => s.effective,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the access mode; refusing unknown AEs");
+            AccessMode::Closed
+        }
+    };
+    let entry = match archive.peer(calling) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, calling_ae = calling, "reading the peer table");
+            None
+        }
+    };
+    let entry = match entry {
+        Some(p) if p.host.is_some() => {
+            let addrs = access::resolve_host(p.host.as_deref().unwrap_or_default()).await;
+            if access::host_matches(&p, from, &addrs) {
+                Some(p)
+            } else {
+                tracing::warn!(calling_ae = calling, %from, host = p.host, "calling AE associates from another address than its peer entry names: treated as unknown");
+                None
+            }
+        }
+        other => other,
+    };
+    let learned = entry
+        .as_ref()
+        .is_some_and(|p| p.source == PeerSource::Learned);
+    (access::decide(mode, entry.as_ref()), learned)
 }
 
 /// What the association is doing between PDUs.
@@ -443,6 +510,18 @@ async fn step(
     }
 }
 
+/// Whether the association's grant covers a request (its context was accepted for some
+/// class; the command must also match the rights, e.g. no C-FIND on a C-MOVE context).
+fn permitted(assoc: &Association, field: CommandField) -> bool {
+    let r = assoc.grant.rights;
+    match field {
+        CommandField::CFindRq => r.query,
+        CommandField::CMoveRq | CommandField::CGetRq => r.retrieve,
+        CommandField::CStoreRq => r.store,
+        _ => true,
+    }
+}
+
 async fn collect_command(
     assoc: &mut Association,
     ctx: u8,
@@ -489,6 +568,13 @@ async fn collect_command(
             Ok(State::Idle)
         }
         CommandField::CFindRq | CommandField::CMoveRq | CommandField::CGetRq
+            if req.has_dataset() && !permitted(assoc, req.field) =>
+        {
+            // The contexts were refused already; this is a request on another class's context.
+            tracing::warn!(calling_ae = assoc.calling_ae, command = ?req.field, "request refused: no right for it");
+            drain(Status::NOT_AUTHORIZED, "not authorized for this AE".into())
+        }
+        CommandField::CFindRq | CommandField::CMoveRq | CommandField::CGetRq
             if req.has_dataset() =>
         {
             Ok(State::Identifier {
@@ -497,7 +583,32 @@ async fn collect_command(
                 bytes: Vec::new(),
             })
         }
+        CommandField::CStoreRq if req.has_dataset() && !permitted(assoc, req.field) => {
+            tracing::warn!(
+                calling_ae = assoc.calling_ae,
+                "C-STORE refused: no store right"
+            );
+            drain(Status::NOT_AUTHORIZED, "not authorized to store".into())
+        }
         CommandField::CStoreRq if req.has_dataset() => {
+            if assoc.grant.learn {
+                // Once per association: the first store of an unknown AE while learning.
+                assoc.grant.learn = false;
+                match service
+                    .archive
+                    .learn_peer(&assoc.calling_ae, &assoc.peer_address)
+                {
+                    Ok(true) => tracing::info!(
+                        calling_ae = assoc.calling_ae,
+                        address = assoc.peer_address,
+                        "learned a new store-only peer"
+                    ),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(calling_ae = assoc.calling_ae, error = %e, "recording a learned peer")
+                    }
+                }
+            }
             match store::Reception::begin(service, &req, ctx, &accepted, &assoc.calling_ae).await {
                 Ok(rx) => Ok(State::Storing(rx)),
                 Err((st, comment)) => drain(st, comment),

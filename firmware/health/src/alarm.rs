@@ -29,6 +29,8 @@ pub enum Alarm {
     DiskFailing { disk: String },
     /// Over [`NEARLY_FULL_PERCENT`] used.
     DiskNearlyFull { used_percent: u8 },
+    /// DICOM access is `open`: any device on the LAN may query and retrieve every image.
+    DicomOpen,
     /// The clock reads before this firmware was written: study dates would be wrong.
     ClockUnset,
     /// Instances arrived with an archived SOP Instance UID but other content; an admin
@@ -57,6 +59,7 @@ impl Alarm {
             | Alarm::DiskMissing { .. } => Severity::Critical,
             Alarm::DiskFailing { .. }
             | Alarm::DiskNearlyFull { .. }
+            | Alarm::DicomOpen
             | Alarm::ClockUnset
             | Alarm::Conflicts { .. } => Severity::Warning,
         }
@@ -74,6 +77,7 @@ impl Alarm {
             Alarm::DiskMissing { .. } => "DISK MISSING",
             Alarm::DiskFailing { .. } => "DISK FAILING",
             Alarm::DiskNearlyFull { .. } => "DISK 90% FULL",
+            Alarm::DicomOpen => "DICOM OPEN",
             Alarm::ClockUnset => "CLOCK NOT SET",
             Alarm::Conflicts { .. } => "CONFLICTS",
         }
@@ -100,6 +104,7 @@ impl Alarm {
             Alarm::DiskNearlyFull { used_percent } => {
                 format!("{used_percent}% used. Plan more storage.")
             }
+            Alarm::DicomOpen => "Any device may read images. Close access.".into(),
             Alarm::ClockUnset => "Dates wrong. Check network time.".into(),
             Alarm::Conflicts { count } => {
                 format!("{count} differing copies. Resolve on web page.")
@@ -120,6 +125,7 @@ impl Alarm {
             Alarm::DiskMissing { array, .. } => format!("disk_missing:{array}"),
             Alarm::DiskFailing { disk } => format!("disk_failing:{disk}"),
             Alarm::DiskNearlyFull { .. } => "disk_nearly_full".into(),
+            Alarm::DicomOpen => "dicom_open".into(),
             Alarm::ClockUnset => "clock_unset".into(),
             Alarm::Conflicts { .. } => "conflicts".into(),
         }

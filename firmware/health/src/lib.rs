@@ -90,6 +90,9 @@ pub struct Traffic {
     pub active_associations: usize,
     /// The listener is up and accepting associations.
     pub dicom_accepting: bool,
+    /// DICOM access is `open`: any device may query and retrieve (an admin's explicit choice,
+    /// still worth a standing warning).
+    pub dicom_open: bool,
 }
 
 /// Conflicting duplicates kept aside for an admin (`conflicts/`).
@@ -190,6 +193,9 @@ impl Health {
         }
         if !self.clock.is_set() {
             alarms.push(Alarm::ClockUnset);
+        }
+        if self.traffic.dicom_open && !self.volume.missing {
+            alarms.push(Alarm::DicomOpen);
         }
         let count = self.conflicts.count;
         if self.conflicts.nearly_full() {

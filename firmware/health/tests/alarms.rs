@@ -184,3 +184,17 @@ fn conflicts_are_a_warning_with_a_count_until_the_folder_nears_its_cap() {
     h.volume.free_bytes = 600 * GIB;
     assert!(h.alarms().is_empty());
 }
+
+#[test]
+fn open_dicom_access_is_a_standing_warning() {
+    let mut h = healthy();
+    h.traffic.dicom_open = true;
+    assert_eq!(h.alarms(), [Alarm::DicomOpen]);
+    assert_eq!(Alarm::DicomOpen.severity(), Severity::Warning);
+    assert!(Alarm::DicomOpen.title().len() <= 14);
+    h.volume.missing = true;
+    assert!(
+        !h.alarms().contains(&Alarm::DicomOpen),
+        "no data disk says it all"
+    );
+}

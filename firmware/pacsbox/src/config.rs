@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use pacsbox_archive::peers::{AccessMode, AccessSettings, PeerEntry, PeerRights, PeerSource};
 use pacsbox_archive::{Archive, ArchiveConfig, CompressAt, DuplicatePolicy, SyncMode};
-use pacsbox_dicom::{KnownPeer, ScpConfig};
+use pacsbox_dicom::ScpConfig;
 use pacsbox_web::WebConfig;
 use serde::Deserialize;
 
@@ -62,6 +63,118 @@ pub struct ServeFlags {
     /// Front panel display: none | png:DIR | ssd1306:/dev/i2c-1.
     #[arg(long)]
     pub panel: Option<String>,
+    /// A DICOM peer, repeatable: AE[@host[:port]]:rights, rights a comma list of store,
+    /// query, retrieve, move (or all, none); e.g. WS1@10.0.0.5:104:query,retrieve,move.
+    #[arg(long = "peer", value_parser = parse_peer)]
+    pub peers: Vec<PeerEntry>,
+    /// Who may associate: learning (unknown AEs may store and are recorded, until the
+    /// learning period ends), closed (known peers only) or open (anyone may do anything).
+    #[arg(long, value_enum)]
+    pub access: Option<AccessMode>,
+    /// Length of the learning period after the first start of a data folder, seconds.
+    #[arg(long)]
+    pub learning_period_s: Option<u64>,
+}
+
+/// Parses `--peer AE[@host[:port]]:rights` (the rights after the last colon; an IPv6 host
+/// in brackets).
+pub fn parse_peer(text: &str) -> Result<PeerEntry, String> {
+    let (left, rights) = text.rsplit_once(':').ok_or_else(|| {
+        format!("--peer {text:?}: expected AE[@host[:port]]:rights, e.g. CT1:store")
+    })?;
+    let rights = PeerRights::parse(rights).map_err(|e| format!("--peer {text:?}: {e}"))?;
+    let (ae, host, port) = match left.split_once('@') {
+        None => (left, None, None),
+        Some((ae, hostport)) => {
+            let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
+                let (h, after) = rest
+                    .split_once(']')
+                    .ok_or_else(|| format!("--peer {text:?}: missing ] after IPv6 address"))?;
+                (h, after.strip_prefix(':'))
+            } else {
+                match hostport.split_once(':') {
+                    Some((h, p)) => (h, Some(p)),
+                    None => (hostport, None),
+                }
+            };
+            if host.is_empty() {
+                return Err(format!("--peer {text:?}: empty host after @"));
+            }
+            let port = port
+                .map(|p| {
+                    p.parse::<u16>()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| format!("--peer {text:?}: port {p:?} is not 1-65535"))
+                })
+                .transpose()?;
+            (ae, Some(host.to_owned()), port)
+        }
+    };
+    let entry = PeerEntry {
+        ae_title: ae.trim().to_owned(),
+        host,
+        port,
+        rights,
+        source: PeerSource::Cli,
+        first_seen_unix: None,
+        last_seen_unix: None,
+        last_address: None,
+    };
+    check_peer(&entry).map_err(|e| format!("--peer {text:?}: {e}"))?;
+    Ok(entry)
+}
+
+/// What every peer entry must satisfy, wherever it comes from.
+fn check_peer(p: &PeerEntry) -> Result<(), String> {
+    if !pacsbox_archive::peers::valid_ae_title(&p.ae_title) {
+        return Err(format!(
+            "AE title {:?} must be 1-16 printable ASCII characters without backslash",
+            p.ae_title
+        ));
+    }
+    // `move` without host and port is allowed (`all` is handy for a client that never is a
+    // destination); a C-MOVE to such a peer is refused with A801 and says why.
+    Ok(())
+}
+
+/// A `[[peers]]` table. Without `rights` an entry means what it meant before peers had
+/// rights: a C-MOVE destination (`move`) — so old settings files keep working and grant no
+/// query or retrieve.
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub ae_title: String,
+    /// Host or IP address: associations of this AE must come from it; C-MOVE sends there.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// "store,query,retrieve,move", "all" or "none"; absent: "move".
+    #[serde(default)]
+    pub rights: Option<String>,
+}
+
+impl PeerConfig {
+    fn entry(&self) -> anyhow::Result<PeerEntry> {
+        let rights = match &self.rights {
+            Some(r) => PeerRights::parse(r)
+                .map_err(|e| anyhow::anyhow!("peer {:?}: {e}", self.ae_title))?,
+            None => PeerRights::MOVE_DEST,
+        };
+        let entry = PeerEntry {
+            ae_title: self.ae_title.trim().to_owned(),
+            host: self.host.clone().filter(|h| !h.trim().is_empty()),
+            port: self.port.filter(|p| *p > 0),
+            rights,
+            source: PeerSource::Config,
+            first_seen_unix: None,
+            last_seen_unix: None,
+            last_address: None,
+        };
+        check_peer(&entry).map_err(|e| anyhow::anyhow!("peer {:?}: {e}", self.ae_title))?;
+        Ok(entry)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
@@ -107,8 +220,15 @@ pub struct Config {
     /// How commit batches are made durable: "auto" (syncfs when the data directory is its own
     /// file system, else fsync), "syncfs" or "fsync".
     pub durability: SyncMode,
-    /// DICOM nodes C-MOVE may send to: `[[peers]]` tables with `ae_title`, `host`, `port`.
-    pub peers: Vec<KnownPeer>,
+    /// DICOM peers: `[[peers]]` tables with `ae_title`, optional `host`, `port`, `rights`.
+    pub peers: Vec<PeerConfig>,
+    /// Peers given with `--peer` (not a settings-file key).
+    #[serde(skip)]
+    pub cli_peers: Vec<PeerEntry>,
+    /// "learning" (default), "closed" or "open"; see README, "Who may connect".
+    pub access: AccessMode,
+    /// Seconds the learning period lasts after the data folder's first start (7 days).
+    pub learning_period_s: u64,
     /// `[panel]`: front panel display and buttons (see README, "Front panel").
     pub panel: pacsbox_panel::PanelSettings,
     /// `[health]`: where RAID and SMART health are read.
@@ -175,7 +295,10 @@ impl Default for Config {
             compress: archive.compress,
             max_pdu: scp.max_pdu,
             durability: archive.sync,
-            peers: scp.peers,
+            peers: Vec::new(),
+            cli_peers: Vec::new(),
+            access: AccessMode::default(),
+            learning_period_s: 7 * 86_400,
             panel: pacsbox_panel::PanelSettings::default(),
             health: pacsbox_health::HealthSettings::default(),
             web: WebSettings::default(),
@@ -213,6 +336,9 @@ impl Config {
             compress,
             durability,
             panel,
+            peers,
+            access,
+            learning_period_s,
         } = flags;
         fn set<T>(slot: &mut T, flag: Option<T>) {
             if let Some(v) = flag {
@@ -231,6 +357,30 @@ impl Config {
         set(&mut self.compress, compress);
         set(&mut self.durability, durability);
         set(&mut self.panel.display, panel);
+        set(&mut self.access, access);
+        set(&mut self.learning_period_s, learning_period_s);
+        self.cli_peers.extend(peers);
+    }
+
+    /// The access mode and the fixed peers for the archive's peer table: the settings file's,
+    /// then the command line's; a title given twice is an error (which one would apply?).
+    pub fn access_settings(&self) -> anyhow::Result<AccessSettings> {
+        let mut fixed: Vec<PeerEntry> = Vec::new();
+        let from_file = self.peers.iter().map(PeerConfig::entry);
+        for entry in from_file.chain(self.cli_peers.iter().cloned().map(Ok)) {
+            let entry = entry?;
+            anyhow::ensure!(
+                !fixed.iter().any(|p| p.ae_title == entry.ae_title),
+                "peer {:?} is given twice",
+                entry.ae_title
+            );
+            fixed.push(entry);
+        }
+        Ok(AccessSettings {
+            mode: self.access,
+            learning_period_s: self.learning_period_s,
+            fixed,
+        })
     }
 
     pub fn archive_config(&self) -> ArchiveConfig {
@@ -253,7 +403,6 @@ impl Config {
             artim_timeout: Duration::from_secs(self.artim_timeout_s),
             max_pending: self.max_pending_connections,
             check_called_ae: self.check_called_ae,
-            peers: self.peers.clone(),
         }
     }
 
@@ -341,13 +490,7 @@ impl Config {
             (0..=19).contains(&self.zstd_level),
             "zstd_level must be 0 (store uncompressed) to 19"
         );
-        for p in &self.peers {
-            anyhow::ensure!(
-                !p.ae_title.trim().is_empty() && p.ae_title.len() <= 16 && p.port > 0,
-                "peer {:?}: AE title must be 1-16 characters and port non-zero",
-                p.ae_title
-            );
-        }
+        self.access_settings()?;
         self.panel
             .output()
             .map_err(|e| anyhow::anyhow!("panel.display: {e}"))?;
@@ -445,11 +588,94 @@ mod tests {
             toml::from_str("[[peers]]\nae_title = \"WS1\"\nhost = \"10.0.0.5\"\nport = 104\n")
                 .unwrap();
         assert_eq!(c.peers.len(), 1);
-        assert_eq!(c.peers[0].host, "10.0.0.5");
+        assert_eq!(c.peers[0].host.as_deref(), Some("10.0.0.5"));
         assert!(c.validate().is_ok());
+        let fixed = c.access_settings().unwrap().fixed;
+        assert_eq!(
+            fixed[0].rights,
+            PeerRights::MOVE_DEST,
+            "no rights: a move destination"
+        );
+        assert_eq!(fixed[0].source, PeerSource::Config);
         let bad: Config =
             toml::from_str("[[peers]]\nae_title = \"\"\nhost = \"h\"\nport = 0\n").unwrap();
         assert!(bad.validate().is_err());
+        let dup: Config =
+            toml::from_str("[[peers]]\nae_title = \"CT\"\n[[peers]]\nae_title = \"CT\"\n").unwrap();
+        assert!(dup.validate().is_err(), "one title twice");
+        let ct: Config = toml::from_str(
+            "access = \"closed\"\n[[peers]]\nae_title = \"CT\"\nrights = \"store\"\n",
+        )
+        .unwrap();
+        let s = ct.access_settings().unwrap();
+        assert_eq!(s.mode, AccessMode::Closed);
+        assert_eq!(s.fixed[0].rights, PeerRights::STORE);
+        assert!(
+            toml::from_str::<Config>("[[peers]]\nae_title = \"CT\"\nright = \"all\"\n").is_err()
+        );
+    }
+
+    #[test]
+    fn peer_flags_parse_and_bad_ones_say_why() {
+        let p = parse_peer("WS1@127.0.0.1:11113:query,retrieve,move").unwrap();
+        assert_eq!(p.ae_title, "WS1");
+        assert_eq!(p.host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(p.port, Some(11113));
+        assert_eq!(p.rights.to_string(), "query,retrieve,move");
+        let p = parse_peer("CT1:store").unwrap();
+        assert_eq!((p.host, p.port, p.rights), (None, None, PeerRights::STORE));
+        let p = parse_peer("WS2@ws2.clinic.lan:all").unwrap();
+        assert_eq!(p.rights, PeerRights::ALL);
+        let p = parse_peer("WS2@ws2.clinic.lan:query").unwrap();
+        assert_eq!((p.host.as_deref(), p.port), (Some("ws2.clinic.lan"), None));
+        let p = parse_peer("V6@[::1]:104:all").unwrap();
+        assert_eq!((p.host.as_deref(), p.port), (Some("::1"), Some(104)));
+        for (bad, why) in [
+            ("CT1", "expected AE[@host[:port]]:rights"),
+            ("CT1:delete", "unknown right \"delete\""),
+            (":store", "AE title"),
+            ("MUCH_TOO_LONG_AE_TITLE:store", "AE title"),
+            ("WS1@h:0:move", "port \"0\""),
+            ("WS1@h:http:move", "port \"http\""),
+            ("WS1@:store", "empty host"),
+            ("CT1:", "no rights"),
+        ] {
+            let err = parse_peer(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        let flags = Serve::try_parse_from([
+            "serve",
+            "--peer",
+            "A:store",
+            "--peer",
+            "B:query",
+            "--access",
+            "closed",
+            "--learning-period-s",
+            "5",
+        ])
+        .unwrap()
+        .flags;
+        let mut c = Config::default();
+        c.apply(flags);
+        let s = c.access_settings().unwrap();
+        assert_eq!(s.mode, AccessMode::Closed);
+        assert_eq!(s.learning_period_s, 5);
+        assert_eq!(s.fixed.len(), 2);
+        assert_eq!(s.fixed[1].source, PeerSource::Cli);
+        let err = Serve::try_parse_from(["serve", "--peer", "A:delete"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("unknown right"), "{err}");
+        c.cli_peers.push(parse_peer("A:all").unwrap());
+        assert!(
+            c.access_settings()
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
+        assert!(Serve::try_parse_from(["serve", "--access", "ajar"]).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
+use pacsbox_archive::peers::AccessMode;
 use pacsbox_dicom::DicomServer;
 
 use crate::config::Config;
@@ -21,6 +22,18 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     std::fs::create_dir_all(&c.data_dir)
         .with_context(|| format!("creating data folder {}", c.data_dir.display()))?;
     let archive = c.open_archive()?;
+    archive
+        .configure_access(c.access_settings()?)
+        .context("reading the learning period from the index")?;
+    match archive.access_state() {
+        Ok(s) if s.effective == AccessMode::Open => {
+            tracing::warn!("DICOM access is open: any AE may query, retrieve and store")
+        }
+        Ok(s) => {
+            tracing::info!(mode = ?s.effective, learning_deadline_unix = s.learning_deadline_unix, "DICOM access")
+        }
+        Err(e) => tracing::error!(error = %e, "reading the access state"),
+    }
     let audit = pacsbox_audit::Audit::open(&c.audit_dir(), c.audit_keep_days)
         .context("opening the audit trail")?;
     audit.record(

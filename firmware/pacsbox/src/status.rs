@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use pacsbox_archive::Archive;
+use pacsbox_archive::peers::AccessMode;
 use pacsbox_dicom::ScpStatus;
 use pacsbox_health::{AlarmReport, DataVolume, Health, HealthSources};
 use pacsbox_web::{RaidReport, StatusDoc};
@@ -102,6 +103,10 @@ impl Status {
                 }),
                 active_associations: scp.active_associations,
                 dicom_accepting: self.dicom_accepting.load(Ordering::Relaxed),
+                dicom_open: self
+                    .archive
+                    .access_state()
+                    .is_ok_and(|s| s.effective == AccessMode::Open),
             },
             clock: clock(),
             conflicts: pacsbox_health::Conflicts {

@@ -118,7 +118,10 @@ fn serve_with_a_png_panel_draws_every_page_and_agrees_with_status_json() {
         frames.push(pacsbox_panel::output::frame_from_png(&bytes).unwrap());
     }
     assert!(frames[0] != frames[1], "identity and storage pages differ");
-    assert!(frames[4] != frames[0], "the certificate page is a page of its own");
+    assert!(
+        frames[4] != frames[0],
+        "the certificate page is a page of its own"
+    );
 
     let status = loop {
         if let Some(body) = get(http_port, "/status.json")

@@ -65,6 +65,7 @@ fn healthy() -> Health {
             }),
             active_associations: 1,
             dicom_accepting: true,
+            dicom_open: false,
         },
         clock: Clock {
             now_unix: NOW,

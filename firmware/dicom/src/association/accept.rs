@@ -21,6 +21,7 @@ use super::{
     APPLICATION_CONTEXT, AcceptedContext, AssocError, Association, MAX_ASSOCIATE_PDU, abort_pdu,
     our_user_variables, peer_max_pdu, read_one, trim_uid, write_one,
 };
+use crate::access::{Grant, ServiceKind, kind_of};
 use crate::sop_classes;
 
 /// Reads the A-ASSOCIATE-RQ that must open a connection, waiting at most `artim` for all of
@@ -126,10 +127,13 @@ fn transfer_syntax_accepted(abstract_syntax: &str, ts: &str) -> bool {
 
 impl Association {
     /// Answers the A-ASSOCIATE-RQ `rq` read by [`read_request`]. `Ok(None)` when we rejected it.
+    /// `grant` is the access decision (`crate::access`): `None` rejects the calling AE, else
+    /// only the contexts of its rights are accepted.
     pub async fn accept(
         mut socket: TcpStream,
         rq: AssociationRQ,
         policy: &AcceptorPolicy,
+        grant: Option<Grant>,
     ) -> Result<Option<Association>, AssocError> {
         let AssociationRQ {
             protocol_version,
@@ -149,6 +153,8 @@ impl Association {
             Some(AssociationRJServiceUserReason::ApplicationContextNameNotSupported)
         } else if policy.check_called_ae && called_ae_title.trim() != policy.ae_title {
             Some(AssociationRJServiceUserReason::CalledAETitleNotRecognized)
+        } else if grant.is_none() {
+            Some(AssociationRJServiceUserReason::CallingAETitleNotRecognized)
         } else {
             None
         };
@@ -190,11 +196,19 @@ impl Association {
         let mut results = Vec::with_capacity(presentation_contexts.len());
         for pc in presentation_contexts {
             let abstract_syntax = trim_uid(&pc.abstract_syntax).to_owned();
+            let kind = kind_of(&abstract_syntax)
+                .or_else(|| is_storage_class(&abstract_syntax).then_some(ServiceKind::Storage));
+            let permitted = match (kind, grant) {
+                (Some(k), Some(g)) => g.allows(k, scp_role_classes.contains(&abstract_syntax)),
+                _ => true,
+            };
             let (reason, ts) = if !abstract_syntax_supported(&abstract_syntax) {
                 (
                     PresentationContextResultReason::AbstractSyntaxNotSupported,
                     None,
                 )
+            } else if !permitted {
+                (PresentationContextResultReason::UserRejection, None)
             } else {
                 // The peer lists its preference first; take the first one we accept.
                 match pc
@@ -245,6 +259,9 @@ impl Association {
         assoc.calling_ae = calling_ae_title.trim().to_owned();
         assoc.local_ae = policy.ae_title.clone();
         assoc.scp_role_classes = scp_role_classes;
+        if let Some(g) = grant {
+            assoc.grant = g;
+        }
         Ok(Some(assoc))
     }
 

@@ -76,6 +76,10 @@ pub struct Association {
     /// Our own AE title (returned as Retrieve AE Title).
     pub local_ae: String,
     pub contexts: HashMap<u8, AcceptedContext>,
+    /// What the calling AE may do here (acceptor side; everything on our own requests).
+    pub grant: crate::access::Grant,
+    /// The peer's IP address, as text, for the peer table.
+    pub peer_address: String,
     /// Storage classes for which the requestor took the SCP role (role selection).
     scp_role_classes: std::collections::HashSet<String>,
     peer_max_pdu: u32,
@@ -191,6 +195,11 @@ impl Association {
             calling_ae: String::new(),
             local_ae: String::new(),
             contexts,
+            grant: crate::access::Grant {
+                rights: pacsbox_archive::peers::PeerRights::ALL,
+                learn: false,
+            },
+            peer_address: String::new(),
             scp_role_classes: Default::default(),
             peer_max_pdu,
             idle,

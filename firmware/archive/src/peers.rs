@@ -1,0 +1,472 @@
+//! The DICOM peer table and the access mode's state, kept here so the web page and the DICOM
+//! service read one source. Peers named in the settings or on the command line are fixed and
+//! live in memory; peers learned while the box was in its learning period, and the learning
+//! period's start and end, live in the index database so a restart keeps them. This module
+//! only stores: whether an association may do something is decided in `pacsbox-dicom`
+//! (`access.rs`), and addresses are kept as the text the caller gave (no networking here).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Mutex;
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::index::{Index, Result, dec, enc};
+
+pub(crate) const LEARNED_PEERS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("learned_peers");
+pub(crate) const ACCESS: TableDefinition<&str, i64> = TableDefinition::new("access");
+const LEARNING_STARTED: &str = "learning_started_unix";
+const LEARNING_CLOSED: &str = "learning_closed_unix";
+
+/// Refused associations remembered for the status page; the oldest goes first.
+pub const MAX_REFUSED: usize = 32;
+
+/// What a peer may do. Verification (C-ECHO) needs no right.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRights {
+    /// C-STORE to us.
+    pub store: bool,
+    /// C-FIND.
+    pub query: bool,
+    /// C-GET, and C-MOVE as the requestor.
+    pub retrieve: bool,
+    /// Be the destination of a C-MOVE.
+    pub move_dest: bool,
+}
+
+impl PeerRights {
+    pub const NONE: PeerRights = PeerRights {
+        store: false,
+        query: false,
+        retrieve: false,
+        move_dest: false,
+    };
+    pub const ALL: PeerRights = PeerRights {
+        store: true,
+        query: true,
+        retrieve: true,
+        move_dest: true,
+    };
+    pub const STORE: PeerRights = PeerRights {
+        store: true,
+        ..PeerRights::NONE
+    };
+    pub const MOVE_DEST: PeerRights = PeerRights {
+        move_dest: true,
+        ..PeerRights::NONE
+    };
+
+    /// Parses `store,query,retrieve,move`, `all` or `none` (commas, any order, case-insensitive).
+    pub fn parse(text: &str) -> std::result::Result<PeerRights, String> {
+        let mut r = PeerRights::NONE;
+        if text.trim().is_empty() {
+            return Err("no rights given (use none, all, or store,query,retrieve,move)".into());
+        }
+        for word in text.split(',').map(str::trim) {
+            match word.to_ascii_lowercase().as_str() {
+                "store" => r.store = true,
+                "query" => r.query = true,
+                "retrieve" => r.retrieve = true,
+                "move" => r.move_dest = true,
+                "all" => r = PeerRights::ALL,
+                "none" => {}
+                other => {
+                    return Err(format!(
+                        "unknown right {other:?} (expected store, query, retrieve, move, all or none)"
+                    ));
+                }
+            }
+        }
+        Ok(r)
+    }
+}
+
+impl fmt::Display for PeerRights {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let words: Vec<&str> = [
+            (self.store, "store"),
+            (self.query, "query"),
+            (self.retrieve, "retrieve"),
+            (self.move_dest, "move"),
+        ]
+        .into_iter()
+        .filter_map(|(on, w)| on.then_some(w))
+        .collect();
+        if words.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&words.join(","))
+        }
+    }
+}
+
+/// Who may associate. `Learning` records unknown AEs that store as store-only peers until the
+/// learning period ends, then acts as `Closed`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum AccessMode {
+    #[default]
+    Learning,
+    Closed,
+    Open,
+}
+
+/// Where a peer entry comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerSource {
+    Config,
+    Cli,
+    Learned,
+}
+
+/// One row of the peer table as the web page lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerEntry {
+    pub ae_title: String,
+    /// The host or IP address associations of this AE must come from (and C-MOVE sends to).
+    pub host: Option<String>,
+    /// Where C-MOVE sends to.
+    pub port: Option<u16>,
+    pub rights: PeerRights,
+    pub source: PeerSource,
+    /// Learned peers only.
+    pub first_seen_unix: Option<i64>,
+    pub last_seen_unix: Option<i64>,
+    /// The address a learned peer last associated from (information; not enforced).
+    pub last_address: Option<String>,
+}
+
+/// What the index keeps of a learned peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearnedPeer {
+    pub rights: PeerRights,
+    pub first_seen_unix: i64,
+    pub last_seen_unix: i64,
+    pub last_address: String,
+}
+
+impl LearnedPeer {
+    /// Its row in the peer table (learned peers are not bound to a host).
+    pub(crate) fn entry(self, ae_title: String) -> PeerEntry {
+        PeerEntry {
+            ae_title,
+            host: None,
+            port: None,
+            rights: self.rights,
+            source: PeerSource::Learned,
+            first_seen_unix: Some(self.first_seen_unix),
+            last_seen_unix: Some(self.last_seen_unix),
+            last_address: Some(self.last_address),
+        }
+    }
+}
+
+/// An association refused because its calling AE was not known (or came from the wrong host).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedAe {
+    pub ae_title: String,
+    pub address: String,
+    pub first_unix: i64,
+    pub last_unix: i64,
+    pub count: u64,
+}
+
+/// The access mode now, for the status page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessState {
+    /// As configured.
+    pub configured: AccessMode,
+    /// What applies now (`Learning` turns into `Closed` when its period is over).
+    pub effective: AccessMode,
+    /// When the learning period ends (or ended) by itself.
+    pub learning_deadline_unix: Option<i64>,
+    /// When an admin closed it, or when it was found over.
+    pub learning_closed_unix: Option<i64>,
+}
+
+/// Everything the authenticated status page shows about DICOM access (never part of the
+/// public `/status.json`: it names AEs and addresses).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessReport {
+    pub state: AccessState,
+    pub peers: Vec<PeerEntry>,
+    /// Newest first.
+    pub refused: Vec<RefusedAe>,
+}
+
+/// The settings the registry is started with.
+#[derive(Clone, Debug, Default)]
+pub struct AccessSettings {
+    pub mode: AccessMode,
+    /// How long learning lasts after the first start of this data folder.
+    pub learning_period_s: u64,
+    /// Peers from the settings file and the command line.
+    pub fixed: Vec<PeerEntry>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("{0} is a peer from the settings or the command line; change it there")]
+    Fixed(String),
+    #[error("no learned peer {0}")]
+    Unknown(String),
+    #[error("AE title {0:?} must be 1-16 printable ASCII characters without backslash")]
+    BadTitle(String),
+    #[error(transparent)]
+    Index(#[from] crate::IndexError),
+}
+
+/// Whether `ae` can be an AE title (PS3.5 AE: 16 characters, no backslash or control).
+pub fn valid_ae_title(ae: &str) -> bool {
+    let t = ae.trim();
+    !t.is_empty() && t.len() <= 16 && t.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\')
+}
+
+impl Index {
+    pub(crate) fn learned_peers(&self) -> Result<Vec<(String, LearnedPeer)>> {
+        let txn = self.db().begin_read()?;
+        let t = txn.open_table(LEARNED_PEERS)?;
+        let mut out = Vec::new();
+        for r in t.iter()? {
+            let (k, v) = r?;
+            out.push((k.value().to_owned(), dec(v.value())?));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn learned_peer(&self, ae: &str) -> Result<Option<LearnedPeer>> {
+        let txn = self.db().begin_read()?;
+        let t = txn.open_table(LEARNED_PEERS)?;
+        Ok(match t.get(ae)? {
+            Some(v) => Some(dec(v.value())?),
+            None => None,
+        })
+    }
+
+    pub(crate) fn put_learned_peer(&self, ae: &str, p: &LearnedPeer) -> Result<()> {
+        let txn = self.begin_write()?;
+        txn.open_table(LEARNED_PEERS)?
+            .insert(ae, enc(p)?.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub(crate) fn delete_learned_peer(&self, ae: &str) -> Result<bool> {
+        let txn = self.begin_write()?;
+        let existed = txn.open_table(LEARNED_PEERS)?.remove(ae)?.is_some();
+        txn.commit()?;
+        Ok(existed)
+    }
+
+    fn access_value(&self, key: &str) -> Result<Option<i64>> {
+        let txn = self.db().begin_read()?;
+        let t = txn.open_table(ACCESS)?;
+        Ok(t.get(key)?.map(|v| v.value()))
+    }
+
+    /// Sets `key` unless it is set; returns the value it has.
+    fn access_value_once(&self, key: &str, value: i64) -> Result<i64> {
+        let txn = self.begin_write()?;
+        let v = {
+            let mut t = txn.open_table(ACCESS)?;
+            let existing = t.get(key)?.map(|v| v.value());
+            match existing {
+                Some(v) => v,
+                None => {
+                    t.insert(key, value)?;
+                    value
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(v)
+    }
+}
+
+/// The peer table and access state; one per archive (see `Archive::peers`).
+pub struct PeerRegistry {
+    settings: AccessSettings,
+    /// The learning period's start, read (or set, on the first start) at `configure`.
+    learning_started: Mutex<Option<i64>>,
+    refused: Mutex<VecDeque<RefusedAe>>,
+}
+
+impl Default for PeerRegistry {
+    fn default() -> Self {
+        PeerRegistry {
+            settings: AccessSettings {
+                mode: AccessMode::Learning,
+                learning_period_s: 7 * 86_400,
+                fixed: Vec::new(),
+            },
+            learning_started: Mutex::new(None),
+            refused: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every update leaves the value whole, so a panic elsewhere cannot spoil it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl PeerRegistry {
+    /// The registry for `settings`; the first start of a data folder starts its learning
+    /// period (recorded in the index, so a restart does not restart it).
+    pub(crate) fn configure(
+        index: &Index,
+        settings: AccessSettings,
+        now_unix: i64,
+    ) -> Result<PeerRegistry> {
+        let started = index.access_value_once(LEARNING_STARTED, now_unix)?;
+        Ok(PeerRegistry {
+            settings,
+            learning_started: Mutex::new(Some(started)),
+            refused: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    pub(crate) fn fixed(&self, ae: &str) -> Option<&PeerEntry> {
+        self.settings.fixed.iter().find(|p| p.ae_title == ae)
+    }
+
+    pub(crate) fn state(&self, index: &Index, now_unix: i64) -> Result<AccessState> {
+        let configured = self.settings.mode;
+        let deadline = lock(&self.learning_started)
+            .map(|s| s.saturating_add(self.settings.learning_period_s as i64));
+        let closed = index.access_value(LEARNING_CLOSED)?;
+        let over = closed.is_some() || deadline.is_some_and(|d| now_unix >= d);
+        let effective = match configured {
+            AccessMode::Learning if over => AccessMode::Closed,
+            m => m,
+        };
+        Ok(AccessState {
+            configured,
+            effective,
+            learning_deadline_unix: deadline,
+            learning_closed_unix: closed,
+        })
+    }
+
+    pub(crate) fn close_learning(&self, index: &Index, now_unix: i64) -> Result<i64> {
+        index.access_value_once(LEARNING_CLOSED, now_unix)
+    }
+
+    pub(crate) fn record_refused(&self, ae: &str, address: &str, now_unix: i64) {
+        // Titles and addresses come from the network: capped before they are kept.
+        let ae: String = ae.chars().take(16).collect();
+        let address: String = address.chars().take(64).collect();
+        let mut list = lock(&self.refused);
+        if let Some(pos) = list
+            .iter()
+            .position(|r| r.ae_title == ae && r.address == address)
+            && let Some(mut r) = list.remove(pos)
+        {
+            r.last_unix = now_unix;
+            r.count = r.count.saturating_add(1);
+            list.push_back(r);
+            return;
+        }
+        if list.len() >= MAX_REFUSED {
+            list.pop_front();
+        }
+        list.push_back(RefusedAe {
+            ae_title: ae,
+            address,
+            first_unix: now_unix,
+            last_unix: now_unix,
+            count: 1,
+        });
+    }
+
+    pub(crate) fn refused(&self) -> Vec<RefusedAe> {
+        lock(&self.refused).iter().rev().cloned().collect()
+    }
+
+    pub(crate) fn forget_refused(&self, ae: &str) {
+        lock(&self.refused).retain(|r| r.ae_title != ae);
+    }
+
+    pub(crate) fn list(&self, index: &Index) -> Result<Vec<PeerEntry>> {
+        let mut out = self.settings.fixed.clone();
+        for (ae, p) in index.learned_peers()? {
+            if self.fixed(&ae).is_some() {
+                continue;
+            }
+            out.push(p.entry(ae));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rights_parse_and_print() {
+        assert_eq!(PeerRights::parse("all").unwrap(), PeerRights::ALL);
+        assert_eq!(PeerRights::parse("Store").unwrap(), PeerRights::STORE);
+        let r = PeerRights::parse("query, retrieve,move").unwrap();
+        assert_eq!(r.to_string(), "query,retrieve,move");
+        assert_eq!(PeerRights::parse("none").unwrap().to_string(), "none");
+        let err = PeerRights::parse("store,delete").unwrap_err();
+        assert!(err.contains("delete"), "{err}");
+        assert!(PeerRights::parse("").is_err());
+    }
+
+    #[test]
+    fn learning_started_once_and_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let settings = AccessSettings {
+            mode: AccessMode::Learning,
+            learning_period_s: 100,
+            fixed: Vec::new(),
+        };
+        {
+            let index = Index::open(&path).unwrap();
+            let reg = PeerRegistry::configure(&index, settings.clone(), 1000).unwrap();
+            let st = reg.state(&index, 1050).unwrap();
+            assert_eq!(st.effective, AccessMode::Learning);
+            assert_eq!(st.learning_deadline_unix, Some(1100));
+            assert_eq!(
+                reg.state(&index, 1100).unwrap().effective,
+                AccessMode::Closed
+            );
+        }
+        let index = Index::open(&path).unwrap();
+        // A restart later keeps the first start's deadline.
+        let reg = PeerRegistry::configure(&index, settings, 5000).unwrap();
+        assert_eq!(
+            reg.state(&index, 1010).unwrap().learning_deadline_unix,
+            Some(1100)
+        );
+        assert_eq!(reg.close_learning(&index, 1020).unwrap(), 1020);
+        assert_eq!(reg.close_learning(&index, 1030).unwrap(), 1020);
+        assert_eq!(
+            reg.state(&index, 1030).unwrap().effective,
+            AccessMode::Closed
+        );
+    }
+
+    #[test]
+    fn refused_list_is_bounded_and_merges_repeats() {
+        let reg = PeerRegistry::default();
+        for i in 0..(MAX_REFUSED + 5) {
+            reg.record_refused(&format!("AE{i}"), "10.0.0.1", i as i64);
+        }
+        reg.record_refused("AE10", "10.0.0.1", 999);
+        let list = reg.refused();
+        assert_eq!(list.len(), MAX_REFUSED);
+        assert_eq!(list[0].ae_title, "AE10");
+        assert_eq!(list[0].count, 2);
+        assert!(!list.iter().any(|r| r.ae_title == "AE0"));
+        reg.record_refused(&"X".repeat(100), "h", 1);
+        assert_eq!(reg.refused()[0].ae_title.len(), 16);
+    }
+}
