@@ -238,3 +238,33 @@ def test_bad_peer_flag_is_a_clear_error(pacsbox_bin, tmp_path):
     assert "port \"99999\" is not 1-65535" in r.stderr, r.describe()
     r = h.run_pacsbox(pacsbox_bin, "serve", "--data", str(tmp_path / "d"), "--peer", "WS1:delete")
     assert r.returncode != 0 and "unknown right" in r.stderr, r.describe()
+
+
+def test_a_refused_ae_is_shown_to_the_admin_and_allowed_with_one_click(server):
+    """After learning, an unknown modality is refused; the admin sees it on /admin/peers with
+    its address and lets it store with one click (recorded in the audit trail)."""
+    import re
+
+    from test_web import Browser
+
+    srv = server(peers=[PROBE], access="closed")
+    assert _rejection(srv, "NEWCT") == (1, 1, 3)
+    b = Browser(srv.http_port)
+    b.first_login(srv.data)
+    code, _, page = b.get("/admin/peers")
+    assert code == 200
+    row = re.search(rb'<tr><td>NEWCT</td><td>127\.0\.0\.1</td>.*?</tr>', page, re.S)
+    assert row, page.decode(errors="replace")
+    assert b'value="allow"' in row.group(0) and b'name="rights" value="store"' in row.group(0)
+    code, _, page = b.post("/admin/peers", {"csrf": b.csrf(page), "action": "allow", "ae": "NEWCT", "rights": "store"})
+    assert code == 200 and b"NEWCT may now: store" in page
+    assert _store_one(srv, "NEWCT") == 0x0000
+    assoc = _associate(srv, "NEWCT")
+    try:
+        assert assoc.is_established
+        assert set(_rejected_qr(assoc).values()) == {USER_REJECTION}, "store only, no query"
+    finally:
+        assoc.release()
+    srv.stop()
+    r = srv.cli("audit", "export", "--data", str(srv.data), "--action", "peer.allow")
+    assert "NEWCT store" in r.stdout, r.describe()

@@ -61,3 +61,50 @@ def test_web_access_is_recorded_and_verify_names_an_edited_or_removed_record(ser
     r = srv.cli("audit", "verify", "--data", str(srv.data))
     assert r.returncode == 1, r.describe()
     assert f"records {seq}..{seq} are missing" in r.stdout, r.stdout
+
+
+def test_dicom_stores_queries_and_retrievals_are_recorded_per_study(server, tmp_path):
+    import subprocess
+
+    srv = server()
+    study = "1.2.826.0.1.3680043.8.498.77001"
+    files = []
+    for i in range(2):
+        ds = h.fresh_ct(study=study, patient="AUDIT^PATIENT")
+        p = tmp_path / f"ct{i}.dcm"
+        ds.save_as(p, enforce_file_format=True)
+        files.append(p)
+    r = h.storescu(srv.dicom_port, files, called=srv.ae, calling="AUDITCT")
+    assert r.returncode == 0, r.stderr
+    r, found = h.findscu(srv.dicom_port, srv.ae, ["QueryRetrieveLevel=STUDY", "PatientName=AUDIT*", "StudyInstanceUID"],
+                         tmp_path / "find")
+    assert r.returncode == 0 and len(found) == 1, r.stderr
+    common = ["-aec", srv.ae, "-to", "10", "-ta", "10", "-td", "30", "-S",
+              "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"]
+    (tmp_path / "get").mkdir()
+    g = subprocess.run([h.GETSCU, "-aet", "GETSCU", *common, "-od", str(tmp_path / "get"), "127.0.0.1",
+                        str(srv.dicom_port)], capture_output=True, text=True, env=h.DCMTK_ENV, timeout=60)
+    assert g.returncode == 0 and len(list((tmp_path / "get").iterdir())) == 2, g.stdout + g.stderr
+    subprocess.run([h.MOVESCU, "-aet", "MOVESCU", "-aem", "NOWHERE", *common, "127.0.0.1", str(srv.dicom_port)],
+                   capture_output=True, text=True, env=h.DCMTK_ENV, timeout=60)
+    srv.stop()
+
+    recs = _records(srv.data)
+    by = {(r["action"], r["actor"]): r for r in recs}
+    assoc = by[("dicom.association", "AUDITCT")]
+    assert assoc["outcome"] == "ok" and assoc["client"] == "127.0.0.1", assoc
+    store = by[("dicom.store", "AUDITCT")]
+    assert (store["study"], store["detail"]) == (study, "2 instance(s)"), store
+    assert "AUDIT^PATIENT" in store["patient"], store
+    find = by[("dicom.find", "FINDSCU")]
+    assert "AUDIT*" in find["detail"] and find["detail"].endswith("-> 1 match(es)"), find
+    get = by[("dicom.get", "GETSCU")]
+    assert (get["study"], get["outcome"]) == (study, "ok") and get["detail"].startswith("2 instance(s)"), get
+    move = by[("dicom.move", "MOVESCU")]
+    assert move["outcome"].startswith("refused: move destination unknown") and "NOWHERE" in move["detail"], move
+    r = srv.cli("audit", "export", "--data", str(srv.data), "--patient", "audit")
+    assert r.returncode == 0
+    actions = {row.split(",")[4] for row in r.stdout.splitlines()[1:]}
+    assert {"dicom.store", "dicom.find", "dicom.get"} <= actions, r.stdout
+    r = srv.cli("audit", "verify", "--data", str(srv.data))
+    assert r.returncode == 0, r.describe()

@@ -13,6 +13,8 @@ use crate::{Result, day_of, io_err};
 pub struct Filter {
     /// The web user or calling AE title.
     pub actor: String,
+    /// Matched against the patient, the study and the detail (so a search for the patient,
+    /// by name or ID, is found too).
     pub patient: String,
     pub action: String,
     /// `YYYY-MM-DD` (UTC), inclusive.
@@ -28,7 +30,9 @@ impl Filter {
     fn matches(&self, r: &Record) -> bool {
         let day = day_of(r.unix);
         has(&r.actor, &self.actor)
-            && (has(&r.patient, &self.patient) || has(&r.study, &self.patient))
+            && (has(&r.patient, &self.patient)
+                || has(&r.study, &self.patient)
+                || has(&r.detail, &self.patient))
             && has(&r.action, &self.action)
             && (self.from.is_empty() || day.as_str() >= self.from.as_str())
             && (self.to.is_empty() || day.as_str() <= self.to.as_str())

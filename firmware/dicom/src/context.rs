@@ -78,4 +78,8 @@ pub struct ServiceContext<'a> {
     pub archive: &'a Archive,
     pub status: &'a ScpStatus,
     pub config: &'a ScpConfig,
+    /// Where queries and retrievals are recorded.
+    pub audit: &'a pacsbox_audit::Audit,
+    /// This association's stores, recorded per study when it ends.
+    pub log: &'a crate::audit::AssociationLog,
 }

@@ -43,6 +43,14 @@ pub async fn serve(
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(calling_ae = assoc.calling_ae, error = %e, "C-FIND refused");
+            crate::audit::find(
+                service.audit,
+                &assoc.calling_ae,
+                &assoc.peer_address,
+                String::new(),
+                0,
+                &format!("failed: {e}"),
+            );
             return respond(assoc, ctx, req, Status::DATASET_MISMATCH, &e.to_string()).await;
         }
     };
@@ -113,6 +121,19 @@ pub async fn serve(
         .await
         .map_err(|e| AssocError::Malformed(format!("query task failed: {e}")))?;
     tracing::info!(calling_ae = assoc.calling_ae, level = ?find.query.level, matches, cancelled, "C-FIND");
+    let outcome_text = match (&outcome, cancelled) {
+        (_, true) => "cancelled".to_owned(),
+        (Ok(()), false) => "ok".to_owned(),
+        (Err(e), false) => format!("failed: {e}"),
+    };
+    crate::audit::find(
+        service.audit,
+        &assoc.calling_ae,
+        &assoc.peer_address,
+        format!("{:?} {:?}", find.query.level, find.query.filters),
+        matches,
+        &outcome_text,
+    );
     if cancelled {
         return respond(assoc, ctx, req, Status::CANCEL, "").await;
     }

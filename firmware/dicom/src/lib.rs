@@ -8,6 +8,7 @@
 
 pub mod access;
 mod association;
+pub mod audit;
 pub mod context;
 pub mod dimse;
 mod echo;

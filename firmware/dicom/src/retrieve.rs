@@ -126,6 +126,15 @@ impl Tally {
             .extend(set.iter().skip(attempted).map(|(sop, _)| sop.clone()));
     }
 
+    /// The audit trail's outcome: `ok`, or how many failed / that it was cancelled.
+    fn outcome(&self, cancelled: bool) -> String {
+        match (cancelled, self.failed) {
+            (true, _) => format!("cancelled after {} sent", self.completed),
+            (false, 0) => "ok".to_owned(),
+            (false, n) => format!("failed: {n} of {} not sent", n + self.completed),
+        }
+    }
+
     fn final_status(&self, cancelled: bool) -> Status {
         if cancelled {
             Status::CANCEL
@@ -547,6 +556,11 @@ pub async fn serve_move(
                 why,
                 "C-MOVE destination refused"
             );
+            service.audit.record(
+                pacsbox_audit::Event::new("dicom.move", &assoc.calling_ae, &assoc.peer_address)
+                    .outcome(format!("refused: {why}"))
+                    .detail(format!("to {}", dest.trim())),
+            );
             return respond(assoc, ctx, req, Status::MOVE_DESTINATION_UNKNOWN, why).await;
         }
     };
@@ -589,6 +603,15 @@ pub async fn serve_move(
             tracing::warn!(destination = peer.ae_title, error = %e, "C-MOVE destination unreachable");
             tally.fail_remaining(&set);
             let comment = format!("cannot associate with {}: {e}", peer.ae_title);
+            crate::audit::retrieve(
+                service.audit,
+                "dicom.move",
+                &assoc.calling_ae,
+                &assoc.peer_address,
+                &set,
+                &format!("to {}", peer.ae_title),
+                &format!("failed: {comment}"),
+            );
             return final_response(
                 assoc,
                 ctx,
@@ -672,6 +695,15 @@ pub async fn serve_move(
         cancelled,
         "C-MOVE"
     );
+    crate::audit::retrieve(
+        service.audit,
+        "dicom.move",
+        &assoc.calling_ae,
+        &assoc.peer_address,
+        &set,
+        &format!("to {}", peer.ae_title),
+        &tally.outcome(cancelled),
+    );
     final_response(assoc, ctx, req, tally.final_status(cancelled), "", &tally).await
 }
 
@@ -735,6 +767,15 @@ pub async fn serve_get(
         failed = tally.failed,
         cancelled,
         "C-GET"
+    );
+    crate::audit::retrieve(
+        service.audit,
+        "dicom.get",
+        &calling_ae,
+        &assoc.peer_address,
+        &set,
+        "to the requestor",
+        &tally.outcome(cancelled),
     );
     final_response(assoc, ctx, req, tally.final_status(cancelled), "", &tally).await
 }

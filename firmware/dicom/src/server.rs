@@ -35,6 +35,7 @@ pub struct DicomServer {
     archive: Archive,
     config: Arc<ScpConfig>,
     status: Arc<ScpStatus>,
+    audit: pacsbox_audit::Audit,
 }
 
 impl DicomServer {
@@ -43,7 +44,14 @@ impl DicomServer {
             archive,
             config: Arc::new(config),
             status: Arc::new(ScpStatus::default()),
+            audit: pacsbox_audit::Audit::disabled(),
         }
+    }
+
+    /// Records associations, stores, queries and retrievals in `audit`.
+    pub fn with_audit(mut self, audit: pacsbox_audit::Audit) -> DicomServer {
+        self.audit = audit;
+        self
     }
 
     pub fn status(&self) -> Arc<ScpStatus> {
@@ -68,6 +76,7 @@ impl DicomServer {
             archive: self.archive.clone(),
             status: self.status.clone(),
             config: self.config.clone(),
+            audit: self.audit.clone(),
         });
         let mut tasks = tokio::task::JoinSet::new();
         let mut dropped = 0u64;
@@ -124,6 +133,7 @@ struct Connections {
     archive: Archive,
     status: Arc<ScpStatus>,
     config: Arc<ScpConfig>,
+    audit: pacsbox_audit::Audit,
 }
 
 /// Connections without an association, oldest first (ids grow with time).
@@ -193,6 +203,13 @@ async fn connection(
         conn.status
             .associations_rejected
             .fetch_add(1, Ordering::Relaxed);
+        crate::audit::association(
+            &conn.audit,
+            rq.calling_ae_title.trim(),
+            &peer.ip().to_string(),
+            "refused: too many associations",
+            String::new(),
+        );
         // Still pending meanwhile: rejections are bounded with the silent connections.
         crate::association::reject_over_limit(socket, &rq).await;
         return;
@@ -219,12 +236,17 @@ async fn handle(
     conn: &Connections,
     shutdown: watch::Receiver<bool>,
 ) {
+    let log = crate::audit::AssociationLog::default();
     let service = ServiceContext {
         archive: &conn.archive,
         status: &conn.status,
         config: &conn.config,
+        audit: &conn.audit,
+        log: &log,
     };
     let calling = rq.calling_ae_title.trim().to_owned();
+    let called = rq.called_ae_title.trim().to_owned();
+    let client = peer.ip().to_string();
     let (decision, learned) = access_decision(&conn.archive, &calling, peer.ip()).await;
     if learned {
         let (archive, ae, address) = (conn.archive.clone(), calling.clone(), peer.ip().to_string());
@@ -239,6 +261,13 @@ async fn handle(
         Decision::Accept(g) => Some(g),
         Decision::Reject => {
             tracing::warn!(%peer, calling_ae = calling, "association rejected: calling AE not a known peer");
+            crate::audit::association(
+                &conn.audit,
+                &calling,
+                &client,
+                "refused: calling AE not a known peer",
+                format!("called {called}"),
+            );
             conn.archive
                 .record_refused(&calling, &peer.ip().to_string());
             conn.status
@@ -247,22 +276,53 @@ async fn handle(
             None
         }
     };
+    let accepting = grant.is_some();
     let assoc = match Association::accept(socket, rq, &conn.policy, grant).await {
         Ok(Some(a)) => a,
-        Ok(None) => return,
+        Ok(None) => {
+            if accepting {
+                crate::audit::association(
+                    &conn.audit,
+                    &calling,
+                    &client,
+                    "refused: A-ASSOCIATE-RJ (called AE title or no acceptable context)",
+                    format!("called {called}"),
+                );
+            }
+            return;
+        }
         Err(e) => {
             tracing::warn!(%peer, error = %e, "association not established");
+            crate::audit::association(
+                &conn.audit,
+                &calling,
+                &client,
+                &format!("failed: {e}"),
+                format!("called {called}"),
+            );
             return;
         }
     };
     let mut assoc = assoc;
     assoc.peer_address = peer.ip().to_string();
     tracing::info!(%peer, calling_ae = assoc.calling_ae, contexts = assoc.contexts.len(), rights = %assoc.grant.rights, "association accepted");
+    crate::audit::association(
+        &conn.audit,
+        &calling,
+        &client,
+        "ok",
+        format!(
+            "called {called}; {} context(s); rights {}",
+            assoc.contexts.len(),
+            assoc.grant.rights
+        ),
+    );
     let calling_ae = assoc.calling_ae.clone();
     match run(assoc, service, shutdown).await {
         Ok(()) => tracing::info!(%peer, calling_ae, "association released"),
         Err(e) => tracing::warn!(%peer, calling_ae, error = %e, "association ended"),
     }
+    crate::audit::stores(&conn.audit, &conn.archive, &calling, &client, log).await;
 }
 
 /// The access decision for `calling` associating from `from` (see `crate::access`), and

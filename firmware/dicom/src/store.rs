@@ -176,6 +176,7 @@ impl Reception {
         match result {
             Ok(outcome) => {
                 status.instances_stored.fetch_add(1, Ordering::Relaxed);
+                service.log.stored(&sop);
                 if outcome != StoreOutcome::Stored {
                     tracing::info!(sop_instance_uid = sop, ?outcome, "duplicate instance");
                 }
@@ -183,6 +184,7 @@ impl Reception {
             }
             Err(e) => {
                 status.stores_failed.fetch_add(1, Ordering::Relaxed);
+                service.log.failed();
                 tracing::warn!(sop_instance_uid = sop, error = %e, "C-STORE failed");
                 let st = status_of(&e);
                 (req, st, e.to_string())

@@ -50,7 +50,7 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let scp = DicomServer::new(archive.clone(), c.scp_config());
+    let scp = DicomServer::new(archive.clone(), c.scp_config()).with_audit(audit.clone());
     let https = if c.https_port == 0 {
         None
     } else {

@@ -30,6 +30,8 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/users"),
     ("GET", "/admin/conflicts"),
     ("GET", "/admin/audit"),
+    ("GET", "/admin/peers"),
+    ("POST", "/admin/peers"),
     ("POST", "/admin/conflicts"),
     ("GET", "/status"),
     ("GET", "/search"),
@@ -148,6 +150,14 @@ fn answer(
         (true, ["admin", "conflicts"]) => {
             admin(&session)?;
             crate::conflicts::post(web, &session, req)
+        }
+        (false, ["admin", "peers"]) => {
+            admin(&session)?;
+            pages::peers_page(web, &session, "", "")
+        }
+        (true, ["admin", "peers"]) => {
+            admin(&session)?;
+            pages::peers_post(web, &session, req)
         }
         (false, ["admin", "audit"]) => {
             admin(&session)?;

@@ -1553,3 +1553,62 @@ fn logins_searches_views_downloads_and_changes_are_in_the_audit_trail() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert!(report.records >= 9);
 }
+
+#[test]
+fn admins_allow_change_and_remove_dicom_peers_and_close_learning() {
+    let s = start();
+    let admin = admin_session(&s);
+    let page = get(s.port, "/admin/peers", &admin);
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("Learning until"), "{}", page.text());
+    let csrf = page.csrf();
+    let act = |form: &[(&str, &str)]| {
+        let mut f = vec![("csrf", csrf.as_str())];
+        f.extend_from_slice(form);
+        post(s.port, "/admin/peers", &admin, &f)
+    };
+    let r = act(&[("action", "allow"), ("ae", "CT1"), ("rights", "store")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("CT1 may now: store"), "{}", r.text());
+    let r = act(&[
+        ("action", "allow"),
+        ("ae", "CT1"),
+        ("rights", "store,query"),
+    ]);
+    assert!(
+        r.text().contains("CT1 may now: store,query"),
+        "{}",
+        r.text()
+    );
+    let rec = s.archive.peer("CT1").unwrap().unwrap();
+    assert!(rec.rights.store && rec.rights.query && !rec.rights.retrieve);
+    let r = act(&[("action", "allow"), ("ae", "CT1"), ("rights", "fly")]);
+    assert_eq!(r.status, 400);
+    let r = act(&[("action", "allow"), ("ae", "BAD\\AE"), ("rights", "store")]);
+    assert_eq!(r.status, 400);
+    let r = act(&[("action", "remove"), ("ae", "CT1")]);
+    assert!(r.text().contains("CT1 removed"), "{}", r.text());
+    assert!(s.archive.peer("CT1").unwrap().is_none());
+    let r = act(&[("action", "close-learning")]);
+    assert!(r.text().contains("Learning closed"), "{}", r.text());
+    assert!(
+        get(s.port, "/admin/peers", &admin)
+            .text()
+            .contains("Closed: only the peers")
+    );
+    // Each change is in the audit trail.
+    let recs = audit_records(
+        &s,
+        &pacsbox_audit::Filter {
+            action: "peer.".into(),
+            ..Default::default()
+        },
+        6,
+    );
+    assert!(
+        recs.iter().any(|r| r.action == "peer.allow"
+            && r.detail == "CT1 store,query"
+            && r.outcome == "ok")
+    );
+    assert!(recs.iter().any(|r| r.action == "peer.close-learning"));
+}

@@ -7,6 +7,7 @@ mod assets;
 mod audit;
 mod instance;
 mod login;
+mod peers;
 mod search;
 mod status;
 mod study;
@@ -24,6 +25,7 @@ pub use assets::asset;
 pub use audit::audit_page;
 pub use instance::{header_page, instance_file};
 pub use login::{login_form, login_post};
+pub use peers::{peers_page, peers_post};
 pub use search::search_page;
 pub use status::{status_json, status_page, status_txt};
 pub use study::{series_json, study_page, study_zip};
@@ -46,4 +48,13 @@ fn nav(s: &Session) -> Option<Nav> {
 
 fn page(t: &impl Template) -> Result<Reply, HttpError> {
     Ok(Reply::html(t.render()?))
+}
+
+/// A form page shown again after a post: 400 when it carries an error.
+fn form_page(t: &impl Template, error: &str) -> Result<Reply, HttpError> {
+    let mut r = page(t)?;
+    if !error.is_empty() {
+        r.status = 400;
+    }
+    Ok(r)
 }

@@ -4,7 +4,7 @@
 use askama::Template;
 use pacsbox_archive::accounts::{Group, UserRecord};
 
-use super::{Nav, nav, page};
+use super::{Nav, form_page, nav};
 use crate::Web;
 use crate::auth::{self, Session};
 use crate::reply::{HttpError, Reply, Req};
@@ -39,19 +39,18 @@ pub fn users_page(web: &Web, s: &Session, error: &str, message: &str) -> Result<
             (x.id, x.user, x.client, since)
         })
         .collect();
-    let mut r = page(&UsersPage {
-        nav: nav(s),
-        nav_user: &s.user,
-        csrf: &s.csrf,
-        users,
-        sessions,
+    form_page(
+        &UsersPage {
+            nav: nav(s),
+            nav_user: &s.user,
+            csrf: &s.csrf,
+            users,
+            sessions,
+            error,
+            message,
+        },
         error,
-        message,
-    })?;
-    if !error.is_empty() {
-        r.status = 400;
-    }
-    Ok(r)
+    )
 }
 
 pub fn users_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError> {

@@ -1,0 +1,151 @@
+//! The admins' DICOM peers page: the access mode (and closing the learning period), the AEs
+//! that were refused with one click to allow them, and the peer table with the rights of the
+//! learned peers to change or remove. Fixed peers (settings file, `--peer`) are shown only:
+//! they are changed where they were given.
+
+use askama::Template;
+use pacsbox_archive::peers::{AccessMode, PeerError, PeerRights, PeerSource};
+
+use super::{Nav, form_page, nav};
+use crate::Web;
+use crate::auth::Session;
+use crate::reply::{HttpError, Reply, Req};
+
+struct PeerRow {
+    ae: String,
+    host: String,
+    rights: String,
+    source: &'static str,
+    learned: bool,
+    first_seen: String,
+    last_seen: String,
+    last_address: String,
+}
+
+struct RefusedRow {
+    ae: String,
+    address: String,
+    last: String,
+    count: u64,
+}
+
+#[derive(Template)]
+#[template(path = "peers.html")]
+struct PeersPage<'a> {
+    nav: Option<Nav>,
+    csrf: &'a str,
+    mode: &'static str,
+    configured: &'static str,
+    learning_until: String,
+    learning: bool,
+    peers: Vec<PeerRow>,
+    refused: Vec<RefusedRow>,
+    error: &'a str,
+    message: &'a str,
+}
+
+fn mode_name(m: AccessMode) -> &'static str {
+    match m {
+        AccessMode::Learning => "learning",
+        AccessMode::Closed => "closed",
+        AccessMode::Open => "open",
+    }
+}
+
+fn when(unix: Option<i64>) -> String {
+    unix.map(crate::conflicts::utc).unwrap_or_default()
+}
+
+pub fn peers_page(web: &Web, s: &Session, error: &str, message: &str) -> Result<Reply, HttpError> {
+    let report = web.archive.access_report()?;
+    let peers = report
+        .peers
+        .into_iter()
+        .map(|p| PeerRow {
+            host: match (&p.host, p.port) {
+                (Some(h), Some(port)) => format!("{h}:{port}"),
+                (Some(h), None) => h.clone(),
+                (None, _) => String::new(),
+            },
+            rights: p.rights.to_string(),
+            source: match p.source {
+                PeerSource::Config => "settings file",
+                PeerSource::Cli => "command line",
+                PeerSource::Learned => "learned",
+            },
+            learned: p.source == PeerSource::Learned,
+            first_seen: when(p.first_seen_unix),
+            last_seen: when(p.last_seen_unix),
+            last_address: p.last_address.unwrap_or_default(),
+            ae: p.ae_title,
+        })
+        .collect();
+    let refused = report
+        .refused
+        .into_iter()
+        .map(|r| RefusedRow {
+            last: crate::conflicts::utc(r.last_unix),
+            ae: r.ae_title,
+            address: r.address,
+            count: r.count,
+        })
+        .collect();
+    form_page(
+        &PeersPage {
+            nav: nav(s),
+            csrf: &s.csrf,
+            mode: mode_name(report.state.effective),
+            configured: mode_name(report.state.configured),
+            learning_until: when(report.state.learning_deadline_unix),
+            learning: report.state.effective == AccessMode::Learning,
+            peers,
+            refused,
+            error,
+            message,
+        },
+        error,
+    )
+}
+
+pub fn peers_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError> {
+    let ae = req.field("ae").trim();
+    let outcome = match req.field("action") {
+        "allow" => match PeerRights::parse(req.field("rights")) {
+            Err(e) => Err(e),
+            Ok(rights) => web
+                .archive
+                .allow_peer(ae, rights)
+                .map(|()| format!("{ae} may now: {rights}."))
+                .map_err(peer_error),
+        },
+        "remove" => web
+            .archive
+            .remove_peer(ae)
+            .map(|()| format!("{ae} removed; it is unknown again."))
+            .map_err(peer_error),
+        "close-learning" => {
+            web.archive.close_learning()?;
+            Ok("Learning closed: unknown AEs are refused from now on.".to_owned())
+        }
+        _ => return Err(HttpError::BadRequest("unknown action".into())),
+    };
+    match outcome {
+        Ok(message) => {
+            tracing::info!(
+                admin = s.user,
+                ae,
+                action = req.field("action"),
+                "DICOM peers changed"
+            );
+            peers_page(web, s, "", &message)
+        }
+        Err(e) => peers_page(web, s, &e, ""),
+    }
+}
+
+fn peer_error(e: PeerError) -> String {
+    if let PeerError::Index(i) = &e {
+        tracing::error!(error = %i, "changing DICOM peers");
+    }
+    e.to_string()
+}
