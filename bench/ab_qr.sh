@@ -16,7 +16,7 @@ DEST_PORT=$DEST_PORT "$HERE/peers.sh" qr-config >"$W/peers.toml"
 
 serve() {  # bin data dicom_port http_port log -> pid on stdout
   "$1" serve --data "$2" --config "$W/peers.toml" --ae PACSBOX --bind 127.0.0.1 \
-    --dicom-port "$3" --http-port "$4" --https-port 0 >>"$5" 2>&1 &
+    --dicom-port "$3" --http-port "$4" --https-port 0 --dicom-tls-port 0 >>"$5" 2>&1 &
   local pid=$! k
   for ((k = 0; k < 300; k++)); do
     /usr/bin/echoscu -aet AB -aec PACSBOX 127.0.0.1 "$3" >/dev/null 2>&1 && { echo "$pid"; return; }

@@ -31,7 +31,7 @@ for N in "$@"; do
   fi
   "$BIN/examples/index_scale" open "$D"
   # The query clients are peers with the query right (a reused folder's learning period may be over).
-  "$BIN/pacsbox" serve --data "$D" --bind 127.0.0.1 --dicom-port "$PORT" --http-port $((PORT + 1)) --https-port 0 --reserve-mb 1 \
+  "$BIN/pacsbox" serve --data "$D" --bind 127.0.0.1 --dicom-port "$PORT" --http-port $((PORT + 1)) --https-port 0 --dicom-tls-port 0 --reserve-mb 1 \
     --peer FINDSCU:query --peer FINDWIRE:query --peer ECHOSCU:none 2>"$D.log" &
   pid=$!
   until /usr/bin/echoscu 127.0.0.1 "$PORT" 2>/dev/null; do sleep 0.2; done

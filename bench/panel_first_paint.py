@@ -31,7 +31,7 @@ def one_run(binary: str, refresh_ms: int) -> tuple[float, float]:
         t0 = time.monotonic()
         p = subprocess.Popen([binary, "serve", "--bind", "127.0.0.1", "--reserve-mb", "1",
                               "--config", str(t / "pacsbox.toml"), "--data", str(t / "data"),
-                              "--dicom-port", str(free_port()), "--http-port", str(http), "--https-port", "0",
+                              "--dicom-port", str(free_port()), "--http-port", str(http), "--https-port", "0", "--dicom-tls-port", "0",
                               "--panel", f"png:{t / 'panel'}"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         panel_ms = status_ms = None

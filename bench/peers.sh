@@ -149,11 +149,11 @@ start() {
     orthanc)  Orthanc "$dir/orthanc.json" >>"$dir/log" 2>&1 & pid=$! ;;
     dcmqrscp) "$DCMTK/dcmqrscp" -c "$dir/dcmqrscp.cfg" --fork "$port" >>"$dir/log" 2>&1 & pid=$! ;;
     pacsbox)  "$PACSBOX_BIN" serve --data "$dir/storage" --ae PACSBOX --bind 127.0.0.1 \
-                --dicom-port "$port" --http-port "$PACSBOX_HTTP" --https-port 0 "${pacsbox_args[@]}" >>"$dir/log" 2>&1 & pid=$! ;;
+                --dicom-port "$port" --http-port "$PACSBOX_HTTP" --https-port 0 --dicom-tls-port 0 "${pacsbox_args[@]}" >>"$dir/log" 2>&1 & pid=$! ;;
     # the same binary compressing on the acknowledgement path (what pacsbox did before
     # compression when idle), to compare both in one run
     pacsbox-ingest)  "$PACSBOX_BIN" serve --data "$dir/storage" --ae PACSBOX --bind 127.0.0.1 \
-                --dicom-port "$port" --http-port "$PACSBOX_HTTP" --https-port 0 --compress ingest "${pacsbox_args[@]}" >>"$dir/log" 2>&1 & pid=$! ;;
+                --dicom-port "$port" --http-port "$PACSBOX_HTTP" --https-port 0 --dicom-tls-port 0 --compress ingest "${pacsbox_args[@]}" >>"$dir/log" 2>&1 & pid=$! ;;
     storescp|dest) "$DCMTK/storescp" --fork -aet "$aet" -od "$dir/storage" "$port" >>"$dir/log" 2>&1 & pid=$! ;;
   esac
   echo "$pid" >"$dir/pid"

@@ -74,7 +74,7 @@ if ((REFILL)) || [[ ! -f $D/filled-400000 ]]; then
   PER_STUDY=4 PER_SERIES=2 "$INDEX_SCALE" fill "$D" 400000 | tail -1
   touch "$D/filled-400000"
 fi
-"$PACSBOX_BIN" serve --data "$D" --ae PACSBOX --http-port $BIG_HTTP --https-port 0 --dicom-port $BIG_DICOM \
+"$PACSBOX_BIN" serve --data "$D" --ae PACSBOX --http-port $BIG_HTTP --https-port 0 --dicom-tls-port 0 --dicom-port $BIG_DICOM \
   --bind 127.0.0.1 >"$OUT/pacsbox-100k.log" 2>&1 &
 big_pid=$!
 until curl -fs -o /dev/null $BIG/status.json; do kill -0 $big_pid; sleep 0.1; done

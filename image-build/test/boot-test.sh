@@ -44,6 +44,7 @@ qemu_prepare
 dport=$((20000 + RANDOM % 20000))
 hport=$((dport + 1))
 sport=$((dport + 3))
+tport=$((dport + 4))
 
 wait_selftest() {
     local t0=$SECONDS
@@ -79,6 +80,7 @@ print(":".join(d[i:i + 2] for i in range(0, 64, 2)))
 PY
 )" || served_fp="none"
 check "the served certificate is the one status.json names" test "$served_fp" = "$(echo "$s" | jq_py 'd["tls_fingerprint"]')"
+check "C-ECHO over DICOM TLS" "$ECHOSCU" +tla -ic -aec PACSBOX 127.0.0.1 "$tport"
 wait_selftest "$work/console-1.log" || true
 check "data volume mounted from the md array" grep -aqE 'PACSBOX-SELFTEST mount: /dev/md' "$work/console-1.log"
 check "no failed units (first boot)" grep -aqE 'PACSBOX-SELFTEST failed-count: 0$' <(tr -d '\r' <"$work/console-1.log")

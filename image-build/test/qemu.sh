@@ -3,8 +3,8 @@
 # Shared by test/boot-test.sh and test/powercut-test.sh (sourced, after lib.sh): boot a
 # -test image's own kernel and initrd under qemu with two data disks and user networking.
 # The caller sets: image, work (a scratch folder), dport/hport (host ports for DICOM/HTTP),
-# and may set sport (host port for HTTPS; default dport + 3) and QEMU_EXTRA (an array of more
-# qemu arguments).
+# and may set sport / tport (host ports for HTTPS / DICOM TLS; default dport + 3 / + 4) and
+# QEMU_EXTRA (an array of more qemu arguments).
 
 # The image's own kernel, initrd and command line, into $work; sets arch and cmdline.
 qemu_prepare() {
@@ -65,7 +65,7 @@ qemu_boot() {
         -drive "file=$work/disk.img,format=raw,if=none,id=d0" -device virtio-blk-pci,drive=d0 \
         -drive "file=$work/raid-a.img,format=raw,if=none,id=d1" -device virtio-blk-pci,drive=d1 \
         -drive "file=$work/raid-b.img,format=raw,if=none,id=d2" -device virtio-blk-pci,drive=d2 \
-        -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$dport-:11112,hostfwd=tcp:127.0.0.1:$hport-:8080,hostfwd=tcp:127.0.0.1:${sport:-$((dport + 3))}-:8443" \
+        -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$dport-:11112,hostfwd=tcp:127.0.0.1:$hport-:8080,hostfwd=tcp:127.0.0.1:${sport:-$((dport + 3))}-:8443,hostfwd=tcp:127.0.0.1:${tport:-$((dport + 4))}-:2762" \
         -device virtio-net-pci,netdev=n0 ${QEMU_EXTRA[@]+"${QEMU_EXTRA[@]}"} </dev/null >"$work/qemu.out" 2>&1 &
     qemu_pid=$!
 }

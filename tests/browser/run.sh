@@ -76,7 +76,7 @@ trap cleanup EXIT
 echo "==> starting $BIN serve (DICOM $DICOM_PORT, HTTP $HTTP_PORT, HTTPS $HTTPS_PORT, data $DATA)"
 # The page is tested as staff use it: over HTTPS with the certificate made at first start.
 NO_COLOR=1 "$BIN" serve --data "$DATA" --ae PACSBOX --dicom-port "$DICOM_PORT" --http-port "$HTTP_PORT" \
-    --https-port "$HTTPS_PORT" --bind 127.0.0.1 --reserve-mb 1 >"$ART/pacsbox.log" 2>&1 &
+    --https-port "$HTTPS_PORT" --dicom-tls-port 0 --bind 127.0.0.1 --reserve-mb 1 >"$ART/pacsbox.log" 2>&1 &
 SERVER_PID=$!
 status_ok() {
     python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \

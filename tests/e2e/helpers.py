@@ -228,8 +228,10 @@ class PacsboxServer:
                 "--ae", self.ae,
                 "--dicom-port", str(self.dicom_port),
                 "--http-port", str(self.http_port),
-                # Plain HTTP serves every page unless a test asks for HTTPS (test_https.py).
+                # Plain HTTP serves every page unless a test asks for HTTPS (test_https.py), and no
+                # DICOM TLS port unless a test asks for one (test_dicom_tls.py).
                 *([] if "--https-port" in self.extra else ["--https-port", "0"]),
+                *([] if "--dicom-tls-port" in self.extra else ["--dicom-tls-port", "0"]),
                 *[a for p in self.peers for a in ("--peer", p)],
                 *self.extra,
             ]

@@ -23,7 +23,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::AbortHandle;
 
 use crate::access::{self, Decision};
-use crate::association::{AcceptorPolicy, AssocError, Association};
+use crate::association::{AcceptorPolicy, AssocError, Association, Connection};
 use crate::context::{ScpConfig, ScpStatus, ServiceContext};
 use crate::dimse::{Command, CommandField, Status, respond};
 use crate::{echo, find, retrieve, store};
@@ -36,6 +36,8 @@ pub struct DicomServer {
     config: Arc<ScpConfig>,
     status: Arc<ScpStatus>,
     audit: pacsbox_audit::Audit,
+    /// The DICOM TLS port (PS3.15 B.1) and its certificate.
+    tls: Option<(TcpListener, Arc<tokio_rustls::rustls::ServerConfig>)>,
 }
 
 impl DicomServer {
@@ -45,7 +47,18 @@ impl DicomServer {
             config: Arc::new(config),
             status: Arc::new(ScpStatus::default()),
             audit: pacsbox_audit::Audit::disabled(),
+            tls: None,
         }
+    }
+
+    /// Also serves DICOM over TLS on `listener` (the same peers, rights and services).
+    pub fn with_tls(
+        mut self,
+        listener: TcpListener,
+        config: Arc<tokio_rustls::rustls::ServerConfig>,
+    ) -> DicomServer {
+        self.tls = Some((listener, config));
+        self
     }
 
     /// Records associations, stores, queries and retrievals in `audit`.
@@ -60,10 +73,14 @@ impl DicomServer {
 
     /// Serves until `shutdown` turns true, then waits for running associations to end.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         mut shutdown: watch::Receiver<bool>,
     ) -> std::io::Result<()> {
+        let (tls_listener, tls) = match self.tls.take() {
+            Some((l, c)) => (Some(l), Some(tokio_rustls::TlsAcceptor::from(c))),
+            None => (None, None),
+        };
         let conn = Arc::new(Connections {
             slots: Arc::new(Semaphore::new(self.config.max_associations)),
             pending: Mutex::new(Pending::default()),
@@ -81,18 +98,21 @@ impl DicomServer {
         let mut tasks = tokio::task::JoinSet::new();
         let mut dropped = 0u64;
         loop {
-            let (socket, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::error!(error = %e, "accepting DICOM connection");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
+            let (accepted, secure) = tokio::select! {
+                r = listener.accept() => (r, false),
+                r = accept_on(tls_listener.as_ref()) => (r, true),
                 _ = shutdown.changed() => break,
             };
+            let (socket, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::error!(error = %e, "accepting DICOM connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let tls = if secure { tls.clone() } else { None };
             if let Err(e) = socket.set_nodelay(true) {
                 tracing::warn!(%peer, error = %e, "cannot set TCP_NODELAY");
             }
@@ -112,7 +132,14 @@ impl DicomServer {
             let id = pending.next_id;
             // Registered under the lock the task takes to leave the set: it cannot leave
             // before it is in.
-            let handle = tasks.spawn(connection(socket, peer, id, conn.clone(), shutdown.clone()));
+            let handle = tasks.spawn(connection(
+                socket,
+                tls,
+                peer,
+                id,
+                conn.clone(),
+                shutdown.clone(),
+            ));
             pending.tasks.insert(id, handle);
         }
         // Connections that never associated are not worth waiting ARTIM for.
@@ -177,16 +204,50 @@ impl Drop for ActiveGuard<'_> {
     }
 }
 
-/// One connection: its A-ASSOCIATE-RQ within ARTIM, then a slot (or A-ASSOCIATE-RJ), then the
-/// association.
+/// The next connection on the TLS listener, or never when there is none.
+async fn accept_on(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One connection: on the TLS port its handshake, then its A-ASSOCIATE-RQ, both within ARTIM;
+/// then a slot (or A-ASSOCIATE-RJ), then the association.
 async fn connection(
-    mut socket: tokio::net::TcpStream,
+    socket: tokio::net::TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     peer: SocketAddr,
     id: u64,
     conn: Arc<Connections>,
     shutdown: watch::Receiver<bool>,
 ) {
     let pending = PendingGuard { conn: &conn, id };
+    let mut socket = match tls {
+        None => Connection::Tcp(socket),
+        Some(acceptor) => {
+            match tokio::time::timeout(conn.config.artim_timeout, acceptor.accept(socket)).await {
+                Ok(Ok(s)) => Connection::Tls(Box::new(s)),
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "DICOM TLS handshake failed");
+                    crate::audit::association(
+                        &conn.audit,
+                        "",
+                        &peer.ip().to_string(),
+                        &format!("refused: TLS handshake failed: {e}"),
+                        String::new(),
+                    );
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "no TLS handshake within ARTIM: closed");
+                    return;
+                }
+            }
+        }
+    };
     let rq = match crate::association::read_request(&mut socket, conn.config.artim_timeout).await {
         Ok(rq) => rq,
         Err(AssocError::Closed) => return,
@@ -230,7 +291,7 @@ async fn connection(
 }
 
 async fn handle(
-    socket: tokio::net::TcpStream,
+    socket: Connection,
     rq: dicom_ul::pdu::AssociationRQ,
     peer: SocketAddr,
     conn: &Connections,

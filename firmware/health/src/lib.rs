@@ -36,6 +36,8 @@ pub struct Identity {
     pub http_port: u16,
     /// 0 when HTTPS is off.
     pub https_port: u16,
+    /// 0 when DICOM TLS is off.
+    pub dicom_tls_port: u16,
     /// SHA-256 of the web page's certificate (`AB:CD:…`), which staff compare with their
     /// browser's before accepting a self-signed one.
     pub tls_fingerprint: Option<String>,

@@ -39,6 +39,9 @@ pub struct ServeFlags {
     /// HTTPS port of the web page; 0 switches HTTPS off (plain HTTP then serves every page).
     #[arg(long)]
     pub https_port: Option<u16>,
+    /// DICOM TLS port (PS3.15 B.1, the same certificate as HTTPS); 0 switches it off.
+    #[arg(long)]
+    pub dicom_tls_port: Option<u16>,
     /// Address to listen on.
     #[arg(long)]
     pub bind: Option<String>,
@@ -191,6 +194,8 @@ pub struct Config {
     /// The web page over HTTPS; plain HTTP then only redirects here (and answers the status
     /// documents for scripts). 0: no HTTPS.
     pub https_port: u16,
+    /// DICOM over TLS (PS3.15 B.1) with the same peers and rights as `dicom_port`. 0: none.
+    pub dicom_tls_port: u16,
     /// Concurrent DICOM associations; beyond it, A-ASSOCIATE-RJ (transient, local limit).
     pub max_associations: usize,
     /// Free space (MiB) kept on the data volume; below it C-STORE answers A700.
@@ -283,6 +288,7 @@ impl Default for Config {
             dicom_port: 11112,
             http_port: 8080,
             https_port: 8443,
+            dicom_tls_port: 2762,
             max_associations: scp.max_associations,
             reserve_mb: archive.reserve_bytes >> 20,
             duplicates: archive.duplicates,
@@ -328,6 +334,7 @@ impl Config {
             dicom_port,
             http_port,
             https_port,
+            dicom_tls_port,
             bind,
             max_associations,
             reserve_mb,
@@ -349,6 +356,7 @@ impl Config {
         set(&mut self.dicom_port, dicom_port);
         set(&mut self.http_port, http_port);
         set(&mut self.https_port, https_port);
+        set(&mut self.dicom_tls_port, dicom_tls_port);
         set(&mut self.bind, bind);
         set(&mut self.max_associations, max_associations);
         set(&mut self.reserve_mb, reserve_mb);

@@ -7,6 +7,7 @@ mod config;
 mod errlog;
 mod serve;
 mod status;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -51,23 +51,26 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let scp = DicomServer::new(archive.clone(), c.scp_config()).with_audit(audit.clone());
-    let https = if c.https_port == 0 {
+    let tls = if c.https_port == 0 && c.dicom_tls_port == 0 {
         None
     } else {
-        let tls = pacsbox_web::tls::load_or_create(&c.tls_dir(), &certificate_names())
-            .context("setting up HTTPS")?;
-        Some((
-            pacsbox_web::Https {
-                addr: format!("{}:{}", c.bind, c.https_port),
-                tls: tls.config,
-            },
-            tls.fingerprint,
-        ))
+        Some(
+            crate::tls::load_or_create(&c.tls_dir(), &certificate_names())
+                .context("setting up TLS (HTTPS, DICOM TLS)")?,
+        )
     };
-    let (https, tls_fingerprint) = match https {
-        Some((h, f)) => (Some(h), Some(f)),
-        None => (None, None),
-    };
+    let https = tls
+        .as_ref()
+        .filter(|_| c.https_port != 0)
+        .map(|t| pacsbox_web::Https {
+            addr: format!("{}:{}", c.bind, c.https_port),
+            tls: t.web.clone(),
+        });
+    let tls_fingerprint = tls.as_ref().map(|t| t.fingerprint.clone());
+    let dicom_tls = tls
+        .as_ref()
+        .filter(|_| c.dicom_tls_port != 0)
+        .map(|t| (format!("{}:{}", c.bind, c.dicom_tls_port), t.dicom.clone()));
     let http = pacsbox_web::listen(&http_addr, Default::default(), https)?.server;
     let dicom_accepting = Arc::new(AtomicBool::new(false));
     let source = Arc::new(status::Status {
@@ -115,6 +118,16 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(dicom_addr)
             .await
             .with_context(|| format!("listening for DICOM on {dicom_addr}"))?;
+        let scp = match dicom_tls {
+            Some((addr, config)) => {
+                let l = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .with_context(|| format!("listening for DICOM TLS on {addr}"))?;
+                tracing::info!(dicom_tls = addr, "DICOM TLS");
+                scp.with_tls(l, config)
+            }
+            None => scp,
+        };
         tracing::info!(
             ae_title = c.ae_title,
             dicom = %dicom_addr,

@@ -36,6 +36,7 @@ fn identity(config: &Config, tls_fingerprint: Option<String>) -> pacsbox_health:
         dicom_port: config.dicom_port,
         http_port: config.http_port,
         https_port: config.https_port,
+        dicom_tls_port: config.dicom_tls_port,
         tls_fingerprint,
         initial_password: std::fs::read_to_string(config.initial_password_file())
             .ok()
@@ -141,6 +142,7 @@ impl Status {
             dicom_port: identity.dicom_port,
             http_port: identity.http_port,
             https_port: self.config.https_port,
+            dicom_tls_port: self.config.dicom_tls_port,
             tls_fingerprint: self.tls_fingerprint.clone().unwrap_or_default(),
             data_dir: self.archive.root().display().to_string(),
             patients: counts.patients,

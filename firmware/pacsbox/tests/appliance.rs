@@ -49,7 +49,7 @@ fn start(config: &Path, notify: &Path, dicom_port: u16, http_port: u16) -> Serve
             .arg("--http-port")
             .arg(http_port.to_string())
             // Tests run at once: none may take the default HTTPS port.
-            .args(["--https-port", "0"])
+            .args(["--https-port", "0", "--dicom-tls-port", "0"])
             .env("NOTIFY_SOCKET", notify)
             .stdin(Stdio::null())
             .spawn()

@@ -85,6 +85,7 @@ fn serve_with_a_png_panel_draws_every_page_and_agrees_with_status_json() {
             .args(["--dicom-port", &free_port().to_string()])
             .args(["--http-port", &http_port.to_string()])
             .args(["--https-port", &free_port().to_string()])
+            .args(["--dicom-tls-port", &free_port().to_string()])
             .arg("--panel")
             .arg(format!("png:{}", panel_dir.display()))
             .stdout(Stdio::null())

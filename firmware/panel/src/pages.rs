@@ -59,7 +59,7 @@ impl Page {
     fn title(self) -> &'static str {
         match self {
             Page::Identity => "PACSBOX",
-            Page::Certificate => "HTTPS",
+            Page::Certificate => "TLS SHA-256",
             Page::Storage => "STORAGE",
             Page::Activity => "TODAY",
             Page::Alarms => "ALARMS",
@@ -227,15 +227,31 @@ fn identity<D: DrawTarget<Color = BinaryColor>>(h: &Health, d: &mut D) -> Result
     }
 }
 
-/// The web page's certificate fingerprint, for staff to compare with what their browser shows
-/// before they accept a self-signed certificate: all 64 hex digits, in groups of four.
+/// The certificate's fingerprint (HTTPS and DICOM TLS share it), for staff to compare with what
+/// their browser or a modality's TLS setup shows before trusting a self-signed certificate:
+/// all 64 hex digits, in groups of four.
 fn certificate<D: DrawTarget<Color = BinaryColor>>(h: &Health, d: &mut D) -> Result<(), D::Error> {
     let id = &h.identity;
-    let Some(fp) = id.tls_fingerprint.as_deref().filter(|_| id.https_port != 0) else {
-        line(d, 0, "HTTPS is off")?;
+    let Some(fp) = id.tls_fingerprint.as_deref() else {
+        line(d, 0, "TLS is off")?;
         return line(d, 1, &format!("web port {}", id.http_port));
     };
-    line(d, 0, &format!("port {}  SHA-256", id.https_port))?;
+    let port = |p: u16| {
+        if p == 0 {
+            "off".to_owned()
+        } else {
+            p.to_string()
+        }
+    };
+    line(
+        d,
+        0,
+        &format!(
+            "web {}  DICOM {}",
+            port(id.https_port),
+            port(id.dicom_tls_port)
+        ),
+    )?;
     let hex: Vec<char> = fp.chars().filter(char::is_ascii_hexdigit).collect();
     for (row, chunk) in hex.chunks(16).take(4).enumerate() {
         let groups: Vec<String> = chunk.chunks(4).map(|g| g.iter().collect()).collect();

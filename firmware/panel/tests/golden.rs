@@ -32,6 +32,7 @@ fn healthy() -> Health {
             dicom_port: 11112,
             http_port: 8080,
             https_port: 8443,
+            dicom_tls_port: 2762,
             tls_fingerprint: Some(
                 "3F:A9:0C:71:5E:D2:8B:46:C0:19:7A:E3:52:BD:08:F4:6E:91:2C:A7:D5:38:40:1B:9F:E6:73:0A:C4:5D:82:17"
                     .into(),

@@ -24,7 +24,6 @@ mod search;
 mod server;
 pub mod status;
 mod study_zip;
-pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -14,6 +14,8 @@ pub struct StatusDoc {
     pub http_port: u16,
     /// 0 when HTTPS is off.
     pub https_port: u16,
+    /// 0 when DICOM TLS is off.
+    pub dicom_tls_port: u16,
     /// SHA-256 of the HTTPS certificate (`AB:CD:…`), for staff to compare with what their
     /// browser shows; empty without HTTPS.
     pub tls_fingerprint: String,
@@ -89,6 +91,7 @@ const PUBLIC_FIELDS: &[&str] = &[
     "dicom_port",
     "http_port",
     "https_port",
+    "dicom_tls_port",
     "tls_fingerprint",
     "hostname",
     "patients",

@@ -102,6 +102,7 @@ impl StatusSource for ArchiveStatus {
             dicom_port: 11112,
             http_port: 8080,
             https_port: 0,
+            dicom_tls_port: 0,
             tls_fingerprint: String::new(),
             data_dir: self.0.root().display().to_string(),
             patients: c.patients,

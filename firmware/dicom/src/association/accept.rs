@@ -15,11 +15,10 @@ use dicom_ul::pdu::{
 };
 use pacsbox_archive::transfer_syntax;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::{
-    APPLICATION_CONTEXT, AcceptedContext, AssocError, Association, MAX_ASSOCIATE_PDU, abort_pdu,
-    our_user_variables, peer_max_pdu, read_one, trim_uid, write_one,
+    APPLICATION_CONTEXT, AcceptedContext, AssocError, Association, Connection, MAX_ASSOCIATE_PDU,
+    abort_pdu, our_user_variables, peer_max_pdu, read_one, trim_uid, write_one,
 };
 use crate::access::{Grant, ServiceKind, kind_of};
 use crate::sop_classes;
@@ -28,7 +27,7 @@ use crate::sop_classes;
 /// it (PS3.8 9.1.2, ARTIM in state Sta2; on expiry the transport is closed). Anything else
 /// gets A-ABORT.
 pub async fn read_request(
-    socket: &mut TcpStream,
+    socket: &mut Connection,
     artim: Duration,
 ) -> Result<AssociationRQ, AssocError> {
     let read = read_one(socket, MAX_ASSOCIATE_PDU, Some(artim), artim);
@@ -63,7 +62,7 @@ pub async fn read_request(
 
 /// Answers an association request we cannot serve now (association cap reached) with
 /// A-ASSOCIATE-RJ: transient, service provider (presentation), local limit exceeded.
-pub async fn reject_over_limit(mut socket: TcpStream, rq: &AssociationRQ) {
+pub async fn reject_over_limit(mut socket: Connection, rq: &AssociationRQ) {
     tracing::warn!(
         calling_ae = rq.calling_ae_title,
         "association rejected: association limit reached"
@@ -82,7 +81,7 @@ pub async fn reject_over_limit(mut socket: TcpStream, rq: &AssociationRQ) {
 /// After an A-ASSOCIATE-RJ the requestor closes the transport (PS3.8 state Sta13, ARTIM
 /// running). Closing first races the peer: a reset can reach it before it has read the RJ,
 /// and it then reports an abort instead of the rejection and its reason.
-async fn await_peer_close(socket: &mut TcpStream) {
+async fn await_peer_close(socket: &mut Connection) {
     const ARTIM: Duration = Duration::from_secs(5);
     let mut sink = [0u8; 512];
     let _ = tokio::time::timeout(ARTIM, async {
@@ -130,7 +129,7 @@ impl Association {
     /// `grant` is the access decision (`crate::access`): `None` rejects the calling AE, else
     /// only the contexts of its rights are accepted.
     pub async fn accept(
-        mut socket: TcpStream,
+        mut socket: Connection,
         rq: AssociationRQ,
         policy: &AcceptorPolicy,
         grant: Option<Grant>,

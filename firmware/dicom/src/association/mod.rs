@@ -9,6 +9,7 @@
 //! the peer's maximum).
 
 mod accept;
+mod connection;
 mod pdata;
 mod request;
 
@@ -19,11 +20,10 @@ use std::time::Duration;
 use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, UserVariableItem};
 use dicom_ul::{Pdu, read_pdu, write_pdu};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
 pub use accept::{AcceptorPolicy, read_request, reject_over_limit};
+pub use connection::Connection;
 pub use pdata::encode_message;
 
 pub const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
@@ -67,7 +67,7 @@ pub struct AcceptedContext {
 }
 
 pub struct Association {
-    writer: OwnedWriteHalf,
+    writer: connection::WriteHalf,
     /// PDUs read by the reader task: receiving is cancel-safe, so a service can wait for the
     /// next result of its own work and for a C-CANCEL at the same time.
     incoming: mpsc::Receiver<Result<Pdu, AssocError>>,
@@ -171,7 +171,7 @@ fn trim_uid(s: &str) -> &str {
 impl Association {
     /// An established association: splits the socket and starts the reader task.
     fn running(
-        socket: TcpStream,
+        socket: Connection,
         max_pdu: u32,
         idle: Duration,
         contexts: HashMap<u8, AcceptedContext>,

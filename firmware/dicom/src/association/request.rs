@@ -25,10 +25,11 @@ impl Association {
         max_pdu: u32,
         idle: Duration,
     ) -> Result<Association, AssocError> {
-        let mut socket = tokio::time::timeout(idle, TcpStream::connect((host, port)))
+        let socket = tokio::time::timeout(idle, TcpStream::connect((host, port)))
             .await
             .map_err(|_| AssocError::Idle(idle))??;
         socket.set_nodelay(true)?;
+        let mut socket = super::Connection::Tcp(socket);
         let rq = Pdu::AssociationRQ(AssociationRQ {
             protocol_version: 1,
             calling_ae_title: calling_ae.to_owned(),

@@ -1,8 +1,9 @@
-//! HTTPS: the box's certificate and rustls' server settings. At first start a self-signed
-//! certificate is made (names: the host name, `<host>.local`, `localhost`, the box's addresses)
-//! and kept in the TLS folder; a clinic that has its own certificate puts `cert.pem` and
-//! `key.pem` there instead. Staff check the SHA-256 fingerprint shown on the panel's identity
-//! page and the status page against what their browser shows.
+//! The box's certificate for HTTPS and DICOM TLS, and rustls' server settings for each. At
+//! first start a self-signed certificate is made (names: the host name, `<host>.local`,
+//! `localhost`, the box's addresses) and kept in the TLS folder; a clinic that has its own
+//! certificate puts `cert.pem` and `key.pem` there instead. Staff check the SHA-256
+//! fingerprint shown on the panel's HTTPS page and the status page against what their browser
+//! (or a modality's TLS setup) shows.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +13,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub struct TlsIdentity {
-    pub config: Arc<rustls::ServerConfig>,
+    /// HTTP/1.1 over TLS (ALPN `http/1.1`).
+    pub web: Arc<rustls::ServerConfig>,
+    /// DICOM over TLS (PS3.15 B.1; no ALPN).
+    pub dicom: Arc<rustls::ServerConfig>,
     /// SHA-256 of the (leaf) certificate, as `AB:CD:…`.
     pub fingerprint: String,
 }
@@ -54,24 +58,27 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> anyhow::Result<TlsIdentit
     let fingerprint = fingerprint(leaf.as_ref());
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .with_context(|| format!("reading the key in {}", key_path.display()))?;
-    let config = server_config(certs, key)?;
+    let dicom = server_config(certs.clone(), key.clone_key(), Vec::new())?;
+    let web = server_config(certs, key, vec![b"http/1.1".to_vec()])?;
     Ok(TlsIdentity {
-        config: Arc::new(config),
+        web: Arc::new(web),
+        dicom: Arc::new(dicom),
         fingerprint,
     })
 }
 
-/// TLS 1.2 and 1.3 with rustls' default (BCP 195) cipher suites; HTTP/1.1 only.
+/// TLS 1.2 and 1.3 with rustls' default (BCP 195) cipher suites.
 fn server_config(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    alpn: Vec<Vec<u8>>,
 ) -> anyhow::Result<rustls::ServerConfig> {
     // The process-wide provider: ring, the only one built in.
     let mut config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .context("the certificate and key do not match")?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn;
     Ok(config)
 }
 
