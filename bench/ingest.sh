@@ -65,7 +65,8 @@ run_one() {  # rep peer corpus mode
   t0=$(date +%s%N)
   for ((g = 0; g < mode; g++)); do
     # shellcheck disable=SC2086
-    timeout "$TMO" /usr/bin/storescu -aet BENCHSCU -aec "$aet" +sd +r -nh 127.0.0.1 "$port" ${groups[g]} \
+    # shellcheck disable=SC2046 # +tla -ic for the pacsbox-tls peer, nothing otherwise
+    timeout "$TMO" /usr/bin/storescu $([[ $peer == pacsbox-tls ]] && echo "+tla -ic") -aet BENCHSCU -aec "$aet" +sd +r -nh 127.0.0.1 "$port" ${groups[g]} \
       >"$BENCH_ROOT/results/.storescu.$g.log" 2>&1 & pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || fail=$((fail + 1)); done

@@ -47,8 +47,10 @@ SERVER_TCP_NODELAY=${SERVER_TCP_NODELAY:-1}
 
 die() { echo "peers.sh: $*" >&2; exit 1; }
 
-aet_of()  { case $1 in orthanc) echo ORTHANC;; dcmqrscp) echo DCMQRSCP;; storescp) echo STORESCP;; dest) echo DEST;; pacsbox|pacsbox-ingest) echo PACSBOX;; *) die "unknown peer $1";; esac; }
-port_of() { case $1 in orthanc) echo "$ORTHANC_PORT";; dcmqrscp) echo "$DCMQR_PORT";; storescp) echo "$STORESCP_PORT";; dest) echo "$DEST_PORT";; pacsbox|pacsbox-ingest) echo "$PACSBOX_PORT";; *) die "unknown peer $1";; esac; }
+aet_of()  { case $1 in orthanc) echo ORTHANC;; dcmqrscp) echo DCMQRSCP;; storescp) echo STORESCP;; dest) echo DEST;; pacsbox|pacsbox-ingest|pacsbox-tls) echo PACSBOX;; *) die "unknown peer $1";; esac; }
+port_of() { case $1 in orthanc) echo "$ORTHANC_PORT";; dcmqrscp) echo "$DCMQR_PORT";; storescp) echo "$STORESCP_PORT";; dest) echo "$DEST_PORT";; pacsbox|pacsbox-ingest|pacsbox-tls) echo "$PACSBOX_PORT";; *) die "unknown peer $1";; esac; }
+# DICOM TLS clients (DCMTK): anonymous, the box's self-signed certificate not checked here.
+tls_args() { [[ $1 == pacsbox-tls ]] && echo "+tla -ic"; }
 
 now_ms() { date +%s%3N; }
 
@@ -154,12 +156,16 @@ start() {
     # compression when idle), to compare both in one run
     pacsbox-ingest)  "$PACSBOX_BIN" serve --data "$dir/storage" --ae PACSBOX --bind 127.0.0.1 \
                 --dicom-port "$port" --http-port "$PACSBOX_HTTP" --https-port 0 --dicom-tls-port 0 --compress ingest "${pacsbox_args[@]}" >>"$dir/log" 2>&1 & pid=$! ;;
+    # the same binary, its clients on the DICOM TLS port (the plain one moved aside)
+    pacsbox-tls)  "$PACSBOX_BIN" serve --data "$dir/storage" --ae PACSBOX --bind 127.0.0.1 \
+                --dicom-port "$((port + 1))" --dicom-tls-port "$port" --http-port "$PACSBOX_HTTP" --https-port 0 "${pacsbox_args[@]}" >>"$dir/log" 2>&1 & pid=$! ;;
     storescp|dest) "$DCMTK/storescp" --fork -aet "$aet" -od "$dir/storage" "$port" >>"$dir/log" 2>&1 & pid=$! ;;
   esac
   echo "$pid" >"$dir/pid"
   local deadline=$((t0 + READY_TIMEOUT * 1000))
   export TCP_NODELAY=1
-  until timeout 5 "$DCMTK/echoscu" -to 2 -aet BENCHSCU -aec "$aet" 127.0.0.1 "$port" >/dev/null 2>&1; do
+  local tls; read -ra tls <<<"$(tls_args "$peer")"
+  until timeout 5 "$DCMTK/echoscu" "${tls[@]}" -to 2 -aet BENCHSCU -aec "$aet" 127.0.0.1 "$port" >/dev/null 2>&1; do
     kill -0 "$pid" 2>/dev/null || { tail -20 "$dir/log" >&2; die "$peer died during startup"; }
     (( $(now_ms) < deadline )) || { stop "$peer"; die "$peer not ready after ${READY_TIMEOUT}s"; }
     sleep 0.05
