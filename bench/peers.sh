@@ -36,6 +36,13 @@ PACSBOX_HTTP=${PACSBOX_HTTP:-8080}
 PACSBOX_BIN=${PACSBOX_BIN:-$BENCH_ROOT/bin/pacsbox}   # a snapshot copy, see README
 PACSBOX_ARGS=${PACSBOX_ARGS:-}
 read -ra pacsbox_args <<<"$PACSBOX_ARGS" # a list of flags, split on spaces
+# No HTTPS or DICOM TLS listener (fixed default ports) for the binaries that have them.
+quiet_ports_of() {  # binary -> flags
+  local f
+  for f in --https-port --dicom-tls-port; do
+    if "$1" serve --help 2>/dev/null | grep -q -- "$f"; then printf '%s 0 ' "$f"; fi
+  done
+}
 DCMTK=${DCMTK:-/usr/bin}
 READY_TIMEOUT=${READY_TIMEOUT:-120}   # seconds to wait for C-ECHO
 # Debian's DCMTK 3.6.7 (used by storescp, dcmqrscp AND Orthanc's DICOM layer) leaves Nagle's
@@ -47,8 +54,8 @@ SERVER_TCP_NODELAY=${SERVER_TCP_NODELAY:-1}
 
 die() { echo "peers.sh: $*" >&2; exit 1; }
 
-aet_of()  { case $1 in orthanc) echo ORTHANC;; dcmqrscp) echo DCMQRSCP;; storescp) echo STORESCP;; dest) echo DEST;; pacsbox|pacsbox-ingest|pacsbox-tls) echo PACSBOX;; *) die "unknown peer $1";; esac; }
-port_of() { case $1 in orthanc) echo "$ORTHANC_PORT";; dcmqrscp) echo "$DCMQR_PORT";; storescp) echo "$STORESCP_PORT";; dest) echo "$DEST_PORT";; pacsbox|pacsbox-ingest|pacsbox-tls) echo "$PACSBOX_PORT";; *) die "unknown peer $1";; esac; }
+aet_of()  { case $1 in orthanc) echo ORTHANC;; dcmqrscp) echo DCMQRSCP;; storescp) echo STORESCP;; dest) echo DEST;; pacsbox|pacsbox-ingest|pacsbox-tls|pacsbox-alt) echo PACSBOX;; *) die "unknown peer $1";; esac; }
+port_of() { case $1 in orthanc) echo "$ORTHANC_PORT";; dcmqrscp) echo "$DCMQR_PORT";; storescp) echo "$STORESCP_PORT";; dest) echo "$DEST_PORT";; pacsbox|pacsbox-ingest|pacsbox-tls|pacsbox-alt) echo "$PACSBOX_PORT";; *) die "unknown peer $1";; esac; }
 # DICOM TLS clients (DCMTK): anonymous, the box's self-signed certificate not checked here.
 tls_args() { [[ $1 == pacsbox-tls ]] && echo "+tla -ic"; }
 
@@ -147,15 +154,21 @@ start() {
   sync
   t0=$(now_ms)
   export TCP_NODELAY=$SERVER_TCP_NODELAY
+  local bin=$PACSBOX_BIN quiet_ports=()
+  [[ $peer == pacsbox-alt ]] && bin=${PACSBOX_ALT_BIN:-}
+  [[ $peer == pacsbox* ]] && read -ra quiet_ports <<<"$(quiet_ports_of "$bin")"
   case $peer in
     orthanc)  Orthanc "$dir/orthanc.json" >>"$dir/log" 2>&1 & pid=$! ;;
     dcmqrscp) "$DCMTK/dcmqrscp" -c "$dir/dcmqrscp.cfg" --fork "$port" >>"$dir/log" 2>&1 & pid=$! ;;
     pacsbox)  "$PACSBOX_BIN" serve --data "$dir/storage" --ae PACSBOX --bind 127.0.0.1 \
-                --dicom-port "$port" --http-port "$PACSBOX_HTTP" --https-port 0 --dicom-tls-port 0 "${pacsbox_args[@]}" >>"$dir/log" 2>&1 & pid=$! ;;
+                --dicom-port "$port" --http-port "$PACSBOX_HTTP" "${quiet_ports[@]}" "${pacsbox_args[@]}" >>"$dir/log" 2>&1 & pid=$! ;;
     # the same binary compressing on the acknowledgement path (what pacsbox did before
     # compression when idle), to compare both in one run
     pacsbox-ingest)  "$PACSBOX_BIN" serve --data "$dir/storage" --ae PACSBOX --bind 127.0.0.1 \
-                --dicom-port "$port" --http-port "$PACSBOX_HTTP" --https-port 0 --dicom-tls-port 0 --compress ingest "${pacsbox_args[@]}" >>"$dir/log" 2>&1 & pid=$! ;;
+                --dicom-port "$port" --http-port "$PACSBOX_HTTP" "${quiet_ports[@]}" --compress ingest "${pacsbox_args[@]}" >>"$dir/log" 2>&1 & pid=$! ;;
+    # another build (PACSBOX_ALT_BIN), to compare two builds side by side in one run
+    pacsbox-alt)  "${PACSBOX_ALT_BIN:?set PACSBOX_ALT_BIN}" serve --data "$dir/storage" --ae PACSBOX --bind 127.0.0.1 \
+                --dicom-port "$port" --http-port "$PACSBOX_HTTP" "${quiet_ports[@]}" "${pacsbox_args[@]}" >>"$dir/log" 2>&1 & pid=$! ;;
     # the same binary, its clients on the DICOM TLS port (the plain one moved aside)
     pacsbox-tls)  "$PACSBOX_BIN" serve --data "$dir/storage" --ae PACSBOX --bind 127.0.0.1 \
                 --dicom-port "$((port + 1))" --dicom-tls-port "$port" --http-port "$PACSBOX_HTTP" --https-port 0 "${pacsbox_args[@]}" >>"$dir/log" 2>&1 & pid=$! ;;

@@ -20,8 +20,9 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::time::Duration;
 
 pub use chain::{Problem, Record, VerifyReport, printable, verify};
@@ -99,7 +100,9 @@ enum Msg {
 }
 
 /// Events queued beyond this are dropped (and counted in the trail) rather than slowing the
-/// caller: a disk that stalls must not stall DICOM.
+/// caller: a disk that stalls must not stall DICOM. Counted, not a bounded channel: a bounded
+/// std channel allocates and touches every slot up front (12 MB of resident memory for this
+/// many events), a list-based one only what is queued.
 const QUEUE: usize = 1 << 16;
 /// Events written per fdatasync at most.
 const BATCH: usize = 512;
@@ -107,7 +110,9 @@ const BATCH: usize = 512;
 /// The handle every service holds; clones share one writer.
 #[derive(Clone)]
 pub struct Audit {
-    tx: Option<SyncSender<Msg>>,
+    tx: Option<Sender<Msg>>,
+    /// Events sent and not yet taken by the writer.
+    queued: Arc<AtomicUsize>,
     dir: PathBuf,
     dropped: Arc<AtomicU64>,
 }
@@ -118,15 +123,17 @@ impl Audit {
     pub fn open(dir: &Path, keep_days: u32) -> Result<Audit> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut writer = Writer::open(dir, keep_days)?;
-        let (tx, rx) = sync_channel(QUEUE);
+        let (tx, rx) = channel();
         let dropped = Arc::new(AtomicU64::new(0));
-        let dropped2 = dropped.clone();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (dropped2, queued2) = (dropped.clone(), queued.clone());
         std::thread::Builder::new()
             .name("audit".into())
-            .spawn(move || writer.run(rx, &dropped2))
+            .spawn(move || writer.run(rx, &dropped2, &queued2))
             .map_err(io_err(dir))?;
         Ok(Audit {
             tx: Some(tx),
+            queued,
             dir: dir.to_owned(),
             dropped,
         })
@@ -136,6 +143,7 @@ impl Audit {
     pub fn disabled() -> Audit {
         Audit {
             tx: None,
+            queued: Arc::default(),
             dir: PathBuf::new(),
             dropped: Arc::default(),
         }
@@ -150,14 +158,14 @@ impl Audit {
         let Some(tx) = &self.tx else {
             return;
         };
-        match tx.try_send(Msg::Event(now_unix(), event)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                tracing::error!("audit writer is gone; event not recorded");
-            }
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= QUEUE {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if tx.send(Msg::Event(now_unix(), event)).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!("audit writer is gone; event not recorded");
         }
     }
 
@@ -274,7 +282,7 @@ impl Writer {
         Ok(())
     }
 
-    fn run(&mut self, rx: Receiver<Msg>, dropped: &AtomicU64) {
+    fn run(&mut self, rx: Receiver<Msg>, dropped: &AtomicU64, queued: &AtomicUsize) {
         let mut buf = Vec::new();
         while let Ok(first) = rx.recv() {
             let mut waiting = Vec::new();
@@ -283,6 +291,7 @@ impl Writer {
             while let Some(m) = msg.take() {
                 match m {
                     Msg::Event(unix, e) => {
+                        queued.fetch_sub(1, Ordering::Relaxed);
                         if let Err(err) = self.append(&mut buf, unix, e) {
                             tracing::error!(error = %err, "audit record not written");
                         }
