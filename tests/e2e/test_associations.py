@@ -56,9 +56,16 @@ def test_max_associations_rejects_then_recovers(server):
         h.wait_until(lambda: srv.status()["active_associations"] == 2, 10, "active_associations == 2")
 
         third = ae.associate("127.0.0.1", srv.dicom_port, ae_title=srv.ae)
-        assert third.is_rejected, (
-            f"third association should be rejected (established={third.is_established}, aborted={third.is_aborted})"
+        # pynetdicom files our A-ASSOCIATE-RJ as an abort now and then: after the RJ it closes
+        # the transport itself, and its state machine can see that close before the RJ event
+        # (the server log says "association limit reached" either way). The RJ and its fields
+        # are checked on the wire just below, where no library stands between.
+        assert not third.is_established and (third.is_rejected or third.is_aborted), (
+            f"third association should be refused (established={third.is_established}, aborted={third.is_aborted})"
         )
+        if third.is_rejected:
+            p = third.acceptor.primitive
+            assert p is None or (int(p.result), int(p.result_source), int(p.diagnostic)) == (2, 3, 2)
 
         # The A-ASSOCIATE-RJ fields, read off the wire.
         rj = raw.request_association(srv.dicom_port, called=srv.ae, calling="RAWRJ")
