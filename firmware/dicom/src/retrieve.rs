@@ -538,6 +538,25 @@ struct MoveDestination {
     port: u16,
 }
 
+/// The C-MOVE's records in the audit trail, one per study of `set`.
+fn audit_move(
+    service: ServiceContext<'_>,
+    assoc: &Association,
+    set: &[(String, InstanceRecord)],
+    destination: &str,
+    outcome: &str,
+) {
+    crate::audit::retrieve(
+        service.audit,
+        "dicom.move",
+        &assoc.calling_ae,
+        &assoc.peer_address,
+        set,
+        &format!("to {destination}"),
+        outcome,
+    );
+}
+
 pub async fn serve_move(
     assoc: &mut Association,
     ctx: u8,
@@ -603,13 +622,11 @@ pub async fn serve_move(
             tracing::warn!(destination = peer.ae_title, error = %e, "C-MOVE destination unreachable");
             tally.fail_remaining(&set);
             let comment = format!("cannot associate with {}: {e}", peer.ae_title);
-            crate::audit::retrieve(
-                service.audit,
-                "dicom.move",
-                &assoc.calling_ae,
-                &assoc.peer_address,
+            audit_move(
+                service,
+                assoc,
                 &set,
-                &format!("to {}", peer.ae_title),
+                &peer.ae_title,
                 &format!("failed: {comment}"),
             );
             return final_response(
@@ -695,13 +712,11 @@ pub async fn serve_move(
         cancelled,
         "C-MOVE"
     );
-    crate::audit::retrieve(
-        service.audit,
-        "dicom.move",
-        &assoc.calling_ae,
-        &assoc.peer_address,
+    audit_move(
+        service,
+        assoc,
         &set,
-        &format!("to {}", peer.ae_title),
+        &peer.ae_title,
         &tally.outcome(cancelled),
     );
     final_response(assoc, ctx, req, tally.final_status(cancelled), "", &tally).await

@@ -378,6 +378,24 @@ fn change_password(port: u16, cookie: &str, current: &str, new: &str) -> Resp {
     )
 }
 
+/// An admin (session `admin`) adds a user of the group `user` through the users page.
+fn create_user(port: u16, admin: &str, name: &str, password: &str) -> Resp {
+    let page = get(port, "/admin/users", admin);
+    assert_eq!(page.status, 200);
+    post(
+        port,
+        "/admin/users",
+        admin,
+        &[
+            ("csrf", &page.csrf()),
+            ("action", "create"),
+            ("name", name),
+            ("group", "user"),
+            ("password", password),
+        ],
+    )
+}
+
 /// Logs in as the first admin and changes the generated password; returns the session.
 fn admin_session(s: &Server) -> String {
     let initial = std::fs::read_to_string(&s.password_file).unwrap();
@@ -749,20 +767,7 @@ fn every_post_needs_the_csrf_token() {
 fn admins_manage_users_and_users_cannot() {
     let s = start();
     let cookie = admin_session(&s);
-    let page = get(s.port, "/admin/users", &cookie);
-    assert_eq!(page.status, 200);
-    let r = post(
-        s.port,
-        "/admin/users",
-        &cookie,
-        &[
-            ("csrf", &page.csrf()),
-            ("action", "create"),
-            ("name", "nurse"),
-            ("group", "user"),
-            ("password", "first-password"),
-        ],
-    );
+    let r = create_user(s.port, &cookie, "nurse", "first-password");
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("User nurse added"));
     let nurse = session(&login(s.port, "nurse", "first-password"));
@@ -1120,18 +1125,7 @@ fn admins_resolve_conflicts_keep_replace_discard() {
     let doc: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
     assert_eq!(doc["conflicts"], 0, "{doc}");
     // users: no list, no resolving
-    let r = post(
-        s.port,
-        "/admin/users",
-        &cookie,
-        &[
-            ("csrf", &csrf),
-            ("action", "create"),
-            ("name", "clerk"),
-            ("group", "user"),
-            ("password", "first-password"),
-        ],
-    );
+    let r = create_user(s.port, &cookie, "clerk", "first-password");
     assert_eq!(r.status, 200);
     let clerk = session(&login(s.port, "clerk", "first-password"));
     let r = change_password(s.port, &clerk, "first-password", "Quiet-Orchard-31");
@@ -1409,19 +1403,7 @@ fn sessions_end_at_their_absolute_lifetime_however_busy() {
 fn an_admin_sees_who_is_logged_in_from_where_and_ends_a_session() {
     let s = start();
     let admin = admin_session(&s);
-    let page = get(s.port, "/admin/users", &admin);
-    let r = post(
-        s.port,
-        "/admin/users",
-        &admin,
-        &[
-            ("csrf", &page.csrf()),
-            ("action", "create"),
-            ("name", "nurse"),
-            ("group", "user"),
-            ("password", "Lantern-Meadow-7"),
-        ],
-    );
+    let r = create_user(s.port, &admin, "nurse", "Lantern-Meadow-7");
     assert_eq!(r.status, 200, "{}", r.text());
     // The nurse claims another address; only the guard's word counts.
     let form = get(s.port, "/login", "");
