@@ -13,17 +13,67 @@ pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("use
 pub(crate) const RETIRED_PASSWORDS: TableDefinition<&str, i64> =
     TableDefinition::new("retired_passwords");
 
+/// A web account's role. Stored by variant index (postcard), so new roles go at the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Group {
     Admin,
+    /// Staff: search, view and download images (reception, technologists).
     User,
+    /// What staff may, and write the physician's report.
+    Physician,
+    /// What staff may, and change archived data: patient and study corrections, merges,
+    /// deletions, resolving conflicting copies.
+    Editor,
+}
+
+/// What a role may do. The pages ask for a right, never for a role, so a new role is one
+/// line in [`Group::allows`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Right {
+    /// Search, study pages, the viewer, downloads.
+    View,
+    /// Write and sign the physician's report of a study.
+    Report,
+    /// Change, merge, delete or resolve archived data.
+    Edit,
+    /// Users, DICOM peers, certificates, the audit trail, settings.
+    Administer,
 }
 
 impl Group {
+    /// Every role, in the order the users page offers them.
+    pub const ALL: [Group; 4] = [Group::User, Group::Physician, Group::Editor, Group::Admin];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Group::Admin => "admin",
             Group::User => "user",
+            Group::Physician => "physician",
+            Group::Editor => "editor",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Group> {
+        Group::ALL.into_iter().find(|g| g.as_str() == text)
+    }
+
+    pub fn allows(self, right: Right) -> bool {
+        matches!(
+            (self, right),
+            (Group::Admin, _)
+                | (_, Right::View)
+                | (Group::Physician, Right::Report)
+                | (Group::Editor, Right::Edit)
+        )
+    }
+
+    /// One line for the users and account pages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Group::User => "search, view and download images",
+            Group::Physician => "as user, and write the physician's report",
+            Group::Editor => "as user, and correct, merge and delete archived data",
+            Group::Admin => "everything, including users, peers, certificates and the audit trail",
         }
     }
 }
@@ -144,5 +194,23 @@ mod tests {
         drop(index);
         let index = Index::open(&path).unwrap();
         assert_eq!(index.retired_passwords().unwrap(), vec!["$argon2id$first"]);
+    }
+
+    #[test]
+    fn roles_keep_their_stored_form_and_rights() {
+        // Records written before there were four roles must still read back as they were.
+        assert_eq!(enc(&Group::Admin).unwrap(), [0]);
+        assert_eq!(enc(&Group::User).unwrap(), [1]);
+        for g in Group::ALL {
+            assert_eq!(Group::parse(g.as_str()), Some(g));
+            assert!(g.allows(Right::View));
+            assert_eq!(g.allows(Right::Administer), g == Group::Admin);
+        }
+        assert_eq!(Group::parse("Admin"), None);
+        assert!(Group::Physician.allows(Right::Report));
+        assert!(!Group::Physician.allows(Right::Edit));
+        assert!(Group::Editor.allows(Right::Edit));
+        assert!(!Group::Editor.allows(Right::Report));
+        assert!(!Group::User.allows(Right::Report) && !Group::User.allows(Right::Edit));
     }
 }

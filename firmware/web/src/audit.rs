@@ -67,8 +67,9 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
         (true, ["account", "password"]) => event("web.password"),
         (true, ["admin", "users"]) => {
             let target = match req.field("action") {
-                "end-session" => req.field("session"),
-                _ => req.field("name"),
+                "end-session" => req.field("session").to_owned(),
+                "create" | "set-role" => format!("{} {}", req.field("name"), req.field("group")),
+                _ => req.field("name").to_owned(),
             };
             event(&format!("user.{}", req.field("action"))).detail(target)
         }

@@ -1,4 +1,4 @@
-//! The admin's conflicts page: instances that arrived with an archived SOP Instance UID but
+//! The conflicts page (editors and admins): instances that arrived with an archived SOP Instance UID but
 //! other content, kept aside by the archive under `conflicts/`, each resolved by keeping the
 //! archived copy, replacing it with the newcomer, or discarding the newcomer. The archive does
 //! the work ([`pacsbox_archive::Archive::resolve_conflict`]); a replace goes through its group
@@ -77,11 +77,7 @@ pub fn page(web: &Web, s: &Session, error: &str, message: &str) -> Result<Reply,
     let stats = web.archive.conflict_stats();
     let mut r = Reply::html(
         ConflictsPage {
-            nav: Some(Nav {
-                user: s.user.clone(),
-                is_admin: true,
-                csrf: s.csrf.clone(),
-            }),
+            nav: crate::pages::nav(s),
             csrf: &s.csrf,
             rows,
             used: mib(stats.bytes),
@@ -106,7 +102,7 @@ pub fn post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError> {
     let how: Resolution = req.field("action").parse().map_err(HttpError::BadRequest)?;
     match web.archive.resolve_conflict(name, how) {
         Ok(_) => {
-            tracing::info!(admin = s.user, conflict = name, resolution = ?how, "conflict resolved by admin");
+            tracing::info!(user = s.user, conflict = name, resolution = ?how, "conflict resolved");
             let done = match how {
                 Resolution::Keep => "archived copy kept, newcomer deleted",
                 Resolution::Replace => "newcomer is now the archived instance",

@@ -2,6 +2,8 @@
 //! login page, static assets and the public status document) and, for every POST, the
 //! session's CSRF token.
 
+use pacsbox_archive::accounts::Right;
+
 use crate::Web;
 use crate::auth::{COOKIE, Session, clear_cookie};
 use crate::pages;
@@ -119,13 +121,14 @@ fn answer(
     segs: &[&str],
     post: bool,
 ) -> Result<Reply, HttpError> {
-    let admin = |s: &Session| {
-        if s.group == pacsbox_archive::accounts::Group::Admin {
+    let need = |s: &Session, right: Right| {
+        if s.group.allows(right) {
             Ok(())
         } else {
             Err(HttpError::Forbidden)
         }
     };
+    let admin = |s: &Session| need(s, Right::Administer);
     let session = session.clone();
     match (post, segs) {
         (false, [""]) => Ok(Reply::redirect("/search")),
@@ -144,11 +147,11 @@ fn answer(
             pages::users_post(web, &session, req)
         }
         (false, ["admin", "conflicts"]) => {
-            admin(&session)?;
+            need(&session, Right::Edit)?;
             crate::conflicts::page(web, &session, "", "")
         }
         (true, ["admin", "conflicts"]) => {
-            admin(&session)?;
+            need(&session, Right::Edit)?;
             crate::conflicts::post(web, &session, req)
         }
         (false, ["admin", "peers"]) => {

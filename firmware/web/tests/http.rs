@@ -380,6 +380,11 @@ fn change_password(port: u16, cookie: &str, current: &str, new: &str) -> Resp {
 
 /// An admin (session `admin`) adds a user of the group `user` through the users page.
 fn create_user(port: u16, admin: &str, name: &str, password: &str) -> Resp {
+    create_user_as(port, admin, name, password, "user")
+}
+
+/// An admin (session `admin`) adds a user of the role `group` through the users page.
+fn create_user_as(port: u16, admin: &str, name: &str, password: &str, group: &str) -> Resp {
     let page = get(port, "/admin/users", admin);
     assert_eq!(page.status, 200);
     post(
@@ -390,7 +395,7 @@ fn create_user(port: u16, admin: &str, name: &str, password: &str) -> Resp {
             ("csrf", &page.csrf()),
             ("action", "create"),
             ("name", name),
-            ("group", "user"),
+            ("group", group),
             ("password", password),
         ],
     )
@@ -780,6 +785,148 @@ fn admins_manage_users_and_users_cannot() {
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(get(s.port, "/search", &nurse).status, 200);
     assert_eq!(get(s.port, "/admin/users", &nurse).status, 403);
+}
+
+/// A user of `role`, created by the admin session, past the first-login password change.
+fn member(s: &Server, admin: &str, name: &str, role: &str) -> String {
+    let r = create_user_as(s.port, admin, name, "first-password", role);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cookie = session(&login(s.port, name, "first-password"));
+    let r = change_password(s.port, &cookie, "first-password", "Quiet-Orchard-31");
+    assert_eq!(r.status, 303, "{}", r.text());
+    cookie
+}
+
+#[test]
+fn each_role_reaches_what_it_may_and_no_more() {
+    let s = start();
+    let admin = admin_session(&s);
+    let staff = member(&s, &admin, "reception", "user");
+    let doctor = member(&s, &admin, "drkim", "physician");
+    let editor = member(&s, &admin, "fixer", "editor");
+    let page = get(s.port, "/admin/users", &admin).text();
+    for (name, role) in [
+        ("reception", "user"),
+        ("drkim", "physician"),
+        ("fixer", "editor"),
+    ] {
+        assert!(
+            page.contains(&format!("<td>{name}</td><td>{role}</td>")),
+            "{name} listed as {role}"
+        );
+    }
+    let admin_only = ["/admin/users", "/admin/peers", "/admin/audit"];
+    for (cookie, edits, role) in [
+        (&staff, false, "user"),
+        (&doctor, false, "physician"),
+        (&editor, true, "editor"),
+    ] {
+        // Everyone searches and views.
+        assert_eq!(get(s.port, "/search", cookie).status, 200);
+        let study = format!("/study/{}", s.korean_study);
+        assert_eq!(get(s.port, &study, cookie).status, 200);
+        for path in admin_only {
+            assert_eq!(get(s.port, path, cookie).status, 403, "{role} at {path}");
+        }
+        let conflicts = get(s.port, "/admin/conflicts", cookie);
+        assert_eq!(
+            conflicts.status == 200,
+            edits,
+            "{role} at the conflicts page"
+        );
+        // The menu offers what the role may open, and nothing else.
+        let menu = get(s.port, "/search", cookie).text();
+        assert_eq!(
+            menu.contains("href=\"/admin/conflicts\""),
+            edits,
+            "{role}'s menu"
+        );
+        assert!(!menu.contains("href=\"/admin/users\""), "{role}'s menu");
+        let account = get(s.port, "/account/password", cookie).text();
+        assert!(
+            account.contains(&format!("<strong>{role}</strong>")),
+            "{account}"
+        );
+    }
+    // Resolving a conflict is a post of the conflicts page: refused before any lookup for a
+    // physician, let through (to "no such conflict") for an editor.
+    for (cookie, want) in [(&doctor, 403), (&editor, 404)] {
+        let csrf = get(s.port, "/search", cookie).csrf();
+        let r = post(
+            s.port,
+            "/admin/conflicts",
+            cookie,
+            &[
+                ("csrf", &csrf),
+                ("name", "nothing.dcm"),
+                ("action", "discard"),
+            ],
+        );
+        assert_eq!(r.status, want, "{}", r.text());
+    }
+    // A role the box does not have is refused, not turned into "user".
+    let r = create_user_as(s.port, &admin, "root2", "first-password", "superuser");
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("Choose one of the roles"));
+    assert_eq!(
+        login(s.port, "root2", "first-password").status,
+        401,
+        "root2 was not created"
+    );
+}
+
+#[test]
+fn an_admin_changes_a_role_and_it_counts_from_the_next_login() {
+    let s = start();
+    let admin = admin_session(&s);
+    let staff = member(&s, &admin, "reception", "user");
+    assert_eq!(get(s.port, "/admin/conflicts", &staff).status, 403);
+    let set = |name: &str, role: &str| {
+        let csrf = get(s.port, "/admin/users", &admin).csrf();
+        post(
+            s.port,
+            "/admin/users",
+            &admin,
+            &[
+                ("csrf", &csrf),
+                ("action", "set-role"),
+                ("name", name),
+                ("group", role),
+            ],
+        )
+    };
+    let r = set("reception", "editor");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("reception is now editor"));
+    // The old session carried the old role: it is over.
+    assert_eq!(get(s.port, "/search", &staff).status, 303);
+    let again = session(&login(s.port, "reception", "Quiet-Orchard-31"));
+    assert_eq!(get(s.port, "/admin/conflicts", &again).status, 200);
+    // An admin cannot demote themselves (the box could be left without one), nor give a
+    // role that does not exist, nor touch a user that does not exist.
+    assert_eq!(set("admin", "user").status, 400);
+    assert_eq!(get(s.port, "/admin/users", &admin).status, 200);
+    assert_eq!(set("reception", "root").status, 400);
+    assert_eq!(set("nobody", "editor").status, 400);
+    // The change is kept, and the trail says who gave which role to whom.
+    assert_eq!(
+        s.archive
+            .index()
+            .user("reception")
+            .unwrap()
+            .unwrap()
+            .group
+            .as_str(),
+        "editor"
+    );
+    let all = audit_records(&s, &Default::default(), 1);
+    assert!(
+        all.iter().any(|r| r.action == "user.set-role"
+            && r.actor == "admin"
+            && r.detail == "reception editor"
+            && r.outcome == "ok"),
+        "{all:#?}"
+    );
 }
 
 #[test]

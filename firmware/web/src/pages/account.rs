@@ -16,6 +16,8 @@ struct PasswordPage<'a> {
     error: &'a str,
     message: &'a str,
     min_len: usize,
+    role: &'static str,
+    role_means: &'static str,
 }
 
 pub fn password_form(s: &Session, error: &str, message: &str) -> Result<Reply, HttpError> {
@@ -26,6 +28,8 @@ pub fn password_form(s: &Session, error: &str, message: &str) -> Result<Reply, H
         error,
         message,
         min_len: auth::MIN_PASSWORD_LEN,
+        role: s.group.as_str(),
+        role_means: s.group.describe(),
     })
 }
 

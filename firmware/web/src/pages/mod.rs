@@ -15,7 +15,7 @@ mod users;
 mod viewer;
 
 use askama::Template;
-use pacsbox_archive::accounts::Group;
+use pacsbox_archive::accounts::Right;
 
 use crate::auth::Session;
 use crate::reply::{HttpError, Reply};
@@ -35,13 +35,16 @@ pub use viewer::viewer_page;
 pub struct Nav {
     pub user: String,
     pub is_admin: bool,
+    /// May open the conflicts page (editors and admins).
+    pub may_edit: bool,
     pub csrf: String,
 }
 
-fn nav(s: &Session) -> Option<Nav> {
+pub(crate) fn nav(s: &Session) -> Option<Nav> {
     Some(Nav {
         user: s.user.clone(),
-        is_admin: s.group == Group::Admin,
+        is_admin: s.group.allows(Right::Administer),
+        may_edit: s.group.allows(Right::Edit),
         csrf: s.csrf.clone(),
     })
 }

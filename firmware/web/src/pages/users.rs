@@ -15,7 +15,10 @@ struct UsersPage<'a> {
     nav: Option<Nav>,
     nav_user: &'a str,
     csrf: &'a str,
+    /// (name, role)
     users: Vec<(String, &'static str)>,
+    /// (role, what it may do), for the role choices.
+    roles: Vec<(&'static str, &'static str)>,
     /// (id, user, client address, since)
     sessions: Vec<(String, String, String, String)>,
     error: &'a str,
@@ -45,6 +48,10 @@ pub fn users_page(web: &Web, s: &Session, error: &str, message: &str) -> Result<
             nav_user: &s.user,
             csrf: &s.csrf,
             users,
+            roles: Group::ALL
+                .iter()
+                .map(|g| (g.as_str(), g.describe()))
+                .collect(),
             sessions,
             error,
             message,
@@ -64,21 +71,53 @@ pub fn users_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError>
             if let Err(e) = auth::acceptable_password(&web.archive, name, password, password)? {
                 return users_page(web, s, &e, "");
             }
+            let Some(group) = Group::parse(req.field("group")) else {
+                return users_page(web, s, "Choose one of the roles listed.", "");
+            };
             let rec = UserRecord {
                 password_hash: auth::hash_password(password)?,
-                group: if req.field("group") == "admin" {
-                    Group::Admin
-                } else {
-                    Group::User
-                },
+                group,
                 must_change_password: true,
                 created_unix: crate::auth::now_unix(),
             };
             if !web.archive.index().create_user_if_absent(name, &rec)? {
                 return users_page(web, s, "A user of that name exists.", "");
             }
-            tracing::info!(admin = s.user, user = name, "user created");
+            tracing::info!(
+                admin = s.user,
+                user = name,
+                role = group.as_str(),
+                "user created"
+            );
             users_page(web, s, "", &format!("User {name} added."))
+        }
+        "set-role" => {
+            let Some(group) = Group::parse(req.field("group")) else {
+                return users_page(web, s, "Choose one of the roles listed.", "");
+            };
+            if name == s.user {
+                // An admin demoting themselves could leave the box without one.
+                return users_page(web, s, "Another admin changes your role.", "");
+            }
+            let Some(mut rec) = web.archive.index().user(name)? else {
+                return users_page(web, s, "No user of that name.", "");
+            };
+            rec.group = group;
+            web.archive.index().put_user(name, &rec)?;
+            // Sessions carry the role they logged in with: the new one counts from the next login.
+            web.sessions.end_user(name);
+            tracing::info!(
+                admin = s.user,
+                user = name,
+                role = group.as_str(),
+                "role changed"
+            );
+            users_page(
+                web,
+                s,
+                "",
+                &format!("{name} is now {}; they log in again.", group.as_str()),
+            )
         }
         "delete" => {
             if name == s.user {
