@@ -8,6 +8,7 @@ import hashlib
 import json
 import shutil
 import socket
+import subprocess
 import ssl
 
 import helpers as h
@@ -104,3 +105,65 @@ def test_the_certificate_is_kept_and_an_installed_one_is_used(server, tmp_path):
     b.start()
     assert _served_certificate(port_b)[0] == first
     assert _status(b.http_port)["tls_fingerprint"] == first
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def test_an_admin_installs_the_clinics_certificate_from_the_page_without_a_restart(server, tmp_path):
+    """A clinic CA signs the box's certificate (openssl); the admin pastes chain and key into
+    /admin/certificate; HTTPS and DICOM TLS serve it to the next connection, the status document
+    and page show its fingerprint, a restart keeps it; a key of another certificate is refused."""
+    https_port, tls_port = h.free_port(), h.free_port()
+    srv = server(https_port=https_port, dicom_tls_port=tls_port)
+    made = _served_certificate(https_port)[0]
+    assert _served_certificate(tls_port)[0] == made
+
+    ca_key, ca, key, csr, cert = (tmp_path / n for n in ("ca.key", "ca.pem", "box.key", "box.csr", "box.pem"))
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca),
+             "-days", "30", "-subj", "/CN=Clinic CA")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+             "-subj", "/CN=pacsbox.clinic.example")
+    ext = tmp_path / "ext.cnf"
+    ext.write_text("subjectAltName=DNS:pacsbox.clinic.example,IP:127.0.0.1\n")
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+             "-out", str(cert), "-days", "30", "-extfile", str(ext))
+    chain = cert.read_text() + ca.read_text()
+
+    b = Browser(https_port, scheme="https")
+    b.first_login(srv.data)
+    _, _, page = b.get("/admin/certificate")
+    assert made.encode() in page and b"self-signed" in page
+
+    # A key that belongs to another certificate: refused, nothing changes.
+    wrong = tmp_path / "other.key"
+    _openssl("genpkey", "-algorithm", "RSA", "-out", str(wrong))
+    code, _, body = b.post("/admin/certificate", {
+        "csrf": b.csrf(page), "action": "install", "chain": chain, "key": wrong.read_text()})
+    assert code == 400 and b"does not fit" in body, body[-600:]
+    assert _served_certificate(https_port)[0] == made
+
+    code, _, body = b.post("/admin/certificate", {
+        "csrf": b.csrf(page), "action": "install", "chain": chain, "key": key.read_text()})
+    assert code == 200, body[-600:]
+    new, _, _ = _served_certificate(https_port)
+    assert new != made and new.encode() in body
+    assert _served_certificate(tls_port)[0] == new, "DICOM TLS serves the same certificate"
+    assert _status(srv.http_port)["tls_fingerprint"] == new
+
+    # A client that trusts only the clinic CA now verifies the box by its name.
+    ctx = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", https_port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="pacsbox.clinic.example") as s:
+            assert s.getpeercert()["subject"] == ((("commonName", "pacsbox.clinic.example"),),)
+
+    # The session that installed it keeps working; the trail names the change.
+    code, _, page = b.get("/admin/certificate")
+    assert code == 200 and b"Clinic CA" in page and b"2 certificate(s)" in page
+    srv.stop()
+    srv.start()
+    assert _served_certificate(https_port)[0] == new
+    records = [json.loads(line) for f in sorted((srv.data / "audit").glob("*.jsonl")) for line in f.read_text().splitlines()]
+    installs = [(r["actor"], r["outcome"]) for r in records if r["action"] == "certificate.install"]
+    assert installs == [("admin", "failed: HTTP 400"), ("admin", "ok")], installs

@@ -66,7 +66,7 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
             addr: format!("{}:{}", c.bind, c.https_port),
             tls: t.web.clone(),
         });
-    let tls_fingerprint = tls.as_ref().map(|t| t.fingerprint.clone());
+    let certificate = tls.as_ref().map(|t| t.certificate.clone());
     let dicom_tls = tls
         .as_ref()
         .filter(|_| c.dicom_tls_port != 0)
@@ -81,15 +81,16 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         health: (&c.health).into(),
         dicom_accepting: dicom_accepting.clone(),
         errors,
-        tls_fingerprint,
+        certificate: certificate.clone(),
     });
-    let (web, initial_password) = pacsbox_web::Web::new(
+    let (mut web, initial_password) = pacsbox_web::Web::new(
         archive.clone(),
         source.clone(),
         c.web_config(),
         audit.clone(),
     )
     .context("setting up the web page")?;
+    web.certificates = certificate.map(|c| c as Arc<dyn pacsbox_web::Certificates>);
     if initial_password.is_some() {
         // The password itself stays out of the log (journals are kept and copied around);
         // it is in the file (mode 0600) and on the panel's identity page.

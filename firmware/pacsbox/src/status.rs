@@ -23,8 +23,8 @@ pub struct Status {
     /// Set while the DICOM listener is accepting associations.
     pub dicom_accepting: Arc<AtomicBool>,
     pub errors: crate::errlog::ErrorLog,
-    /// SHA-256 of the HTTPS certificate, when HTTPS is on.
-    pub tls_fingerprint: Option<String>,
+    /// The certificate of HTTPS and DICOM TLS, when either is on (an admin may replace it).
+    pub certificate: Option<Arc<crate::tls::BoxCertificate>>,
 }
 
 /// How the box is reached, for the panel's identity page.
@@ -76,6 +76,10 @@ pub fn waiting_for_volume(config: &Config, sources: &HealthSources) -> Health {
 }
 
 impl Status {
+    fn tls_fingerprint(&self) -> Option<String> {
+        self.certificate.as_ref().map(|c| c.fingerprint())
+    }
+
     /// The health model now: what the front panel draws and `/status.json` reports.
     pub fn health(&self) -> anyhow::Result<Health> {
         let disk = self.archive.disk_space()?;
@@ -85,7 +89,7 @@ impl Status {
         let disks = self.health.disks(&arrays);
         let conflicts = self.archive.conflict_stats();
         Ok(Health {
-            identity: identity(&self.config, self.tls_fingerprint.clone()),
+            identity: identity(&self.config, self.tls_fingerprint()),
             volume: DataVolume {
                 total_bytes: disk.total_bytes,
                 free_bytes: disk.free_bytes,
@@ -143,7 +147,7 @@ impl Status {
             http_port: identity.http_port,
             https_port: self.config.https_port,
             dicom_tls_port: self.config.dicom_tls_port,
-            tls_fingerprint: self.tls_fingerprint.clone().unwrap_or_default(),
+            tls_fingerprint: self.tls_fingerprint().unwrap_or_default(),
             data_dir: self.archive.root().display().to_string(),
             patients: counts.patients,
             studies: counts.studies,

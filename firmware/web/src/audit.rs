@@ -73,6 +73,7 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
             };
             event(&format!("user.{}", req.field("action"))).detail(target)
         }
+        (true, ["admin", "certificate"]) => event(&format!("certificate.{}", req.field("action"))),
         (true, ["admin", "peers"]) => event(&format!("peer.{}", req.field("action"))).detail(
             format!("{} {}", req.field("ae"), req.field("rights"))
                 .trim()

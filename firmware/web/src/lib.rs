@@ -13,6 +13,7 @@
 
 mod audit;
 pub mod auth;
+pub mod certificate;
 mod conflicts;
 pub mod guard;
 mod header;
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use pacsbox_archive::Archive;
 
+pub use certificate::{CertificateView, Certificates};
 pub use reply::Reply;
 pub use server::serve;
 pub use status::{LogLine, RaidReport, StatusDoc, StatusSource};
@@ -128,6 +130,8 @@ pub struct Web {
     /// Where every login, view of patient data and change is recorded.
     pub audit: pacsbox_audit::Audit,
     pub started: Instant,
+    /// The TLS certificate, when HTTPS or DICOM TLS is on (`/admin/certificate`).
+    pub certificates: Option<Arc<dyn Certificates>>,
     pub(crate) pixel_caches: pixels::PixelCaches,
 }
 
@@ -150,6 +154,7 @@ impl Web {
                 sessions,
                 audit,
                 started: Instant::now(),
+                certificates: None,
                 pixel_caches: Default::default(),
             },
             initial,

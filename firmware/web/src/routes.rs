@@ -33,6 +33,8 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/conflicts"),
     ("GET", "/admin/audit"),
     ("GET", "/admin/peers"),
+    ("GET", "/admin/certificate"),
+    ("POST", "/admin/certificate"),
     ("POST", "/admin/peers"),
     ("POST", "/admin/conflicts"),
     ("GET", "/status"),
@@ -161,6 +163,14 @@ fn answer(
         (true, ["admin", "peers"]) => {
             admin(&session)?;
             pages::peers_post(web, &session, req)
+        }
+        (false, ["admin", "certificate"]) => {
+            admin(&session)?;
+            pages::certificate_page(web, &session, "", "")
+        }
+        (true, ["admin", "certificate"]) => {
+            admin(&session)?;
+            pages::certificate_post(web, &session, req)
         }
         (false, ["admin", "audit"]) => {
             admin(&session)?;

@@ -5,6 +5,7 @@
 mod account;
 mod assets;
 mod audit;
+mod certificate;
 mod instance;
 mod login;
 mod peers;
@@ -23,6 +24,7 @@ use crate::reply::{HttpError, Reply};
 pub use account::{password_form, password_post};
 pub use assets::asset;
 pub use audit::audit_page;
+pub use certificate::{certificate_page, certificate_post};
 pub use instance::{header_page, instance_file};
 pub use login::{login_form, login_post};
 pub use peers::{peers_page, peers_post};
