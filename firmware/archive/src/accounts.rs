@@ -12,6 +12,9 @@ pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("use
 /// a display and written to a file), with when they were retired.
 pub(crate) const RETIRED_PASSWORDS: TableDefinition<&str, i64> =
     TableDefinition::new("retired_passwords");
+/// When each user last logged in (Unix seconds). Apart from `USERS` because those records are
+/// postcard, where a new field would make every stored record unreadable.
+pub(crate) const LAST_LOGINS: TableDefinition<&str, i64> = TableDefinition::new("last_logins");
 
 /// A web account's role. Stored by variant index (postcard), so new roles go at the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,8 +128,29 @@ impl Index {
     pub fn delete_user(&self, name: &str) -> Result<bool> {
         let txn = self.begin_write()?;
         let existed = txn.open_table(USERS)?.remove(name)?.is_some();
+        txn.open_table(LAST_LOGINS)?.remove(name)?;
         txn.commit()?;
         Ok(existed)
+    }
+
+    /// Notes a successful login, for the admins' user list.
+    pub fn record_login(&self, name: &str, unix: i64) -> Result<()> {
+        let txn = self.begin_write()?;
+        txn.open_table(LAST_LOGINS)?.insert(name, unix)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Every user's last login, by name (users who never logged in are absent).
+    pub fn last_logins(&self) -> Result<std::collections::HashMap<String, i64>> {
+        let txn = self.db().begin_read()?;
+        let t = txn.open_table(LAST_LOGINS)?;
+        let mut out = std::collections::HashMap::new();
+        for r in t.iter()? {
+            let (k, v) = r?;
+            out.insert(k.value().to_owned(), v.value());
+        }
+        Ok(out)
     }
 
     /// Records a password hash (PHC string) that must not be chosen again.
@@ -185,7 +209,7 @@ mod tests {
             assert!(!index.create_user_if_absent("admin", &other).unwrap());
         }
         let index = Index::open(&path).unwrap();
-        assert_eq!(index.user("admin").unwrap(), Some(rec));
+        assert_eq!(index.user("admin").unwrap(), Some(rec.clone()));
         assert_eq!(index.users().unwrap().len(), 1);
         assert!(index.delete_user("admin").unwrap());
         assert_eq!(index.user("admin").unwrap(), None);
@@ -194,6 +218,12 @@ mod tests {
         drop(index);
         let index = Index::open(&path).unwrap();
         assert_eq!(index.retired_passwords().unwrap(), vec!["$argon2id$first"]);
+        assert!(index.last_logins().unwrap().is_empty());
+        index.put_user("admin", &rec).unwrap();
+        index.record_login("admin", 7).unwrap();
+        assert_eq!(index.last_logins().unwrap().get("admin"), Some(&7));
+        index.delete_user("admin").unwrap();
+        assert!(index.last_logins().unwrap().is_empty());
     }
 
     #[test]

@@ -65,6 +65,12 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
         (false, ["admin", "audit"]) => event("audit.view").detail(terms(req)),
         (true, ["logout"]) => event("web.logout"),
         (true, ["account", "password"]) => event("web.password"),
+        // Asking "delete?" changes nothing; the confirmed post is what is recorded.
+        (true, ["admin", "users"])
+            if req.field("action") == "delete" && req.field("confirm") != "yes" =>
+        {
+            return;
+        }
         (true, ["admin", "users"]) => {
             let target = match req.field("action") {
                 "end-session" => req.field("session").to_owned(),

@@ -365,6 +365,10 @@ impl Sessions {
         if let Ok(mut t) = self.throttle.lock() {
             t.succeeded(user, client);
         }
+        if let Err(e) = archive.index().record_login(user, now_unix()) {
+            // The admins' "last login" column is a convenience; the login itself goes on.
+            tracing::warn!(user, error = %e, "could not note the login time");
+        }
         let token = random_token(32)?;
         let now = Instant::now();
         let session = Session {

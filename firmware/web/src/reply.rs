@@ -29,6 +29,20 @@ impl Req {
     pub fn field(&self, k: &str) -> &str {
         self.form.get(k).map(String::as_str).unwrap_or("")
     }
+
+    /// The path with its query (keys in a fixed order), to come back to after logging in.
+    pub fn path_and_query(&self) -> String {
+        if self.query.is_empty() {
+            return self.path.clone();
+        }
+        let mut pairs: Vec<_> = self.query.iter().collect();
+        pairs.sort();
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            q.append_pair(k, v);
+        }
+        format!("{}?{}", self.path, q.finish())
+    }
 }
 
 pub fn parse_pairs(s: &str) -> HashMap<String, String> {

@@ -91,7 +91,9 @@ fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
         if segs.first() == Some(&"api") || post {
             return Ok(Reply::text(401, "log in first"));
         }
-        let next = form_urlencoded::byte_serialize(req.path.as_bytes()).collect::<String>();
+        // With its query: a link to `/viewer/…?series=…` comes back to that series.
+        let next =
+            form_urlencoded::byte_serialize(req.path_and_query().as_bytes()).collect::<String>();
         return Ok(Reply::redirect(&format!("/login?next={next}")));
     };
     if post && req.field("csrf") != session.csrf {

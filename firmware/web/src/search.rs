@@ -168,14 +168,38 @@ pub fn show_time(tm: &str) -> String {
 pub fn show_name(pn: &str) -> String {
     pn.split('=')
         .map(|g| {
-            g.split('^')
-                .filter(|c| !c.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
+            // Components in DICOM order (family first), as each script writes them: Korean,
+            // Chinese and Japanese put no space between family and given name ("홍길동").
+            let mut out = String::new();
+            for c in g.split('^').filter(|c| !c.is_empty()) {
+                let joins = out.chars().next_back().is_some_and(written_without_spaces)
+                    && c.chars().next().is_some_and(written_without_spaces);
+                if !out.is_empty() && !joins {
+                    out.push(' ');
+                }
+                out.push_str(c);
+            }
+            out
         })
         .filter(|g| !g.is_empty())
         .collect::<Vec<_>>()
         .join(" = ")
+}
+
+/// Hangul, Han ideographs and kana: scripts whose names run family and given together.
+fn written_without_spaces(c: char) -> bool {
+    matches!(c as u32,
+        0x1100..=0x11FF      // Hangul Jamo
+        | 0x3040..=0x30FF    // Hiragana, Katakana
+        | 0x3130..=0x318F    // Hangul compatibility Jamo
+        | 0x31F0..=0x31FF    // Katakana phonetic extensions
+        | 0x3400..=0x4DBF    // CJK extension A
+        | 0x4E00..=0x9FFF    // CJK unified ideographs
+        | 0xA960..=0xA97F    // Hangul Jamo extended A
+        | 0xAC00..=0xD7FF    // Hangul syllables, Jamo extended B
+        | 0xF900..=0xFAFF    // CJK compatibility ideographs
+        | 0x20000..=0x3FFFF  // CJK extensions B and later
+    )
 }
 
 impl From<&Row> for StudyRow {
@@ -278,7 +302,16 @@ mod tests {
         );
         assert_eq!(
             show_name("KIM^MINSU=金^民秀=김^민수"),
-            "KIM MINSU = 金 民秀 = 김 민수"
+            "KIM MINSU = 金民秀 = 김민수"
         );
+        assert_eq!(
+            show_name("山田^太郎=やまだ^たろう"),
+            "山田太郎 = やまだたろう"
+        );
+        // Mixed: a Latin given name after a Hangul family name keeps its space.
+        assert_eq!(show_name("김^Minsu^^Dr."), "김 Minsu Dr.");
+        assert_eq!(show_name("Äneas^Rüdiger"), "Äneas Rüdiger");
+        assert_eq!(show_name("^^"), "");
+        assert_eq!(show_name("=洪^吉童"), "洪吉童");
     }
 }

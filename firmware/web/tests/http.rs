@@ -606,7 +606,7 @@ fn nothing_with_patient_data_is_reachable_without_a_session() {
     let s = start();
     let r = get(s.port, "/search?name=kim", "");
     assert_eq!(r.status, 303);
-    assert_eq!(r.header("location").unwrap(), "/login?next=%2Fsearch");
+    assert_eq!(r.header("location").unwrap(), "/login?next=%2Fsearch%3Fname%3Dkim");
     let routes = pacsbox_web::routes::SESSION_ROUTES;
     assert!(routes.len() >= 18, "{routes:?}");
     for (method, pattern) in routes {
@@ -930,6 +930,129 @@ fn an_admin_changes_a_role_and_it_counts_from_the_next_login() {
 }
 
 #[test]
+fn admins_reset_passwords_see_last_logins_and_confirm_deletes() {
+    let s = start();
+    let admin = admin_session(&s);
+    let staff = member(&s, &admin, "reception", "user");
+    let _never = create_user_as(s.port, &admin, "newbie", "first-password", "user");
+    let page = get(s.port, "/admin/users", &admin).text();
+    assert!(
+        page.contains("<td>newbie</td><td>user</td><td>never</td>"),
+        "{page}"
+    );
+    let today = page
+        .split("<td>reception</td><td>user</td><td>")
+        .nth(1)
+        .and_then(|t| t.split("</td>").next())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!today.is_empty() && today != "never", "{page}");
+
+    let post_users = |form: &[(&str, &str)]| {
+        let csrf = get(s.port, "/admin/users", &admin).csrf();
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(form);
+        post(s.port, "/admin/users", &admin, &all)
+    };
+    // The reset password follows the same rules, ends the user's sessions, and must be
+    // changed at the next login.
+    let weak = post_users(&[
+        ("action", "reset-password"),
+        ("name", "reception"),
+        ("password", "12345678"),
+    ]);
+    assert_eq!(weak.status, 400);
+    assert_eq!(
+        get(s.port, "/search", &staff).status,
+        200,
+        "a refused reset changes nothing"
+    );
+    let r = post_users(&[
+        ("action", "reset-password"),
+        ("name", "reception"),
+        ("password", "Amber-Lantern-77"),
+    ]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        get(s.port, "/search", &staff).status,
+        303,
+        "old session ended"
+    );
+    assert_eq!(login(s.port, "reception", "Quiet-Orchard-31").status, 401);
+    let again = session(&login(s.port, "reception", "Amber-Lantern-77"));
+    assert_eq!(
+        get(s.port, "/search", &again).status,
+        303,
+        "must choose their own first"
+    );
+    assert_eq!(
+        post_users(&[
+            ("action", "reset-password"),
+            ("name", "admin"),
+            ("password", "Amber-Lantern-77")
+        ])
+        .status,
+        400
+    );
+
+    // Delete asks first; only the confirmed post deletes (and only that is in the trail).
+    let ask = post_users(&[("action", "delete"), ("name", "newbie")]);
+    assert_eq!(ask.status, 200);
+    assert!(ask.text().contains("Yes, delete newbie"), "{}", ask.text());
+    assert!(s.archive.index().user("newbie").unwrap().is_some());
+    let done = post_users(&[("action", "delete"), ("name", "newbie"), ("confirm", "yes")]);
+    assert!(
+        done.text().contains("User newbie deleted"),
+        "{}",
+        done.text()
+    );
+    assert!(s.archive.index().user("newbie").unwrap().is_none());
+    let all = audit_records(&s, &Default::default(), 1);
+    let deletes: Vec<_> = all.iter().filter(|r| r.action == "user.delete").collect();
+    assert_eq!(deletes.len(), 1, "{deletes:#?}");
+    assert!(all.iter().any(|r| r.action == "user.reset-password"
+        && r.detail == "reception"
+        && r.outcome == "ok"));
+}
+
+#[test]
+fn a_failed_login_keeps_the_name_and_a_login_link_keeps_its_query() {
+    let s = start();
+    let _ = admin_session(&s);
+    let r = login(s.port, "admin", "not-the-password");
+    assert_eq!(r.status, 401);
+    assert!(
+        r.text()
+            .contains(r#"name="user" autocomplete="username" required value="admin""#),
+        "{}",
+        r.text()
+    );
+    // What does not look like a user name (a password typed in the wrong box) is not shown.
+    let r = login(s.port, "secret password!", "x");
+    assert!(!r.text().contains("secret password!"));
+    // A viewer link with its series comes back with it after the login.
+    let path = format!("/viewer/{}?series={}.1", s.korean_study, s.korean_study);
+    let r = get(s.port, &path, "");
+    assert_eq!(r.status, 303);
+    let to_login = r.header("Location").unwrap();
+    let next: String = to_login
+        .split("next=")
+        .nth(1)
+        .map(|n| {
+            form_urlencoded::parse(format!("n={n}").as_bytes())
+                .next()
+                .unwrap()
+                .1
+                .into_owned()
+        })
+        .unwrap();
+    assert_eq!(next, path);
+    let r = login_to(s.port, "admin", "a-long-new-password", &next);
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("Location").unwrap(), path);
+}
+
+#[test]
 fn patient_strings_are_escaped() {
     let s = start();
     let cookie = admin_session(&s);
@@ -990,7 +1113,7 @@ fn korean_names_are_found_by_hangul_and_by_latin_prefix() {
         assert_eq!(r.status, 200);
         let t = r.text();
         assert!(t.contains(&format!("/study/{}", s.korean_study)), "{q}");
-        assert!(t.contains("김 민수"), "{q}");
+        assert!(t.contains("김민수"), "{q}");
         assert!(!t.contains("DOE JOHN"), "{q}");
     }
     let r = get(s.port, "/search?name=lee", &cookie);

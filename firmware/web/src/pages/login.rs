@@ -15,6 +15,8 @@ struct LoginPage<'a> {
     error: &'a str,
     csrf: String,
     next: String,
+    /// The name typed before a failed login, so only the password is typed again.
+    user: &'a str,
 }
 
 /// Only a local path may follow a login (no open redirect).
@@ -49,6 +51,10 @@ pub fn login_form(web: &Web, req: &Req, error: &str) -> Result<Reply, HttpError>
         error,
         csrf: token.clone(),
         next: safe_next(next),
+        // Only a name that could be a user's: people type passwords into this field too.
+        user: Some(req.field("user"))
+            .filter(|u| auth::acceptable_user_name(u))
+            .unwrap_or(""),
     })?;
     r.status = status;
     Ok(r.header("Set-Cookie", auth::login_cookie(req, &token)))

@@ -15,8 +15,10 @@ struct UsersPage<'a> {
     nav: Option<Nav>,
     nav_user: &'a str,
     csrf: &'a str,
-    /// (name, role)
-    users: Vec<(String, &'static str)>,
+    /// (name, role, last login)
+    users: Vec<(String, &'static str, String)>,
+    /// A delete waiting for the admin's yes: the user's name.
+    confirm_delete: &'a str,
     /// (role, what it may do), for the role choices.
     roles: Vec<(&'static str, &'static str)>,
     /// (id, user, client address, since)
@@ -26,12 +28,28 @@ struct UsersPage<'a> {
 }
 
 pub fn users_page(web: &Web, s: &Session, error: &str, message: &str) -> Result<Reply, HttpError> {
+    users_page_confirming(web, s, error, message, "")
+}
+
+fn users_page_confirming(
+    web: &Web,
+    s: &Session,
+    error: &str,
+    message: &str,
+    confirm_delete: &str,
+) -> Result<Reply, HttpError> {
+    let last = web.archive.index().last_logins()?;
     let users = web
         .archive
         .index()
         .users()?
         .into_iter()
-        .map(|(n, r)| (n, r.group.as_str()))
+        .map(|(n, r)| {
+            let when = last
+                .get(&n)
+                .map_or_else(|| "never".to_owned(), |t| super::status::local_time(*t));
+            (n, r.group.as_str(), when)
+        })
         .collect();
     let sessions = web
         .sessions
@@ -52,6 +70,7 @@ pub fn users_page(web: &Web, s: &Session, error: &str, message: &str) -> Result<
                 .iter()
                 .map(|g| (g.as_str(), g.describe()))
                 .collect(),
+            confirm_delete,
             sessions,
             error,
             message,
@@ -119,9 +138,39 @@ pub fn users_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError>
                 &format!("{name} is now {}; they log in again.", group.as_str()),
             )
         }
+        "reset-password" => {
+            if name == s.user {
+                return users_page(web, s, "Change your own password on your account page.", "");
+            }
+            let Some(mut rec) = web.archive.index().user(name)? else {
+                return users_page(web, s, "No user of that name.", "");
+            };
+            let password = req.field("password");
+            if let Err(e) = auth::acceptable_password(&web.archive, name, password, password)? {
+                return users_page(web, s, &e, "");
+            }
+            rec.password_hash = auth::hash_password(password)?;
+            // A password the admin knows is only for the next login.
+            rec.must_change_password = true;
+            web.archive.index().put_user(name, &rec)?;
+            web.sessions.end_user(name);
+            tracing::info!(admin = s.user, user = name, "password reset by an admin");
+            users_page(
+                web,
+                s,
+                "",
+                &format!("New password set for {name}; they choose their own at the next login."),
+            )
+        }
         "delete" => {
             if name == s.user {
                 return users_page(web, s, "You cannot delete yourself.", "");
+            }
+            if web.archive.index().user(name)?.is_none() {
+                return users_page(web, s, "No user of that name.", "");
+            }
+            if req.field("confirm") != "yes" {
+                return users_page_confirming(web, s, "", "", name);
             }
             web.archive.index().delete_user(name)?;
             web.sessions.end_user(name);
