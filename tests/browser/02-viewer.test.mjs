@@ -57,7 +57,16 @@ describe('viewer (desktop, mouse and keyboard)', () => {
     assert.equal(s.kind, 'gray16s');
     assert.equal(s.error, '');
     assert.equal(await page.locator('#verror').isHidden(), true);
-    assert.match(await page.textContent('#ov-tl'), /Image 1 \/ 1/);
+    assert.match(await page.textContent('#ov-bl'), /Image 1 \/ 1/);
+    // Whose images these are, on the image and in the tab.
+    const who = await page.textContent('#ov-tl');
+    assert.match(who, /Kim Minsu = 김민수/);
+    assert.match(who, /ID BRW-KIM/);
+    assert.match(await page.textContent('#ov-tr'), /2026-01-01/);
+    assert.match(await page.title(), /^Kim Minsu = 김민수 \(ID BRW-KIM\) · Viewer/);
+    // The CT carries its slice geometry and exposure.
+    assert.match(await page.textContent('#ov-bl'), /Loc -?[\d.]+ mm {2}Thk 5 mm/);
+    assert.match(await page.textContent('#ov-bl'), /\d+ kVp {2}[\d.]+ mAs/);
     assert.match(await page.textContent('#ov-br'), /W 100 {2}L 40/);
     await shot(page, 'viewer-ct');
     noProblems(page);
@@ -335,7 +344,7 @@ describe('viewer (desktop, mouse and keyboard)', () => {
     assert.equal(s.frame, 2);
     await snap(page, 'f1');
     assert.ok((await meanAbsDiff(page, 'f0', 'f1')) > 1, 'frame 2 looks like frame 1');
-    assert.match(await page.textContent('#ov-tl'), /Image 2 \/ 10/);
+    assert.match(await page.textContent('#ov-bl'), /Image 2 \/ 10/);
     await page.keyboard.press('ArrowDown');
     s = await ready(page);
     assert.equal(s.index, 2);

@@ -55,7 +55,7 @@ const presetSel = $('preset');
 const filterSel = $('filter');
 const brightIn = $('brightness');
 const contrastIn = $('contrast');
-const ovTl = $('ov-tl');
+const ovBl = $('ov-bl');
 const ovBr = $('ov-br');
 const verror = $('verror');
 const cineBtn = document.querySelector('[data-act="cine"]');
@@ -177,11 +177,22 @@ function overlays(e) {
   const n = nav.images.length;
   const img = currentImage();
   const s = nav.series;
-  const tl = [];
-  if (s) tl.push(`Series ${s.number ?? ''} ${s.modality || ''} ${s.description || ''}`.replace(/\s+/g, ' ').trim());
-  if (n) tl.push(`Image ${nav.index + 1} / ${n}` + (img && img.frames > 1 ? ` (frame ${img.frame})` : ''));
-  if (e && e.pixels) tl.push(`${e.pixels.cols} × ${e.pixels.rows}`);
-  ovTl.textContent = tl.join('\n');
+  // Patient and study (top corners) come with the page; these change with the image.
+  const bl = [];
+  if (s) bl.push(`Series ${s.number ?? ''} ${s.modality || ''} ${s.description || ''}`.replace(/\s+/g, ' ').trim());
+  if (n) bl.push(`Image ${nav.index + 1} / ${n}` + (img && img.frames > 1 ? ` (frame ${img.frame})` : ''));
+  const inf = e && e.info;
+  const mm = (v) => `${Math.round(v * 100) / 100} mm`;
+  if (inf && (inf.slice_location != null || inf.slice_thickness != null)) {
+    bl.push([inf.slice_location != null ? `Loc ${mm(inf.slice_location)}` : '',
+      inf.slice_thickness != null ? `Thk ${mm(inf.slice_thickness)}` : ''].filter(Boolean).join('  '));
+  }
+  if (inf && (inf.kvp != null || inf.exposure_mas != null)) {
+    bl.push([inf.kvp != null ? `${Math.round(inf.kvp)} kVp` : '',
+      inf.exposure_mas != null ? `${Math.round(inf.exposure_mas * 10) / 10} mAs` : ''].filter(Boolean).join('  '));
+  }
+  if (e && e.pixels) bl.push(`${e.pixels.cols} × ${e.pixels.rows}`);
+  ovBl.textContent = bl.join('\n');
   const br = [];
   const win = e ? currentWindow(e) : null;
   if (win && !(e && e.pixels && e.pixels.kind === 'rgb8' && !look.wlUser)) {

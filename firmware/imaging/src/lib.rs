@@ -84,6 +84,12 @@ pub struct ImageInfo {
     pub voi_lut_function: Option<String>,
     pub transfer_syntax: String,
     pub has_pixel_data: bool,
+    /// For the viewer's overlay: Slice Location and Slice Thickness (mm), kVp, and the
+    /// exposure in mAs (Exposure, or Exposure in µAs / 1000).
+    pub slice_location: Option<f64>,
+    pub slice_thickness: Option<f64>,
+    pub kvp: Option<f64>,
+    pub exposure_mas: Option<f64>,
 }
 
 /// One DICOM instance held in memory, ready to be rendered.
@@ -149,6 +155,11 @@ impl Instance {
             voi_lut_function: text(&self.obj, tags::VOILUT_FUNCTION),
             transfer_syntax: self.transfer_syntax().to_string(),
             has_pixel_data: self.obj.get(tags::PIXEL_DATA).is_some(),
+            slice_location: float(&self.obj, tags::SLICE_LOCATION),
+            slice_thickness: float(&self.obj, tags::SLICE_THICKNESS),
+            kvp: float(&self.obj, tags::KVP),
+            exposure_mas: float(&self.obj, tags::EXPOSURE)
+                .or_else(|| float(&self.obj, tags::EXPOSURE_INU_AS).map(|ua| ua / 1000.0)),
         }
     }
 
@@ -169,6 +180,11 @@ fn floats(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Vec<f64> {
     obj.get(tag)
         .and_then(|e| e.to_multi_float64().ok())
         .unwrap_or_default()
+}
+
+/// The first value of a numeric attribute, when it is present and finite.
+fn float(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<f64> {
+    floats(obj, tag).first().copied().filter(|v| v.is_finite())
 }
 
 fn text(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {

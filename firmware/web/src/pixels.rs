@@ -116,6 +116,10 @@ struct InfoJson {
     voi_lut_function: Option<String>,
     transfer_syntax: String,
     has_pixel_data: bool,
+    slice_location: Option<f64>,
+    slice_thickness: Option<f64>,
+    kvp: Option<f64>,
+    exposure_mas: Option<f64>,
 }
 
 /// `frames/{n}` in a URL: 1-based.
@@ -149,6 +153,10 @@ pub fn instance_api(web: &Web, req: &Req, sop: &str, rest: &[&str]) -> Result<Re
                 voi_lut_function: i.voi_lut_function,
                 transfer_syntax: i.transfer_syntax,
                 has_pixel_data: i.has_pixel_data,
+                slice_location: i.slice_location,
+                slice_thickness: i.slice_thickness,
+                kvp: i.kvp,
+                exposure_mas: i.exposure_mas,
             })
             .header("Cache-Control", IMMUTABLE))
         }

@@ -606,7 +606,10 @@ fn nothing_with_patient_data_is_reachable_without_a_session() {
     let s = start();
     let r = get(s.port, "/search?name=kim", "");
     assert_eq!(r.status, 303);
-    assert_eq!(r.header("location").unwrap(), "/login?next=%2Fsearch%3Fname%3Dkim");
+    assert_eq!(
+        r.header("location").unwrap(),
+        "/login?next=%2Fsearch%3Fname%3Dkim"
+    );
     let routes = pacsbox_web::routes::SESSION_ROUTES;
     assert!(routes.len() >= 18, "{routes:?}");
     for (method, pattern) in routes {
