@@ -166,30 +166,14 @@ pub fn audit_message(r: &Record, src: &Source) -> String {
     x.close("AuditSourceIdentification");
 
     if let Some((id, name)) = patient(&r.patient) {
-        x.open(
-            "ParticipantObjectIdentification",
-            &[
-                ("ParticipantObjectID", id),
-                ("ParticipantObjectTypeCode", "1"),
-                ("ParticipantObjectTypeCodeRole", "1"),
-            ],
-        );
-        x.code("ParticipantObjectIDTypeCode", PATIENT_NUMBER);
+        x.object(id, "1", "1", PATIENT_NUMBER);
         if !name.is_empty() {
             x.text_element("ParticipantObjectName", name);
         }
         x.close("ParticipantObjectIdentification");
     }
     if !r.study.is_empty() {
-        x.open(
-            "ParticipantObjectIdentification",
-            &[
-                ("ParticipantObjectID", r.study.as_str()),
-                ("ParticipantObjectTypeCode", "2"),
-                ("ParticipantObjectTypeCodeRole", "3"),
-            ],
-        );
-        x.code("ParticipantObjectIDTypeCode", STUDY_INSTANCE_UID);
+        x.object(&r.study, "2", "3", STUDY_INSTANCE_UID);
         x.close("ParticipantObjectIdentification");
     }
     if ev.id == QUERY {
@@ -201,29 +185,14 @@ pub fn audit_message(r: &Record, src: &Source) -> String {
         } else {
             ("1.2.840.10008.5.1.4.1.2.2.1", SOP_CLASS_UID)
         };
-        x.open(
-            "ParticipantObjectIdentification",
-            &[
-                ("ParticipantObjectID", object_id),
-                ("ParticipantObjectTypeCode", "2"),
-                ("ParticipantObjectTypeCodeRole", "3"),
-            ],
-        );
-        x.code("ParticipantObjectIDTypeCode", id_type);
+        x.object(object_id, "2", "3", id_type);
         x.text_element("ParticipantObjectQuery", &base64(r.detail.as_bytes()));
         x.close("ParticipantObjectIdentification");
     } else if !r.detail.is_empty() {
         // Anything else the record says (a user name created, the instances counted, why a
-        // start was recovered) rides along on the event, readable by the auditor.
-        x.open(
-            "ParticipantObjectIdentification",
-            &[
-                ("ParticipantObjectID", r.action.as_str()),
-                ("ParticipantObjectTypeCode", "4"),
-                ("ParticipantObjectTypeCodeRole", "4"),
-            ],
-        );
-        x.code("ParticipantObjectIDTypeCode", URI);
+        // start was recovered) rides along on the event, readable by the auditor: type 4
+        // (other), role 4 (resource).
+        x.object(&r.action, "4", "4", URI);
         x.open_empty(
             "ParticipantObjectDetail",
             &[("type", "detail"), ("value", &base64(r.detail.as_bytes()))],
@@ -363,6 +332,19 @@ impl Xml {
                 ("originalText", c.2),
             ],
         );
+    }
+    /// Opens a ParticipantObjectIdentification (RFC 3881 type and role codes) with its ID
+    /// type; the caller adds what else it has and closes it.
+    fn object(&mut self, id: &str, type_code: &str, role: &str, id_type: Code) {
+        self.open(
+            "ParticipantObjectIdentification",
+            &[
+                ("ParticipantObjectID", id),
+                ("ParticipantObjectTypeCode", type_code),
+                ("ParticipantObjectTypeCodeRole", role),
+            ],
+        );
+        self.code("ParticipantObjectIDTypeCode", id_type);
     }
     fn text_element(&mut self, name: &str, text: &str) {
         self.open(name, &[]);
