@@ -2,6 +2,8 @@
 # Installs what the test suite needs, idempotently and quietly: DCMTK, zstd, strace and faketime from
 # Debian, GDCM's gdcmscu (libgdcm-tools, a second C-FIND client), and cmake, g++ and nasm to build the vendored C/C++ codecs of firmware/imaging
 # (CharLS for JPEG-LS, libjpeg-turbo for 12-bit JPEG; nasm gives libjpeg-turbo its x86 SIMD);
+# rsyslog with its GnuTLS driver and openssl (the audit forwarding's TLS syslog collector and its
+# certificates in test_audit_syslog.py; rsyslogd is started by the test, never as a service);
 # pinned pydicom, pynetdicom, pydicom-data, pytest, numpy, and pylibjpeg with its libjpeg and
 # OpenJPEG plugins (pydicom's independent decoders: the imaging tests' ground truth) from
 # PyPI; clippy/rustfmt; shellcheck for the scripts; node (Debian's, as tests/browser/run.sh installs it) for the viewer's
@@ -14,7 +16,7 @@ cd "$(dirname "$0")/.."
 echo "==> installing test dependencies (no-op when present)"
 
 need_apt=()
-for pkg in dcmtk zstd strace libgdcm-tools cmake g++ nasm shellcheck faketime; do
+for pkg in dcmtk zstd strace libgdcm-tools cmake g++ nasm shellcheck faketime rsyslog rsyslog-gnutls openssl; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         need_apt+=("$pkg")
     fi

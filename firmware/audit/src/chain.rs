@@ -91,8 +91,8 @@ impl Record {
     }
 }
 
-/// The trail's files, oldest first.
-pub(crate) fn files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The trail's files (`YYYY-MM-DD.jsonl`), oldest first.
+pub fn files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))

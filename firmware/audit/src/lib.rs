@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::time::Duration;
 
-pub use chain::{Problem, Record, VerifyReport, printable, verify};
+pub use chain::{Problem, Record, VerifyReport, files, printable, verify};
 pub use read::{Filter, read, to_csv};
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +94,24 @@ impl Event {
     }
 }
 
+/// How the copy of the trail for the clinic's syslog collector is doing (`pacsbox-atna` keeps
+/// it; the status page shows it): here so the web page can show it without knowing sockets.
+#[derive(Clone, Debug, Default, serde::Serialize, PartialEq, Eq)]
+pub struct ForwardStatus {
+    /// `host:port` of the collector.
+    pub target: String,
+    pub connected: bool,
+    /// Records in the trail the collector has not yet confirmedly had.
+    pub backlog: u64,
+    /// Records sent since start (resends included).
+    pub sent: u64,
+    pub last_sent_unix: Option<i64>,
+    /// Since when the backlog has not been empty.
+    pub behind_since_unix: Option<i64>,
+    /// The last connection or TLS error; empty once a connection works again.
+    pub last_error: String,
+}
+
 enum Msg {
     Event(i64, Event),
     Flush(SyncSender<()>),
@@ -115,6 +133,8 @@ pub struct Audit {
     queued: Arc<AtomicUsize>,
     dir: PathBuf,
     dropped: Arc<AtomicU64>,
+    /// The sequence number the next record will get (what a reader of the files is behind).
+    next_seq: Arc<AtomicU64>,
 }
 
 impl Audit {
@@ -123,6 +143,7 @@ impl Audit {
     pub fn open(dir: &Path, keep_days: u32) -> Result<Audit> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut writer = Writer::open(dir, keep_days)?;
+        let next_seq = writer.next_seq_shared.clone();
         let (tx, rx) = channel();
         let dropped = Arc::new(AtomicU64::new(0));
         let queued = Arc::new(AtomicUsize::new(0));
@@ -136,6 +157,7 @@ impl Audit {
             queued,
             dir: dir.to_owned(),
             dropped,
+            next_seq,
         })
     }
 
@@ -146,7 +168,14 @@ impl Audit {
             queued: Arc::default(),
             dir: PathBuf::new(),
             dropped: Arc::default(),
+            next_seq: Arc::default(),
         }
+    }
+
+    /// The sequence number the next record written will get, updated as records reach the
+    /// file (the audit forwarder's backlog is measured against it).
+    pub fn next_seq(&self) -> Arc<AtomicU64> {
+        self.next_seq.clone()
     }
 
     pub fn dir(&self) -> &Path {
@@ -202,6 +231,8 @@ struct Writer {
     day: String,
     file: Option<File>,
     next_seq: u64,
+    /// `next_seq` for readers on other threads.
+    next_seq_shared: Arc<AtomicU64>,
     head: String,
 }
 
@@ -213,6 +244,7 @@ impl Writer {
             day: String::new(),
             file: None,
             next_seq: 0,
+            next_seq_shared: Arc::default(),
             head: chain::GENESIS.to_owned(),
         };
         let mut notes = Vec::new();
@@ -359,6 +391,7 @@ impl Writer {
         if let Some(f) = &self.file {
             f.sync_data().map_err(io_err(&self.dir))?;
         }
+        self.next_seq_shared.store(self.next_seq, Ordering::Relaxed);
         Ok(())
     }
 }

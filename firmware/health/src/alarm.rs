@@ -31,6 +31,9 @@ pub enum Alarm {
     DiskNearlyFull { used_percent: u8 },
     /// DICOM access is `open`: any device on the LAN may query and retrieve every image.
     DicomOpen,
+    /// Audit records have waited over an hour for the syslog collector (down, or its
+    /// certificate not trusted); they are kept and sent when it answers.
+    AuditNotForwarded { hours: u64 },
     /// The clock reads before this firmware was written: study dates would be wrong.
     ClockUnset,
     /// Instances arrived with an archived SOP Instance UID but other content; an admin
@@ -60,6 +63,7 @@ impl Alarm {
             Alarm::DiskFailing { .. }
             | Alarm::DiskNearlyFull { .. }
             | Alarm::DicomOpen
+            | Alarm::AuditNotForwarded { .. }
             | Alarm::ClockUnset
             | Alarm::Conflicts { .. } => Severity::Warning,
         }
@@ -78,6 +82,7 @@ impl Alarm {
             Alarm::DiskFailing { .. } => "DISK FAILING",
             Alarm::DiskNearlyFull { .. } => "DISK 90% FULL",
             Alarm::DicomOpen => "DICOM OPEN",
+            Alarm::AuditNotForwarded { .. } => "AUDIT NOT SENT",
             Alarm::ClockUnset => "CLOCK NOT SET",
             Alarm::Conflicts { .. } => "CONFLICTS",
         }
@@ -105,6 +110,9 @@ impl Alarm {
                 format!("{used_percent}% used. Plan more storage.")
             }
             Alarm::DicomOpen => "Any device may read images. Close access.".into(),
+            Alarm::AuditNotForwarded { hours } => {
+                format!("Syslog collector unreachable {hours} h. Check it.")
+            }
             Alarm::ClockUnset => "Dates wrong. Check network time.".into(),
             Alarm::Conflicts { count } => {
                 format!("{count} differing copies. Resolve on web page.")
@@ -126,6 +134,7 @@ impl Alarm {
             Alarm::DiskFailing { disk } => format!("disk_failing:{disk}"),
             Alarm::DiskNearlyFull { .. } => "disk_nearly_full".into(),
             Alarm::DicomOpen => "dicom_open".into(),
+            Alarm::AuditNotForwarded { .. } => "audit_not_forwarded".into(),
             Alarm::ClockUnset => "clock_unset".into(),
             Alarm::Conflicts { .. } => "conflicts".into(),
         }

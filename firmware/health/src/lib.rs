@@ -95,6 +95,9 @@ pub struct Traffic {
     /// DICOM access is `open`: any device may query and retrieve (an admin's explicit choice,
     /// still worth a standing warning).
     pub dicom_open: bool,
+    /// Whole hours the audit trail's forwarding to the syslog collector has been behind (0:
+    /// caught up, or no forwarding).
+    pub audit_unsent_hours: u64,
 }
 
 /// Conflicting duplicates kept aside for an admin (`conflicts/`).
@@ -198,6 +201,11 @@ impl Health {
         }
         if self.traffic.dicom_open && !self.volume.missing {
             alarms.push(Alarm::DicomOpen);
+        }
+        if self.traffic.audit_unsent_hours > 0 {
+            alarms.push(Alarm::AuditNotForwarded {
+                hours: self.traffic.audit_unsent_hours,
+            });
         }
         let count = self.conflicts.count;
         if self.conflicts.nearly_full() {

@@ -198,3 +198,15 @@ fn open_dicom_access_is_a_standing_warning() {
         "no data disk says it all"
     );
 }
+
+#[test]
+fn audit_records_waiting_an_hour_for_the_collector_are_a_warning() {
+    let mut h = healthy();
+    assert!(h.alarms().is_empty(), "no forwarding, or caught up");
+    h.traffic.audit_unsent_hours = 2;
+    let a = Alarm::AuditNotForwarded { hours: 2 };
+    assert_eq!(h.alarms(), std::slice::from_ref(&a));
+    assert_eq!(a.severity(), Severity::Warning);
+    assert!(a.title().len() <= 14);
+    assert!(a.action().contains("2 h"), "{}", a.action());
+}

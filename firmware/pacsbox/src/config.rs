@@ -77,6 +77,16 @@ pub struct ServeFlags {
     /// Length of the learning period after the first start of a data folder, seconds.
     #[arg(long)]
     pub learning_period_s: Option<u64>,
+    /// Forward the audit trail to this syslog collector (host:port) over TLS (IHE ATNA).
+    #[arg(long)]
+    pub audit_syslog: Option<String>,
+    /// PEM file of the CA that signed the collector's certificate (required with
+    /// --audit-syslog).
+    #[arg(long)]
+    pub audit_syslog_ca: Option<PathBuf>,
+    /// Present the box's own certificate (DATA/tls) to the collector (mutual TLS).
+    #[arg(long)]
+    pub audit_syslog_client_cert: bool,
 }
 
 /// Parses `--peer AE[@host[:port]]:rights` (the rights after the last colon; an IPv6 host
@@ -249,6 +259,22 @@ pub struct Config {
     /// Days the audit trail (`DATA/audit/`) is kept; whole days older are removed at start.
     /// 0 keeps everything.
     pub audit_keep_days: u32,
+    /// `[audit]`: forwarding of the trail to a syslog collector (docs/audit.md).
+    pub audit: AuditSettings,
+}
+
+/// `[audit]`: the trail's copy for the clinic's audit repository (IHE ATNA).
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// `host:port` of a syslog collector taking RFC 5425 (syslog over TLS, usually port
+    /// 6514); absent: no forwarding.
+    pub syslog: Option<String>,
+    /// PEM: the CA (or CAs) that signed the collector's certificate. Required with `syslog`:
+    /// patient-related records never go to a server that was not verified.
+    pub syslog_ca: Option<PathBuf>,
+    /// Present the box's own certificate (`DATA/tls/cert.pem`) for mutual TLS.
+    pub syslog_client_cert: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
@@ -313,6 +339,7 @@ impl Default for Config {
             // Six years: the longest of the usual rules for access records (HIPAA's
             // documentation retention; Korea's medical records act asks for less).
             audit_keep_days: 6 * 365,
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -346,6 +373,9 @@ impl Config {
             peers,
             access,
             learning_period_s,
+            audit_syslog,
+            audit_syslog_ca,
+            audit_syslog_client_cert,
         } = flags;
         fn set<T>(slot: &mut T, flag: Option<T>) {
             if let Some(v) = flag {
@@ -367,6 +397,13 @@ impl Config {
         set(&mut self.panel.display, panel);
         set(&mut self.access, access);
         set(&mut self.learning_period_s, learning_period_s);
+        if audit_syslog.is_some() {
+            self.audit.syslog = audit_syslog;
+        }
+        if audit_syslog_ca.is_some() {
+            self.audit.syslog_ca = audit_syslog_ca;
+        }
+        self.audit.syslog_client_cert |= audit_syslog_client_cert;
         self.cli_peers.extend(peers);
     }
 
@@ -498,6 +535,19 @@ impl Config {
             (0..=19).contains(&self.zstd_level),
             "zstd_level must be 0 (store uncompressed) to 19"
         );
+        if let Some(target) = &self.audit.syslog {
+            anyhow::ensure!(
+                self.audit.syslog_ca.is_some(),
+                "[audit] syslog = {target:?} needs syslog_ca (--audit-syslog-ca): the CA that \
+                 signed the collector's certificate; audit records are never sent unverified"
+            );
+            anyhow::ensure!(
+                target
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)),
+                "[audit] syslog = {target:?}: expected host:port, e.g. audit.clinic.lan:6514"
+            );
+        }
         self.access_settings()?;
         self.panel
             .output()
@@ -684,6 +734,44 @@ mod tests {
                 .contains("twice")
         );
         assert!(Serve::try_parse_from(["serve", "--access", "ajar"]).is_err());
+    }
+
+    #[test]
+    fn audit_forwarding_needs_a_ca_and_a_port() {
+        let c: Config =
+            toml::from_str("[audit]\nsyslog = \"127.0.0.1:6514\"\nsyslog_ca = \"/etc/ca.pem\"\n")
+                .unwrap();
+        assert!(c.validate().is_ok());
+        assert!(!c.audit.syslog_client_cert);
+        let no_ca: Config = toml::from_str("[audit]\nsyslog = \"h:6514\"\n").unwrap();
+        assert!(
+            no_ca
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("syslog_ca")
+        );
+        let no_port: Config =
+            toml::from_str("[audit]\nsyslog = \"h\"\nsyslog_ca = \"c\"\n").unwrap();
+        assert!(no_port.validate().is_err());
+        assert!(toml::from_str::<Config>("[audit]\nsyslg = \"h:1\"\n").is_err());
+        let flags = Serve::try_parse_from([
+            "serve",
+            "--audit-syslog",
+            "[::1]:6514",
+            "--audit-syslog-ca",
+            "/tmp/ca.pem",
+            "--audit-syslog-client-cert",
+        ])
+        .unwrap()
+        .flags;
+        let mut c = Config::default();
+        c.apply(flags);
+        assert_eq!(c.audit.syslog.as_deref(), Some("[::1]:6514"));
+        assert_eq!(c.audit.syslog_ca, Some(PathBuf::from("/tmp/ca.pem")));
+        assert!(c.audit.syslog_client_cert);
+        assert!(c.validate().is_ok());
+        assert!(Config::default().validate().is_ok(), "off by default");
     }
 
     #[test]

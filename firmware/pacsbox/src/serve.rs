@@ -40,6 +40,7 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         pacsbox_audit::Event::new("appliance.start", "pacsbox", "")
             .detail(format!("version {}", env!("CARGO_PKG_VERSION"))),
     );
+    let forwarder = start_audit_forwarding(&c, &audit)?;
     let dicom_addr: SocketAddr = format!("{}:{}", c.bind, c.dicom_port)
         .parse()
         .with_context(|| format!("bad bind address {}", c.bind))?;
@@ -82,6 +83,7 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         dicom_accepting: dicom_accepting.clone(),
         errors,
         certificate: certificate.clone(),
+        audit_forwarding: forwarder.as_ref().map(|f| f.status_handle()),
     });
     let (mut web, initial_password) = pacsbox_web::Web::new(
         archive.clone(),
@@ -170,9 +172,52 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     }
     audit.record(pacsbox_audit::Event::new("appliance.stop", "pacsbox", ""));
     audit.flush();
+    if let Some(f) = forwarder {
+        // Sends what is left (the stop record too) if the collector is there; anything it
+        // misses waits in the trail for the next start.
+        f.stop();
+    }
     drop(archive);
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The copy of the trail for the clinic's syslog collector (`[audit] syslog`), if configured.
+fn start_audit_forwarding(
+    c: &Config,
+    audit: &pacsbox_audit::Audit,
+) -> anyhow::Result<Option<pacsbox_atna::Forwarder>> {
+    let Some(target) = &c.audit.syslog else {
+        return Ok(None);
+    };
+    let ca_file = c
+        .audit
+        .syslog_ca
+        .clone()
+        .context("[audit] syslog needs syslog_ca")?;
+    let client_cert = if c.audit.syslog_client_cert {
+        // The box's own certificate, made now if HTTPS and DICOM TLS are both off.
+        crate::tls::load_or_create(&c.tls_dir(), &certificate_names())
+            .context("the certificate for the syslog collector")?;
+        Some((c.tls_dir().join("cert.pem"), c.tls_dir().join("key.pem")))
+    } else {
+        None
+    };
+    let mdns = pacsbox_health::host::mdns_name();
+    let settings = pacsbox_atna::Settings {
+        target: target.clone(),
+        ca_file,
+        client_cert,
+        audit_dir: c.audit_dir(),
+        source: pacsbox_atna::Source {
+            host: mdns.trim_end_matches(".local").to_owned(),
+            ae_title: c.ae_title.clone(),
+        },
+    };
+    let f = pacsbox_atna::Forwarder::start(settings, audit.next_seq())
+        .context("starting audit forwarding")?;
+    tracing::info!(collector = target, "audit trail forwarded over syslog/TLS");
+    Ok(Some(f))
 }
 
 /// Waits for the data volume (appliance.rs) with the front panel running meanwhile, so the

@@ -2,8 +2,8 @@
 //! health sources and the log: the web page's status document and the front panel's health
 //! model are both built here, so the two can never disagree.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use pacsbox_archive::Archive;
@@ -25,6 +25,16 @@ pub struct Status {
     pub errors: crate::errlog::ErrorLog,
     /// The certificate of HTTPS and DICOM TLS, when either is on (an admin may replace it).
     pub certificate: Option<Arc<crate::tls::BoxCertificate>>,
+    /// The audit forwarder's state, when `[audit] syslog` is set.
+    pub audit_forwarding: Option<Arc<Mutex<pacsbox_audit::ForwardStatus>>>,
+}
+
+/// An hour behind and more raises the alarm: collectors restart and networks blink, and the
+/// records wait safely in the trail meanwhile.
+fn unsent_hours(f: &pacsbox_audit::ForwardStatus, now_unix: i64) -> u64 {
+    f.behind_since_unix.map_or(0, |since| {
+        u64::try_from((now_unix - since) / 3600).unwrap_or(0)
+    })
 }
 
 /// How the box is reached, for the panel's identity page.
@@ -80,6 +90,11 @@ impl Status {
         self.certificate.as_ref().map(|c| c.fingerprint())
     }
 
+    fn forwarding(&self) -> Option<pacsbox_audit::ForwardStatus> {
+        let f = self.audit_forwarding.as_ref()?;
+        f.lock().ok().map(|s| s.clone())
+    }
+
     /// The health model now: what the front panel draws and `/status.json` reports.
     pub fn health(&self) -> anyhow::Result<Health> {
         let disk = self.archive.disk_space()?;
@@ -112,6 +127,9 @@ impl Status {
                     .archive
                     .access_state()
                     .is_ok_and(|s| s.effective == AccessMode::Open),
+                audit_unsent_hours: self
+                    .forwarding()
+                    .map_or(0, |f| unsent_hours(&f, clock().now_unix)),
             },
             clock: clock(),
             conflicts: pacsbox_health::Conflicts {
@@ -184,6 +202,7 @@ impl Status {
             conflicts_max_bytes: conflicts.max_bytes,
             compression_pending: self.archive.compression_pending(),
             recent_errors: self.errors.recent(),
+            audit_forwarding: self.forwarding(),
         })
     }
 }

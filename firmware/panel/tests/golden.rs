@@ -67,6 +67,7 @@ fn healthy() -> Health {
             active_associations: 1,
             dicom_accepting: true,
             dicom_open: false,
+            audit_unsent_hours: 0,
         },
         clock: Clock {
             now_unix: NOW,

@@ -57,6 +57,8 @@ pub struct StatusDoc {
     pub compression_pending: usize,
     /// The last warnings and errors logged, newest first.
     pub recent_errors: Vec<LogLine>,
+    /// Forwarding of the audit trail to the syslog collector; absent when it is off.
+    pub audit_forwarding: Option<pacsbox_audit::ForwardStatus>,
 }
 
 #[derive(Clone, Debug, Serialize)]

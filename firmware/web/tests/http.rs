@@ -133,6 +133,7 @@ impl StatusSource for ArchiveStatus {
             conflicts_max_bytes: self.0.conflict_stats().max_bytes,
             compression_pending: self.0.compression_pending(),
             recent_errors: vec![],
+            audit_forwarding: None,
         })
     }
 }
@@ -1522,6 +1523,7 @@ fn the_public_status_has_health_and_counts_only_and_a_session_sees_the_rest() {
         "data_dir",
         "recent_errors",
         "addresses",
+        "audit_forwarding",
     ] {
         assert!(
             public.get(private).is_none(),
