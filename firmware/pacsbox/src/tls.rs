@@ -1,4 +1,5 @@
-//! The box's certificate for HTTPS and DICOM TLS, and rustls' server settings for each. At
+//! The box's certificate for HTTPS and DICOM TLS, and rustls' settings for the web page (DICOM
+//! TLS builds its own from it, with the peers' certificates: `pacsbox_dicom::trust`). At
 //! first start a self-signed certificate is made (names: the host name, `<host>.local`,
 //! `localhost`, the box's addresses) and kept in the TLS folder; a clinic that has its own
 //! certificate puts `cert.pem` and `key.pem` there instead. Staff check the SHA-256
@@ -15,8 +16,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 pub struct TlsIdentity {
     /// HTTP/1.1 over TLS (ALPN `http/1.1`).
     pub web: Arc<rustls::ServerConfig>,
-    /// DICOM over TLS (PS3.15 B.1; no ALPN).
-    pub dicom: Arc<rustls::ServerConfig>,
+    /// The certificate chain and key, for DICOM TLS (server, and client towards peers).
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
     /// SHA-256 of the (leaf) certificate, as `AB:CD:…`.
     pub fingerprint: String,
 }
@@ -48,26 +50,23 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> anyhow::Result<TlsIdentit
             "made a self-signed HTTPS certificate"
         );
     }
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .with_context(|| format!("reading {}", cert_path.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing {}", cert_path.display()))?;
+    let certs = read_certs(&cert_path)?;
     let leaf = certs
         .first()
         .with_context(|| format!("no certificate in {}", cert_path.display()))?;
     let fingerprint = fingerprint(leaf.as_ref());
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .with_context(|| format!("reading the key in {}", key_path.display()))?;
-    let dicom = server_config(certs.clone(), key.clone_key(), Vec::new())?;
-    let web = server_config(certs, key, vec![b"http/1.1".to_vec()])?;
+    let web = server_config(certs.clone(), key.clone_key(), vec![b"http/1.1".to_vec()])?;
     Ok(TlsIdentity {
         web: Arc::new(web),
-        dicom: Arc::new(dicom),
+        chain: certs,
+        key,
         fingerprint,
     })
 }
 
-/// TLS 1.2 and 1.3 with rustls' default (BCP 195) cipher suites.
+/// TLS 1.2 and 1.3 with rustls' default (BCP 195) cipher suites; no client certificates.
 fn server_config(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -80,6 +79,16 @@ fn server_config(
         .context("the certificate and key do not match")?;
     config.alpn_protocols = alpn;
     Ok(config)
+}
+
+/// The certificates of a PEM file (the clinic CA).
+pub fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "no certificate in {}", path.display());
+    Ok(certs)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -73,9 +73,12 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
             event(&format!("user.{}", req.field("action"))).detail(target)
         }
         (true, ["admin", "peers"]) => event(&format!("peer.{}", req.field("action"))).detail(
-            format!("{} {}", req.field("ae"), req.field("rights"))
-                .trim()
-                .to_owned(),
+            match req.field("action") {
+                "learn-again" => format!("{} days", req.field("days").trim()),
+                _ => format!("{} {}", req.field("ae"), req.field("rights")),
+            }
+            .trim()
+            .to_owned(),
         ),
         (true, ["admin", "conflicts"]) => {
             event(&format!("conflict.{}", req.field("action"))).detail(req.field("name"))

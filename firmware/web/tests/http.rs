@@ -1587,10 +1587,30 @@ fn admins_allow_change_and_remove_dicom_peers_and_close_learning() {
     assert!(s.archive.peer("CT1").unwrap().is_none());
     let r = act(&[("action", "close-learning")]);
     assert!(r.text().contains("Learning closed"), "{}", r.text());
+    let closed = get(s.port, "/admin/peers", &admin).text();
+    assert!(closed.contains("Closed: only the peers"), "{closed}");
+    assert!(closed.contains("id=\"learn-again\""), "{closed}");
+    let r = act(&[("action", "learn-again"), ("days", "0")]);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        s.archive.access_state().unwrap().effective,
+        pacsbox_archive::peers::AccessMode::Closed
+    );
+    let r = act(&[("action", "learn-again"), ("days", "3")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("Learning again until"), "{}", r.text());
+    let st = s.archive.access_state().unwrap();
+    assert_eq!(st.effective, pacsbox_archive::peers::AccessMode::Learning);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let until = st.learning_deadline_unix.unwrap();
+    assert!((until - now - 3 * 86_400).abs() < 120, "{until} vs {now}");
     assert!(
         get(s.port, "/admin/peers", &admin)
             .text()
-            .contains("Closed: only the peers")
+            .contains("Learning until")
     );
     // Each change is in the audit trail.
     let recs = audit_records(
@@ -1599,7 +1619,11 @@ fn admins_allow_change_and_remove_dicom_peers_and_close_learning() {
             action: "peer.".into(),
             ..Default::default()
         },
-        6,
+        8,
+    );
+    assert!(
+        recs.iter()
+            .any(|r| r.action == "peer.learn-again" && r.detail == "3 days" && r.outcome == "ok")
     );
     assert!(
         recs.iter().any(|r| r.action == "peer.allow"
