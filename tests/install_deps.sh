@@ -42,6 +42,8 @@ PY_REQS=(
     "pylibjpeg==2.1.0"
     "pylibjpeg-libjpeg==2.5.0"
     "pylibjpeg-openjpeg==2.6.0"
+    # Client and server certificates for DICOM TLS tests (expired ones need crafted dates).
+    "cryptography==48.0.0"
 )
 if ! python3 - "${PY_REQS[@]}" <<'PY' 2>/dev/null
 import sys

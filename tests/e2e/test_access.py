@@ -242,13 +242,17 @@ def test_bad_peer_flag_is_a_clear_error(pacsbox_bin, tmp_path):
 
 def test_a_refused_ae_is_shown_to_the_admin_and_allowed_with_one_click(server):
     """After learning, an unknown modality is refused; the admin sees it on /admin/peers with
-    its address and lets it store with one click (recorded in the audit trail)."""
+    its address, also after a restart, and lets it store with one click (recorded in the
+    audit trail)."""
     import re
 
     from test_web import Browser
 
     srv = server(peers=[PROBE], access="closed")
     assert _rejection(srv, "NEWCT") == (1, 1, 3)
+    # The list is kept in the index: a reboot before the admin looks loses nothing.
+    srv.stop()
+    srv.start()
     b = Browser(srv.http_port)
     b.first_login(srv.data)
     code, _, page = b.get("/admin/peers")

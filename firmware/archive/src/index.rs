@@ -130,6 +130,7 @@ impl Index {
             txn.open_table(crate::accounts::LAST_LOGINS)?;
             txn.open_table(crate::peers::LEARNED_PEERS)?;
             txn.open_table(crate::peers::ACCESS)?;
+            txn.open_table(crate::peers::REFUSED)?;
             for t in [
                 SERIES_INSTANCES,
                 STUDY_SERIES,

@@ -356,7 +356,7 @@ impl Archive {
             },
         };
         index.put_learned_peer(ae, &rec)?;
-        reg.forget_refused(ae);
+        reg.forget_refused(index, ae)?;
         Ok(())
     }
 
@@ -372,10 +372,25 @@ impl Archive {
         }
     }
 
-    /// Remembers an association refused for its calling AE (bounded, newest kept).
-    pub fn record_refused(&self, ae: &str, address: &str) {
-        self.peer_registry()
-            .record_refused(ae, address, ingest::unix_now());
+    /// Remembers an association refused for its calling AE (bounded, newest kept), in the
+    /// index too so the admin still sees it after a restart. May write the index (at most
+    /// once a second): call it off the async workers.
+    pub fn record_refused(&self, ae: &str, address: &str) -> Result<(), IndexError> {
+        match self
+            .peer_registry()
+            .record_refused(ae, address, ingest::unix_now())
+        {
+            Some(rows) => self.shared.index.put_refused(&rows),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes refusals that `record_refused` kept in memory only (an orderly stop).
+    pub fn flush_refused(&self) -> Result<(), IndexError> {
+        match self.peer_registry().unwritten_refused() {
+            Some(rows) => self.shared.index.put_refused(&rows),
+            None => Ok(()),
+        }
     }
 
     /// Refused AEs, newest first, at most `peers::MAX_REFUSED`.
@@ -399,11 +414,18 @@ impl Archive {
         })
     }
 
-    /// Ends the learning period now (an admin's decision; it cannot be reopened short of a new
-    /// data folder). Returns when it closed (earlier if it already was).
+    /// Ends the learning period now (an admin's decision; [`Archive::reopen_learning`] opens
+    /// it again). Returns when it closed (earlier if it already was).
     pub fn close_learning(&self) -> Result<i64, IndexError> {
         self.peer_registry()
             .close_learning(&self.shared.index, ingest::unix_now())
+    }
+
+    /// Opens the learning period again for `days` from now (an admin's decision, e.g. for a
+    /// new modality); only where the settings say `learning`. Returns when it ends.
+    pub fn reopen_learning(&self, days: u32) -> Result<i64, peers::PeerError> {
+        self.peer_registry()
+            .reopen_learning(&self.shared.index, days, ingest::unix_now())
     }
 
     pub fn root(&self) -> &Path {

@@ -17,11 +17,21 @@ use crate::index::{Index, Result, dec, enc};
 pub(crate) const LEARNED_PEERS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("learned_peers");
 pub(crate) const ACCESS: TableDefinition<&str, i64> = TableDefinition::new("access");
+/// Refused calling AEs, keyed by (AE, address) as postcard; bounded by [`MAX_REFUSED`].
+pub(crate) const REFUSED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("refused_aes");
 const LEARNING_STARTED: &str = "learning_started_unix";
 const LEARNING_CLOSED: &str = "learning_closed_unix";
+/// Set when an admin reopens learning: the period then ends here instead of at the first
+/// start's deadline.
+const LEARNING_UNTIL: &str = "learning_until_unix";
 
 /// Refused associations remembered for the status page; the oldest goes first.
 pub const MAX_REFUSED: usize = 32;
+/// A repeat refusal of a listed AE updates its row on disk at most this often (seconds), so a
+/// device retrying in a loop does not cost an index write per try.
+const REFUSED_PERSIST_EVERY_S: i64 = 60;
+/// An admin reopens learning for 1 to this many days.
+pub const MAX_RELEARN_DAYS: u32 = 90;
 
 /// What a peer may do. Verification (C-ECHO) needs no right.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +133,59 @@ pub enum PeerSource {
     Learned,
 }
 
+/// Which client certificate a peer must present on the DICOM TLS port, and which server
+/// certificate it must show when we open an association to it over TLS.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertRule {
+    /// The certificate whose SHA-256 is this (64 upper-case hex digits, no colons).
+    Sha256(String),
+    /// Any valid certificate issued by the clinic CA (`dicom_tls_ca`).
+    Ca,
+}
+
+impl CertRule {
+    /// Parses `ca` or a SHA-256 fingerprint as browsers and `openssl x509 -fingerprint
+    /// -sha256` show it (colons, spaces and case do not matter).
+    pub fn parse(text: &str) -> std::result::Result<CertRule, String> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("ca") {
+            return Ok(CertRule::Ca);
+        }
+        // `openssl x509 -fingerprint` prints `sha256 Fingerprint=AB:CD…`.
+        let t = t.rsplit_once('=').map_or(t, |(_, v)| v);
+        let hex: String = t
+            .chars()
+            .filter(|c| !matches!(c, ':' | ' '))
+            .collect::<String>()
+            .to_ascii_uppercase();
+        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(CertRule::Sha256(hex))
+        } else {
+            Err(format!(
+                "certificate {text:?}: expected \"ca\" or a SHA-256 fingerprint (64 hex digits, colons allowed)"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for CertRule {
+    /// `AB:CD:…`, as the status page and browsers show fingerprints; or `ca`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertRule::Ca => f.write_str("ca"),
+            CertRule::Sha256(hex) => {
+                let pairs: Vec<&str> = hex
+                    .as_bytes()
+                    .chunks(2)
+                    .filter_map(|c| std::str::from_utf8(c).ok())
+                    .collect();
+                f.write_str(&pairs.join(":"))
+            }
+        }
+    }
+}
+
 /// One row of the peer table as the web page lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerEntry {
@@ -132,12 +195,26 @@ pub struct PeerEntry {
     /// Where C-MOVE sends to.
     pub port: Option<u16>,
     pub rights: PeerRights,
+    /// Associations of this AE must arrive on the DICOM TLS port, and C-MOVE reaches it over
+    /// TLS (its `port` then being its TLS port).
+    #[serde(default)]
+    pub tls: bool,
+    /// The certificate it must present (implies `tls`).
+    #[serde(default)]
+    pub cert: Option<CertRule>,
     pub source: PeerSource,
     /// Learned peers only.
     pub first_seen_unix: Option<i64>,
     pub last_seen_unix: Option<i64>,
     /// The address a learned peer last associated from (information; not enforced).
     pub last_address: Option<String>,
+}
+
+impl PeerEntry {
+    /// Whether this peer is reached and must arrive over TLS.
+    pub fn needs_tls(&self) -> bool {
+        self.tls || self.cert.is_some()
+    }
 }
 
 /// What the index keeps of a learned peer.
@@ -157,6 +234,8 @@ impl LearnedPeer {
             host: None,
             port: None,
             rights: self.rights,
+            tls: false,
+            cert: None,
             source: PeerSource::Learned,
             first_seen_unix: Some(self.first_seen_unix),
             last_seen_unix: Some(self.last_seen_unix),
@@ -216,6 +295,10 @@ pub enum PeerError {
     Unknown(String),
     #[error("AE title {0:?} must be 1-16 printable ASCII characters without backslash")]
     BadTitle(String),
+    #[error("learning can be reopened only where the settings say access = \"learning\"")]
+    NotLearning,
+    #[error("learn for 1 to {MAX_RELEARN_DAYS} days, not {0}")]
+    BadDays(u32),
     #[error(transparent)]
     Index(#[from] crate::IndexError),
 }
@@ -262,6 +345,34 @@ impl Index {
         Ok(existed)
     }
 
+    fn refused_rows(&self) -> Result<Vec<RefusedAe>> {
+        let txn = self.db().begin_read()?;
+        let t = txn.open_table(REFUSED)?;
+        let mut out = Vec::new();
+        for r in t.iter()? {
+            let (_, v) = r?;
+            out.push(dec(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Replaces the stored refused list with `rows` (at most [`MAX_REFUSED`], so whole).
+    pub(crate) fn put_refused(&self, rows: &VecDeque<RefusedAe>) -> Result<()> {
+        let txn = self.begin_write()?;
+        {
+            let mut t = txn.open_table(REFUSED)?;
+            t.retain(|_, _| false)?;
+            for r in rows {
+                t.insert(
+                    enc(&(&r.ae_title, &r.address))?.as_slice(),
+                    enc(r)?.as_slice(),
+                )?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     fn access_value(&self, key: &str) -> Result<Option<i64>> {
         let txn = self.db().begin_read()?;
         let t = txn.open_table(ACCESS)?;
@@ -285,6 +396,18 @@ impl Index {
         txn.commit()?;
         Ok(v)
     }
+
+    /// Sets `set` to `value` and removes `clear`, in one transaction.
+    fn access_swap(&self, set: &str, value: i64, clear: &str) -> Result<()> {
+        let txn = self.begin_write()?;
+        {
+            let mut t = txn.open_table(ACCESS)?;
+            t.insert(set, value)?;
+            t.remove(clear)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
 }
 
 /// The peer table and access state; one per archive (see `Archive::peers`).
@@ -292,7 +415,18 @@ pub struct PeerRegistry {
     settings: AccessSettings,
     /// The learning period's start, read (or set, on the first start) at `configure`.
     learning_started: Mutex<Option<i64>>,
-    refused: Mutex<VecDeque<RefusedAe>>,
+    refused: Mutex<RefusedList>,
+}
+
+/// The refused AEs in memory (oldest first) and when they were last written to the index.
+#[derive(Default)]
+struct RefusedList {
+    rows: VecDeque<RefusedAe>,
+    /// A row was added since the last write.
+    new_rows: bool,
+    /// Counts or times changed since the last write.
+    dirty: bool,
+    last_write_unix: Option<i64>,
 }
 
 impl Default for PeerRegistry {
@@ -304,7 +438,7 @@ impl Default for PeerRegistry {
                 fixed: Vec::new(),
             },
             learning_started: Mutex::new(None),
-            refused: Mutex::new(VecDeque::new()),
+            refused: Mutex::new(RefusedList::default()),
         }
     }
 }
@@ -316,17 +450,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl PeerRegistry {
     /// The registry for `settings`; the first start of a data folder starts its learning
-    /// period (recorded in the index, so a restart does not restart it).
+    /// period (recorded in the index, so a restart does not restart it). The refused AEs of
+    /// earlier runs come back from the index.
     pub(crate) fn configure(
         index: &Index,
         settings: AccessSettings,
         now_unix: i64,
     ) -> Result<PeerRegistry> {
         let started = index.access_value_once(LEARNING_STARTED, now_unix)?;
+        let mut rows = index.refused_rows()?;
+        rows.sort_by_key(|r| r.last_unix);
+        let skip = rows.len().saturating_sub(MAX_REFUSED);
         Ok(PeerRegistry {
             settings,
             learning_started: Mutex::new(Some(started)),
-            refused: Mutex::new(VecDeque::new()),
+            refused: Mutex::new(RefusedList {
+                rows: rows.into_iter().skip(skip).collect(),
+                ..Default::default()
+            }),
         })
     }
 
@@ -336,8 +477,11 @@ impl PeerRegistry {
 
     pub(crate) fn state(&self, index: &Index, now_unix: i64) -> Result<AccessState> {
         let configured = self.settings.mode;
-        let deadline = lock(&self.learning_started)
-            .map(|s| s.saturating_add(self.settings.learning_period_s as i64));
+        let reopened_until = index.access_value(LEARNING_UNTIL)?;
+        let deadline = reopened_until.or_else(|| {
+            lock(&self.learning_started)
+                .map(|s| s.saturating_add(self.settings.learning_period_s as i64))
+        });
         let closed = index.access_value(LEARNING_CLOSED)?;
         let over = closed.is_some() || deadline.is_some_and(|d| now_unix >= d);
         let effective = match configured {
@@ -356,39 +500,99 @@ impl PeerRegistry {
         index.access_value_once(LEARNING_CLOSED, now_unix)
     }
 
-    pub(crate) fn record_refused(&self, ae: &str, address: &str, now_unix: i64) {
+    /// Opens the learning period again until `now + days` (an admin's decision, e.g. when a
+    /// new modality is installed). Only where the settings ask for learning: `closed` and
+    /// `open` are the settings' word and stay so.
+    pub(crate) fn reopen_learning(
+        &self,
+        index: &Index,
+        days: u32,
+        now_unix: i64,
+    ) -> std::result::Result<i64, PeerError> {
+        if self.settings.mode != AccessMode::Learning {
+            return Err(PeerError::NotLearning);
+        }
+        if !(1..=MAX_RELEARN_DAYS).contains(&days) {
+            return Err(PeerError::BadDays(days));
+        }
+        let until = now_unix.saturating_add(i64::from(days) * 86_400);
+        index.access_swap(LEARNING_UNTIL, until, LEARNING_CLOSED)?;
+        Ok(until)
+    }
+
+    /// Notes a refused association. Returns the list to write to the index when a write is
+    /// due (at most once a second for new rows, once a minute for repeats), else `None`:
+    /// the caller writes it off the async workers.
+    pub(crate) fn record_refused(
+        &self,
+        ae: &str,
+        address: &str,
+        now_unix: i64,
+    ) -> Option<VecDeque<RefusedAe>> {
         // Titles and addresses come from the network: capped before they are kept.
         let ae: String = ae.chars().take(16).collect();
         let address: String = address.chars().take(64).collect();
         let mut list = lock(&self.refused);
         if let Some(pos) = list
+            .rows
             .iter()
             .position(|r| r.ae_title == ae && r.address == address)
-            && let Some(mut r) = list.remove(pos)
+            && let Some(mut r) = list.rows.remove(pos)
         {
             r.last_unix = now_unix;
             r.count = r.count.saturating_add(1);
-            list.push_back(r);
-            return;
+            list.rows.push_back(r);
+            list.dirty = true;
+        } else {
+            if list.rows.len() >= MAX_REFUSED {
+                list.rows.pop_front();
+            }
+            list.rows.push_back(RefusedAe {
+                ae_title: ae,
+                address,
+                first_unix: now_unix,
+                last_unix: now_unix,
+                count: 1,
+            });
+            list.new_rows = true;
         }
-        if list.len() >= MAX_REFUSED {
-            list.pop_front();
+        let since = list
+            .last_write_unix
+            .map_or(i64::MAX, |t| now_unix.saturating_sub(t));
+        let due = (list.new_rows && since >= 1) || (list.dirty && since >= REFUSED_PERSIST_EVERY_S);
+        if !due {
+            return None;
         }
-        list.push_back(RefusedAe {
-            ae_title: ae,
-            address,
-            first_unix: now_unix,
-            last_unix: now_unix,
-            count: 1,
-        });
+        list.new_rows = false;
+        list.dirty = false;
+        list.last_write_unix = Some(now_unix);
+        Some(list.rows.clone())
+    }
+
+    /// The list when it has changes not yet in the index (for an orderly stop).
+    pub(crate) fn unwritten_refused(&self) -> Option<VecDeque<RefusedAe>> {
+        let mut list = lock(&self.refused);
+        if !(list.new_rows || list.dirty) {
+            return None;
+        }
+        list.new_rows = false;
+        list.dirty = false;
+        Some(list.rows.clone())
     }
 
     pub(crate) fn refused(&self) -> Vec<RefusedAe> {
-        lock(&self.refused).iter().rev().cloned().collect()
+        lock(&self.refused).rows.iter().rev().cloned().collect()
     }
 
-    pub(crate) fn forget_refused(&self, ae: &str) {
-        lock(&self.refused).retain(|r| r.ae_title != ae);
+    /// Drops `ae` from the refused list, in memory and in the index.
+    pub(crate) fn forget_refused(&self, index: &Index, ae: &str) -> Result<()> {
+        let mut list = lock(&self.refused);
+        let before = list.rows.len();
+        list.rows.retain(|r| r.ae_title != ae);
+        if list.rows.len() != before {
+            index.put_refused(&list.rows)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn list(&self, index: &Index) -> Result<Vec<PeerEntry>> {
@@ -455,18 +659,120 @@ mod tests {
     }
 
     #[test]
-    fn refused_list_is_bounded_and_merges_repeats() {
-        let reg = PeerRegistry::default();
-        for i in 0..(MAX_REFUSED + 5) {
-            reg.record_refused(&format!("AE{i}"), "10.0.0.1", i as i64);
+    fn refused_list_is_bounded_merges_repeats_and_outlives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let settings = AccessSettings::default();
+        {
+            let index = Index::open(&path).unwrap();
+            let reg = PeerRegistry::configure(&index, settings.clone(), 0).unwrap();
+            let mut writes = 0;
+            for i in 0..(MAX_REFUSED + 5) {
+                if let Some(rows) = reg.record_refused(&format!("AE{i}"), "10.0.0.1", i as i64) {
+                    index.put_refused(&rows).unwrap();
+                    writes += 1;
+                }
+            }
+            assert_eq!(
+                writes,
+                MAX_REFUSED + 5,
+                "one new row a second: each written"
+            );
+            // A repeat is written when a minute has passed since the last write, not sooner.
+            let rows = reg.record_refused("AE10", "10.0.0.1", 999).unwrap();
+            index.put_refused(&rows).unwrap();
+            assert!(reg.record_refused("AE10", "10.0.0.1", 1000).is_none());
+            let list = reg.refused();
+            assert_eq!(list.len(), MAX_REFUSED);
+            assert_eq!(list[0].ae_title, "AE10");
+            assert_eq!(list[0].count, 3);
+            assert!(!list.iter().any(|r| r.ae_title == "AE0"));
+            // Many new titles in one second: one write, the rest when due or at the stop.
+            assert!(reg.record_refused("FLOOD1", "h", 2000).is_some());
+            assert!(reg.record_refused("FLOOD2", "h", 2000).is_none());
+            let rows = reg.unwritten_refused().unwrap();
+            index.put_refused(&rows).unwrap();
+            assert!(reg.unwritten_refused().is_none());
+            reg.forget_refused(&index, "AE20").unwrap();
         }
-        reg.record_refused("AE10", "10.0.0.1", 999);
+        let index = Index::open(&path).unwrap();
+        let reg = PeerRegistry::configure(&index, settings, 3000).unwrap();
         let list = reg.refused();
-        assert_eq!(list.len(), MAX_REFUSED);
-        assert_eq!(list[0].ae_title, "AE10");
-        assert_eq!(list[0].count, 2);
-        assert!(!list.iter().any(|r| r.ae_title == "AE0"));
-        reg.record_refused(&"X".repeat(100), "h", 1);
+        assert_eq!(list.len(), MAX_REFUSED - 1);
+        assert_eq!(list[0].ae_title, "FLOOD2");
+        assert_eq!(list[2].ae_title, "AE10");
+        assert_eq!(list[2].count, 3);
+        assert!(!list.iter().any(|r| r.ae_title == "AE20"));
+        reg.record_refused(&"X".repeat(100), "h", 3001);
         assert_eq!(reg.refused()[0].ae_title.len(), 16);
+    }
+
+    #[test]
+    fn learning_reopens_for_days_and_closes_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("index.redb")).unwrap();
+        let settings = AccessSettings {
+            mode: AccessMode::Learning,
+            learning_period_s: 100,
+            fixed: Vec::new(),
+        };
+        let reg = PeerRegistry::configure(&index, settings.clone(), 0).unwrap();
+        reg.close_learning(&index, 50).unwrap();
+        assert_eq!(reg.state(&index, 60).unwrap().effective, AccessMode::Closed);
+        assert_eq!(
+            reg.reopen_learning(&index, 2, 1000).unwrap(),
+            1000 + 2 * 86_400
+        );
+        let st = reg.state(&index, 1001).unwrap();
+        assert_eq!(st.effective, AccessMode::Learning);
+        assert_eq!(st.learning_closed_unix, None);
+        assert_eq!(st.learning_deadline_unix, Some(1000 + 2 * 86_400));
+        assert_eq!(
+            reg.state(&index, 1000 + 2 * 86_400).unwrap().effective,
+            AccessMode::Closed
+        );
+        assert_eq!(reg.close_learning(&index, 2000).unwrap(), 2000);
+        assert_eq!(
+            reg.state(&index, 2001).unwrap().effective,
+            AccessMode::Closed
+        );
+        assert!(matches!(
+            reg.reopen_learning(&index, 0, 3000),
+            Err(PeerError::BadDays(0))
+        ));
+        let closed = PeerRegistry::configure(
+            &index,
+            AccessSettings {
+                mode: AccessMode::Closed,
+                ..settings
+            },
+            0,
+        )
+        .unwrap();
+        assert!(matches!(
+            closed.reopen_learning(&index, 3, 3000),
+            Err(PeerError::NotLearning)
+        ));
+    }
+
+    #[test]
+    fn certificate_rules_parse_as_openssl_and_browsers_print_them() {
+        let hex = "AB".repeat(32);
+        let colons = vec!["ab"; 32].join(":");
+        assert_eq!(
+            CertRule::parse(&colons).unwrap(),
+            CertRule::Sha256(hex.clone())
+        );
+        assert_eq!(
+            CertRule::parse(&format!("sha256 Fingerprint={colons}")).unwrap(),
+            CertRule::Sha256(hex.clone())
+        );
+        assert_eq!(CertRule::parse("CA").unwrap(), CertRule::Ca);
+        assert_eq!(
+            CertRule::Sha256(hex).to_string(),
+            colons.to_ascii_uppercase()
+        );
+        assert!(CertRule::parse("abcd").is_err());
+        assert!(CertRule::parse(&"g".repeat(64)).is_err());
     }
 }

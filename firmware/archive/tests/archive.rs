@@ -675,6 +675,8 @@ fn peer_table_learns_edits_and_survives_reopen() {
         host: Some("10.0.0.5".into()),
         port: Some(104),
         rights: PeerRights::ALL,
+        tls: false,
+        cert: None,
         source: PeerSource::Cli,
         first_seen_unix: None,
         last_seen_unix: None,
@@ -698,15 +700,18 @@ fn peer_table_learns_edits_and_survives_reopen() {
             "fixed peers are not learned"
         );
         assert!(archive.learn_peer("BAD\\AE", "x").is_err());
-        archive.record_refused("EVIL", "10.0.0.66");
-        assert_eq!(archive.refused_aes()[0].ae_title, "EVIL");
+        archive.record_refused("EVIL", "10.0.0.66").unwrap();
+        archive.record_refused("MALLORY", "10.0.0.67").unwrap();
+        assert_eq!(archive.refused_aes()[1].ae_title, "EVIL");
         archive
             .allow_peer("EVIL", PeerRights::parse("query").unwrap())
             .unwrap();
-        assert!(
-            archive.refused_aes().is_empty(),
+        assert_eq!(
+            archive.refused_aes().len(),
+            1,
             "allowed AEs leave the refused list"
         );
+        archive.flush_refused().unwrap();
         assert!(matches!(
             archive.allow_peer("WS1", PeerRights::NONE),
             Err(PeerError::Fixed(_))
@@ -720,6 +725,16 @@ fn peer_table_learns_edits_and_survives_reopen() {
     }
     let (archive, _) = Archive::open(dir.path(), ArchiveConfig::default()).unwrap();
     archive.configure_access(settings).unwrap();
+    let refused: Vec<_> = archive
+        .refused_aes()
+        .into_iter()
+        .map(|r| (r.ae_title, r.address))
+        .collect();
+    assert_eq!(
+        refused,
+        [("MALLORY".to_owned(), "10.0.0.67".to_owned())],
+        "the refused list outlives a restart"
+    );
     let peers = archive.peers().unwrap();
     let titles: Vec<_> = peers
         .iter()

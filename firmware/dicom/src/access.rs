@@ -7,12 +7,15 @@
 //! store-only peer when it stores), and everything in `open` mode. A known AE gets
 //! Verification always and the contexts of its rights; Q/R contexts it has no right for are
 //! refused with user-rejection. A peer that names a host is unknown when it calls from
-//! another address.
+//! another address. A peer whose entry asks for TLS (`tls`) or a client certificate (`cert`)
+//! is rejected, in every mode, when its association arrives otherwise: plain, without a
+//! certificate, or with another one (the TLS layer, `trust.rs`, already refused certificates
+//! that are expired or trusted by no entry).
 
 use std::net::IpAddr;
 
 use dicom_dictionary_std::uids;
-use pacsbox_archive::peers::{AccessMode, PeerEntry, PeerRights};
+use pacsbox_archive::peers::{AccessMode, CertRule, PeerEntry, PeerRights};
 
 /// What an accepted association may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,9 +28,49 @@ pub struct Grant {
 /// The answer to an A-ASSOCIATE-RQ as far as access goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// A-ASSOCIATE-RJ: permanent, service user, calling AE title not recognised.
-    Reject,
+    /// A-ASSOCIATE-RJ: permanent, service user, calling AE title not recognised; the reason
+    /// goes to the log and the audit trail.
+    Reject(&'static str),
     Accept(Grant),
+}
+
+/// Why an unknown AE is rejected (closed mode).
+pub const UNKNOWN_AE: &str = "calling AE not a known peer";
+
+/// How an association arrived: the plain port, or the TLS port with what its handshake
+/// established about the client's certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Plain,
+    Tls {
+        /// SHA-256 of the client's certificate (upper-case hex); none presented: `None`.
+        fingerprint: Option<String>,
+        /// The certificate is issued by the clinic CA.
+        ca_issued: bool,
+    },
+}
+
+/// Whether `peer`'s entry accepts an association that arrived over `t`; the error is the
+/// reason for the log and the audit trail.
+pub fn transport_allows(peer: &PeerEntry, t: &Transport) -> Result<(), &'static str> {
+    let (fingerprint, ca_issued) = match t {
+        Transport::Plain if peer.needs_tls() => return Err("peer must associate over TLS"),
+        Transport::Plain => return Ok(()),
+        Transport::Tls {
+            fingerprint,
+            ca_issued,
+        } => (fingerprint.as_deref(), *ca_issued),
+    };
+    match (&peer.cert, fingerprint) {
+        (None, _) => Ok(()),
+        (Some(_), None) => Err("peer must present its client certificate"),
+        (Some(CertRule::Sha256(want)), Some(got)) if want == got => Ok(()),
+        (Some(CertRule::Sha256(_)), Some(_)) => {
+            Err("client certificate is not the one pinned for this peer")
+        }
+        (Some(CertRule::Ca), Some(_)) if ca_issued => Ok(()),
+        (Some(CertRule::Ca), Some(_)) => Err("client certificate is not from the clinic CA"),
+    }
 }
 
 /// The service class of a proposed abstract syntax, as rights see it.
@@ -100,7 +143,7 @@ pub fn decide(mode: AccessMode, peer: Option<&PeerEntry>) -> Decision {
             rights: PeerRights::STORE,
             learn: true,
         }),
-        (AccessMode::Closed, None) => Decision::Reject,
+        (AccessMode::Closed, None) => Decision::Reject(UNKNOWN_AE),
     }
 }
 
@@ -131,6 +174,8 @@ mod tests {
             host: host.map(str::to_owned),
             port: None,
             rights,
+            tls: false,
+            cert: None,
             source: PeerSource::Cli,
             first_seen_unix: None,
             last_seen_unix: None,
@@ -141,13 +186,16 @@ mod tests {
     fn grant(d: Decision) -> Grant {
         match d {
             Decision::Accept(g) => g,
-            Decision::Reject => panic!("rejected"),
+            Decision::Reject(why) => panic!("rejected: {why}"),
         }
     }
 
     #[test]
     fn unknown_ae_per_mode() {
-        assert_eq!(decide(AccessMode::Closed, None), Decision::Reject);
+        assert_eq!(
+            decide(AccessMode::Closed, None),
+            Decision::Reject(UNKNOWN_AE)
+        );
         let g = grant(decide(AccessMode::Learning, None));
         assert!(g.learn);
         assert!(g.allows(ServiceKind::Verification, false));
@@ -190,6 +238,38 @@ mod tests {
         assert!(!host_matches(&p, other, &[lo]));
         assert!(!host_matches(&p, lo, &[]));
         assert!(host_matches(&peer(None, PeerRights::ALL), other, &[]));
+    }
+
+    #[test]
+    fn tls_and_certificate_requirements() {
+        let tls = |fp: Option<&str>, ca_issued| Transport::Tls {
+            fingerprint: fp.map(str::to_owned),
+            ca_issued,
+        };
+        let plain_ok = peer(None, PeerRights::ALL);
+        assert!(transport_allows(&plain_ok, &Transport::Plain).is_ok());
+        assert!(transport_allows(&plain_ok, &tls(None, false)).is_ok());
+        let needs_tls = PeerEntry {
+            tls: true,
+            ..plain_ok.clone()
+        };
+        assert!(transport_allows(&needs_tls, &Transport::Plain).is_err());
+        assert!(transport_allows(&needs_tls, &tls(None, false)).is_ok());
+        let pinned = PeerEntry {
+            cert: Some(CertRule::Sha256("AA".into())),
+            ..plain_ok.clone()
+        };
+        assert!(pinned.needs_tls(), "a certificate implies TLS");
+        assert!(transport_allows(&pinned, &Transport::Plain).is_err());
+        assert!(transport_allows(&pinned, &tls(None, false)).is_err());
+        assert!(transport_allows(&pinned, &tls(Some("BB"), true)).is_err());
+        assert!(transport_allows(&pinned, &tls(Some("AA"), false)).is_ok());
+        let by_ca = PeerEntry {
+            cert: Some(CertRule::Ca),
+            ..plain_ok
+        };
+        assert!(transport_allows(&by_ca, &tls(Some("BB"), false)).is_err());
+        assert!(transport_allows(&by_ca, &tls(Some("BB"), true)).is_ok());
     }
 
     #[test]

@@ -82,4 +82,6 @@ pub struct ServiceContext<'a> {
     pub audit: &'a pacsbox_audit::Audit,
     /// This association's stores, recorded per study when it ends.
     pub log: &'a crate::audit::AssociationLog,
+    /// DICOM TLS (certificates trusted, ours): C-MOVE to a peer whose entry says `tls`.
+    pub trust: Option<&'a crate::trust::PeerTrust>,
 }

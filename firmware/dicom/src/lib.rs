@@ -20,6 +20,7 @@ pub mod retrieve;
 pub mod server;
 pub mod sop_classes;
 mod store;
+pub mod trust;
 
 pub use context::{ScpConfig, ScpStatus};
 pub use server::DicomServer;

@@ -16,12 +16,12 @@ use std::io::Read;
 
 use dicom_ul::Pdu;
 use dicom_ul::pdu::{AbortRQServiceProviderReason, PDataValueType};
-use pacsbox_archive::peers::AccessMode;
+use pacsbox_archive::peers::{AccessMode, CertRule};
 use pacsbox_archive::transfer_syntax::{self, DatasetEncoding};
 use pacsbox_archive::{Archive, InstanceRecord};
 use tokio::sync::mpsc;
 
-use crate::association::{AcceptedContext, AssocError, Association};
+use crate::association::{AcceptedContext, AssocError, Association, TlsTarget};
 use crate::context::ServiceContext;
 use crate::dimse::{Command, CommandField, Status, is_cancel, respond};
 use crate::identifier::{self, encode_elements};
@@ -522,11 +522,13 @@ fn move_destination(archive: &Archive, dest: &str) -> Result<MoveDestination, &'
     if !peer.rights.move_dest && !open {
         return Err("move destination not permitted (peer lacks the move right)");
     }
+    let tls = peer.needs_tls().then(|| peer.cert.clone());
     match (peer.host, peer.port) {
         (Some(host), Some(port)) if !host.trim().is_empty() && port > 0 => Ok(MoveDestination {
             ae_title: peer.ae_title,
             host,
             port,
+            tls,
         }),
         _ => Err("move destination has no host and port"),
     }
@@ -536,6 +538,23 @@ struct MoveDestination {
     ae_title: String,
     host: String,
     port: u16,
+    /// Reached over TLS, trusting this certificate rule (none: the clinic CA).
+    tls: Option<Option<CertRule>>,
+}
+
+/// How to reach `peer` over TLS, if its entry says so; the error says why it cannot be.
+fn tls_target(
+    peer: &MoveDestination,
+    trust: Option<&crate::trust::PeerTrust>,
+) -> Result<Option<TlsTarget>, String> {
+    let Some(rule) = &peer.tls else {
+        return Ok(None);
+    };
+    let trust = trust.ok_or("its entry says tls, but this box has no DICOM TLS certificate")?;
+    Ok(Some(TlsTarget {
+        config: trust.client_config(rule.as_ref())?,
+        server_name: crate::trust::server_name(&peer.host)?,
+    }))
 }
 
 /// The C-MOVE's records in the audit trail, one per study of `set`.
@@ -606,17 +625,22 @@ pub async fn serve_move(
         }
     }
     let local_ae = assoc.local_ae.clone();
-    let mut sub = match Association::request(
-        &peer.host,
-        peer.port,
-        &local_ae,
-        &peer.ae_title,
-        &proposals,
-        config.max_pdu,
-        config.idle_timeout,
-    )
-    .await
-    {
+    let connected = match tls_target(&peer, service.trust) {
+        Ok(tls) => Association::request(
+            &peer.host,
+            peer.port,
+            tls,
+            &local_ae,
+            &peer.ae_title,
+            &proposals,
+            config.max_pdu,
+            config.idle_timeout,
+        )
+        .await
+        .map_err(|e| e.to_string()),
+        Err(why) => Err(why),
+    };
+    let mut sub = match connected {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(destination = peer.ae_title, error = %e, "C-MOVE destination unreachable");

@@ -22,10 +22,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::AbortHandle;
 
-use crate::access::{self, Decision};
+use crate::access::{self, Decision, Transport};
 use crate::association::{AcceptorPolicy, AssocError, Association, Connection};
 use crate::context::{ScpConfig, ScpStatus, ServiceContext};
 use crate::dimse::{Command, CommandField, Status, respond};
+use crate::trust::PeerTrust;
 use crate::{echo, find, retrieve, store};
 
 /// Identifiers are a few hundred bytes; anything near this is not a query.
@@ -36,8 +37,10 @@ pub struct DicomServer {
     config: Arc<ScpConfig>,
     status: Arc<ScpStatus>,
     audit: pacsbox_audit::Audit,
-    /// The DICOM TLS port (PS3.15 B.1) and its certificate.
-    tls: Option<(TcpListener, Arc<tokio_rustls::rustls::ServerConfig>)>,
+    /// The DICOM TLS port (PS3.15 B.1).
+    tls: Option<TcpListener>,
+    /// Certificates for the TLS port and for our TLS associations to peers.
+    trust: Option<Arc<PeerTrust>>,
 }
 
 impl DicomServer {
@@ -48,16 +51,21 @@ impl DicomServer {
             status: Arc::new(ScpStatus::default()),
             audit: pacsbox_audit::Audit::disabled(),
             tls: None,
+            trust: None,
         }
     }
 
-    /// Also serves DICOM over TLS on `listener` (the same peers, rights and services).
-    pub fn with_tls(
-        mut self,
-        listener: TcpListener,
-        config: Arc<tokio_rustls::rustls::ServerConfig>,
-    ) -> DicomServer {
-        self.tls = Some((listener, config));
+    /// The certificates DICOM TLS uses, both ways (see `trust.rs`): needed by the TLS port
+    /// and by C-MOVE to peers whose entry says `tls`.
+    pub fn with_trust(mut self, trust: Arc<PeerTrust>) -> DicomServer {
+        self.trust = Some(trust);
+        self
+    }
+
+    /// Also serves DICOM over TLS on `listener` (the same peers, rights and services), with
+    /// the certificates given to [`DicomServer::with_trust`] (without them, no TLS port).
+    pub fn with_tls(mut self, listener: TcpListener) -> DicomServer {
+        self.tls = Some(listener);
         self
     }
 
@@ -77,9 +85,16 @@ impl DicomServer {
         listener: TcpListener,
         mut shutdown: watch::Receiver<bool>,
     ) -> std::io::Result<()> {
-        let (tls_listener, tls) = match self.tls.take() {
-            Some((l, c)) => (Some(l), Some(tokio_rustls::TlsAcceptor::from(c))),
-            None => (None, None),
+        let (tls_listener, tls) = match (self.tls.take(), &self.trust) {
+            (Some(l), Some(t)) => (
+                Some(l),
+                Some(tokio_rustls::TlsAcceptor::from(t.server_config())),
+            ),
+            (Some(_), None) => {
+                tracing::error!("DICOM TLS port without certificates: not served");
+                (None, None)
+            }
+            _ => (None, None),
         };
         let conn = Arc::new(Connections {
             slots: Arc::new(Semaphore::new(self.config.max_associations)),
@@ -94,6 +109,7 @@ impl DicomServer {
             status: self.status.clone(),
             config: self.config.clone(),
             audit: self.audit.clone(),
+            trust: self.trust.clone(),
         });
         let mut tasks = tokio::task::JoinSet::new();
         let mut dropped = 0u64;
@@ -161,6 +177,7 @@ struct Connections {
     status: Arc<ScpStatus>,
     config: Arc<ScpConfig>,
     audit: pacsbox_audit::Audit,
+    trust: Option<Arc<PeerTrust>>,
 }
 
 /// Connections without an association, oldest first (ids grow with time).
@@ -225,11 +242,20 @@ async fn connection(
     shutdown: watch::Receiver<bool>,
 ) {
     let pending = PendingGuard { conn: &conn, id };
-    let mut socket = match tls {
-        None => Connection::Tcp(socket),
+    let (mut socket, transport) = match tls {
+        None => (Connection::Tcp(socket), Transport::Plain),
         Some(acceptor) => {
             match tokio::time::timeout(conn.config.artim_timeout, acceptor.accept(socket)).await {
-                Ok(Ok(s)) => Connection::Tls(Box::new(s)),
+                Ok(Ok(s)) => {
+                    let transport = match &conn.trust {
+                        Some(t) => t.identify(s.get_ref().1.peer_certificates()),
+                        None => Transport::Tls {
+                            fingerprint: None,
+                            ca_issued: false,
+                        },
+                    };
+                    (Connection::Tls(Box::new(s)), transport)
+                }
                 Ok(Err(e)) => {
                     tracing::info!(%peer, error = %e, "DICOM TLS handshake failed");
                     crate::audit::association(
@@ -286,12 +312,13 @@ async fn connection(
     conn.status
         .associations_total
         .fetch_add(1, Ordering::Relaxed);
-    handle(socket, rq, peer, &conn, shutdown).await;
+    handle(socket, transport, rq, peer, &conn, shutdown).await;
     drop(permit);
 }
 
 async fn handle(
     socket: Connection,
+    transport: Transport,
     rq: dicom_ul::pdu::AssociationRQ,
     peer: SocketAddr,
     conn: &Connections,
@@ -304,11 +331,12 @@ async fn handle(
         config: &conn.config,
         audit: &conn.audit,
         log: &log,
+        trust: conn.trust.as_deref(),
     };
     let calling = rq.calling_ae_title.trim().to_owned();
     let called = rq.called_ae_title.trim().to_owned();
     let client = peer.ip().to_string();
-    let (decision, learned) = access_decision(&conn.archive, &calling, peer.ip()).await;
+    let (decision, learned) = access_decision(&conn.archive, &calling, peer.ip(), &transport).await;
     if learned {
         let (archive, ae, address) = (conn.archive.clone(), calling.clone(), peer.ip().to_string());
         // An index write at most hourly per peer; off the async workers all the same.
@@ -320,17 +348,25 @@ async fn handle(
     }
     let grant = match decision {
         Decision::Accept(g) => Some(g),
-        Decision::Reject => {
-            tracing::warn!(%peer, calling_ae = calling, "association rejected: calling AE not a known peer");
+        Decision::Reject(why) => {
+            tracing::warn!(%peer, calling_ae = calling, why, "association rejected");
             crate::audit::association(
                 &conn.audit,
                 &calling,
                 &client,
-                "refused: calling AE not a known peer",
+                &format!("refused: {why}"),
                 format!("called {called}"),
             );
-            conn.archive
-                .record_refused(&calling, &peer.ip().to_string());
+            if why == access::UNKNOWN_AE {
+                // Listed for the admin's one-click allow; the list is kept in the index.
+                let (archive, ae, address) =
+                    (conn.archive.clone(), calling.clone(), client.clone());
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = archive.record_refused(&ae, &address) {
+                        tracing::warn!(calling_ae = ae, error = %e, "recording a refused AE");
+                    }
+                });
+            }
             conn.status
                 .associations_rejected
                 .fetch_add(1, Ordering::Relaxed);
@@ -393,6 +429,7 @@ async fn access_decision(
     archive: &Archive,
     calling: &str,
     from: std::net::IpAddr,
+    transport: &Transport,
 ) -> (Decision, bool) {
     let mode = match archive.access_state() {
         Ok(s) => s.effective,
@@ -408,6 +445,13 @@ async fn access_decision(
             None
         }
     };
+    if let Some(p) = &entry
+        && let Err(why) = access::transport_allows(p, transport)
+    {
+        // Not "unknown": an AE whose entry asks for TLS or a certificate is never let in
+        // without them, whatever the mode or address (learning would grant it storage).
+        return (Decision::Reject(why), false);
+    }
     let entry = match entry {
         Some(p) if p.host.is_some() => {
             let addrs = access::resolve_host(p.host.as_deref().unwrap_or_default()).await;
@@ -460,7 +504,9 @@ fn abort_reason(e: &AssocError) -> Option<AbortRQServiceProviderReason> {
             Some(AbortRQServiceProviderReason::InvalidPduParameter)
         }
         AssocError::Idle(_) => Some(AbortRQServiceProviderReason::ReasonNotSpecified),
-        AssocError::Io(_) | AssocError::Closed | AssocError::Aborted(_) => None,
+        AssocError::Io(_) | AssocError::Closed | AssocError::Aborted(_) | AssocError::Tls(_) => {
+            None
+        }
     }
 }
 

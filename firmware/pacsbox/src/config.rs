@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use pacsbox_archive::peers::{AccessMode, AccessSettings, PeerEntry, PeerRights, PeerSource};
+use pacsbox_archive::peers::{
+    AccessMode, AccessSettings, CertRule, PeerEntry, PeerRights, PeerSource,
+};
 use pacsbox_archive::{Archive, ArchiveConfig, CompressAt, DuplicatePolicy, SyncMode};
 use pacsbox_dicom::ScpConfig;
 use pacsbox_web::WebConfig;
@@ -42,6 +44,10 @@ pub struct ServeFlags {
     /// DICOM TLS port (PS3.15 B.1, the same certificate as HTTPS); 0 switches it off.
     #[arg(long)]
     pub dicom_tls_port: Option<u16>,
+    /// PEM file of the clinic CA: DICOM TLS trusts certificates it issued (peers with
+    /// cert=ca, and TLS move destinations without a pinned fingerprint).
+    #[arg(long)]
+    pub dicom_tls_ca: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long)]
     pub bind: Option<String>,
@@ -66,8 +72,11 @@ pub struct ServeFlags {
     /// Front panel display: none | png:DIR | ssd1306:/dev/i2c-1.
     #[arg(long)]
     pub panel: Option<String>,
-    /// A DICOM peer, repeatable: AE[@host[:port]]:rights, rights a comma list of store,
-    /// query, retrieve, move (or all, none); e.g. WS1@10.0.0.5:104:query,retrieve,move.
+    /// A DICOM peer, repeatable: AE[@host[:port]]:rights[:tls][:cert=SHA256|ca], rights a
+    /// comma list of store, query, retrieve, move (or all, none); e.g.
+    /// WS1@10.0.0.5:104:query,retrieve,move. `tls`: it must associate over DICOM TLS, and a
+    /// C-MOVE reaches it over TLS (port = its TLS port); `cert=`: the SHA-256 fingerprint of
+    /// its certificate (colons allowed), or `ca` for any from dicom_tls_ca; implies tls.
     #[arg(long = "peer", value_parser = parse_peer)]
     pub peers: Vec<PeerEntry>,
     /// Who may associate: learning (unknown AEs may store and are recorded, until the
@@ -89,10 +98,25 @@ pub struct ServeFlags {
     pub audit_syslog_client_cert: bool,
 }
 
-/// Parses `--peer AE[@host[:port]]:rights` (the rights after the last colon; an IPv6 host
-/// in brackets).
+/// Parses `--peer AE[@host[:port]]:rights[:tls][:cert=FINGERPRINT|ca]` (the rights after
+/// the last colon before the options; an IPv6 host in brackets; the fingerprint may hold
+/// colons, so `cert=` runs to the end or to a final `:tls`).
 pub fn parse_peer(text: &str) -> Result<PeerEntry, String> {
-    let (left, rights) = text.rsplit_once(':').ok_or_else(|| {
+    let mut rest = text;
+    let mut tls = false;
+    let mut cert = None;
+    if let Some(r) = rest.strip_suffix(":tls") {
+        (rest, tls) = (r, true);
+    }
+    if let Some(pos) = rest.find(":cert=") {
+        let rule = CertRule::parse(&rest[pos + ":cert=".len()..])
+            .map_err(|e| format!("--peer {text:?}: {e}"))?;
+        (rest, cert) = (&rest[..pos], Some(rule));
+    }
+    if let Some(r) = rest.strip_suffix(":tls") {
+        (rest, tls) = (r, true);
+    }
+    let (left, rights) = rest.rsplit_once(':').ok_or_else(|| {
         format!("--peer {text:?}: expected AE[@host[:port]]:rights, e.g. CT1:store")
     })?;
     let rights = PeerRights::parse(rights).map_err(|e| format!("--peer {text:?}: {e}"))?;
@@ -129,6 +153,8 @@ pub fn parse_peer(text: &str) -> Result<PeerEntry, String> {
         host,
         port,
         rights,
+        tls,
+        cert,
         source: PeerSource::Cli,
         first_seen_unix: None,
         last_seen_unix: None,
@@ -166,6 +192,14 @@ pub struct PeerConfig {
     /// "store,query,retrieve,move", "all" or "none"; absent: "move".
     #[serde(default)]
     pub rights: Option<String>,
+    /// Associations must arrive over DICOM TLS; C-MOVE reaches it over TLS (`port` is then
+    /// its TLS port).
+    #[serde(default)]
+    pub tls: bool,
+    /// The certificate it must present: its SHA-256 fingerprint ("AB:CD:…"), or "ca" for any
+    /// issued by `dicom_tls_ca`. Implies `tls`.
+    #[serde(default)]
+    pub cert: Option<String>,
 }
 
 impl PeerConfig {
@@ -180,6 +214,13 @@ impl PeerConfig {
             host: self.host.clone().filter(|h| !h.trim().is_empty()),
             port: self.port.filter(|p| *p > 0),
             rights,
+            tls: self.tls,
+            cert: self
+                .cert
+                .as_deref()
+                .map(CertRule::parse)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("peer {:?}: {e}", self.ae_title))?,
             source: PeerSource::Config,
             first_seen_unix: None,
             last_seen_unix: None,
@@ -206,6 +247,9 @@ pub struct Config {
     pub https_port: u16,
     /// DICOM over TLS (PS3.15 B.1) with the same peers and rights as `dicom_port`. 0: none.
     pub dicom_tls_port: u16,
+    /// PEM file of the clinic CA whose certificates DICOM TLS trusts (peers with
+    /// `cert = "ca"`; TLS move destinations without a pinned fingerprint). None: pins only.
+    pub dicom_tls_ca: Option<PathBuf>,
     /// Concurrent DICOM associations; beyond it, A-ASSOCIATE-RJ (transient, local limit).
     pub max_associations: usize,
     /// Free space (MiB) kept on the data volume; below it C-STORE answers A700.
@@ -315,6 +359,7 @@ impl Default for Config {
             http_port: 8080,
             https_port: 8443,
             dicom_tls_port: 2762,
+            dicom_tls_ca: None,
             max_associations: scp.max_associations,
             reserve_mb: archive.reserve_bytes >> 20,
             duplicates: archive.duplicates,
@@ -362,6 +407,7 @@ impl Config {
             http_port,
             https_port,
             dicom_tls_port,
+            dicom_tls_ca,
             bind,
             max_associations,
             reserve_mb,
@@ -387,6 +433,9 @@ impl Config {
         set(&mut self.http_port, http_port);
         set(&mut self.https_port, https_port);
         set(&mut self.dicom_tls_port, dicom_tls_port);
+        if dicom_tls_ca.is_some() {
+            self.dicom_tls_ca = dicom_tls_ca;
+        }
         set(&mut self.bind, bind);
         set(&mut self.max_associations, max_associations);
         set(&mut self.reserve_mb, reserve_mb);
@@ -548,7 +597,14 @@ impl Config {
                 "[audit] syslog = {target:?}: expected host:port, e.g. audit.clinic.lan:6514"
             );
         }
-        self.access_settings()?;
+        let access = self.access_settings()?;
+        for p in &access.fixed {
+            anyhow::ensure!(
+                p.cert != Some(CertRule::Ca) || self.dicom_tls_ca.is_some(),
+                "peer {:?} says cert = \"ca\", but no dicom_tls_ca names the clinic CA",
+                p.ae_title
+            );
+        }
         self.panel
             .output()
             .map_err(|e| anyhow::anyhow!("panel.display: {e}"))?;
@@ -688,7 +744,22 @@ mod tests {
         assert_eq!((p.host.as_deref(), p.port), (Some("ws2.clinic.lan"), None));
         let p = parse_peer("V6@[::1]:104:all").unwrap();
         assert_eq!((p.host.as_deref(), p.port), (Some("::1"), Some(104)));
+        assert!(!p.tls && p.cert.is_none());
+        let p = parse_peer("WS3@10.0.0.7:2762:move:tls").unwrap();
+        assert_eq!((p.port, p.tls, p.cert), (Some(2762), true, None));
+        let fp = vec!["ab"; 32].join(":");
+        let p = parse_peer(&format!("CT2:store:cert={fp}")).unwrap();
+        assert_eq!(p.rights, PeerRights::STORE);
+        assert_eq!(p.cert, Some(CertRule::Sha256("AB".repeat(32))));
+        assert!(p.needs_tls() && !p.tls);
+        let p = parse_peer(&format!("CT2@h:104:all:cert={}:tls", "0F".repeat(32))).unwrap();
+        assert_eq!((p.port, p.tls), (Some(104), true));
+        assert_eq!(p.cert, Some(CertRule::Sha256("0F".repeat(32))));
+        let p = parse_peer("CT3:all:tls:cert=ca").unwrap();
+        assert_eq!((p.tls, p.cert), (true, Some(CertRule::Ca)));
         for (bad, why) in [
+            ("CT1:store:cert=abcd", "SHA-256 fingerprint"),
+            ("CT1:tls", "expected AE[@host[:port]]:rights"),
             ("CT1", "expected AE[@host[:port]]:rights"),
             ("CT1:delete", "unknown right \"delete\""),
             (":store", "AE title"),

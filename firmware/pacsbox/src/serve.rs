@@ -52,7 +52,9 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let scp = DicomServer::new(archive.clone(), c.scp_config()).with_audit(audit.clone());
-    let tls = if c.https_port == 0 && c.dicom_tls_port == 0 {
+    let access = c.access_settings()?;
+    let tls_peers = access.fixed.iter().any(|p| p.needs_tls());
+    let tls = if c.https_port == 0 && c.dicom_tls_port == 0 && !tls_peers {
         None
     } else {
         Some(
@@ -68,10 +70,12 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
             tls: t.web.clone(),
         });
     let certificate = tls.as_ref().map(|t| t.certificate.clone());
-    let dicom_tls = tls
-        .as_ref()
-        .filter(|_| c.dicom_tls_port != 0)
-        .map(|t| (format!("{}:{}", c.bind, c.dicom_tls_port), t.dicom.clone()));
+    let scp = match tls.as_ref().filter(|_| c.dicom_tls_port != 0 || tls_peers) {
+        Some(t) => scp.with_trust(Arc::new(peer_trust(&c, t, &access)?)),
+        None => scp,
+    };
+    let dicom_tls = (c.dicom_tls_port != 0 && tls.is_some())
+        .then(|| format!("{}:{}", c.bind, c.dicom_tls_port));
     let http = pacsbox_web::listen(&http_addr, Default::default(), https)?.server;
     let dicom_accepting = Arc::new(AtomicBool::new(false));
     let source = Arc::new(status::Status {
@@ -122,12 +126,12 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening for DICOM on {dicom_addr}"))?;
         let scp = match dicom_tls {
-            Some((addr, config)) => {
+            Some(addr) => {
                 let l = tokio::net::TcpListener::bind(&addr)
                     .await
                     .with_context(|| format!("listening for DICOM TLS on {addr}"))?;
                 tracing::info!(dicom_tls = addr, "DICOM TLS");
-                scp.with_tls(l, config)
+                scp.with_tls(l)
             }
             None => scp,
         };
@@ -177,6 +181,9 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         // misses waits in the trail for the next start.
         f.stop();
     }
+    if let Err(e) = archive.flush_refused() {
+        tracing::warn!(error = %e, "writing the refused AEs");
+    }
     drop(archive);
     tracing::info!("stopped cleanly");
     Ok(())
@@ -218,6 +225,43 @@ fn start_audit_forwarding(
         .context("starting audit forwarding")?;
     tracing::info!(collector = target, "audit trail forwarded over syslog/TLS");
     Ok(Some(f))
+}
+
+/// DICOM TLS's certificates: the box's own, the clinic CA (`dicom_tls_ca`), and every
+/// fingerprint the fixed peers pin.
+fn peer_trust(
+    c: &Config,
+    own: &crate::tls::TlsIdentity,
+    access: &pacsbox_archive::peers::AccessSettings,
+) -> anyhow::Result<pacsbox_dicom::trust::PeerTrust> {
+    use pacsbox_archive::peers::CertRule;
+    let ca = match &c.dicom_tls_ca {
+        Some(path) => crate::tls::read_certs(path).context("dicom_tls_ca")?,
+        None => Vec::new(),
+    };
+    let pinned = access
+        .fixed
+        .iter()
+        .filter_map(|p| match &p.cert {
+            Some(CertRule::Sha256(fp)) => Some(fp.clone()),
+            _ => None,
+        })
+        .collect();
+    for p in access.fixed.iter().filter(|p| p.needs_tls()) {
+        if c.dicom_tls_port == 0 {
+            tracing::warn!(
+                peer = p.ae_title,
+                "peer must associate over TLS but dicom_tls_port is 0: only C-MOVE to it works"
+            );
+        }
+    }
+    pacsbox_dicom::trust::PeerTrust::new(
+        own.certificate.clone(),
+        own.certificate.clone(),
+        ca,
+        pinned,
+    )
+    .context("setting up DICOM TLS")
 }
 
 /// Waits for the data volume (appliance.rs) with the front panel running meanwhile, so the

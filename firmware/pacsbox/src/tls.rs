@@ -1,4 +1,6 @@
-//! The box's certificate for HTTPS and DICOM TLS, and rustls' server settings for each. At
+//! The box's certificate for HTTPS and DICOM TLS, and rustls' settings for the web page (DICOM
+//! TLS builds its own around the same certificate, with the peers' certificates:
+//! `pacsbox_dicom::trust`). At
 //! first start a self-signed certificate is made (names: the host name, `<host>.local`,
 //! `localhost`, the box's addresses) and kept in the TLS folder; a clinic that has its own
 //! certificate installs it at `/admin/certificate` (checked, kept durably, served to the next
@@ -11,6 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
 use pacsbox_web::{CertificateView, Certificates};
+use rustls::client::ResolvesClientCert;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -20,9 +23,8 @@ use x509_parser::extensions::GeneralName;
 pub struct TlsIdentity {
     /// HTTP/1.1 over TLS (ALPN `http/1.1`).
     pub web: Arc<rustls::ServerConfig>,
-    /// DICOM over TLS (PS3.15 B.1; no ALPN).
-    pub dicom: Arc<rustls::ServerConfig>,
-    /// What both serve; an admin can replace it while the box runs.
+    /// What HTTPS and DICOM TLS serve, and what the box shows peers it calls over TLS; an admin
+    /// can replace it while the box runs.
     pub certificate: Arc<BoxCertificate>,
 }
 
@@ -40,11 +42,9 @@ pub fn fingerprint(cert: &[u8]) -> String {
 /// there is none, and finishing an install a crash interrupted.
 pub fn load_or_create(dir: &Path, names: &[String]) -> anyhow::Result<TlsIdentity> {
     let certificate = Arc::new(BoxCertificate::open(dir, names)?);
-    let dicom = server_config(certificate.clone(), Vec::new());
     let web = server_config(certificate.clone(), vec![b"http/1.1".to_vec()]);
     Ok(TlsIdentity {
         web: Arc::new(web),
-        dicom: Arc::new(dicom),
         certificate,
     })
 }
@@ -83,6 +83,21 @@ impl std::fmt::Debug for BoxCertificate {
 impl ResolvesServerCert for BoxCertificate {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.served().key.clone())
+    }
+}
+
+/// The same certificate as our side of an association we open (C-MOVE to a peer over TLS).
+impl ResolvesClientCert for BoxCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.served().key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 
@@ -298,7 +313,7 @@ fn sync_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("syncing {}", dir.display()))
 }
 
-/// TLS 1.2 and 1.3 with rustls' default (BCP 195) cipher suites.
+/// TLS 1.2 and 1.3 with rustls' default (BCP 195) cipher suites; no client certificates.
 fn server_config(certificate: Arc<BoxCertificate>, alpn: Vec<Vec<u8>>) -> rustls::ServerConfig {
     // The process-wide provider: ring, the only one built in.
     let mut config = rustls::ServerConfig::builder()
@@ -306,6 +321,16 @@ fn server_config(certificate: Arc<BoxCertificate>, alpn: Vec<Vec<u8>>) -> rustls
         .with_cert_resolver(certificate);
     config.alpn_protocols = alpn;
     config
+}
+
+/// The certificates of a PEM file (the clinic CA).
+pub fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "no certificate in {}", path.display());
+    Ok(certs)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

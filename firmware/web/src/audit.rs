@@ -81,9 +81,12 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
         }
         (true, ["admin", "certificate"]) => event(&format!("certificate.{}", req.field("action"))),
         (true, ["admin", "peers"]) => event(&format!("peer.{}", req.field("action"))).detail(
-            format!("{} {}", req.field("ae"), req.field("rights"))
-                .trim()
-                .to_owned(),
+            match req.field("action") {
+                "learn-again" => format!("{} days", req.field("days").trim()),
+                _ => format!("{} {}", req.field("ae"), req.field("rights")),
+            }
+            .trim()
+            .to_owned(),
         ),
         (true, ["admin", "conflicts"]) => {
             event(&format!("conflict.{}", req.field("action"))).detail(req.field("name"))

@@ -923,7 +923,11 @@ fn an_admin_changes_a_role_and_it_counts_from_the_next_login() {
             .as_str(),
         "editor"
     );
-    let all = audit_records(&s, &Default::default(), 1);
+    let filter = pacsbox_audit::Filter {
+        action: "user.set-role".into(),
+        ..Default::default()
+    };
+    let all = audit_records(&s, &filter, 1);
     assert!(
         all.iter().any(|r| r.action == "user.set-role"
             && r.actor == "admin"
@@ -1011,8 +1015,13 @@ fn admins_reset_passwords_see_last_logins_and_confirm_deletes() {
         done.text()
     );
     assert!(s.archive.index().user("newbie").unwrap().is_none());
-    let all = audit_records(&s, &Default::default(), 1);
-    let deletes: Vec<_> = all.iter().filter(|r| r.action == "user.delete").collect();
+    // The trail is written by its own thread: wait for the records themselves.
+    let by_action = |action: &str| pacsbox_audit::Filter {
+        action: action.into(),
+        ..Default::default()
+    };
+    let deletes = audit_records(&s, &by_action("user.delete"), 1);
+    let all = audit_records(&s, &by_action("user.reset-password"), 1);
     assert_eq!(deletes.len(), 1, "{deletes:#?}");
     assert!(all.iter().any(|r| r.action == "user.reset-password"
         && r.detail == "reception"
@@ -1862,10 +1871,30 @@ fn admins_allow_change_and_remove_dicom_peers_and_close_learning() {
     assert!(s.archive.peer("CT1").unwrap().is_none());
     let r = act(&[("action", "close-learning")]);
     assert!(r.text().contains("Learning closed"), "{}", r.text());
+    let closed = get(s.port, "/admin/peers", &admin).text();
+    assert!(closed.contains("Closed: only the peers"), "{closed}");
+    assert!(closed.contains("id=\"learn-again\""), "{closed}");
+    let r = act(&[("action", "learn-again"), ("days", "0")]);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        s.archive.access_state().unwrap().effective,
+        pacsbox_archive::peers::AccessMode::Closed
+    );
+    let r = act(&[("action", "learn-again"), ("days", "3")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("Learning again until"), "{}", r.text());
+    let st = s.archive.access_state().unwrap();
+    assert_eq!(st.effective, pacsbox_archive::peers::AccessMode::Learning);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let until = st.learning_deadline_unix.unwrap();
+    assert!((until - now - 3 * 86_400).abs() < 120, "{until} vs {now}");
     assert!(
         get(s.port, "/admin/peers", &admin)
             .text()
-            .contains("Closed: only the peers")
+            .contains("Learning until")
     );
     // Each change is in the audit trail.
     let recs = audit_records(
@@ -1874,7 +1903,11 @@ fn admins_allow_change_and_remove_dicom_peers_and_close_learning() {
             action: "peer.".into(),
             ..Default::default()
         },
-        6,
+        8,
+    );
+    assert!(
+        recs.iter()
+            .any(|r| r.action == "peer.learn-again" && r.detail == "3 days" && r.outcome == "ok")
     );
     assert!(
         recs.iter().any(|r| r.action == "peer.allow"

@@ -1,4 +1,5 @@
-//! The transport under an association: plain TCP, or TLS (PS3.15 B.1, the DICOM TLS port).
+//! The transport under an association: plain TCP, or TLS (PS3.15 B.1): accepted on the
+//! DICOM TLS port, or opened by us to a peer whose entry says `tls` (C-MOVE).
 //! Everything above reads and writes a [`Connection`]; only the reader task's split differs,
 //! and plain TCP keeps tokio's lock-free halves on the ingest path.
 
@@ -14,6 +15,8 @@ pub enum Connection {
     Tcp(TcpStream),
     /// Boxed: the TLS state is large and most associations are plain.
     Tls(Box<TlsStream<TcpStream>>),
+    /// An association we opened over TLS.
+    TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 /// The two halves an established association uses: one for its reader task, one to write.
@@ -28,6 +31,10 @@ impl Connection {
                 (Box::new(r), Box::new(w))
             }
             Connection::Tls(s) => {
+                let (r, w) = tokio::io::split(*s);
+                (Box::new(r), Box::new(w))
+            }
+            Connection::TlsClient(s) => {
                 let (r, w) = tokio::io::split(*s);
                 (Box::new(r), Box::new(w))
             }
@@ -50,6 +57,7 @@ impl AsyncRead for Connection {
         match self.get_mut() {
             Connection::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Connection::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Connection::TlsClient(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -63,6 +71,7 @@ impl AsyncWrite for Connection {
         match self.get_mut() {
             Connection::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Connection::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Connection::TlsClient(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -70,6 +79,7 @@ impl AsyncWrite for Connection {
         match self.get_mut() {
             Connection::Tcp(s) => Pin::new(s).poll_flush(cx),
             Connection::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Connection::TlsClient(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -77,6 +87,7 @@ impl AsyncWrite for Connection {
         match self.get_mut() {
             Connection::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Connection::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Connection::TlsClient(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

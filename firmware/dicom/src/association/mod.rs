@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 pub use accept::{AcceptorPolicy, read_request, reject_over_limit};
 pub use connection::Connection;
 pub use pdata::encode_message;
+pub use request::TlsTarget;
 
 pub const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
 /// PDU header: type (1), reserved (1), length (4).
@@ -58,6 +59,8 @@ pub enum AssocError {
     Closed,
     #[error("peer aborted the association ({0})")]
     Aborted(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 #[derive(Clone, Debug)]

@@ -7,18 +7,29 @@ use std::time::Duration;
 use dicom_ul::Pdu;
 use dicom_ul::pdu::{AssociationRQ, PresentationContextResultReason};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
 
 use super::{
     APPLICATION_CONTEXT, AcceptedContext, AssocError, Association, MAX_ASSOCIATE_PDU,
     our_user_variables, peer_max_pdu, read_one, trim_uid, write_one,
 };
 
+/// How to reach a peer over TLS: the settings (whom to trust, our certificate) and the name
+/// sent (and, trusting the clinic CA, checked).
+pub struct TlsTarget {
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    pub server_name: rustls::pki_types::ServerName<'static>,
+}
+
 impl Association {
-    /// Opens an association to a peer as requestor (C-MOVE sub-operations). `proposals` are
-    /// (abstract syntax, transfer syntaxes), one presentation context each.
+    /// Opens an association to a peer as requestor (C-MOVE sub-operations), over TLS when
+    /// `tls` says how. `proposals` are (abstract syntax, transfer syntaxes), one presentation
+    /// context each.
+    #[allow(clippy::too_many_arguments)] // each is one setting of the association
     pub async fn request(
         host: &str,
         port: u16,
+        tls: Option<TlsTarget>,
         calling_ae: &str,
         called_ae: &str,
         proposals: &[(String, Vec<String>)],
@@ -29,7 +40,17 @@ impl Association {
             .await
             .map_err(|_| AssocError::Idle(idle))??;
         socket.set_nodelay(true)?;
-        let mut socket = super::Connection::Tcp(socket);
+        let mut socket = match tls {
+            None => super::Connection::Tcp(socket),
+            Some(t) => {
+                let connector = tokio_rustls::TlsConnector::from(t.config);
+                let stream = tokio::time::timeout(idle, connector.connect(t.server_name, socket))
+                    .await
+                    .map_err(|_| AssocError::Idle(idle))?
+                    .map_err(|e| AssocError::Tls(e.to_string()))?;
+                super::Connection::TlsClient(Box::new(stream))
+            }
+        };
         let rq = Pdu::AssociationRQ(AssociationRQ {
             protocol_version: 1,
             calling_ae_title: calling_ae.to_owned(),

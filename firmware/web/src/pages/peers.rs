@@ -1,10 +1,13 @@
 //! The admins' DICOM peers page: the access mode (and closing the learning period), the AEs
 //! that were refused with one click to allow them, and the peer table with the rights of the
-//! learned peers to change or remove. Fixed peers (settings file, `--peer`) are shown only:
-//! they are changed where they were given.
+//! learned peers to change or remove. Fixed peers (settings file, `--peer`) are shown only,
+//! with what they need over DICOM TLS: they are changed where they were given. Learning, once
+//! over, can be opened again for some days (a new modality).
 
 use askama::Template;
-use pacsbox_archive::peers::{AccessMode, PeerError, PeerRights, PeerSource};
+use pacsbox_archive::peers::{
+    AccessMode, CertRule, MAX_RELEARN_DAYS, PeerEntry, PeerError, PeerRights, PeerSource,
+};
 
 use super::{Nav, form_page, nav};
 use crate::Web;
@@ -15,6 +18,8 @@ struct PeerRow {
     ae: String,
     host: String,
     rights: String,
+    /// What it needs over DICOM TLS, in words; empty: plain is fine.
+    tls: String,
     source: &'static str,
     learned: bool,
     first_seen: String,
@@ -38,6 +43,9 @@ struct PeersPage<'a> {
     configured: &'static str,
     learning_until: String,
     learning: bool,
+    /// Learning is over but the settings ask for it: it can be opened again.
+    can_relearn: bool,
+    max_days: u32,
     peers: Vec<PeerRow>,
     refused: Vec<RefusedRow>,
     error: &'a str,
@@ -49,6 +57,15 @@ fn mode_name(m: AccessMode) -> &'static str {
         AccessMode::Learning => "learning",
         AccessMode::Closed => "closed",
         AccessMode::Open => "open",
+    }
+}
+
+fn tls_need(p: &PeerEntry) -> String {
+    match &p.cert {
+        Some(CertRule::Ca) => "TLS, certificate from the clinic CA".to_owned(),
+        Some(rule @ CertRule::Sha256(_)) => format!("TLS, certificate SHA-256 {rule}"),
+        None if p.tls => "TLS".to_owned(),
+        None => String::new(),
     }
 }
 
@@ -68,6 +85,7 @@ pub fn peers_page(web: &Web, s: &Session, error: &str, message: &str) -> Result<
                 (None, _) => String::new(),
             },
             rights: p.rights.to_string(),
+            tls: tls_need(&p),
             source: match p.source {
                 PeerSource::Config => "settings file",
                 PeerSource::Cli => "command line",
@@ -98,6 +116,9 @@ pub fn peers_page(web: &Web, s: &Session, error: &str, message: &str) -> Result<
             configured: mode_name(report.state.configured),
             learning_until: when(report.state.learning_deadline_unix),
             learning: report.state.effective == AccessMode::Learning,
+            can_relearn: report.state.configured == AccessMode::Learning
+                && report.state.effective != AccessMode::Learning,
+            max_days: MAX_RELEARN_DAYS,
             peers,
             refused,
             error,
@@ -127,6 +148,19 @@ pub fn peers_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError>
             web.archive.close_learning()?;
             Ok("Learning closed: unknown AEs are refused from now on.".to_owned())
         }
+        "learn-again" => match req.field("days").trim().parse::<u32>() {
+            Err(_) => Err(format!("days: a number from 1 to {MAX_RELEARN_DAYS}")),
+            Ok(days) => web
+                .archive
+                .reopen_learning(days)
+                .map(|until| {
+                    format!(
+                        "Learning again until {}: devices that store are added as store-only peers.",
+                        crate::conflicts::utc(until)
+                    )
+                })
+                .map_err(peer_error),
+        },
         _ => return Err(HttpError::BadRequest("unknown action".into())),
     };
     match outcome {
