@@ -35,6 +35,10 @@ pub(crate) const STUDY_BY_MODALITY: MultimapTableDefinition<&str, &str> =
 /// Normalised person-name search key (one per component group) -> patient key.
 pub(crate) const PATIENT_BY_NAME: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("patient_by_name");
+/// Latin spelling of a Hangul name (`pacsbox_charset::romanised_name_keys`) -> patient key,
+/// for the web page's search only.
+pub(crate) const PATIENT_BY_ROMANISED: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("patient_by_romanised");
 /// Facts about the index itself, e.g. which search key version `PATIENT_BY_NAME` holds.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const NAME_KEY_VERSION: &str = "name_key_version";
@@ -139,6 +143,7 @@ impl Index {
                 STUDY_BY_ACCESSION,
                 STUDY_BY_MODALITY,
                 PATIENT_BY_NAME,
+                PATIENT_BY_ROMANISED,
             ] {
                 txn.open_multimap_table(t)?;
             }
@@ -168,10 +173,12 @@ impl Index {
         let txn = self.begin_write()?;
         let mut keys = 0u64;
         txn.delete_multimap_table(PATIENT_BY_NAME)?;
+        txn.delete_multimap_table(PATIENT_BY_ROMANISED)?;
         {
             let instances = txn.open_table(INSTANCES)?;
             let studies = txn.open_table(STUDIES)?;
             let mut by_name = txn.open_multimap_table(PATIENT_BY_NAME)?;
+            let mut by_latin = txn.open_multimap_table(PATIENT_BY_ROMANISED)?;
             // As `insert_one` files them: each instance's own name, under its study's patient.
             let mut owner: Option<(String, String)> = None;
             for row in instances.iter()? {
@@ -192,6 +199,9 @@ impl Index {
                         by_name.insert(key.as_str(), patient.as_str())?;
                         keys += 1;
                     }
+                    for key in pacsbox_charset::romanised_name_keys(&rec.patient_name) {
+                        by_latin.insert(key.as_str(), patient.as_str())?;
+                    }
                 }
             }
             txn.open_table(META)?.insert(NAME_KEY_VERSION, want)?;
@@ -202,7 +212,7 @@ impl Index {
                 from = stored.unwrap_or(1),
                 to = want,
                 keys,
-                "person-name search keys rebuilt for the new case folding"
+                "person-name search keys rebuilt for the new key version"
             );
         }
         Ok(())
@@ -338,9 +348,22 @@ impl Index {
     /// the normalised search keys of each component group: alphabetic, ideographic, phonetic.
     /// A pattern with a literal prefix is a range scan; only a leading wildcard walks all names.
     pub fn patients_by_name(&self, pattern: &str) -> Result<Vec<String>> {
+        self.patients_by_key(PATIENT_BY_NAME, pattern)
+    }
+
+    /// Patients with a Hangul name one of whose Latin spellings matches `pattern` (web search).
+    pub fn patients_by_romanised_name(&self, pattern: &str) -> Result<Vec<String>> {
+        self.patients_by_key(PATIENT_BY_ROMANISED, pattern)
+    }
+
+    fn patients_by_key(
+        &self,
+        table: MultimapTableDefinition<&str, &str>,
+        pattern: &str,
+    ) -> Result<Vec<String>> {
         let pat = pacsbox_charset::normalize_search_text(pattern);
         let txn = self.read()?;
-        let t = txn.open_multimap_table(PATIENT_BY_NAME)?;
+        let t = txn.open_multimap_table(table)?;
         let prefix: String = pat.chars().take_while(|c| *c != '*' && *c != '?').collect();
         let mut out = Vec::new();
         // A common surname has thousands of patients: dedup by set, not by scanning `out`.
@@ -431,6 +454,13 @@ fn insert_one(txn: &WriteTransaction, e: &IndexEntry) -> Result<()> {
         by_name.insert(key.as_str(), name_owner.as_str())?;
     }
     drop(by_name);
+    let latin = pacsbox_charset::romanised_name_keys(&a.patient_name);
+    if !latin.is_empty() {
+        let mut by_latin = txn.open_multimap_table(PATIENT_BY_ROMANISED)?;
+        for key in latin {
+            by_latin.insert(key.as_str(), name_owner.as_str())?;
+        }
+    }
     if replaced {
         // An overwrite keeps the hierarchy it was first filed under; counts are unchanged.
         return Ok(());

@@ -62,7 +62,8 @@ impl SearchForm {
     pub fn query(&self, today: time::Date) -> Result<Query, HttpError> {
         let mut filters = Vec::new();
         if !self.name.is_empty() {
-            filters.push((Attr::PatientName, Matcher::Wildcard(prefix(&self.name))));
+            // Staff on a Latin keyboard find Hangul names too (`kim` → 김민수).
+            filters.push((Attr::PatientName, Matcher::Romanised(prefix(&self.name))));
         }
         if !self.id.is_empty() {
             filters.push((Attr::PatientId, Matcher::parse(Attr::PatientId, &self.id)));
@@ -278,7 +279,7 @@ mod tests {
         assert_eq!(
             q.filters,
             vec![
-                (Attr::PatientName, Matcher::Wildcard("kim*".into())),
+                (Attr::PatientName, Matcher::Romanised("kim*".into())),
                 (
                     Attr::StudyDate,
                     Matcher::Range("20260223".into(), "20260301".into())

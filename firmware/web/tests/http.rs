@@ -196,6 +196,15 @@ fn start_configured(guard: pacsbox_web::guard::GuardConfig, config: WebConfig) -
         };
         store(&archive, &s, &format!("1.2.30.{i}.1.1"));
     }
+    // A name written in Hangul only, as Korean modalities often send it (for romanised search).
+    let hangul = Study {
+        uid: "1.2.410.2".into(),
+        charset: "ISO_IR 192",
+        name: "박^지성".as_bytes(),
+        id: "K2",
+        date: "20220101",
+    };
+    store(&archive, &hangul, "1.2.410.2.1.1");
     // 60 more studies, one per day, for paging and order.
     for i in 0..60u32 {
         let s = Study {
@@ -648,7 +657,7 @@ fn nothing_with_patient_data_is_reachable_without_a_session() {
     let r = get(s.port, "/status.json", "");
     assert_eq!(r.status, 200);
     let doc: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!(doc["studies"], 65);
+    assert_eq!(doc["studies"], 66);
     assert!(!r.text().contains("Kim") && !r.text().contains("script"));
 }
 
@@ -1131,6 +1140,26 @@ fn korean_names_are_found_by_hangul_and_by_latin_prefix() {
     }
     let r = get(s.port, "/search?name=lee", &cookie);
     assert!(r.text().contains("No studies match"));
+    // A name stored in Hangul only is found from a Latin keyboard: by the Revised spelling,
+    // by the spellings people use for the family name, with or without a space, any case.
+    for q in [
+        "bak",
+        "park",
+        "Pak",
+        "PARK%20JI",
+        "parkjis*",
+        "bakjiseong",
+        "%EB%B0%95",
+    ] {
+        let t = get(s.port, &format!("/search?name={q}"), &cookie).text();
+        assert!(t.contains("/study/1.2.410.2"), "{q}");
+        assert!(t.contains("박지성"), "{q}");
+        assert!(!t.contains(&format!("/study/{}", s.korean_study)), "{q}");
+    }
+    for q in ["kimji", "parkminsu", "jisung"] {
+        let t = get(s.port, &format!("/search?name={q}"), &cookie).text();
+        assert!(!t.contains("/study/1.2.410.2"), "{q}");
+    }
 }
 
 /// Äneas^Rüdiger (ISO_IR 100), Διονυσιος (ISO_IR 126), Люкceмбypг (ISO_IR 144; c, e, y, p Latin).
@@ -1179,7 +1208,7 @@ fn search_pages_newest_first_and_filters_by_date() {
     assert_eq!(dates.first(), Some(&"2024-01-06"));
     assert!(first.contains("rel=\"next\""));
     let second = get(s.port, "/search?page=1", &cookie).text();
-    assert_eq!(second.matches("href=\"/study/").count(), 15);
+    assert_eq!(second.matches("href=\"/study/").count(), 16);
     assert!(!second.contains("rel=\"next\""));
     let r = get(
         s.port,

@@ -59,22 +59,41 @@ impl Index {
         })
     }
 
+    /// The patients a name matcher can match, from the name indexes (None: not a pattern the
+    /// indexes answer).
+    pub(super) fn patients_named(&self, m: &Matcher) -> Result<Option<Vec<String>>, QueryError> {
+        Ok(match m {
+            Matcher::Single(n) | Matcher::Wildcard(n) => Some(self.patients_by_name(n)?),
+            Matcher::Romanised(n) => {
+                let mut keys = self.patients_by_name(n)?;
+                let mut seen: std::collections::HashSet<String> = keys.iter().cloned().collect();
+                for k in self.patients_by_romanised_name(n)? {
+                    if seen.insert(k.clone()) {
+                        keys.push(k);
+                    }
+                }
+                Some(keys)
+            }
+            _ => None,
+        })
+    }
+
     fn query_patients(
         &self,
         txn: &ReadTransaction,
         q: &Query,
         emit: &mut impl FnMut(Row) -> ControlFlow<()>,
     ) -> Result<(), QueryError> {
-        let keys: Option<Vec<String>> = if let Some(id) =
-            filter(q, Attr::PatientId).and_then(Matcher::single)
-        {
-            Some(vec![id.to_owned()])
-        } else if let Some(Matcher::Single(n) | Matcher::Wildcard(n)) = filter(q, Attr::PatientName)
-        {
-            Some(self.patients_by_name(n)?)
-        } else {
-            None
-        };
+        let keys: Option<Vec<String>> =
+            if let Some(id) = filter(q, Attr::PatientId).and_then(Matcher::single) {
+                Some(vec![id.to_owned()])
+            } else if let Some(m) = filter(q, Attr::PatientName)
+                && let Some(keys) = self.patients_named(m)?
+            {
+                Some(keys)
+            } else {
+                None
+            };
         let mut visit = |key: String, rec: PatientRecord| {
             let row = Row::patient(key, rec);
             if row.matches(&q.filters) {
@@ -152,9 +171,11 @@ impl Index {
             }
             return Ok(Some(out));
         }
-        if let Some(Matcher::Single(n) | Matcher::Wildcard(n)) = filter(q, Attr::PatientName) {
+        if let Some(m) = filter(q, Attr::PatientName)
+            && let Some(patients) = self.patients_named(m)?
+        {
             let mut out = Vec::new();
-            for key in self.patients_by_name(n)? {
+            for key in patients {
                 out.extend(multimap(PATIENT_STUDIES, &key)?);
             }
             return Ok(Some(out));

@@ -31,11 +31,14 @@ pub fn value_matches(attr: Attr, m: &Matcher, value: &str) -> bool {
     if attr.is_person_name() {
         let pattern = match m {
             Matcher::Universal => return true,
-            Matcher::Single(s) | Matcher::Wildcard(s) => s,
+            Matcher::Single(s) | Matcher::Wildcard(s) | Matcher::Romanised(s) => s,
             Matcher::Range(..) | Matcher::List(_) => return false,
         };
         // Any component group of the pattern against any of the value's.
-        let keys = pacsbox_charset::person_name_search_keys(value);
+        let mut keys = pacsbox_charset::person_name_search_keys(value);
+        if matches!(m, Matcher::Romanised(_)) {
+            keys.extend(pacsbox_charset::romanised_name_keys(value));
+        }
         return pattern
             .split('=')
             .filter(|g| !g.trim().is_empty())
@@ -45,7 +48,7 @@ pub fn value_matches(attr: Attr, m: &Matcher, value: &str) -> bool {
     match m {
         Matcher::Universal => true,
         Matcher::Single(s) => value == s,
-        Matcher::Wildcard(p) => wildcard_match(p, value),
+        Matcher::Wildcard(p) | Matcher::Romanised(p) => wildcard_match(p, value),
         Matcher::Range(lo, hi) => {
             !value.is_empty()
                 && (lo.is_empty() || value >= lo.as_str())
@@ -81,6 +84,13 @@ mod tests {
     fn person_names_match_case_insensitively_by_any_group() {
         let m = Matcher::parse(Attr::PatientName, "kim*");
         assert!(value_matches(Attr::PatientName, &m, "KIM^MINSU"));
+        // C-FIND matches the value itself; only the web page's romanised pattern reaches a
+        // Hangul-only name through its Latin spellings.
+        assert!(!value_matches(Attr::PatientName, &m, "김^민수"));
+        let web = Matcher::Romanised("kim*".into());
+        assert!(value_matches(Attr::PatientName, &web, "김^민수"));
+        assert!(value_matches(Attr::PatientName, &web, "KIM^MINSU"));
+        assert!(!value_matches(Attr::PatientName, &web, "박^지성"));
         assert!(!value_matches(Attr::PatientName, &m, "LEE^KIM"));
         let m = Matcher::parse(Attr::PatientName, "홍길동");
         assert!(value_matches(

@@ -95,6 +95,10 @@ pub enum Matcher {
     /// Inclusive; an empty bound is open.
     Range(String, String),
     List(Vec<String>),
+    /// A person-name pattern from the web page's search: like `Wildcard`, and a Latin pattern
+    /// also matches a Hangul name through its romanisations (`kim*` finds `김^민수`). C-FIND
+    /// never makes one: PS3.4 matches the value itself.
+    Romanised(String),
 }
 
 impl Matcher {

@@ -55,11 +55,12 @@ impl Index {
         let walk_is_cheaper =
             |matches: usize| want.saturating_mul(total) / matches.max(1) < matches;
         if self.name_is_the_best_key(q)
-            && let Some(Matcher::Single(n) | Matcher::Wildcard(n)) = filter(q, Attr::PatientName)
+            && let Some(m) = filter(q, Attr::PatientName)
+            && let Some(patients) = self.patients_named(m)?
         {
             // A common surname: estimate its studies from its patients instead of listing
             // thousands of them only to walk anyway.
-            let patients = self.patients_by_name(n)?.len();
+            let patients = patients.len();
             let all_patients = usize::try_from(txn.open_table(PATIENTS)?.len()?).unwrap_or(1);
             let estimate = patients.saturating_mul(total) / all_patients.max(1);
             if walk_is_cheaper(estimate) {
