@@ -75,9 +75,59 @@ impl StoreError {
 /// writes bypass it (`BufWriter` writes them straight from the caller's buffer).
 const WRITE_BUFFER: usize = 32 << 10;
 
+/// Written bytes after which the disk is told to start writing them back.
+const WRITEBACK_CHUNK: u64 = 128 << 10;
+
+/// The temp file, asking the kernel to start writing back each chunk as soon as it is written
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait): the disk writes while the
+/// rest of the data set arrives, and the commit's sync finds little left to write. Measured on
+/// a 0.53 MB file in 128 KiB writes: its fdatasync 0.49 ms -> 0.12 ms. A hint only; the
+/// commit's fdatasync or syncfs is what makes the data durable.
+struct Writeback {
+    file: File,
+    written: u64,
+    started: u64,
+}
+
+impl Writeback {
+    fn new(file: File) -> Writeback {
+        Writeback {
+            file,
+            written: 0,
+            started: 0,
+        }
+    }
+}
+
+impl Write for Writeback {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= WRITEBACK_CHUNK {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid open descriptor and a range within the file; the call only
+            // queues writeback. Its failure is ignored: the commit's sync reports real errors.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.started as libc::off64_t,
+                    (self.written - self.started) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 enum Sink {
-    Plain(HashingWriter<BufWriter<File>>),
-    Zstd(zstd::stream::write::Encoder<'static, HashingWriter<BufWriter<File>>>),
+    Plain(HashingWriter<BufWriter<Writeback>>),
+    Zstd(zstd::stream::write::Encoder<'static, HashingWriter<BufWriter<Writeback>>>),
 }
 
 /// An instance being received. Dropping it without `receive` succeeding removes the temp file.
@@ -127,14 +177,20 @@ pub(crate) fn begin(
     }
     let n = shared.nonce.fetch_add(1, Ordering::Relaxed);
     let tmp_path = layout::tmp_dir(&shared.root).join(format!("{}-{n}.part", std::process::id()));
-    let file = File::create(&tmp_path).map_err(StoreError::from_write)?;
+    let spares = shared
+        .spares
+        .get_or_init(|| crate::spare::Spares::start(layout::tmp_dir(&shared.root)));
+    let file = match spares.take(&tmp_path) {
+        Some(f) => f,
+        None => File::create(&tmp_path).map_err(StoreError::from_write)?,
+    };
     // Compressed here only when configured so; by default the compactor does it when idle.
     let zstd = shared.config.zstd_level > 0
         && shared.config.compress == CompressAt::Ingest
         && transfer_syntax::store_zstd(&req.transfer_syntax);
     // Small: a fragment at least this large (pixel data from peers with large PDUs) is
     // written from its own buffer, not copied into this one first.
-    let out = HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file));
+    let out = HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, Writeback::new(file)));
     let mut sink = if zstd {
         let mut enc = zstd::stream::write::Encoder::new(out, shared.config.zstd_level)?;
         // The frame header then carries no size; a checksum lets `zstd -t` verify a file alone.
@@ -328,14 +384,18 @@ fn drain<R: BufRead>(r: &mut R) -> io::Result<()> {
 
 /// Flushes the file; in `Fsync` mode also makes its data durable here, in the receiving
 /// thread, so files of concurrent associations are synced in parallel.
-fn close(mut w: HashingWriter<BufWriter<File>>, sync: SyncMode) -> Result<(u64, u64), StoreError> {
+fn close(
+    mut w: HashingWriter<BufWriter<Writeback>>,
+    sync: SyncMode,
+) -> Result<(u64, u64), StoreError> {
     w.flush().map_err(StoreError::from_write)?;
     let hash = w.hasher.digest();
     let size = w.written;
     let file = w
         .inner
         .into_inner()
-        .map_err(|e| StoreError::from_write(e.into_error()))?;
+        .map_err(|e| StoreError::from_write(e.into_error()))?
+        .file;
     if sync == SyncMode::Fsync {
         file.sync_data().map_err(StoreError::from_write)?;
     }
