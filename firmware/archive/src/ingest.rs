@@ -4,7 +4,7 @@
 //! [`IncomingInstance::receive`] returns `Ok` may the network layer answer success.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -71,9 +71,63 @@ impl StoreError {
     }
 }
 
+/// The file's write buffer: the header and the small elements are gathered here, larger
+/// writes bypass it (`BufWriter` writes them straight from the caller's buffer).
+const WRITE_BUFFER: usize = 32 << 10;
+
+/// Written bytes after which the disk is told to start writing them back.
+const WRITEBACK_CHUNK: u64 = 128 << 10;
+
+/// The temp file, asking the kernel to start writing back each chunk as soon as it is written
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait): the disk writes while the
+/// rest of the data set arrives, and the commit's sync finds little left to write. Measured on
+/// a 0.53 MB file in 128 KiB writes: its fdatasync 0.49 ms -> 0.12 ms. A hint only; the
+/// commit's fdatasync or syncfs is what makes the data durable.
+struct Writeback {
+    file: File,
+    written: u64,
+    started: u64,
+}
+
+impl Writeback {
+    fn new(file: File) -> Writeback {
+        Writeback {
+            file,
+            written: 0,
+            started: 0,
+        }
+    }
+}
+
+impl Write for Writeback {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= WRITEBACK_CHUNK {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid open descriptor and a range within the file; the call only
+            // queues writeback. Its failure is ignored: the commit's sync reports real errors.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.started as libc::off64_t,
+                    (self.written - self.started) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 enum Sink {
-    Plain(HashingWriter<BufWriter<File>>),
-    Zstd(zstd::stream::write::Encoder<'static, HashingWriter<BufWriter<File>>>),
+    Plain(HashingWriter<BufWriter<Writeback>>),
+    Zstd(zstd::stream::write::Encoder<'static, HashingWriter<BufWriter<Writeback>>>),
 }
 
 /// An instance being received. Dropping it without `receive` succeeding removes the temp file.
@@ -123,12 +177,20 @@ pub(crate) fn begin(
     }
     let n = shared.nonce.fetch_add(1, Ordering::Relaxed);
     let tmp_path = layout::tmp_dir(&shared.root).join(format!("{}-{n}.part", std::process::id()));
-    let file = File::create(&tmp_path).map_err(StoreError::from_write)?;
+    let spares = shared
+        .spares
+        .get_or_init(|| crate::spare::Spares::start(layout::tmp_dir(&shared.root)));
+    let file = match spares.take(&tmp_path) {
+        Some(f) => f,
+        None => File::create(&tmp_path).map_err(StoreError::from_write)?,
+    };
     // Compressed here only when configured so; by default the compactor does it when idle.
     let zstd = shared.config.zstd_level > 0
         && shared.config.compress == CompressAt::Ingest
         && transfer_syntax::store_zstd(&req.transfer_syntax);
-    let out = HashingWriter::new(BufWriter::with_capacity(256 << 10, file));
+    // Small: a fragment at least this large (pixel data from peers with large PDUs) is
+    // written from its own buffer, not copied into this one first.
+    let out = HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, Writeback::new(file)));
     let mut sink = if zstd {
         let mut enc = zstd::stream::write::Encoder::new(out, shared.config.zstd_level)?;
         // The frame header then carries no size; a checksum lets `zstd -t` verify a file alone.
@@ -163,30 +225,63 @@ pub(crate) fn begin(
     Ok(incoming)
 }
 
-/// Passes the network stream to the structural walk while writing every byte to the file
-/// and hashing it: one pass, nothing buffered beyond a PDU.
+/// Hands the network fragments to the structural walk and writes every byte the walk passes
+/// over to the file, hashing it: one pass, nothing buffered beyond a fragment. Bytes are
+/// written from the fragment's own buffer as the walk consumes them (`BufRead::consume`), so
+/// pixel data goes from the buffer the socket was read into straight to the file.
 struct Tee<'a, R> {
     input: R,
     incoming: &'a mut IncomingInstance,
     write_error: Option<io::Error>,
 }
 
-impl<R: Read> Read for Tee<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.input.read(buf)?;
-        let chunk = &buf[..n];
-        self.incoming.dataset_hasher.update(chunk);
-        let written = match self.incoming.sink.as_mut() {
-            Some(Sink::Plain(w)) => w.write_all(chunk),
-            Some(Sink::Zstd(w)) => w.write_all(chunk),
-            None => Err(io::Error::other("instance already closed")),
-        };
-        if let Err(e) = written {
-            let kind = e.kind();
-            self.write_error = Some(e);
+impl<R: BufRead> BufRead for Tee<'_, R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if let Some(e) = &self.write_error {
             // Stop the walk; the caller reports the write error, not a parse error.
-            return Err(io::Error::new(kind, "writing the received data set failed"));
+            return Err(io::Error::new(
+                e.kind(),
+                "writing the received data set failed",
+            ));
         }
+        self.input.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if self.write_error.is_none() {
+            // The same bytes `fill_buf` returned: the input has not moved since.
+            let written = match self.input.fill_buf() {
+                Ok(buf) => {
+                    let chunk = &buf[..n.min(buf.len())];
+                    self.incoming.dataset_hasher.update(chunk);
+                    match self.incoming.sink.as_mut() {
+                        Some(Sink::Plain(w)) => w.write_all(chunk),
+                        Some(Sink::Zstd(w)) => w.write_all(chunk),
+                        None => Err(io::Error::other("instance already closed")),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                self.write_error = Some(e);
+            }
+        }
+        self.input.consume(n);
+    }
+}
+
+impl<R: BufRead> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let chunk = self.fill_buf()?;
+            let n = buf.len().min(chunk.len());
+            buf[..n].copy_from_slice(&chunk[..n]);
+            n
+        };
+        self.consume(n);
         Ok(n)
     }
 }
@@ -194,7 +289,7 @@ impl<R: Read> Read for Tee<'_, R> {
 impl IncomingInstance {
     /// Receives the whole data set from `data` (the network stream, or a file), proves it is
     /// complete, files and durably indexes it; blocks until its commit batch is on disk.
-    pub fn receive<R: Read>(mut self, data: R) -> Result<StoreOutcome, StoreError> {
+    pub fn receive<R: BufRead>(mut self, data: R) -> Result<StoreOutcome, StoreError> {
         let enc = DatasetEncoding::of(&self.req.transfer_syntax);
         let mut tee = Tee {
             input: data,
@@ -206,7 +301,7 @@ impl IncomingInstance {
         // after it): the instance is complete only when `data` says so (on the network, the
         // last fragment), and every byte sent is stored.
         let drained = match &walked {
-            Ok(_) => io::copy(&mut tee, &mut io::sink()).map(drop),
+            Ok(_) => drain(&mut tee),
             Err(_) => Ok(()),
         };
         if let Some(e) = tee.write_error.take() {
@@ -272,16 +367,35 @@ impl IncomingInstance {
     }
 }
 
+/// Consumes (and so writes) whatever `r` still holds, to its end.
+fn drain<R: BufRead>(r: &mut R) -> io::Result<()> {
+    loop {
+        let n = match r.fill_buf() {
+            Ok(b) => b.len(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        r.consume(n);
+    }
+}
+
 /// Flushes the file; in `Fsync` mode also makes its data durable here, in the receiving
 /// thread, so files of concurrent associations are synced in parallel.
-fn close(mut w: HashingWriter<BufWriter<File>>, sync: SyncMode) -> Result<(u64, u64), StoreError> {
+fn close(
+    mut w: HashingWriter<BufWriter<Writeback>>,
+    sync: SyncMode,
+) -> Result<(u64, u64), StoreError> {
     w.flush().map_err(StoreError::from_write)?;
     let hash = w.hasher.digest();
     let size = w.written;
     let file = w
         .inner
         .into_inner()
-        .map_err(|e| StoreError::from_write(e.into_error()))?;
+        .map_err(|e| StoreError::from_write(e.into_error()))?
+        .file;
     if sync == SyncMode::Fsync {
         file.sync_data().map_err(StoreError::from_write)?;
     }

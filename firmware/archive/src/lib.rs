@@ -20,6 +20,7 @@ pub mod peers;
 pub mod query;
 pub mod record;
 pub mod scan;
+mod spare;
 pub mod transfer_syntax;
 pub mod uid;
 
@@ -151,6 +152,17 @@ pub(crate) struct Shared {
     swap: std::sync::Mutex<()>,
     /// The DICOM peer table and access mode (`Archive::configure_access`).
     peers: std::sync::RwLock<Arc<peers::PeerRegistry>>,
+    /// Unnamed files in `tmp/`, made ahead for incoming instances from the first store on
+    /// (commands that only read never start the thread).
+    pub spares: std::sync::OnceLock<Arc<spare::Spares>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(s) = self.spares.get() {
+            s.close();
+        }
+    }
 }
 
 impl Shared {
@@ -226,6 +238,7 @@ impl Archive {
             compact_queue: Default::default(),
             swap: Default::default(),
             peers: Default::default(),
+            spares: Default::default(),
         });
         let dir_error = |source| OpenError::Dir {
             path: root.to_path_buf(),

@@ -179,8 +179,11 @@ pub(crate) fn entry_from_file(root: &Path, path: &Path) -> io::Result<IndexEntry
         inner: reader,
         hasher: xxhash_rust::xxh3::Xxh3::new(),
     };
-    let header = scan::scan_dataset(&mut tee, DatasetEncoding::of(&meta.transfer_syntax))
-        .map_err(|e| bad(e.to_string()))?;
+    let header = scan::scan_dataset(
+        io::BufReader::with_capacity(64 << 10, &mut tee),
+        DatasetEncoding::of(&meta.transfer_syntax),
+    )
+    .map_err(|e| bad(e.to_string()))?;
     let attrs = InstanceAttrs::from_header(&header).map_err(|e| bad(e.to_string()))?;
     let rel_path = path
         .strip_prefix(root)

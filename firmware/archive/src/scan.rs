@@ -5,11 +5,11 @@
 //! Why not dicom-object: it decodes text with its own character-set support, which garbles
 //! ISO 2022 code extensions (Korean `\ISO 2022 IR 149` above all), and it would hold values we
 //! only need to skip. The walker keeps at most the wanted attributes in memory; large values
-//! (pixel data) stream through `io::copy`, so ingest can run the walk over the network stream
-//! itself while teeing it to disk.
+//! (pixel data) are skipped in place in the reader's own buffer (`BufRead::consume`, no copy),
+//! so ingest can run the walk over the network fragments themselves while teeing them to disk.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io::{self, BufRead};
 
 use crate::transfer_syntax::DatasetEncoding;
 
@@ -90,15 +90,21 @@ pub enum ScanError {
 pub type RawHeader = BTreeMap<Tag, Vec<u8>>;
 
 /// Walks the whole dataset to its end; returns the wanted top-level attributes.
-pub fn scan_dataset<R: Read>(reader: R, encoding: DatasetEncoding) -> Result<RawHeader, ScanError> {
+pub fn scan_dataset<R: BufRead>(
+    reader: R,
+    encoding: DatasetEncoding,
+) -> Result<RawHeader, ScanError> {
     walker(reader, encoding).top_level()
 }
 
 /// A walker over `reader` for the encoding (deflated data sets are inflated on the way).
-fn walker<'a, R: Read + 'a>(reader: R, encoding: DatasetEncoding) -> Walker<Box<dyn Read + 'a>> {
+fn walker<'a, R: BufRead + 'a>(
+    reader: R,
+    encoding: DatasetEncoding,
+) -> Walker<Box<dyn BufRead + 'a>> {
     match encoding {
         DatasetEncoding::Deflated => Walker::new(
-            Box::new(io::BufReader::new(flate2::read::DeflateDecoder::new(
+            Box::new(io::BufReader::new(flate2::bufread::DeflateDecoder::new(
                 reader,
             ))),
             false,
@@ -120,7 +126,7 @@ pub struct RawElement {
 }
 
 /// Every top-level element of a small dataset (a C-FIND identifier), values up to 64 KiB.
-pub fn scan_elements<R: Read>(
+pub fn scan_elements<R: BufRead>(
     reader: R,
     encoding: DatasetEncoding,
 ) -> Result<Vec<RawElement>, ScanError> {
@@ -139,7 +145,7 @@ struct Header {
     len: u32,
 }
 
-impl<R: Read> Walker<R> {
+impl<R: BufRead> Walker<R> {
     fn new(r: R, big_endian: bool, explicit: bool) -> Self {
         Walker {
             r,
@@ -229,13 +235,23 @@ impl<R: Read> Walker<R> {
         Ok(Some(Header { tag, vr, len }))
     }
 
+    /// Passes over `len` bytes where they lie in the reader's buffer, without copying them.
     fn skip(&mut self, len: u32) -> Result<(), ScanError> {
-        let copied = io::copy(&mut (&mut self.r).take(u64::from(len)), &mut io::sink())?;
-        if copied == u64::from(len) {
-            Ok(())
-        } else {
-            Err(ScanError::Truncated(self.encoding()))
+        let mut left = len as usize;
+        while left > 0 {
+            let available = match self.r.fill_buf() {
+                Ok(b) => b.len(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if available == 0 {
+                return Err(ScanError::Truncated(self.encoding()));
+            }
+            let n = available.min(left);
+            self.r.consume(n);
+            left -= n;
         }
+        Ok(())
     }
 
     fn top_level(mut self) -> Result<RawHeader, ScanError> {

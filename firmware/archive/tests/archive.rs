@@ -243,7 +243,7 @@ fn a_data_set_cut_off_on_an_element_boundary_is_not_stored() {
     let err = archive
         .begin_store(request("1.2.3.6"))
         .unwrap()
-        .receive(CutOff { good: head })
+        .receive(std::io::BufReader::new(CutOff { good: head }))
         .unwrap_err();
     assert!(matches!(err, StoreError::Io(_)), "{err}");
     assert_eq!(archive.counts().unwrap().instances, 0);

@@ -30,7 +30,9 @@ enum Piece {
     End,
 }
 
-/// The data set fragments of one C-STORE as a blocking `Read` for the archive's single pass.
+/// The data set fragments of one C-STORE as a blocking `BufRead` for the archive's single
+/// pass: each fragment's buffer, as the association's reader read it off the socket, is what
+/// the archive walks and writes to the file, without another copy.
 /// End of stream is [`Piece::End`] only: a sender dropped without it (association closed,
 /// aborted or timed out mid data set) is an error, so the archive never takes the bytes so far
 /// for an instance, even when they end on an element boundary.
@@ -41,11 +43,11 @@ struct ChannelReader<'a> {
     ended: bool,
 }
 
-impl std::io::Read for ChannelReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+impl std::io::BufRead for ChannelReader<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         while self.pos == self.chunk.len() {
             if self.ended {
-                return Ok(0);
+                return Ok(&[]);
             }
             match self.rx.blocking_recv() {
                 Some(Piece::Fragment(c)) => {
@@ -61,9 +63,23 @@ impl std::io::Read for ChannelReader<'_> {
                 }
             }
         }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
+        Ok(&self.chunk[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.chunk.len());
+    }
+}
+
+impl std::io::Read for ChannelReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = {
+            let chunk = std::io::BufRead::fill_buf(self)?;
+            let n = buf.len().min(chunk.len());
+            buf[..n].copy_from_slice(&chunk[..n]);
+            n
+        };
+        std::io::BufRead::consume(self, n);
         Ok(n)
     }
 }

@@ -2,7 +2,8 @@
 //! and time), the negotiated presentation contexts, the reader task that makes receiving
 //! cancel-safe, and A-ABORT.
 //!
-//! dicom-ul provides the PDU codec (`read_pdu`, `write_pdu`); the rest is ours, split as
+//! dicom-ul provides the PDU codec (`read_pdu`, `write_pdu`) but for reading P-DATA-TF, which
+//! is ours so that fragments are not copied on the ingest path; the rest is ours, split as
 //! dicom-rs's `ul/src/association/` is: `accept.rs` (the acceptor: A-ASSOCIATE-RQ within
 //! ARTIM, context negotiation against the UID registry, A-ASSOCIATE-RJ), `request.rs` (the
 //! requestor, for C-MOVE sub-operations), `pdata.rs` (DIMSE messages as P-DATA-TF PDUs cut to
@@ -17,7 +18,9 @@ use std::collections::HashMap;
 use std::io;
 use std::time::Duration;
 
-use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, UserVariableItem};
+use dicom_ul::pdu::{
+    AbortRQServiceProviderReason, AbortRQSource, PDataValue, PDataValueType, UserVariableItem,
+};
 use dicom_ul::{Pdu, read_pdu, write_pdu};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -37,6 +40,10 @@ const MAX_ASSOCIATE_PDU: u32 = 256 << 10;
 /// length costs nothing until the peer sends that much. 16 KiB holds the PDUs of most peers
 /// (DCMTK's and pynetdicom's default maximum) without a reallocation.
 const INITIAL_BODY: usize = 16 << 10;
+/// PDU type of P-DATA-TF.
+const PDATA_TF: u8 = 0x04;
+/// Presentation data value item header: item length (4), context ID (1), control header (1).
+const PDV_HEADER: usize = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssocError {
@@ -93,6 +100,8 @@ pub struct Association {
 /// wait for the first byte (`None`: wait as long as it takes) and, always, a stall inside a PDU.
 /// The body buffer grows with the bytes received, never to the announced length in advance:
 /// a peer announcing a large PDU and sending nothing costs a few bytes, not `max`.
+/// P-DATA-TF, the bulk of every association, is read item by item straight into each
+/// value's own buffer (see [`read_pdata`]).
 pub(crate) async fn read_one<R: AsyncRead + Unpin>(
     socket: &mut R,
     max: u32,
@@ -110,22 +119,32 @@ pub(crate) async fn read_one<R: AsyncRead + Unpin>(
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(AssocError::Closed),
         r => r?,
     };
-    tokio::time::timeout(stall, socket.read_exact(&mut header[1..]))
+    // A peer that stalls inside a PDU is as dead as an idle one: one deadline for the rest.
+    tokio::time::timeout(stall, read_rest(socket, header, max))
         .await
-        .map_err(|_| AssocError::Idle(stall))??;
+        .map_err(|_| AssocError::Idle(stall))?
+}
+
+/// The PDU whose first byte is in `header`.
+async fn read_rest<R: AsyncRead + Unpin>(
+    socket: &mut R,
+    mut header: [u8; PDU_HEADER],
+    max: u32,
+) -> Result<Pdu, AssocError> {
+    socket.read_exact(&mut header[1..]).await?;
     let len = u32::from_be_bytes([header[2], header[3], header[4], header[5]]);
     if len > max {
         return Err(AssocError::TooLarge(len));
     }
+    if header[0] == PDATA_TF {
+        return read_pdata(socket, len).await;
+    }
     let mut buf = Vec::with_capacity(PDU_HEADER + (len as usize).min(INITIAL_BODY));
     buf.extend_from_slice(&header);
-    // A peer that stalls inside a PDU is as dead as an idle one.
-    let got = tokio::time::timeout(
-        stall,
-        (&mut *socket).take(u64::from(len)).read_to_end(&mut buf),
-    )
-    .await
-    .map_err(|_| AssocError::Idle(stall))??;
+    let got = (&mut *socket)
+        .take(u64::from(len))
+        .read_to_end(&mut buf)
+        .await?;
     if got < len as usize {
         return Err(AssocError::Io(io::ErrorKind::UnexpectedEof.into()));
     }
@@ -134,6 +153,59 @@ pub(crate) async fn read_one<R: AsyncRead + Unpin>(
         Ok(None) => Err(AssocError::Malformed("incomplete PDU".into())),
         Err(e) => Err(AssocError::Malformed(e.to_string())),
     }
+}
+
+/// The body (`len` bytes) of a P-DATA-TF PDU, PS3.8 9.3.5: its presentation data value items,
+/// each read from the socket into a buffer of its own that then travels, uncopied, to the
+/// service (a C-STORE's fragment ends up written to its file from that buffer). dicom-ul's
+/// decoder would copy every value twice more. The checks are dicom-ul's: every item at least
+/// a context ID and a message control header, none running past the PDU.
+async fn read_pdata<R: AsyncRead + Unpin>(socket: &mut R, len: u32) -> Result<Pdu, AssocError> {
+    let mut left = len as usize;
+    let mut values = Vec::with_capacity(1);
+    while left > 0 {
+        if left < PDV_HEADER {
+            return Err(AssocError::Malformed(
+                "P-DATA-TF item header runs past the PDU".into(),
+            ));
+        }
+        let mut item = [0u8; PDV_HEADER];
+        socket.read_exact(&mut item).await?;
+        let item_len = u32::from_be_bytes([item[0], item[1], item[2], item[3]]) as usize;
+        if item_len < 2 {
+            return Err(AssocError::Malformed(format!(
+                "P-DATA-TF item length {item_len}, under 2"
+            )));
+        }
+        let data_len = item_len - 2;
+        if data_len > left - PDV_HEADER {
+            return Err(AssocError::Malformed(
+                "P-DATA-TF item runs past the PDU".into(),
+            ));
+        }
+        // Allocated at the item's length: `len` was checked against our maximum, which is
+        // what an association may hold per PDU in any case.
+        let mut data = Vec::with_capacity(data_len);
+        while data.len() < data_len {
+            // `data` has exactly `data_len` of capacity, so no read goes past the item.
+            if socket.read_buf(&mut data).await? == 0 {
+                return Err(AssocError::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+        let control = item[5];
+        values.push(PDataValue {
+            presentation_context_id: item[4],
+            value_type: if control & 0x01 != 0 {
+                PDataValueType::Command
+            } else {
+                PDataValueType::Data
+            },
+            is_last: control & 0x02 != 0,
+            data,
+        });
+        left -= PDV_HEADER + data_len;
+    }
+    Ok(Pdu::PData { data: values })
 }
 
 async fn write_one<W: AsyncWrite + Unpin>(socket: &mut W, pdu: &Pdu) -> Result<(), AssocError> {
@@ -270,4 +342,83 @@ fn abort_pdu(reason: AbortRQServiceProviderReason) -> Pdu {
 async fn abort<W: AsyncWrite + Unpin>(socket: &mut W, reason: AbortRQServiceProviderReason) {
     let _ = write_one(socket, &abort_pdu(reason)).await;
     let _ = socket.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pdu(items: &[(u8, u8, &[u8])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (ctx, control, data) in items {
+            body.extend((data.len() as u32 + 2).to_be_bytes());
+            body.extend([*ctx, *control]);
+            body.extend(*data);
+        }
+        let mut out = vec![PDATA_TF, 0];
+        out.extend((body.len() as u32).to_be_bytes());
+        out.extend(body);
+        out
+    }
+
+    async fn read(bytes: &[u8]) -> Result<Pdu, AssocError> {
+        let mut r = bytes;
+        read_one(&mut r, 1 << 20, None, Duration::from_secs(1)).await
+    }
+
+    #[tokio::test]
+    async fn pdata_items_are_read_each_into_its_own_value() {
+        let bytes = pdu(&[(1, 0x03, b"command"), (1, 0x00, b"data"), (3, 0x02, b"")]);
+        let Ok(Pdu::PData { data }) = read(&bytes).await else {
+            panic!("not a P-DATA-TF");
+        };
+        let got: Vec<_> = data
+            .iter()
+            .map(|v| {
+                (
+                    v.presentation_context_id,
+                    v.value_type == PDataValueType::Command,
+                    v.is_last,
+                    v.data.as_slice(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, true, true, &b"command"[..]),
+                (1, false, false, &b"data"[..]),
+                (3, false, true, &b""[..]),
+            ]
+        );
+        // dicom-ul's decoder reads the same PDU the same way
+        assert_eq!(
+            read_pdu(&bytes[..], 1 << 20, false).ok().flatten(),
+            Some(Pdu::PData { data })
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_pdata_items_are_refused() {
+        // item length under 2 (no context ID and control header)
+        let mut bytes = pdu(&[(1, 0x02, b"x")]);
+        bytes[6..10].copy_from_slice(&1u32.to_be_bytes());
+        assert!(matches!(read(&bytes).await, Err(AssocError::Malformed(_))));
+        // an item running past the end of its PDU
+        let mut bytes = pdu(&[(1, 0x02, b"abcd")]);
+        bytes[6..10].copy_from_slice(&16u32.to_be_bytes());
+        assert!(matches!(read(&bytes).await, Err(AssocError::Malformed(_))));
+        // a PDU ending inside an item header
+        let mut bytes = pdu(&[(1, 0x02, b"abcd")]);
+        bytes.extend([0, 0, 0]);
+        let len = (bytes.len() - PDU_HEADER) as u32;
+        bytes[2..6].copy_from_slice(&len.to_be_bytes());
+        assert!(matches!(read(&bytes).await, Err(AssocError::Malformed(_))));
+        // the connection closing inside a value
+        let bytes = pdu(&[(1, 0x02, b"abcd")]);
+        assert!(matches!(
+            read(&bytes[..bytes.len() - 1]).await,
+            Err(AssocError::Io(_))
+        ));
+    }
 }
