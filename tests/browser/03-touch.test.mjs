@@ -4,7 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  MANIFEST, aboutCentre, canvasBox, compareMapped, launch, login, newPage, noProblems, openViewer, ready, shot, snap,
+  BASE, MANIFEST, aboutCentre, canvasBox, compareMapped, launch, login, newPage, noProblems, openViewer, ready, shot, snap,
 } from './lib.mjs';
 
 const K = MANIFEST.kim;
@@ -100,6 +100,57 @@ describe('viewer on a phone (touch)', () => {
     s = await ready(page);
     assert.equal(s.index, 9, 'slider at its right end shows the last image');
     await shot(page, 'phone-scroll');
+    noProblems(page);
+  });
+});
+
+describe('search and header on a phone', () => {
+  let browser;
+  let page;
+
+  before(async () => {
+    browser = await launch();
+    page = await newPage(browser, {
+      viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true,
+    });
+    await login(page);
+  });
+  after(async () => {
+    await browser?.close();
+  });
+
+  /** How far the page runs past the screen's width (0: nothing to scroll sideways). */
+  const overflow = (p) => p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+
+  it('shows results as cards on the first screen, with every field, nothing sideways', async () => {
+    await page.goto(`${BASE}/search`);
+    assert.equal(await page.locator('#more-filters').getAttribute('open'), null, 'rarer filters folded');
+    assert.ok(await page.locator('input[name=modality]').isHidden());
+    const card = page.locator('#results tbody tr', { hasText: '김민수' }).first();
+    const box = await card.boundingBox();
+    assert.ok(box.y < 844, `first card starts at ${box.y}, below the first screen`);
+    assert.ok(box.x >= 0 && box.x + box.width <= 390, `card ${JSON.stringify(box)} is wider than the phone`);
+    const text = await card.innerText();
+    for (const want of ['ID: BRW-KIM', 'Study: 2026-01-01', 'Modality:', 'Series / images:']) {
+      assert.ok(text.includes(want), `${want} missing from the card: ${text}`);
+    }
+    assert.ok((await overflow(page)) <= 0, 'search page scrolls sideways');
+    await shot(page, 'phone-search');
+    // A filter in use opens the fold again.
+    await page.goto(`${BASE}/search?modality=CT`);
+    assert.notEqual(await page.locator('#more-filters').getAttribute('open'), null);
+    noProblems(page);
+  });
+
+  it('shows the DICOM header with its values in the width of the phone', async () => {
+    const sop = K.series.ct.instances[0].sop;
+    await page.goto(`${BASE}/instance/${sop}/header`);
+    const value = page.locator('#header td.value').first();
+    assert.ok(await value.isVisible());
+    const vb = await value.boundingBox();
+    assert.ok(vb.x >= 0 && vb.x + vb.width <= 390, `value cell ${JSON.stringify(vb)} off screen`);
+    assert.ok((await overflow(page)) <= 0, 'header page scrolls sideways');
+    await shot(page, 'phone-header');
     noProblems(page);
   });
 });
