@@ -61,9 +61,15 @@ impl SearchForm {
     /// Whether a filter behind "More filters" is in use (the form then shows them open).
     pub fn has_more(&self) -> bool {
         self.when == "range"
-            || [&self.from, &self.to, &self.modality, &self.accession, &self.referring]
-                .iter()
-                .any(|v| !v.is_empty())
+            || [
+                &self.from,
+                &self.to,
+                &self.modality,
+                &self.accession,
+                &self.referring,
+            ]
+            .iter()
+            .any(|v| !v.is_empty())
     }
 
     /// The query this form asks for; `today` is the appliance's local date (YYYYMMDD).

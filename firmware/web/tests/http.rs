@@ -1198,8 +1198,8 @@ fn search_pages_newest_first_and_filters_by_date() {
     let rows = first.matches("href=\"/study/").count();
     assert_eq!(rows, 50);
     let dates: Vec<&str> = first
-        .split("<td>")
-        .filter_map(|c| c.get(..10))
+        .split("<td")
+        .filter_map(|c| c.split_once('>').and_then(|(_, text)| text.get(..10)))
         .filter(|d| d.len() == 10 && d.as_bytes()[4] == b'-' && d.starts_with("20"))
         .collect();
     let mut sorted = dates.clone();
