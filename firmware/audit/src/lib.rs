@@ -210,7 +210,8 @@ impl Audit {
     }
 }
 
-pub(crate) fn now_unix() -> i64 {
+/// Seconds since 1970 (negative before it): a clock set wrong must not panic anything.
+pub fn now_unix() -> i64 {
     match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
+use pacsbox_archive::peers::CertRule;
 use pacsbox_web::{CertificateView, Certificates};
 use rustls::client::ResolvesClientCert;
 use rustls::pki_types::pem::PemObject;
@@ -30,12 +31,8 @@ pub struct TlsIdentity {
 
 /// `AB:CD:…` of a certificate's SHA-256, as browsers show it.
 pub fn fingerprint(cert: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, cert)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    // The peers' pins are written the same way, so an admin can paste either.
+    CertRule::Sha256(pacsbox_dicom::trust::fingerprint(cert)).to_string()
 }
 
 /// Loads `dir/cert.pem` and `dir/key.pem`, making a self-signed pair for `names` first when
@@ -183,14 +180,14 @@ impl Certificates for BoxCertificate {
     }
 
     fn install(&self, chain_pem: &str, key_pem: &str) -> Result<CertificateView, String> {
-        let served = check_pair(chain_pem, key_pem, Some(now_unix()))?;
+        let served = check_pair(chain_pem, key_pem, Some(pacsbox_audit::now_unix()))?;
         self.replace(chain_pem, key_pem, served)
             .map_err(|e| format!("could not keep the certificate: {e:#}"))
     }
 
     fn renew_self_signed(&self) -> Result<CertificateView, String> {
         let (cert, key) = self_signed(&self.names).map_err(|e| format!("{e:#}"))?;
-        let served = check_pair(&cert, &key, Some(now_unix()))?;
+        let served = check_pair(&cert, &key, Some(pacsbox_audit::now_unix()))?;
         self.replace(&cert, &key, served)
             .map_err(|e| format!("could not keep the certificate: {e:#}"))
     }
@@ -299,12 +296,6 @@ fn ip_text(b: &[u8]) -> Option<String> {
         16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(b).ok()?).to_string()),
         _ => None,
     }
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn sync_dir(dir: &Path) -> anyhow::Result<()> {
