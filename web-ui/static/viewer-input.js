@@ -1,5 +1,9 @@
 // Mouse, pen, touch, wheel and keyboard → the viewer's actions. `ctl` is what viewer.js hands
 // over: the View, the current tool, the window and image stepping, and `schedule()` to repaint.
+// The measuring tools only report where the pointer is (`ctl.measure`); viewer.js owns them.
+
+/** Tools whose drag draws a measurement rather than moving the image. */
+export const MEASURE_TOOLS = new Set(['length', 'angle', 'ellipse', 'rect']);
 
 /** Listens on `canvas` (pointer, wheel) and the document (keys). */
 export function bindInput(canvas, stage, ctl) {
@@ -30,6 +34,7 @@ export function bindInput(canvas, stage, ctl) {
     pointers.set(ev.pointerId, p);
     ev.preventDefault();
     if (pointers.size === 2) {
+      if (drag && MEASURE_TOOLS.has(drag.tool)) ctl.measure('cancel', p);
       drag = null; // a second finger turns the gesture into pinch/pan
       const [a, b] = [...pointers.values()];
       pinch = {
@@ -42,6 +47,7 @@ export function bindInput(canvas, stage, ctl) {
     }
     if (pointers.size > 2) return;
     const tool = toolFor(ev);
+    if (MEASURE_TOOLS.has(tool)) ctl.measure('start', p);
     drag = { tool, x0: p.x, y0: p.y, x: p.x, y: p.y, acc: 0, win: tool === 'wl' ? ctl.baseWindow() : null,
       range: ctl.valueRange(), zoom: view.zoom, pan: { x: view.panX, y: view.panY } };
   });
@@ -94,11 +100,15 @@ export function bindInput(canvas, stage, ctl) {
         break;
       }
       default:
+        if (MEASURE_TOOLS.has(drag.tool)) ctl.measure('move', p);
         break;
     }
   });
 
   function endPointer(ev) {
+    if (drag && MEASURE_TOOLS.has(drag.tool) && pointers.size === 1) {
+      ctl.measure(ev.type === 'pointercancel' ? 'cancel' : 'end', localPoint(ev));
+    }
     pointers.delete(ev.pointerId);
     if (pointers.size < 2) pinch = null;
     if (pointers.size === 0) drag = null;
@@ -144,6 +154,7 @@ export function bindInput(canvas, stage, ctl) {
       case 'i': ctl.act('invert'); break;
       case 'r': ctl.act('rotate'); break;
       case 'Escape': ctl.act('reset'); break;
+      case 'Delete': case 'Backspace': ctl.act('unmeasure'); break;
       default: handled = false;
     }
     if (handled) ev.preventDefault();

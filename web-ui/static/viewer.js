@@ -1,5 +1,6 @@
 // pacsbox viewer: series scroll and cine, window/level (drag and presets), zoom, pan, rotate,
-// flip, invert, brightness/contrast, edge/sharpen/emboss, reset, touch gestures. The page's DOM is
+// flip, invert, brightness/contrast, edge/sharpen/emboss, reset, touch gestures, measurements
+// (length, angle, ellipse and rectangle ROI) and orientation markers. The page's DOM is
 // web-ui/templates/viewer.html; the URLs are docs/web-api.md.
 //
 // Why plain canvas + JS and not a vendored viewer library (cornerstone3D, OHIF, dwv):
@@ -16,7 +17,8 @@
 //
 // The modules: viewer-pixels.js (the pure pixel maths, tested with node: web-ui/tests/),
 // viewer-net.js (URLs, fetch, error wording), viewer-cache.js (per-frame info/preview/pixels,
-// LRU), viewer-view.js (zoom, pan, rotation, flips), viewer-input.js (pointer, wheel, keys).
+// LRU), viewer-view.js (zoom, pan, rotation, flips), viewer-input.js (pointer, wheel, keys),
+// viewer-measure.js (lengths, angles, ROI statistics, orientation letters: pure, tested with node).
 // This one holds what is on screen and draws it.
 //
 // Rendering pipeline for the current image (all in image space, then one transform to screen):
@@ -32,6 +34,9 @@
 
 import { ImageCache, imageDims, keyOf, settled } from './viewer-cache.js';
 import { bindInput } from './viewer-input.js';
+import {
+  angle, calibration, describeMeasurement, edgeLabels, length, roiStats,
+} from './viewer-measure.js';
 import { HttpError, api, describe, get } from './viewer-net.js';
 import {
   KERNELS, PRESETS, convolve, defaultWindow, renderGray, renderPreview, renderRgb, toneTable, valueRange,
@@ -58,6 +63,8 @@ const contrastIn = $('contrast');
 const ovBl = $('ov-bl');
 const ovBr = $('ov-br');
 const verror = $('verror');
+const marksList = $('measurements');
+const edges = { left: $('ov-left'), right: $('ov-right'), top: $('ov-top'), bottom: $('ov-bottom') };
 const cineBtn = document.querySelector('[data-act="cine"]');
 const off = document.createElement('canvas'); // the image, rendered at its own size
 const offCtx = off.getContext('2d');
@@ -91,6 +98,7 @@ const shown = {
   matrix: new DOMMatrix(),
   dims: { w: 0, h: 0 },
   timings: { script: performance.now(), firstPaint: null, pixelsPaint: null },
+  orientation: null, // letters at the screen's edges, or null
 };
 let tool = 'wl';
 let seriesToken = 0;
@@ -98,6 +106,13 @@ let renderScheduled = false;
 let renderedKey = ''; // what is in `off`
 let waiters = [];
 let cineTimer = 0;
+/**
+ * Measurements per image (key of sop + frame), kept for the page's life so that they are there
+ * again when the user scrolls back; `draft` is the one being drawn on the current image.
+ */
+const marks = new Map();
+let draft = null;
+let markSeq = 0;
 
 const currentImage = () => nav.images[nav.index] || null;
 const cache = new ImageCache(CACHE_BYTES, () => {
@@ -171,6 +186,148 @@ function draw(e) {
   ctx.imageSmoothingQuality = 'high';
   ctx.drawImage(off, 0, 0, dims.w, dims.h);
   ctx.setTransform(1, 0, 0, 1, 0, 0);
+  drawMarks(e, dpr);
+}
+
+// ---------------------------------------------------------------- measurements
+const MIN_DRAG_PX = 3; // a click without a drag draws nothing
+
+/** CSS pixel on the stage → image coordinates. */
+function toImage(p) {
+  const dpr = window.devicePixelRatio || 1;
+  const q = shown.matrix.inverse().transformPoint(new DOMPoint(p.x * dpr, p.y * dpr));
+  return { x: q.x, y: q.y };
+}
+
+function toScreen(q) {
+  const p = shown.matrix.transformPoint(new DOMPoint(q.x, q.y));
+  return { x: p.x, y: p.y };
+}
+
+/** Results of a measurement on entry `e` (lengths in the image's calibration). */
+function evaluate(m, e) {
+  const cal = calibration(e && e.info);
+  const [a, b, c] = m.pts;
+  const r = { kind: m.kind, id: m.id, points: m.pts.map((q) => ({ x: q.x, y: q.y })) };
+  if (m.kind === 'length') r.length = length(a, b, cal);
+  else if (m.kind === 'angle') r.angle = c ? angle(a, b, c, cal) : NaN;
+  else r.stats = e && e.pixels ? roiStats(m.kind, a, b, e.pixels, e.info, cal) : null;
+  r.unit = m.kind === 'angle' ? '°' : cal.unit;
+  r.text = r.stats === null ? 'waiting for full pixels…' : describeMeasurement(r, cal, e && e.info && e.info.value_unit);
+  return r;
+}
+
+function currentMarks() {
+  const img = currentImage();
+  return img ? marks.get(keyOf(img)) || [] : [];
+}
+
+function strokeOutlined(dpr, path) {
+  ctx.lineJoin = 'round';
+  ctx.strokeStyle = '#000';
+  ctx.lineWidth = 3.5 * dpr;
+  ctx.stroke(path);
+  ctx.strokeStyle = '#ffd84d';
+  ctx.lineWidth = 1.5 * dpr;
+  ctx.stroke(path);
+}
+
+function label(dpr, at, text) {
+  ctx.font = `${12 * dpr}px ui-monospace, monospace`;
+  ctx.textBaseline = 'bottom';
+  ctx.lineWidth = 3 * dpr;
+  ctx.strokeStyle = '#000';
+  ctx.strokeText(text, at.x + 6 * dpr, at.y - 4 * dpr);
+  ctx.fillStyle = '#ffd84d';
+  ctx.fillText(text, at.x + 6 * dpr, at.y - 4 * dpr);
+}
+
+function drawMarks(e, dpr) {
+  const list = draft ? [...currentMarks(), draft] : currentMarks();
+  for (const m of list) {
+    const s = m.pts.map(toScreen);
+    const path = new Path2D();
+    if (m.kind === 'length' || m.kind === 'angle') {
+      path.moveTo(s[0].x, s[0].y);
+      for (const q of s.slice(1)) path.lineTo(q.x, q.y);
+    } else {
+      // rotations are quarter turns, so the image's box stays a box on screen
+      const x0 = Math.min(s[0].x, s[1].x);
+      const y0 = Math.min(s[0].y, s[1].y);
+      const w = Math.abs(s[1].x - s[0].x);
+      const h = Math.abs(s[1].y - s[0].y);
+      if (m.kind === 'rect') path.rect(x0, y0, w, h);
+      else path.ellipse(x0 + w / 2, y0 + h / 2, w / 2, h / 2, 0, 0, 2 * Math.PI);
+    }
+    strokeOutlined(dpr, path);
+    if (m !== draft || m.kind !== 'angle' || m.pts.length === 3) label(dpr, s[s.length - 1], evaluate(m, e).text);
+  }
+}
+
+function listMarks() {
+  const img = currentImage();
+  const e = img ? cache.peek(img) : null;
+  const list = currentMarks();
+  marksList.textContent = '';
+  list.forEach((m, i) => {
+    const li = document.createElement('li');
+    li.dataset.id = String(m.id);
+    li.append(`${m.kind}: ${evaluate(m, e).text}`); // text, never HTML
+    const rm = document.createElement('button');
+    rm.type = 'button';
+    rm.textContent = '×';
+    rm.title = 'Remove this measurement';
+    rm.setAttribute('aria-label', `Remove ${m.kind} ${i + 1}`);
+    rm.addEventListener('click', () => removeMark(m.id));
+    li.append(rm);
+    marksList.append(li);
+  });
+  marksList.hidden = list.length === 0;
+}
+
+function removeMark(id) {
+  const img = currentImage();
+  if (!img) return;
+  const k = keyOf(img);
+  const rest = (marks.get(k) || []).filter((m) => m.id !== id);
+  if (rest.length) marks.set(k, rest);
+  else marks.delete(k);
+  schedule();
+}
+
+/** Pointer events of a measuring tool, in CSS pixels on the stage (from viewer-input.js). */
+function measure(phase, p) {
+  const img = currentImage();
+  if (!img || shown.source === 'none' || shown.source === 'error') return;
+  const q = toImage(p);
+  if (phase === 'cancel') {
+    draft = null;
+  } else if (phase === 'start') {
+    if (draft && draft.kind === 'angle' && draft.pts.length === 3 && draft.key === keyOf(img)) {
+      draft.pts[2] = q; // the second arm: from the vertex to here
+      draft.screen = p;
+    } else {
+      draft = { id: ++markSeq, kind: tool, key: keyOf(img), pts: [q, q], screen: p };
+    }
+  } else if (draft) {
+    draft.pts[draft.pts.length - 1] = q;
+    if (phase === 'end') {
+      const moved = Math.hypot(p.x - draft.screen.x, p.y - draft.screen.y) >= MIN_DRAG_PX;
+      if (draft.kind === 'angle' && draft.pts.length === 2) {
+        // first arm drawn: the vertex is its end; the second arm follows the next click or drag
+        if (moved) draft.pts.push({ ...q });
+        else draft = null;
+      } else if (moved || (draft.kind === 'angle' && draft.pts.length === 3)) {
+        const k = draft.key;
+        const done = { id: draft.id, kind: draft.kind, pts: draft.pts };
+        marks.set(k, [...(marks.get(k) || []), done]);
+        draft = null;
+      } else {
+        draft = null;
+      }
+    }
+  }
+  schedule();
 }
 
 function overlays(e) {
@@ -204,6 +361,19 @@ function overlays(e) {
   if (look.filter !== 'none') br.push(look.filter);
   if (shown.source === 'preview') br.push('preview');
   ovBr.textContent = br.join('\n');
+  const lab = e && e.info && shown.source !== 'none' && shown.source !== 'error'
+    ? edgeLabels(e.info, (dx, dy) => {
+      // a step on screen, back through the view's rotation and flips, into the image
+      const inv = shown.matrix.inverse();
+      const x = inv.a * dx + inv.c * dy;
+      const y = inv.b * dx + inv.d * dy;
+      const n = Math.hypot(x, y) || 1;
+      return { x: x / n, y: y / n };
+    })
+    : null;
+  for (const side of Object.keys(edges)) edges[side].textContent = lab ? lab[side] : '';
+  shown.orientation = lab;
+  listMarks();
 }
 
 /** `soft`: the image is on screen anyway (a preview), so the note sits below it. */
@@ -284,6 +454,7 @@ function show(index) {
   const n = nav.images.length;
   if (!n) return;
   const i = Math.max(0, Math.min(n - 1, index | 0));
+  if (i !== nav.index) draft = null;
   nav.index = i;
   slice.value = String(i);
   const img = nav.images[i];
@@ -436,6 +607,7 @@ seriesSel.addEventListener('change', () => {
 
 // ---------------------------------------------------------------- tools
 function setTool(t) {
+  if (t !== tool) draft = null;
   tool = t;
   for (const b of document.querySelectorAll('[data-tool]')) b.classList.toggle('on', b.dataset.tool === t);
 }
@@ -515,6 +687,13 @@ function act(a) {
     case 'reset':
       reset();
       break;
+    case 'unmeasure': {
+      // Delete/Backspace: the half-drawn one, else this image's last
+      const list = currentMarks();
+      if (draft) draft = null;
+      else if (list.length) removeMark(list[list.length - 1].id);
+      break;
+    }
     default:
       return;
   }
@@ -571,6 +750,7 @@ bindInput(canvas, stage, {
   count: () => nav.images.length,
   act,
   schedule,
+  measure,
 });
 
 if (window.ResizeObserver) new ResizeObserver(() => schedule()).observe(stage);
@@ -614,6 +794,9 @@ function snapshot() {
     imageHeight: shown.dims.h,
     error: shown.error,
     renders: shown.renders,
+    measurements: currentMarks().map((m) => evaluate(m, e)),
+    drafting: draft ? draft.kind : null,
+    orientation: shown.orientation ? { ...shown.orientation } : null,
     matrix: [m.a, m.b, m.c, m.d, m.e, m.f],
     timings: { ...shown.timings },
   };

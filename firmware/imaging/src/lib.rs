@@ -18,6 +18,7 @@
 //! [`ImagingError::Unsupported`].
 
 mod decode;
+mod geometry;
 mod guard;
 #[cfg(feature = "native-codecs")]
 mod jpeg12;
@@ -31,6 +32,7 @@ use dicom_object::DefaultDicomObject;
 use dicom_object::file::ReadPreamble;
 use serde::Serialize;
 
+pub use geometry::{Geometry, SpacingSource};
 pub use native::{can_decompress, decompress_to_native};
 pub use render::{PixelKind, Pixels};
 
@@ -90,6 +92,8 @@ pub struct ImageInfo {
     pub slice_thickness: Option<f64>,
     pub kvp: Option<f64>,
     pub exposure_mas: Option<f64>,
+    /// Pixel size, orientation and value unit, for measurements and orientation markers.
+    pub geometry: Geometry,
 }
 
 /// One DICOM instance held in memory, ready to be rendered.
@@ -160,6 +164,7 @@ impl Instance {
             kvp: float(&self.obj, tags::KVP),
             exposure_mas: float(&self.obj, tags::EXPOSURE)
                 .or_else(|| float(&self.obj, tags::EXPOSURE_INU_AS).map(|ua| ua / 1000.0)),
+            geometry: Geometry::of(&self.obj),
         }
     }
 

@@ -120,6 +120,8 @@ struct InfoJson {
     slice_thickness: Option<f64>,
     kvp: Option<f64>,
     exposure_mas: Option<f64>,
+    #[serde(flatten)]
+    geometry: pacsbox_imaging::Geometry,
 }
 
 /// `frames/{n}` in a URL: 1-based.
@@ -157,6 +159,7 @@ pub fn instance_api(web: &Web, req: &Req, sop: &str, rest: &[&str]) -> Result<Re
                 slice_thickness: i.slice_thickness,
                 kvp: i.kvp,
                 exposure_mas: i.exposure_mas,
+                geometry: i.geometry,
             })
             .header("Cache-Control", IMMUTABLE))
         }

@@ -32,6 +32,10 @@ pub fn asset(name: &str) -> Reply {
             "text/javascript; charset=utf-8",
             include_bytes!("../../../../web-ui/static/viewer-input.js"),
         ),
+        "viewer-measure.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/viewer-measure.js"),
+        ),
         "viewer.css" => (
             "text/css; charset=utf-8",
             include_bytes!("../../../../web-ui/static/viewer.css"),
