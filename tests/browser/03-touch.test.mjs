@@ -102,6 +102,51 @@ describe('viewer on a phone (touch)', () => {
     await shot(page, 'phone-scroll');
     noProblems(page);
   });
+
+  it('keeps the tools under the thumb: a bottom bar of icons, the rest behind ⋯', async () => {
+    let s = await openViewer(page, K.study, CT.uid);
+    const bar = await page.locator('#toolbar').boundingBox();
+    const canvas = await canvasBox(page);
+    assert.ok(bar.y > 844 / 2, `toolbar starts at ${bar.y}: not in the lower half`);
+    assert.ok(bar.y + bar.height <= 844 + 0.5, 'toolbar runs off the bottom');
+    assert.ok(canvas.y < bar.y, 'the image is above the toolbar');
+    assert.ok(canvas.height >= 0.6 * 844, `image ${canvas.height} px tall: it should fill the screen`);
+    assert.equal(await page.evaluate(() => {
+      const t = document.getElementById('toolbar');
+      return t.scrollWidth - t.clientWidth;
+    }), 0, 'toolbar scrolls sideways');
+    // every control showing is on screen and big enough for a finger
+    const shown = await page.$$eval('#toolbar button, #toolbar select', (els) => els
+      .filter((el) => el.getClientRects().length && getComputedStyle(el).visibility !== 'hidden')
+      .map((el) => { const r = el.getBoundingClientRect(); return { what: el.title || el.id, x: r.x, r: r.right, h: r.height }; }));
+    assert.ok(shown.length >= 10, `${shown.length} controls in the bar`);
+    for (const c of shown) {
+      assert.ok(c.x >= 0 && c.r <= 390, `${c.what} is off screen (${c.x}–${c.r})`);
+      assert.ok(c.h >= 36, `${c.what} is ${c.h} px tall: too small for a finger`);
+    }
+    // the less used tools wait behind ⋯; one tap opens them above the bar
+    assert.ok(await page.locator('[data-act=invert]').isHidden());
+    await page.tap('#more-btn');
+    assert.equal(await page.getAttribute('#more-btn', 'aria-expanded'), 'true');
+    for (const sel of ['[data-act=invert]', '[data-act=rotate]', '#preset', '#brightness', '[data-act=reset]', '[data-act=cine]']) {
+      const b = await page.locator(sel).boundingBox();
+      assert.ok(b && b.x >= 0 && b.x + b.width <= 390 && b.y + b.height <= bar.y + 0.5, `${sel} not reachable: ${JSON.stringify(b)}`);
+    }
+    await page.tap('[data-act=invert]');
+    s = await ready(page);
+    assert.equal(s.invert, true);
+    await shot(page, 'phone-more-tools');
+    // touching the image closes the panel again
+    await page.tap('#canvas');
+    assert.ok(await page.locator('[data-act=invert]').isHidden());
+    // a measuring tool from the bar works with a finger
+    await page.tap('[data-tool=length]');
+    await gesture(cdp, [{ x: canvas.cx - 80, y: canvas.cy }], [{ x: canvas.cx + 80, y: canvas.cy }]);
+    s = await ready(page);
+    assert.equal(s.measurements.length, 1);
+    assert.equal(s.measurements[0].unit, 'mm');
+    noProblems(page);
+  });
 });
 
 describe('search and header on a phone', () => {

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import {
-  MANIFEST, drag, launch, login, newPage, noProblems, openViewer, ready, shot, state,
+  MANIFEST, drag, launch, login, newPage, noProblems, openViewer, ready, shot,
 } from './lib.mjs';
 
 const K = MANIFEST.kim;
@@ -101,7 +101,7 @@ describe('viewer measurements and orientation markers', () => {
     const { spacing } = py(FILE_FACTS, { file: '693_UNCR.dcm' });
     await page.click('[data-tool="length"]');
     await drag(page, await at(page, 100, 120), await at(page, 300, 270));
-    const s = await state(page);
+    const s = await ready(page);
     assert.equal(s.measurements.length, 1);
     const m = s.measurements[0];
     assert.equal(m.kind, 'length');
@@ -121,7 +121,7 @@ describe('viewer measurements and orientation markers', () => {
     for (const [kind, from, to] of [['rect', [180, 200], [260, 300]], ['ellipse', [220, 150], [330, 240]]]) {
       await page.click(`[data-tool="${kind}"]`);
       await drag(page, await at(page, ...from), await at(page, ...to));
-      const s = await state(page);
+      const s = await ready(page);
       const m = s.measurements[s.measurements.length - 1];
       assert.equal(m.kind, kind);
       const truth = py(ROI_TRUTH, { file: '693_UNCR.dcm', kind, a: m.points[0], b: m.points[1] });
@@ -139,9 +139,9 @@ describe('viewer measurements and orientation markers', () => {
   it('an angle is measured between its two arms', async () => {
     await page.click('[data-tool="angle"]');
     await drag(page, await at(page, 120, 400), await at(page, 220, 400)); // first arm, vertex at its end
-    assert.equal((await state(page)).drafting, 'angle');
+    assert.equal((await ready(page)).drafting, 'angle');
     await drag(page, await at(page, 220, 400), await at(page, 320, 300)); // second arm
-    const s = await state(page);
+    const s = await ready(page);
     const m = s.measurements[s.measurements.length - 1];
     assert.equal(m.kind, 'angle');
     assert.equal(s.drafting, null);
@@ -156,7 +156,7 @@ describe('viewer measurements and orientation markers', () => {
     await openViewer(page, K.study, MF.uid);
     await page.click('[data-tool="length"]');
     await drag(page, await at(page, 10, 10), await at(page, 40, 50));
-    let s = await state(page);
+    let s = await ready(page);
     assert.equal(s.measurements.length, 1);
     // no Pixel Spacing: pixels, marked as uncalibrated
     assert.equal(s.measurements[0].unit, 'px');
@@ -171,7 +171,7 @@ describe('viewer measurements and orientation markers', () => {
     assert.equal(s.index, 0);
     assert.equal(s.measurements.length, 1, 'the measurement is there again');
     await page.click('#measurements button');
-    s = await state(page);
+    s = await ready(page);
     assert.equal(s.measurements.length, 0);
     assert.equal(await page.locator('#measurements').isHidden(), true);
   });
@@ -181,7 +181,7 @@ describe('viewer measurements and orientation markers', () => {
     assert.deepEqual(s.orientation, { left: 'R', right: 'L', top: 'H', bottom: 'F' });
     await page.click('[data-tool="length"]');
     await drag(page, await at(page, 300, 300), await at(page, 900, 300));
-    const m = (await state(page)).measurements[0];
+    const m = (await ready(page)).measurements[0];
     assert.equal(m.unit, 'px');
     near(m.length, 600, 3, 'length in pixels');
     noProblems(page);

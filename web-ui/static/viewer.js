@@ -66,6 +66,8 @@ const verror = $('verror');
 const marksList = $('measurements');
 const edges = { left: $('ov-left'), right: $('ov-right'), top: $('ov-top'), bottom: $('ov-bottom') };
 const cineBtn = document.querySelector('[data-act="cine"]');
+const moreBtn = $('more-btn');
+const moreTools = $('more-tools');
 const off = document.createElement('canvas'); // the image, rendered at its own size
 const offCtx = off.getContext('2d');
 
@@ -666,6 +668,13 @@ function reset() {
   schedule();
 }
 
+/** The phone's panel of less used tools (on a desktop they are always in the bar). */
+function showMore(open) {
+  moreTools.classList.toggle('open', open);
+  moreBtn.setAttribute('aria-expanded', String(open));
+  moreBtn.classList.toggle('on', open);
+}
+
 function act(a) {
   switch (a) {
     case 'rotate':
@@ -687,6 +696,9 @@ function act(a) {
     case 'reset':
       reset();
       break;
+    case 'more':
+      showMore(!moreTools.classList.contains('open'));
+      return;
     case 'unmeasure': {
       // Delete/Backspace: the half-drawn one, else this image's last
       const list = currentMarks();
@@ -752,6 +764,9 @@ bindInput(canvas, stage, {
   schedule,
   measure,
 });
+
+// touching the image closes the panel, so that it never hides what the finger works on
+canvas.addEventListener('pointerdown', () => showMore(false));
 
 if (window.ResizeObserver) new ResizeObserver(() => schedule()).observe(stage);
 else window.addEventListener('resize', schedule);
