@@ -1,8 +1,10 @@
 // The viewer's image cache: one entry per frame ("sop#frame") holding its /info, its decoded
 // preview and its 16-bit or RGB pixels, loaded at most once each and dropped least recently
-// used first when over the byte budget (never the image on screen).
+// used first when over the byte budget (never the image on screen). A load still running for an
+// image the user has scrolled past can be cancelled (`cancelExcept`), so that on a slow link the
+// image on screen does not queue behind images nobody looks at any more.
 
-import { HttpError, api, get } from './viewer-net.js';
+import { HttpError, api, get, isAbort } from './viewer-net.js';
 import { valueBounds } from './viewer-pixels.js';
 
 export const keyOf = (img) => `${img.sop}#${img.frame}`;
@@ -44,7 +46,8 @@ export class ImageCache {
       return e;
     }
     e = { key: k, sop: img.sop, frame: img.frame, info: null, preview: null, pixels: null,
-      previewErr: null, pixelsErr: null, previewP: null, pixelsP: null, bytes: 0 };
+      previewErr: null, pixelsErr: null, previewP: null, pixelsP: null, bytes: 0,
+      previewAbort: null, pixelsAbort: null };
     this.entries.set(k, e);
     return e;
   }
@@ -61,10 +64,21 @@ export class ImageCache {
     }
   }
 
+  /** Cancel the loads still running for every entry whose key is not in `keep`. */
+  cancelExcept(keep) {
+    for (const e of this.entries.values()) {
+      if (keep.has(e.key)) continue;
+      if (e.previewAbort) e.previewAbort.abort();
+      if (e.pixelsAbort) e.pixelsAbort.abort();
+    }
+  }
+
   loadPreview(e) {
     if (!e.previewP) {
       const { scratch, scratchCtx } = this;
-      e.previewP = get(api.preview(e.sop, e.frame), 'image/png')
+      const abort = new AbortController();
+      e.previewAbort = abort;
+      e.previewP = get(api.preview(e.sop, e.frame), 'image/png', abort.signal)
         .then((r) => r.blob())
         .then((b) => createImageBitmap(b))
         .then((bmp) => {
@@ -74,11 +88,14 @@ export class ImageCache {
           scratchCtx.drawImage(bmp, 0, 0);
           if (bmp.close) bmp.close();
           e.preview = scratchCtx.getImageData(0, 0, scratch.width, scratch.height);
+          e.previewAbort = null;
           this.account(e, e.preview.data.length);
           return e;
         })
         .catch((err) => {
-          e.previewErr = err;
+          e.previewAbort = null;
+          if (isAbort(err)) e.previewP = null; // cancelled: loaded again if it comes back on screen
+          else e.previewErr = err;
           return e;
         });
     }
@@ -87,7 +104,9 @@ export class ImageCache {
 
   loadPixels(e) {
     if (!e.pixelsP) {
-      e.pixelsP = Promise.all([this.info(e.sop), get(api.pixels(e.sop, e.frame), 'application/octet-stream')])
+      const abort = new AbortController();
+      e.pixelsAbort = abort;
+      e.pixelsP = Promise.all([this.info(e.sop), get(api.pixels(e.sop, e.frame), 'application/octet-stream', abort.signal)])
         .then(async ([inf, r]) => {
           e.info = inf;
           const kind = (r.headers.get('X-Pixel-Kind') || '').trim();
@@ -107,11 +126,14 @@ export class ImageCache {
           }
           const { min, max } = kind === 'rgb8' ? { min: Infinity, max: -Infinity } : valueBounds(data, n);
           e.pixels = { kind, rows, cols, data, min, max };
+          e.pixelsAbort = null;
           this.account(e, buf.byteLength);
           return e;
         })
         .catch((err) => {
-          e.pixelsErr = err;
+          e.pixelsAbort = null;
+          if (isAbort(err)) e.pixelsP = null;
+          else e.pixelsErr = err;
           return e;
         });
     }

@@ -12,11 +12,15 @@ export class HttpError extends Error {
   }
 }
 
-export async function get(url, what) {
+/** A load the viewer gave up because the user moved on: not an error to show. */
+export const isAbort = (e) => !!e && e.name === 'AbortError';
+
+export async function get(url, what, signal = undefined) {
   let r;
   try {
-    r = await fetch(url, { credentials: 'same-origin', headers: { Accept: what } });
+    r = await fetch(url, { credentials: 'same-origin', headers: { Accept: what }, signal });
   } catch (e) {
+    if (isAbort(e)) throw e;
     throw new HttpError(0, `network error: ${e.message}`, url);
   }
   if (!r.ok) {

@@ -46,6 +46,12 @@ import { View } from './viewer-view.js';
 const FIRST_FRAME = 1; // frames/{n} counts from 1, like DICOM's frame numbers
 const CINE_MS = 100; // 10 images per second
 const CACHE_BYTES = 384 * 1024 * 1024;
+/**
+ * Images shown less than this apart are being scrolled through: each gets its preview, and
+ * full pixels wait until the user has stayed on one image this long.
+ */
+const SCROLL_SETTLE_MS = 150;
+const PREFETCH = 3; // images each side: full pixels for the nearest two, previews for the third
 
 // ---------------------------------------------------------------- DOM
 const root = document.getElementById('viewer');
@@ -108,6 +114,8 @@ let renderScheduled = false;
 let renderedKey = ''; // what is in `off`
 let waiters = [];
 let cineTimer = 0;
+let lastShow = -Infinity;
+let settleTimer = 0;
 /**
  * Measurements per image (key of sop + frame), kept for the page's life so that they are there
  * again when the user scrolls back; `draft` is the one being drawn on the current image.
@@ -465,19 +473,45 @@ function show(index) {
   const again = () => {
     if (token === seriesToken && currentImage() && keyOf(currentImage()) === e.key) schedule();
   };
+  const now = performance.now();
+  const scrolling = !nav.playing && now - lastShow < SCROLL_SETTLE_MS;
+  lastShow = now;
+  clearTimeout(settleTimer);
+  // what was scrolled past stops loading: the image on screen comes first
+  cache.cancelExcept(neighbourKeys(i));
   if (!e.pixels && !e.preview) cache.loadPreview(e).then(again);
-  if (!e.pixels) cache.loadPixels(e).then(again);
   if (!e.info) cache.info(e.sop).then((inf) => { e.info = inf; again(); }, () => {});
+  const full = () => {
+    if (token !== seriesToken || currentImage() !== img) return;
+    if (!e.pixels) cache.loadPixels(e).then(again);
+    prefetch(i);
+  };
+  if (scrolling) settleTimer = setTimeout(full, SCROLL_SETTLE_MS);
+  else full();
   schedule();
-  prefetch(i);
 }
 
-/** Neighbouring images: previews (cheap) for a few, full pixels for the next ones. */
+/** Keys of the image `i` and of those `prefetch(i)` may load. */
+function neighbourKeys(i) {
+  const n = nav.images.length;
+  const keep = new Set();
+  for (let d = -PREFETCH; d <= PREFETCH; d++) {
+    const j = nav.playing ? (((i + d) % n) + n) % n : i + d;
+    if (j >= 0 && j < n) keep.add(keyOf(nav.images[j]));
+  }
+  return keep;
+}
+
+/**
+ * Neighbouring images: previews (cheap) for a few, full pixels for the next ones. Only cine
+ * wraps from the last image to the first; a reader on image 1 will not look at image 300 next.
+ */
 function prefetch(i) {
   const n = nav.images.length;
   const step = nav.playing ? 1 : 0;
-  for (let d = 1; d <= 3; d++) {
+  for (let d = 1; d <= PREFETCH; d++) {
     for (const j of step ? [i + d] : [i + d, i - d]) {
+      if (!step && (j < 0 || j >= n)) continue;
       const k = ((j % n) + n) % n;
       if (k === i) continue;
       const e = cache.entry(nav.images[k]);
@@ -562,7 +596,11 @@ async function loadSeries(s) {
       }
     }
   };
-  for (let w = 0; w < 3; w++) worker();
+  // after the first image's pixels, so that these small requests never delay it
+  const first = cache.peek(nav.images[0]);
+  Promise.resolve(first && first.pixelsP).then(() => {
+    for (let w = 0; w < 2; w++) worker();
+  });
 }
 
 async function start() {
