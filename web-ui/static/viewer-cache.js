@@ -112,7 +112,8 @@ export class ImageCache {
           const kind = (r.headers.get('X-Pixel-Kind') || '').trim();
           const rows = parseInt(r.headers.get('X-Rows'), 10) || inf.rows;
           const cols = parseInt(r.headers.get('X-Columns'), 10) || inf.columns;
-          const buf = await r.arrayBuffer();
+          let buf = await r.arrayBuffer();
+          if ((r.headers.get('X-Pixel-Layout') || '').trim() === 'planes') buf = interleave(buf);
           const n = rows * cols;
           let data;
           if (kind === 'gray16u' || kind === 'gray16s') {
@@ -139,6 +140,18 @@ export class ImageCache {
     }
     return e.pixelsP;
   }
+}
+
+/** Byte planes (every low byte, then every high byte) back to little-endian 16-bit samples. */
+export function interleave(buf) {
+  const src = new Uint8Array(buf);
+  const n = src.length >> 1;
+  const out = new Uint8Array(n * 2);
+  for (let i = 0; i < n; i++) {
+    out[2 * i] = src[i];
+    out[2 * i + 1] = src[n + i];
+  }
+  return out.buffer;
 }
 
 /** Both loads of the entry have finished (successfully or not). */

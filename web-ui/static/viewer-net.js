@@ -40,7 +40,8 @@ export const api = Object.freeze({
   series: (study) => `/api/studies/${encodeURIComponent(study)}/series`,
   info: (sop) => `/api/instances/${encodeURIComponent(sop)}/info`,
   preview: (sop, f) => `/api/instances/${encodeURIComponent(sop)}/frames/${f}/preview.png?max=${PREVIEW_MAX}`,
-  pixels: (sop, f) => `/api/instances/${encodeURIComponent(sop)}/frames/${f}/pixels`,
+  // byte planes: 16-bit samples travel as all low bytes, then all high bytes (smaller gzip)
+  pixels: (sop, f) => `/api/instances/${encodeURIComponent(sop)}/frames/${f}/pixels?layout=planes`,
 });
 
 export function describe(err) {
