@@ -234,6 +234,12 @@ fn pixels(web: &Web, req: &Req, sop: &str, frame: u32) -> Result<Reply, HttpErro
     Ok(reply)
 }
 
+pub fn thumbnail(web: &Web, series: &str) -> Result<Reply, HttpError> {
+    let sops = web.archive.index().instances_of(series)?;
+    let (sop, _) = sops.get(sops.len() / 2).ok_or(HttpError::NotFound)?;
+    preview(web, sop, 0, 128)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -244,10 +250,4 @@ mod tests {
             vec![1, 3, 5, 2, 4, 6]
         );
     }
-}
-
-pub fn thumbnail(web: &Web, series: &str) -> Result<Reply, HttpError> {
-    let sops = web.archive.index().instances_of(series)?;
-    let (sop, _) = sops.get(sops.len() / 2).ok_or(HttpError::NotFound)?;
-    preview(web, sop, 0, 128)
 }
