@@ -11,7 +11,7 @@
 //! bounded set of sender threads so a client that never reads cannot hold a worker
 //! (`server.rs`).
 
-mod audit;
+pub mod audit;
 pub mod auth;
 pub mod certificate;
 mod conflicts;
