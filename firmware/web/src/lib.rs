@@ -15,6 +15,7 @@ pub mod audit;
 pub mod auth;
 pub mod certificate;
 mod conflicts;
+mod edit;
 pub mod guard;
 mod header;
 mod pages;
