@@ -102,6 +102,7 @@ pub fn event_of(action: &str, outcome: &str) -> EventKind {
         "conflict.discard" => kind(INSTANCES_ACCESSED, None, 'D'),
         // Corrections (A.5.3.9 for the patient's demographics, A.5.3.3 for instances).
         "patient.edit" | "patient.merge" => kind(PATIENT_RECORD, None, 'U'),
+        "operations.view" => kind(PATIENT_RECORD, None, 'R'),
         "study.edit" | "study.move" | "operation.undo" => kind(INSTANCES_ACCESSED, None, 'U'),
         "data.delete" | "trash.purge" => kind(INSTANCES_ACCESSED, None, 'D'),
         "study.download" | "instance.download" => kind(EXPORT, None, 'R'),

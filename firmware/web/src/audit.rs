@@ -63,6 +63,7 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
             on_study("instance.download", &study_of_instance(web, sop)).detail(*sop)
         }
         (false, ["admin", "audit"]) => event("audit.view").detail(terms(req)),
+        (false, ["admin", "operations"]) => event("operations.view"),
         (true, ["logout"]) => event("web.logout"),
         (true, ["account", "password"]) => event("web.password"),
         // Asking "delete?" changes nothing; the confirmed post is what is recorded.

@@ -458,6 +458,10 @@ pub(crate) fn run(
     committer
         .checkpoint_now()
         .map_err(io_err("checkpointing the ingest journal"))?;
+    // An earlier operation whose apply failed (a disk error, not a crash) is finished first,
+    // as a restart would: nothing is planned on half-applied data.
+    recover(&shared.root, &shared.index, shared.config.sync)
+        .map_err(io_err("finishing an earlier operation"))?;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -479,7 +483,7 @@ fn run_once(
 ) -> Result<OperationSummary, EditError> {
     let root = shared.root.as_path();
     let idx = &shared.index;
-    let id = next_id(idx)?;
+    let id = next_id(root, idx)?;
     let mut op = Operation {
         id,
         unix: ingest::unix_now(),
@@ -548,10 +552,20 @@ fn file_identities(idx: &Index, scope: &Scope) -> Result<Identities, EditError> 
     Ok(out)
 }
 
-fn next_id(idx: &Index) -> Result<u64, EditError> {
+/// After the history's last and after any record left in `ops/` (an operation whose apply
+/// failed without a crash is finished by the next start, under its own number).
+fn next_id(root: &Path, idx: &Index) -> Result<u64, EditError> {
     let txn = idx.db().begin_read()?;
     let t = txn.open_table(OPERATIONS)?;
-    let last = t.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+    let mut last = t.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+    if let Ok(rd) = std::fs::read_dir(ops_dir(root)) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Ok(id) = name.trim_end_matches(".op").parse::<u64>() {
+                last = last.max(id);
+            }
+        }
+    }
     Ok(last + 1)
 }
 
@@ -647,8 +661,8 @@ fn plan(
     }
     let only: Vec<Replacement> = reps.iter().map(|(_, r)| r.clone()).collect();
     let mut olds: std::collections::BTreeMap<&'static str, String> = Default::default();
-    for (sop, rec) in entries {
-        let rw = stage_one(shared, &staged, &sop, &rec, &only, read_only)?;
+    let staged_all = stage_all(shared, &staged, &entries, &only, read_only)?;
+    for ((sop, rec), rw) in entries.into_iter().zip(staged_all) {
         if !op.studies.contains(&rec.study_uid) {
             op.studies.push(rec.study_uid.clone());
         }
@@ -806,6 +820,47 @@ fn demographics_of(
 }
 
 type Staged = (rewrite::Rewritten, Option<(String, u64, u64)>);
+
+/// [`stage_one`] for every instance, on a few threads: each file's read, rewrite and sync are
+/// independent, and a disk serves several syncs in flight faster than one after another.
+fn stage_all(
+    shared: &Shared,
+    staged: &Path,
+    entries: &[(String, crate::InstanceRecord)],
+    reps: &[Replacement],
+    read_only: bool,
+) -> Result<Vec<Staged>, EditError> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
+        .min(entries.len().max(1));
+    let chunk = entries.len().div_ceil(workers).max(1);
+    let results: Vec<Result<Vec<Staged>, EditError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(sop, rec)| stage_one(shared, staged, sop, rec, reps, read_only))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(EditError::Refused("a staging thread panicked".into())))
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(entries.len());
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
+}
 
 /// Writes the new version of one instance into the staging folder (or, with `read_only`, only
 /// reads it for its index attributes: a delete). Returns the rewrite's findings and the staged
