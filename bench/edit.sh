@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Corrections: edit the patient name of a 500-instance CT study, then move it to another
 # patient — pacsbox (`pacsbox edit-patient`, `pacsbox move` on the stopped box: durable when
-# the command returns) vs Orthanc's `/studies/{id}/modify` (`KeepSource: false`, synchronous
-# job, `SyncStorageArea: true`) on the same files. One run, peers interleaved per repetition;
+# the command returns, process start and index open included) vs Orthanc's
+# `/studies/{id}/modify` then `/patients/{id}/modify` (`KeepSource: false`, synchronous job,
+# `SyncStorageArea: true`) on the same files. One run, peers interleaved per repetition;
 # instances per second and the ratio.
 #
 #   bench/edit.sh [-r REPS]        env: BENCH_ROOT (default /var/tmp/pacsbench-edit),
@@ -19,18 +20,24 @@ export TCP_NODELAY=1
 REPS=3
 while getopts "r:" o; do case $o in r) REPS=$OPTARG ;; *) exit 2 ;; esac; done
 
+# The 500-instance CT study (2 series x 250, 512x512x16) that is edited and moved, and a
+# one-instance study of another patient it moves to.
 CORPUS=$BENCH_ROOT/corpus/edit500
+OTHER=$BENCH_ROOT/corpus/edit-other
 if [[ ! -f $CORPUS/manifest.tsv ]]; then
-  # Two studies of two patients: the 500-instance one (2 series x 250) is edited and moved
-  # to the other patient.
-  python3 "$HERE/gen_corpus.py" --out "$CORPUS" --template large --studies 2 --series 2 \
-    --instances 250 --studies-per-patient 1 >/dev/null
+  python3 "$HERE/gen_corpus.py" --out "$CORPUS" --template large --studies 1 --series 2 \
+    --instances 250 >/dev/null
 fi
-STUDY_DIR=$(awk -F'\t' 'NR==1{print $1}' "$CORPUS/manifest.tsv")
+if [[ ! -f $OTHER/manifest.tsv ]]; then
+  python3 "$HERE/gen_corpus.py" --out "$OTHER" --template small --studies 1 --series 1 \
+    --instances 1 --pid-offset 7 >/dev/null
+fi
+STUDY_DIR=$CORPUS/$(awk -F'\t' 'NR==1{print $1}' "$CORPUS/manifest.tsv")
 STUDY_UID=$(awk -F'\t' 'NR==1{print $2}' "$CORPUS/manifest.tsv")
-OTHER_DIR=$(awk -F'\t' 'NR==2{print $1}' "$CORPUS/manifest.tsv")
-OTHER_PID=$(awk -F'\t' 'NR==2{print $3}' "$CORPUS/manifest.tsv")
-N=$(find "$CORPUS/$STUDY_DIR" -name '*.dcm' | wc -l)
+OTHER_DIR=$OTHER/$(awk -F'\t' 'NR==1{print $1}' "$OTHER/manifest.tsv")
+OTHER_PID=$(awk -F'\t' 'NR==1{print $3}' "$OTHER/manifest.tsv")
+OTHER_NAME=$(awk -F'\t' 'NR==1{print $4}' "$OTHER/manifest.tsv")
+N=$(find "$STUDY_DIR" -name '*.dcm' | wc -l)
 
 now_ms() { date +%s%3N; }
 store() {  # AET PORT DIR...
@@ -41,7 +48,7 @@ store() {  # AET PORT DIR...
 results=()
 run_pacsbox() {
   "$HERE/peers.sh" start pacsbox >/dev/null
-  store PACSBOX "$PACSBOX_PORT" "$CORPUS/$STUDY_DIR" "$CORPUS/$OTHER_DIR"
+  store PACSBOX "$PACSBOX_PORT" "$STUDY_DIR" "$OTHER_DIR"
   "$HERE/peers.sh" stop pacsbox >/dev/null
   local data=$BENCH_ROOT/run/pacsbox/storage key t0 t1 t2
   key=$(awk -F'\t' 'NR==1{print $3}' "$CORPUS/manifest.tsv")
@@ -57,17 +64,19 @@ run_pacsbox() {
 
 run_orthanc() {
   "$HERE/peers.sh" start orthanc >/dev/null
-  store ORTHANC "$ORTHANC_PORT" "$CORPUS/$STUDY_DIR" "$CORPUS/$OTHER_DIR"
-  local api=http://127.0.0.1:$ORTHANC_HTTP id other_name t0 t1 t2
+  store ORTHANC "$ORTHANC_PORT" "$STUDY_DIR" "$OTHER_DIR"
+  local api=http://127.0.0.1:$ORTHANC_HTTP id t0 t1 t2
   id=$(curl -s -X POST "$api/tools/lookup" -d "$STUDY_UID" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["ID"])')
-  other_name=$(awk -F'\t' 'NR==2{print $4}' "$CORPUS/manifest.tsv")
   t0=$(now_ms)
   id=$(curl -sf -X POST "$api/studies/$id/modify" \
     -d '{"Replace":{"PatientName":"EDITED^NAME"},"KeepSource":false,"Force":true,"Synchronous":true}' |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["ID"])')
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["PatientID"])')
   t1=$(now_ms)
-  curl -sf -X POST "$api/studies/$id/modify" \
-    -d "{\"Replace\":{\"PatientID\":\"$OTHER_PID\",\"PatientName\":\"$other_name\"},\"KeepSource\":false,\"Force\":true,\"Synchronous\":true}" >/dev/null
+  # Orthanc 1.10 refuses a new PatientID in /studies/{id}/modify ("the parent PatientID cannot
+  # be manually modified"); its way is /patients/{id}/modify, the same here: the patient has
+  # only this study.
+  curl -sf -X POST "$api/patients/$id/modify" \
+    -d "{\"Replace\":{\"PatientID\":\"$OTHER_PID\",\"PatientName\":\"$OTHER_NAME\"},\"KeepSource\":false,\"Force\":true,\"Synchronous\":true}" >/dev/null
   t2=$(now_ms)
   results+=("orthanc $((t1 - t0)) $((t2 - t1))")
   "$HERE/peers.sh" stop orthanc >/dev/null
