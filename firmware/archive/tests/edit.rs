@@ -18,6 +18,10 @@ const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 use common::element;
 
 fn dataset(sop: &str, study: &str, pid: &str, name: &str, pixel: u8) -> Vec<u8> {
+    dataset_in(sop, study, &format!("{study}.1"), pid, name, pixel)
+}
+
+fn dataset_in(sop: &str, study: &str, series: &str, pid: &str, name: &str, pixel: u8) -> Vec<u8> {
     let mut d = Vec::new();
     element(&mut d, 0x0008, 0x0016, b"UI", CT.as_bytes());
     element(&mut d, 0x0008, 0x0018, b"UI", sop.as_bytes());
@@ -28,13 +32,7 @@ fn dataset(sop: &str, study: &str, pid: &str, name: &str, pixel: u8) -> Vec<u8> 
     element(&mut d, 0x0010, 0x0020, b"LO", pid.as_bytes());
     element(&mut d, 0x0010, 0x0030, b"DA", b"19800101");
     element(&mut d, 0x0020, 0x000D, b"UI", study.as_bytes());
-    element(
-        &mut d,
-        0x0020,
-        0x000E,
-        b"UI",
-        format!("{study}.1").as_bytes(),
-    );
+    element(&mut d, 0x0020, 0x000E, b"UI", series.as_bytes());
     element(&mut d, 0x7FE0, 0x0010, b"OW", &vec![pixel; 2048]);
     d
 }
@@ -485,5 +483,56 @@ fn stores_and_reads_during_edits_land_whole() {
     assert_eq!(st.instances, 42);
     let p = a.index().patient(&st.patient_key).unwrap().unwrap();
     assert_eq!(p.studies, 2, "both studies of the patient stay together");
+    assert!(a.verify(true).unwrap().is_clean());
+}
+
+#[test]
+fn a_series_split_into_a_new_study_keeps_its_uids_and_undoes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = seeded(dir.path(), CompressAt::Ingest);
+    let sop = "1.2.1.2.9";
+    store(
+        &a,
+        sop,
+        &dataset_in(sop, "1.2.1", "1.2.1.2", "PID1", "DOE^JANE", 7),
+    );
+    let before = file_bytes(&a, sop);
+    let op = a
+        .operate(
+            Request::SplitSeries {
+                series: "1.2.1.2".into(),
+                to_patient: Some("PID2".into()),
+            },
+            cli(),
+            None,
+        )
+        .unwrap();
+    let rec = a.index().instance(sop).unwrap().unwrap();
+    assert_ne!(rec.study_uid, "1.2.1");
+    assert!(rec.study_uid.starts_with("2.25."), "{}", rec.study_uid);
+    assert_eq!(rec.series_uid, "1.2.1.2", "series and SOP UIDs kept");
+    assert!(rec.rel_path.contains(&rec.study_uid));
+    let mut pid2 = studies_of(&a, "PID2");
+    pid2.retain(|s| s != "1.2.3");
+    assert_eq!(pid2, vec![rec.study_uid.clone()]);
+    assert_eq!(a.index().study("1.2.1").unwrap().unwrap().series, 1);
+    assert_eq!(pixel_tail(&file_bytes(&a, sop)), pixel_tail(&before));
+    assert!(a.verify(true).unwrap().is_clean());
+    // the only series of a study, without another patient: refused
+    let e = a
+        .operate(
+            Request::SplitSeries {
+                series: "1.2.2.1".into(),
+                to_patient: None,
+            },
+            cli(),
+            None,
+        )
+        .unwrap_err();
+    assert!(matches!(e, EditError::Refused(_)), "{e}");
+    a.operate(Request::Undo(op.id), cli(), None).unwrap();
+    assert_eq!(file_bytes(&a, sop), before);
+    assert_eq!(a.index().instance(sop).unwrap().unwrap().study_uid, "1.2.1");
+    assert_eq!(a.index().study("1.2.1").unwrap().unwrap().series, 2);
     assert!(a.verify(true).unwrap().is_clean());
 }

@@ -103,7 +103,9 @@ pub fn event_of(action: &str, outcome: &str) -> EventKind {
         // Corrections (A.5.3.9 for the patient's demographics, A.5.3.3 for instances).
         "patient.edit" | "patient.merge" => kind(PATIENT_RECORD, None, 'U'),
         "operations.view" => kind(PATIENT_RECORD, None, 'R'),
-        "study.edit" | "study.move" | "operation.undo" => kind(INSTANCES_ACCESSED, None, 'U'),
+        "study.edit" | "study.move" | "series.split" | "operation.undo" => {
+            kind(INSTANCES_ACCESSED, None, 'U')
+        }
         "data.delete" | "trash.purge" => kind(INSTANCES_ACCESSED, None, 'D'),
         "study.download" | "instance.download" => kind(EXPORT, None, 'R'),
         // A.5.3.4: C = the receiver (this box) did not hold the instances before.

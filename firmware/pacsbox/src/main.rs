@@ -104,6 +104,17 @@ enum Command {
         #[arg(long)]
         into: String,
     },
+    /// Split a series out of its study into a new study (new Study Instance UID), optionally
+    /// under another patient.
+    Split {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        series: String,
+        /// Patient ID of the patient the new study belongs to (default: the same patient).
+        #[arg(long)]
+        to_patient: Option<String>,
+    },
     /// Delete an instance, series, study or patient to the trash (restorable until purged).
     Delete {
         #[command(flatten)]
@@ -407,6 +418,11 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
             to_patient,
         } => operate(&data, Request::MoveStudy { study, to_patient }),
         Command::Merge { data, from, into } => operate(&data, Request::Merge { from, into }),
+        Command::Split {
+            data,
+            series,
+            to_patient,
+        } => operate(&data, Request::SplitSeries { series, to_patient }),
         Command::Delete { data, target: t } => {
             let target = match (t.instance, t.series, t.study, t.patient) {
                 (Some(u), ..) => Target::Instance(u),

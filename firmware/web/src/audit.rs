@@ -109,6 +109,7 @@ pub fn operation_action(kind: &str) -> &'static str {
         "edit-study" => "study.edit",
         "move-study" => "study.move",
         "merge" => "patient.merge",
+        "split-series" => "series.split",
         "delete" => "data.delete",
         "undo" => "operation.undo",
         _ => "operation.other",

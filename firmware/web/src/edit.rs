@@ -72,7 +72,8 @@ fn changed(req: &Req, field: &str, shown: &str) -> Option<String> {
     (v != shown.trim()).then(|| v.to_owned())
 }
 
-/// POST `/study/{uid}/edit`: `action` = `patient`, `study`, `move` or `delete`.
+/// POST `/study/{uid}/edit`: `action` = `patient`, `study`, `move`, `split` (with `series`) or
+/// `delete`.
 pub fn study_post(web: &Web, s: &Session, req: &Req, uid: &str) -> Result<Reply, HttpError> {
     let index = web.archive.index();
     let st = index.study(uid)?.ok_or(HttpError::NotFound)?;
@@ -110,6 +111,15 @@ pub fn study_post(web: &Web, s: &Session, req: &Req, uid: &str) -> Result<Reply,
             Request::MoveStudy {
                 study: uid.to_owned(),
                 to_patient: req.field("to_patient").trim().to_owned(),
+            },
+            version("version"),
+        ),
+        "split" => (
+            Request::SplitSeries {
+                series: crate::reply::check_uid(req.field("series"))?.to_owned(),
+                to_patient: Some(req.field("to_patient").trim())
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned),
             },
             version("version"),
         ),

@@ -134,6 +134,13 @@ pub enum Request {
         from: String,
         into: String,
     },
+    /// The series leaves its study for a new study (a new Study Instance UID, the other study
+    /// attributes as they were), under `to_patient` when given: a series sent with the wrong
+    /// study, or the wrong patient.
+    SplitSeries {
+        series: String,
+        to_patient: Option<String>,
+    },
     Delete(Target),
     /// Puts back what operation `id` changed (the exact previous bytes); a delete's undo is a
     /// restore.
@@ -147,6 +154,7 @@ impl Request {
             Request::EditStudy { .. } => "edit-study",
             Request::MoveStudy { .. } => "move-study",
             Request::Merge { .. } => "merge",
+            Request::SplitSeries { .. } => "split-series",
             Request::Delete(_) => "delete",
             Request::Undo(_) => "undo",
         }
@@ -283,6 +291,29 @@ redb_into_edit!(
     redb::StorageError,
     redb::CommitError
 );
+
+/// A new UID under the `2.25` root (PS3.5 B.2: a UUID as one integer), from 128 random bits.
+pub fn new_uid() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    if random.is_err() {
+        // No urandom (a broken chroot): time, process and a counter, hashed, are unique enough
+        // for one box.
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seed = format!(
+            "{:?}{}{}",
+            std::time::SystemTime::now(),
+            std::process::id(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        b = xxhash_rust::xxh3::xxh3_128(seed.as_bytes()).to_le_bytes();
+    }
+    // RFC 4122 version 4, variant 1, as a UUID derived UID is.
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    format!("2.25.{}", u128::from_be_bytes(b))
+}
 
 /// A patient's or study's instances and their files, hashed: what a web form saw, so that an
 /// operation planned on it is refused when anything changed since ("changed meanwhile").
@@ -584,7 +615,10 @@ fn plan(
         && reps.is_empty()
         && !matches!(
             req,
-            Request::MoveStudy { .. } | Request::Merge { .. } | Request::Undo(_)
+            Request::MoveStudy { .. }
+                | Request::Merge { .. }
+                | Request::Undo(_)
+                | Request::SplitSeries { .. }
         )
     {
         return Err(EditError::Refused(
@@ -597,6 +631,7 @@ fn plan(
             Scope::Study(study.clone())
         }
         Request::Merge { from, .. } => Scope::Patient(from.clone()),
+        Request::SplitSeries { series, .. } => Scope::Series(series.clone()),
         Request::Delete(t) => match t {
             Target::Instance(s) => Scope::Instance(s.clone()),
             Target::Series(s) => Scope::Series(s.clone()),
@@ -612,6 +647,10 @@ fn plan(
             format!("study {study} to patient {to_patient}")
         }
         Request::Merge { from, into } => format!("patient {from} into patient {into}"),
+        Request::SplitSeries { series, to_patient } => match to_patient {
+            Some(p) => format!("series {series} to a new study of patient {p}"),
+            None => format!("series {series} to a new study"),
+        },
         Request::Delete(t) => t.to_string(),
         Request::Undo(_) => String::new(),
     };
@@ -652,6 +691,32 @@ fn plan(
         }
         reps = demographics_of(shared, to_patient)?;
     }
+    if let Request::SplitSeries { series, to_patient } = &req {
+        let study = instances_in(idx, &scope)?
+            .first()
+            .map(|(_, r)| r.study_uid.clone())
+            .unwrap_or_default();
+        let st = idx
+            .study(&study)?
+            .ok_or_else(|| EditError::NotFound(format!("the study of series {series}")))?;
+        if to_patient.is_none() && st.series <= 1 {
+            return Err(EditError::Refused(format!(
+                "series {series} is the only series of its study: nothing to split"
+            )));
+        }
+        if let Some(p) = to_patient {
+            reps = demographics_of(shared, p)?;
+        }
+        // Consistent within the operation: every instance of the series gets this one.
+        reps.push((
+            "StudyInstanceUID",
+            Replacement {
+                tag: tags::STUDY_INSTANCE_UID,
+                vr: *b"UI",
+                change: Change::Text(new_uid()),
+            },
+        ));
+    }
     let entries = instances_in(idx, &scope)?;
     op.instances = entries.len() as u64;
     let staged = staging_dir(&shared.root, op.id);
@@ -690,6 +755,16 @@ fn plan(
                     EditError::Refused(format!("the new version of {sop} would not index: {e}"))
                 })?;
                 let mut record = rec.clone();
+                if attrs.study_uid.as_str() != rec.study_uid {
+                    // A split: the file moves to the new study's folder.
+                    record.study_uid = attrs.study_uid.to_string();
+                    record.rel_path = layout::instance_rel_path(
+                        &attrs.study_uid,
+                        &attrs.series_uid,
+                        &attrs.sop_instance_uid,
+                        rec.rel_path.ends_with(".zst"),
+                    );
+                }
                 record.patient_name = attrs.patient_name.clone();
                 record.file_size = size;
                 record.file_hash = file_hash;
