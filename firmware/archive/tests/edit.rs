@@ -272,7 +272,12 @@ fn delete_hides_at_once_restore_brings_back_purge_frees_the_space() {
     assert!(a.index().patient("PID2").unwrap().is_none());
     let trash = pacsbox_archive::edit::trash_dir(dir.path()).join(del.id.to_string());
     assert!(trash.exists());
+    // trash that no history names (an index rebuilt by reindex) goes by its age too
+    let orphan = pacsbox_archive::edit::trash_dir(dir.path()).join("999/archive/x.dcm");
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"old").unwrap();
     let p = a.purge_trash(Some(0)).unwrap();
+    assert!(!orphan.exists());
     assert!(p.bytes > 0 && p.files >= 1, "{p:?}");
     assert!(!trash.exists());
     assert!(matches!(

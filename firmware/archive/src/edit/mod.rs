@@ -1464,6 +1464,43 @@ pub(crate) fn purge(shared: &Shared, older_than_s: i64) -> Result<PurgeReport, E
         }
         report.operations += 1;
     }
+    // Trash no history names (an index rebuilt by `pacsbox reindex` starts a new history):
+    // nothing can undo into it, so it goes by its age alone.
+    let known: std::collections::HashSet<u64> = {
+        let txn = idx.db().begin_read()?;
+        let t = txn.open_table(OPERATIONS)?;
+        let mut ids = std::collections::HashSet::new();
+        for row in t.iter()? {
+            ids.insert(row?.0.value());
+        }
+        ids
+    };
+    if let Ok(rd) = std::fs::read_dir(trash_dir(root)) {
+        for e in rd.flatten() {
+            let Ok(id) = e.file_name().to_string_lossy().parse::<u64>() else {
+                continue;
+            };
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .is_some_and(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX) <= cutoff);
+            if known.contains(&id) || !old {
+                continue;
+            }
+            let mut files = Vec::new();
+            walk(&e.path(), &mut files);
+            report.files += files.len() as u64;
+            report.bytes += files
+                .iter()
+                .filter_map(|f| std::fs::metadata(f).ok())
+                .map(|m| m.len())
+                .sum::<u64>();
+            std::fs::remove_dir_all(e.path())
+                .map_err(io_err(format!("removing {}", e.path().display())))?;
+        }
+    }
     Ok(report)
 }
 
