@@ -136,6 +136,7 @@ impl Index {
             txn.open_table(crate::peers::ACCESS)?;
             txn.open_table(crate::peers::REFUSED)?;
             txn.open_table(crate::edit::OPERATIONS)?;
+            txn.open_table(crate::edit::OPERATION_LIST)?;
             for t in [
                 SERIES_INSTANCES,
                 STUDY_SERIES,

@@ -49,8 +49,35 @@ use crate::{Shared, SyncMode, commit, ingest, layout};
 use rewrite::{Change, Replacement};
 use vr::Vr;
 
-/// The operations history: id -> [`Operation`] (postcard).
+/// The operations history: id -> [`Operation`] (postcard), with every instance's entries.
 pub(crate) const OPERATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("operations");
+/// The same without the instance changes: what lists read (a 2 000-instance operation is
+/// megabytes with them, a few hundred bytes without).
+pub(crate) const OPERATION_LIST: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("operation_list");
+
+/// Writes an operation to both history tables.
+fn put_op(txn: &redb::WriteTransaction, op: &Operation) -> Result<(), EditError> {
+    txn.open_table(OPERATIONS)?
+        .insert(op.id, enc_op(op)?.as_slice())?;
+    let light = Operation {
+        changes: Vec::new(),
+        ..op.clone()
+    };
+    txn.open_table(OPERATION_LIST)?
+        .insert(op.id, enc_op(&light)?.as_slice())?;
+    Ok(())
+}
+
+/// Reads one operation, with its changes, inside a write transaction.
+fn get_in(txn: &redb::WriteTransaction, id: u64) -> Result<Option<Operation>, EditError> {
+    let t = txn.open_table(OPERATIONS)?;
+    let v = t.get(id)?.map(|v| v.value().to_vec());
+    Ok(match v {
+        Some(v) => Some(index::dec(&v)?),
+        None => None,
+    })
+}
 
 pub const ISSUER_OF_PATIENT_ID: Tag = (0x0010, 0x0021);
 
@@ -1231,31 +1258,19 @@ fn apply(root: &Path, idx: &Index, sync: SyncMode, op: &Operation) -> Result<(),
             .unwrap_or_default();
         index::forget_name(&txn, &name, &owner)?;
     }
+    put_op(&txn, op)?;
+    if let Request::Undo(of) = op.request
+        && let Some(mut orig) = get_in(&txn, of)?
     {
-        let mut t = txn.open_table(OPERATIONS)?;
-        t.insert(op.id, enc_op(op)?.as_slice())?;
-        let undone = match op.request {
-            Request::Undo(of) => t.get(of)?.map(|v| v.value().to_vec()).map(|v| (of, v)),
-            _ => None,
-        };
-        if let Some((of, v)) = undone {
-            let mut orig: Operation = index::dec(&v)?;
-            orig.undone_by = Some(op.id);
-            // Undoing an undo puts the operation it undid back in force.
-            let inner = match orig.request {
-                Request::Undo(inner) => t
-                    .get(inner)?
-                    .map(|v| v.value().to_vec())
-                    .map(|v| (inner, v)),
-                _ => None,
-            };
-            if let Some((inner, v)) = inner {
-                let mut first: Operation = index::dec(&v)?;
-                first.undone_by = None;
-                t.insert(inner, enc_op(&first)?.as_slice())?;
-            }
-            t.insert(of, enc_op(&orig)?.as_slice())?;
+        orig.undone_by = Some(op.id);
+        // Undoing an undo puts the operation it undid back in force.
+        if let Request::Undo(inner) = orig.request
+            && let Some(mut first) = get_in(&txn, inner)?
+        {
+            first.undone_by = None;
+            put_op(&txn, &first)?;
         }
+        put_op(&txn, &orig)?;
     }
     txn.commit()?;
     Ok(())
@@ -1400,7 +1415,7 @@ pub(crate) fn get(idx: &Index, id: u64) -> Result<Option<Operation>, EditError> 
 /// The history, newest first, at most `limit`.
 pub(crate) fn list(idx: &Index, limit: usize) -> Result<Vec<OperationSummary>, EditError> {
     let txn = idx.db().begin_read()?;
-    let t = txn.open_table(OPERATIONS)?;
+    let t = txn.open_table(OPERATION_LIST)?;
     let mut out = Vec::new();
     for row in t.iter()?.rev() {
         if out.len() >= limit {
@@ -1430,7 +1445,7 @@ pub(crate) fn purge(shared: &Shared, older_than_s: i64) -> Result<PurgeReport, E
     let mut report = PurgeReport::default();
     let due: Vec<Operation> = {
         let txn = idx.db().begin_read()?;
-        let t = txn.open_table(OPERATIONS)?;
+        let t = txn.open_table(OPERATION_LIST)?;
         let mut v = Vec::new();
         for row in t.iter()? {
             let (_, r) = row?;
@@ -1441,7 +1456,7 @@ pub(crate) fn purge(shared: &Shared, older_than_s: i64) -> Result<PurgeReport, E
         }
         v
     };
-    for mut op in due {
+    for op in due {
         let dir = trash_dir(root).join(op.id.to_string());
         let mut files = Vec::new();
         walk(&dir, &mut files);
@@ -1452,10 +1467,11 @@ pub(crate) fn purge(shared: &Shared, older_than_s: i64) -> Result<PurgeReport, E
             report.files += 1;
         }
         // The history says "purged" first: an undo never looks for files being removed.
-        op.purged = true;
         let txn = idx.begin_write()?;
-        txn.open_table(OPERATIONS)?
-            .insert(op.id, enc_op(&op)?.as_slice())?;
+        if let Some(mut full) = get_in(&txn, op.id)? {
+            full.purged = true;
+            put_op(&txn, &full)?;
+        }
         txn.commit()?;
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
@@ -1468,7 +1484,7 @@ pub(crate) fn purge(shared: &Shared, older_than_s: i64) -> Result<PurgeReport, E
     // nothing can undo into it, so it goes by its age alone.
     let known: std::collections::HashSet<u64> = {
         let txn = idx.db().begin_read()?;
-        let t = txn.open_table(OPERATIONS)?;
+        let t = txn.open_table(OPERATION_LIST)?;
         let mut ids = std::collections::HashSet::new();
         for row in t.iter()? {
             ids.insert(row?.0.value());
