@@ -45,6 +45,14 @@ pub(crate) struct CommitJob {
     pub replace: bool,
 }
 
+/// What the committer thread is asked to do.
+pub(crate) enum Msg {
+    Job(Box<CommitJob>),
+    /// Checkpoint now (the journal emptied) and say how it went: an edit must not leave
+    /// journal records that a restart would replay over the files it replaced.
+    Checkpoint(Sender<io::Result<()>>),
+}
+
 /// One line of the journal: enough to finish the job after a crash.
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) struct JournalRecord {
@@ -61,7 +69,7 @@ pub(crate) struct JournalRecord {
 /// Handle to the committer thread; the thread checkpoints and ends when the last handle is
 /// dropped.
 pub struct Committer {
-    tx: Mutex<Option<Sender<CommitJob>>>,
+    tx: Mutex<Option<Sender<Msg>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -73,7 +81,7 @@ const CHECKPOINT_RECORDS: usize = 4096;
 
 impl Committer {
     pub(crate) fn start(shared: Arc<Shared>) -> io::Result<Committer> {
-        let (tx, rx) = std::sync::mpsc::channel::<CommitJob>();
+        let (tx, rx) = std::sync::mpsc::channel::<Msg>();
         let volume = File::open(&shared.root)?;
         let journal = OpenOptions::new()
             .append(true)
@@ -100,11 +108,25 @@ impl Committer {
     }
 
     pub(crate) fn submit(&self, job: CommitJob) -> Result<(), StoreError> {
+        self.send(Msg::Job(Box::new(job)))
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), StoreError> {
         let guard = self.tx.lock().map_err(|_| StoreError::ShuttingDown)?;
         match guard.as_ref() {
-            Some(tx) => tx.send(job).map_err(|_| StoreError::ShuttingDown),
+            Some(tx) => tx.send(msg).map_err(|_| StoreError::ShuttingDown),
             None => Err(StoreError::ShuttingDown),
         }
+    }
+
+    /// Commits what is queued, then checkpoints: every journal record so far is in the
+    /// durable index and the journal is empty when this returns `Ok`.
+    pub(crate) fn checkpoint_now(&self) -> io::Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.send(Msg::Checkpoint(tx))
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        rx.recv()
+            .map_err(|_| io::Error::other("the committer stopped"))?
     }
 }
 
@@ -197,35 +219,46 @@ struct CommitThread {
 }
 
 impl CommitThread {
-    fn run(&mut self, rx: Receiver<CommitJob>) {
+    fn run(&mut self, rx: Receiver<Msg>) {
         loop {
             let first = match rx.recv_timeout(CHECKPOINT_IDLE) {
-                Ok(job) => job,
+                Ok(Msg::Job(job)) => *job,
+                Ok(Msg::Checkpoint(reply)) => {
+                    let _ = reply.send(self.checkpoint());
+                    continue;
+                }
                 Err(RecvTimeoutError::Timeout) => {
-                    self.checkpoint();
+                    let _ = self.checkpoint();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let mut batch = vec![first];
+            let mut asked = None;
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(job) => batch.push(job),
+                    Ok(Msg::Job(job)) => batch.push(*job),
+                    Ok(Msg::Checkpoint(reply)) => {
+                        asked = Some(reply);
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
             self.commit_batch(batch);
-            if self.pending_records >= CHECKPOINT_RECORDS {
-                self.checkpoint();
+            if let Some(reply) = asked {
+                let _ = reply.send(self.checkpoint());
+            } else if self.pending_records >= CHECKPOINT_RECORDS {
+                let _ = self.checkpoint();
             }
         }
-        self.checkpoint();
+        let _ = self.checkpoint();
     }
 
     /// Makes renames and deferred index writes durable, then empties the journal.
-    fn checkpoint(&mut self) {
+    fn checkpoint(&mut self) -> io::Result<()> {
         if self.pending_records == 0 {
-            return;
+            return Ok(());
         }
         let result = self
             .make_renames_durable()
@@ -236,9 +269,13 @@ impl CommitThread {
                 self.pending_records = 0;
                 self.journal_len = 0;
                 self.touched_dirs.clear();
+                Ok(())
             }
             // The journal stays; the next checkpoint or start-up recovery finishes the job.
-            Err(e) => tracing::error!(error = %e, "index checkpoint failed; will retry"),
+            Err(e) => {
+                tracing::error!(error = %e, "index checkpoint failed; will retry");
+                Err(e)
+            }
         }
     }
 

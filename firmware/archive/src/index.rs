@@ -135,6 +135,8 @@ impl Index {
             txn.open_table(crate::peers::LEARNED_PEERS)?;
             txn.open_table(crate::peers::ACCESS)?;
             txn.open_table(crate::peers::REFUSED)?;
+            txn.open_table(crate::edit::OPERATIONS)?;
+            txn.open_table(crate::edit::OPERATION_LIST)?;
             for t in [
                 SERIES_INSTANCES,
                 STUDY_SERIES,
@@ -438,7 +440,7 @@ impl Index {
     }
 }
 
-fn insert_one(txn: &WriteTransaction, e: &IndexEntry) -> Result<()> {
+pub(crate) fn insert_one(txn: &WriteTransaction, e: &IndexEntry) -> Result<()> {
     let a = &e.attrs;
     let sop = a.sop_instance_uid.as_str();
     let mut instances = txn.open_table(INSTANCES)?;
@@ -563,6 +565,129 @@ fn insert_one(txn: &WriteTransaction, e: &IndexEntry) -> Result<()> {
             .insert(pkey.as_str(), study_uid)?;
     }
     patients.insert(pkey.as_str(), enc(&patient)?.as_slice())?;
+    Ok(())
+}
+
+/// Takes one instance out of the index, undoing what [`insert_one`] counted: series, study and
+/// patient lose it, and whatever it leaves empty goes too (with its secondary index rows).
+/// Returns the record removed (None when it was not indexed).
+pub(crate) fn remove_one(txn: &WriteTransaction, sop: &str) -> Result<Option<InstanceRecord>> {
+    let rec: InstanceRecord = match txn.open_table(INSTANCES)?.remove(sop)? {
+        Some(v) => dec(v.value())?,
+        None => return Ok(None),
+    };
+    let series_uid = rec.series_uid.as_str();
+    let study_uid = rec.study_uid.as_str();
+    txn.open_multimap_table(SERIES_INSTANCES)?
+        .remove(series_uid, sop)?;
+    let mut series_t = txn.open_table(SERIES)?;
+    let series: Option<SeriesRecord> = match series_t.get(series_uid)? {
+        Some(v) => Some(dec(v.value())?),
+        None => None,
+    };
+    let mut series_gone = false;
+    if let Some(mut s) = series {
+        s.instances = s.instances.saturating_sub(1);
+        if s.instances == 0 {
+            series_t.remove(series_uid)?;
+            txn.open_multimap_table(STUDY_SERIES)?
+                .remove(study_uid, series_uid)?;
+            series_gone = true;
+        } else {
+            series_t.insert(series_uid, enc(&s)?.as_slice())?;
+        }
+    }
+    let mut studies = txn.open_table(STUDIES)?;
+    let study: Option<StudyRecord> = match studies.get(study_uid)? {
+        Some(v) => Some(dec(v.value())?),
+        None => None,
+    };
+    let Some(mut study) = study else {
+        return Ok(Some(rec));
+    };
+    study.instances = study.instances.saturating_sub(1);
+    if series_gone {
+        study.series = study.series.saturating_sub(1);
+    }
+    let study_gone = study.instances == 0;
+    if study_gone {
+        studies.remove(study_uid)?;
+        txn.open_multimap_table(STUDY_BY_DATE)?
+            .remove(study.study_date.as_str(), study_uid)?;
+        txn.open_multimap_table(STUDY_BY_ACCESSION)?
+            .remove(study.accession_number.as_str(), study_uid)?;
+        let mut by_modality = txn.open_multimap_table(STUDY_BY_MODALITY)?;
+        for m in &study.modalities {
+            by_modality.remove(m.as_str(), study_uid)?;
+        }
+        txn.open_multimap_table(PATIENT_STUDIES)?
+            .remove(study.patient_key.as_str(), study_uid)?;
+    } else {
+        if series_gone {
+            // The modality list follows the series left.
+            let ss = txn.open_multimap_table(STUDY_SERIES)?;
+            let mut left = Vec::new();
+            for s in ss.get(study_uid)? {
+                if let Some(v) = series_t.get(s?.value())? {
+                    let m = dec::<SeriesRecord>(v.value())?.modality;
+                    if !m.is_empty() && !left.contains(&m) {
+                        left.push(m);
+                    }
+                }
+            }
+            let mut by_modality = txn.open_multimap_table(STUDY_BY_MODALITY)?;
+            for m in study.modalities.iter().filter(|m| !left.contains(m)) {
+                by_modality.remove(m.as_str(), study_uid)?;
+            }
+            study.modalities = left;
+        }
+        studies.insert(study_uid, enc(&study)?.as_slice())?;
+    }
+    let pkey = study.patient_key.as_str();
+    let mut patients = txn.open_table(PATIENTS)?;
+    let patient: Option<PatientRecord> = match patients.get(pkey)? {
+        Some(v) => Some(dec(v.value())?),
+        None => None,
+    };
+    if let Some(mut p) = patient {
+        p.instances = p.instances.saturating_sub(1);
+        if series_gone {
+            p.series = p.series.saturating_sub(1);
+        }
+        if study_gone {
+            p.studies = p.studies.saturating_sub(1);
+        }
+        if p.instances == 0 {
+            patients.remove(pkey)?;
+        } else {
+            patients.insert(pkey, enc(&p)?.as_slice())?;
+        }
+    }
+    Ok(Some(rec))
+}
+
+/// Name search keys of `name` filed under `patient_key` go, unless that patient still exists
+/// under a name with the same key (the patient record keeps the first name it was sent with).
+pub(crate) fn forget_name(txn: &WriteTransaction, name: &str, patient_key: &str) -> Result<()> {
+    let current: Option<PatientRecord> = match txn.open_table(PATIENTS)?.get(patient_key)? {
+        Some(v) => Some(dec(v.value())?),
+        None => None,
+    };
+    let keep_name = current.map(|p| p.name).unwrap_or_default();
+    let keep = pacsbox_charset::person_name_search_keys(&keep_name);
+    let keep_latin = pacsbox_charset::romanised_name_keys(&keep_name);
+    let mut by_name = txn.open_multimap_table(PATIENT_BY_NAME)?;
+    for key in pacsbox_charset::person_name_search_keys(name) {
+        if !keep.contains(&key) {
+            by_name.remove(key.as_str(), patient_key)?;
+        }
+    }
+    let mut by_latin = txn.open_multimap_table(PATIENT_BY_ROMANISED)?;
+    for key in pacsbox_charset::romanised_name_keys(name) {
+        if !keep_latin.contains(&key) {
+            by_latin.remove(key.as_str(), patient_key)?;
+        }
+    }
     Ok(())
 }
 

@@ -7,6 +7,8 @@
 //! DATA/archive/<bb>/<study>/<series>/<sop>.dcm[.zst]
 //! DATA/conflicts/<sop>.<hash>.dcm[.zst]      same SOP UID, different content (hash of the data
 //!                                       set: each content once), kept aside for an admin
+//! DATA/ops/<id>.op, DATA/ops/<id>/      an edit in flight: its commit record, its new files
+//! DATA/trash/<id>/archive/...           previous versions an edit or delete replaced (undo)
 //! ```
 //! `<bb>` is two hex digits of a hash of the Study Instance UID, so no directory holds more
 //! than a few hundred studies even at the seed clinic's 12 000; a rescue script needs only

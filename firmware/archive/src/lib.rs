@@ -11,6 +11,7 @@ pub mod activity;
 mod commit;
 mod compact;
 pub mod conflicts;
+pub mod edit;
 pub mod index;
 mod ingest;
 pub mod layout;
@@ -95,6 +96,9 @@ pub struct ArchiveConfig {
     /// Bytes `conflicts/` may hold; a conflicting newcomer that would exceed it is refused
     /// (A700).
     pub conflicts_max_bytes: u64,
+    /// Days the previous versions of edited or deleted instances stay in `trash/` (undo is
+    /// possible that long), then they are purged.
+    pub trash_days: u32,
 }
 
 /// The archive's defaults are the appliance's: `pacsbox`'s settings file starts from these.
@@ -107,6 +111,7 @@ impl Default for ArchiveConfig {
             compress: CompressAt::default(),
             sync: SyncMode::default(),
             conflicts_max_bytes: 1024 << 20,
+            trash_days: 30,
         }
     }
 }
@@ -150,6 +155,8 @@ pub(crate) struct Shared {
     /// Held while a file of an indexed instance is replaced and the index pointed at it (the
     /// committer's renames, the compactor's swap), so that neither removes the other's file.
     swap: std::sync::Mutex<()>,
+    /// One edit, move, delete, undo or purge at a time (`edit/`).
+    pub edit_lock: std::sync::Mutex<()>,
     /// The DICOM peer table and access mode (`Archive::configure_access`).
     peers: std::sync::RwLock<Arc<peers::PeerRegistry>>,
     /// Unnamed files in `tmp/`, made ahead for incoming instances from the first store on
@@ -218,6 +225,14 @@ impl Archive {
                 SyncMode::Fsync
             };
         }
+        let ops = edit::recover(root, &index, config.sync).map_err(recovery)?;
+        if ops.finished + ops.dropped > 0 {
+            tracing::warn!(
+                finished = ops.finished,
+                dropped = ops.dropped,
+                "operations interrupted by a crash"
+            );
+        }
         tracing::info!(sync = ?config.sync, "durability mode");
         let conflict_stats =
             conflicts::scan_stats(root, config.conflicts_max_bytes).map_err(|source| {
@@ -237,6 +252,7 @@ impl Archive {
             quiet: Arc::new(compact::Quiet::new()),
             compact_queue: Default::default(),
             swap: Default::default(),
+            edit_lock: Default::default(),
             peers: Default::default(),
             spares: Default::default(),
         });
@@ -252,14 +268,25 @@ impl Archive {
         } else {
             None
         };
-        Ok((
-            Archive {
-                shared,
-                committer,
-                _compactor: compactor,
-            },
-            report,
-        ))
+        let archive = Archive {
+            shared,
+            committer,
+            _compactor: compactor,
+        };
+        let keep = i64::from(archive.shared.config.trash_days) * 86_400;
+        match edit::purge(&archive.shared, keep) {
+            Ok(p) if p.operations > 0 => {
+                tracing::info!(
+                    operations = p.operations,
+                    files = p.files,
+                    bytes = p.bytes,
+                    "expired trash purged"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "purging the expired trash"),
+        }
+        Ok((archive, report))
     }
 
     fn peer_registry(&self) -> Arc<peers::PeerRegistry> {
@@ -505,6 +532,49 @@ impl Archive {
         conflicts::resolve(&self.shared, &self.committer, name, how)
     }
 
+    /// Runs one correction (edit, move, merge, delete, undo) wholly or not at all; see
+    /// [`edit`]. `expect_version` (from [`Archive::edit_version`] when a form was shown)
+    /// refuses it when the data changed since. The caller records the audit event.
+    pub fn operate(
+        &self,
+        request: edit::Request,
+        actor: edit::Actor,
+        expect_version: Option<u64>,
+    ) -> Result<edit::OperationSummary, edit::EditError> {
+        edit::run(
+            &self.shared,
+            &self.committer,
+            request,
+            actor,
+            expect_version,
+        )
+    }
+
+    /// The version of a patient's or study's instances that a form carries.
+    pub fn edit_version(&self, target: &edit::Target) -> Result<u64, edit::EditError> {
+        edit::version(&self.shared.index, target)
+    }
+
+    /// The operations history, newest first.
+    pub fn operations(&self, limit: usize) -> Result<Vec<edit::OperationSummary>, edit::EditError> {
+        edit::list(&self.shared.index, limit)
+    }
+
+    /// One operation with its per-instance changes.
+    pub fn operation(&self, id: u64) -> Result<Option<edit::Operation>, edit::EditError> {
+        edit::get(&self.shared.index, id)
+    }
+
+    /// Empties the trash of operations older than `older_than_s` (None: the configured
+    /// `trash_days`; Some(0): everything — an admin's "purge now").
+    pub fn purge_trash(
+        &self,
+        older_than_s: Option<i64>,
+    ) -> Result<edit::PurgeReport, edit::EditError> {
+        let keep = older_than_s.unwrap_or(i64::from(self.shared.config.trash_days) * 86_400);
+        edit::purge(&self.shared, keep)
+    }
+
     /// Checks index against files (and, with `checksums`, file contents against the hash
     /// recorded at ingest).
     pub fn verify(&self, checksums: bool) -> std::io::Result<VerifyReport> {
@@ -528,27 +598,7 @@ impl Archive {
         &self,
         rec: &InstanceRecord,
     ) -> std::io::Result<(PathBuf, Box<dyn std::io::Read + Send>)> {
-        let path = self.shared.root.join(&rec.rel_path);
-        let (path, file) = match std::fs::File::open(&path) {
-            Err(e)
-                if e.kind() == std::io::ErrorKind::NotFound && !rec.rel_path.ends_with(".zst") =>
-            {
-                let mut zst = path.into_os_string();
-                zst.push(".zst");
-                let zst = PathBuf::from(zst);
-                let f = std::fs::File::open(&zst)?;
-                (zst, f)
-            }
-            other => (path, other?),
-        };
-        let file = std::io::BufReader::with_capacity(256 << 10, file);
-        let reader: Box<dyn std::io::Read + Send> = if path.extension().is_some_and(|e| e == "zst")
-        {
-            Box::new(zstd::stream::read::Decoder::with_buffer(file)?)
-        } else {
-            Box::new(file)
-        };
-        Ok((path, reader))
+        open_file(&self.shared.root, rec)
     }
 
     /// Opens a stored instance for sending: its File Meta (transfer syntax as stored) and a
@@ -562,6 +612,33 @@ impl Archive {
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         Ok((meta, reader))
     }
+}
+
+/// The stored file of `rec` under `root` with zstd undone, and its path (see
+/// [`Archive::open_part10`]).
+pub(crate) fn open_file(
+    root: &Path,
+    rec: &InstanceRecord,
+) -> std::io::Result<(PathBuf, Box<dyn std::io::Read + Send>)> {
+    let path = root.join(&rec.rel_path);
+
+    let (path, file) = match std::fs::File::open(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rec.rel_path.ends_with(".zst") => {
+            let mut zst = path.into_os_string();
+            zst.push(".zst");
+            let zst = PathBuf::from(zst);
+            let f = std::fs::File::open(&zst)?;
+            (zst, f)
+        }
+        other => (path, other?),
+    };
+    let file = std::io::BufReader::with_capacity(256 << 10, file);
+    let reader: Box<dyn std::io::Read + Send> = if path.extension().is_some_and(|e| e == "zst") {
+        Box::new(zstd::stream::read::Decoder::with_buffer(file)?)
+    } else {
+        Box::new(file)
+    };
+    Ok((path, reader))
 }
 
 /// Rebuilds the index of `root` from the files alone; returns the number of instances indexed.

@@ -41,6 +41,8 @@ pub fn encode_header(meta: &MetaInfo) -> io::Result<Vec<u8>> {
 
 /// What `read_header` found; the reader is left at the first byte of the dataset.
 pub struct ReadMeta {
+    /// Media Storage SOP Class UID (0002,0002).
+    pub sop_class_uid: String,
     pub transfer_syntax: String,
     pub source_ae: String,
     pub sop_instance_uid: String,
@@ -67,6 +69,7 @@ pub fn read_header<R: Read>(r: &mut R) -> io::Result<ReadMeta> {
     let mut group = vec![0u8; group_len as usize];
     r.read_exact(&mut group)?;
     let mut out = ReadMeta {
+        sop_class_uid: String::new(),
         transfer_syntax: String::new(),
         source_ae: String::new(),
         sop_instance_uid: String::new(),
@@ -98,6 +101,7 @@ pub fn read_header<R: Read>(r: &mut R) -> io::Result<ReadMeta> {
                 .to_owned()
         };
         match elem {
+            0x0002 => out.sop_class_uid = text(),
             0x0003 => out.sop_instance_uid = text(),
             0x0010 => out.transfer_syntax = text(),
             0x0016 => out.source_ae = text(),

@@ -66,7 +66,7 @@ pub mod tags {
 const ITEM: Tag = (0xFFFE, 0xE000);
 const ITEM_END: Tag = (0xFFFE, 0xE00D);
 const SEQUENCE_END: Tag = (0xFFFE, 0xE0DD);
-const UNDEFINED: u32 = 0xFFFF_FFFF;
+pub(crate) const UNDEFINED: u32 = 0xFFFF_FFFF;
 /// Text attributes in the index are short; anything bigger than this is not a header we trust.
 const MAX_WANTED_VALUE: u32 = 1 << 16;
 /// Sequences nested deeper than this are hostile, not clinical.
@@ -98,7 +98,7 @@ pub fn scan_dataset<R: BufRead>(
 }
 
 /// A walker over `reader` for the encoding (deflated data sets are inflated on the way).
-fn walker<'a, R: BufRead + 'a>(
+pub(crate) fn walker<'a, R: BufRead + 'a>(
     reader: R,
     encoding: DatasetEncoding,
 ) -> Walker<Box<dyn BufRead + 'a>> {
@@ -133,20 +133,20 @@ pub fn scan_elements<R: BufRead>(
     walker(reader, encoding).all_elements()
 }
 
-struct Walker<R> {
-    r: R,
-    big_endian: bool,
-    explicit: bool,
+pub(crate) struct Walker<R> {
+    pub(crate) r: R,
+    pub(crate) big_endian: bool,
+    pub(crate) explicit: bool,
 }
 
-struct Header {
-    tag: Tag,
-    vr: [u8; 2],
-    len: u32,
+pub(crate) struct Header {
+    pub(crate) tag: Tag,
+    pub(crate) vr: [u8; 2],
+    pub(crate) len: u32,
 }
 
 impl<R: BufRead> Walker<R> {
-    fn new(r: R, big_endian: bool, explicit: bool) -> Self {
+    pub(crate) fn new(r: R, big_endian: bool, explicit: bool) -> Self {
         Walker {
             r,
             big_endian,
@@ -193,7 +193,7 @@ impl<R: BufRead> Walker<R> {
         Ok(true)
     }
 
-    fn need(&mut self, buf: &mut [u8]) -> Result<(), ScanError> {
+    pub(crate) fn need(&mut self, buf: &mut [u8]) -> Result<(), ScanError> {
         if self.fill(buf)? {
             Ok(())
         } else {
@@ -201,7 +201,7 @@ impl<R: BufRead> Walker<R> {
         }
     }
 
-    fn header(&mut self) -> Result<Option<Header>, ScanError> {
+    pub(crate) fn header(&mut self) -> Result<Option<Header>, ScanError> {
         let mut t = [0u8; 4];
         if !self.fill(&mut t)? {
             return Ok(None);
@@ -236,7 +236,7 @@ impl<R: BufRead> Walker<R> {
     }
 
     /// Passes over `len` bytes where they lie in the reader's buffer, without copying them.
-    fn skip(&mut self, len: u32) -> Result<(), ScanError> {
+    pub(crate) fn skip(&mut self, len: u32) -> Result<(), ScanError> {
         let mut left = len as usize;
         while left > 0 {
             let available = match self.r.fill_buf() {
@@ -314,7 +314,7 @@ impl<R: BufRead> Walker<R> {
     }
 
     /// Skips an undefined-length value: a sequence of items, ended by a sequence delimiter.
-    fn skip_undefined(&mut self, h: &Header, depth: usize) -> Result<(), ScanError> {
+    pub(crate) fn skip_undefined(&mut self, h: &Header, depth: usize) -> Result<(), ScanError> {
         if depth >= MAX_DEPTH {
             return Err(ScanError::TooDeep);
         }

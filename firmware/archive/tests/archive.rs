@@ -5,6 +5,8 @@
 // covers only #[test] functions and #[cfg(test)] modules.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::Read;
 use std::path::Path;
 
@@ -15,22 +17,7 @@ use pacsbox_archive::{
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 
-fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
-    let mut v = value.to_vec();
-    if v.len() % 2 == 1 {
-        v.push(if vr == b"UI" { 0 } else { b' ' });
-    }
-    out.extend(group.to_le_bytes());
-    out.extend(elem.to_le_bytes());
-    out.extend(vr);
-    if vr == b"OW" || vr == b"OB" {
-        out.extend([0, 0]);
-        out.extend((v.len() as u32).to_le_bytes());
-    } else {
-        out.extend((v.len() as u16).to_le_bytes());
-    }
-    out.extend(v);
-}
+use common::element;
 
 /// An explicit VR little endian CT dataset (no File Meta), as a C-STORE would carry it.
 fn dataset(sop: &str, study: &str, name: &[u8], pixel: u8) -> Vec<u8> {

@@ -43,6 +43,8 @@ const ROLE_SOURCE: Code = dcm("110153", "Source Role ID");
 const PATIENT_NUMBER: Code = Code("2", "RFC-3881", "Patient Number");
 const URI: Code = Code("12", "RFC-3881", "URI");
 const STUDY_INSTANCE_UID: Code = dcm("110180", "Study Instance UID");
+/// A.5.3.9: a patient's record created, read, updated or deleted.
+pub const PATIENT_RECORD: Code = dcm("110110", "Patient Record");
 const SOP_CLASS_UID: Code = dcm("110181", "SOP Class UID");
 
 /// Which audit message an action is, and what it did (EventActionCode: Create, Read, Update,
@@ -98,6 +100,13 @@ pub fn event_of(action: &str, outcome: &str) -> EventKind {
         "study.view" | "study.viewer" | "instance.header" => kind(INSTANCES_ACCESSED, None, 'R'),
         "conflict.keep" | "conflict.replace" => kind(INSTANCES_ACCESSED, None, 'U'),
         "conflict.discard" => kind(INSTANCES_ACCESSED, None, 'D'),
+        // Corrections (A.5.3.9 for the patient's demographics, A.5.3.3 for instances).
+        "patient.edit" | "patient.merge" => kind(PATIENT_RECORD, None, 'U'),
+        "operations.view" => kind(PATIENT_RECORD, None, 'R'),
+        "study.edit" | "study.move" | "series.split" | "operation.undo" => {
+            kind(INSTANCES_ACCESSED, None, 'U')
+        }
+        "data.delete" | "trash.purge" => kind(INSTANCES_ACCESSED, None, 'D'),
         "study.download" | "instance.download" => kind(EXPORT, None, 'R'),
         // A.5.3.4: C = the receiver (this box) did not hold the instances before.
         "dicom.store" => kind(INSTANCES_TRANSFERRED, None, 'C'),

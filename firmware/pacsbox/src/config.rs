@@ -260,6 +260,9 @@ pub struct Config {
     /// MiB the conflicting duplicates under conflicts/ may take; past it a conflicting
     /// newcomer is refused (A700) until an admin resolves conflicts.
     pub conflicts_max_mb: u64,
+    /// Days the previous versions of edited or deleted instances stay in trash/ (undo works
+    /// that long), then they are purged.
+    pub trash_days: u32,
     /// Seconds of silence after which an association is closed.
     pub idle_timeout_s: u64,
     /// ARTIM, seconds: a new DICOM connection has this long to send its A-ASSOCIATE-RQ.
@@ -364,6 +367,7 @@ impl Default for Config {
             reserve_mb: archive.reserve_bytes >> 20,
             duplicates: archive.duplicates,
             conflicts_max_mb: archive.conflicts_max_bytes >> 20,
+            trash_days: archive.trash_days,
             idle_timeout_s: scp.idle_timeout.as_secs(),
             artim_timeout_s: scp.artim_timeout.as_secs(),
             max_pending_connections: scp.max_pending,
@@ -485,6 +489,7 @@ impl Config {
             compress: self.compress,
             sync: self.durability,
             conflicts_max_bytes: self.conflicts_max_mb << 20,
+            trash_days: self.trash_days,
         }
     }
 

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pacsbox_archive::InstanceRecord;
+use pacsbox_archive::edit::{Actor, PatientFields, Request, StudyFields, Target};
 
 use crate::config::{Config, DataArgs, ServeFlags};
 
@@ -64,11 +65,151 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Correct a patient's demographics in every study of that patient (stopped box).
+    EditPatient {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The patient, by Patient ID.
+        #[arg(long)]
+        patient: String,
+        #[command(flatten)]
+        fields: PatientArgs,
+    },
+    /// Correct a study's attributes (stopped box).
+    EditStudy {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Study Instance UID.
+        #[arg(long)]
+        study: String,
+        #[command(flatten)]
+        fields: StudyArgs,
+    },
+    /// Move a study to another patient (it takes that patient's ID, name, birth date, sex).
+    Move {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        study: String,
+        /// Patient ID of the patient it belongs to.
+        #[arg(long)]
+        to_patient: String,
+    },
+    /// Merge two patients: every study of --from moves to --into.
+    Merge {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        into: String,
+    },
+    /// Split a series out of its study into a new study (new Study Instance UID), optionally
+    /// under another patient.
+    Split {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        series: String,
+        /// Patient ID of the patient the new study belongs to (default: the same patient).
+        #[arg(long)]
+        to_patient: Option<String>,
+    },
+    /// Delete an instance, series, study or patient to the trash (restorable until purged).
+    Delete {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Bring back what a delete operation took.
+    Restore {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The delete's operation number (`pacsbox history`).
+        #[arg(long)]
+        operation: u64,
+    },
+    /// Undo an operation: the exact previous files come back from the trash.
+    Undo {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        operation: u64,
+    },
+    /// Print the operations history as TSV, newest first: number, time (Unix), user, address,
+    /// kind, target, instances, undone by, changes.
+    History {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Remove expired previous versions from the trash (or, with --all, every one now).
+    Purge {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        all: bool,
+    },
     /// The audit trail: check its hash chain, or export records as CSV.
     Audit {
         #[command(subcommand)]
         action: AuditCommand,
     },
+}
+
+/// Patient attributes to set; absent ones stay, an empty one is cleared.
+#[derive(clap::Args)]
+struct PatientArgs {
+    /// Patient's Name as DICOM writes it: FAMILY^GIVEN^MIDDLE^PREFIX^SUFFIX, with up to three
+    /// groups (alphabetic=ideographic=phonetic).
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    id: Option<String>,
+    #[arg(long)]
+    issuer: Option<String>,
+    /// YYYYMMDD
+    #[arg(long)]
+    birth_date: Option<String>,
+    /// M, F or O
+    #[arg(long)]
+    sex: Option<String>,
+}
+
+/// Study attributes to set; absent ones stay, an empty one is cleared.
+#[derive(clap::Args)]
+struct StudyArgs {
+    #[arg(long)]
+    accession: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    #[arg(long)]
+    referring_physician: Option<String>,
+    /// YYYYMMDD
+    #[arg(long)]
+    date: Option<String>,
+    /// HHMMSS
+    #[arg(long)]
+    time: Option<String>,
+    #[arg(long)]
+    study_id: Option<String>,
+}
+
+/// Exactly one of these.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct TargetArgs {
+    #[arg(long)]
+    instance: Option<String>,
+    #[arg(long)]
+    series: Option<String>,
+    #[arg(long)]
+    study: Option<String>,
+    /// Patient ID.
+    #[arg(long)]
+    patient: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -236,6 +377,122 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
             print!("{}", pacsbox_audit::to_csv(&rows));
             Ok(ExitCode::SUCCESS)
         }
+        Command::EditPatient {
+            data,
+            patient,
+            fields: f,
+        } => operate(
+            &data,
+            Request::EditPatient {
+                patient,
+                fields: PatientFields {
+                    name: f.name,
+                    id: f.id,
+                    issuer: f.issuer,
+                    birth_date: f.birth_date,
+                    sex: f.sex,
+                },
+            },
+        ),
+        Command::EditStudy {
+            data,
+            study,
+            fields: f,
+        } => operate(
+            &data,
+            Request::EditStudy {
+                study,
+                fields: StudyFields {
+                    accession: f.accession,
+                    description: f.description,
+                    referring_physician: f.referring_physician,
+                    date: f.date,
+                    time: f.time,
+                    study_id: f.study_id,
+                },
+            },
+        ),
+        Command::Move {
+            data,
+            study,
+            to_patient,
+        } => operate(&data, Request::MoveStudy { study, to_patient }),
+        Command::Merge { data, from, into } => operate(&data, Request::Merge { from, into }),
+        Command::Split {
+            data,
+            series,
+            to_patient,
+        } => operate(&data, Request::SplitSeries { series, to_patient }),
+        Command::Delete { data, target: t } => {
+            let target = match (t.instance, t.series, t.study, t.patient) {
+                (Some(u), ..) => Target::Instance(u),
+                (_, Some(u), ..) => Target::Series(u),
+                (_, _, Some(u), _) => Target::Study(u),
+                (_, _, _, Some(p)) => Target::Patient(p),
+                _ => {
+                    anyhow::bail!("name what to delete: --instance, --series, --study or --patient")
+                }
+            };
+            operate(&data, Request::Delete(target))
+        }
+        Command::Restore { data, operation } => {
+            let archive = Config::from_args(&data)?.open_archive_offline()?;
+            match archive.operation(operation)? {
+                Some(op) if op.request.kind() == "delete" => {}
+                Some(op) => anyhow::bail!(
+                    "operation {operation} is a {}, not a delete: use `pacsbox undo`",
+                    op.request.kind()
+                ),
+                None => anyhow::bail!("no operation {operation}"),
+            }
+            drop(archive);
+            operate(&data, Request::Undo(operation))
+        }
+        Command::Undo { data, operation } => operate(&data, Request::Undo(operation)),
+        Command::History { data, limit } => {
+            use std::io::Write;
+            let archive = Config::from_args(&data)?.open_archive_offline()?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for op in archive.operations(limit)? {
+                let changes: Vec<String> = op
+                    .values
+                    .iter()
+                    .map(|(n, b, a)| format!("{n}: {b} -> {a}"))
+                    .collect();
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    op.id,
+                    op.unix,
+                    op.user,
+                    op.address,
+                    op.kind,
+                    op.target,
+                    op.instances,
+                    op.undone_by.map(|u| u.to_string()).unwrap_or_default(),
+                    changes.join("; ")
+                )?;
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Purge { data, all } => {
+            let c = Config::from_args(&data)?;
+            let archive = c.open_archive_offline()?;
+            let audit = pacsbox_audit::Audit::open(&c.audit_dir(), c.audit_keep_days)?;
+            let report = archive.purge_trash(all.then_some(0))?;
+            audit.record(pacsbox_web::audit::purge_event(
+                &report,
+                &cli_user(),
+                "local",
+            ));
+            audit.flush();
+            println!(
+                "purged {} operation(s): {} file(s), {} bytes",
+                report.operations, report.files, report.bytes
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reindex { data } => {
             let c = Config::from_args(&data)?;
             let n = pacsbox_archive::reindex(&c.data_dir)
@@ -244,6 +501,51 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `cli:<unix user>`: who ran a command, for the history and the audit trail.
+fn cli_user() -> String {
+    let name = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        // SAFETY: getuid cannot fail.
+        .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }));
+    format!("cli:{name}")
+}
+
+/// Runs one correction on a stopped box and records it in the audit trail, done or refused.
+fn operate(data: &DataArgs, request: Request) -> anyhow::Result<ExitCode> {
+    let c = Config::from_args(data)?;
+    let archive = c.open_archive_offline()?;
+    let audit = pacsbox_audit::Audit::open(&c.audit_dir(), c.audit_keep_days)?;
+    let user = cli_user();
+    let actor = Actor {
+        user: user.clone(),
+        address: "local".into(),
+    };
+    let result = archive.operate(request.clone(), actor, None);
+    let code = match &result {
+        Ok(op) => {
+            audit.record(pacsbox_web::audit::operation_event(op, &user, "local"));
+            println!(
+                "operation {}: {} {}, {} instance(s)",
+                op.id, op.kind, op.target, op.instances
+            );
+            for (n, b, a) in &op.values {
+                println!("  {n}: {b} -> {a}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            audit.record(pacsbox_web::audit::operation_refused_event(
+                &request, &user, "local", e,
+            ));
+            eprintln!("pacsbox: {e}");
+            ExitCode::FAILURE
+        }
+    };
+    audit.flush();
+    Ok(code)
 }
 
 fn print_rows(rows: Vec<(String, InstanceRecord)>) -> anyhow::Result<()> {

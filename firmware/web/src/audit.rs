@@ -63,6 +63,7 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
             on_study("instance.download", &study_of_instance(web, sop)).detail(*sop)
         }
         (false, ["admin", "audit"]) => event("audit.view").detail(terms(req)),
+        (false, ["admin", "operations"]) => event("operations.view"),
         (true, ["logout"]) => event("web.logout"),
         (true, ["account", "password"]) => event("web.password"),
         // Asking "delete?" changes nothing; the confirmed post is what is recorded.
@@ -99,4 +100,77 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
         format!("failed: HTTP {status}")
     };
     web.audit.record(e.outcome(outcome));
+}
+
+/// The trail's action for an operation kind (`pacsbox_archive::edit::Request::kind`).
+pub fn operation_action(kind: &str) -> &'static str {
+    match kind {
+        "edit-patient" => "patient.edit",
+        "edit-study" => "study.edit",
+        "move-study" => "study.move",
+        "merge" => "patient.merge",
+        "split-series" => "series.split",
+        "delete" => "data.delete",
+        "undo" => "operation.undo",
+        _ => "operation.other",
+    }
+}
+
+/// An operation done (web page or command line): who, from where, the patient and study,
+/// and in `detail` the operation's number, target, each attribute's before and after, and the
+/// number of instances.
+pub fn operation_event(
+    op: &pacsbox_archive::edit::OperationSummary,
+    actor: &str,
+    client: &str,
+) -> Event {
+    let changes: Vec<String> = op
+        .values
+        .iter()
+        .map(|(n, b, a)| format!("{n}: {b:?} -> {a:?}"))
+        .collect();
+    let detail = format!(
+        "operation {}: {}; {}{}{} instance(s)",
+        op.id,
+        op.target,
+        changes.join("; "),
+        if changes.is_empty() { "" } else { "; " },
+        op.instances
+    );
+    // The trail's patient column holds one `ID (NAME)`: the patient the data is under now
+    // (the other one, for a move or merge, is in the detail).
+    Event::new(operation_action(op.kind), actor, client)
+        .patient(op.patients.last().cloned().unwrap_or_default())
+        .study(op.studies.join(" "))
+        .detail(detail)
+}
+
+/// An operation refused or failed, with the reason.
+pub fn operation_refused_event(
+    request: &pacsbox_archive::edit::Request,
+    actor: &str,
+    client: &str,
+    error: &pacsbox_archive::edit::EditError,
+) -> Event {
+    let outcome = match error {
+        pacsbox_archive::edit::EditError::Io { .. }
+        | pacsbox_archive::edit::EditError::Index(_)
+        | pacsbox_archive::edit::EditError::Rewrite { .. } => format!("failed: {error}"),
+        _ => format!("refused: {error}"),
+    };
+    Event::new(operation_action(request.kind()), actor, client)
+        .outcome(outcome)
+        .detail(format!("{request:?}"))
+}
+
+/// An admin's purge of the trash.
+pub fn purge_event(
+    report: &pacsbox_archive::edit::PurgeReport,
+    actor: &str,
+    client: &str,
+) -> Event {
+    Event::new("trash.purge", actor, client).detail(format!(
+        "{} operation(s), {} file(s), {} bytes",
+        report.operations, report.files, report.bytes
+    ))
 }

@@ -75,8 +75,8 @@ pub fn page(web: &Web, s: &Session, error: &str, message: &str) -> Result<Reply,
         })
         .collect();
     let stats = web.archive.conflict_stats();
-    let mut r = Reply::html(
-        ConflictsPage {
+    crate::pages::form_page(
+        &ConflictsPage {
             nav: crate::pages::nav(s),
             csrf: &s.csrf,
             rows,
@@ -88,13 +88,9 @@ pub fn page(web: &Web, s: &Session, error: &str, message: &str) -> Result<Reply,
             },
             error,
             message,
-        }
-        .render()?,
-    );
-    if !error.is_empty() {
-        r.status = 400;
-    }
-    Ok(r)
+        },
+        error,
+    )
 }
 
 pub fn post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError> {

@@ -11,10 +11,11 @@
 //! bounded set of sender threads so a client that never reads cannot hold a worker
 //! (`server.rs`).
 
-mod audit;
+pub mod audit;
 pub mod auth;
 pub mod certificate;
 mod conflicts;
+mod edit;
 pub mod guard;
 mod header;
 mod pages;

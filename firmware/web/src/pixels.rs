@@ -83,14 +83,15 @@ impl From<ImagingError> for HttpError {
 }
 
 fn instance(web: &Web, sop: &str) -> Result<Arc<Instance>, HttpError> {
-    if let Some(i) = web.pixel_caches.instances.get(sop) {
-        return Ok(i);
-    }
+    // The index first, always: a deleted instance is gone at once, cached or not.
     let rec = web
         .archive
         .index()
         .instance(sop)?
         .ok_or(HttpError::NotFound)?;
+    if let Some(i) = web.pixel_caches.instances.get(sop) {
+        return Ok(i);
+    }
     let inst = Arc::new(Instance::read(web.archive.open_part10(&rec)?)?);
     // The decoded object is about as big as the file with its pixels unpacked.
     let size = usize::try_from(rec.file_size).unwrap_or(usize::MAX);
@@ -173,6 +174,10 @@ pub fn instance_api(web: &Web, req: &Req, sop: &str, rest: &[&str]) -> Result<Re
 }
 
 fn preview(web: &Web, sop: &str, frame: u32, max: u32) -> Result<Reply, HttpError> {
+    // A deleted instance's cached previews are not served.
+    if web.archive.index().instance(sop)?.is_none() {
+        return Err(HttpError::NotFound);
+    }
     let key = format!("{sop}/{frame}/{max}");
     let png = match web.pixel_caches.previews.get(&key) {
         Some(p) => p,

@@ -37,6 +37,9 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/certificate"),
     ("POST", "/admin/peers"),
     ("POST", "/admin/conflicts"),
+    ("GET", "/admin/operations"),
+    ("POST", "/admin/operations"),
+    ("POST", "/study/{uid}/edit"),
     ("GET", "/status"),
     ("GET", "/search"),
     ("GET", "/study/{uid}"),
@@ -157,6 +160,18 @@ fn answer(
         (true, ["admin", "conflicts"]) => {
             need(&session, Right::Edit)?;
             crate::conflicts::post(web, &session, req)
+        }
+        (false, ["admin", "operations"]) => {
+            need(&session, Right::Edit)?;
+            crate::edit::operations_page(web, &session, "", "")
+        }
+        (true, ["admin", "operations"]) => {
+            need(&session, Right::Edit)?;
+            crate::edit::operations_post(web, &session, req)
+        }
+        (true, ["study", uid, "edit"]) => {
+            need(&session, Right::Edit)?;
+            crate::edit::study_post(web, &session, req, check_uid(uid)?)
         }
         (false, ["admin", "peers"]) => {
             admin(&session)?;

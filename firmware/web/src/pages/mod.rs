@@ -30,7 +30,7 @@ pub use login::{login_form, login_post};
 pub use peers::{peers_page, peers_post};
 pub use search::search_page;
 pub use status::{status_json, status_page, status_txt};
-pub use study::{series_json, study_page, study_zip};
+pub use study::{series_json, study_page, study_page_with, study_zip};
 pub use users::{users_page, users_post};
 pub use viewer::viewer_page;
 
@@ -56,7 +56,7 @@ fn page(t: &impl Template) -> Result<Reply, HttpError> {
 }
 
 /// A form page shown again after a post: 400 when it carries an error.
-fn form_page(t: &impl Template, error: &str) -> Result<Reply, HttpError> {
+pub(crate) fn form_page(t: &impl Template, error: &str) -> Result<Reply, HttpError> {
     let mut r = page(t)?;
     if !error.is_empty() {
         r.status = 400;

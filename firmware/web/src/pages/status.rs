@@ -82,22 +82,21 @@ pub fn status_page(web: &Web, s: &Session) -> Result<Reply, HttpError> {
     let recent = doc
         .recent_studies
         .iter()
-        .map(|r| {
-            let patient = web
-                .archive
-                .index()
-                .study(&r.study_uid)
-                .ok()
-                .flatten()
-                .map(|st| search::show_name(&st.patient_name))
-                .unwrap_or_default();
-            RecentRow {
+        // Names from the index now, not from when they arrived: a correction shows at once,
+        // and a deleted study is not listed.
+        .filter_map(|r| {
+            let patient = match web.archive.index().study(&r.study_uid) {
+                Ok(Some(st)) => search::show_name(&st.patient_name),
+                Ok(None) => return None,
+                Err(_) => String::new(),
+            };
+            Some(RecentRow {
                 when: local_time(r.received_unix),
                 study_uid: r.study_uid.clone(),
                 patient,
                 modality: r.modality.clone(),
                 calling_ae: r.calling_ae.clone(),
-            }
+            })
         })
         .collect();
     let up = doc.uptime_s;

@@ -5,7 +5,7 @@ use askama::Template;
 use pacsbox_archive::query::{Attr, Level, Matcher, Query};
 use serde::Serialize;
 
-use super::{Nav, nav, page};
+use super::{Nav, nav};
 use crate::Web;
 use crate::auth::Session;
 use crate::reply::{HttpError, Reply};
@@ -28,6 +28,10 @@ struct StudyPage {
     st: StudyRow,
     referring: String,
     series: Vec<SeriesView>,
+    /// The correction forms, for editors and admins.
+    edit: Option<crate::edit::EditForms>,
+    error: String,
+    message: String,
 }
 
 fn study_query(uid: &str) -> Query {
@@ -71,6 +75,17 @@ pub fn series_of(web: &Web, study_uid: &str) -> Result<Vec<SeriesListing>, HttpE
 }
 
 pub fn study_page(web: &Web, s: &Session, uid: &str) -> Result<Reply, HttpError> {
+    study_page_with(web, s, uid, "", "")
+}
+
+/// The study page after a correction form was posted: its outcome on top (400 with an error).
+pub fn study_page_with(
+    web: &Web,
+    s: &Session,
+    uid: &str,
+    error: &str,
+    message: &str,
+) -> Result<Reply, HttpError> {
     let (st, referring) = study_row(web, uid)?;
     let series = series_of(web, uid)?
         .into_iter()
@@ -84,12 +99,18 @@ pub fn study_page(web: &Web, s: &Session, uid: &str) -> Result<Reply, HttpError>
             first_sop: inst.first().map(|i| i.0.clone()),
         })
         .collect();
-    page(&StudyPage {
-        nav: nav(s),
-        st,
-        referring,
-        series,
-    })
+    super::form_page(
+        &StudyPage {
+            nav: nav(s),
+            st,
+            referring,
+            series,
+            edit: crate::edit::forms(web, s, uid)?,
+            error: error.to_owned(),
+            message: message.to_owned(),
+        },
+        error,
+    )
 }
 
 #[derive(Serialize)]
