@@ -809,6 +809,13 @@ def dir_files(d: Path) -> list[Path]:
     return sorted(p for p in d.rglob("*") if p.is_file()) if d.exists() else []
 
 
+def tmp_leftovers(data: Path) -> list[Path]:
+    """Files in DATA/tmp/ but the empty spares a running server keeps ready for stores."""
+    return [
+        p for p in dir_files(data / "tmp") if not (p.name.startswith("spare-") and p.stat().st_size == 0)
+    ]
+
+
 @dataclass
 class BackgroundStorer:
     """Stores fresh CT instances on one association until stopped or cut off.

@@ -109,6 +109,6 @@ def test_reserve_gives_a700_then_recovers(server, tmpfs):
         assert refused_sop not in listed, "the instance refused with A700 must not be indexed"
         r = srv.verify("--checksums")
         assert r.returncode == 0, r.describe()
-        assert not h.dir_files(data / "tmp"), "stray temp files left after A700"
+        assert not h.tmp_leftovers(data), "stray temp files left after A700"
     finally:
         srv.kill()

@@ -173,4 +173,4 @@ def test_conflicts_past_the_cap_are_refused_with_a700(server, tmp_path):
     assert [(a["kind"], a["count"], a["severity"]) for a in _conflict_alarms(srv)] == [("conflicts_full", 1, "critical")]
     # new instances are not affected by the cap
     assert _store(srv, h.fresh_ct()) == [0x0000]
-    assert not h.dir_files(srv.data / "tmp")
+    assert not h.tmp_leftovers(srv.data)

@@ -57,7 +57,7 @@ def test_partial_dataset_is_discarded_and_the_resend_is_stored(server, tmp_path,
     status = h.send_files_raw(srv.dicom_port, srv.ae, "PARTIAL", [f])[f]
     assert status == 0x0000, f"complete resend answered {status}"
 
-    h.wait_until(lambda: not h.dir_files(srv.data / "tmp"), 30, "tmp/ to be empty")
+    h.wait_until(lambda: not h.tmp_leftovers(srv.data), 30, "tmp/ to be empty")
     srv.stop()
     listed = srv.list()
     assert sop in listed, "the complete resend is not indexed"

@@ -11,7 +11,8 @@
 //!    records are now on stable storage. This is the commit point, and the only sync a batch
 //!    costs, however many instances and associations it holds. (In `Fsync` mode, used when the
 //!    data directory shares its file system with other writers, each receiving thread
-//!    fdatasyncs its own file and the batch syncs the journal and `tmp/` instead.);
+//!    fdatasyncs its own file and the batch syncs the journal instead, and `tmp/` only when
+//!    a file in it is not a spare whose name was made durable ahead, `spare.rs`.);
 //! 4. renames the temp files into `archive/` and indexes the batch in redb without waiting for
 //!    the disk (`Durability::None`);
 //! 5. answers every waiting association.
@@ -39,6 +40,9 @@ use crate::{DuplicatePolicy, Shared, SyncMode, layout};
 
 pub(crate) struct CommitJob {
     pub tmp_path: PathBuf,
+    /// `tmp_path`'s name is already durable (a spare, `spare.rs`): in `Fsync` mode a batch of
+    /// only such files needs no fsync of `tmp/`.
+    pub name_durable: bool,
     pub entry: IndexEntry,
     pub reply: Sender<Result<StoreOutcome, StoreError>>,
     /// An admin's "replace" of a conflict: overwrite whatever the policy says.
@@ -541,10 +545,12 @@ impl CommitThread {
         self.journal.write_all(&buf)?;
         match self.shared.config.sync {
             SyncMode::Fsync => {
-                // The files' data was synced by their receiving threads; their names in tmp/
-                // and the journal records remain.
+                // The files' data was synced by their receiving threads; the journal records
+                // remain, and the names in tmp/ of files that were not spares.
                 self.journal.sync_data()?;
-                File::open(layout::tmp_dir(&self.shared.root))?.sync_all()?;
+                if planned.iter().any(|(job, _)| !job.name_durable) {
+                    File::open(layout::tmp_dir(&self.shared.root))?.sync_all()?;
+                }
             }
             _ => sync_volume(&self.volume)?,
         }

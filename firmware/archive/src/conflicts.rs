@@ -262,6 +262,7 @@ fn replace(
     let (tx, rx) = std::sync::mpsc::channel();
     let submitted = committer.submit(CommitJob {
         tmp_path: tmp_path.clone(),
+        name_durable: false,
         entry,
         reply: tx,
         replace: true,

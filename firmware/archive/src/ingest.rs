@@ -135,6 +135,8 @@ pub struct IncomingInstance {
     committer: Arc<Committer>,
     req: StoreRequest,
     tmp_path: PathBuf,
+    /// The temp file is a spare whose name in `tmp/` is already durable.
+    name_durable: bool,
     sink: Option<Sink>,
     dataset_hasher: xxhash_rust::xxh3::Xxh3,
     zstd: bool,
@@ -175,14 +177,18 @@ pub(crate) fn begin(
             req.transfer_syntax
         )));
     }
-    let n = shared.nonce.fetch_add(1, Ordering::Relaxed);
-    let tmp_path = layout::tmp_dir(&shared.root).join(format!("{}-{n}.part", std::process::id()));
     let spares = shared
         .spares
         .get_or_init(|| crate::spare::Spares::start(layout::tmp_dir(&shared.root)));
-    let file = match spares.take(&tmp_path) {
-        Some(f) => f,
-        None => File::create(&tmp_path).map_err(StoreError::from_write)?,
+    let (file, tmp_path, name_durable) = match spares.take() {
+        Some(spare) => (spare.file, spare.path, true),
+        None => {
+            let n = shared.nonce.fetch_add(1, Ordering::Relaxed);
+            let path =
+                layout::tmp_dir(&shared.root).join(format!("{}-{n}.part", std::process::id()));
+            let file = File::create(&path).map_err(StoreError::from_write)?;
+            (file, path, false)
+        }
     };
     // Compressed here only when configured so; by default the compactor does it when idle.
     let zstd = shared.config.zstd_level > 0
@@ -210,6 +216,7 @@ pub(crate) fn begin(
         committer,
         req,
         tmp_path,
+        name_durable,
         sink: None,
         dataset_hasher: xxhash_rust::xxh3::Xxh3::new(),
         zstd,
@@ -358,6 +365,7 @@ impl IncomingInstance {
         let (tx, rx) = std::sync::mpsc::channel();
         let job = CommitJob {
             tmp_path: std::mem::take(&mut self.tmp_path),
+            name_durable: self.name_durable,
             entry: IndexEntry { attrs, record },
             reply: tx,
             replace: false,

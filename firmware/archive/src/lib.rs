@@ -159,8 +159,8 @@ pub(crate) struct Shared {
     pub edit_lock: std::sync::Mutex<()>,
     /// The DICOM peer table and access mode (`Archive::configure_access`).
     peers: std::sync::RwLock<Arc<peers::PeerRegistry>>,
-    /// Unnamed files in `tmp/`, made ahead for incoming instances from the first store on
-    /// (commands that only read never start the thread).
+    /// Empty files in `tmp/` with durable names, made ahead for incoming instances from the
+    /// first store on (commands that only read never start the thread).
     pub spares: std::sync::OnceLock<Arc<spare::Spares>>,
 }
 

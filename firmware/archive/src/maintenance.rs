@@ -355,6 +355,54 @@ mod tests {
         assert_eq!(index.counts().unwrap().instances, 1);
     }
 
+    /// `kill -9` with spares in tmp/ (`spare.rs`): unused ones (empty, named in no record),
+    /// one taken by a store that never reached its commit (partly written, no record) and one
+    /// whose batch committed. Only the committed one is filed and indexed; the rest go.
+    #[test]
+    fn recovery_clears_unused_spares_and_never_indexes_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let tmp = layout::tmp_dir(root);
+        std::fs::create_dir_all(&tmp).unwrap();
+        let index = Index::open(&layout::index_path(root)).unwrap();
+        for n in 0..4 {
+            std::fs::write(tmp.join(format!("spare-7-{n}")), b"").unwrap();
+        }
+        std::fs::write(tmp.join("spare-7-4"), b"half a data s").unwrap();
+        std::fs::write(tmp.join("spare-7-5"), b"committed").unwrap();
+        let hash = xxhash_rust::xxh3::xxh3_64(b"committed");
+        let rel = "archive/00/1.2.3/1.2.3.4/1.2.3.4.5.dcm";
+        let mut journal = encode_record(&JournalRecord {
+            tmp_name: "spare-7-5".into(),
+            target: rel.into(),
+            file_hash: hash,
+            entry: Some(entry("1.2.3.4.5", rel, hash)),
+        })
+        .unwrap();
+        // a record naming an empty spare (its data never reached the disk): skipped
+        let rel_empty = "archive/00/1.2.3/1.2.3.4/1.2.3.4.6.dcm";
+        journal.extend(
+            encode_record(&JournalRecord {
+                tmp_name: "spare-7-0".into(),
+                target: rel_empty.into(),
+                file_hash: hash,
+                entry: Some(entry("1.2.3.4.6", rel_empty, hash)),
+            })
+            .unwrap(),
+        );
+        std::fs::write(layout::journal_path(root), &journal).unwrap();
+
+        let report = recover(root, &index).unwrap();
+        assert_eq!(report.renames_redone, 1);
+        assert_eq!(report.temp_files_removed, 5);
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+        assert_eq!(std::fs::read(root.join(rel)).unwrap(), b"committed");
+        assert!(!root.join(rel_empty).exists());
+        assert_eq!(index.counts().unwrap().instances, 1);
+        assert!(index.instance("1.2.3.4.6").unwrap().is_none());
+        assert!(verify(root, &index, true).unwrap().is_clean());
+    }
+
     /// `kill -9` after an overwrite's (or an admin's replace's) commit point but before its
     /// rename: the old file is still at the target, the new one in tmp/. The index must end
     /// up pointing at the new file's hash, and the file must be the new one.
