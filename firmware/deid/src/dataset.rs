@@ -61,8 +61,8 @@ impl Elem<'_> {
     }
 }
 
-/// VRs whose explicit header has two reserved bytes and a 32-bit length.
-fn long_vr(vr: [u8; 2]) -> bool {
+/// VRs whose explicit header has two reserved bytes and a 32-bit length (PS3.5 7.1.2).
+pub fn long_vr(vr: [u8; 2]) -> bool {
     matches!(
         &vr,
         b"OB"

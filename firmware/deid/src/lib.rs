@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 
 pub use actions::{Action, Basic, Opt, Row, action_of, row_of};
+pub use dataset::long_vr;
 use dataset::{Elem, Enc, Value};
 
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";

@@ -89,12 +89,14 @@ fn value<'a>(elems: &'a [Elem<'a>], tag: u32) -> Option<String> {
 
 #[test]
 fn table_is_the_whole_of_e1_1() {
-    // 621 rows in 2024b: 617 single tags, 3 repeating groups, and the private-attributes row.
-    assert_eq!(table::EXACT.len(), 617);
+    // 621 rows in 2024b: 617 single tags, 3 repeating groups, and the private-attributes row;
+    // 35 single tags added by 2026c.
+    assert_eq!(table::EXACT.len(), 617 + 35);
     assert_eq!(table::MASKED.len(), 3);
     assert!(table::EXACT.windows(2).all(|w| w[0].0 < w[1].0));
     assert_eq!(row_of(0x0010_0010).map(|r| r.basic), Some(Basic::Z));
     assert_eq!(row_of(0x6002_3000).map(|r| r.basic), Some(Basic::X));
+    assert_eq!(row_of(0x0070_0006).map(|r| r.basic), Some(Basic::D));
 }
 
 #[test]

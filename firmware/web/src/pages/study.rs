@@ -5,7 +5,7 @@ use askama::Template;
 use pacsbox_archive::query::{Attr, Level, Matcher, Query};
 use serde::Serialize;
 
-use super::{Nav, nav, page};
+use super::{Nav, nav};
 use crate::Web;
 use crate::auth::Session;
 use crate::reply::{HttpError, Reply};
@@ -28,6 +28,10 @@ struct StudyPage {
     st: StudyRow,
     referring: String,
     series: Vec<SeriesView>,
+    /// The anonymize form's error, when it is shown again.
+    error: String,
+    /// The study has images of a modality that often burns text into the pixels.
+    burn_in: bool,
 }
 
 fn study_query(uid: &str) -> Query {
@@ -71,6 +75,16 @@ pub fn series_of(web: &Web, study_uid: &str) -> Result<Vec<SeriesListing>, HttpE
 }
 
 pub fn study_page(web: &Web, s: &Session, uid: &str) -> Result<Reply, HttpError> {
+    study_page_with(web, s, uid, String::new())
+}
+
+/// The study page, with an error for its anonymize form (then answered 400).
+pub(super) fn study_page_with(
+    web: &Web,
+    s: &Session,
+    uid: &str,
+    error: String,
+) -> Result<Reply, HttpError> {
     let (st, referring) = study_row(web, uid)?;
     let series = series_of(web, uid)?
         .into_iter()
@@ -83,13 +97,21 @@ pub fn study_page(web: &Web, s: &Session, uid: &str) -> Result<Reply, HttpError>
             instances: rec.instances,
             first_sop: inst.first().map(|i| i.0.clone()),
         })
-        .collect();
-    page(&StudyPage {
-        nav: nav(s),
-        st,
-        referring,
-        series,
-    })
+        .collect::<Vec<SeriesView>>();
+    let burn_in = series
+        .iter()
+        .any(|s| pacsbox_archive::deid::BURN_IN_MODALITIES.contains(&s.modality.as_str()));
+    super::form_page(
+        &StudyPage {
+            nav: nav(s),
+            st,
+            referring,
+            series,
+            error: error.clone(),
+            burn_in,
+        },
+        &error,
+    )
 }
 
 #[derive(Serialize)]
