@@ -76,6 +76,11 @@ pub fn action_of(tag: u32, vr: [u8; 2], opts: &Options) -> Action {
     if group & 1 == 1 || tag & 0xFFFF == 0 {
         return Action::Remove;
     }
+    // Overlay Data (60xx,3000) goes (X; no Clean Graphics option): the rest of its group would
+    // describe an overlay that is not there, so the whole group goes with it.
+    if (0x6000..=0x601E).contains(&group) {
+        return Action::Remove;
+    }
     let Some(row) = row_of(tag) else {
         // Not listed: kept, except person names, which the table may not list in every place
         // they occur (the Korean-names requirement: no name survives whatever its attribute).

@@ -133,10 +133,11 @@ impl Options {
     }
 }
 
-/// Original UID → new UID for one anonymization run (one study).
+/// Original UID → new UID for one anonymization run (one study). Shared by the threads that
+/// anonymize a study's instances: the new UID depends only on the key and the original.
 pub struct UidMap {
     key: [u8; 32],
-    seen: HashMap<String, String>,
+    seen: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl UidMap {
@@ -153,18 +154,15 @@ impl UidMap {
     pub fn with_key(key: [u8; 32]) -> UidMap {
         UidMap {
             key,
-            seen: HashMap::new(),
+            seen: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
     /// The new UID for `uid` (trailing padding ignored; empty stays empty).
-    pub fn map(&mut self, uid: &str) -> String {
+    pub fn map(&self, uid: &str) -> String {
         let uid = uid.trim_end_matches(['\0', ' ']).trim();
         if uid.is_empty() {
             return String::new();
-        }
-        if let Some(n) = self.seen.get(uid) {
-            return n.clone();
         }
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         ctx.update(&self.key);
@@ -173,17 +171,21 @@ impl UidMap {
         let mut b = [0u8; 16];
         b.copy_from_slice(&d.as_ref()[..16]);
         let new = format!("2.25.{}", u128::from_be_bytes(b));
-        self.seen.insert(uid.to_owned(), new.clone());
+        // Kept only to count them; a poisoned lock loses nothing that matters.
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uid.to_owned(), new.clone());
         new
     }
 
     /// How many distinct UIDs were replaced.
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.len() == 0
     }
 }
 
@@ -222,7 +224,7 @@ pub struct Anonymized {
 pub fn anonymize(
     input: &[u8],
     opts: &Options,
-    uids: &mut UidMap,
+    uids: &UidMap,
     imp: Implementation<'_>,
 ) -> Result<Anonymized, DeidError> {
     opts.validate()?;
@@ -515,7 +517,7 @@ fn find_caseless(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 struct Ctx<'o> {
     opts: &'o Options,
-    uids: &'o mut UidMap,
+    uids: &'o UidMap,
     cleaner: Cleaner,
 }
 

@@ -49,6 +49,8 @@ fn sample(enc: Enc, ts: &str) -> Vec<u8> {
         t(0x0020_000E, b"UI", b"1.2.3.10"),
         t(0x0020_0052, b"UI", b"1.2.3.99"),
         t(0x0028_0301, b"CS", b"YES"),
+        bytes_elem(0x6000_0010, *b"US", vec![8, 0]),
+        bytes_elem(0x6000_3000, *b"OW", vec![0xFF; 8]),
         bytes_elem(0x7FE0_0010, *b"OW", PIXELS.to_vec()),
     ];
     let mut out = vec![0u8; 128];
@@ -102,8 +104,8 @@ fn table_is_the_whole_of_e1_1() {
 #[test]
 fn basic_profile_on_explicit_le() {
     let input = sample(Enc::EXPLICIT_LE, "1.2.840.10008.1.2.1");
-    let mut map = UidMap::with_key([7; 32]);
-    let a = anonymize(&input, &opts(), &mut map, IMP).unwrap();
+    let map = UidMap::with_key([7; 32]);
+    let a = anonymize(&input, &opts(), &map, IMP).unwrap();
     let e = parsed(&a, Enc::EXPLICIT_LE);
     assert_eq!(value(&e, PATIENT_NAME).as_deref(), Some("PSEUDO^ONE"));
     assert_eq!(value(&e, PATIENT_ID).as_deref(), Some("P001"));
@@ -168,7 +170,7 @@ fn options_keep_dates_device_and_cleaned_descriptions() {
         clean_descriptors: true,
         ..opts()
     };
-    let a = anonymize(&input, &o, &mut UidMap::with_key([1; 32]), IMP).unwrap();
+    let a = anonymize(&input, &o, &UidMap::with_key([1; 32]), IMP).unwrap();
     let e = parsed(&a, Enc::EXPLICIT_LE);
     assert_eq!(value(&e, 0x0008_0020).as_deref(), Some("20240102"));
     assert_eq!(value(&e, 0x0018_1000).as_deref(), Some("SN-77"));
@@ -206,7 +208,7 @@ fn implicit_and_big_endian_and_deflated_round_trip() {
         ),
     ] {
         let input = sample(enc, ts);
-        let a = anonymize(&input, &opts(), &mut UidMap::with_key([2; 32]), IMP).unwrap();
+        let a = anonymize(&input, &opts(), &UidMap::with_key([2; 32]), IMP).unwrap();
         assert_eq!(a.transfer_syntax, ts);
         let e = parsed(&a, enc);
         assert_eq!(value(&e, PATIENT_ID).as_deref(), Some("P001"), "{ts}");
@@ -223,7 +225,7 @@ fn implicit_and_big_endian_and_deflated_round_trip() {
     z.write_all(&plain[start..]).unwrap();
     let mut input = plain[..start].to_vec();
     input.extend(z.finish().unwrap());
-    let a = anonymize(&input, &opts(), &mut UidMap::with_key([2; 32]), IMP).unwrap();
+    let a = anonymize(&input, &opts(), &UidMap::with_key([2; 32]), IMP).unwrap();
     let mut body = Vec::new();
     flate2::read::DeflateDecoder::new(&a.part10[a.dataset_offset..])
         .read_to_end(&mut body)
@@ -249,7 +251,7 @@ fn encapsulated_pixel_data_is_copied_verbatim() {
         0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
     ]);
     input.extend_from_slice(&frags);
-    let a = anonymize(&input, &opts(), &mut UidMap::with_key([3; 32]), IMP).unwrap();
+    let a = anonymize(&input, &opts(), &UidMap::with_key([3; 32]), IMP).unwrap();
     assert!(a.part10.ends_with(&frags));
 }
 const ITEM_OF: [u8; 4] = [0xFE, 0xFF, 0x00, 0xE0];
@@ -257,7 +259,7 @@ const ITEM_OF: [u8; 4] = [0xFE, 0xFF, 0x00, 0xE0];
 #[test]
 fn bad_input_and_pseudonyms_are_refused() {
     let input = sample(Enc::EXPLICIT_LE, "1.2.840.10008.1.2.1");
-    let mut map = UidMap::with_key([0; 32]);
+    let map = UidMap::with_key([0; 32]);
     for bad in ["", "Name\\Two", "홍길동", &"x".repeat(65)] {
         let o = Options {
             patient_name: bad.into(),
@@ -265,7 +267,7 @@ fn bad_input_and_pseudonyms_are_refused() {
         };
         assert!(
             matches!(
-                anonymize(&input, &o, &mut map, IMP),
+                anonymize(&input, &o, &map, IMP),
                 Err(DeidError::Pseudonym(_))
             ),
             "{bad:?}"
@@ -273,20 +275,20 @@ fn bad_input_and_pseudonyms_are_refused() {
     }
     for n in [0, 131, 140, input.len() - 3] {
         assert!(
-            anonymize(&input[..n], &opts(), &mut map, IMP).is_err(),
+            anonymize(&input[..n], &opts(), &map, IMP).is_err(),
             "cut at {n}"
         );
     }
     assert!(matches!(
-        anonymize(&[0; 200], &opts(), &mut map, IMP),
+        anonymize(&[0; 200], &opts(), &map, IMP),
         Err(DeidError::NotPart10)
     ));
 }
 
 #[test]
 fn uid_map_is_stable_within_a_run_and_differs_across_runs() {
-    let mut a = UidMap::with_key([1; 32]);
-    let mut b = UidMap::with_key([2; 32]);
+    let a = UidMap::with_key([1; 32]);
+    let b = UidMap::with_key([2; 32]);
     assert_eq!(a.map("1.2.3\0"), a.map("1.2.3"));
     assert_ne!(a.map("1.2.3"), b.map("1.2.3"));
     assert!(a.map("1.2.3").len() <= 64);
