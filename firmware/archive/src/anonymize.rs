@@ -194,6 +194,14 @@ impl Archive {
                                 mine.written += 1;
                                 mine.stored += u64::from(stored);
                             }
+                            // This data set refused (as a C-STORE of it would be): left out.
+                            Err(
+                                e @ (StoreError::CannotUnderstand(_) | StoreError::Mismatch(_)),
+                            ) => {
+                                tracing::warn!(sop, error = %e, "anonymize: copy not stored");
+                                mine.failed.push((sop.clone(), e.to_string()));
+                            }
+                            // The archive cannot store (disk full, shutting down, …): stop.
                             Err(e) => {
                                 lock().1 = Some(AnonymizeError::Output(format!("{sop}: {e}")));
                                 break;

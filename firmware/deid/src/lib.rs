@@ -52,6 +52,9 @@ const SERIES_INSTANCE_UID: u32 = 0x0020_000E;
 const BURNED_IN_ANNOTATION: u32 = 0x0028_0301;
 const LONGITUDINAL_TEMPORAL_MODIFIED: u32 = 0x0028_0303;
 
+/// A deflated data set larger than this inflated is refused (a deflate bomb, not an image).
+const MAX_INFLATED: u64 = 1 << 30;
+
 /// Modalities whose images commonly carry burned-in text when the attribute does not say.
 pub const BURN_IN_MODALITIES: &[&str] = &["US", "SC", "XA", "RF", "ES", "XC", "OT", "DOC"];
 
@@ -246,8 +249,15 @@ pub fn anonymize(
         DEFLATED_EXPLICIT_VR_LE => {
             let mut out = Vec::new();
             flate2::read::DeflateDecoder::new(&input[ds_start..])
+                .take(MAX_INFLATED + 1)
                 .read_to_end(&mut out)
                 .map_err(DeidError::Deflate)?;
+            if out.len() as u64 > MAX_INFLATED {
+                return Err(DeidError::Malformed(
+                    ds_start,
+                    "deflated data set over 1 GiB",
+                ));
+            }
             inflated = out;
             (&inflated[..], Enc::EXPLICIT_LE)
         }
@@ -477,14 +487,24 @@ impl Cleaner {
         Cleaner { tokens }
     }
 
+    /// One pass over `v`: where a token starts (longest first), it is skipped.
     fn clean(&self, v: &[u8]) -> Vec<u8> {
-        let mut v = v.to_vec();
-        for t in &self.tokens {
-            while let Some(i) = find_caseless(&v, t) {
-                v.drain(i..i + t.len());
+        let mut out = Vec::with_capacity(v.len());
+        let mut i = 0;
+        while i < v.len() {
+            let hit = self.tokens.iter().find(|t| {
+                v.get(i..i + t.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(t))
+            });
+            match hit {
+                Some(t) => i += t.len(),
+                None => {
+                    out.push(v[i]);
+                    i += 1;
+                }
             }
         }
-        v
+        out
     }
 }
 
@@ -506,13 +526,6 @@ fn strip_escapes(v: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-fn find_caseless(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || needle.len() > hay.len() {
-        return None;
-    }
-    (0..=hay.len() - needle.len()).find(|&i| hay[i..i + needle.len()].eq_ignore_ascii_case(needle))
 }
 
 struct Ctx<'o> {

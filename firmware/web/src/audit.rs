@@ -113,8 +113,8 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
             .trim()
             .to_owned(),
         ),
-        // Recorded by the page with the run's target and counts (`anonymize`), also when
-        // refused for bad input; a request without the right is recorded here.
+        // Recorded by the page with the run's target and counts (`pages/anonymize.rs`), also
+        // when refused or broken off; a request without the right never reaches it.
         (true, ["study", _, "anonymize"]) if status != 403 => return,
         (true, ["study", uid, "anonymize"]) => on_study("study.anonymize", uid),
         (true, ["admin", "conflicts"]) => {

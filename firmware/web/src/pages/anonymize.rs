@@ -32,12 +32,19 @@ fn options(req: &Req) -> Options {
 }
 
 pub fn anonymize_post(web: &Web, s: &Session, req: &Req, uid: &str) -> Result<Reply, HttpError> {
+    let result = run(web, s, req, uid);
+    // What `run` answered with an error (no such study, a bad target, a run broken off) is
+    // recorded here; its other answers recorded themselves, with their counts.
+    if let Err(e) = &result {
+        crate::audit::anonymize(web, s, req, uid, "", format!("failed: {e}"), String::new());
+    }
+    result
+}
+
+fn run(web: &Web, s: &Session, req: &Req, uid: &str) -> Result<Reply, HttpError> {
     let opts = options(req);
-    let record = |target: &str, outcome: String, detail: String| {
-        crate::audit::anonymize(web, s, req, uid, target, outcome, detail);
-    };
     if let Err(e) = opts.validate() {
-        record("", format!("failed: {e}"), String::new());
+        crate::audit::anonymize(web, s, req, uid, "", format!("failed: {e}"), String::new());
         return super::study::study_page_with(web, s, uid, e.to_string());
     }
     if web.archive.index().study(uid)?.is_none() {
@@ -68,14 +75,11 @@ pub fn anonymize_post(web: &Web, s: &Session, req: &Req, uid: &str) -> Result<Re
         }
         "archive" => match web.archive.anonymize_into_archive(uid, &opts) {
             Ok(r) => {
-                record(&r.new_study, "ok".into(), r.summary());
+                crate::audit::anonymize(web, s, req, uid, &r.new_study, "ok".into(), r.summary());
                 page(&AnonymizedPage { nav: nav(s), r })
             }
             Err(AnonymizeError::NoStudy) => Err(HttpError::NotFound),
-            Err(e) => {
-                record("", format!("failed: {e}"), String::new());
-                Err(HttpError::Internal(e.to_string()))
-            }
+            Err(e) => Err(HttpError::Internal(e.to_string())),
         },
         _ => Err(HttpError::BadRequest("target is archive or zip".into())),
     }

@@ -30,8 +30,8 @@ struct StudyPage {
     series: Vec<SeriesView>,
     /// The anonymize form's error, when it is shown again.
     error: String,
-    /// The study has images of a modality that often burns text into the pixels.
-    burn_in: bool,
+    /// The study's modalities that often burn text into the pixels (empty: none).
+    burn_in: String,
 }
 
 fn study_query(uid: &str) -> Query {
@@ -98,9 +98,14 @@ pub(super) fn study_page_with(
             first_sop: inst.first().map(|i| i.0.clone()),
         })
         .collect::<Vec<SeriesView>>();
-    let burn_in = series
+    let mut burn_in: Vec<&str> = series
         .iter()
-        .any(|s| pacsbox_archive::deid::BURN_IN_MODALITIES.contains(&s.modality.as_str()));
+        .map(|s| s.modality.as_str())
+        .filter(|m| pacsbox_archive::deid::BURN_IN_MODALITIES.contains(m))
+        .collect();
+    burn_in.sort_unstable();
+    burn_in.dedup();
+    let burn_in = burn_in.join(", ");
     super::form_page(
         &StudyPage {
             nav: nav(s),
