@@ -415,3 +415,28 @@ def test_cli_anonymize_to_zip_and_into_the_archive(server, tmp_path):
     assert [(str(f.StudyInstanceUID), f.StudyDate) for f in found] == [(new, "20240315")]
     r = srv.cli("audit", "export", "--data", str(srv.data), "--action", "study.anonymize")
     assert "into zip" in r.stdout and f"into {new}" in r.stdout and "cli:" in r.stdout, r.stdout
+
+
+@pytest.mark.timeout(300)
+def test_only_editors_and_admins_may_anonymize(archive_with_corpus):
+    srv, admin, _, synth = archive_with_corpus
+    study = str(synth[0].StudyInstanceUID)
+    _, _, page = admin.get("/admin/users")
+    code, _, _ = admin.post("/admin/users", {"csrf": admin.csrf(page), "action": "create", "name": "doc",
+                                             "group": "physician", "password": "Physician-pass-1"})
+    assert code in (200, 303), code
+    doc = Browser(srv.http_port)
+    assert doc.login("doc", "Physician-pass-1") == 303
+    _, _, page = doc.get("/account/password")
+    code, _, _ = doc.post("/account/password", {"csrf": doc.csrf(page), "current": "Physician-pass-1",
+                                                 "new": "Physician-pass-2", "confirm": "Physician-pass-2"})
+    assert code == 303
+    _, _, page = doc.get(f"/study/{study}")
+    assert b'id="anonymize"' not in page, "no form for a physician"
+    before = srv.status()["studies"]
+    code, _, _ = doc.post(f"/study/{study}/anonymize", {"csrf": doc.csrf(page), "name": PSEUDONYM,
+                                                       "id": PSEUDONYM_ID, "target": "archive"})
+    assert code == 403
+    assert srv.status()["studies"] == before
+    r = srv.cli("audit", "export", "--data", str(srv.data), "--action", "study.anonymize", "--actor", "doc")
+    assert "failed: HTTP 403" in r.stdout, r.stdout[-1000:]

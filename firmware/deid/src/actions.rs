@@ -73,7 +73,9 @@ pub fn action_of(tag: u32, vr: [u8; 2], opts: &Options) -> Action {
     let group = tag >> 16;
     // Private attributes (no Retain Safe Private option: all go) and group lengths (their
     // value would be wrong after the change; retired in the data set anyway).
-    if group & 1 == 1 || tag & 0xFFFF == 0 {
+    // File Meta elements inside a data set (group 0002 belongs in File Meta only, which is
+    // written afresh) go too.
+    if group & 1 == 1 || tag & 0xFFFF == 0 || group == 0x0002 {
         return Action::Remove;
     }
     // Overlay Data (60xx,3000) goes (X; no Clean Graphics option): the rest of its group would

@@ -236,6 +236,12 @@ pub fn anonymize(
     }
     let (meta, ds_start) = read_meta(input)?;
     let ts = text(meta.get(&0x0002_0010).copied().unwrap_or(b""));
+    if ts.is_empty() || !ts.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(DeidError::Malformed(
+            132,
+            "File Meta has no valid Transfer Syntax UID",
+        ));
+    }
     let inflated;
     let (ds, enc) = match ts.as_str() {
         IMPLICIT_VR_LE => (&input[ds_start..], Enc::IMPLICIT_LE),

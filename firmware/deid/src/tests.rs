@@ -285,6 +285,24 @@ fn bad_input_and_pseudonyms_are_refused() {
     ));
 }
 
+/// The fuzzer's first finding (`tests/fuzz/regressions/deid/meta-without-transfer-syntax`):
+/// File Meta ended before its Transfer Syntax, the data set began with group 0002 elements,
+/// and reading the output back took those for File Meta. Now refused, and group 0002 never
+/// stays in a data set.
+#[test]
+fn file_meta_without_transfer_syntax_is_refused() {
+    let map = UidMap::with_key([0; 32]);
+    let mut f = vec![0u8; 128];
+    f.extend_from_slice(b"DICM");
+    f.extend_from_slice(&[2, 0, 1, 0, b'O', b'B', 0, 0, 2, 0, 0, 0, 0, 1]);
+    f.extend_from_slice(&[2, 0x40, 2, 0, b'U', b'I', 2, 0, b'1', 0]);
+    assert!(matches!(
+        anonymize(&f, &opts(), &map, IMP),
+        Err(DeidError::Malformed(..))
+    ));
+    assert_eq!(action_of(0x0002_0010, *b"UI", &opts()), Action::Remove);
+}
+
 #[test]
 fn uid_map_is_stable_within_a_run_and_differs_across_runs() {
     let a = UidMap::with_key([1; 32]);
