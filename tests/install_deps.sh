@@ -44,6 +44,9 @@ PY_REQS=(
     "pylibjpeg-openjpeg==2.6.0"
     # Client and server certificates for DICOM TLS tests (expired ones need crafted dates).
     "cryptography==48.0.0"
+    # PS3.15 Annex E's table as another project extracted it (dicomanonymizer's
+    # dicom_anonymization_databases): test_anonymize.py checks pacsbox's output against it.
+    "dicom-anonymizer==2.1.0"
 )
 if ! python3 - "${PY_REQS[@]}" <<'PY' 2>/dev/null
 import sys

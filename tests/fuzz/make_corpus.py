@@ -157,8 +157,24 @@ def http_heads() -> None:
         put("http_head", h)
 
 
+def deids() -> None:
+    """Whole Part-10 files (up to 64 KiB) in every native encoding and an encapsulated one,
+    Korean charset files among them; byte 0 = options (0 none, 7 all)."""
+    import pydicom.data
+
+    names = ["CT_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "image_dfl.dcm",
+             "JPEG2000.dcm", "SC_rgb_rle.dcm", "rtplan.dcm"]
+    paths = [pydicom.data.get_testdata_file(n) for n in names]
+    paths += [p for p in pydicom.data.get_charset_files() if Path(p).name in ("chrH31.dcm", "chrH32.dcm", "chrX1.dcm")]
+    for i, p in enumerate(sorted(str(x) for x in paths if x)):
+        data = Path(p).read_bytes()
+        if len(data) <= 65536:
+            put("deid", bytes([0 if i % 2 == 0 else 7]) + data)
+
+
 if __name__ == "__main__":
     pdus()
+    deids()
     scans()
     charsets()
     identifiers()

@@ -10,7 +10,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
 
-TARGETS=(pdu scan charset identifier http_head)
+TARGETS=(pdu scan charset identifier deid http_head)
 TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
 # Coverage-guided without nightly: the SanitizerCoverage pass libFuzzer reads, switched on
 # through LLVM arguments stable rustc accepts. No AddressSanitizer (nightly only), which safe

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod activity;
+pub mod anonymize;
 mod commit;
 mod compact;
 pub mod conflicts;
@@ -29,11 +30,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+pub use anonymize::{ANONYMIZE_AE, AnonymizeError, AnonymizeReport};
 pub use commit::Committer;
 pub use conflicts::{Conflict, ConflictStats, Resolution, ResolveError};
 pub use index::{Counts, Index, IndexError};
 pub use ingest::{IncomingInstance, StoreError, StoreOutcome, StoreRequest};
 pub use maintenance::{RecoveryReport, VerifyReport};
+pub use pacsbox_deid as deid;
 pub use record::InstanceRecord;
 
 /// What to do when an instance arrives whose SOP Instance UID is already stored with

@@ -108,6 +108,8 @@ pub fn event_of(action: &str, outcome: &str) -> EventKind {
         }
         "data.delete" | "trash.purge" => kind(INSTANCES_ACCESSED, None, 'D'),
         "study.download" | "instance.download" => kind(EXPORT, None, 'R'),
+        // New (de-identified) instances made from the study's, whether stored or zipped.
+        "study.anonymize" => kind(INSTANCES_ACCESSED, None, 'C'),
         // A.5.3.4: C = the receiver (this box) did not hold the instances before.
         "dicom.store" => kind(INSTANCES_TRANSFERRED, None, 'C'),
         "dicom.move" | "dicom.get" => kind(INSTANCES_TRANSFERRED, None, 'R'),

@@ -262,22 +262,7 @@ pub fn encode_elements(elements: &[(Tag, [u8; 2], String)], enc: DatasetEncoding
         out.extend(u16b(tag.1));
         if explicit {
             out.extend(vr);
-            if matches!(
-                vr,
-                b"OB"
-                    | b"OD"
-                    | b"OF"
-                    | b"OL"
-                    | b"OV"
-                    | b"OW"
-                    | b"SQ"
-                    | b"SV"
-                    | b"UC"
-                    | b"UN"
-                    | b"UR"
-                    | b"UT"
-                    | b"UV"
-            ) {
+            if pacsbox_archive::deid::long_vr(*vr) {
                 out.extend([0, 0]);
                 out.extend(u32b(value.len() as u32));
             } else {

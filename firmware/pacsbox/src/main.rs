@@ -152,6 +152,41 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Anonymize a study (PS3.15 Annex E Basic Profile) into a ZIP or as a new study in the
+    /// archive (with `serve` stopped: the archive is opened here). Exit 1 if any instance could
+    /// not be anonymized or may still show the patient in its pixels.
+    Anonymize {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Study Instance UID of the study to anonymize.
+        #[arg(long)]
+        study: String,
+        /// Write the anonymized study to this ZIP file.
+        #[arg(
+            long,
+            conflicts_with = "into_archive",
+            required_unless_present = "into_archive"
+        )]
+        out: Option<std::path::PathBuf>,
+        /// Store the anonymized study in the archive as a new study.
+        #[arg(long)]
+        into_archive: bool,
+        /// Pseudonym: the new Patient's Name (printable ASCII, `^` between components).
+        #[arg(long)]
+        name: String,
+        /// Pseudonym: the new Patient ID.
+        #[arg(long)]
+        id: String,
+        /// Retain Longitudinal Temporal Information with Full Dates Option.
+        #[arg(long)]
+        retain_dates: bool,
+        /// Retain Device Identity Option.
+        #[arg(long)]
+        retain_device: bool,
+        /// Clean Descriptors Option: descriptions kept, cleaned of the patient's name and IDs.
+        #[arg(long)]
+        keep_descriptions: bool,
+    },
     /// The audit trail: check its hash chain, or export records as CSV.
     Audit {
         #[command(subcommand)]
@@ -493,6 +528,26 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Anonymize {
+            data,
+            study,
+            out,
+            into_archive,
+            name,
+            id,
+            retain_dates,
+            retain_device,
+            keep_descriptions,
+        } => {
+            let opts = pacsbox_archive::deid::Options {
+                retain_dates,
+                retain_device,
+                clean_descriptors: keep_descriptions,
+                patient_name: name,
+                patient_id: id,
+            };
+            anonymize(&data, &study, out, into_archive, &opts)
+        }
         Command::Reindex { data } => {
             let c = Config::from_args(&data)?;
             let n = pacsbox_archive::reindex(&c.data_dir)
@@ -546,6 +601,91 @@ fn operate(data: &DataArgs, request: Request) -> anyhow::Result<ExitCode> {
     };
     audit.flush();
     Ok(code)
+}
+
+fn anonymize(
+    data: &DataArgs,
+    study: &str,
+    out: Option<std::path::PathBuf>,
+    into_archive: bool,
+    opts: &pacsbox_archive::deid::Options,
+) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    let c = Config::from_args(data)?;
+    let archive = c.open_archive_offline()?;
+    // Opened after the archive: while `serve` runs, the archive's lock has refused us already,
+    // and the trail has one writer.
+    let audit = pacsbox_audit::Audit::open(&c.audit_dir(), c.audit_keep_days)
+        .context("opening the audit trail")?;
+    let actor = cli_user();
+    let patient = match archive.index().study(study)? {
+        Some(s) => format!("{} ({})", s.patient_id, s.patient_name),
+        None => String::new(),
+    };
+    let event = pacsbox_audit::Event::new("study.anonymize", &actor, "")
+        .study(study)
+        .patient(patient);
+    let result = match (&out, into_archive) {
+        (Some(path), _) => {
+            let tmp = path.with_extension("zip.part");
+            let file = std::fs::File::create(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            pacsbox_web::study_zip::write_anonymized(&archive, study, opts, &mut w)
+                .and_then(|r| {
+                    use std::io::Write;
+                    w.flush()?;
+                    w.get_ref().sync_all()?;
+                    std::fs::rename(&tmp, path)?;
+                    Ok(r)
+                })
+                .map(|r| ("zip".to_owned(), r))
+                .inspect_err(|_| {
+                    let _ = std::fs::remove_file(&tmp);
+                })
+        }
+        (None, true) => archive
+            .anonymize_into_archive(study, opts)
+            .map(|r| (r.new_study.clone(), r))
+            .map_err(anyhow::Error::from),
+        (None, false) => Err(anyhow::anyhow!("give --out FILE or --into-archive")),
+    };
+    let (target, report) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            audit.record(event.outcome(format!("failed: {e:#}")));
+            audit.flush();
+            return Err(e.context(format!("anonymizing study {study}")));
+        }
+    };
+    audit.record(
+        event
+            .detail(format!("into {target}: {}", report.summary()))
+            .outcome("ok"),
+    );
+    audit.flush();
+    println!("new study {}", report.new_study);
+    println!("{}", report.summary());
+    for sop in &report.burned_in {
+        println!("NOT de-identified (Burned In Annotation YES): {sop}");
+    }
+    if report.possibly_burned_in > 0 {
+        println!(
+            "{} image(s) of a modality that burns in text do not say whether they do: check them",
+            report.possibly_burned_in
+        );
+    }
+    for (sop, why) in &report.failed {
+        println!("failed: {sop}: {why}");
+    }
+    Ok(
+        if report.failed.is_empty() && report.burned_in.is_empty() && report.possibly_burned_in == 0
+        {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        },
+    )
 }
 
 fn print_rows(rows: Vec<(String, InstanceRecord)>) -> anyhow::Result<()> {

@@ -37,6 +37,31 @@ fn terms(req: &Req) -> String {
     v.join(" ")
 }
 
+/// `study.anonymize` of `study`; the target, counts and outcome are added by the caller.
+pub fn anonymize_event(web: &Web, s: &Session, req: &Req, study: &str) -> Event {
+    Event::new("study.anonymize", &s.user, &req.client)
+        .study(study)
+        .patient(patient_of_study(web, study))
+}
+
+/// Records a finished (or refused) anonymization run; see `pages/anonymize.rs`.
+pub fn anonymize(
+    web: &Web,
+    s: &Session,
+    req: &Req,
+    study: &str,
+    target: &str,
+    outcome: String,
+    counts: String,
+) {
+    let target = if target.is_empty() { "-" } else { target };
+    let e = anonymize_event(web, s, req, study);
+    web.audit.record(
+        e.detail(format!("into {target}: {counts}"))
+            .outcome(outcome),
+    );
+}
+
 pub fn login(web: &Web, req: &Req, user: &str, outcome: &str) {
     web.audit
         .record(Event::new("web.login", user, &req.client).outcome(outcome));
@@ -89,6 +114,10 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
             .trim()
             .to_owned(),
         ),
+        // Recorded by the page with the run's target and counts (`pages/anonymize.rs`), also
+        // when refused or broken off; a request without the right never reaches it.
+        (true, ["study", _, "anonymize"]) if status != 403 => return,
+        (true, ["study", uid, "anonymize"]) => on_study("study.anonymize", uid),
         (true, ["admin", "conflicts"]) => {
             event(&format!("conflict.{}", req.field("action"))).detail(req.field("name"))
         }

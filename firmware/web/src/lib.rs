@@ -25,7 +25,7 @@ pub mod routes;
 mod search;
 mod server;
 pub mod status;
-mod study_zip;
+pub mod study_zip;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -44,6 +44,7 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("GET", "/search"),
     ("GET", "/study/{uid}"),
     ("GET", "/study/{uid}/download.zip"),
+    ("POST", "/study/{uid}/anonymize"),
     ("GET", "/instance/{sop}/header"),
     ("GET", "/viewer/{uid}"),
     ("GET", "/api/studies/{uid}/series"),
@@ -197,6 +198,10 @@ fn answer(
         (false, ["search"]) => pages::search_page(web, &session, req),
         (false, ["study", uid]) => pages::study_page(web, &session, check_uid(uid)?),
         (false, ["study", uid, "download.zip"]) => pages::study_zip(web, check_uid(uid)?),
+        (true, ["study", uid, "anonymize"]) => {
+            need(&session, Right::Edit)?;
+            pages::anonymize_post(web, &session, req, check_uid(uid)?)
+        }
         (false, ["instance", sop, "header"]) => pages::header_page(web, &session, check_uid(sop)?),
         (false, ["viewer", uid]) => pages::viewer_page(web, &session, check_uid(uid)?, req),
         (false, ["api", "studies", uid, "series"]) => pages::series_json(web, check_uid(uid)?),

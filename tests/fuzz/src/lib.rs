@@ -200,3 +200,32 @@ pub fn http_head(data: &[u8]) {
         "guard forwards {body_len} body bytes, tiny_http reads {tiny_http_body}: {head:?}"
     );
 }
+
+/// The de-identifier (`pacsbox_deid::anonymize`) on a Part-10 file as stored: byte 0's low bits
+/// pick the options (retain dates, retain device, clean descriptors). What it writes must be a
+/// Part-10 file it reads again itself, with the same transfer syntax.
+pub fn deid(data: &[u8]) {
+    let (sel, file) = split(data);
+    let opts = pacsbox_deid::Options {
+        retain_dates: sel & 1 != 0,
+        retain_device: sel & 2 != 0,
+        clean_descriptors: sel & 4 != 0,
+        patient_name: "FUZZ^PSEUDO".into(),
+        patient_id: "FUZZ-1".into(),
+    };
+    let imp = pacsbox_deid::Implementation {
+        class_uid: "1.2.3",
+        version_name: "FUZZ",
+    };
+    let uids = pacsbox_deid::UidMap::with_key([7; 32]);
+    let Ok(a) = pacsbox_deid::anonymize(file, &opts, &uids, imp) else {
+        return;
+    };
+    assert_eq!(&a.part10[128..132], b"DICM");
+    let again = pacsbox_deid::anonymize(&a.part10, &opts, &uids, imp);
+    let again = match again {
+        Ok(b) => b,
+        Err(e) => panic!("its own output does not read back: {e}"),
+    };
+    assert_eq!(again.transfer_syntax, a.transfer_syntax);
+}

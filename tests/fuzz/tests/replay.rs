@@ -42,6 +42,11 @@ fn identifier() {
 }
 
 #[test]
+fn deid() {
+    replay("deid", pacsbox_fuzz::deid);
+}
+
+#[test]
 fn http_head() {
     replay("http_head", pacsbox_fuzz::http_head);
 }

@@ -3,6 +3,7 @@
 //! they never call back into it.
 
 mod account;
+mod anonymize;
 mod assets;
 mod audit;
 mod certificate;
@@ -22,6 +23,7 @@ use crate::auth::Session;
 use crate::reply::{HttpError, Reply};
 
 pub use account::{password_form, password_post};
+pub use anonymize::anonymize_post;
 pub use assets::asset;
 pub use audit::audit_page;
 pub use certificate::{certificate_page, certificate_post};

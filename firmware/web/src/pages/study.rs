@@ -30,8 +30,13 @@ struct StudyPage {
     series: Vec<SeriesView>,
     /// The correction forms, for editors and admins.
     edit: Option<crate::edit::EditForms>,
+    /// The outcome of a posted correction form (an error is answered 400).
     error: String,
     message: String,
+    /// The anonymize form's error, shown in that form (answered 400 too).
+    anon_error: String,
+    /// The study's modalities that often burn text into the pixels (empty: none).
+    burn_in: String,
 }
 
 fn study_query(uid: &str) -> Query {
@@ -86,6 +91,27 @@ pub fn study_page_with(
     error: &str,
     message: &str,
 ) -> Result<Reply, HttpError> {
+    render(web, s, uid, error, message, "")
+}
+
+/// The study page with an error in its anonymize form (answered 400).
+pub(super) fn study_page_anonymize_error(
+    web: &Web,
+    s: &Session,
+    uid: &str,
+    error: &str,
+) -> Result<Reply, HttpError> {
+    render(web, s, uid, "", "", error)
+}
+
+fn render(
+    web: &Web,
+    s: &Session,
+    uid: &str,
+    error: &str,
+    message: &str,
+    anon_error: &str,
+) -> Result<Reply, HttpError> {
     let (st, referring) = study_row(web, uid)?;
     let series = series_of(web, uid)?
         .into_iter()
@@ -98,7 +124,15 @@ pub fn study_page_with(
             instances: rec.instances,
             first_sop: inst.first().map(|i| i.0.clone()),
         })
+        .collect::<Vec<SeriesView>>();
+    let mut burn_in: Vec<&str> = series
+        .iter()
+        .map(|s| s.modality.as_str())
+        .filter(|m| pacsbox_archive::deid::BURN_IN_MODALITIES.contains(m))
         .collect();
+    burn_in.sort_unstable();
+    burn_in.dedup();
+    let burn_in = burn_in.join(", ");
     super::form_page(
         &StudyPage {
             nav: nav(s),
@@ -108,8 +142,10 @@ pub fn study_page_with(
             edit: crate::edit::forms(web, s, uid)?,
             error: error.to_owned(),
             message: message.to_owned(),
+            anon_error: anon_error.to_owned(),
+            burn_in,
         },
-        error,
+        if error.is_empty() { anon_error } else { error },
     )
 }
 

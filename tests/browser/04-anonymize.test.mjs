@@ -1,0 +1,48 @@
+// Anonymizing a study from its page: the form's options and pseudonym, "as new study", the
+// result page, and the copy found by the search under the pseudonym while the original keeps
+// its Hangul name.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { BASE, MANIFEST, launch, login, newPage, noProblems, shot } from './lib.mjs';
+
+const K = MANIFEST.kim;
+
+describe('anonymize', () => {
+  let browser;
+  before(async () => {
+    browser = await launch();
+  });
+  after(async () => {
+    await browser?.close();
+  });
+
+  it('as a new study: result page, then the copy under the pseudonym and the original unchanged', async () => {
+    const page = await newPage(browser);
+    await login(page, { next: `/study/${K.study}` });
+    await page.goto(`${BASE}/study/${K.study}`);
+    const form = page.locator('#anonymize');
+    await form.locator('summary').click();
+    await form.locator('input[name=name]').fill('BROWSER^ANON');
+    await form.locator('input[name=id]').fill('BRW-ANON-1');
+    await form.locator('input[name=keep_descriptions]').check();
+    await shot(page, 'anonymize-form');
+    await Promise.all([page.waitForLoadState('load'), form.locator('button[value=archive]').click()]);
+    assert.equal(await page.locator('h1').innerText(), 'Anonymized copy');
+    const counts = await page.locator('#counts').innerText();
+    const total = Object.values(K.series).reduce((n, s) => n + s.instances.length, 0);
+    assert.match(counts, new RegExp(`^${total} of ${total} written \\(${total} stored\\)`), counts);
+    await shot(page, 'anonymize-result');
+
+    await Promise.all([page.waitForLoadState('load'), page.locator('#new-study a').click()]);
+    assert.equal(await page.locator('#patient').innerText(), 'BROWSER ANON');
+    assert.notEqual(new URL(page.url()).pathname, `/study/${K.study}`);
+
+    await page.goto(`${BASE}/search?id=BRW-ANON-1`);
+    const rows = page.locator('#results tbody tr');
+    assert.equal(await rows.count(), 1, 'the copy is found by its pseudonym ID');
+    await page.goto(`${BASE}/study/${K.study}`);
+    assert.match(await page.locator('#patient').innerText(), /김민수/, 'the original keeps its Hangul name');
+    noProblems(page);
+    await page.context().close();
+  });
+});
