@@ -11,6 +11,7 @@ pub mod activity;
 mod commit;
 mod compact;
 pub mod conflicts;
+pub mod forward;
 pub mod index;
 mod ingest;
 pub mod layout;
@@ -95,6 +96,9 @@ pub struct ArchiveConfig {
     /// Bytes `conflicts/` may hold; a conflicting newcomer that would exceed it is refused
     /// (A700).
     pub conflicts_max_bytes: u64,
+    /// Forwarding rules exist: every instance filed is also queued for the forwarding router
+    /// (`forward.rs`), in the same index transaction.
+    pub forwarding: bool,
 }
 
 /// The archive's defaults are the appliance's: `pacsbox`'s settings file starts from these.
@@ -107,6 +111,7 @@ impl Default for ArchiveConfig {
             compress: CompressAt::default(),
             sync: SyncMode::default(),
             conflicts_max_bytes: 1024 << 20,
+            forwarding: false,
         }
     }
 }
@@ -208,7 +213,7 @@ impl Archive {
             path: root.to_path_buf(),
             source,
         };
-        let report = maintenance::recover(root, &index).map_err(recovery)?;
+        let report = maintenance::recover(root, &index, config.forwarding).map_err(recovery)?;
         compact::recover(root, &index).map_err(recovery)?;
         let mut config = config;
         if config.sync == SyncMode::Auto {

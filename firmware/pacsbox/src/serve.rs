@@ -70,8 +70,12 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
             tls: t.web.clone(),
         });
     let certificate = tls.as_ref().map(|t| t.certificate.clone());
-    let scp = match tls.as_ref().filter(|_| c.dicom_tls_port != 0 || tls_peers) {
-        Some(t) => scp.with_trust(Arc::new(peer_trust(&c, t, &access)?)),
+    let trust = match tls.as_ref().filter(|_| c.dicom_tls_port != 0 || tls_peers) {
+        Some(t) => Some(Arc::new(peer_trust(&c, t, &access)?)),
+        None => None,
+    };
+    let scp = match &trust {
+        Some(t) => scp.with_trust(t.clone()),
         None => scp,
     };
     let dicom_tls = (c.dicom_tls_port != 0 && tls.is_some())
@@ -88,6 +92,7 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         errors,
         certificate: certificate.clone(),
         audit_forwarding: forwarder.as_ref().map(|f| f.status_handle()),
+        forward_queue: Default::default(),
     });
     let (mut web, initial_password) = pacsbox_web::Web::new(
         archive.clone(),
@@ -121,6 +126,7 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         panel_stop.clone(),
     )?;
     let data_dir = c.data_dir.clone();
+    let (forward_archive, forward_audit) = (archive.clone(), audit.clone());
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(dicom_addr)
             .await
@@ -155,12 +161,25 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
             tracing::info!("shutting down: finishing running associations");
             let _ = tx.send(true);
         });
+        // The forwarding senders also work "Send to…" jobs, so they run without rules too.
+        let forwarding = pacsbox_dicom::forward::Forwarding {
+            archive: forward_archive,
+            rules: c.forward.clone(),
+            settings: c.forwarding.clone(),
+            scp: c.scp_config(),
+            trust,
+            audit: forward_audit,
+        }
+        .start(rx.clone());
         dicom_accepting.store(true, Ordering::Relaxed);
         let presence = appliance::Presence::start(&c);
         tokio::spawn(appliance::watchdog());
         let served = scp.serve(listener, rx).await;
         presence.stop();
         dicom_accepting.store(false, Ordering::Relaxed);
+        if let Err(e) = forwarding.await {
+            tracing::error!(error = %e, "forwarding task");
+        }
         served?;
         anyhow::Ok(())
     })?;
@@ -229,7 +248,7 @@ fn start_audit_forwarding(
 
 /// DICOM TLS's certificates: the box's own, the clinic CA (`dicom_tls_ca`), and every
 /// fingerprint the fixed peers pin.
-fn peer_trust(
+pub(crate) fn peer_trust(
     c: &Config,
     own: &crate::tls::TlsIdentity,
     access: &pacsbox_archive::peers::AccessSettings,

@@ -88,6 +88,29 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
             .trim()
             .to_owned(),
         ),
+        (true, ["admin", "forwarding"]) => {
+            let study = req.field("study").trim();
+            event(&format!("forward.{}", req.field("action")))
+                .study(study)
+                .patient(patient_of_study(web, study))
+                .detail(format!(
+                    "{} {}",
+                    req.field("peer").trim(),
+                    if study.is_empty() { "all" } else { "study" }
+                ))
+        }
+        (true, ["study", uid, "send"]) => {
+            let series = req.field("series").trim();
+            on_study("forward.enqueue", uid).detail(format!(
+                "to {} {}",
+                req.field("peer").trim(),
+                if series.is_empty() {
+                    "whole study".to_owned()
+                } else {
+                    format!("series {series}")
+                }
+            ))
+        }
         (true, ["admin", "conflicts"]) => {
             event(&format!("conflict.{}", req.field("action"))).detail(req.field("name"))
         }

@@ -47,6 +47,8 @@ pub struct WebConfig {
     pub workers: usize,
     /// Where the generated first admin password is written (and removed once changed).
     pub initial_password_file: Option<PathBuf>,
+    /// Failed attempts after which a forwarding job counts as failing (`[forwarding]`).
+    pub forward_alarm_after: u32,
 }
 
 impl Default for WebConfig {
@@ -56,6 +58,7 @@ impl Default for WebConfig {
             session_max_age: Duration::from_secs(12 * 60 * 60),
             workers: 4,
             initial_password_file: None,
+            forward_alarm_after: pacsbox_archive::forward::DEFAULT_ALARM_AFTER,
         }
     }
 }

@@ -134,6 +134,7 @@ impl StatusSource for ArchiveStatus {
             compression_pending: self.0.compression_pending(),
             recent_errors: vec![],
             audit_forwarding: None,
+            forwarding: Vec::new(),
         })
     }
 }

@@ -23,11 +23,14 @@ struct SeriesView {
 
 #[derive(Template)]
 #[template(path = "study.html")]
-struct StudyPage {
+struct StudyPage<'a> {
     nav: Option<Nav>,
     st: StudyRow,
     referring: String,
     series: Vec<SeriesView>,
+    /// "Send to…" choices: peers with an address.
+    send_to: Vec<String>,
+    message: &'a str,
 }
 
 fn study_query(uid: &str) -> Query {
@@ -71,6 +74,16 @@ pub fn series_of(web: &Web, study_uid: &str) -> Result<Vec<SeriesListing>, HttpE
 }
 
 pub fn study_page(web: &Web, s: &Session, uid: &str) -> Result<Reply, HttpError> {
+    study_page_with(web, s, uid, "")
+}
+
+/// The study page with a message (after "Send to…").
+pub(super) fn study_page_with(
+    web: &Web,
+    s: &Session,
+    uid: &str,
+    message: &str,
+) -> Result<Reply, HttpError> {
     let (st, referring) = study_row(web, uid)?;
     let series = series_of(web, uid)?
         .into_iter()
@@ -89,6 +102,8 @@ pub fn study_page(web: &Web, s: &Session, uid: &str) -> Result<Reply, HttpError>
         st,
         referring,
         series,
+        send_to: super::forwarding::send_targets(web),
+        message,
     })
 }
 
