@@ -3,7 +3,7 @@
 //! as C-MOVE). The queue itself is the archive's (`pacsbox_archive::forward`): durable, so a
 //! job survives `kill -9` and power cuts; this module decides what goes where and sends.
 //!
-//! - Router: every [`POLL`], the arrivals the group commit recorded are matched against the
+//! - Router: every [`ROUTE_POLL`], the arrivals the group commit recorded are matched against the
 //!   rules (calling AE, modality, SOP class, tag patterns) and become one job per instance and
 //!   peer, in one durable transaction that also removes the arrivals. A `study` rule holds the
 //!   study until no instance arrived for `stable_s` seconds.
@@ -32,8 +32,12 @@ use crate::dimse::{Command, CommandField, Status};
 use crate::scu::{self, Cancel, Destination, SubOperationError};
 use crate::trust::PeerTrust;
 
-/// How often the router looks for arrivals, and an idle sender for due jobs.
-const POLL: Duration = Duration::from_millis(250);
+/// How often the router looks for arrivals (an empty read transaction: cheap), which sets the
+/// delay from stored to sent.
+const ROUTE_POLL: Duration = Duration::from_millis(50);
+/// How often an idle sender looks for due jobs (retries, holds ending, "Send to…"); new jobs
+/// from the router wake it at once.
+const POLL: Duration = Duration::from_millis(500);
 /// Jobs taken per association (a bigger study continues on the next).
 const STUDY_BATCH: usize = 2000;
 /// Delivered jobs are removed from the queue in groups of this many (a crash resends at most
@@ -217,6 +221,8 @@ struct Forwarder {
     busy: Mutex<HashMap<String, Vec<String>>>,
     /// Shutting down: a study being sent stops after its current instance.
     stop: watch::Receiver<bool>,
+    /// The router queued jobs: idle senders look now.
+    routed: tokio::sync::Notify,
 }
 
 impl std::ops::Deref for Forwarder {
@@ -235,6 +241,7 @@ impl Forwarding {
             setup: self,
             busy: Mutex::default(),
             stop: stop.clone(),
+            routed: tokio::sync::Notify::new(),
         });
         spawn_all(f, stop)
     }
@@ -288,12 +295,12 @@ impl Forwarder {
         out
     }
 
-    /// Routes up to 512 arrivals; returns how many there were.
-    fn route_once(&self) -> Result<usize, pacsbox_archive::IndexError> {
+    /// Routes up to 512 arrivals; returns how many there were and whether jobs were queued.
+    fn route_once(&self) -> Result<(usize, bool), pacsbox_archive::IndexError> {
         let index = self.archive.index();
         let arrivals = index.forward_arrivals(512)?;
         if arrivals.is_empty() {
-            return Ok(0);
+            return Ok((0, false));
         }
         let now = now_unix();
         let mut jobs = Vec::new();
@@ -364,7 +371,7 @@ impl Forwarder {
                 "forwarding: routed"
             );
         }
-        Ok(arrivals.len())
+        Ok((arrivals.len(), !jobs.is_empty()))
     }
 
     /// Sends one study's due jobs to `peer`; false when nothing was due.
@@ -649,7 +656,12 @@ async fn route_loop(f: Arc<Forwarder>, mut stop: watch::Receiver<bool>) {
         let g = f.clone();
         let routed = tokio::task::spawn_blocking(move || g.route_once()).await;
         let more = match routed {
-            Ok(Ok(n)) => n >= 512,
+            Ok(Ok((n, queued))) => {
+                if queued {
+                    f.routed.notify_waiters();
+                }
+                n >= 512
+            }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "forwarding: routing arrivals");
                 false
@@ -665,7 +677,7 @@ async fn route_loop(f: Arc<Forwarder>, mut stop: watch::Receiver<bool>) {
         if !more {
             tokio::select! {
                 _ = stop.changed() => return,
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(ROUTE_POLL) => {}
             }
         }
     }
@@ -676,9 +688,12 @@ async fn send_loop(f: Arc<Forwarder>, peer: String, mut stop: watch::Receiver<bo
         if *stop.borrow() {
             return;
         }
+        // Registered before looking, so a wake-up while looking is not lost.
+        let woken = f.routed.notified();
         if !f.send_next(&peer).await {
             tokio::select! {
                 _ = stop.changed() => return,
+                _ = woken => {}
                 _ = tokio::time::sleep(POLL) => {}
             }
         }
