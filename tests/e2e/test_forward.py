@@ -25,6 +25,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from test_web import Browser
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 
@@ -168,6 +169,20 @@ def test_a_rule_delivers_every_ct_instance_and_keeps_other_modalities_out(server
     r = srv.cli("forward-status", "--config", str(cfg), "--data", str(srv.data), "--http-port", str(srv.http_port))
     assert r.returncode == 0 and r.stdout.startswith("peer\tpending"), r.describe()
     assert "ORTHANC" not in r.stdout, f"nothing left queued:\n{r.stdout}"
+    # The web page: the peers page's Test, and a person's "Send to…" of the whole study, which
+    # sends the MR instances the rule kept back.
+    b = Browser(srv.http_port)
+    b.first_login(srv.data)
+    _, _, page = b.get("/admin/peers")
+    code, _, body = b.post("/admin/peers", {"csrf": b.csrf(page), "action": "echo", "ae": "ORTHANC"})
+    assert code == 200 and b"ORTHANC: C-ECHO success in" in body, body[-2000:]
+    _, _, page = b.get(f"/study/{study}")
+    assert b"<option>ORTHANC</option>" in page
+    code, _, body = b.post(f"/study/{study}/send", {"csrf": b.csrf(page), "peer": "ORTHANC", "series": ""})
+    assert code == 200 and f"{len(cts) + len(mrs)} image(s) queued for ORTHANC".encode() in body, body[-2000:]
+    h.wait_until(lambda: pacs.count() == len(cts) + len(mrs) and not queue(srv), 60,
+                 "Orthanc to receive the MR instances sent by hand", interval=0.3)
+    assert set(pacs.instances()) == {str(d.SOPInstanceUID) for d in cts + mrs}
 
 
 @pytest.mark.timeout(240)

@@ -690,7 +690,13 @@ async fn send_loop(f: Arc<Forwarder>, peer: String, mut stop: watch::Receiver<bo
         }
         // Registered before looking, so a wake-up while looking is not lost.
         let woken = f.routed.notified();
-        if !f.send_next(&peer).await {
+        // A stop does not wait for a slow peer (a connect to a host that drops packets takes
+        // the idle timeout): what was not answered stays queued and is sent again.
+        let sent = tokio::select! {
+            _ = stop.changed() => return,
+            sent = f.send_next(&peer) => sent,
+        };
+        if !sent {
             tokio::select! {
                 _ = stop.changed() => return,
                 _ = woken => {}

@@ -102,6 +102,12 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     )
     .context("setting up the web page")?;
     web.certificates = certificate.map(|c| c as Arc<dyn pacsbox_web::Certificates>);
+    web.echo = Some(Arc::new(BoxEcho {
+        archive: archive.clone(),
+        trust: trust.clone(),
+        scp: c.scp_config(),
+        runtime: runtime.handle().clone(),
+    }));
     if initial_password.is_some() {
         // The password itself stays out of the log (journals are kept and copied around);
         // it is in the file (mode 0600) and on the panel's identity page.
@@ -206,6 +212,31 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     drop(archive);
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The peers page's "Test": a C-ECHO on the DICOM runtime, from a web worker thread.
+struct BoxEcho {
+    archive: pacsbox_archive::Archive,
+    trust: Option<Arc<pacsbox_dicom::trust::PeerTrust>>,
+    scp: pacsbox_dicom::ScpConfig,
+    runtime: tokio::runtime::Handle,
+}
+
+impl pacsbox_web::PeerEcho for BoxEcho {
+    fn echo(&self, ae_title: &str) -> Result<std::time::Duration, String> {
+        let peer = self
+            .archive
+            .peer(ae_title)
+            .map_err(|e| format!("reading the peer table: {e}"))?
+            .ok_or_else(|| format!("{ae_title} is not in the peer table"))?;
+        // Bounded: the admin waits for the page.
+        let echo = pacsbox_dicom::forward::echo(peer, self.trust.as_deref(), &self.scp);
+        self.runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(15), echo)
+                .await
+                .map_err(|_| "no answer within 15 s".to_owned())?
+        })
+    }
 }
 
 /// The copy of the trail for the clinic's syslog collector (`[audit] syslog`), if configured.

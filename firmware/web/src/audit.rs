@@ -80,6 +80,8 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
             event(&format!("user.{}", req.field("action"))).detail(target)
         }
         (true, ["admin", "certificate"]) => event(&format!("certificate.{}", req.field("action"))),
+        // A C-ECHO changes nothing and shows no patient data.
+        (true, ["admin", "peers"]) if req.field("action") == "echo" => return,
         (true, ["admin", "peers"]) => event(&format!("peer.{}", req.field("action"))).detail(
             match req.field("action") {
                 "learn-again" => format!("{} days", req.field("days").trim()),

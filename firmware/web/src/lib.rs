@@ -125,6 +125,11 @@ pub fn listen(
 }
 
 /// Everything a request handler can reach.
+/// A C-ECHO to a peer of the table: the round trip, or why it failed (said to the admin).
+pub trait PeerEcho: Send + Sync {
+    fn echo(&self, ae_title: &str) -> Result<Duration, String>;
+}
+
 pub struct Web {
     pub archive: Archive,
     pub status: Arc<dyn StatusSource>,
@@ -135,6 +140,8 @@ pub struct Web {
     pub started: Instant,
     /// The TLS certificate, when HTTPS or DICOM TLS is on (`/admin/certificate`).
     pub certificates: Option<Arc<dyn Certificates>>,
+    /// C-ECHO to a peer for the peers page's "Test" (the binary's, over pacsbox-dicom).
+    pub echo: Option<Arc<dyn PeerEcho>>,
     pub(crate) pixel_caches: pixels::PixelCaches,
 }
 
@@ -158,6 +165,7 @@ impl Web {
                 audit,
                 started: Instant::now(),
                 certificates: None,
+                echo: None,
                 pixel_caches: Default::default(),
             },
             initial,
