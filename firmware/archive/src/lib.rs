@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod activity;
+pub mod backup;
 mod commit;
 mod compact;
 pub mod conflicts;

@@ -96,7 +96,7 @@ impl VerifyReport {
     }
 }
 
-fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+pub(crate) fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

@@ -9,6 +9,7 @@ mod serve;
 mod status;
 mod tls;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -81,6 +82,23 @@ enum Command {
         /// The running box's HTTP port, if not the settings file's.
         #[arg(long)]
         http_port: Option<u16>,
+    },
+    /// Copy the archive's files to DIR (a USB disk, a mounted share): incremental, each copy
+    /// read back and compared by hash, resumable; DIR/COMPLETE is written only when the copy
+    /// is whole. Runs while `serve` runs.
+    Backup {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a complete backup onto an empty data folder (hashes checked), then rebuild
+    /// the index from the files.
+    Restore {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        from: PathBuf,
     },
     /// The audit trail: check its hash chain, or export records as CSV.
     Audit {
@@ -252,6 +270,33 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
             };
             let rows = pacsbox_audit::read(&dir, &filter, usize::MAX)?;
             print!("{}", pacsbox_audit::to_csv(&rows));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup { data, to } => {
+            let c = Config::from_args(&data)?;
+            let r = pacsbox_archive::backup::backup(&c.data_dir, &to, pacsbox_audit::now_unix())
+                .with_context(|| {
+                    format!(
+                        "backing up to {} (not complete; run it again)",
+                        to.display()
+                    )
+                })?;
+            println!(
+                "backup complete: {} files, {} copied ({} bytes), {} removed",
+                r.files, r.copied, r.bytes_copied, r.removed
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { data, from } => {
+            let c = Config::from_args(&data)?;
+            std::fs::create_dir_all(&c.data_dir)
+                .with_context(|| format!("creating {}", c.data_dir.display()))?;
+            let r = pacsbox_archive::backup::restore(&from, &c.data_dir)
+                .map_err(|e| anyhow::anyhow!("restoring from {}: {e}", from.display()))?;
+            println!(
+                "restored {} files ({} bytes), indexed {} instances",
+                r.files, r.bytes, r.indexed
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Echo { data, peer } => echo(&Config::from_args(&data)?, &peer),
