@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 echo "==> installing test dependencies (no-op when present)"
 
 need_apt=()
-for pkg in dcmtk zstd strace libgdcm-tools cmake g++ nasm shellcheck faketime rsyslog rsyslog-gnutls openssl; do
+for pkg in dcmtk zstd strace libgdcm-tools cmake g++ nasm shellcheck faketime rsyslog rsyslog-gnutls openssl orthanc; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         need_apt+=("$pkg")
     fi

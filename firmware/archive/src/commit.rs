@@ -497,7 +497,11 @@ impl CommitThread {
             }
             replies.push((job.reply, outcome));
         }
-        if let Err(e) = self.shared.index.insert_batch_deferred(&entries) {
+        if let Err(e) = self
+            .shared
+            .index
+            .insert_batch_deferred(&entries, self.shared.config.forwarding)
+        {
             tracing::error!(error = %e, "indexing a committed batch failed; the journal keeps it for recovery");
         }
         drop(swap_lock);

@@ -137,6 +137,9 @@ impl Index {
             txn.open_table(crate::peers::REFUSED)?;
             txn.open_table(crate::edit::OPERATIONS)?;
             txn.open_table(crate::edit::OPERATION_LIST)?;
+            txn.open_table(crate::forward::ARRIVALS)?;
+            txn.open_table(crate::forward::JOBS)?;
+            txn.open_table(crate::forward::HOLDS)?;
             for t in [
                 SERIES_INSTANCES,
                 STUDY_SERIES,
@@ -234,12 +237,39 @@ impl Index {
     }
 
     /// Indexes a batch without waiting for the disk: the ingest path's durability comes from
-    /// the commit journal, and a later [`Index::checkpoint`] makes these writes durable.
-    pub(crate) fn insert_batch_deferred(&self, entries: &[IndexEntry]) -> Result<()> {
+    /// the commit journal, and a later [`Index::checkpoint`] makes these writes durable. With
+    /// `arrivals`, each instance is also queued for the forwarding router in the same
+    /// transaction (journal replay queues it again: see `forward.rs`).
+    pub(crate) fn insert_batch_deferred(
+        &self,
+        entries: &[IndexEntry],
+        arrivals: bool,
+    ) -> Result<()> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::None)?;
         for e in entries {
             insert_one(&txn, e)?;
+        }
+        if arrivals {
+            Index::record_arrivals(&txn, sops(entries))?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Journal replay's re-indexing: like [`Index::insert_batch`], and with `arrivals` the
+    /// instances queued for forwarding again (their first queueing may not have been durable).
+    pub(crate) fn insert_batch_replayed(
+        &self,
+        entries: &[IndexEntry],
+        arrivals: bool,
+    ) -> Result<()> {
+        let txn = self.begin_write()?;
+        for e in entries {
+            insert_one(&txn, e)?;
+        }
+        if arrivals {
+            Index::record_arrivals(&txn, sops(entries))?;
         }
         txn.commit()?;
         Ok(())
@@ -332,6 +362,15 @@ impl Index {
         let txn = self.read()?;
         let t = txn.open_table(PATIENTS)?;
         match t.get(key)? {
+            Some(v) => Ok(Some(dec(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn series(&self, uid: &str) -> Result<Option<SeriesRecord>> {
+        let txn = self.read()?;
+        let t = txn.open_table(SERIES)?;
+        match t.get(uid)? {
             Some(v) => Ok(Some(dec(v.value())?)),
             None => Ok(None),
         }
@@ -438,6 +477,10 @@ impl Index {
         }
         Ok(out)
     }
+}
+
+fn sops(entries: &[IndexEntry]) -> impl Iterator<Item = String> + '_ {
+    entries.iter().map(|e| e.attrs.sop_instance_uid.to_string())
 }
 
 pub(crate) fn insert_one(txn: &WriteTransaction, e: &IndexEntry) -> Result<()> {

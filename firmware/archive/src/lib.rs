@@ -9,10 +9,12 @@
 pub mod accounts;
 pub mod activity;
 pub mod anonymize;
+pub mod backup;
 mod commit;
 mod compact;
 pub mod conflicts;
 pub mod edit;
+pub mod forward;
 pub mod index;
 mod ingest;
 pub mod layout;
@@ -102,6 +104,9 @@ pub struct ArchiveConfig {
     /// Days the previous versions of edited or deleted instances stay in `trash/` (undo is
     /// possible that long), then they are purged.
     pub trash_days: u32,
+    /// Forwarding rules exist: every instance filed is also queued for the forwarding router
+    /// (`forward.rs`), in the same index transaction.
+    pub forwarding: bool,
 }
 
 /// The archive's defaults are the appliance's: `pacsbox`'s settings file starts from these.
@@ -115,6 +120,7 @@ impl Default for ArchiveConfig {
             sync: SyncMode::default(),
             conflicts_max_bytes: 1024 << 20,
             trash_days: 30,
+            forwarding: false,
         }
     }
 }
@@ -218,7 +224,7 @@ impl Archive {
             path: root.to_path_buf(),
             source,
         };
-        let report = maintenance::recover(root, &index).map_err(recovery)?;
+        let report = maintenance::recover(root, &index, config.forwarding).map_err(recovery)?;
         compact::recover(root, &index).map_err(recovery)?;
         let mut config = config;
         if config.sync == SyncMode::Auto {

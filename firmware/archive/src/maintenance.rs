@@ -30,7 +30,7 @@ pub struct RecoveryReport {
 
 /// Finishes what the last run committed but had not checkpointed: redo renames, re-index,
 /// checkpoint, empty the journal, clear tmp/. Reads only the journal and tmp/.
-pub(crate) fn recover(root: &Path, index: &Index) -> io::Result<RecoveryReport> {
+pub(crate) fn recover(root: &Path, index: &Index, arrivals: bool) -> io::Result<RecoveryReport> {
     let mut report = RecoveryReport::default();
     let journal = layout::journal_path(root);
     let bytes = match std::fs::read(&journal) {
@@ -60,7 +60,9 @@ pub(crate) fn recover(root: &Path, index: &Index) -> io::Result<RecoveryReport> 
     }
     if !entries.is_empty() {
         // insert is idempotent for instances the last checkpoint already holds
-        index.insert_batch(&entries).map_err(io::Error::other)?;
+        index
+            .insert_batch_replayed(&entries, arrivals)
+            .map_err(io::Error::other)?;
     }
     for entry in std::fs::read_dir(layout::tmp_dir(root))? {
         let entry = entry?;
@@ -94,7 +96,7 @@ impl VerifyReport {
     }
 }
 
-fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+pub(crate) fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -337,7 +339,7 @@ mod tests {
         journal.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3]); // torn tail
         std::fs::write(layout::journal_path(root), &journal).unwrap();
 
-        let report = recover(root, &index).unwrap();
+        let report = recover(root, &index, false).unwrap();
         assert_eq!(report.journal_records_replayed, 2);
         assert_eq!(report.renames_redone, 1);
         assert_eq!(report.temp_files_removed, 1);
@@ -351,7 +353,7 @@ mod tests {
         );
         // replaying twice changes nothing
         std::fs::write(layout::journal_path(root), &journal).unwrap();
-        recover(root, &index).unwrap();
+        recover(root, &index, false).unwrap();
         assert_eq!(index.counts().unwrap().instances, 1);
     }
 
@@ -428,7 +430,7 @@ mod tests {
         })
         .unwrap();
         std::fs::write(layout::journal_path(root), &journal).unwrap();
-        let report = recover(root, &index).unwrap();
+        let report = recover(root, &index, false).unwrap();
         assert_eq!(report.renames_redone, 1);
         assert_eq!(std::fs::read(root.join(rel)).unwrap(), b"new");
         assert!(verify(root, &index, true).unwrap().is_clean());

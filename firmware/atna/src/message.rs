@@ -113,6 +113,10 @@ pub fn event_of(action: &str, outcome: &str) -> EventKind {
         // A.5.3.4: C = the receiver (this box) did not hold the instances before.
         "dicom.store" => kind(INSTANCES_TRANSFERRED, None, 'C'),
         "dicom.move" | "dicom.get" => kind(INSTANCES_TRANSFERRED, None, 'R'),
+        // Forwarding: this box sends what it holds (R), or a person changed what it will send.
+        "forward.delivered" | "forward.failed" => kind(INSTANCES_TRANSFERRED, None, 'R'),
+        "forward.enqueue" => kind(EXPORT, None, 'R'),
+        "forward.retry" | "forward.cancel" => kind(INSTANCES_TRANSFERRED, None, 'U'),
         _ => kind(SECURITY_ALERT, None, 'E'),
     }
 }

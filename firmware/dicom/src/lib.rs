@@ -13,10 +13,12 @@ pub mod context;
 pub mod dimse;
 mod echo;
 mod find;
+pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identifier;
 pub mod retrieve;
+mod scu;
 pub mod server;
 pub mod sop_classes;
 mod store;

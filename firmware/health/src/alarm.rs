@@ -31,6 +31,9 @@ pub enum Alarm {
     DiskNearlyFull { used_percent: u8 },
     /// DICOM access is `open`: any device on the LAN may query and retrieve every image.
     DicomOpen,
+    /// Instances queued for another PACS (`[[forward]]`, "Send to…") failed past the alarm
+    /// threshold; they stay queued and are retried.
+    ForwardFailing { count: u64 },
     /// Audit records have waited over an hour for the syslog collector (down, or its
     /// certificate not trusted); they are kept and sent when it answers.
     AuditNotForwarded { hours: u64 },
@@ -63,6 +66,7 @@ impl Alarm {
             Alarm::DiskFailing { .. }
             | Alarm::DiskNearlyFull { .. }
             | Alarm::DicomOpen
+            | Alarm::ForwardFailing { .. }
             | Alarm::AuditNotForwarded { .. }
             | Alarm::ClockUnset
             | Alarm::Conflicts { .. } => Severity::Warning,
@@ -82,6 +86,7 @@ impl Alarm {
             Alarm::DiskFailing { .. } => "DISK FAILING",
             Alarm::DiskNearlyFull { .. } => "DISK 90% FULL",
             Alarm::DicomOpen => "DICOM OPEN",
+            Alarm::ForwardFailing { .. } => "NOT FORWARDED",
             Alarm::AuditNotForwarded { .. } => "AUDIT NOT SENT",
             Alarm::ClockUnset => "CLOCK NOT SET",
             Alarm::Conflicts { .. } => "CONFLICTS",
@@ -110,6 +115,9 @@ impl Alarm {
                 format!("{used_percent}% used. Plan more storage.")
             }
             Alarm::DicomOpen => "Any device may read images. Close access.".into(),
+            Alarm::ForwardFailing { count } => {
+                format!("{count} images not sent to PACS. See web.")
+            }
             Alarm::AuditNotForwarded { hours } => {
                 format!("Syslog collector unreachable {hours} h. Check it.")
             }
@@ -134,6 +142,7 @@ impl Alarm {
             Alarm::DiskFailing { disk } => format!("disk_failing:{disk}"),
             Alarm::DiskNearlyFull { .. } => "disk_nearly_full".into(),
             Alarm::DicomOpen => "dicom_open".into(),
+            Alarm::ForwardFailing { .. } => "forward_failing".into(),
             Alarm::AuditNotForwarded { .. } => "audit_not_forwarded".into(),
             Alarm::ClockUnset => "clock_unset".into(),
             Alarm::Conflicts { .. } => "conflicts".into(),

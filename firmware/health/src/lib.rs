@@ -98,6 +98,8 @@ pub struct Traffic {
     /// Whole hours the audit trail's forwarding to the syslog collector has been behind (0:
     /// caught up, or no forwarding).
     pub audit_unsent_hours: u64,
+    /// Instances whose forwarding to another PACS failed past the alarm threshold.
+    pub forward_failing: u64,
 }
 
 /// Conflicting duplicates kept aside for an admin (`conflicts/`).
@@ -201,6 +203,11 @@ impl Health {
         }
         if self.traffic.dicom_open && !self.volume.missing {
             alarms.push(Alarm::DicomOpen);
+        }
+        if self.traffic.forward_failing > 0 {
+            alarms.push(Alarm::ForwardFailing {
+                count: self.traffic.forward_failing,
+            });
         }
         if self.traffic.audit_unsent_hours > 0 {
             alarms.push(Alarm::AuditNotForwarded {

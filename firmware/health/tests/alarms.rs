@@ -210,3 +210,14 @@ fn audit_records_waiting_an_hour_for_the_collector_are_a_warning() {
     assert!(a.title().len() <= 14);
     assert!(a.action().contains("2 h"), "{}", a.action());
 }
+
+#[test]
+fn instances_failing_to_forward_are_a_warning_with_their_count() {
+    let mut h = healthy();
+    h.traffic.forward_failing = 12;
+    let a = Alarm::ForwardFailing { count: 12 };
+    assert_eq!(h.alarms(), std::slice::from_ref(&a));
+    assert_eq!(a.severity(), Severity::Warning);
+    assert!(a.title().len() <= 14);
+    assert!(a.action().starts_with("12 images"), "{}", a.action());
+}

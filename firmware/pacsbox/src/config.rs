@@ -14,6 +14,7 @@ use pacsbox_archive::peers::{
 };
 use pacsbox_archive::{Archive, ArchiveConfig, CompressAt, DuplicatePolicy, SyncMode};
 use pacsbox_dicom::ScpConfig;
+use pacsbox_dicom::forward::{ForwardRule, ForwardSettings};
 use pacsbox_web::WebConfig;
 use serde::Deserialize;
 
@@ -308,6 +309,10 @@ pub struct Config {
     pub audit_keep_days: u32,
     /// `[audit]`: forwarding of the trail to a syslog collector (docs/audit.md).
     pub audit: AuditSettings,
+    /// `[[forward]]` rules: which stored instances go to which peers (docs/forwarding.md).
+    pub forward: Vec<ForwardRule>,
+    /// `[forwarding]`: associations per peer, the alarm threshold, the longest backoff.
+    pub forwarding: ForwardSettings,
 }
 
 /// `[audit]`: the trail's copy for the clinic's audit repository (IHE ATNA).
@@ -389,6 +394,8 @@ impl Default for Config {
             // documentation retention; Korea's medical records act asks for less).
             audit_keep_days: 6 * 365,
             audit: AuditSettings::default(),
+            forward: Vec::new(),
+            forwarding: ForwardSettings::default(),
         }
     }
 }
@@ -490,6 +497,7 @@ impl Config {
             sync: self.durability,
             conflicts_max_bytes: self.conflicts_max_mb << 20,
             trash_days: self.trash_days,
+            forwarding: !self.forward.is_empty(),
         }
     }
 
@@ -511,6 +519,7 @@ impl Config {
             session_max_age: Duration::from_secs(self.web.session_max_hours.max(1) * 3600),
             workers: self.web.workers,
             initial_password_file: Some(self.initial_password_file()),
+            forward_alarm_after: self.forwarding.alarm_after,
         }
     }
 
@@ -610,6 +619,25 @@ impl Config {
                 p.ae_title
             );
         }
+        for rule in &self.forward {
+            rule.check().map_err(|e| anyhow::anyhow!(e))?;
+            for to in &rule.to {
+                let reachable = access
+                    .fixed
+                    .iter()
+                    .any(|p| p.ae_title == *to && p.host.is_some() && p.port.is_some());
+                anyhow::ensure!(
+                    reachable,
+                    "forward rule {:?} sends to {to:?}, which is no [[peers]] entry (or --peer) \
+                     with host and port",
+                    rule.name
+                );
+            }
+        }
+        anyhow::ensure!(
+            (1..=8).contains(&self.forwarding.associations_per_peer),
+            "[forwarding] associations_per_peer must be 1 to 8"
+        );
         self.panel
             .output()
             .map_err(|e| anyhow::anyhow!("panel.display: {e}"))?;
@@ -699,6 +727,27 @@ mod tests {
             ..Config::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn forward_rules_need_a_peer_with_an_address() {
+        let text = "[[peers]]\nae_title = \"PACS\"\nhost = \"10.0.0.9\"\nport = 104\n\
+                    [[peers]]\nae_title = \"CT\"\nrights = \"store\"\n\
+                    [[forward]]\nname = \"ct\"\nto = [\"PACS\"]\nmodality = [\"CT\"]\n\
+                    mode = \"study\"\nstable_s = 30\n[forwarding]\nalarm_after = 3\n";
+        let c: Config = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        assert!(
+            c.archive_config().forwarding,
+            "rules switch the arrivals queue on"
+        );
+        assert_eq!(c.forwarding.alarm_after, 3);
+        assert_eq!(c.forwarding.associations_per_peer, 1, "default");
+        let to_ct: Config =
+            toml::from_str(&text.replace("to = [\"PACS\"]", "to = [\"CT\"]")).unwrap();
+        let err = to_ct.validate().unwrap_err().to_string();
+        assert!(err.contains("host and port"), "{err}");
+        assert!(!Config::default().archive_config().forwarding);
     }
 
     #[test]

@@ -9,8 +9,10 @@ mod serve;
 mod status;
 mod tls;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pacsbox_archive::InstanceRecord;
 use pacsbox_archive::edit::{Actor, PatientFields, Request, StudyFields, Target};
@@ -122,14 +124,6 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
-    /// Bring back what a delete operation took.
-    Restore {
-        #[command(flatten)]
-        data: DataArgs,
-        /// The delete's operation number (`pacsbox history`).
-        #[arg(long)]
-        operation: u64,
-    },
     /// Undo an operation: the exact previous files come back from the trash.
     Undo {
         #[command(flatten)]
@@ -186,6 +180,45 @@ enum Command {
         /// Clean Descriptors Option: descriptions kept, cleaned of the patient's name and IDs.
         #[arg(long)]
         keep_descriptions: bool,
+    },
+    /// C-ECHO a DICOM peer (an AE of the peer table, or AE@host:port) and print the round
+    /// trip; exit 1 if it does not answer success.
+    Echo {
+        #[command(flatten)]
+        data: DataArgs,
+        peer: String,
+    },
+    /// The forwarding queue: per peer from the running box's /status.json, or, when it is
+    /// not running, per study from the index (TSV: peer, study UID, instances, attempts, next
+    /// try, last error).
+    ForwardStatus {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The running box's HTTP port, if not the settings file's.
+        #[arg(long)]
+        http_port: Option<u16>,
+    },
+    /// Copy the archive's files to DIR (a USB disk, a mounted share): incremental, each copy
+    /// read back and compared by hash, resumable; DIR/COMPLETE is written only when the copy
+    /// is whole. Runs while `serve` runs.
+    Backup {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Bring back what a delete operation took (`--operation N`, box stopped), or restore a
+    /// complete backup onto an empty data folder (`--from DIR`: hashes checked, then the index
+    /// rebuilt from the files).
+    Restore {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The delete's operation number (`pacsbox history`).
+        #[arg(long, conflicts_with = "from", required_unless_present = "from")]
+        operation: Option<u64>,
+        /// A backup folder made by `pacsbox backup`.
+        #[arg(long)]
+        from: Option<PathBuf>,
     },
     /// The audit trail: check its hash chain, or export records as CSV.
     Audit {
@@ -470,7 +503,11 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
             };
             operate(&data, Request::Delete(target))
         }
-        Command::Restore { data, operation } => {
+        Command::Restore {
+            data,
+            operation: Some(operation),
+            ..
+        } => {
             let archive = Config::from_args(&data)?.open_archive_offline()?;
             match archive.operation(operation)? {
                 Some(op) if op.request.kind() == "delete" => {}
@@ -547,6 +584,44 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
                 patient_id: id,
             };
             anonymize(&data, &study, out, into_archive, &opts)
+        }
+        Command::Backup { data, to } => {
+            let c = Config::from_args(&data)?;
+            let r = pacsbox_archive::backup::backup(&c.data_dir, &to, pacsbox_audit::now_unix())
+                .with_context(|| {
+                    format!(
+                        "backing up to {} (not complete; run it again)",
+                        to.display()
+                    )
+                })?;
+            println!(
+                "backup complete: {} files, {} copied ({} bytes), {} removed",
+                r.files, r.copied, r.bytes_copied, r.removed
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore {
+            data,
+            operation: None,
+            from,
+        } => {
+            let from = from.context("give --operation N or --from DIR")?;
+            let c = Config::from_args(&data)?;
+            std::fs::create_dir_all(&c.data_dir)
+                .with_context(|| format!("creating {}", c.data_dir.display()))?;
+            let r = pacsbox_archive::backup::restore(&from, &c.data_dir)
+                .map_err(|e| anyhow::anyhow!("restoring from {}: {e}", from.display()))?;
+            println!(
+                "restored {} files ({} bytes), indexed {} instances",
+                r.files, r.bytes, r.indexed
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Echo { data, peer } => echo(&Config::from_args(&data)?, &peer),
+        Command::ForwardStatus { data, http_port } => {
+            let mut c = Config::from_args(&data)?;
+            c.http_port = http_port.unwrap_or(c.http_port);
+            forward_status(&c)
         }
         Command::Reindex { data } => {
             let c = Config::from_args(&data)?;
@@ -686,6 +761,118 @@ fn anonymize(
             ExitCode::from(2)
         },
     )
+}
+
+/// `pacsbox echo`: the peer from the settings (or given as AE@host:port), our AE title and PDU
+/// size, TLS as its entry says.
+fn echo(c: &Config, peer: &str) -> anyhow::Result<ExitCode> {
+    let entry = if peer.contains('@') {
+        config::parse_peer(&format!("{peer}:none")).map_err(|e| anyhow::anyhow!(e))?
+    } else {
+        let access = c.access_settings()?;
+        access
+            .fixed
+            .into_iter()
+            .find(|p| p.ae_title == peer)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{peer} is not a [[peers]] entry of the settings; give AE@host:port instead"
+                )
+            })?
+    };
+    let trust = if entry.needs_tls() {
+        let own = tls::load_or_create(&c.tls_dir(), &[])
+            .context("the box's certificate for DICOM TLS")?;
+        Some(serve::peer_trust(c, &own, &c.access_settings()?)?)
+    } else {
+        None
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let ae = entry.ae_title.clone();
+    let scp = c.scp_config();
+    match runtime.block_on(pacsbox_dicom::forward::echo(entry, trust.as_ref(), &scp)) {
+        Ok(rtt) => {
+            println!(
+                "{ae}: C-ECHO success in {:.1} ms",
+                rtt.as_secs_f64() * 1000.0
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("{ae}: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `pacsbox forward-status`: the running box answers over HTTP (the index is its while it
+/// runs); otherwise the index is read directly.
+fn forward_status(c: &Config) -> anyhow::Result<ExitCode> {
+    let host = if c.bind == "0.0.0.0" || c.bind == "::" {
+        "127.0.0.1"
+    } else {
+        c.bind.as_str()
+    };
+    if let Some(doc) = http_status(host, c.http_port) {
+        let queues = doc
+            .get("forwarding")
+            .and_then(|f| f.as_array())
+            .cloned()
+            .unwrap_or_default();
+        println!("peer\tpending\tfailing\toldest_enqueued_unix");
+        for q in queues {
+            let s = |k: &str| {
+                q.get(k)
+                    .map(|v| match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Null => "-".into(),
+                        other => other.to_string(),
+                    })
+                    .unwrap_or_default()
+            };
+            println!(
+                "{}\t{}\t{}\t{}",
+                s("peer"),
+                s("pending"),
+                s("failing"),
+                s("oldest_enqueued_unix"),
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let archive = c.open_archive_offline()?;
+    println!("peer\tstudy\tinstances\tattempts\tnext_try_unix\tlast_error");
+    for q in archive.index().forward_studies(10_000)? {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            q.peer, q.study_uid, q.instances, q.attempts, q.next_try_unix, q.last_error
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `/status.json` of a box running on this machine, if one answers.
+fn http_status(host: &str, port: u16) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .ok()?
+        .next()?;
+    let timeout = std::time::Duration::from_secs(10);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    write!(
+        s,
+        "GET /status.json HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = Vec::new();
+    s.take(16 << 20).read_to_end(&mut body).ok()?;
+    let text = String::from_utf8_lossy(&body);
+    let (_, json) = text.split_once("\r\n\r\n")?;
+    serde_json::from_str(json).ok()
 }
 
 fn print_rows(rows: Vec<(String, InstanceRecord)>) -> anyhow::Result<()> {

@@ -70,8 +70,12 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
             tls: t.web.clone(),
         });
     let certificate = tls.as_ref().map(|t| t.certificate.clone());
-    let scp = match tls.as_ref().filter(|_| c.dicom_tls_port != 0 || tls_peers) {
-        Some(t) => scp.with_trust(Arc::new(peer_trust(&c, t, &access)?)),
+    let trust = match tls.as_ref().filter(|_| c.dicom_tls_port != 0 || tls_peers) {
+        Some(t) => Some(Arc::new(peer_trust(&c, t, &access)?)),
+        None => None,
+    };
+    let scp = match &trust {
+        Some(t) => scp.with_trust(t.clone()),
         None => scp,
     };
     let dicom_tls = (c.dicom_tls_port != 0 && tls.is_some())
@@ -88,6 +92,7 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         errors,
         certificate: certificate.clone(),
         audit_forwarding: forwarder.as_ref().map(|f| f.status_handle()),
+        forward_queue: Default::default(),
     });
     let (mut web, initial_password) = pacsbox_web::Web::new(
         archive.clone(),
@@ -97,6 +102,12 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     )
     .context("setting up the web page")?;
     web.certificates = certificate.map(|c| c as Arc<dyn pacsbox_web::Certificates>);
+    web.echo = Some(Arc::new(BoxEcho {
+        archive: archive.clone(),
+        trust: trust.clone(),
+        scp: c.scp_config(),
+        runtime: runtime.handle().clone(),
+    }));
     if initial_password.is_some() {
         // The password itself stays out of the log (journals are kept and copied around);
         // it is in the file (mode 0600) and on the panel's identity page.
@@ -121,6 +132,7 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         panel_stop.clone(),
     )?;
     let data_dir = c.data_dir.clone();
+    let (forward_archive, forward_audit) = (archive.clone(), audit.clone());
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(dicom_addr)
             .await
@@ -155,12 +167,25 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
             tracing::info!("shutting down: finishing running associations");
             let _ = tx.send(true);
         });
+        // The forwarding senders also work "Send to…" jobs, so they run without rules too.
+        let forwarding = pacsbox_dicom::forward::Forwarding {
+            archive: forward_archive,
+            rules: c.forward.clone(),
+            settings: c.forwarding.clone(),
+            scp: c.scp_config(),
+            trust,
+            audit: forward_audit,
+        }
+        .start(rx.clone());
         dicom_accepting.store(true, Ordering::Relaxed);
         let presence = appliance::Presence::start(&c);
         tokio::spawn(appliance::watchdog());
         let served = scp.serve(listener, rx).await;
         presence.stop();
         dicom_accepting.store(false, Ordering::Relaxed);
+        if let Err(e) = forwarding.await {
+            tracing::error!(error = %e, "forwarding task");
+        }
         served?;
         anyhow::Ok(())
     })?;
@@ -187,6 +212,31 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     drop(archive);
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The peers page's "Test": a C-ECHO on the DICOM runtime, from a web worker thread.
+struct BoxEcho {
+    archive: pacsbox_archive::Archive,
+    trust: Option<Arc<pacsbox_dicom::trust::PeerTrust>>,
+    scp: pacsbox_dicom::ScpConfig,
+    runtime: tokio::runtime::Handle,
+}
+
+impl pacsbox_web::PeerEcho for BoxEcho {
+    fn echo(&self, ae_title: &str) -> Result<std::time::Duration, String> {
+        let peer = self
+            .archive
+            .peer(ae_title)
+            .map_err(|e| format!("reading the peer table: {e}"))?
+            .ok_or_else(|| format!("{ae_title} is not in the peer table"))?;
+        // Bounded: the admin waits for the page.
+        let echo = pacsbox_dicom::forward::echo(peer, self.trust.as_deref(), &self.scp);
+        self.runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(15), echo)
+                .await
+                .map_err(|_| "no answer within 15 s".to_owned())?
+        })
+    }
 }
 
 /// The copy of the trail for the clinic's syslog collector (`[audit] syslog`), if configured.
@@ -229,7 +279,7 @@ fn start_audit_forwarding(
 
 /// DICOM TLS's certificates: the box's own, the clinic CA (`dicom_tls_ca`), and every
 /// fingerprint the fixed peers pin.
-fn peer_trust(
+pub(crate) fn peer_trust(
     c: &Config,
     own: &crate::tls::TlsIdentity,
     access: &pacsbox_archive::peers::AccessSettings,

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use pacsbox_archive::Archive;
+use pacsbox_archive::forward::PeerQueue;
 use pacsbox_archive::peers::AccessMode;
 use pacsbox_dicom::ScpStatus;
 use pacsbox_health::{AlarmReport, DataVolume, Health, HealthSources};
@@ -27,7 +28,13 @@ pub struct Status {
     pub certificate: Option<Arc<crate::tls::BoxCertificate>>,
     /// The audit forwarder's state, when `[audit] syslog` is set.
     pub audit_forwarding: Option<Arc<Mutex<pacsbox_audit::ForwardStatus>>>,
+    /// The forwarding queue's summary and when it was read: a pass over the queue is cheap
+    /// but not free with 10 000 jobs, and the panel asks every second.
+    pub forward_queue: Mutex<Option<(Instant, Vec<PeerQueue>)>>,
 }
+
+/// How long a forwarding queue summary is reused.
+const QUEUE_SUMMARY_TTL: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// An hour behind and more raises the alarm: collectors restart and networks blink, and the
 /// records wait safely in the trail meanwhile.
@@ -90,6 +97,26 @@ impl Status {
         self.certificate.as_ref().map(|c| c.fingerprint())
     }
 
+    /// Per peer: jobs waiting and failing (see `QUEUE_SUMMARY_TTL`).
+    fn forward_queue(&self) -> Vec<PeerQueue> {
+        let Ok(mut cached) = self.forward_queue.lock() else {
+            return Vec::new();
+        };
+        if let Some((at, q)) = cached.as_ref()
+            && at.elapsed() < QUEUE_SUMMARY_TTL
+        {
+            return q.clone();
+        }
+        let q = self
+            .archive
+            .index()
+            .forward_summary(self.config.forwarding.alarm_after)
+            .inspect_err(|e| tracing::warn!(error = %e, "reading the forwarding queue"))
+            .unwrap_or_default();
+        *cached = Some((Instant::now(), q.clone()));
+        q
+    }
+
     fn forwarding(&self) -> Option<pacsbox_audit::ForwardStatus> {
         let f = self.audit_forwarding.as_ref()?;
         f.lock().ok().map(|s| s.clone())
@@ -130,6 +157,7 @@ impl Status {
                 audit_unsent_hours: self
                     .forwarding()
                     .map_or(0, |f| unsent_hours(&f, clock().now_unix)),
+                forward_failing: self.forward_queue().iter().map(|q| q.failing).sum(),
             },
             clock: clock(),
             conflicts: pacsbox_health::Conflicts {
@@ -203,6 +231,7 @@ impl Status {
             compression_pending: self.archive.compression_pending(),
             recent_errors: self.errors.recent(),
             audit_forwarding: self.forwarding(),
+            forwarding: self.forward_queue(),
         })
     }
 }

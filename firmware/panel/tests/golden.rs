@@ -68,6 +68,7 @@ fn healthy() -> Health {
             dicom_accepting: true,
             dicom_open: false,
             audit_unsent_hours: 0,
+            forward_failing: 0,
         },
         clock: Clock {
             now_unix: NOW,

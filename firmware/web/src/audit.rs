@@ -106,6 +106,8 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
             event(&format!("user.{}", req.field("action"))).detail(target)
         }
         (true, ["admin", "certificate"]) => event(&format!("certificate.{}", req.field("action"))),
+        // A C-ECHO changes nothing and shows no patient data.
+        (true, ["admin", "peers"]) if req.field("action") == "echo" => return,
         (true, ["admin", "peers"]) => event(&format!("peer.{}", req.field("action"))).detail(
             match req.field("action") {
                 "learn-again" => format!("{} days", req.field("days").trim()),
@@ -118,6 +120,29 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
         // when refused or broken off; a request without the right never reaches it.
         (true, ["study", _, "anonymize"]) if status != 403 => return,
         (true, ["study", uid, "anonymize"]) => on_study("study.anonymize", uid),
+        (true, ["admin", "forwarding"]) => {
+            let study = req.field("study").trim();
+            event(&format!("forward.{}", req.field("action")))
+                .study(study)
+                .patient(patient_of_study(web, study))
+                .detail(format!(
+                    "{} {}",
+                    req.field("peer").trim(),
+                    if study.is_empty() { "all" } else { "study" }
+                ))
+        }
+        (true, ["study", uid, "send"]) => {
+            let series = req.field("series").trim();
+            on_study("forward.enqueue", uid).detail(format!(
+                "to {} {}",
+                req.field("peer").trim(),
+                if series.is_empty() {
+                    "whole study".to_owned()
+                } else {
+                    format!("series {series}")
+                }
+            ))
+        }
         (true, ["admin", "conflicts"]) => {
             event(&format!("conflict.{}", req.field("action"))).detail(req.field("name"))
         }

@@ -48,6 +48,8 @@ pub struct WebConfig {
     pub workers: usize,
     /// Where the generated first admin password is written (and removed once changed).
     pub initial_password_file: Option<PathBuf>,
+    /// Failed attempts after which a forwarding job counts as failing (`[forwarding]`).
+    pub forward_alarm_after: u32,
 }
 
 impl Default for WebConfig {
@@ -57,6 +59,7 @@ impl Default for WebConfig {
             session_max_age: Duration::from_secs(12 * 60 * 60),
             workers: 4,
             initial_password_file: None,
+            forward_alarm_after: pacsbox_archive::forward::DEFAULT_ALARM_AFTER,
         }
     }
 }
@@ -123,6 +126,11 @@ pub fn listen(
 }
 
 /// Everything a request handler can reach.
+/// A C-ECHO to a peer of the table: the round trip, or why it failed (said to the admin).
+pub trait PeerEcho: Send + Sync {
+    fn echo(&self, ae_title: &str) -> Result<Duration, String>;
+}
+
 pub struct Web {
     pub archive: Archive,
     pub status: Arc<dyn StatusSource>,
@@ -133,6 +141,8 @@ pub struct Web {
     pub started: Instant,
     /// The TLS certificate, when HTTPS or DICOM TLS is on (`/admin/certificate`).
     pub certificates: Option<Arc<dyn Certificates>>,
+    /// C-ECHO to a peer for the peers page's "Test" (the binary's, over pacsbox-dicom).
+    pub echo: Option<Arc<dyn PeerEcho>>,
     pub(crate) pixel_caches: pixels::PixelCaches,
 }
 
@@ -156,6 +166,7 @@ impl Web {
                 audit,
                 started: Instant::now(),
                 certificates: None,
+                echo: None,
                 pixel_caches: Default::default(),
             },
             initial,

@@ -36,6 +36,9 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/certificate"),
     ("POST", "/admin/certificate"),
     ("POST", "/admin/peers"),
+    ("GET", "/admin/forwarding"),
+    ("POST", "/admin/forwarding"),
+    ("POST", "/study/{uid}/send"),
     ("POST", "/admin/conflicts"),
     ("GET", "/admin/operations"),
     ("POST", "/admin/operations"),
@@ -181,6 +184,19 @@ fn answer(
         (true, ["admin", "peers"]) => {
             admin(&session)?;
             pages::peers_post(web, &session, req)
+        }
+        (false, ["admin", "forwarding"]) => {
+            admin(&session)?;
+            pages::forwarding_page(web, &session, "", "")
+        }
+        (true, ["admin", "forwarding"]) => {
+            admin(&session)?;
+            pages::forwarding_post(web, &session, req)
+        }
+        // Any user who may download the study may send it to a peer the admin configured.
+        (true, ["study", uid, "send"]) => {
+            need(&session, Right::View)?;
+            pages::send_post(web, &session, check_uid(uid)?, req)
         }
         (false, ["admin", "certificate"]) => {
             admin(&session)?;

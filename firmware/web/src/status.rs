@@ -59,6 +59,9 @@ pub struct StatusDoc {
     pub recent_errors: Vec<LogLine>,
     /// Forwarding of the audit trail to the syslog collector; absent when it is off.
     pub audit_forwarding: Option<pacsbox_audit::ForwardStatus>,
+    /// The forwarding queue per peer (`[[forward]]` rules and "Send to…"): waiting, failing
+    /// (past `[forwarding] alarm_after` attempts), oldest, last error. Empty: nothing queued.
+    pub forwarding: Vec<pacsbox_archive::forward::PeerQueue>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -119,6 +122,7 @@ const PUBLIC_FIELDS: &[&str] = &[
     "conflicts_bytes",
     "conflicts_max_bytes",
     "compression_pending",
+    "forwarding",
 ];
 
 impl StatusDoc {
@@ -128,6 +132,12 @@ impl StatusDoc {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         if let Some(m) = v.as_object_mut() {
             m.retain(|k, _| PUBLIC_FIELDS.contains(&k.as_str()));
+            // Counts only: an error may name a file, and with it a study.
+            if let Some(queues) = m.get_mut("forwarding").and_then(|f| f.as_array_mut()) {
+                for q in queues.iter_mut().filter_map(|q| q.as_object_mut()) {
+                    q.remove("last_error");
+                }
+            }
         }
         v
     }

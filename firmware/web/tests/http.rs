@@ -134,6 +134,7 @@ impl StatusSource for ArchiveStatus {
             compression_pending: self.0.compression_pending(),
             recent_errors: vec![],
             audit_forwarding: None,
+            forwarding: Vec::new(),
         })
     }
 }
@@ -828,7 +829,12 @@ fn each_role_reaches_what_it_may_and_no_more() {
             "{name} listed as {role}"
         );
     }
-    let admin_only = ["/admin/users", "/admin/peers", "/admin/audit"];
+    let admin_only = [
+        "/admin/users",
+        "/admin/peers",
+        "/admin/audit",
+        "/admin/forwarding",
+    ];
     for (cookie, edits, role) in [
         (&staff, false, "user"),
         (&doctor, false, "physician"),
@@ -1944,4 +1950,103 @@ fn admins_allow_change_and_remove_dicom_peers_and_close_learning() {
             && r.outcome == "ok")
     );
     assert!(recs.iter().any(|r| r.action == "peer.close-learning"));
+}
+
+/// "Send to…" queues a study for a peer with an address (and refuses one without); the admin
+/// page lists it with its count, Retry keeps and Cancel removes it; each step is audited.
+#[test]
+fn send_to_queues_a_study_and_admins_retry_and_cancel_it() {
+    use pacsbox_archive::peers::{AccessMode, AccessSettings, PeerEntry, PeerRights, PeerSource};
+    let s = start();
+    let peer = |ae: &str, host: Option<&str>| PeerEntry {
+        ae_title: ae.into(),
+        host: host.map(str::to_owned),
+        port: host.map(|_| 104),
+        rights: PeerRights::NONE,
+        tls: false,
+        cert: None,
+        source: PeerSource::Config,
+        first_seen_unix: None,
+        last_seen_unix: None,
+        last_address: None,
+    };
+    s.archive
+        .configure_access(AccessSettings {
+            mode: AccessMode::Learning,
+            learning_period_s: 3600,
+            fixed: vec![peer("HOSPITAL", Some("127.0.0.1")), peer("CT1", None)],
+        })
+        .unwrap();
+    let admin = admin_session(&s);
+    let study_path = format!("/study/{}", s.korean_study);
+    let page = get(s.port, &study_path, &admin);
+    let text = page.text();
+    assert!(text.contains("<option>HOSPITAL</option>"), "{text}");
+    assert!(
+        !text.contains("<option>CT1</option>"),
+        "no address, no choice"
+    );
+    let send = |to: &str| {
+        post(
+            s.port,
+            &format!("{study_path}/send"),
+            &admin,
+            &[("csrf", &page.csrf()), ("peer", to), ("series", "")],
+        )
+    };
+    assert_eq!(send("CT1").status, 400);
+    let sent = send("HOSPITAL");
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    let instances = s
+        .archive
+        .index()
+        .study(&s.korean_study)
+        .unwrap()
+        .unwrap()
+        .instances;
+    assert!(
+        sent.text()
+            .contains(&format!("{instances} image(s) queued for HOSPITAL")),
+        "{}",
+        sent.text()
+    );
+    let q = get(s.port, "/admin/forwarding", &admin);
+    assert_eq!(q.status, 200);
+    assert!(q.text().contains(&s.korean_study), "{}", q.text());
+    let act = |action: &str| {
+        post(
+            s.port,
+            "/admin/forwarding",
+            &admin,
+            &[
+                ("csrf", &q.csrf()),
+                ("action", action),
+                ("peer", "HOSPITAL"),
+                ("study", &s.korean_study),
+            ],
+        )
+    };
+    assert!(act("retry").text().contains("due now"));
+    assert_eq!(
+        s.archive.index().forward_summary(5).unwrap()[0].pending,
+        instances
+    );
+    assert!(act("cancel").text().contains("cancelled"));
+    assert!(s.archive.index().forward_summary(5).unwrap().is_empty());
+    assert!(
+        get(s.port, "/admin/forwarding", &admin)
+            .text()
+            .contains("Nothing waiting")
+    );
+    let by_action = |action: &str| pacsbox_audit::Filter {
+        action: action.into(),
+        ..Default::default()
+    };
+    let enqueued = audit_records(&s, &by_action("forward.enqueue"), 2);
+    assert!(enqueued.iter().any(|r| r.outcome == "ok"
+        && r.study == s.korean_study
+        && r.detail == "to HOSPITAL whole study"));
+    assert!(enqueued.iter().any(|r| r.outcome == "failed: HTTP 400"));
+    let cancelled = audit_records(&s, &by_action("forward.cancel"), 1);
+    assert_eq!(cancelled[0].detail, "HOSPITAL study", "{cancelled:#?}");
 }

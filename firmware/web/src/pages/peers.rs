@@ -17,6 +17,8 @@ use crate::reply::{HttpError, Reply, Req};
 struct PeerRow {
     ae: String,
     host: String,
+    /// It has host and port: "Test" can reach it.
+    reachable: bool,
     rights: String,
     /// What it needs over DICOM TLS, in words; empty: plain is fine.
     tls: String,
@@ -79,6 +81,7 @@ pub fn peers_page(web: &Web, s: &Session, error: &str, message: &str) -> Result<
         .peers
         .into_iter()
         .map(|p| PeerRow {
+            reachable: p.host.is_some() && p.port.is_some(),
             host: match (&p.host, p.port) {
                 (Some(h), Some(port)) => format!("{h}:{port}"),
                 (Some(h), None) => h.clone(),
@@ -160,6 +163,13 @@ pub fn peers_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError>
                     )
                 })
                 .map_err(peer_error),
+        },
+        "echo" => match &web.echo {
+            None => Err("C-ECHO is not available here".to_owned()),
+            Some(e) => e
+                .echo(ae)
+                .map(|rtt| format!("{ae}: C-ECHO success in {:.1} ms.", rtt.as_secs_f64() * 1000.0))
+                .map_err(|why| format!("{ae}: C-ECHO failed: {why}")),
         },
         _ => return Err(HttpError::BadRequest("unknown action".into())),
     };

@@ -37,6 +37,8 @@ struct StudyPage {
     anon_error: String,
     /// The study's modalities that often burn text into the pixels (empty: none).
     burn_in: String,
+    /// "Send to…" choices: peers with an address.
+    send_to: Vec<String>,
 }
 
 fn study_query(uid: &str) -> Query {
@@ -144,6 +146,7 @@ fn render(
             message: message.to_owned(),
             anon_error: anon_error.to_owned(),
             burn_in,
+            send_to: super::forwarding::send_targets(web),
         },
         if error.is_empty() { anon_error } else { error },
     )
