@@ -394,7 +394,7 @@ mod tests {
         );
         std::fs::write(layout::journal_path(root), &journal).unwrap();
 
-        let report = recover(root, &index).unwrap();
+        let report = recover(root, &index, false).unwrap();
         assert_eq!(report.renames_redone, 1);
         assert_eq!(report.temp_files_removed, 5);
         assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
