@@ -362,10 +362,11 @@ impl<R: BufRead> Walker<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn explicit_le(tag: Tag, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+    /// One explicit VR little endian element with a 16-bit length (the other tests' too).
+    pub(crate) fn explicit_le(tag: Tag, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend(tag.0.to_le_bytes());
         v.extend(tag.1.to_le_bytes());

@@ -439,16 +439,7 @@ impl<R: BufRead, W: Write> BufRead for Tee<R, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn el(tag: Tag, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        v.extend(tag.0.to_le_bytes());
-        v.extend(tag.1.to_le_bytes());
-        v.extend(vr);
-        v.extend((value.len() as u16).to_le_bytes());
-        v.extend(value);
-        v
-    }
+    use crate::scan::tests::explicit_le as el;
 
     fn file(ds: &[u8]) -> Vec<u8> {
         let mut f = part10::encode_header(&MetaInfo {
