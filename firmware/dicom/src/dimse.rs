@@ -25,6 +25,16 @@ pub enum CommandField {
     CEchoRq,
     CEchoRsp,
     CCancelRq,
+    /// DIMSE-N (PS3.7 §10): MPPS uses N-CREATE/N-SET, Storage Commitment N-ACTION and
+    /// N-EVENT-REPORT.
+    NEventReportRq,
+    NEventReportRsp,
+    NSetRq,
+    NSetRsp,
+    NActionRq,
+    NActionRsp,
+    NCreateRq,
+    NCreateRsp,
     Other(u16),
 }
 
@@ -42,6 +52,14 @@ impl CommandField {
             CommandField::CEchoRq => 0x0030,
             CommandField::CEchoRsp => 0x8030,
             CommandField::CCancelRq => 0x0FFF,
+            CommandField::NEventReportRq => 0x0100,
+            CommandField::NEventReportRsp => 0x8100,
+            CommandField::NSetRq => 0x0120,
+            CommandField::NSetRsp => 0x8120,
+            CommandField::NActionRq => 0x0130,
+            CommandField::NActionRsp => 0x8130,
+            CommandField::NCreateRq => 0x0140,
+            CommandField::NCreateRsp => 0x8140,
             CommandField::Other(c) => c,
         }
     }
@@ -59,6 +77,14 @@ impl CommandField {
             0x0030 => CommandField::CEchoRq,
             0x8030 => CommandField::CEchoRsp,
             0x0FFF => CommandField::CCancelRq,
+            0x0100 => CommandField::NEventReportRq,
+            0x8100 => CommandField::NEventReportRsp,
+            0x0120 => CommandField::NSetRq,
+            0x8120 => CommandField::NSetRsp,
+            0x0130 => CommandField::NActionRq,
+            0x8130 => CommandField::NActionRsp,
+            0x0140 => CommandField::NCreateRq,
+            0x8140 => CommandField::NCreateRsp,
             c => CommandField::Other(c),
         }
     }
@@ -137,6 +163,13 @@ pub struct Command {
     /// On a C-STORE sub-operation of a C-MOVE: who asked, and in which message.
     pub move_originator_ae: Option<String>,
     pub move_originator_message_id: Option<u16>,
+    /// DIMSE-N requests name their object with these (N-SET, N-ACTION); the responses answer
+    /// with the affected UIDs.
+    pub requested_sop_class_uid: Option<String>,
+    pub requested_sop_instance_uid: Option<String>,
+    /// N-EVENT-REPORT's Event Type ID (0000,1002) and N-ACTION's Action Type ID (0000,1008).
+    pub event_type_id: Option<u16>,
+    pub action_type_id: Option<u16>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -159,8 +192,16 @@ impl Command {
         let mut rsp = Command::request(req.field.response(), 0);
         rsp.message_id = None;
         rsp.message_id_responded_to = req.message_id;
-        rsp.affected_sop_class_uid = req.affected_sop_class_uid.clone();
-        rsp.affected_sop_instance_uid = req.affected_sop_instance_uid.clone();
+        rsp.affected_sop_class_uid = req
+            .affected_sop_class_uid
+            .clone()
+            .or_else(|| req.requested_sop_class_uid.clone());
+        rsp.affected_sop_instance_uid = req
+            .affected_sop_instance_uid
+            .clone()
+            .or_else(|| req.requested_sop_instance_uid.clone());
+        rsp.event_type_id = req.event_type_id;
+        rsp.action_type_id = req.action_type_id;
         rsp.status = Some(status);
         rsp
     }
@@ -184,6 +225,10 @@ impl Command {
             warning: None,
             move_originator_ae: None,
             move_originator_message_id: None,
+            requested_sop_class_uid: None,
+            requested_sop_instance_uid: None,
+            event_type_id: None,
+            action_type_id: None,
         }
     }
 
@@ -224,6 +269,9 @@ impl Command {
         if let Some(s) = &self.affected_sop_class_uid {
             put(0x0002, &uid(s));
         }
+        if let Some(s) = &self.requested_sop_class_uid {
+            put(0x0003, &uid(s));
+        }
         put(0x0100, &self.field.code().to_le_bytes());
         if let Some(id) = self.message_id {
             put(0x0110, &id.to_le_bytes());
@@ -246,6 +294,15 @@ impl Command {
         }
         if let Some(s) = &self.affected_sop_instance_uid {
             put(0x1000, &uid(s));
+        }
+        if let Some(s) = &self.requested_sop_instance_uid {
+            put(0x1001, &uid(s));
+        }
+        if let Some(id) = self.event_type_id {
+            put(0x1002, &id.to_le_bytes());
+        }
+        if let Some(id) = self.action_type_id {
+            put(0x1008, &id.to_le_bytes());
         }
         for (elem, count) in [
             (0x1020, self.remaining),
@@ -298,6 +355,7 @@ impl Command {
             };
             match elem {
                 0x0002 => cmd.affected_sop_class_uid = Some(text()),
+                0x0003 => cmd.requested_sop_class_uid = Some(text()),
                 0x0100 => {
                     cmd.field = CommandField::from_code(us()?);
                     seen_field = true;
@@ -310,6 +368,9 @@ impl Command {
                 0x0900 => cmd.status = Some(Status(us()?)),
                 0x0902 => cmd.error_comment = Some(text()),
                 0x1000 => cmd.affected_sop_instance_uid = Some(text()),
+                0x1001 => cmd.requested_sop_instance_uid = Some(text()),
+                0x1002 => cmd.event_type_id = Some(us()?),
+                0x1008 => cmd.action_type_id = Some(us()?),
                 0x1020 => cmd.remaining = Some(us()?),
                 0x1021 => cmd.completed = Some(us()?),
                 0x1022 => cmd.failed = Some(us()?),
@@ -389,6 +450,29 @@ mod tests {
         assert_eq!(back.affected_sop_instance_uid.as_deref(), Some("1.2.3"));
         assert_eq!(back.error_comment.as_ref().map(|c| c.len()), Some(64));
         assert!(!back.has_dataset());
+    }
+
+    #[test]
+    fn n_action_round_trips_and_its_response_names_the_affected_instance() {
+        let mut rq = Command::request(CommandField::NActionRq, 9);
+        rq.requested_sop_class_uid = Some("1.2.840.10008.1.20.1".into());
+        rq.requested_sop_instance_uid = Some("1.2.840.10008.1.20.1.1".into());
+        rq.action_type_id = Some(1);
+        rq.data_set_type = 0x0000;
+        let back = Command::decode(&rq.encode()).unwrap();
+        assert_eq!(back, rq);
+        let rsp = Command::decode(&Command::response_to(&rq, Status::SUCCESS).encode()).unwrap();
+        assert_eq!(rsp.field, CommandField::NActionRsp);
+        assert_eq!(
+            rsp.affected_sop_class_uid.as_deref(),
+            Some("1.2.840.10008.1.20.1")
+        );
+        assert_eq!(
+            rsp.affected_sop_instance_uid.as_deref(),
+            Some("1.2.840.10008.1.20.1.1")
+        );
+        assert_eq!(rsp.requested_sop_instance_uid, None);
+        assert_eq!(rsp.action_type_id, Some(1));
     }
 
     #[test]
