@@ -22,6 +22,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::layout;
 use crate::maintenance::hash_file;
@@ -46,6 +47,26 @@ pub struct BackupReport {
     pub copied: u64,
     pub bytes_copied: u64,
     pub removed: u64,
+}
+
+/// A scheduled backup as the status page shows it (the binary's schedule fills it in).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct BackupStatus {
+    /// The backup folder.
+    pub to: String,
+    pub every_minutes: u64,
+    pub running: bool,
+    /// When the last complete backup was taken (its `COMPLETE` marker).
+    pub last_complete_unix: Option<i64>,
+    /// Files in it, and how many the last run copied (the rest were there already).
+    pub last_files: u64,
+    pub last_copied: u64,
+    pub next_unix: Option<i64>,
+    /// Why the last run failed; empty after a success.
+    pub last_error: String,
+    pub last_error_unix: Option<i64>,
+    /// Whole hours without a complete backup, once past the alarm threshold (BACKUP OLD).
+    pub overdue_hours: Option<u64>,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -161,9 +182,28 @@ pub fn backup_complete(dir: &Path) -> Option<String> {
     std::fs::read_to_string(dir.join(COMPLETE)).ok()
 }
 
+/// When the complete backup in `dir` was taken (the `unix` line of its marker), so a schedule
+/// knows after a restart how old the copy is.
+pub fn completed_unix(dir: &Path) -> Option<i64> {
+    backup_complete(dir)?
+        .lines()
+        .find_map(|l| l.strip_prefix("unix ")?.trim().parse().ok())
+}
+
 /// Copies the archive of `root` into `dest` (see the module comment). Reads only files, so it
 /// runs while the box serves. An error leaves `dest` without `COMPLETE`; the next run resumes.
 pub fn backup(root: &Path, dest: &Path, now_unix: i64) -> io::Result<BackupReport> {
+    backup_until(root, dest, now_unix, &AtomicBool::new(false))
+}
+
+/// [`backup`], giving up between two files once `stop` is set (the box is shutting down): an
+/// [`io::ErrorKind::Interrupted`] error, and the next run resumes from `progress.tsv`.
+pub fn backup_until(
+    root: &Path,
+    dest: &Path,
+    now_unix: i64,
+    stop: &AtomicBool,
+) -> io::Result<BackupReport> {
     let tmp = dest.join("tmp");
     std::fs::create_dir_all(&tmp)?;
     match std::fs::remove_file(dest.join(COMPLETE)) {
@@ -185,6 +225,13 @@ pub fn backup(root: &Path, dest: &Path, now_unix: i64) -> io::Result<BackupRepor
     let volume = File::open(dest)?;
     let mut unsynced: Vec<String> = Vec::new();
     for rel in rels {
+        if stop.load(Ordering::Relaxed) {
+            flush(&volume, &mut unsynced, &mut progress)?;
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "stopped before the end; the next run resumes",
+            ));
+        }
         let from = root.join(&rel);
         let meta = match std::fs::metadata(&from) {
             Ok(m) => m,
@@ -348,5 +395,19 @@ mod tests {
         assert_eq!(r.copied, 0, "the manifest still vouches for the files");
         assert!(backup_complete(&dest).is_some());
         assert!(!dest.join(PROGRESS).exists());
+        assert_eq!(completed_unix(&dest), Some(4));
+    }
+
+    #[test]
+    fn a_stopped_run_claims_nothing_and_the_next_one_completes() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, dest) = (d.path().join("data"), d.path().join("usb"));
+        put(&root, "archive/1.2/1.3/1.4.dcm", b"first");
+        let err = backup_until(&root, &dest, 1, &AtomicBool::new(true)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+        assert!(backup_complete(&dest).is_none());
+        assert_eq!(completed_unix(&dest), None);
+        assert_eq!(backup(&root, &dest, 2).unwrap().copied, 1);
+        assert_eq!(completed_unix(&dest), Some(2));
     }
 }

@@ -116,6 +116,8 @@ pub fn event_of(action: &str, outcome: &str) -> EventKind {
         // Forwarding: this box sends what it holds (R), or a person changed what it will send.
         "forward.delivered" | "forward.failed" => kind(INSTANCES_TRANSFERRED, None, 'R'),
         "forward.enqueue" => kind(EXPORT, None, 'R'),
+        // The archive's files copied to the backup folder (removable media, a share).
+        "backup.run" => kind(EXPORT, None, 'R'),
         "forward.retry" | "forward.cancel" => kind(INSTANCES_TRANSFERRED, None, 'U'),
         _ => kind(SECURITY_ALERT, None, 'E'),
     }

@@ -34,6 +34,9 @@ pub enum Alarm {
     /// Instances queued for another PACS (`[[forward]]`, "Send to…") failed past the alarm
     /// threshold; they stay queued and are retried.
     ForwardFailing { count: u64 },
+    /// `[backup]` is set and its folder holds no complete backup younger than the alarm
+    /// threshold (disk unplugged, full, or failing): one more disk loss loses images.
+    BackupOld { hours: u64 },
     /// Audit records have waited over an hour for the syslog collector (down, or its
     /// certificate not trusted); they are kept and sent when it answers.
     AuditNotForwarded { hours: u64 },
@@ -67,6 +70,7 @@ impl Alarm {
             | Alarm::DiskNearlyFull { .. }
             | Alarm::DicomOpen
             | Alarm::ForwardFailing { .. }
+            | Alarm::BackupOld { .. }
             | Alarm::AuditNotForwarded { .. }
             | Alarm::ClockUnset
             | Alarm::Conflicts { .. } => Severity::Warning,
@@ -87,6 +91,7 @@ impl Alarm {
             Alarm::DiskNearlyFull { .. } => "DISK 90% FULL",
             Alarm::DicomOpen => "DICOM OPEN",
             Alarm::ForwardFailing { .. } => "NOT FORWARDED",
+            Alarm::BackupOld { .. } => "BACKUP OLD",
             Alarm::AuditNotForwarded { .. } => "AUDIT NOT SENT",
             Alarm::ClockUnset => "CLOCK NOT SET",
             Alarm::Conflicts { .. } => "CONFLICTS",
@@ -118,6 +123,9 @@ impl Alarm {
             Alarm::ForwardFailing { count } => {
                 format!("{count} images not sent to PACS. See web.")
             }
+            Alarm::BackupOld { hours } => {
+                format!("No backup for {hours} h. Check backup disk.")
+            }
             Alarm::AuditNotForwarded { hours } => {
                 format!("Syslog collector unreachable {hours} h. Check it.")
             }
@@ -143,6 +151,7 @@ impl Alarm {
             Alarm::DiskNearlyFull { .. } => "disk_nearly_full".into(),
             Alarm::DicomOpen => "dicom_open".into(),
             Alarm::ForwardFailing { .. } => "forward_failing".into(),
+            Alarm::BackupOld { .. } => "backup_old".into(),
             Alarm::AuditNotForwarded { .. } => "audit_not_forwarded".into(),
             Alarm::ClockUnset => "clock_unset".into(),
             Alarm::Conflicts { .. } => "conflicts".into(),

@@ -100,6 +100,8 @@ pub struct Traffic {
     pub audit_unsent_hours: u64,
     /// Instances whose forwarding to another PACS failed past the alarm threshold.
     pub forward_failing: u64,
+    /// Whole hours without a complete scheduled backup, once past its alarm threshold.
+    pub backup_overdue_hours: Option<u64>,
 }
 
 /// Conflicting duplicates kept aside for an admin (`conflicts/`).
@@ -208,6 +210,9 @@ impl Health {
             alarms.push(Alarm::ForwardFailing {
                 count: self.traffic.forward_failing,
             });
+        }
+        if let Some(hours) = self.traffic.backup_overdue_hours {
+            alarms.push(Alarm::BackupOld { hours });
         }
         if self.traffic.audit_unsent_hours > 0 {
             alarms.push(Alarm::AuditNotForwarded {

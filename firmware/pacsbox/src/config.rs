@@ -313,6 +313,8 @@ pub struct Config {
     pub forward: Vec<ForwardRule>,
     /// `[forwarding]`: associations per peer, the alarm threshold, the longest backoff.
     pub forwarding: ForwardSettings,
+    /// `[backup]`: a scheduled `pacsbox backup` while serving (README, "Backup").
+    pub backup: crate::backup_schedule::BackupSettings,
 }
 
 /// `[audit]`: the trail's copy for the clinic's audit repository (IHE ATNA).
@@ -396,6 +398,7 @@ impl Default for Config {
             audit: AuditSettings::default(),
             forward: Vec::new(),
             forwarding: ForwardSettings::default(),
+            backup: Default::default(),
         }
     }
 }
@@ -638,6 +641,7 @@ impl Config {
             (1..=8).contains(&self.forwarding.associations_per_peer),
             "[forwarding] associations_per_peer must be 1 to 8"
         );
+        self.backup.check()?;
         self.panel
             .output()
             .map_err(|e| anyhow::anyhow!("panel.display: {e}"))?;

@@ -3,6 +3,7 @@
 //! `config.rs` turns the settings file and the flags into settings.
 
 mod appliance;
+mod backup_schedule;
 mod config;
 mod errlog;
 mod serve;

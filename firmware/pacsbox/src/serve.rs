@@ -41,6 +41,10 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
             .detail(format!("version {}", env!("CARGO_PKG_VERSION"))),
     );
     let forwarder = start_audit_forwarding(&c, &audit)?;
+    let backup =
+        crate::backup_schedule::Schedule::start(&c.backup, c.data_dir.clone(), audit.clone())
+            .context("starting the backup schedule")?
+            .map(Arc::new);
     let dicom_addr: SocketAddr = format!("{}:{}", c.bind, c.dicom_port)
         .parse()
         .with_context(|| format!("bad bind address {}", c.bind))?;
@@ -93,6 +97,7 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         certificate: certificate.clone(),
         audit_forwarding: forwarder.as_ref().map(|f| f.status_handle()),
         forward_queue: Default::default(),
+        backup: backup.clone(),
     });
     let (mut web, initial_password) = pacsbox_web::Web::new(
         archive.clone(),
@@ -198,6 +203,9 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     }
     for w in workers {
         let _ = w.join();
+    }
+    if let Some(b) = &backup {
+        b.stop();
     }
     audit.record(pacsbox_audit::Event::new("appliance.stop", "pacsbox", ""));
     audit.flush();

@@ -31,6 +31,8 @@ pub struct Status {
     /// The forwarding queue's summary and when it was read: a pass over the queue is cheap
     /// but not free with 10 000 jobs, and the panel asks every second.
     pub forward_queue: Mutex<Option<(Instant, Vec<PeerQueue>)>>,
+    /// The `[backup]` schedule, when set.
+    pub backup: Option<Arc<crate::backup_schedule::Schedule>>,
 }
 
 /// How long a forwarding queue summary is reused.
@@ -158,6 +160,10 @@ impl Status {
                     .forwarding()
                     .map_or(0, |f| unsent_hours(&f, clock().now_unix)),
                 forward_failing: self.forward_queue().iter().map(|q| q.failing).sum(),
+                backup_overdue_hours: self
+                    .backup
+                    .as_ref()
+                    .and_then(|b| b.status(clock().now_unix).overdue_hours),
             },
             clock: clock(),
             conflicts: pacsbox_health::Conflicts {
@@ -232,6 +238,7 @@ impl Status {
             recent_errors: self.errors.recent(),
             audit_forwarding: self.forwarding(),
             forwarding: self.forward_queue(),
+            backup: self.backup.as_ref().map(|b| b.status(clock().now_unix)),
         })
     }
 }

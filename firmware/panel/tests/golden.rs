@@ -69,6 +69,7 @@ fn healthy() -> Health {
             dicom_open: false,
             audit_unsent_hours: 0,
             forward_failing: 0,
+            backup_overdue_hours: None,
         },
         clock: Clock {
             now_unix: NOW,

@@ -62,6 +62,8 @@ pub struct StatusDoc {
     /// The forwarding queue per peer (`[[forward]]` rules and "Send to…"): waiting, failing
     /// (past `[forwarding] alarm_after` attempts), oldest, last error. Empty: nothing queued.
     pub forwarding: Vec<pacsbox_archive::forward::PeerQueue>,
+    /// The scheduled backup (`[backup]`); absent when none is set. Private: it names a folder.
+    pub backup: Option<pacsbox_archive::backup::BackupStatus>,
 }
 
 #[derive(Clone, Debug, Serialize)]

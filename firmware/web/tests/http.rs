@@ -135,6 +135,7 @@ impl StatusSource for ArchiveStatus {
             recent_errors: vec![],
             audit_forwarding: None,
             forwarding: Vec::new(),
+            backup: None,
         })
     }
 }

@@ -48,6 +48,8 @@ struct StatusPage {
     raid: Vec<String>,
     recent: Vec<RecentRow>,
     errors: Vec<(String, String, String)>,
+    backup_last: Option<String>,
+    backup_next: Option<String>,
 }
 
 fn bytes(n: u64) -> String {
@@ -124,6 +126,16 @@ pub fn status_page(web: &Web, s: &Session) -> Result<Reply, HttpError> {
             .iter()
             .map(|e| (local_time(e.unix), e.level.clone(), e.message.clone()))
             .collect(),
+        backup_last: doc
+            .backup
+            .as_ref()
+            .and_then(|b| b.last_complete_unix)
+            .map(local_time),
+        backup_next: doc
+            .backup
+            .as_ref()
+            .and_then(|b| b.next_unix)
+            .map(local_time),
         s: doc,
     })
 }
