@@ -12,6 +12,7 @@ pub mod audit;
 pub mod context;
 pub mod dimse;
 mod echo;
+pub mod fetch;
 mod find;
 pub mod forward;
 #[doc(hidden)]

@@ -315,6 +315,18 @@ pub struct Config {
     pub forwarding: ForwardSettings,
     /// `[backup]`: a scheduled `pacsbox backup` while serving (README, "Backup").
     pub backup: crate::backup_schedule::BackupSettings,
+    /// `[fetch]`: the other PACS staff may search and fetch from on the web page.
+    pub fetch: FetchSettings,
+}
+
+/// `[fetch]`: the clinic's other PACS (a hospital PACS, the previous archive) whose studies
+/// the web page searches (C-FIND) and pulls here (C-MOVE to this box's AE title).
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FetchSettings {
+    /// AE titles of `[[peers]]` entries with host and port; they must also be allowed to
+    /// store here (their C-STOREs bring the studies).
+    pub from: Vec<String>,
 }
 
 /// `[audit]`: the trail's copy for the clinic's audit repository (IHE ATNA).
@@ -399,6 +411,7 @@ impl Default for Config {
             forward: Vec::new(),
             forwarding: ForwardSettings::default(),
             backup: Default::default(),
+            fetch: FetchSettings::default(),
         }
     }
 }
@@ -642,6 +655,16 @@ impl Config {
             "[forwarding] associations_per_peer must be 1 to 8"
         );
         self.backup.check()?;
+        for ae in &self.fetch.from {
+            anyhow::ensure!(
+                access
+                    .fixed
+                    .iter()
+                    .any(|p| p.ae_title == *ae && p.host.is_some() && p.port.is_some()),
+                "[fetch] from names {ae:?}, which is no [[peers]] entry (or --peer) with host \
+                 and port"
+            );
+        }
         self.panel
             .output()
             .map_err(|e| anyhow::anyhow!("panel.display: {e}"))?;

@@ -189,6 +189,30 @@ enum Command {
         data: DataArgs,
         peer: String,
     },
+    /// Another PACS's studies: without --study, a study-level C-FIND there (TSV: study UID,
+    /// patient ID, name, study date, modalities, description, images); with --study, a C-MOVE
+    /// of each to this box's AE title, so `serve` must be running to receive them (and PEER
+    /// allowed to store here). PEER: a [[peers]] entry with host and port, or AE@host:port.
+    Fetch {
+        #[command(flatten)]
+        data: DataArgs,
+        peer: String,
+        /// Study Instance UID to pull (repeatable).
+        #[arg(long)]
+        study: Vec<String>,
+        /// C-FIND matching: `KIM*`, `^Gil*`.
+        #[arg(long, default_value = "")]
+        patient_name: String,
+        #[arg(long, default_value = "")]
+        patient_id: String,
+        /// `YYYYMMDD` or a range `YYYYMMDD-YYYYMMDD`.
+        #[arg(long, default_value = "")]
+        date: String,
+        #[arg(long, default_value = "")]
+        accession: String,
+        #[arg(long, default_value = "")]
+        modality: String,
+    },
     /// The forwarding queue: per peer from the running box's /status.json, or, when it is
     /// not running, per study from the index (TSV: peer, study UID, instances, attempts, next
     /// try, last error).
@@ -619,6 +643,26 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Echo { data, peer } => echo(&Config::from_args(&data)?, &peer),
+        Command::Fetch {
+            data,
+            peer,
+            study,
+            patient_name,
+            patient_id,
+            date,
+            accession,
+            modality,
+        } => {
+            let q = pacsbox_archive::remote::RemoteQuery {
+                patient_name,
+                patient_id,
+                study_date: date,
+                accession,
+                modality,
+                study_uid: String::new(),
+            };
+            fetch(&Config::from_args(&data)?, &peer, &study, &q)
+        }
         Command::ForwardStatus { data, http_port } => {
             let mut c = Config::from_args(&data)?;
             c.http_port = http_port.unwrap_or(c.http_port);
@@ -766,7 +810,15 @@ fn anonymize(
 
 /// `pacsbox echo`: the peer from the settings (or given as AE@host:port), our AE title and PDU
 /// size, TLS as its entry says.
-fn echo(c: &Config, peer: &str) -> anyhow::Result<ExitCode> {
+/// A peer named on the command line (a `[[peers]]` entry, or `AE@host:port`) and, when it
+/// needs TLS, whom to trust.
+fn peer_and_trust(
+    c: &Config,
+    peer: &str,
+) -> anyhow::Result<(
+    pacsbox_archive::peers::PeerEntry,
+    Option<pacsbox_dicom::trust::PeerTrust>,
+)> {
     let entry = if peer.contains('@') {
         config::parse_peer(&format!("{peer}:none")).map_err(|e| anyhow::anyhow!(e))?
     } else {
@@ -788,10 +840,88 @@ fn echo(c: &Config, peer: &str) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    Ok((entry, trust))
+}
+
+fn cli_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
+        .context("starting the async runtime")
+}
+
+/// `pacsbox fetch`: see the command's help.
+fn fetch(
+    c: &Config,
+    peer: &str,
+    studies: &[String],
+    q: &pacsbox_archive::remote::RemoteQuery,
+) -> anyhow::Result<ExitCode> {
+    let (entry, trust) = peer_and_trust(c, peer)?;
+    let runtime = cli_runtime()?;
+    let scp = c.scp_config();
+    if studies.is_empty() {
+        let found = runtime
+            .block_on(pacsbox_dicom::fetch::find_studies(
+                entry,
+                trust.as_ref(),
+                &scp,
+                q,
+                usize::MAX,
+            ))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        for s in &found {
+            println!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                s.study_uid,
+                s.patient_id,
+                s.patient_name,
+                s.study_date,
+                s.modalities,
+                s.description,
+                s.instances.map(|n| n.to_string()).unwrap_or_default()
+            );
+        }
+        eprintln!("{} studies on {}", found.len(), peer);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut failed = false;
+    for study in studies {
+        let moved = runtime.block_on(pacsbox_dicom::fetch::move_study(
+            entry.clone(),
+            trust.as_ref(),
+            &scp,
+            study,
+            &c.ae_title,
+            |p| {
+                eprintln!(
+                    "{study}: {} received, {} failed{}",
+                    p.completed,
+                    p.failed,
+                    p.remaining
+                        .map(|n| format!(", {n} to go"))
+                        .unwrap_or_default()
+                )
+            },
+        ));
+        match moved {
+            Ok(p) => println!("{study}: {} instances received from {peer}", p.completed),
+            Err(e) => {
+                println!("{study}: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn echo(c: &Config, peer: &str) -> anyhow::Result<ExitCode> {
+    let (entry, trust) = peer_and_trust(c, peer)?;
+    let runtime = cli_runtime()?;
     let ae = entry.ae_title.clone();
     let scp = c.scp_config();
     match runtime.block_on(pacsbox_dicom::forward::echo(entry, trust.as_ref(), &scp)) {

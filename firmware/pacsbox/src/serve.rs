@@ -113,6 +113,16 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         scp: c.scp_config(),
         runtime: runtime.handle().clone(),
     }));
+    if !c.fetch.from.is_empty() {
+        web.remote = Some(Arc::new(BoxRemote {
+            archive: archive.clone(),
+            trust: trust.clone(),
+            scp: c.scp_config(),
+            runtime: runtime.handle().clone(),
+            from: c.fetch.from.clone(),
+            fetches: Default::default(),
+        }));
+    }
     if initial_password.is_some() {
         // The password itself stays out of the log (journals are kept and copied around);
         // it is in the file (mode 0600) and on the panel's identity page.
@@ -244,6 +254,66 @@ impl pacsbox_web::PeerEcho for BoxEcho {
                 .await
                 .map_err(|_| "no answer within 15 s".to_owned())?
         })
+    }
+}
+
+/// The remote search page's C-FIND and C-MOVE on the DICOM runtime (`[fetch] from`).
+struct BoxRemote {
+    archive: pacsbox_archive::Archive,
+    trust: Option<Arc<pacsbox_dicom::trust::PeerTrust>>,
+    scp: pacsbox_dicom::ScpConfig,
+    runtime: tokio::runtime::Handle,
+    from: Vec<String>,
+    fetches: pacsbox_dicom::fetch::Fetches,
+}
+
+impl BoxRemote {
+    fn peer(&self, ae_title: &str) -> Result<pacsbox_archive::peers::PeerEntry, String> {
+        if !self.from.iter().any(|p| p == ae_title) {
+            return Err(format!("{ae_title} is not in [fetch] from"));
+        }
+        self.archive
+            .peer(ae_title)
+            .map_err(|e| format!("reading the peer table: {e}"))?
+            .ok_or_else(|| format!("{ae_title} is not in the peer table"))
+    }
+}
+
+impl pacsbox_web::RemotePacs for BoxRemote {
+    fn peers(&self) -> Vec<String> {
+        self.from.clone()
+    }
+
+    fn find(
+        &self,
+        peer: &str,
+        q: &pacsbox_archive::remote::RemoteQuery,
+    ) -> Result<Vec<pacsbox_archive::remote::RemoteStudy>, String> {
+        let peer = self.peer(peer)?;
+        // Bounded: a person waits for the page; past 500 matches the query is cancelled.
+        let find =
+            pacsbox_dicom::fetch::find_studies(peer, self.trust.as_deref(), &self.scp, q, 500);
+        self.runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(30), find)
+                .await
+                .map_err(|_| "no answer within 30 s".to_owned())?
+        })
+    }
+
+    fn fetch(&self, peer: &str, study_uid: &str, requested_by: &str) -> Result<u64, String> {
+        let peer = self.peer(peer)?;
+        Ok(self.fetches.start(
+            &self.runtime,
+            peer,
+            self.trust.clone(),
+            self.scp.clone(),
+            study_uid.to_owned(),
+            requested_by.to_owned(),
+        ))
+    }
+
+    fn fetches(&self) -> Vec<pacsbox_archive::remote::FetchJob> {
+        self.fetches.list()
     }
 }
 

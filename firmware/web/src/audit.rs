@@ -88,6 +88,11 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
             on_study("instance.download", &study_of_instance(web, sop)).detail(*sop)
         }
         (false, ["admin", "audit"]) => event("audit.view").detail(terms(req)),
+        // The search form without a peer asks nothing of anyone.
+        (false, ["remote"]) if req.param("peer").is_empty() => return,
+        (false, ["remote"]) => event("remote.find").detail(terms(req)),
+        (true, ["remote", "fetch"]) => on_study("remote.fetch", req.field("study").trim())
+            .detail(format!("from {}", req.field("peer").trim())),
         (false, ["admin", "operations"]) => event("operations.view"),
         (true, ["logout"]) => event("web.logout"),
         (true, ["account", "password"]) => event("web.password"),

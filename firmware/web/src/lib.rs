@@ -131,6 +131,22 @@ pub trait PeerEcho: Send + Sync {
     fn echo(&self, ae_title: &str) -> Result<Duration, String>;
 }
 
+/// The clinic's other PACS (`[fetch] from`), for the remote search page: C-FIND and C-MOVE
+/// there (the binary's, over pacsbox-dicom). Errors are said to the user.
+pub trait RemotePacs: Send + Sync {
+    /// The peers staff may search and fetch from.
+    fn peers(&self) -> Vec<String>;
+    fn find(
+        &self,
+        peer: &str,
+        q: &pacsbox_archive::remote::RemoteQuery,
+    ) -> Result<Vec<pacsbox_archive::remote::RemoteStudy>, String>;
+    /// Starts pulling the study to this box; the job's id.
+    fn fetch(&self, peer: &str, study_uid: &str, requested_by: &str) -> Result<u64, String>;
+    /// Fetches since start, newest first.
+    fn fetches(&self) -> Vec<pacsbox_archive::remote::FetchJob>;
+}
+
 pub struct Web {
     pub archive: Archive,
     pub status: Arc<dyn StatusSource>,
@@ -143,6 +159,8 @@ pub struct Web {
     pub certificates: Option<Arc<dyn Certificates>>,
     /// C-ECHO to a peer for the peers page's "Test" (the binary's, over pacsbox-dicom).
     pub echo: Option<Arc<dyn PeerEcho>>,
+    /// Search and fetch on the clinic's other PACS; `None` without `[fetch] from`.
+    pub remote: Option<Arc<dyn RemotePacs>>,
     pub(crate) pixel_caches: pixels::PixelCaches,
 }
 
@@ -167,6 +185,7 @@ impl Web {
                 started: Instant::now(),
                 certificates: None,
                 echo: None,
+                remote: None,
                 pixel_caches: Default::default(),
             },
             initial,

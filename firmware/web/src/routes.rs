@@ -39,6 +39,10 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/forwarding"),
     ("POST", "/admin/forwarding"),
     ("POST", "/study/{uid}/send"),
+    ("GET", "/remote"),
+    ("POST", "/remote/fetch"),
+    ("GET", "/remote/fetches"),
+    ("GET", "/remote/fetches.json"),
     ("POST", "/admin/conflicts"),
     ("GET", "/admin/operations"),
     ("POST", "/admin/operations"),
@@ -89,6 +93,7 @@ fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
     // A path that is no page at all is 404 with or without a session.
     let known = [
         "", "search", "study", "instance", "viewer", "api", "status", "account", "admin", "logout",
+        "remote",
     ];
     if !segs.first().is_some_and(|s| known.contains(s)) {
         return Err(HttpError::NotFound);
@@ -172,6 +177,22 @@ fn answer(
         (true, ["admin", "operations"]) => {
             need(&session, Right::Edit)?;
             crate::edit::operations_post(web, &session, req)
+        }
+        (false, ["remote"]) => {
+            need(&session, Right::View)?;
+            pages::remote_page(web, &session, req)
+        }
+        (true, ["remote", "fetch"]) => {
+            need(&session, Right::View)?;
+            pages::fetch_post(web, &session, req)
+        }
+        (false, ["remote", "fetches"]) => {
+            need(&session, Right::View)?;
+            pages::fetches_page(web, &session)
+        }
+        (false, ["remote", "fetches.json"]) => {
+            need(&session, Right::View)?;
+            pages::fetches_json(web)
         }
         (true, ["study", uid, "edit"]) => {
             need(&session, Right::Edit)?;

@@ -20,6 +20,8 @@ struct SearchPage {
     summary: String,
     prev: Option<String>,
     next: Option<String>,
+    /// "Not here?": the same name and ID searched on each PACS of `[fetch] from`.
+    remote_links: Vec<(String, String)>,
 }
 
 pub fn search_page(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError> {
@@ -47,8 +49,24 @@ pub fn search_page(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError
         let da: String = d.chars().filter(|c| *c != '-').collect();
         search::show_date(&da)
     };
+    let remote_links = web
+        .remote
+        .as_ref()
+        .map(|r| r.peers())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let q = form_urlencoded::Serializer::new(String::new())
+                .append_pair("peer", &p)
+                .append_pair("name", &f.name)
+                .append_pair("id", &f.id)
+                .finish();
+            (p, format!("/remote?{q}"))
+        })
+        .collect();
     page(&SearchPage {
         nav: nav(s),
+        remote_links,
         from_value: date_input(&f.from),
         to_value: date_input(&f.to),
         whens: vec![
