@@ -153,6 +153,25 @@ def test_search_and_fetch_from_orthanc_on_the_command_line_and_the_web_page(serv
     assert code == 200 and b'data-state="done"' in page
     code, _, _ = b.get(f"/study/{second[0].StudyInstanceUID}")
     assert code == 200
+    # "View" on a study that is only there: fetched, then the viewer opens.
+    third = study_on_remote(2, name="CHOI^YUNA")
+    st = h.store_datasets(pacs.dicom_port, "ORTHANC", "MODALITY", third)
+    assert all(s == 0 for s in st.values()), st
+    uid = str(third[0].StudyInstanceUID)
+    code, hdrs, _ = b.post("/remote/fetch", {"csrf": csrf, "peer": "ORTHANC", "study": uid, "then": "view"})
+    assert code == 303 and hdrs.get("Location") == f"/remote/fetches?view={uid}", (code, hdrs)
+
+    def opened() -> bool:
+        c, hd, body = b.get(f"/remote/fetches?view={uid}")
+        if c == 200:
+            assert b'id="opening"' in body and b'data-state="failed"' not in body
+            return False
+        assert c == 303, c
+        return hd.get("Location") == f"/viewer/{uid}"
+
+    h.wait_until(opened, 60, "the viewer to open the fetched study")
+    code, _, _ = b.get(f"/viewer/{uid}")
+    assert code == 200
     # Only the PACS of [fetch] from; no C-FIND anywhere else on a user's say-so.
     code, _, _ = b.get("/remote?peer=ELSEWHERE&name=*")
     assert code == 400
@@ -160,7 +179,7 @@ def test_search_and_fetch_from_orthanc_on_the_command_line_and_the_web_page(serv
     assert code == 400
     srv.stop()
 
-    sources = {str(ds.SOPInstanceUID): bytes(ds.PixelData) for ds in first + second}
+    sources = {str(ds.SOPInstanceUID): bytes(ds.PixelData) for ds in first + second + third}
     assert stored_pixels(srv, set(sources)) == sources
     records = [json.loads(line) for f in sorted((srv.data / "audit").glob("*.jsonl")) for line in f.read_text().splitlines()]
     actions = [r["action"] for r in records]

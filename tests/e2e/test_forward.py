@@ -185,6 +185,51 @@ def test_a_rule_delivers_every_ct_instance_and_keeps_other_modalities_out(server
     assert set(pacs.instances()) == {str(d.SOPInstanceUID) for d in cts + mrs}
 
 
+@pytest.mark.timeout(180)
+def test_a_peer_added_on_the_web_page_is_reached_at_once_and_its_address_can_change(server, orthanc):
+    pacs = orthanc()
+    srv = server()
+    b = Browser(srv.http_port)
+    b.first_login(srv.data)
+    _, _, page = b.get("/admin/peers")
+    csrf = b.csrf(page)
+    # Added with its address, no restart: Test answers, "Send to…" offers it and delivers.
+    code, _, body = b.post("/admin/peers", {"csrf": csrf, "action": "allow", "ae": "HOSPITAL", "rights": "store",
+                                            "with_address": "1", "host": "127.0.0.1", "port": str(pacs.dicom_port)})
+    assert code == 200 and b"HOSPITAL may now: store." in body, body[-2000:]
+    assert f"127.0.0.1:{pacs.dicom_port}".encode() in body
+    code, _, body = b.post("/admin/peers", {"csrf": csrf, "action": "echo", "ae": "HOSPITAL"})
+    assert code == 200 and b"HOSPITAL: C-ECHO success in" in body, body[-2000:]
+    study = pydicom.uid.generate_uid()
+    cts = [h.fresh_ct(study) for _ in range(3)]
+    store(srv, cts)
+    _, _, page = b.get(f"/study/{study}")
+    assert b"<option>HOSPITAL</option>" in page
+    code, _, body = b.post(f"/study/{study}/send", {"csrf": csrf, "peer": "HOSPITAL", "series": ""})
+    assert code == 200 and b"3 image(s) queued for HOSPITAL" in body, body[-2000:]
+    h.wait_until(lambda: pacs.count() == 3, 60, "Orthanc to receive the study sent to the web-added peer")
+    # A wrong port: Test fails at once; a bad one is refused with the reason.
+    code, _, body = b.post("/admin/peers", {"csrf": csrf, "action": "address", "ae": "HOSPITAL",
+                                            "host": "127.0.0.1", "port": str(h.free_port())})
+    assert code == 200 and b"HOSPITAL is reached at 127.0.0.1:" in body, body[-2000:]
+    code, _, body = b.post("/admin/peers", {"csrf": csrf, "action": "echo", "ae": "HOSPITAL"})
+    assert b"HOSPITAL: C-ECHO failed" in body, body[-2000:]
+    code, _, body = b.post("/admin/peers", {"csrf": csrf, "action": "address", "ae": "HOSPITAL",
+                                            "host": "127.0.0.1", "port": "99999"})
+    assert code == 400 and b"port: a number from 1 to 65535" in body
+    code, _, body = b.post("/admin/peers", {"csrf": csrf, "action": "address", "ae": "HOSPITAL",
+                                            "host": "bad host\r\nX", "port": "104"})
+    assert code == 400 and b"a name or an IP address" in body
+    # The settings' peers are changed in the settings.
+    code, _, body = b.post("/admin/peers", {"csrf": csrf, "action": "address", "ae": "STORESCU",
+                                            "host": "127.0.0.1", "port": "104"})
+    assert code == 400, body[-1000:]
+    srv.stop()
+    records = [json.loads(line) for f in sorted((srv.data / "audit").glob("*.jsonl")) for line in f.read_text().splitlines()]
+    addressed = [r for r in records if r["action"] == "peer.address"]
+    assert addressed and "HOSPITAL 127.0.0.1:" in addressed[0]["detail"], addressed
+
+
 @pytest.mark.timeout(240)
 def test_jobs_wait_for_the_pacs_and_survive_kill_9(server, orthanc, tmp_path):
     pacs = orthanc(start=False)

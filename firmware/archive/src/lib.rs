@@ -326,11 +326,30 @@ impl Archive {
         if let Some(p) = reg.fixed(ae) {
             return Ok(Some(p.clone()));
         }
-        Ok(self
-            .shared
-            .index
-            .learned_peer(ae)?
-            .map(|p| p.entry(ae.to_owned())))
+        let index = &self.shared.index;
+        Ok(match index.learned_peer(ae)? {
+            Some(p) => Some(p.entry(ae.to_owned(), index.peer_address(ae)?)),
+            None => None,
+        })
+    }
+
+    /// Gives a learned or added peer the host and port it listens on (`None`: takes it away),
+    /// effective at once; peers of the settings are changed there.
+    pub fn set_peer_address(
+        &self,
+        ae: &str,
+        address: Option<peers::PeerAddress>,
+    ) -> Result<(), peers::PeerError> {
+        let ae = ae.trim();
+        if self.peer_registry().fixed(ae).is_some() {
+            return Err(peers::PeerError::Fixed(ae.to_owned()));
+        }
+        let index = &self.shared.index;
+        if index.learned_peer(ae)?.is_none() {
+            return Err(peers::PeerError::Unknown(ae.to_owned()));
+        }
+        index.put_peer_address(ae, address.as_ref())?;
+        Ok(())
     }
 
     /// Records that `ae` stored from `address` during the learning period: a new AE becomes a

@@ -16,6 +16,10 @@ use crate::index::{Index, Result, dec, enc};
 
 pub(crate) const LEARNED_PEERS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("learned_peers");
+/// Where an admin said a learned (or web-added) peer listens: AE → [`PeerAddress`] (postcard).
+/// A table of its own, so the learned peers' records keep their encoding.
+pub(crate) const PEER_ADDRESSES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("peer_addresses");
 pub(crate) const ACCESS: TableDefinition<&str, i64> = TableDefinition::new("access");
 /// Refused calling AEs, keyed by (AE, address) as postcard; bounded by [`MAX_REFUSED`].
 pub(crate) const REFUSED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("refused_aes");
@@ -226,15 +230,29 @@ pub struct LearnedPeer {
     pub last_address: String,
 }
 
+/// A host and port an admin gave a peer on the web page: C-MOVE, forwarding and fetching
+/// reach it there, and its associations must come from that host (as with the settings'
+/// `host`). Over TLS, it is trusted through the clinic CA (pins are the settings' business).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerAddress {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
 impl LearnedPeer {
-    /// Its row in the peer table (learned peers are not bound to a host).
-    pub(crate) fn entry(self, ae_title: String) -> PeerEntry {
+    /// Its row in the peer table: bound to a host only when an admin gave it an address.
+    pub(crate) fn entry(self, ae_title: String, address: Option<PeerAddress>) -> PeerEntry {
+        let (host, port, tls) = match address {
+            Some(a) => (Some(a.host), Some(a.port), a.tls),
+            None => (None, None, false),
+        };
         PeerEntry {
             ae_title,
-            host: None,
-            port: None,
+            host,
+            port,
             rights: self.rights,
-            tls: false,
+            tls,
             cert: None,
             source: PeerSource::Learned,
             first_seen_unix: Some(self.first_seen_unix),
@@ -341,8 +359,36 @@ impl Index {
     pub(crate) fn delete_learned_peer(&self, ae: &str) -> Result<bool> {
         let txn = self.begin_write()?;
         let existed = txn.open_table(LEARNED_PEERS)?.remove(ae)?.is_some();
+        txn.open_table(PEER_ADDRESSES)?.remove(ae)?;
         txn.commit()?;
         Ok(existed)
+    }
+
+    pub(crate) fn peer_address(&self, ae: &str) -> Result<Option<PeerAddress>> {
+        let txn = self.db().begin_read()?;
+        let t = txn.open_table(PEER_ADDRESSES)?;
+        Ok(match t.get(ae)? {
+            Some(v) => Some(dec(v.value())?),
+            None => None,
+        })
+    }
+
+    /// Sets (or, with `None`, removes) a peer's address.
+    pub(crate) fn put_peer_address(&self, ae: &str, a: Option<&PeerAddress>) -> Result<()> {
+        let txn = self.begin_write()?;
+        {
+            let mut t = txn.open_table(PEER_ADDRESSES)?;
+            match a {
+                Some(a) => {
+                    t.insert(ae, enc(a)?.as_slice())?;
+                }
+                None => {
+                    t.remove(ae)?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     fn refused_rows(&self) -> Result<Vec<RefusedAe>> {
@@ -601,7 +647,8 @@ impl PeerRegistry {
             if self.fixed(&ae).is_some() {
                 continue;
             }
-            out.push(p.entry(ae));
+            let address = index.peer_address(&ae)?;
+            out.push(p.entry(ae, address));
         }
         Ok(out)
     }

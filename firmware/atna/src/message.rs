@@ -87,6 +87,7 @@ pub fn event_of(action: &str, outcome: &str) -> EventKind {
         }
         "user.set-role" => kind(SECURITY_ALERT, Some(SECURITY_ROLES_CHANGED), 'E'),
         "peer.allow"
+        | "peer.address"
         | "peer.remove"
         | "peer.close-learning"
         | "peer.learn-again"

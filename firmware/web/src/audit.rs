@@ -116,7 +116,18 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
         (true, ["admin", "peers"]) => event(&format!("peer.{}", req.field("action"))).detail(
             match req.field("action") {
                 "learn-again" => format!("{} days", req.field("days").trim()),
-                _ => format!("{} {}", req.field("ae"), req.field("rights")),
+                "address" => format!(
+                    "{} {}:{}",
+                    req.field("ae"),
+                    req.field("host"),
+                    req.field("port")
+                ),
+                _ => format!(
+                    "{} {} {}",
+                    req.field("ae"),
+                    req.field("rights"),
+                    req.field("host")
+                ),
             }
             .trim()
             .to_owned(),

@@ -188,7 +188,7 @@ fn answer(
         }
         (false, ["remote", "fetches"]) => {
             need(&session, Right::View)?;
-            pages::fetches_page(web, &session)
+            pages::fetches_page(web, &session, req)
         }
         (false, ["remote", "fetches.json"]) => {
             need(&session, Right::View)?;

@@ -6,7 +6,8 @@
 
 use askama::Template;
 use pacsbox_archive::peers::{
-    AccessMode, CertRule, MAX_RELEARN_DAYS, PeerEntry, PeerError, PeerRights, PeerSource,
+    AccessMode, CertRule, MAX_RELEARN_DAYS, PeerAddress, PeerEntry, PeerError, PeerRights,
+    PeerSource,
 };
 
 use super::{Nav, form_page, nav};
@@ -27,6 +28,10 @@ struct PeerRow {
     first_seen: String,
     last_seen: String,
     last_address: String,
+    /// The address form's values (learned or added peers).
+    host_only: String,
+    port: String,
+    tls_on: bool,
 }
 
 struct RefusedRow {
@@ -89,10 +94,13 @@ pub fn peers_page(web: &Web, s: &Session, error: &str, message: &str) -> Result<
             },
             rights: p.rights.to_string(),
             tls: tls_need(&p),
+            host_only: p.host.clone().unwrap_or_default(),
+            port: p.port.map(|n| n.to_string()).unwrap_or_default(),
+            tls_on: p.tls,
             source: match p.source {
                 PeerSource::Config => "settings file",
                 PeerSource::Cli => "command line",
-                PeerSource::Learned => "learned",
+                PeerSource::Learned => "learned or added here",
             },
             learned: p.source == PeerSource::Learned,
             first_seen: when(p.first_seen_unix),
@@ -134,13 +142,30 @@ pub fn peers_page(web: &Web, s: &Session, error: &str, message: &str) -> Result<
 pub fn peers_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError> {
     let ae = req.field("ae").trim();
     let outcome = match req.field("action") {
-        "allow" => match PeerRights::parse(req.field("rights")) {
-            Err(e) => Err(e),
-            Ok(rights) => web
+        "allow" => match (PeerRights::parse(req.field("rights")), address(req)) {
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Ok(rights), Ok(addr)) => web
                 .archive
                 .allow_peer(ae, rights)
+                .and_then(|()| match req.field("with_address") {
+                    "1" => web.archive.set_peer_address(ae, addr),
+                    _ => Ok(()),
+                })
                 .map(|()| format!("{ae} may now: {rights}."))
                 .map_err(peer_error),
+        },
+        "address" => match address(req) {
+            Err(e) => Err(e),
+            Ok(addr) => {
+                let said = match &addr {
+                    Some(a) => format!("{ae} is reached at {}:{}.", a.host, a.port),
+                    None => format!("{ae} has no address now."),
+                };
+                web.archive
+                    .set_peer_address(ae, addr)
+                    .map(|()| said)
+                    .map_err(peer_error)
+            }
         },
         "remove" => web
             .archive
@@ -185,6 +210,30 @@ pub fn peers_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError>
         }
         Err(e) => peers_page(web, s, &e, ""),
     }
+}
+
+/// The host and port of the form (none when the host is empty), checked.
+fn address(req: &Req) -> Result<Option<PeerAddress>, String> {
+    let host = req.field("host").trim();
+    if host.is_empty() {
+        return Ok(None);
+    }
+    if host.len() > 253
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'))
+    {
+        return Err(format!("host {host:?}: a name or an IP address"));
+    }
+    let port = match req.field("port").trim().parse::<u16>() {
+        Ok(p) if p > 0 => p,
+        _ => return Err("port: a number from 1 to 65535".into()),
+    };
+    Ok(Some(PeerAddress {
+        host: host.to_owned(),
+        port,
+        tls: req.field("tls") == "on",
+    }))
 }
 
 fn peer_error(e: PeerError) -> String {

@@ -116,13 +116,17 @@ pub fn remote_page(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError
     Ok(reply)
 }
 
-/// "Fetch": starts the C-MOVE and shows the fetches.
+/// "Fetch": starts the C-MOVE and shows the fetches; "View" (`then=view`) does the same and
+/// opens the viewer once the study is here.
 pub fn fetch_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError> {
     let peer = req.field("peer").trim();
     let r = peer_of(web, peer)?;
     let study = check_uid(req.field("study").trim())?;
     r.fetch(peer, study, &format!("web:{}", s.user))
         .map_err(HttpError::BadRequest)?;
+    if req.field("then") == "view" {
+        return Ok(Reply::redirect(&format!("/remote/fetches?view={study}")));
+    }
     Ok(Reply::redirect("/remote/fetches"))
 }
 
@@ -139,10 +143,22 @@ struct FetchesPage {
     nav: Option<Nav>,
     rows: Vec<FetchRow>,
     running: bool,
+    /// The study the viewer opens once its fetch is done.
+    view: String,
 }
 
-pub fn fetches_page(web: &Web, s: &Session) -> Result<Reply, HttpError> {
+pub fn fetches_page(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError> {
     let jobs = fetches(web);
+    let view = match req.param("view").trim() {
+        "" => String::new(),
+        v => check_uid(v)?.to_owned(),
+    };
+    if !view.is_empty()
+        && let Some(job) = jobs.iter().find(|j| j.study_uid == view)
+        && job.state == FetchState::Done
+    {
+        return Ok(Reply::redirect(&format!("/viewer/{view}")));
+    }
     let mut rows = Vec::new();
     for job in jobs {
         rows.push(FetchRow {
@@ -157,6 +173,7 @@ pub fn fetches_page(web: &Web, s: &Session) -> Result<Reply, HttpError> {
         });
     }
     page(&FetchesPage {
+        view,
         nav: nav(s),
         running: rows.iter().any(|r| r.job.state == FetchState::Running),
         rows,
