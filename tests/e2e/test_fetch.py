@@ -218,3 +218,45 @@ def test_fetch_from_dcmqrscp_and_a_remote_that_does_not_know_us(server, tmp_path
     finally:
         qr.stop()
         lost.stop()
+
+
+@pytest.mark.timeout(180)
+def test_a_new_study_brings_the_patients_two_newest_priors(server, orthanc_knowing, tmp_path):
+    o_dicom, o_http = h.free_ports(2)
+    cfg = config(tmp_path, "ORTHANC", o_dicom)
+    cfg.write_text(cfg.read_text() + "prefetch_priors = 2\n")
+    srv = server(config=cfg)
+    pacs = orthanc_knowing(srv.dicom_port, o_dicom, o_http)
+    priors = {}
+    for date in ("20200101", "20210101", "20220101"):
+        (ds,) = study_on_remote(1, name="KANG^MINJI")
+        ds.PatientID, ds.StudyDate = "P-7", date
+        priors[date] = ds
+    (stranger,) = study_on_remote(1, name="KANG^MINJI")
+    stranger.PatientID = "P-70"
+    st = h.store_datasets(pacs.dicom_port, "ORTHANC", "MODALITY", [*priors.values(), stranger])
+    assert all(s == 0 for s in st.values()), st
+
+    (new,) = study_on_remote(1, name="KANG^MINJI")
+    new.PatientID, new.StudyDate = "P-7", "20240101"
+    st = h.store_datasets(srv.dicom_port, srv.ae, "STORESCU", [new])
+    assert all(s == 0 for s in st.values()), st
+    b = Browser(srv.http_port)
+    b.first_login(srv.data)
+
+    def jobs() -> list[dict]:
+        c, _, body = b.get("/remote/fetches.json")
+        assert c == 200
+        return json.loads(body)
+
+    h.wait_until(lambda: len(jobs()) == 2 and all(j["state"] == "done" for j in jobs()), 60,
+                 "the two prefetches to finish")
+    assert {j["study_uid"] for j in jobs()} == {str(priors[d].StudyInstanceUID) for d in ("20210101", "20220101")}
+    assert all(j["requested_by"] == "prefetch" for j in jobs())
+    assert srv.status()["studies"] == 3, "the new study and two priors, not the oldest nor P-70's"
+    # The priors arriving from ORTHANC set off no prefetch of their own.
+    assert len(jobs()) == 2
+    srv.stop()
+    records = [json.loads(line) for f in sorted((srv.data / "audit").glob("*.jsonl")) for line in f.read_text().splitlines()]
+    pre = [r for r in records if r["action"] == "remote.prefetch"]
+    assert len(pre) == 2 and all(r["actor"] == "pacsbox" and "prior of" in r["detail"] for r in pre), pre

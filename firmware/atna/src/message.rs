@@ -100,7 +100,7 @@ pub fn event_of(action: &str, outcome: &str) -> EventKind {
         "web.search" | "dicom.find" | "remote.find" => kind(QUERY, None, 'E'),
         // A person pulled a study from another PACS to this box (its C-STOREs are recorded
         // as dicom.store on arrival).
-        "remote.fetch" => kind(INSTANCES_TRANSFERRED, None, 'C'),
+        "remote.fetch" | "remote.prefetch" => kind(INSTANCES_TRANSFERRED, None, 'C'),
         "study.view" | "study.viewer" | "instance.header" => kind(INSTANCES_ACCESSED, None, 'R'),
         "conflict.keep" | "conflict.replace" => kind(INSTANCES_ACCESSED, None, 'U'),
         "conflict.discard" => kind(INSTANCES_ACCESSED, None, 'D'),

@@ -8,17 +8,20 @@
 //! Responses are read as whole messages ([`Messages`]): a command and, when it says so, its
 //! data set, each possibly cut over several P-DATA PDUs, several messages possibly sharing one.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use dicom_ul::Pdu;
 use dicom_ul::pdu::{PDataValue, PDataValueType};
+use pacsbox_archive::Archive;
 use pacsbox_archive::peers::PeerEntry;
 pub use pacsbox_archive::remote::{FetchJob, FetchState, RemoteQuery, RemoteStudy};
 use pacsbox_archive::scan::{self, Tag};
 use pacsbox_archive::transfer_syntax::{self, DatasetEncoding};
 use pacsbox_charset::{SpecificCharacterSet, TextVr};
+use tokio::sync::watch;
 
 use crate::association::Association;
 use crate::dimse::{Command, CommandField, Status};
@@ -409,6 +412,128 @@ impl Fetches {
             });
         });
         id
+    }
+}
+
+/// `[fetch] prefetch_priors`: when a study arrives (from anyone but the PACS fetched from), the
+/// patient's newest earlier studies on each `[fetch] from` PACS are fetched, so the
+/// radiologist finds the priors here when the new one is read. Arrivals are read from the
+/// archive's recent-studies list every two seconds (a clinic receives a few studies an hour);
+/// studies already here are not asked for, and a fetch already running is not repeated.
+pub struct Prefetch {
+    pub archive: Archive,
+    pub from: Vec<String>,
+    /// How many of the patient's newest earlier studies to have here.
+    pub priors: usize,
+    pub trust: Option<Arc<PeerTrust>>,
+    pub config: crate::ScpConfig,
+    pub fetches: Fetches,
+    pub audit: pacsbox_audit::Audit,
+}
+
+impl Prefetch {
+    pub fn start(self, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            // What arrived before the start is not new.
+            let mut seen: HashSet<String> = self
+                .archive
+                .activity()
+                .recent
+                .into_iter()
+                .map(|r| r.study_uid)
+                .collect();
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+                if *stop.borrow() {
+                    break;
+                }
+                if seen.len() > 100_000 {
+                    seen.clear();
+                }
+                for r in self.archive.activity().recent {
+                    if seen.insert(r.study_uid.clone()) && !self.from.contains(&r.calling_ae) {
+                        self.priors_of(&r.study_uid).await;
+                    }
+                }
+            }
+        })
+    }
+
+    async fn priors_of(&self, study_uid: &str) {
+        let patient_id = match self.archive.index().study(study_uid) {
+            Ok(Some(s)) if !s.patient_id.trim().is_empty() => s.patient_id,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(study_uid, error = %e, "prefetch: reading the new study");
+                return;
+            }
+        };
+        for ae in &self.from {
+            let peer = match self.archive.peer(ae) {
+                Ok(Some(p)) => p,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(peer = ae, error = %e, "prefetch: reading the peer table");
+                    continue;
+                }
+            };
+            let q = RemoteQuery {
+                patient_id: patient_id.clone(),
+                ..RemoteQuery::default()
+            };
+            let mut found = match find_studies(
+                peer.clone(),
+                self.trust.as_deref(),
+                &self.config,
+                &q,
+                500,
+            )
+            .await
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(peer = ae, error = e, "prefetch: searching for priors");
+                    continue;
+                }
+            };
+            // The patient ID must match exactly: C-FIND matching may be looser on the remote.
+            found.retain(|s| s.study_uid != study_uid && s.patient_id == patient_id);
+            found.sort_by(|a, b| {
+                (&b.study_date, &b.study_time).cmp(&(&a.study_date, &a.study_time))
+            });
+            for prior in found.into_iter().take(self.priors) {
+                if self
+                    .archive
+                    .index()
+                    .study(&prior.study_uid)
+                    .is_ok_and(|s| s.is_some())
+                {
+                    continue;
+                }
+                tracing::info!(
+                    peer = ae,
+                    study_uid = prior.study_uid,
+                    "prefetching a prior study"
+                );
+                self.audit.record(
+                    pacsbox_audit::Event::new("remote.prefetch", "pacsbox", "")
+                        .study(&prior.study_uid)
+                        .patient(format!("{} ({})", prior.patient_id, prior.patient_name))
+                        .detail(format!("from {ae}, prior of {study_uid}")),
+                );
+                self.fetches.start(
+                    &tokio::runtime::Handle::current(),
+                    peer.clone(),
+                    self.trust.clone(),
+                    self.config.clone(),
+                    prior.study_uid,
+                    "prefetch".into(),
+                );
+            }
+        }
     }
 }
 

@@ -327,6 +327,9 @@ pub struct FetchSettings {
     /// AE titles of `[[peers]]` entries with host and port; they must also be allowed to
     /// store here (their C-STOREs bring the studies).
     pub from: Vec<String>,
+    /// When a study arrives, fetch this many of the patient's newest earlier studies from
+    /// them (0: no prefetch).
+    pub prefetch_priors: usize,
 }
 
 /// `[audit]`: the trail's copy for the clinic's audit repository (IHE ATNA).

@@ -113,6 +113,8 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         scp: c.scp_config(),
         runtime: runtime.handle().clone(),
     }));
+    // The web page's fetches and the prefetches share one list (the page shows both).
+    let fetches = pacsbox_dicom::fetch::Fetches::default();
     if !c.fetch.from.is_empty() {
         web.remote = Some(Arc::new(BoxRemote {
             archive: archive.clone(),
@@ -120,9 +122,20 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
             scp: c.scp_config(),
             runtime: runtime.handle().clone(),
             from: c.fetch.from.clone(),
-            fetches: Default::default(),
+            fetches: fetches.clone(),
         }));
     }
+    let prefetch = (c.fetch.prefetch_priors > 0 && !c.fetch.from.is_empty()).then(|| {
+        pacsbox_dicom::fetch::Prefetch {
+            archive: archive.clone(),
+            from: c.fetch.from.clone(),
+            priors: c.fetch.prefetch_priors,
+            trust: trust.clone(),
+            config: c.scp_config(),
+            fetches,
+            audit: audit.clone(),
+        }
+    });
     if initial_password.is_some() {
         // The password itself stays out of the log (journals are kept and copied around);
         // it is in the file (mode 0600) and on the panel's identity page.
@@ -192,6 +205,7 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
             audit: forward_audit,
         }
         .start(rx.clone());
+        let prefetching = prefetch.map(|p| p.start(rx.clone()));
         dicom_accepting.store(true, Ordering::Relaxed);
         let presence = appliance::Presence::start(&c);
         tokio::spawn(appliance::watchdog());
@@ -200,6 +214,12 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         dicom_accepting.store(false, Ordering::Relaxed);
         if let Err(e) = forwarding.await {
             tracing::error!(error = %e, "forwarding task");
+        }
+        if let Some(Err(e)) = match prefetching {
+            Some(p) => Some(p.await),
+            None => None,
+        } {
+            tracing::error!(error = %e, "prefetch task");
         }
         served?;
         anyhow::Ok(())
