@@ -186,6 +186,25 @@ def test_a_rule_delivers_every_ct_instance_and_keeps_other_modalities_out(server
 
 
 @pytest.mark.timeout(180)
+def test_study_mode_holds_the_study_until_it_is_stable_then_sends_all_of_it(server, orthanc, tmp_path):
+    pacs = orthanc()
+    cfg = write_config(tmp_path / "fwd.toml", "ORTHANC", pacs.dicom_port,
+                       '[[forward]]\nname = "whole studies"\nto = ["ORTHANC"]\nmode = "study"\nstable_s = 10\n')
+    srv = server(config=cfg)
+    study = pydicom.uid.generate_uid()
+    first = [h.fresh_ct(study) for _ in range(3)]
+    store(srv, first)
+    # Held: queued, not sent, while the modality may still be sending (10 s of margin).
+    h.wait_until(lambda: queue(srv).get("ORTHANC", {}).get("pending") == 3, 10, "the held jobs")
+    assert pacs.count() == 0
+    more = [h.fresh_ct(study) for _ in range(2)]
+    store(srv, more)
+    assert pacs.count() == 0, "a new instance moves the hold forward"
+    h.wait_until(lambda: pacs.count() == 5 and not queue(srv), 60, "the stable study to arrive whole")
+    assert set(pacs.instances()) == {str(d.SOPInstanceUID) for d in first + more}
+
+
+@pytest.mark.timeout(180)
 def test_a_peer_added_on_the_web_page_is_reached_at_once_and_its_address_can_change(server, orthanc):
     pacs = orthanc()
     srv = server()
