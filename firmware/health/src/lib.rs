@@ -100,8 +100,19 @@ pub struct Traffic {
     pub audit_unsent_hours: u64,
     /// Instances whose forwarding to another PACS failed past the alarm threshold.
     pub forward_failing: u64,
-    /// Whole hours without a complete scheduled backup, once past its alarm threshold.
-    pub backup_overdue_hours: Option<u64>,
+    /// The scheduled backup (`[backup]`), for the storage page and BACKUP OLD.
+    pub backup: BackupAge,
+}
+
+/// How old the last complete scheduled backup is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct BackupAge {
+    /// `[backup] to` is set.
+    pub configured: bool,
+    /// When the last complete backup was taken; `None`: never.
+    pub last_complete_unix: Option<i64>,
+    /// Whole hours without a complete backup, once past the alarm threshold.
+    pub overdue_hours: Option<u64>,
 }
 
 /// Conflicting duplicates kept aside for an admin (`conflicts/`).
@@ -211,7 +222,7 @@ impl Health {
                 count: self.traffic.forward_failing,
             });
         }
-        if let Some(hours) = self.traffic.backup_overdue_hours {
+        if let Some(hours) = self.traffic.backup.overdue_hours {
             alarms.push(Alarm::BackupOld { hours });
         }
         if self.traffic.audit_unsent_hours > 0 {

@@ -160,10 +160,18 @@ impl Status {
                     .forwarding()
                     .map_or(0, |f| unsent_hours(&f, clock().now_unix)),
                 forward_failing: self.forward_queue().iter().map(|q| q.failing).sum(),
-                backup_overdue_hours: self
+                backup: self
                     .backup
                     .as_ref()
-                    .and_then(|b| b.status(clock().now_unix).overdue_hours),
+                    .map(|b| {
+                        let s = b.status(clock().now_unix);
+                        pacsbox_health::BackupAge {
+                            configured: true,
+                            last_complete_unix: s.last_complete_unix,
+                            overdue_hours: s.overdue_hours,
+                        }
+                    })
+                    .unwrap_or_default(),
             },
             clock: clock(),
             conflicts: pacsbox_health::Conflicts {

@@ -304,7 +304,29 @@ fn storage<D: DrawTarget<Color = BinaryColor>>(h: &Health, d: &mut D) -> Result<
             .collect();
         if !disks.is_empty() {
             line(d, row, &format!("disks {}", disks.join(" ")))?;
+            row += 1;
         }
+    }
+    // The second copy's age, where there is room (a RAID is not a backup).
+    let b = h.traffic.backup;
+    if b.configured && row <= 4 {
+        let age = match b.last_complete_unix {
+            None => "backup: NEVER".to_owned(),
+            Some(t) => {
+                let hours = (h.clock.now_unix - t).max(0) / 3600;
+                let old = if b.overdue_hours.is_some() {
+                    " OLD"
+                } else {
+                    ""
+                };
+                if hours < 48 {
+                    format!("backup {hours}h ago{old}")
+                } else {
+                    format!("backup {}d ago{old}", hours / 24)
+                }
+            }
+        };
+        line(d, row, &age)?;
     }
     Ok(())
 }

@@ -69,7 +69,7 @@ fn healthy() -> Health {
             dicom_open: false,
             audit_unsent_hours: 0,
             forward_failing: 0,
-            backup_overdue_hours: None,
+            backup: Default::default(),
         },
         clock: Clock {
             now_unix: NOW,
@@ -94,6 +94,17 @@ fn degraded() -> Health {
     h.traffic.last_study = None;
     h.traffic.studies_today = 0;
     h.traffic.instances_today = 0;
+    h
+}
+
+/// A USB disk takes the scheduled backup; the last complete one is 3 h old.
+fn backed_up() -> Health {
+    let mut h = healthy();
+    h.traffic.backup = pacsbox_health::BackupAge {
+        configured: true,
+        last_complete_unix: Some(NOW - 3 * 3600 - 600),
+        overdue_hours: None,
+    };
     h
 }
 
@@ -132,6 +143,7 @@ fn cases() -> Vec<(&'static str, Screen, Health)> {
             rebuilding,
         ),
         ("storage_degraded", Screen::Page(Page::Storage), degraded()),
+        ("storage_backup", Screen::Page(Page::Storage), backed_up()),
         ("activity_quiet", Screen::Page(Page::Activity), degraded()),
         ("alarms_list", Screen::Page(Page::Alarms), degraded()),
         (
