@@ -146,6 +146,8 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
         (true, ["admin", "conflicts"]) => {
             event(&format!("conflict.{}", req.field("action"))).detail(req.field("name"))
         }
+        // Recorded by the pages with the exam's accession number (`pages/worklist.rs`).
+        (true, ["register"] | ["worklist"]) => return,
         _ => return,
     };
     let outcome = if status < 400 {
