@@ -331,13 +331,22 @@ impl Index {
         Ok(exam)
     }
 
-    pub fn exam(&self, accession: &str) -> Result<Option<Exam>> {
+    /// A postcard record of `table` by key.
+    fn record<T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<T>> {
         let txn = self.db().begin_read()?;
-        let t = txn.open_table(EXAMS)?;
-        Ok(match t.get(accession)? {
+        let t = txn.open_table(table)?;
+        Ok(match t.get(key)? {
             Some(v) => Some(dec(v.value())?),
             None => None,
         })
+    }
+
+    pub fn exam(&self, accession: &str) -> Result<Option<Exam>> {
+        self.record(EXAMS, accession)
     }
 
     /// The exam whose pre-assigned Study Instance UID is `study_uid`.
@@ -425,12 +434,7 @@ impl Index {
     }
 
     pub fn mpps(&self, uid: &str) -> Result<Option<Mpps>> {
-        let txn = self.db().begin_read()?;
-        let t = txn.open_table(MPPS)?;
-        Ok(match t.get(uid)? {
-            Some(v) => Some(dec(v.value())?),
-            None => None,
-        })
+        self.record(MPPS, uid)
     }
 
     /// The MPPS reported for a study (by the study UID the modality named, or its exam's).
