@@ -420,6 +420,9 @@ pub fn worklist_json(web: &Web, req: &Req) -> Result<Reply, HttpError> {
 /// Cancel (a scheduled exam) or discontinue (one in progress).
 pub fn worklist_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError> {
     let accession = req.field("accession").trim();
+    if accession.is_empty() {
+        return Err(HttpError::BadRequest("which exam? (accession)".into()));
+    }
     let index = web.archive.index();
     let exam = index
         .exam(accession)
