@@ -233,8 +233,10 @@ def test_a_modality_runs_an_exam_worklist_mpps_store_and_the_page_follows(clinic
     ae = h.scu_ae("MODALITY1", contexts=[(MPPS, [h.EXPLICIT_LE]), (h.ct_small().SOPClassUID, [h.EXPLICIT_LE])])
     mpps_uid = generate_uid()
     series = generate_uid()
-    images = [h.fresh_ct(study, series, patient="Kim^Minsu=金^敏洙=김^민수") for _ in range(2)]
+    images = [h.fresh_ct(study, series) for _ in range(2)]
     for im in images:
+        im.SpecificCharacterSet = "ISO_IR 192"
+        im.PatientName = "Kim^Minsu=金^敏洙=김^민수"
         im.AccessionNumber = acc
         im.PatientID = "MOD001"
     with h.associated(ae, srv.dicom_port, "PACSBOX") as assoc:
@@ -304,6 +306,12 @@ def test_a_modality_runs_an_exam_worklist_mpps_store_and_the_page_follows(clinic
     code, _, page = b.get(f"/study/{study}")
     assert code == 200 and b"Performed (MPPS)" in page and b"1 series, 2 image(s)" in page
     assert acc.encode() in page and b"completed" in page
+    # The front desk finds the patient now in the archive and registers the next exam for them.
+    code, _, page = b.get("/register?q=MOD001")
+    assert code == 200 and b'href="/register?patient=MOD001"' in page
+    code, _, page = b.get("/register?patient=MOD001")
+    assert code == 200, page
+    assert b'name="patient_id" value="MOD001"' in page and 'value="김"'.encode() in page, re.findall(rb"<input name=[^>]*>", page)
     rep = srv.cli("audit", "export", "--data", str(srv.data), "--action", "mpps.create")
     lines = [ln for ln in rep.stdout.splitlines() if "mpps.create" in ln]
     assert len(lines) == 2 and "MODALITY1" in lines[0] and any("refused" in ln for ln in lines), rep.stdout
