@@ -185,6 +185,9 @@ def test_exams_registered_in_the_page_are_the_worklist_of_findscu_and_pynetdicom
     assert sum(1 for ln in rep.stdout.splitlines() if "exam.schedule" in ln and ",ok" in ln) == 3, rep.stdout
     rep = srv.cli("audit", "export", "--data", str(srv.data), "--action", "exam.cancel")
     assert gone in rep.stdout
+    # Opening the worklist page is recorded once; its JSON refreshes are not.
+    rep = srv.cli("audit", "export", "--data", str(srv.data), "--action", "worklist.view")
+    assert sum(1 for ln in rep.stdout.splitlines() if "worklist.view" in ln) == 1, rep.stdout
 
 
 def test_worklist_needs_the_query_right_and_a_bad_identifier_gets_a_status(clinic):

@@ -122,6 +122,7 @@ pub fn event_of(action: &str, outcome: &str) -> EventKind {
         // a modality.
         "exam.schedule" | "mpps.create" => kind(PROCEDURE_RECORD, None, 'C'),
         "exam.cancel" | "mpps.set" => kind(PROCEDURE_RECORD, None, 'U'),
+        "worklist.view" => kind(PROCEDURE_RECORD, None, 'R'),
         _ => kind(SECURITY_ALERT, None, 'E'),
     }
 }
