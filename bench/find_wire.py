@@ -12,6 +12,8 @@ server's work plus loopback transfer and a few microseconds of parsing per match
 QUERY is NAME|LEVEL|KEY=VALUE;KEY=VALUE;... with keywords (pydicom) and an optional
 SpecificCharacterSet, e.g.
     'by_pid|STUDY|PatientID=PID0000037;StudyInstanceUID=;PatientName='
+With `--sop-class 1.2.840.10008.5.1.4.31` (Modality Worklist) LEVEL `-` sends no
+Query/Retrieve Level and `sps.KEY=VALUE` keys go into the Scheduled Procedure Step Sequence.
 Peers are interleaved per run (order rotated), so drift in machine load hits all alike.
 Prints one markdown row per query: median (p95) ms [matches] per peer.
 """
@@ -30,6 +32,8 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+# The abstract syntax of the association and the C-FIND-RQ (--sop-class).
+SOP_CLASS = STUDY_ROOT_FIND
 IMPLICIT_LE = "1.2.840.10008.1.2"
 APP_CONTEXT = b"1.2.840.10008.3.1.1.1"
 
@@ -43,7 +47,7 @@ def associate(port: int, called: str) -> socket.socket:
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     body = struct.pack(">HH", 1, 0) + called.encode().ljust(16) + b"FINDWIRE".ljust(16) + bytes(32)
     body += item(0x10, APP_CONTEXT)
-    ctx = item(0x30, STUDY_ROOT_FIND.encode()) + item(0x40, IMPLICIT_LE.encode())
+    ctx = item(0x30, SOP_CLASS.encode()) + item(0x40, IMPLICIT_LE.encode())
     body += item(0x20, bytes([1, 0, 0, 0]) + ctx)
     body += item(0x50, item(0x51, struct.pack(">I", 1 << 20)) + item(0x52, b"1.2.3.4"))
     s.sendall(struct.pack(">BBI", 1, 0, len(body)) + body)
@@ -87,7 +91,7 @@ def elem(tag: int, value: bytes) -> bytes:
 
 
 def find_rq(msg_id: int) -> bytes:
-    uid = STUDY_ROOT_FIND.encode()
+    uid = SOP_CLASS.encode()
     uid += b"\0" * (len(uid) % 2)
     rest = (
         elem(0x00000002, uid)
@@ -106,10 +110,17 @@ def pdata(payload: bytes, command: bool) -> bytes:
 
 def identifier(level: str, keys: str) -> bytes:
     ds = Dataset()
-    ds.QueryRetrieveLevel = level
+    if level != "-":
+        ds.QueryRetrieveLevel = level
+    step = Dataset()
     for kv in filter(None, keys.split(";")):
         k, _, v = kv.partition("=")
-        setattr(ds, k, v)
+        if k.startswith("sps."):
+            setattr(step, k[4:], v)
+        else:
+            setattr(ds, k, v)
+    if len(step):
+        ds.ScheduledProcedureStepSequence = [step]
     if "SpecificCharacterSet" in ds:
         ds.SpecificCharacterSet = ds.SpecificCharacterSet  # also tells pydicom how to encode PN
     out = DicomBytesIO()
@@ -169,8 +180,11 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=20, help="measured runs per query and peer")
     ap.add_argument("-w", type=int, default=3, help="warm-up runs per query and peer")
     ap.add_argument("--json", help="write every sample here")
+    ap.add_argument("--sop-class", default=STUDY_ROOT_FIND, help="FIND SOP class (default Study Root)")
     ap.add_argument("args", nargs="+", help="PEER=AET:PORT ... -- QUERY ...")
     a = ap.parse_args()
+    global SOP_CLASS
+    SOP_CLASS = a.sop_class
     if "--" in a.args:
         i = a.args.index("--")
         peer_args, queries = a.args[:i], a.args[i + 1 :]

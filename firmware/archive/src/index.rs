@@ -141,6 +141,12 @@ impl Index {
             txn.open_table(crate::forward::ARRIVALS)?;
             txn.open_table(crate::forward::JOBS)?;
             txn.open_table(crate::forward::HOLDS)?;
+            txn.open_table(crate::worklist::EXAMS)?;
+            txn.open_table(crate::worklist::EXAM_BY_STUDY)?;
+            txn.open_table(crate::worklist::EXAM_META)?;
+            txn.open_table(crate::worklist::MPPS)?;
+            txn.open_multimap_table(crate::worklist::EXAM_BY_DATE)?;
+            txn.open_multimap_table(crate::worklist::MPPS_BY_STUDY)?;
             for t in [
                 SERIES_INSTANCES,
                 STUDY_SERIES,

@@ -28,6 +28,7 @@ pub mod scan;
 mod spare;
 pub mod transfer_syntax;
 pub mod uid;
+pub mod worklist;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

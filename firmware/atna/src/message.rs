@@ -45,6 +45,7 @@ const URI: Code = Code("12", "RFC-3881", "URI");
 const STUDY_INSTANCE_UID: Code = dcm("110180", "Study Instance UID");
 /// A.5.3.9: a patient's record created, read, updated or deleted.
 pub const PATIENT_RECORD: Code = dcm("110110", "Patient Record");
+pub const PROCEDURE_RECORD: Code = dcm("110111", "Procedure Record");
 const SOP_CLASS_UID: Code = dcm("110181", "SOP Class UID");
 
 /// Which audit message an action is, and what it did (EventActionCode: Create, Read, Update,
@@ -123,6 +124,11 @@ pub fn event_of(action: &str, outcome: &str) -> EventKind {
         // The archive's files copied to the backup folder (removable media, a share).
         "backup.run" => kind(EXPORT, None, 'R'),
         "forward.retry" | "forward.cancel" => kind(INSTANCES_TRANSFERRED, None, 'U'),
+        // The schedule (A.5.3.10 Procedure Record): exams by a person, performed steps by
+        // a modality.
+        "exam.schedule" | "mpps.create" => kind(PROCEDURE_RECORD, None, 'C'),
+        "exam.cancel" | "mpps.set" => kind(PROCEDURE_RECORD, None, 'U'),
+        "worklist.view" => kind(PROCEDURE_RECORD, None, 'R'),
         _ => kind(SECURITY_ALERT, None, 'E'),
     }
 }

@@ -4,7 +4,10 @@
 //! through this crate so that a name is spelled, normalised and searched the same way everywhere.
 //! Decoding never fails and never panics: bytes that make no sense become U+FFFD.
 
+mod encode;
 mod romanise;
+
+pub use encode::encode_iso2022_ir149;
 
 use encoding_rs::Encoding;
 use unicode_normalization::UnicodeNormalization;

@@ -20,7 +20,7 @@
 //!   UID: the same within a run, unlinkable across runs.
 
 mod actions;
-mod dataset;
+pub mod dataset;
 mod table;
 
 use std::borrow::Cow;

@@ -94,6 +94,9 @@ pub fn kind_of(abstract_syntax: &str) -> Option<ServiceKind> {
         | uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE
         | uids::PATIENT_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_GET
         | uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_GET => Some(ServiceKind::Retrieve),
+        // The worklist is a query; MPPS is what the modality that stores reports of its work.
+        uids::MODALITY_WORKLIST_INFORMATION_MODEL_FIND => Some(ServiceKind::Find),
+        uids::MODALITY_PERFORMED_PROCEDURE_STEP => Some(ServiceKind::Storage),
         _ => None,
     }
 }

@@ -18,6 +18,8 @@ pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identifier;
+mod mpps;
+mod mwl;
 pub mod retrieve;
 mod scu;
 pub mod server;

@@ -27,7 +27,7 @@ use crate::association::{AcceptorPolicy, AssocError, Association, Connection};
 use crate::context::{ScpConfig, ScpStatus, ServiceContext};
 use crate::dimse::{Command, CommandField, Status, respond};
 use crate::trust::PeerTrust;
-use crate::{echo, find, retrieve, store};
+use crate::{echo, find, mpps, mwl, retrieve, store};
 
 /// Identifiers are a few hundred bytes; anything near this is not a query.
 const MAX_IDENTIFIER: usize = 1 << 20;
@@ -641,6 +641,14 @@ async fn step(
                 });
             }
             match req.field {
+                CommandField::CFindRq
+                    if assoc.context(ctx)?.abstract_syntax
+                        == crate::sop_classes::MODALITY_WORKLIST_FIND =>
+                {
+                    mwl::serve(assoc, ctx, &req, &bytes, service).await?
+                }
+                CommandField::NCreateRq => mpps::create(assoc, ctx, &req, &bytes, service).await?,
+                CommandField::NSetRq => mpps::set(assoc, ctx, &req, &bytes, service).await?,
                 CommandField::CFindRq => find::serve(assoc, ctx, &req, &bytes, service).await?,
                 CommandField::CMoveRq => {
                     retrieve::serve_move(assoc, ctx, &req, &bytes, service).await?
@@ -685,6 +693,7 @@ fn permitted(assoc: &Association, field: CommandField) -> bool {
         CommandField::CFindRq => r.query,
         CommandField::CMoveRq | CommandField::CGetRq => r.retrieve,
         CommandField::CStoreRq => r.store,
+        CommandField::NCreateRq | CommandField::NSetRq => r.store,
         _ => true,
     }
 }
@@ -744,6 +753,20 @@ async fn collect_command(
         CommandField::CFindRq | CommandField::CMoveRq | CommandField::CGetRq
             if req.has_dataset() =>
         {
+            Ok(State::Identifier {
+                context: ctx,
+                req,
+                bytes: Vec::new(),
+            })
+        }
+        CommandField::NCreateRq | CommandField::NSetRq
+            if req.has_dataset() && !permitted(assoc, req.field) =>
+        {
+            tracing::warn!(calling_ae = assoc.calling_ae, command = ?req.field, "MPPS refused: no store right");
+            drain(Status::NOT_AUTHORIZED, "not authorized for MPPS".into())
+        }
+        // MPPS data sets are gathered like identifiers, then handed to `mpps.rs`.
+        CommandField::NCreateRq | CommandField::NSetRq if req.has_dataset() => {
             Ok(State::Identifier {
                 context: ctx,
                 req,

@@ -23,6 +23,11 @@ pub fn model_of(abstract_syntax: &str) -> Option<Model> {
     }
 }
 
+/// Modality Worklist Information Model – FIND (PS3.4 K.6) and Modality Performed Procedure
+/// Step (PS3.4 F.7): the scheduled workflow (`mwl.rs`, `mpps.rs`).
+pub const MODALITY_WORKLIST_FIND: &str = "1.2.840.10008.5.1.4.31";
+pub const MPPS: &str = "1.2.840.10008.3.1.2.3.3";
+
 /// True for the name of a Storage SOP class (PS3.4 Annex B), false for the other services
 /// whose names contain the word.
 pub(crate) fn is_storage(name: &str) -> bool {

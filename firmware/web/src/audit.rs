@@ -162,6 +162,14 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
         (true, ["admin", "conflicts"]) => {
             event(&format!("conflict.{}", req.field("action"))).detail(req.field("name"))
         }
+        // Recorded by the pages with the exam's accession number (`pages/worklist.rs`).
+        (true, ["register"] | ["worklist"]) => return,
+        // The day's patients and exams; the page's JSON refreshes are covered by this record.
+        (false, ["worklist"]) => event("worklist.view").detail(terms(req)),
+        // Finding a patient to register is a search of the archive.
+        (false, ["register"]) if req.query.get("q").is_some_and(|q| !q.is_empty()) => {
+            event("web.search").detail(terms(req))
+        }
         _ => return,
     };
     let outcome = if status < 400 {

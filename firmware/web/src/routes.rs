@@ -60,6 +60,11 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/instances/{sop}/frames/{n}/preview.png"),
     ("GET", "/api/instances/{sop}/frames/{n}/pixels"),
     ("GET", "/api/series/{series}/thumbnail.png"),
+    ("GET", "/register"),
+    ("POST", "/register"),
+    ("GET", "/worklist"),
+    ("POST", "/worklist"),
+    ("GET", "/worklist.json"),
 ];
 
 pub fn route(web: &Web, req: &Req) -> Reply {
@@ -92,8 +97,20 @@ fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
     }
     // A path that is no page at all is 404 with or without a session.
     let known = [
-        "", "search", "study", "instance", "viewer", "api", "status", "account", "admin", "logout",
+        "",
+        "search",
+        "study",
+        "instance",
+        "viewer",
+        "api",
+        "status",
+        "account",
+        "admin",
+        "logout",
         "remote",
+        "register",
+        "worklist",
+        "worklist.json",
     ];
     if !segs.first().is_some_and(|s| known.contains(s)) {
         return Err(HttpError::NotFound);
@@ -248,6 +265,27 @@ fn answer(
         }
         (false, ["api", "series", uid, "thumbnail.png"]) => {
             crate::pixels::thumbnail(web, check_uid(uid)?)
+        }
+        // The front desk: any logged-in user (reception staff register patients).
+        (false, ["register"]) => {
+            need(&session, Right::View)?;
+            pages::register_page(web, &session, req)
+        }
+        (true, ["register"]) => {
+            need(&session, Right::View)?;
+            pages::register_post(web, &session, req)
+        }
+        (false, ["worklist"]) => {
+            need(&session, Right::View)?;
+            pages::worklist_page(web, &session, req, "")
+        }
+        (true, ["worklist"]) => {
+            need(&session, Right::View)?;
+            pages::worklist_post(web, &session, req)
+        }
+        (false, ["worklist.json"]) => {
+            need(&session, Right::View)?;
+            pages::worklist_json(web, req)
         }
         _ => Err(HttpError::NotFound),
     }

@@ -114,6 +114,8 @@ fn abstract_syntax_supported(uid: &str) -> bool {
     uid == dicom_dictionary_std::uids::VERIFICATION
         || sop_classes::model_of(uid).is_some()
         || is_storage_class(uid)
+        || uid == sop_classes::MODALITY_WORKLIST_FIND
+        || uid == sop_classes::MPPS
 }
 
 /// Whether we accept `ts` on a context for `abstract_syntax`. Deflate only on storage

@@ -40,6 +40,10 @@ pub fn asset(name: &str) -> Reply {
             "text/css; charset=utf-8",
             include_bytes!("../../../../web-ui/static/viewer.css"),
         ),
+        "worklist.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/worklist.js"),
+        ),
         _ => return Reply::text(404, "not found"),
     };
     Reply::bytes(200, ct, body.to_vec()).header("Cache-Control", "max-age=300")

@@ -17,6 +17,7 @@ mod status;
 mod study;
 mod users;
 mod viewer;
+mod worklist;
 
 use askama::Template;
 use pacsbox_archive::accounts::Right;
@@ -39,6 +40,9 @@ pub use status::{status_json, status_page, status_txt};
 pub use study::{series_json, study_page, study_page_with, study_zip};
 pub use users::{users_page, users_post};
 pub use viewer::viewer_page;
+pub use worklist::{
+    performed_text, register_page, register_post, worklist_json, worklist_page, worklist_post,
+};
 
 pub struct Nav {
     pub user: String,

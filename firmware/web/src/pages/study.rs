@@ -39,6 +39,10 @@ struct StudyPage {
     burn_in: String,
     /// "Send to…" choices: peers with an address.
     send_to: Vec<String>,
+    /// The scheduled exam this study was made for (state, accession), and what the modality
+    /// said it performed (MPPS).
+    exam: String,
+    performed: Vec<String>,
 }
 
 fn study_query(uid: &str) -> Query {
@@ -147,6 +151,19 @@ fn render(
             anon_error: anon_error.to_owned(),
             burn_in,
             send_to: super::forwarding::send_targets(web),
+            exam: web
+                .archive
+                .index()
+                .exam_of_study(uid)?
+                .map(|e| format!("{} ({})", e.accession, e.state.name()))
+                .unwrap_or_default(),
+            performed: web
+                .archive
+                .index()
+                .mpps_of_study(uid)?
+                .iter()
+                .map(super::performed_text)
+                .collect(),
         },
         if error.is_empty() { anon_error } else { error },
     )

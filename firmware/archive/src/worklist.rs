@@ -1,0 +1,724 @@
+//! The clinic's schedule: exams registered at the front desk (the web page's Register), served
+//! to modalities as the Modality Worklist, and the Modality Performed Procedure Steps those
+//! modalities report back (PS3.4 Annex F), all in redb beside the image index.
+//!
+//! An exam is keyed by its accession number (generated when none is typed) and carries a Study
+//! Instance UID assigned at registration, so the images a modality makes from the worklist
+//! entry arrive in the exam's study. Whether an exam has images is looked up when it is read
+//! (the study UID, then the accession number, in the image index): nothing is added to the
+//! ingest path's index transaction, and an edit or delete of the study is reflected at once.
+//!
+//! Exam state: scheduled → in progress (MPPS N-CREATE) → completed | discontinued (MPPS N-SET,
+//! or a person in the web page) → reported (the physician's report). A scheduled exam can also
+//! be cancelled before it starts. Only scheduled exams are on the worklist. Every change of an
+//! MPPS and of its exam happens in one transaction, checked first, so a refused request changes
+//! nothing.
+
+use redb::{MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::index::{Index, IndexError, Result, dec, enc};
+
+/// Accession number → [`Exam`].
+pub(crate) const EXAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("exams");
+/// Scheduled date `YYYYMMDD` → accession number.
+pub(crate) const EXAM_BY_DATE: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("exam_by_date");
+/// Study Instance UID → accession number.
+pub(crate) const EXAM_BY_STUDY: TableDefinition<&str, &str> = TableDefinition::new("exam_by_study");
+/// Counters: the day and sequence of the last generated accession number.
+pub(crate) const EXAM_META: TableDefinition<&str, u64> = TableDefinition::new("exam_meta");
+/// MPPS SOP Instance UID → [`Mpps`].
+pub(crate) const MPPS: TableDefinition<&str, &[u8]> = TableDefinition::new("mpps");
+/// Study Instance UID → MPPS SOP Instance UIDs (the study page's "performed").
+pub(crate) const MPPS_BY_STUDY: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("mpps_by_study");
+
+/// Stored by variant index (postcard): new states go at the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExamState {
+    Scheduled,
+    InProgress,
+    Completed,
+    Discontinued,
+    /// Taken off the schedule before it started.
+    Cancelled,
+    /// The physician's report is signed.
+    Reported,
+}
+
+impl ExamState {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExamState::Scheduled => "scheduled",
+            ExamState::InProgress => "in progress",
+            ExamState::Completed => "completed",
+            ExamState::Discontinued => "discontinued",
+            ExamState::Cancelled => "cancelled",
+            ExamState::Reported => "reported",
+        }
+    }
+}
+
+/// What the front desk types to schedule an exam.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewExam {
+    pub patient_id: String,
+    pub issuer: String,
+    /// A PN with all its groups, e.g. `Hong^Gildong=洪^吉洞=홍^길동`.
+    pub patient_name: String,
+    pub birth_date: String,
+    pub sex: String,
+    /// Empty: one is generated.
+    pub accession: String,
+    pub requested_procedure_id: String,
+    pub procedure_description: String,
+    pub step_id: String,
+    pub modality: String,
+    /// Empty: any station.
+    pub station_ae: String,
+    /// `YYYYMMDD`.
+    pub date: String,
+    /// `HHMMSS` or `HHMM`.
+    pub time: String,
+    pub referring_physician: String,
+    pub performing_physician: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exam {
+    pub accession: String,
+    pub patient_id: String,
+    pub issuer: String,
+    pub patient_name: String,
+    pub birth_date: String,
+    pub sex: String,
+    pub requested_procedure_id: String,
+    pub procedure_description: String,
+    pub step_id: String,
+    pub modality: String,
+    pub station_ae: String,
+    pub date: String,
+    pub time: String,
+    pub referring_physician: String,
+    pub performing_physician: String,
+    pub study_uid: String,
+    pub state: ExamState,
+    pub created_unix: i64,
+    pub updated_unix: i64,
+    /// The MPPS that moved it on, if any.
+    pub mpps_uid: String,
+}
+
+/// One series as the modality reported it performed (Performed Series Sequence).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerformedSeries {
+    pub series_uid: String,
+    pub description: String,
+    pub protocol: String,
+    pub images: Vec<String>,
+}
+
+/// The attributes of an MPPS we keep (what the study and worklist pages show).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MppsAttributes {
+    pub status: String,
+    pub modality: String,
+    pub station_ae: String,
+    pub description: String,
+    pub start: String,
+    pub end: String,
+    /// From the Scheduled Step Attributes Sequence: how it is linked to an exam.
+    pub accession: String,
+    pub study_uid: String,
+    pub step_id: String,
+    pub series: Vec<PerformedSeries>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mpps {
+    pub uid: String,
+    pub calling_ae: String,
+    pub created_unix: i64,
+    pub updated_unix: i64,
+    /// Accession number of the exam it was linked to; empty: unscheduled.
+    pub exam: String,
+    pub attrs: MppsAttributes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorklistError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("accession number {0} is already used")]
+    DuplicateAccession(String),
+    #[error("no exam with accession number {0}")]
+    NoSuchExam(String),
+    #[error("exam {0} is {1} and cannot be {2}")]
+    WrongState(String, &'static str, &'static str),
+    /// PS3.4 F.7: 0111H.
+    #[error("MPPS {0} already exists")]
+    DuplicateMpps(String),
+    /// PS3.4 F.7: 0112H.
+    #[error("no MPPS {0}")]
+    NoSuchMpps(String),
+    /// PS3.4 F.7.2.2: C310H, the MPPS is no longer IN PROGRESS.
+    #[error("MPPS {0} is {1}, no longer IN PROGRESS")]
+    MppsFinal(String, String),
+    /// N-CREATE status other than IN PROGRESS, N-SET status other than the three (0106H/C000H).
+    #[error("bad Performed Procedure Step Status {0:?}")]
+    BadStatus(String),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+type WResult<T> = std::result::Result<T, WorklistError>;
+
+fn index_err(e: impl Into<IndexError>) -> WorklistError {
+    WorklistError::Index(e.into())
+}
+
+fn digits(s: &str, lens: &[usize]) -> bool {
+    lens.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Checks a new exam's fields against their VRs before anything is written.
+fn validate(n: &NewExam) -> WResult<()> {
+    let bad = |what: &str| Err(WorklistError::Invalid(what.to_owned()));
+    let text_ok = |s: &str, max: usize| {
+        s.chars().count() <= max && !s.contains('\\') && !s.chars().any(char::is_control)
+    };
+    if n.patient_id.trim().is_empty() || !text_ok(&n.patient_id, 64) {
+        return bad("patient ID: 1 to 64 characters, no backslash");
+    }
+    if n.patient_name.trim().is_empty()
+        || n.patient_name.split('=').count() > 3
+        || !text_ok(&n.patient_name, 3 * 64 + 2)
+    {
+        return bad("patient name: up to three groups (Latin=ideographic=phonetic)");
+    }
+    if !n.birth_date.is_empty() && !digits(&n.birth_date, &[8]) {
+        return bad("birth date: YYYYMMDD");
+    }
+    if !["", "M", "F", "O"].contains(&n.sex.as_str()) {
+        return bad("sex: M, F or O");
+    }
+    if !digits(&n.date, &[8]) {
+        return bad("scheduled date: YYYYMMDD");
+    }
+    if !n.time.is_empty() && !digits(&n.time, &[4, 6]) {
+        return bad("scheduled time: HHMM or HHMMSS");
+    }
+    if n.modality.trim().is_empty()
+        || n.modality.len() > 16
+        || !n
+            .modality
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return bad("modality: a code such as CR, DX, US, CT, MR");
+    }
+    if !n.station_ae.is_empty() && !crate::peers::valid_ae_title(&n.station_ae) {
+        return bad("station AE title: up to 16 characters");
+    }
+    for (what, v, max) in [
+        ("accession number", &n.accession, 16),
+        ("requested procedure ID", &n.requested_procedure_id, 16),
+        ("scheduled procedure step ID", &n.step_id, 16),
+        ("procedure description", &n.procedure_description, 64),
+        ("referring physician", &n.referring_physician, 64),
+        ("performing physician", &n.performing_physician, 64),
+        ("issuer of patient ID", &n.issuer, 64),
+    ] {
+        if !text_ok(v, max) {
+            return Err(WorklistError::Invalid(format!(
+                "{what}: at most {max} characters, no backslash"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Index {
+    /// Registers an exam: validated, an accession number generated when none is given (unique:
+    /// `A` + date + a sequence), a Study Instance UID assigned, state scheduled.
+    pub fn schedule_exam(&self, n: &NewExam, now_unix: i64) -> WResult<Exam> {
+        validate(n)?;
+        let txn = self.begin_write().map_err(index_err)?;
+        let exam = {
+            let mut exams = txn.open_table(EXAMS).map_err(index_err)?;
+            let mut meta = txn.open_table(EXAM_META).map_err(index_err)?;
+            let accession = match n.accession.trim() {
+                "" => {
+                    // The day of the sequence restarts it; a typed number that collides is
+                    // skipped over.
+                    let day: u64 = n.date.parse().unwrap_or(0);
+                    let stored_day = meta.get("day").map_err(index_err)?.map(|v| v.value());
+                    let mut seq = match stored_day {
+                        Some(d) if d == day => meta
+                            .get("seq")
+                            .map_err(index_err)?
+                            .map(|v| v.value())
+                            .unwrap_or(0),
+                        _ => 0,
+                    };
+                    let acc = loop {
+                        seq += 1;
+                        let candidate = format!("A{}{seq:04}", n.date);
+                        if exams.get(candidate.as_str()).map_err(index_err)?.is_none() {
+                            break candidate;
+                        }
+                    };
+                    meta.insert("day", day).map_err(index_err)?;
+                    meta.insert("seq", seq).map_err(index_err)?;
+                    acc
+                }
+                typed => {
+                    if exams.get(typed).map_err(index_err)?.is_some() {
+                        return Err(WorklistError::DuplicateAccession(typed.to_owned()));
+                    }
+                    typed.to_owned()
+                }
+            };
+            let step_id = match n.step_id.trim() {
+                "" => accession.clone(),
+                s => s.to_owned(),
+            };
+            let requested_procedure_id = match n.requested_procedure_id.trim() {
+                "" => accession.clone(),
+                s => s.to_owned(),
+            };
+            let time = match n.time.len() {
+                4 => format!("{}00", n.time),
+                _ => n.time.clone(),
+            };
+            let exam = Exam {
+                accession: accession.clone(),
+                patient_id: n.patient_id.trim().to_owned(),
+                issuer: n.issuer.trim().to_owned(),
+                patient_name: n.patient_name.trim().to_owned(),
+                birth_date: n.birth_date.clone(),
+                sex: n.sex.clone(),
+                requested_procedure_id,
+                procedure_description: n.procedure_description.trim().to_owned(),
+                step_id,
+                modality: n.modality.trim().to_owned(),
+                station_ae: n.station_ae.trim().to_owned(),
+                date: n.date.clone(),
+                time,
+                referring_physician: n.referring_physician.trim().to_owned(),
+                performing_physician: n.performing_physician.trim().to_owned(),
+                study_uid: crate::edit::new_uid(),
+                state: ExamState::Scheduled,
+                created_unix: now_unix,
+                updated_unix: now_unix,
+                mpps_uid: String::new(),
+            };
+            exams
+                .insert(accession.as_str(), enc(&exam)?.as_slice())
+                .map_err(index_err)?;
+            txn.open_multimap_table(EXAM_BY_DATE)
+                .map_err(index_err)?
+                .insert(exam.date.as_str(), accession.as_str())
+                .map_err(index_err)?;
+            txn.open_table(EXAM_BY_STUDY)
+                .map_err(index_err)?
+                .insert(exam.study_uid.as_str(), accession.as_str())
+                .map_err(index_err)?;
+            exam
+        };
+        txn.commit().map_err(index_err)?;
+        Ok(exam)
+    }
+
+    /// A postcard record of `table` by key.
+    fn record<T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<T>> {
+        let txn = self.db().begin_read()?;
+        let t = txn.open_table(table)?;
+        Ok(match t.get(key)? {
+            Some(v) => Some(dec(v.value())?),
+            None => None,
+        })
+    }
+
+    pub fn exam(&self, accession: &str) -> Result<Option<Exam>> {
+        self.record(EXAMS, accession)
+    }
+
+    /// The exam whose pre-assigned Study Instance UID is `study_uid`.
+    pub fn exam_of_study(&self, study_uid: &str) -> Result<Option<Exam>> {
+        let acc = {
+            let txn = self.db().begin_read()?;
+            let t = txn.open_table(EXAM_BY_STUDY)?;
+            t.get(study_uid)?.map(|v| v.value().to_owned())
+        };
+        match acc {
+            Some(a) => self.exam(&a),
+            None => Ok(None),
+        }
+    }
+
+    /// Exams scheduled from `from` to `to` (`YYYYMMDD`, inclusive; empty: open), by date and
+    /// time. Both empty: every exam.
+    pub fn exams_between(&self, from: &str, to: &str) -> Result<Vec<Exam>> {
+        let txn = self.db().begin_read()?;
+        let exams = txn.open_table(EXAMS)?;
+        let mut out: Vec<Exam> = Vec::new();
+        if from.is_empty() && to.is_empty() {
+            for r in exams.iter()? {
+                out.push(dec(r?.1.value())?);
+            }
+        } else {
+            let by_date = txn.open_multimap_table(EXAM_BY_DATE)?;
+            let hi = if to.is_empty() { "99999999" } else { to };
+            for r in by_date.range(from..=hi)? {
+                let (_, accs) = r?;
+                for a in accs {
+                    if let Some(v) = exams.get(a?.value())? {
+                        out.push(dec(v.value())?);
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.date, &a.time, &a.accession).cmp(&(&b.date, &b.time, &b.accession)));
+        Ok(out)
+    }
+
+    /// Whether images of the exam are in the archive: its study, or a study with its accession.
+    pub fn exam_has_images(&self, exam: &Exam) -> Result<bool> {
+        if self.study(&exam.study_uid)?.is_some() {
+            return Ok(true);
+        }
+        let txn = self.db().begin_read()?;
+        let t = txn.open_multimap_table(crate::index::STUDY_BY_ACCESSION)?;
+        Ok(t.get(exam.accession.as_str())?.next().is_some())
+    }
+
+    /// A person's change of an exam's state: cancel (scheduled), discontinue (in progress),
+    /// or reported (completed; the physician's report).
+    pub fn set_exam_state(&self, accession: &str, to: ExamState, now_unix: i64) -> WResult<Exam> {
+        let txn = self.begin_write().map_err(index_err)?;
+        let exam = {
+            let mut exams = txn.open_table(EXAMS).map_err(index_err)?;
+            let mut exam: Exam = match exams.get(accession).map_err(index_err)? {
+                Some(v) => dec(v.value())?,
+                None => return Err(WorklistError::NoSuchExam(accession.to_owned())),
+            };
+            let allowed = matches!(
+                (exam.state, to),
+                (ExamState::Scheduled, ExamState::Cancelled)
+                    | (ExamState::InProgress, ExamState::Discontinued)
+                    | (ExamState::Completed, ExamState::Reported)
+                    | (ExamState::Reported, ExamState::Reported)
+            );
+            if !allowed {
+                return Err(WorklistError::WrongState(
+                    accession.to_owned(),
+                    exam.state.name(),
+                    to.name(),
+                ));
+            }
+            exam.state = to;
+            exam.updated_unix = now_unix;
+            exams
+                .insert(accession, enc(&exam)?.as_slice())
+                .map_err(index_err)?;
+            exam
+        };
+        txn.commit().map_err(index_err)?;
+        Ok(exam)
+    }
+
+    pub fn mpps(&self, uid: &str) -> Result<Option<Mpps>> {
+        self.record(MPPS, uid)
+    }
+
+    /// The MPPS reported for a study (by the study UID the modality named, or its exam's).
+    pub fn mpps_of_study(&self, study_uid: &str) -> Result<Vec<Mpps>> {
+        let uids: Vec<String> = {
+            let txn = self.db().begin_read()?;
+            let t = txn.open_multimap_table(MPPS_BY_STUDY)?;
+            let mut v = Vec::new();
+            for u in t.get(study_uid)? {
+                v.push(u?.value().to_owned());
+            }
+            v
+        };
+        let mut out = Vec::new();
+        for u in uids {
+            if let Some(m) = self.mpps(&u)? {
+                out.push(m);
+            }
+        }
+        out.sort_by_key(|m| m.created_unix);
+        Ok(out)
+    }
+
+    /// N-CREATE: a new MPPS, IN PROGRESS, linked to the exam its Scheduled Step Attributes
+    /// name (accession number, else study UID, else step ID among scheduled exams); that exam
+    /// goes in progress. Returns the MPPS and the exam's accession (empty: unscheduled).
+    pub fn mpps_create(
+        &self,
+        uid: &str,
+        calling_ae: &str,
+        attrs: MppsAttributes,
+        now_unix: i64,
+    ) -> WResult<Mpps> {
+        if attrs.status != "IN PROGRESS" {
+            return Err(WorklistError::BadStatus(attrs.status));
+        }
+        let txn = self.begin_write().map_err(index_err)?;
+        let mpps = {
+            let mut table = txn.open_table(MPPS).map_err(index_err)?;
+            if table.get(uid).map_err(index_err)?.is_some() {
+                return Err(WorklistError::DuplicateMpps(uid.to_owned()));
+            }
+            let mut exams = txn.open_table(EXAMS).map_err(index_err)?;
+            let by_study = txn.open_table(EXAM_BY_STUDY).map_err(index_err)?;
+            let mut found: Option<Exam> = None;
+            if !attrs.accession.is_empty()
+                && let Some(v) = exams.get(attrs.accession.as_str()).map_err(index_err)?
+            {
+                found = Some(dec(v.value())?);
+            }
+            if found.is_none()
+                && !attrs.study_uid.is_empty()
+                && let Some(acc) = by_study.get(attrs.study_uid.as_str()).map_err(index_err)?
+                && let Some(v) = exams.get(acc.value()).map_err(index_err)?
+            {
+                found = Some(dec(v.value())?);
+            }
+            if found.is_none() && !attrs.step_id.is_empty() {
+                for r in exams.iter().map_err(index_err)? {
+                    let e: Exam = dec(r.map_err(index_err)?.1.value())?;
+                    if e.step_id == attrs.step_id && e.state == ExamState::Scheduled {
+                        found = Some(e);
+                        break;
+                    }
+                }
+            }
+            let mut exam_acc = String::new();
+            let mut study = attrs.study_uid.clone();
+            if let Some(mut e) = found {
+                // A second MPPS for an exam already under way (another step of it) links to it
+                // without moving its state back.
+                if e.state == ExamState::Scheduled {
+                    e.state = ExamState::InProgress;
+                    e.mpps_uid = uid.to_owned();
+                    e.updated_unix = now_unix;
+                    exams
+                        .insert(e.accession.as_str(), enc(&e)?.as_slice())
+                        .map_err(index_err)?;
+                }
+                exam_acc = e.accession.clone();
+                if study.is_empty() {
+                    study = e.study_uid.clone();
+                }
+            }
+            let mpps = Mpps {
+                uid: uid.to_owned(),
+                calling_ae: calling_ae.to_owned(),
+                created_unix: now_unix,
+                updated_unix: now_unix,
+                exam: exam_acc,
+                attrs,
+            };
+            table
+                .insert(uid, enc(&mpps)?.as_slice())
+                .map_err(index_err)?;
+            if !study.is_empty() {
+                txn.open_multimap_table(MPPS_BY_STUDY)
+                    .map_err(index_err)?
+                    .insert(study.as_str(), uid)
+                    .map_err(index_err)?;
+            }
+            mpps
+        };
+        txn.commit().map_err(index_err)?;
+        Ok(mpps)
+    }
+
+    /// N-SET: `update` applied to the MPPS's attributes, only while it is IN PROGRESS; a final
+    /// status (COMPLETED, DISCONTINUED) moves its exam on.
+    pub fn mpps_set(
+        &self,
+        uid: &str,
+        update: impl FnOnce(&mut MppsAttributes),
+        now_unix: i64,
+    ) -> WResult<Mpps> {
+        let txn = self.begin_write().map_err(index_err)?;
+        let mpps = {
+            let mut table = txn.open_table(MPPS).map_err(index_err)?;
+            let mut mpps: Mpps = match table.get(uid).map_err(index_err)? {
+                Some(v) => dec(v.value())?,
+                None => return Err(WorklistError::NoSuchMpps(uid.to_owned())),
+            };
+            if mpps.attrs.status != "IN PROGRESS" {
+                return Err(WorklistError::MppsFinal(uid.to_owned(), mpps.attrs.status));
+            }
+            update(&mut mpps.attrs);
+            let to = match mpps.attrs.status.as_str() {
+                "IN PROGRESS" => None,
+                "COMPLETED" => Some(ExamState::Completed),
+                "DISCONTINUED" => Some(ExamState::Discontinued),
+                other => return Err(WorklistError::BadStatus(other.to_owned())),
+            };
+            mpps.updated_unix = now_unix;
+            if let Some(to) = to
+                && !mpps.exam.is_empty()
+            {
+                let mut exams = txn.open_table(EXAMS).map_err(index_err)?;
+                let found = match exams.get(mpps.exam.as_str()).map_err(index_err)? {
+                    Some(v) => Some(dec::<Exam>(v.value())?),
+                    None => None,
+                };
+                if let Some(mut e) = found
+                    && e.state == ExamState::InProgress
+                    && e.mpps_uid == uid
+                {
+                    e.state = to;
+                    e.updated_unix = now_unix;
+                    exams
+                        .insert(e.accession.as_str(), enc(&e)?.as_slice())
+                        .map_err(index_err)?;
+                }
+            }
+            table
+                .insert(uid, enc(&mpps)?.as_slice())
+                .map_err(index_err)?;
+            mpps
+        };
+        txn.commit().map_err(index_err)?;
+        Ok(mpps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index() -> (tempfile::TempDir, Index) {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Index::open(&dir.path().join("index.redb")).unwrap();
+        (dir, idx)
+    }
+
+    fn new_exam(date: &str) -> NewExam {
+        NewExam {
+            patient_id: "P1".into(),
+            patient_name: "Hong^Gildong=洪^吉洞=홍^길동".into(),
+            birth_date: "19800101".into(),
+            sex: "M".into(),
+            procedure_description: "Chest PA".into(),
+            modality: "CR".into(),
+            date: date.into(),
+            time: "0930".into(),
+            ..NewExam::default()
+        }
+    }
+
+    #[test]
+    fn accession_numbers_are_generated_unique_and_typed_ones_checked() {
+        let (_d, idx) = index();
+        let a = idx.schedule_exam(&new_exam("20261205"), 1).unwrap();
+        let b = idx.schedule_exam(&new_exam("20261205"), 2).unwrap();
+        assert_eq!(a.accession, "A202612050001");
+        assert_eq!(b.accession, "A202612050002");
+        assert_ne!(a.study_uid, b.study_uid);
+        assert!(a.study_uid.starts_with("2.25."));
+        assert_eq!(a.time, "093000");
+        let mut typed = new_exam("20261205");
+        typed.accession = "A202612050003".into();
+        idx.schedule_exam(&typed, 3).unwrap();
+        // the generator steps over the typed one
+        let c = idx.schedule_exam(&new_exam("20261205"), 4).unwrap();
+        assert_eq!(c.accession, "A202612050004");
+        assert!(matches!(
+            idx.schedule_exam(&typed, 5),
+            Err(WorklistError::DuplicateAccession(_))
+        ));
+        let mut bad = new_exam("2026-12-05");
+        assert!(matches!(
+            idx.schedule_exam(&bad, 6),
+            Err(WorklistError::Invalid(_))
+        ));
+        bad.date = "20261206".into();
+        bad.patient_name = "a=b=c=d".into();
+        assert!(idx.schedule_exam(&bad, 6).is_err());
+        assert_eq!(idx.exams_between("20261205", "20261205").unwrap().len(), 4);
+        assert_eq!(idx.exams_between("20261206", "").unwrap().len(), 0);
+        assert_eq!(
+            idx.exam_of_study(&a.study_uid).unwrap().unwrap().accession,
+            a.accession
+        );
+    }
+
+    #[test]
+    fn mpps_moves_the_exam_and_refusals_change_nothing() {
+        let (_d, idx) = index();
+        let exam = idx.schedule_exam(&new_exam("20261205"), 1).unwrap();
+        let attrs = MppsAttributes {
+            status: "IN PROGRESS".into(),
+            accession: exam.accession.clone(),
+            ..MppsAttributes::default()
+        };
+        let m = idx.mpps_create("1.2.3", "CR1", attrs.clone(), 2).unwrap();
+        assert_eq!(m.exam, exam.accession);
+        let e = idx.exam(&exam.accession).unwrap().unwrap();
+        assert_eq!(e.state, ExamState::InProgress);
+        assert!(matches!(
+            idx.mpps_create("1.2.3", "CR1", attrs.clone(), 3),
+            Err(WorklistError::DuplicateMpps(_))
+        ));
+        assert!(matches!(
+            idx.mpps_set("9.9", |a| a.status = "COMPLETED".into(), 3),
+            Err(WorklistError::NoSuchMpps(_))
+        ));
+        assert!(matches!(
+            idx.mpps_set("1.2.3", |a| a.status = "DONE".into(), 3),
+            Err(WorklistError::BadStatus(_))
+        ));
+        assert_eq!(
+            idx.exam(&exam.accession).unwrap().unwrap().state,
+            ExamState::InProgress
+        );
+        idx.mpps_set(
+            "1.2.3",
+            |a| {
+                a.status = "COMPLETED".into();
+                a.series.push(PerformedSeries {
+                    series_uid: "1.2.3.4".into(),
+                    images: vec!["1.2.3.4.5".into()],
+                    ..PerformedSeries::default()
+                });
+            },
+            4,
+        )
+        .unwrap();
+        assert_eq!(
+            idx.exam(&exam.accession).unwrap().unwrap().state,
+            ExamState::Completed
+        );
+        assert!(matches!(
+            idx.mpps_set("1.2.3", |a| a.status = "DISCONTINUED".into(), 5),
+            Err(WorklistError::MppsFinal(..))
+        ));
+        assert_eq!(
+            idx.exam(&exam.accession).unwrap().unwrap().state,
+            ExamState::Completed
+        );
+        let performed = idx.mpps_of_study(&exam.study_uid).unwrap();
+        assert_eq!(performed.len(), 1);
+        assert_eq!(performed[0].attrs.series[0].images.len(), 1);
+        idx.set_exam_state(&exam.accession, ExamState::Reported, 6)
+            .unwrap();
+        assert!(
+            idx.set_exam_state(&exam.accession, ExamState::Cancelled, 7)
+                .is_err()
+        );
+    }
+}
