@@ -11,6 +11,7 @@ pub mod activity;
 pub mod anonymize;
 pub mod backup;
 mod commit;
+pub mod commitment;
 mod compact;
 pub mod conflicts;
 pub mod edit;

@@ -94,6 +94,8 @@ pub fn kind_of(abstract_syntax: &str) -> Option<ServiceKind> {
         | uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE
         | uids::PATIENT_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_GET
         | uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_GET => Some(ServiceKind::Retrieve),
+        // Asking to commit what one stored goes with the right to store.
+        uids::STORAGE_COMMITMENT_PUSH_MODEL => Some(ServiceKind::Storage),
         _ => None,
     }
 }
