@@ -141,6 +141,7 @@ impl Index {
             txn.open_table(crate::forward::JOBS)?;
             txn.open_table(crate::forward::HOLDS)?;
             txn.open_table(crate::commitment::COMMITMENTS)?;
+            txn.open_table(crate::report::DRAFTS)?;
             for t in [
                 SERIES_INSTANCES,
                 STUDY_SERIES,

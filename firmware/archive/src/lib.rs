@@ -24,6 +24,7 @@ pub mod part10;
 pub mod peers;
 pub mod query;
 pub mod record;
+pub mod report;
 pub mod scan;
 mod spare;
 pub mod transfer_syntax;

@@ -56,6 +56,8 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/instances/{sop}/frames/{n}/preview.png"),
     ("GET", "/api/instances/{sop}/frames/{n}/pixels"),
     ("GET", "/api/series/{series}/thumbnail.png"),
+    ("GET", "/study/{uid}/report"),
+    ("POST", "/study/{uid}/report"),
 ];
 
 pub fn route(web: &Web, req: &Req) -> Reply {
@@ -227,6 +229,15 @@ fn answer(
         }
         (false, ["api", "series", uid, "thumbnail.png"]) => {
             crate::pixels::thumbnail(web, check_uid(uid)?)
+        }
+        // The physician's report (`pages/report.rs`): anyone who may view the study reads
+        // and prints it; writing and signing takes the report right.
+        (false, ["study", uid, "report"]) => {
+            pages::report_print(web, &session, req, check_uid(uid)?)
+        }
+        (true, ["study", uid, "report"]) => {
+            need(&session, Right::Report)?;
+            pages::report_post(web, &session, req, check_uid(uid)?)
         }
         _ => Err(HttpError::NotFound),
     }

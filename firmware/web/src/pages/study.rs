@@ -39,6 +39,8 @@ struct StudyPage {
     burn_in: String,
     /// "Send to…" choices: peers with an address.
     send_to: Vec<String>,
+    /// The physician's report (`report.rs`).
+    report: super::report::ReportSection,
 }
 
 fn study_query(uid: &str) -> Query {
@@ -93,7 +95,7 @@ pub fn study_page_with(
     error: &str,
     message: &str,
 ) -> Result<Reply, HttpError> {
-    render(web, s, uid, error, message, "")
+    render(web, s, uid, error, message, "", None)
 }
 
 /// The study page with an error in its anonymize form (answered 400).
@@ -103,7 +105,20 @@ pub(super) fn study_page_anonymize_error(
     uid: &str,
     error: &str,
 ) -> Result<Reply, HttpError> {
-    render(web, s, uid, "", "", error)
+    render(web, s, uid, "", "", error, None)
+}
+
+/// The study page with the posted report text and why it was refused (answered 400).
+pub(super) fn study_page_report_error(
+    web: &Web,
+    s: &Session,
+    uid: &str,
+    text: pacsbox_archive::report::ReportText,
+    error: &str,
+) -> Result<Reply, HttpError> {
+    let mut r = render(web, s, uid, "", "", "", Some((text, error.to_owned())))?;
+    r.status = 400;
+    Ok(r)
 }
 
 fn render(
@@ -113,6 +128,7 @@ fn render(
     error: &str,
     message: &str,
     anon_error: &str,
+    report: Option<(pacsbox_archive::report::ReportText, String)>,
 ) -> Result<Reply, HttpError> {
     let (st, referring) = study_row(web, uid)?;
     let series = series_of(web, uid)?
@@ -147,6 +163,7 @@ fn render(
             anon_error: anon_error.to_owned(),
             burn_in,
             send_to: super::forwarding::send_targets(web),
+            report: super::report::section(web, s, uid, report)?,
         },
         if error.is_empty() { anon_error } else { error },
     )
