@@ -537,7 +537,13 @@ pub async fn run_reporter(
                     Some(next_due.map_or(c.next_attempt_unix, |d| d.min(c.next_attempt_unix)));
                 continue;
             }
-            match deliver_new(&archive, &config, trust.as_deref(), &c).await {
+            // A requestor that never answers must not hold up the box's stop: the request
+            // stays recorded and is reported after the next start.
+            let delivered = tokio::select! {
+                r = deliver_new(&archive, &config, trust.as_deref(), &c) => r,
+                _ = shutdown.changed() => return,
+            };
+            match delivered {
                 Ok(outcome) => {
                     finished(&archive, &audit, &c, &outcome, "", "new association").await;
                 }
