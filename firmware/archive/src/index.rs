@@ -147,6 +147,8 @@ impl Index {
             txn.open_table(crate::worklist::MPPS)?;
             txn.open_multimap_table(crate::worklist::EXAM_BY_DATE)?;
             txn.open_multimap_table(crate::worklist::MPPS_BY_STUDY)?;
+            txn.open_table(crate::commitment::COMMITMENTS)?;
+            txn.open_table(crate::report::DRAFTS)?;
             for t in [
                 SERIES_INSTANCES,
                 STUDY_SERIES,

@@ -127,6 +127,35 @@ pub(crate) fn hash_file(path: &Path) -> io::Result<u64> {
     }
 }
 
+/// What an indexed instance's file is like now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FileState {
+    /// There, and (when hashed) with the hash recorded at ingest.
+    Intact,
+    Missing,
+    /// Its bytes are not what was stored.
+    Mismatch,
+}
+
+/// Checks the file of `rec` (re-reading and hashing it with `hash`): `verify` and storage
+/// commitment ask the same question of a file.
+pub(crate) fn file_state(root: &Path, rec: &InstanceRecord, hash: bool) -> io::Result<FileState> {
+    let path = root.join(&rec.rel_path);
+    if !path.is_file() {
+        return Ok(FileState::Missing);
+    }
+    if !hash {
+        return Ok(FileState::Intact);
+    }
+    match hash_file(&path) {
+        Ok(h) if h == rec.file_hash => Ok(FileState::Intact),
+        Ok(_) => Ok(FileState::Mismatch),
+        // Gone between the look and the read (compaction's swap): missing, not an error.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(FileState::Missing),
+        Err(e) => Err(e),
+    }
+}
+
 pub(crate) fn verify(root: &Path, index: &Index, checksums: bool) -> io::Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let mut indexed_paths = std::collections::HashSet::new();
@@ -134,15 +163,13 @@ pub(crate) fn verify(root: &Path, index: &Index, checksums: bool) -> io::Result<
     index
         .for_each_instance(|sop, rec| {
             report.indexed += 1;
-            let path = root.join(&rec.rel_path);
-            if !path.is_file() {
-                report.missing_files.push(format!("{sop} {}", rec.rel_path));
-            } else if checksums {
-                match hash_file(&path) {
-                    Ok(h) if h == rec.file_hash => {}
-                    Ok(_) => report.checksum_mismatches.push(rec.rel_path.clone()),
-                    Err(e) => io_err = Some(e),
+            match file_state(root, &rec, checksums) {
+                Ok(FileState::Intact) => {}
+                Ok(FileState::Missing) => {
+                    report.missing_files.push(format!("{sop} {}", rec.rel_path))
                 }
+                Ok(FileState::Mismatch) => report.checksum_mismatches.push(rec.rel_path.clone()),
+                Err(e) => io_err = Some(e),
             }
             indexed_paths.insert(rec.rel_path);
         })

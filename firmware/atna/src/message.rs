@@ -129,6 +129,12 @@ pub fn event_of(action: &str, outcome: &str) -> EventKind {
         "exam.schedule" | "mpps.create" => kind(PROCEDURE_RECORD, None, 'C'),
         "exam.cancel" | "mpps.set" => kind(PROCEDURE_RECORD, None, 'U'),
         "worklist.view" => kind(PROCEDURE_RECORD, None, 'R'),
+        // Storage commitment: a peer asks about instances held here, and is told (A.5.3.3).
+        "commitment.request" | "commitment.report" => kind(INSTANCES_ACCESSED, None, 'R'),
+        // The physician's report: a draft is the patient's record being written (A.5.3.9); a
+        // signature or amendment makes a new SR instance in the study (A.5.3.3, C).
+        "report.draft" => kind(PATIENT_RECORD, None, 'U'),
+        "report.sign" | "report.amend" => kind(INSTANCES_ACCESSED, None, 'C'),
         _ => kind(SECURITY_ALERT, None, 'E'),
     }
 }

@@ -97,6 +97,8 @@ pub fn kind_of(abstract_syntax: &str) -> Option<ServiceKind> {
         // The worklist is a query; MPPS is what the modality that stores reports of its work.
         uids::MODALITY_WORKLIST_INFORMATION_MODEL_FIND => Some(ServiceKind::Find),
         uids::MODALITY_PERFORMED_PROCEDURE_STEP => Some(ServiceKind::Storage),
+        // Asking to commit what one stored goes with the right to store.
+        uids::STORAGE_COMMITMENT_PUSH_MODEL => Some(ServiceKind::Storage),
         _ => None,
     }
 }

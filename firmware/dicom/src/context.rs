@@ -84,4 +84,6 @@ pub struct ServiceContext<'a> {
     pub log: &'a crate::audit::AssociationLog,
     /// DICOM TLS (certificates trusted, ours): C-MOVE to a peer whose entry says `tls`.
     pub trust: Option<&'a crate::trust::PeerTrust>,
+    /// Storage commitment reports being delivered by associations (`commitment.rs`).
+    pub commitments: &'a crate::commitment::Reporter,
 }

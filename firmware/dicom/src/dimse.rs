@@ -124,6 +124,13 @@ impl Status {
     /// C-MOVE: Refused, move destination unknown.
     pub const MOVE_DESTINATION_UNKNOWN: Status = Status(0xA801);
 
+    /// DIMSE-N (PS3.7 C.5): Invalid Object Instance, No Such SOP Class, Missing Attribute,
+    /// No Such Action — storage commitment's refusals of a malformed N-ACTION.
+    pub const INVALID_OBJECT_INSTANCE: Status = Status(0x0117);
+    pub const NO_SUCH_SOP_CLASS: Status = Status(0x0118);
+    pub const MISSING_ATTRIBUTE: Status = Status(0x0120);
+    pub const NO_SUCH_ACTION: Status = Status(0x0123);
+
     pub fn is_failure(self) -> bool {
         // Success, pending, cancel and the warning codes (Bxxx, 0107H, 0116H) are not failures.
         !matches!(

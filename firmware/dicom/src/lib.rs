@@ -9,6 +9,7 @@
 pub mod access;
 mod association;
 pub mod audit;
+pub mod commitment;
 pub mod context;
 pub mod dimse;
 mod echo;

@@ -96,6 +96,20 @@ impl Destination {
         proposals: &[(String, Vec<String>)],
         config: &crate::ScpConfig,
     ) -> Result<Association, String> {
+        self.connect_with_roles(trust, local_ae, proposals, &[], config)
+            .await
+    }
+
+    /// [`Destination::connect`] with SCP/SCU role selection (see
+    /// [`Association::request`]).
+    pub async fn connect_with_roles(
+        &self,
+        trust: Option<&crate::trust::PeerTrust>,
+        local_ae: &str,
+        proposals: &[(String, Vec<String>)],
+        roles: &[(String, dicom_ul::pdu::RequestorRoles)],
+        config: &crate::ScpConfig,
+    ) -> Result<Association, String> {
         let tls = self.tls_target(trust)?;
         Association::request(
             &self.host,
@@ -104,6 +118,7 @@ impl Destination {
             local_ae,
             &self.ae_title,
             proposals,
+            roles,
             config.max_pdu,
             config.idle_timeout,
         )

@@ -27,7 +27,7 @@ use crate::association::{AcceptorPolicy, AssocError, Association, Connection};
 use crate::context::{ScpConfig, ScpStatus, ServiceContext};
 use crate::dimse::{Command, CommandField, Status, respond};
 use crate::trust::PeerTrust;
-use crate::{echo, find, mpps, mwl, retrieve, store};
+use crate::{commitment, echo, find, mpps, mwl, retrieve, store};
 
 /// Identifiers are a few hundred bytes; anything near this is not a query.
 const MAX_IDENTIFIER: usize = 1 << 20;
@@ -110,8 +110,17 @@ impl DicomServer {
             config: self.config.clone(),
             audit: self.audit.clone(),
             trust: self.trust.clone(),
+            commitments: Arc::new(commitment::Reporter::default()),
         });
         let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(commitment::run_reporter(
+            self.archive.clone(),
+            self.config.clone(),
+            self.trust.clone(),
+            self.audit.clone(),
+            conn.commitments.clone(),
+            shutdown.clone(),
+        ));
         let mut dropped = 0u64;
         loop {
             let (accepted, secure) = tokio::select! {
@@ -178,6 +187,8 @@ struct Connections {
     config: Arc<ScpConfig>,
     audit: pacsbox_audit::Audit,
     trust: Option<Arc<PeerTrust>>,
+    /// Storage commitment reports in delivery (`commitment.rs`).
+    commitments: Arc<commitment::Reporter>,
 }
 
 /// Connections without an association, oldest first (ids grow with time).
@@ -332,6 +343,7 @@ async fn handle(
         audit: &conn.audit,
         log: &log,
         trust: conn.trust.as_deref(),
+        commitments: &conn.commitments,
     };
     let calling = rq.calling_ae_title.trim().to_owned();
     let called = rq.called_ae_title.trim().to_owned();
@@ -480,7 +492,7 @@ enum State {
     },
     /// Receiving the data set of a C-STORE.
     Storing(store::Reception),
-    /// Collecting the identifier of a C-FIND / C-MOVE / C-GET.
+    /// Collecting the identifier of a C-FIND / C-MOVE / C-GET, or an N-ACTION's data set.
     Identifier {
         context: u8,
         req: Command,
@@ -653,6 +665,9 @@ async fn step(
                 CommandField::CMoveRq => {
                     retrieve::serve_move(assoc, ctx, &req, &bytes, service).await?
                 }
+                CommandField::NActionRq => {
+                    commitment::serve(assoc, ctx, &req, &bytes, service).await?
+                }
                 _ => retrieve::serve_get(assoc, ctx, &req, &bytes, service).await?,
             }
             Ok(State::Idle)
@@ -773,6 +788,18 @@ async fn collect_command(
                 bytes: Vec::new(),
             })
         }
+        // Storage commitment (`commitment.rs`): its context follows the store right.
+        CommandField::NActionRq if req.has_dataset() => Ok(State::Identifier {
+            context: ctx,
+            req,
+            bytes: Vec::new(),
+        }),
+        CommandField::NActionRq => {
+            respond(assoc, ctx, &req, Status::MISSING_ATTRIBUTE, "no data set").await?;
+            Ok(State::Idle)
+        }
+        // A late answer to a storage commitment report that was already taken as delivered.
+        CommandField::NEventReportRsp => Ok(State::Idle),
         CommandField::CStoreRq if req.has_dataset() && !permitted(assoc, req.field) => {
             tracing::warn!(
                 calling_ae = assoc.calling_ae,

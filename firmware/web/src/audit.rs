@@ -170,6 +170,18 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
         (false, ["register"]) if req.query.get("q").is_some_and(|q| !q.is_empty()) => {
             event("web.search").detail(terms(req))
         }
+        // The report page records its drafts, signatures and amendments itself (whether a
+        // signature amended is known only there); a request without the right is recorded here.
+        (false, ["study", uid, "report"]) => on_study("study.view", uid).detail("report"),
+        (true, ["study", _, "report"]) if status != 403 => return,
+        (true, ["study", uid, "report"]) => on_study(
+            if req.field("action") == "draft" {
+                "report.draft"
+            } else {
+                "report.sign"
+            },
+            uid,
+        ),
         _ => return,
     };
     let outcome = if status < 400 {

@@ -65,6 +65,8 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("GET", "/worklist"),
     ("POST", "/worklist"),
     ("GET", "/worklist.json"),
+    ("GET", "/study/{uid}/report"),
+    ("POST", "/study/{uid}/report"),
 ];
 
 pub fn route(web: &Web, req: &Req) -> Reply {
@@ -286,6 +288,15 @@ fn answer(
         (false, ["worklist.json"]) => {
             need(&session, Right::View)?;
             pages::worklist_json(web, req)
+        }
+        // The physician's report (`pages/report.rs`): anyone who may view the study reads
+        // and prints it; writing and signing takes the report right.
+        (false, ["study", uid, "report"]) => {
+            pages::report_print(web, &session, req, check_uid(uid)?)
+        }
+        (true, ["study", uid, "report"]) => {
+            need(&session, Right::Report)?;
+            pages::report_post(web, &session, req, check_uid(uid)?)
         }
         _ => Err(HttpError::NotFound),
     }

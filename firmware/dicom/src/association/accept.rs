@@ -109,9 +109,11 @@ fn is_storage_class(uid: &str) -> bool {
         .is_some_and(|e| sop_classes::is_storage(e.name))
 }
 
-/// Verification, Q/R (Patient and Study Root FIND, MOVE, GET) or a Storage SOP class.
+/// Verification, Storage Commitment Push Model, Q/R (Patient and Study Root FIND, MOVE, GET)
+/// or a Storage SOP class.
 fn abstract_syntax_supported(uid: &str) -> bool {
     uid == dicom_dictionary_std::uids::VERIFICATION
+        || uid == dicom_dictionary_std::uids::STORAGE_COMMITMENT_PUSH_MODEL
         || sop_classes::model_of(uid).is_some()
         || is_storage_class(uid)
         || uid == sop_classes::MODALITY_WORKLIST_FIND

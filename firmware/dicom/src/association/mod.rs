@@ -81,6 +81,8 @@ pub struct Association {
     /// PDUs read by the reader task: receiving is cancel-safe, so a service can wait for the
     /// next result of its own work and for a C-CANCEL at the same time.
     incoming: mpsc::Receiver<Result<Pdu, AssocError>>,
+    /// A PDU read ahead and handed back (`put_back`), returned before `incoming`'s next.
+    put_back: Option<Result<Pdu, AssocError>>,
     reader: tokio::task::JoinHandle<()>,
     pub calling_ae: String,
     /// Our own AE title (returned as Retrieve AE Title).
@@ -266,6 +268,7 @@ impl Association {
         Association {
             writer,
             incoming,
+            put_back: None,
             reader,
             calling_ae: String::new(),
             local_ae: String::new(),
@@ -283,6 +286,9 @@ impl Association {
 
     /// The next PDU; an association silent for the idle timeout is an error. Cancel-safe.
     pub async fn receive(&mut self) -> Result<Pdu, AssocError> {
+        if let Some(r) = self.put_back.take() {
+            return r;
+        }
         match tokio::time::timeout(self.idle, self.incoming.recv()).await {
             Err(_) => Err(AssocError::Idle(self.idle)),
             Ok(None) => Err(AssocError::Closed),
@@ -290,8 +296,29 @@ impl Association {
         }
     }
 
+    /// A PDU that has already arrived, without waiting (None: nothing yet).
+    pub fn try_receive(&mut self) -> Option<Result<Pdu, AssocError>> {
+        if let Some(r) = self.put_back.take() {
+            return Some(r);
+        }
+        match self.incoming.try_recv() {
+            Ok(r) => Some(r),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(Err(AssocError::Closed)),
+        }
+    }
+
+    /// Hands a received PDU back: the next receive returns it (a service that looked ahead,
+    /// as storage commitment does for a release, leaves it to the association's loop).
+    pub fn put_back(&mut self, pdu: Result<Pdu, AssocError>) {
+        self.put_back = Some(pdu);
+    }
+
     /// The next PDU, however long the peer takes (while the SCP itself is busy). Cancel-safe.
     pub async fn receive_while_busy(&mut self) -> Result<Pdu, AssocError> {
+        if let Some(r) = self.put_back.take() {
+            return r;
+        }
         self.incoming
             .recv()
             .await

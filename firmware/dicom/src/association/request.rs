@@ -22,9 +22,11 @@ pub struct TlsTarget {
 }
 
 impl Association {
-    /// Opens an association to a peer as requestor (C-MOVE sub-operations), over TLS when
-    /// `tls` says how. `proposals` are (abstract syntax, transfer syntaxes), one presentation
-    /// context each.
+    /// Opens an association to a peer as requestor (C-MOVE sub-operations, forwarding,
+    /// storage commitment reports), over TLS when `tls` says how. `proposals` are (abstract
+    /// syntax, transfer syntaxes), one presentation context each; `roles` SCP/SCU role
+    /// selection sub-items (abstract syntax, our roles as requestor): storage commitment's
+    /// report on a new association keeps us SCP.
     #[allow(clippy::too_many_arguments)] // each is one setting of the association
     pub async fn request(
         host: &str,
@@ -33,6 +35,7 @@ impl Association {
         calling_ae: &str,
         called_ae: &str,
         proposals: &[(String, Vec<String>)],
+        roles: &[(String, dicom_ul::pdu::RequestorRoles)],
         max_pdu: u32,
         idle: Duration,
     ) -> Result<Association, AssocError> {
@@ -68,7 +71,12 @@ impl Association {
                     },
                 )
                 .collect(),
-            user_variables: our_user_variables(max_pdu),
+            user_variables: our_user_variables(max_pdu)
+                .into_iter()
+                .chain(roles.iter().map(|(class, r)| {
+                    dicom_ul::pdu::UserVariableItem::ScuScpRoleSelectionSubItem(class.clone(), *r)
+                }))
+                .collect(),
         });
         write_one(&mut socket, &rq).await?;
         let ac = match read_one(&mut socket, MAX_ASSOCIATE_PDU, Some(idle), idle).await? {

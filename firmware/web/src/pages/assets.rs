@@ -36,6 +36,10 @@ pub fn asset(name: &str) -> Reply {
             "text/javascript; charset=utf-8",
             include_bytes!("../../../../web-ui/static/viewer-measure.js"),
         ),
+        "report.css" => (
+            "text/css; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/report.css"),
+        ),
         "viewer.css" => (
             "text/css; charset=utf-8",
             include_bytes!("../../../../web-ui/static/viewer.css"),

@@ -16,7 +16,8 @@ struct SearchPage {
     from_value: String,
     to_value: String,
     whens: Vec<(&'static str, &'static str)>,
-    rows: Vec<StudyRow>,
+    /// Each study with its report state ("reported", "draft" or empty).
+    rows: Vec<(StudyRow, &'static str)>,
     summary: String,
     prev: Option<String>,
     next: Option<String>,
@@ -32,7 +33,19 @@ pub fn search_page(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError
         .archive
         .index()
         .study_page(&q, f.page * PAGE_SIZE, PAGE_SIZE)?;
-    let rows: Vec<StudyRow> = found.rows.iter().map(StudyRow::from).collect();
+    let rows: Vec<(StudyRow, &'static str)> = found
+        .rows
+        .iter()
+        .map(StudyRow::from)
+        .map(|r| {
+            let state = web
+                .archive
+                .report_state(&r.study_uid)
+                .map(|s| s.as_str())
+                .unwrap_or_default();
+            (r, state)
+        })
+        .collect();
     let first = f.page * PAGE_SIZE;
     let summary = if rows.is_empty() {
         String::new()

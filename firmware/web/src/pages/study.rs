@@ -43,6 +43,8 @@ struct StudyPage {
     /// said it performed (MPPS).
     exam: String,
     performed: Vec<String>,
+    /// The physician's report (`report.rs`).
+    report: super::report::ReportSection,
 }
 
 fn study_query(uid: &str) -> Query {
@@ -97,7 +99,7 @@ pub fn study_page_with(
     error: &str,
     message: &str,
 ) -> Result<Reply, HttpError> {
-    render(web, s, uid, error, message, "")
+    render(web, s, uid, error, message, "", None)
 }
 
 /// The study page with an error in its anonymize form (answered 400).
@@ -107,7 +109,20 @@ pub(super) fn study_page_anonymize_error(
     uid: &str,
     error: &str,
 ) -> Result<Reply, HttpError> {
-    render(web, s, uid, "", "", error)
+    render(web, s, uid, "", "", error, None)
+}
+
+/// The study page with the posted report text and why it was refused (answered 400).
+pub(super) fn study_page_report_error(
+    web: &Web,
+    s: &Session,
+    uid: &str,
+    text: pacsbox_archive::report::ReportText,
+    error: &str,
+) -> Result<Reply, HttpError> {
+    let mut r = render(web, s, uid, "", "", "", Some((text, error.to_owned())))?;
+    r.status = 400;
+    Ok(r)
 }
 
 fn render(
@@ -117,6 +132,7 @@ fn render(
     error: &str,
     message: &str,
     anon_error: &str,
+    report: Option<(pacsbox_archive::report::ReportText, String)>,
 ) -> Result<Reply, HttpError> {
     let (st, referring) = study_row(web, uid)?;
     let series = series_of(web, uid)?
@@ -164,6 +180,7 @@ fn render(
                 .iter()
                 .map(super::performed_text)
                 .collect(),
+            report: super::report::section(web, s, uid, report)?,
         },
         if error.is_empty() { anon_error } else { error },
     )
