@@ -309,6 +309,12 @@ def test_a_modality_runs_an_exam_worklist_mpps_store_and_the_page_follows(clinic
     code, _, page = b.get(f"/study/{study}")
     assert code == 200 and b"Performed (MPPS)" in page and b"1 series, 2 image(s)" in page
     assert acc.encode() in page and b"completed" in page
+    # Signed by the physician (the admin may report), the exam is "reported" on the worklist.
+    code, _, page = b.get(f"/study/{study}")
+    code, hdrs, _ = b.post(f"/study/{study}/report", {"csrf": b.csrf(page), "action": "sign",
+                                                      "findings": "No acute findings.", "impression": "Normal."})
+    assert code == 303, (code, hdrs)
+    assert exams(b, day())[acc]["state"] == "reported"
     # The front desk finds the patient now in the archive and registers the next exam for them.
     code, _, page = b.get("/register?q=MOD001")
     assert code == 200 and b'href="/register?patient=MOD001"' in page

@@ -596,6 +596,21 @@ impl Archive {
             source_ae: REPORT_AE.to_owned(),
         };
         self.begin_store(req)?.receive(&data[..])?;
+        // The worklist shows the exam the study was made for as reported once it is signed.
+        match index.exam_of_study(study_uid) {
+            Ok(Some(exam)) if exam.state == crate::worklist::ExamState::Completed => {
+                let now = crate::ingest::unix_now();
+                if let Err(e) = index.set_exam_state(
+                    &exam.accession,
+                    crate::worklist::ExamState::Reported,
+                    now,
+                ) {
+                    tracing::warn!(study = study_uid, error = %e, "marking the exam reported");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(study = study_uid, error = %e, "finding the study's exam"),
+        }
         if let Err(e) = self.discard_report_draft(study_uid) {
             tracing::warn!(study = study_uid, error = %e, "discarding the signed report's draft");
         }
