@@ -5,6 +5,7 @@
 mod appliance;
 mod config;
 mod errlog;
+mod media;
 mod serve;
 mod status;
 mod tls;
@@ -61,6 +62,38 @@ enum Command {
     Conflicts {
         #[command(flatten)]
         data: DataArgs,
+    },
+    /// Write studies as DICOM media (PS3.10 file-set with DICOMDIR) into DIR, optionally also
+    /// as a ZIP and an ISO 9660 image (xorriso); box stopped. Exit 1 if an instance was left out.
+    Export {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Study Instance UIDs.
+        #[arg(long, required = true, num_args = 1..)]
+        study: Vec<String>,
+        /// An empty or new folder.
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long)]
+        zip: Option<PathBuf>,
+        #[arg(long)]
+        iso: Option<PathBuf>,
+        /// keep (as stored) or uncompressed (explicit VR little endian).
+        #[arg(long, default_value = "keep")]
+        syntax: pacsbox_media::Syntax,
+    },
+    /// Import DICOM media: a folder (mounted CD/DVD/USB) or a ZIP, through the store path;
+    /// box stopped. Exit 1 if any file failed.
+    Import {
+        #[command(flatten)]
+        data: DataArgs,
+        path: PathBuf,
+        /// Only these studies (Study Instance UIDs).
+        #[arg(long)]
+        study: Vec<String>,
+        /// List the studies found and import nothing.
+        #[arg(long)]
+        list: bool,
     },
     /// Rebuild the index from the files alone.
     Reindex {
@@ -623,6 +656,20 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
             c.http_port = http_port.unwrap_or(c.http_port);
             forward_status(&c)
         }
+        Command::Export {
+            data,
+            study,
+            to,
+            zip,
+            iso,
+            syntax,
+        } => media::export(&data, &study, &to, zip, iso, syntax),
+        Command::Import {
+            data,
+            path,
+            study,
+            list,
+        } => media::import(&data, &path, &study, list),
         Command::Reindex { data } => {
             let c = Config::from_args(&data)?;
             let n = pacsbox_archive::reindex(&c.data_dir)
@@ -634,7 +681,7 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
 }
 
 /// `cli:<unix user>`: who ran a command, for the history and the audit trail.
-fn cli_user() -> String {
+pub(crate) fn cli_user() -> String {
     let name = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("LOGNAME"))
