@@ -1,0 +1,215 @@
+"""Patient media (`pacsbox export` / `pacsbox import`, docs/media.md) against real readers.
+
+Every DICOMDIR pacsbox writes is read by DCMTK's dcmdump and pydicom's FileSet (which follows
+the record offsets); every file a record references exists, parses with both and is the
+instance the record names, in the syntax it names. Media made elsewhere import: pydicom's
+`dicomdirtests` file-set and a DICOMDIR written by DCMTK's dcmmkdir. A round trip export →
+import into a fresh box gives the same data sets (keep: byte for byte; uncompressed: same
+pixels). A folder with a truncated and a non-DICOM file imports the rest and names both.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import helpers as h
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.fileset import FileSet
+
+CALLING = "STORESCU"
+JPEG_LOSSLESS = "1.2.840.10008.1.2.4.70"
+
+
+def stored_box(server, tmp_path: Path):
+    """A stopped box holding a 3-image CT study (one series) and a JPEG lossless NM study."""
+    srv = server()
+    study = h.fresh_ct().StudyInstanceUID
+    series = pydicom.uid.generate_uid()
+    cts = []
+    for n in range(3):
+        ds = h.fresh_ct(study, series)
+        ds.InstanceNumber = n + 1
+        cts.append(ds)
+    st = h.store_datasets(srv.dicom_port, srv.ae, CALLING, cts)
+    assert all(s == 0 for s in st.values()), st
+    nm = pydicom.dcmread(get_testdata_file("JPEG-LL.dcm"))
+    st = h.store_datasets(srv.dicom_port, srv.ae, CALLING, [nm], ts=JPEG_LOSSLESS)
+    assert all(s == 0 for s in st.values()), st
+    srv.wait_compressed()
+    srv.stop()
+    return srv, [study, str(nm.StudyInstanceUID)]
+
+
+def check_fileset(root: Path, expect_sops: set[str]) -> dict[str, Path]:
+    """DICOMDIR read by dcmdump and pydicom; each record's file checked. {sop: file}."""
+    dicomdir = root / "DICOMDIR"
+    r = subprocess.run(["dcmdump", "-q", str(dicomdir)], capture_output=True, text=True)
+    assert r.returncode == 0 and "MediaStorageDirectoryStorage" in r.stdout, r.stdout + r.stderr
+    assert r.stderr.strip() == "", r.stderr
+    fs = FileSet(pydicom.dcmread(dicomdir))
+    found = {}
+    for inst in fs:
+        parts = inst.ReferencedFileID
+        parts = [parts] if isinstance(parts, str) else list(parts)
+        assert parts[0] == "DICOM" and len(parts) <= 8, parts
+        for p in parts:
+            assert len(p) <= 8 and p == p.upper() and p.replace("_", "").isalnum(), parts
+        path = Path(inst.path)
+        assert path.is_file(), path
+        ds = inst.load()
+        assert ds.SOPInstanceUID == inst.ReferencedSOPInstanceUIDInFile
+        assert ds.SOPClassUID == inst.ReferencedSOPClassUIDInFile
+        assert ds.file_meta.TransferSyntaxUID == inst.ReferencedTransferSyntaxUIDInFile
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        r = subprocess.run(["dcmdump", "-q", "-dc", str(path)], capture_output=True, text=True)
+        assert r.returncode == 0 and r.stderr.strip() == "", f"{path}: {r.stderr}"
+        r = subprocess.run(["dcmftest", str(path)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout
+        found[str(ds.SOPInstanceUID)] = path
+    assert set(found) == expect_sops
+    return found
+
+
+@pytest.mark.timeout(300)
+def test_export_keep_and_uncompressed_read_everywhere_and_round_trip(server, tmp_path, pacsbox_bin):
+    srv, studies = stored_box(server, tmp_path)
+    before = srv.list()
+    out = tmp_path / "media"
+    args = ["export", "--data", str(srv.data), "--study", *studies, "--to", str(out),
+            "--zip", str(tmp_path / "media.zip")]
+    iso = shutil.which("xorriso") is not None
+    if iso:
+        args += ["--iso", str(tmp_path / "media.iso")]
+    r = srv.cli(*args)
+    assert r.returncode == 0, r.describe()
+    assert "2 studies, 4 instances" in r.stdout, r.stdout
+    files = check_fileset(out, set(before))
+    readme = (out / "README.TXT").read_text()
+    assert "STD-GEN-USB-JPEG" in readme, readme  # JPEG lossless kept as stored
+    index = (out / "INDEX.HTM").read_text()
+    assert all(s in index for s in studies) and "CompressedSamples^CT1" in index
+    # keep: every file's data set is the stored one, byte for byte.
+    for sop, path in files.items():
+        _, stored = h.split_part10(h.read_stored_bytes(srv.data, before[sop].path))
+        _, exported = h.split_part10(path.read_bytes())
+        assert stored == exported, sop
+    with zipfile.ZipFile(tmp_path / "media.zip") as z:
+        names = set(z.namelist())
+    assert {"DICOMDIR", "README.TXT", "INDEX.HTM"} <= names and len(names) == 7, names
+    if iso:
+        r = subprocess.run(["xorriso", "-indev", str(tmp_path / "media.iso"), "-find", "/DICOM", "-type", "f"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout.count("/I0000001") + r.stdout.count("/I0000002") \
+            + r.stdout.count("/I0000003") == 4, r.stdout + r.stderr
+
+    # uncompressed: all explicit VR LE, STD-GEN-CD, the JPEG image's pixels as decoded.
+    plain = tmp_path / "plain"
+    r = srv.cli("export", "--data", str(srv.data), "--study", *studies, "--to", str(plain),
+                "--syntax", "uncompressed")
+    assert r.returncode == 0, r.describe()
+    pfiles = check_fileset(plain, set(before))
+    assert "Application profile: STD-GEN-CD." in (plain / "README.TXT").read_text()
+    for sop, path in pfiles.items():
+        ds = pydicom.dcmread(path)
+        assert ds.file_meta.TransferSyntaxUID == h.EXPLICIT_LE
+        orig = pydicom.dcmread(files[sop])
+        assert np.array_equal(ds.pixel_array, orig.pixel_array), sop
+
+    # Round trip: the ZIP imported into a fresh box gives the same data sets.
+    fresh = tmp_path / "fresh"
+    r = h.run_pacsbox(pacsbox_bin, "import", "--data", str(fresh), str(tmp_path / "media.zip"))
+    assert r.returncode == 0 and "4 files: 4 imported, 0 duplicates, 0 failed, 2 studies" in r.stdout, \
+        r.describe()
+    assert "4 / 4 files" in r.stderr, r.stderr
+    r = h.run_pacsbox(pacsbox_bin, "list", "--data", str(fresh), check=True)
+    after = h.parse_list(r.stdout)
+    assert set(after) == set(before)
+    for sop, e in after.items():
+        a = h.read_part10(h.read_stored_bytes(fresh, e.path))
+        b = h.read_part10(h.read_stored_bytes(srv.data, before[sop].path))
+        assert not h.dataset_diffs(a, b), (sop, h.dataset_diffs(a, b))
+        assert e.ts == before[sop].ts
+    # The uncompressed media into the same fresh box: the same SOP instances, other bytes: a
+    # duplicate that is not identical is kept aside, not stored over the original.
+    r = h.run_pacsbox(pacsbox_bin, "import", "--data", str(fresh), str(plain))
+    assert r.returncode == 0 and "0 imported, 4 duplicates" in r.stdout, r.describe()
+    # Both commands were audited.
+    r = h.run_pacsbox(pacsbox_bin, "audit", "export", "--data", str(srv.data), check=True)
+    assert r.stdout.count("media.export") == 2, r.stdout
+    r = h.run_pacsbox(pacsbox_bin, "audit", "export", "--data", str(fresh), check=True)
+    assert r.stdout.count("media.import") == 2, r.stdout
+
+
+def test_import_pydicom_dicomdirtests_and_dcmmkdir_media(tmp_path, pacsbox_bin):
+    src = Path(get_testdata_file("DICOMDIR")).parent
+    expected = {str(i.SOPInstanceUID) for i in (x.load() for x in FileSet(pydicom.dcmread(src / "DICOMDIR")))}
+    data = tmp_path / "box"
+    r = h.run_pacsbox(pacsbox_bin, "import", "--data", str(data), "--list", str(src))
+    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 6, r.describe()
+    assert "Doe^Archibald" in r.stdout and "Brain-MRA" in r.stdout
+    r = h.run_pacsbox(pacsbox_bin, "import", "--data", str(data), str(src))
+    assert r.returncode == 0 and f"{len(expected)} files: {len(expected)} imported" in r.stdout, r.describe()
+    listed = h.parse_list(h.run_pacsbox(pacsbox_bin, "list", "--data", str(data), check=True).stdout)
+    assert set(listed) == expected
+
+    # A CD made by DCMTK: dcmmkdir over files we write (ISO names, explicit VR LE).
+    cd = tmp_path / "cd"
+    (cd / "IMAGES").mkdir(parents=True)
+    sops = set()
+    study = pydicom.uid.generate_uid()
+    for n in range(5):
+        ds = h.fresh_ct(study)
+        ds.InstanceNumber = n + 1
+        ds.save_as(cd / "IMAGES" / f"IM{n:06d}", enforce_file_format=True)
+        sops.add(str(ds.SOPInstanceUID))
+    r = subprocess.run(["dcmmkdir", "+r", "-Pgp", "+id", str(cd), "+D", str(cd / "DICOMDIR"), "IMAGES"],
+                       capture_output=True, text=True, cwd=cd)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # Only the study chosen is imported.
+    other = tmp_path / "other"
+    r = h.run_pacsbox(pacsbox_bin, "import", "--data", str(other), "--study", "1.2.3.4", str(cd))
+    assert r.returncode == 0 and "0 files" in r.stdout, r.describe()
+    r = h.run_pacsbox(pacsbox_bin, "import", "--data", str(other), "--study", study, str(cd))
+    assert r.returncode == 0 and "5 files: 5 imported" in r.stdout, r.describe()
+    assert "(Dicomdir)" in r.stderr, r.stderr
+    listed = h.parse_list(h.run_pacsbox(pacsbox_bin, "list", "--data", str(other), check=True).stdout)
+    assert set(listed) == sops
+
+
+def test_truncated_and_non_dicom_files_are_named_and_the_rest_imported(tmp_path, pacsbox_bin):
+    usb = tmp_path / "usb" / "SUB"
+    usb.mkdir(parents=True)
+    good = set()
+    for n in range(3):
+        ds = h.fresh_ct()
+        ds.save_as(usb / f"IMG{n}", enforce_file_format=True)
+        good.add(str(ds.SOPInstanceUID))
+    whole = (usb / "IMG0").read_bytes()
+    bad = h.fresh_ct()
+    bad.save_as(tmp_path / "whole", enforce_file_format=True)
+    (usb / "TRUNC").write_bytes((tmp_path / "whole").read_bytes()[: len(whole) - 5000])
+    (usb / "GARBAGE").write_bytes(b"this is not DICOM\n" * 20)
+    (usb / "README.TXT").write_text("media notes\n")
+    # A DICOMDIR that does not parse: the tree is scanned instead.
+    (tmp_path / "usb" / "DICOMDIR").write_bytes(b"\0" * 50)
+    data = tmp_path / "box"
+    r = h.run_pacsbox(pacsbox_bin, "import", "--data", str(data), str(tmp_path / "usb"))
+    assert r.returncode == 1, r.describe()
+    assert "BrokenDicomdir" in r.stderr, r.stderr
+    assert "5 files: 3 imported, 0 duplicates, 2 failed" in r.stdout, r.stdout
+    fails = [l for l in r.stdout.splitlines() if l.startswith("failed: ")]
+    assert len(fails) == 2 and any("SUB/TRUNC" in l for l in fails) and any("SUB/GARBAGE" in l and "not a DICOM" in l
+                                                                           for l in fails), fails
+    listed = h.parse_list(h.run_pacsbox(pacsbox_bin, "list", "--data", str(data), check=True).stdout)
+    assert set(listed) == good
+    # Again: the good ones are duplicates now, the bad ones still named.
+    r = h.run_pacsbox(pacsbox_bin, "import", "--data", str(data), str(tmp_path / "usb"))
+    assert r.returncode == 1 and "0 imported, 3 duplicates, 2 failed" in r.stdout, r.describe()
+    v = h.run_pacsbox(pacsbox_bin, "verify", "--data", str(data))
+    assert v.returncode == 0, v.describe()
