@@ -10,6 +10,8 @@ pixels). A folder with a truncated and a non-DICOM file imports the rest and nam
 
 from __future__ import annotations
 
+import io
+import re
 import shutil
 import subprocess
 import zipfile
@@ -213,3 +215,44 @@ def test_truncated_and_non_dicom_files_are_named_and_the_rest_imported(tmp_path,
     assert r.returncode == 1 and "0 imported, 3 duplicates, 2 failed" in r.stdout, r.describe()
     v = h.run_pacsbox(pacsbox_bin, "verify", "--data", str(data))
     assert v.returncode == 0, v.describe()
+
+
+def test_web_export_page_shows_both_sizes_and_streams_the_file_set(server, tmp_path, pacsbox_bin):
+    from test_web import Browser
+
+    srv = server()
+    nm = pydicom.dcmread(get_testdata_file("JPEG-LL.dcm"))
+    st = h.store_datasets(srv.dicom_port, srv.ae, CALLING, [nm], ts=JPEG_LOSSLESS)
+    assert all(s == 0 for s in st.values()), st
+    study = str(nm.StudyInstanceUID)
+    b = Browser(srv.http_port)
+    b.first_login(srv.data)
+    _, _, page = b.get(f"/study/{study}")
+    assert f'href="/study/{study}/media"'.encode() in page
+    code, _, page = b.get(f"/study/{study}/media")
+    assert code == 200, page
+    text = page.decode()
+    keep = re.search(r'id="size-keep">([0-9.]+) KiB<', text)
+    plain = re.search(r'id="size-uncompressed">about ([0-9.]+) KiB<', text)
+    assert keep and plain, text
+    # JPEG lossless 1024×256 16-bit: the uncompressed choice is its 512 KiB of pixels and more.
+    rows, cols = int(nm.Rows), int(nm.Columns)
+    assert float(plain.group(1)) >= rows * cols * 2 / 1024 > float(keep.group(1)), text
+    for syntax, size in (("keep", keep), ("uncompressed", plain)):
+        code, hdrs, body = b.get(f"/study/{study}/media.zip?syntax={syntax}", timeout=120)
+        assert code == 200 and hdrs.get("Content-Type") == "application/zip", body[:300]
+        out = tmp_path / syntax
+        with zipfile.ZipFile(io.BytesIO(body)) as z:
+            z.extractall(out)
+        files = check_fileset(out, {str(nm.SOPInstanceUID)})
+        dicom_bytes = sum(p.stat().st_size for p in files.values())
+        # The page's figure is within 1 % (and its rounding) of what was written.
+        assert abs(dicom_bytes / 1024 - float(size.group(1))) <= 0.01 * dicom_bytes / 1024 + 0.1, \
+            (syntax, dicom_bytes, size.group(1))
+        ts = pydicom.dcmread(next(iter(files.values()))).file_meta.TransferSyntaxUID
+        assert ts == (JPEG_LOSSLESS if syntax == "keep" else h.EXPLICIT_LE)
+    code, _, _ = b.get(f"/study/{study}/media.zip?syntax=lossy")
+    assert code == 400
+    srv.stop()
+    r = h.run_pacsbox(pacsbox_bin, "audit", "export", "--data", str(srv.data), check=True)
+    assert r.stdout.count("media.export") == 3 and "syntax uncompressed" in r.stdout, r.stdout

@@ -529,3 +529,114 @@ pub fn make_iso(dir: &Path, iso: &Path, label: &str) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// What an export of some studies will weigh, told before it runs (the web page's choice).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Sizes {
+    pub instances: u64,
+    /// The stored files with zstd undone: exact.
+    pub keep: u64,
+    /// Explicit VR LE with pixel data decompressed: the stored size of native files, and for
+    /// encapsulated ones their header plus rows × columns × samples × bytes × frames.
+    pub uncompressed: u64,
+    /// Instances this build cannot decompress (they stay as stored).
+    pub undecompressible: u64,
+}
+
+/// The decompressed size of a stored file: its own size, or a zstd frame's content size.
+fn stored_size(archive: &Archive, rec: &InstanceRecord) -> io::Result<u64> {
+    let plain = archive.root().join(&rec.rel_path);
+    let (path, zst) = if rec.rel_path.ends_with(".zst") {
+        (plain, true)
+    } else if plain.exists() {
+        (plain, false)
+    } else {
+        let mut p = plain.into_os_string();
+        p.push(".zst");
+        (PathBuf::from(p), true)
+    };
+    if !zst {
+        return Ok(std::fs::metadata(&path)?.len());
+    }
+    let mut head = [0u8; 18];
+    let mut f = std::fs::File::open(&path)?;
+    let n = f.read(&mut head)?;
+    match zstd::zstd_safe::get_frame_content_size(&head[..n]) {
+        Ok(Some(size)) => Ok(size),
+        // A frame without its size (not what compact.rs writes): read it through.
+        _ => io::copy(&mut archive.open_part10(rec)?, &mut io::sink()),
+    }
+}
+
+/// Bytes read through it.
+struct Counting<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// The native size of an encapsulated instance: its header (as far as its Pixel Data, read
+/// by dicom-object) and the pixel matrix.
+fn decompressed_size(archive: &Archive, rec: &InstanceRecord, keep: u64) -> io::Result<u64> {
+    use dicom_dictionary_std::tags as t;
+    use dicom_object::OpenFileOptions;
+    use dicom_object::file::ReadPreamble;
+    let mut r = Counting {
+        inner: archive.open_part10(rec)?,
+        n: 0,
+    };
+    let obj = OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Always)
+        .read_until(t::PIXEL_DATA)
+        .from_reader(&mut r)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    let num = |tag| -> u64 {
+        obj.element_opt(tag)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_int::<u64>().ok())
+            .unwrap_or(1)
+    };
+    let pixels = num(t::ROWS)
+        * num(t::COLUMNS)
+        * num(t::SAMPLES_PER_PIXEL)
+        * num(t::BITS_ALLOCATED).div_ceil(8)
+        * num(t::NUMBER_OF_FRAMES);
+    Ok(r.n.min(keep) + pixels)
+}
+
+/// The sizes of both choices for `studies`.
+pub fn sizes(archive: &Archive, studies: &[String]) -> Result<Sizes, ExportError> {
+    let mut s = Sizes::default();
+    for study in studies {
+        let instances = archive
+            .study_instances(study)
+            .map_err(|e| ExportError::Query(study.clone(), e.to_string()))?;
+        for (sop, rec) in &instances {
+            let keep = stored_size(archive, rec).map_err(|e| ExportError::Write(sop.clone(), e))?;
+            s.instances += 1;
+            s.keep += keep;
+            let ts = rec.transfer_syntax.as_str();
+            let native = matches!(
+                ts,
+                EXPLICIT_VR_LE | "1.2.840.10008.1.2" | "1.2.840.10008.1.2.2"
+            );
+            s.uncompressed += if native {
+                keep
+            } else if pacsbox_imaging::can_decompress(ts) {
+                decompressed_size(archive, rec, keep).unwrap_or(keep)
+            } else {
+                s.undecompressible += 1;
+                keep
+            };
+        }
+    }
+    Ok(s)
+}

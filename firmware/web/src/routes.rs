@@ -48,6 +48,8 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("GET", "/study/{uid}"),
     ("GET", "/study/{uid}/download.zip"),
     ("POST", "/study/{uid}/anonymize"),
+    ("GET", "/study/{uid}/media"),
+    ("GET", "/study/{uid}/media.zip"),
     ("GET", "/instance/{sop}/header"),
     ("GET", "/viewer/{uid}"),
     ("GET", "/api/studies/{uid}/series"),
@@ -218,6 +220,9 @@ fn answer(
             need(&session, Right::Edit)?;
             pages::anonymize_post(web, &session, req, check_uid(uid)?)
         }
+        // Media carry what a ZIP download does: the same right.
+        (false, ["study", uid, "media"]) => pages::media_page(web, &session, check_uid(uid)?),
+        (false, ["study", uid, "media.zip"]) => pages::media_zip(web, req, check_uid(uid)?),
         (false, ["instance", sop, "header"]) => pages::header_page(web, &session, check_uid(sop)?),
         (false, ["viewer", uid]) => pages::viewer_page(web, &session, check_uid(uid)?, req),
         (false, ["api", "studies", uid, "series"]) => pages::series_json(web, check_uid(uid)?),
