@@ -271,3 +271,79 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Listed>, String> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(kind: &'static str, uid: &str, children: Vec<Record>) -> Record {
+        Record {
+            kind,
+            keys: vec![((0x0020, 0x000E), *b"UI", uid.as_bytes().to_vec())],
+            children,
+        }
+    }
+
+    /// Reads the u32 of an (0004,xxxx) UL element at the start of `at`, by tag.
+    fn ul_in(item: &[u8], elem: u16) -> u32 {
+        let mut p = 8;
+        while p + 8 <= item.len() {
+            let e = u16::from_le_bytes([item[p + 2], item[p + 3]]);
+            let len = usize::from(u16::from_le_bytes([item[p + 6], item[p + 7]]));
+            if e == elem {
+                return u32::from_le_bytes([item[p + 8], item[p + 9], item[p + 10], item[p + 11]]);
+            }
+            p += 8 + len;
+        }
+        panic!("no (0004,{elem:04X})");
+    }
+
+    #[test]
+    fn offsets_point_at_the_items_they_name() {
+        let roots = vec![
+            rec(
+                "PATIENT",
+                "1",
+                vec![rec("STUDY", "1.1", vec![rec("SERIES", "1.1.1", vec![])])],
+            ),
+            rec("PATIENT", "2", vec![]),
+        ];
+        let b = write(&roots, "TEST", "2.25.1").unwrap();
+        let item_at = |off: u32| {
+            let o = off as usize;
+            assert_eq!(&b[o..o + 4], &[0xFE, 0xFF, 0x00, 0xE0], "no item at {o}");
+            let len = u32::from_le_bytes([b[o + 4], b[o + 5], b[o + 6], b[o + 7]]) as usize;
+            &b[o..o + 8 + len]
+        };
+        let uid_of = |item: &[u8]| String::from_utf8_lossy(&item[item.len() - 2..]).into_owned();
+        // The root's first and last offsets, from the data set's fixed head.
+        let meta_end = 132 + 12 + u32::from_le_bytes([b[140], b[141], b[142], b[143]]) as usize;
+        let after_id = meta_end + 8 + 4; // "TEST"
+        let first = u32::from_le_bytes(b[after_id + 8..after_id + 12].try_into().unwrap());
+        let last = u32::from_le_bytes(b[after_id + 20..after_id + 24].try_into().unwrap());
+        let p1 = item_at(first);
+        assert_eq!(uid_of(p1), "1\0");
+        let p2 = item_at(ul_in(p1, 0x1400));
+        assert_eq!(ul_in(p1, 0x1400), last);
+        assert_eq!(uid_of(p2), "2\0");
+        assert_eq!(ul_in(p2, 0x1400), 0);
+        assert_eq!(ul_in(p2, 0x1420), 0);
+        let study = item_at(ul_in(p1, 0x1420));
+        let series = item_at(ul_in(study, 0x1420));
+        assert_eq!(ul_in(series, 0x1420), 0);
+        assert!(String::from_utf8_lossy(series).contains("1.1.1"));
+        // dicom-object reads it back, and `read` lists nothing (no Referenced File IDs).
+        assert!(read(&b).unwrap().is_empty());
+    }
+
+    #[test]
+    fn values_are_padded_to_even_lengths() {
+        let mut out = Vec::new();
+        put_element(&mut out, (0x0020, 0x000D), *b"UI", b"1.2.3");
+        assert_eq!(&out[6..8], &6u16.to_le_bytes());
+        assert_eq!(out[13], 0);
+        out.clear();
+        put_element(&mut out, (0x0010, 0x0010), *b"PN", b"Doe");
+        assert_eq!(out[11], b' ');
+    }
+}
