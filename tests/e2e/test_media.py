@@ -256,3 +256,74 @@ def test_web_export_page_shows_both_sizes_and_streams_the_file_set(server, tmp_p
     srv.stop()
     r = h.run_pacsbox(pacsbox_bin, "audit", "export", "--data", str(srv.data), check=True)
     assert r.stdout.count("media.export") == 3 and "syntax uncompressed" in r.stdout, r.stdout
+
+
+def test_web_import_upload_lists_chooses_and_imports_with_progress(server, tmp_path, pacsbox_bin):
+    import json
+    import time
+    import urllib.request
+
+    from test_web import Browser
+
+    srv = server()
+    b = Browser(srv.http_port)
+    b.first_login(srv.data)
+    # A ZIP of two studies (no DICOMDIR: the tree is read), a truncated file and a text file.
+    media = tmp_path / "cd"
+    media.mkdir()
+    wanted, other = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    sops = set()
+    for n, study in enumerate([wanted, wanted, other]):
+        ds = h.fresh_ct(study)
+        ds.PatientID = "MEDIA-1" if study == wanted else "MEDIA-2"
+        ds.save_as(media / f"IM{n}", enforce_file_format=True)
+        if study == wanted:
+            sops.add(str(ds.SOPInstanceUID))
+    (media / "IM9").write_bytes((media / "IM0").read_bytes()[:-3000])
+    (media / "README.TXT").write_text("hello")
+    zpath = tmp_path / "cd.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in sorted(media.iterdir()):
+            z.write(p, f"CD/{p.name}")
+    _, _, page = b.get("/admin/import")
+    csrf = b.csrf(page)
+
+    def upload(token: str):
+        rq = urllib.request.Request(f"{b.base}/admin/import/upload", data=zpath.read_bytes(), method="POST",
+                                    headers={"X-CSRF-Token": token, "Content-Type": "application/zip"})
+        try:
+            with b.opener.open(rq, timeout=60) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    # Without the session's token: refused before the body is kept.
+    code, _ = upload("0" * 32)
+    assert code == 403
+    assert not list((srv.data / "uploads").glob("*.zip")) if (srv.data / "uploads").exists() else True
+    code, body = upload(csrf)
+    assert code == 200, body
+    listed = json.loads(body)
+    assert listed["listing"] == "no_dicomdir" and listed["files"] == 4 and listed["ignored"] == 1, listed
+    assert {s["study_uid"]: s["files"] for s in listed["studies"]} == {wanted: 2, other: 1}, listed
+    code, _, body = b.post("/admin/import", {"csrf": csrf, "job": listed["job"], "studies": wanted})
+    assert code == 200, body
+    for _ in range(600):
+        _, _, body = b.get(f"/admin/import/progress?job={listed['job']}")
+        p = json.loads(body)
+        if p["finished"]:
+            break
+        time.sleep(0.1)
+    assert p["finished"] and p["done"] == p["total"] == 2 and p["stored"] == 2 and p["failed"] == [], p
+    assert "2 imported" in p["summary"], p
+    assert not list((srv.data / "uploads").glob("*.zip"))
+    code, _, page = b.get("/search?id=MEDIA-1")
+    assert code == 200 and wanted.encode() in page
+    _, _, page = b.get("/search?id=MEDIA-2")
+    assert other.encode() not in page
+    srv.stop()
+    listed_sops = set(srv.list())
+    assert listed_sops == sops
+    r = h.run_pacsbox(pacsbox_bin, "audit", "export", "--data", str(srv.data), check=True)
+    line = next(l for l in r.stdout.splitlines() if "media.import" in l)
+    assert "MEDIA-1" in line and "2 files: 2 imported" in line, line

@@ -36,6 +36,10 @@ pub fn asset(name: &str) -> Reply {
             "text/javascript; charset=utf-8",
             include_bytes!("../../../../web-ui/static/viewer-measure.js"),
         ),
+        "import.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/import.js"),
+        ),
         "viewer.css" => (
             "text/css; charset=utf-8",
             include_bytes!("../../../../web-ui/static/viewer.css"),
