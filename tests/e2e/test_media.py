@@ -327,3 +327,55 @@ def test_web_import_upload_lists_chooses_and_imports_with_progress(server, tmp_p
     r = h.run_pacsbox(pacsbox_bin, "audit", "export", "--data", str(srv.data), check=True)
     line = next(l for l in r.stdout.splitlines() if "media.import" in l)
     assert "MEDIA-1" in line and "2 files: 2 imported" in line, line
+
+
+def test_import_reconciles_the_patient_id_keeping_the_original(tmp_path, pacsbox_bin):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    made = {}
+    # Explicit VR LE without the sequence, explicit with one item, implicit VR LE with
+    # CT_small's two items.
+    for name, prior, implicit in (("A", None, False), ("B", "OLDER-9", False), ("C", "keep", True)):
+        ds = h.fresh_ct()
+        ds.PatientID = f"FOREIGN-{name}"
+        if prior is None:
+            del ds.OtherPatientIDsSequence
+        elif prior != "keep":
+            item = Dataset()
+            item.PatientID = prior
+            item.TypeOfPatientID = "TEXT"
+            ds.OtherPatientIDsSequence = Sequence([item])
+        if implicit:
+            ds = h.reencoded(ds, h.IMPLICIT_LE)
+            ds.file_meta.TransferSyntaxUID = h.IMPLICIT_LE
+        ds.save_as(usb / name, enforce_file_format=True)
+        made[str(ds.SOPInstanceUID)] = (ds, prior)
+    data = tmp_path / "box"
+    r = h.run_pacsbox(pacsbox_bin, "import", "--data", str(data), "--reconcile-patient-id", "CLINIC-7", str(usb))
+    assert r.returncode == 0 and "3 files: 3 imported" in r.stdout, r.describe()
+    listed = h.parse_list(h.run_pacsbox(pacsbox_bin, "list", "--data", str(data), check=True).stdout)
+    assert set(listed) == set(made)
+    for sop, e in listed.items():
+        orig, prior = made[sop]
+        raw = h.read_stored_bytes(data, e.path)
+        path = tmp_path / f"{sop}.dcm"
+        path.write_bytes(raw)
+        d = subprocess.run(["dcmdump", "-q", "-dc", str(path)], capture_output=True, text=True)
+        assert d.returncode == 0 and d.stderr.strip() == "", d.stderr
+        got = h.read_part10(raw)
+        assert got.PatientID == "CLINIC-7"
+        ids = [str(i.PatientID) for i in got.OtherPatientIDsSequence]
+        # The items there before are kept, ours last.
+        before = [str(i.PatientID) for i in orig.get("OtherPatientIDsSequence", [])]
+        assert len(before) == {None: 0, "OLDER-9": 1, "keep": 2}[prior], before
+        assert ids == before + [str(orig.PatientID)], ids
+        assert got.file_meta.TransferSyntaxUID == orig.file_meta.TransferSyntaxUID
+        assert got.PixelData == orig.PixelData
+        # Only the patient's IDs (group 0010) differ.
+        rest = [k for k in h.dataset_diffs(orig, got) if not k.startswith("(0010,")]
+        assert not rest, rest
+    r = h.run_pacsbox(pacsbox_bin, "audit", "export", "--data", str(data), check=True)
+    assert "reconciled to CLINIC-7" in r.stdout, r.stdout

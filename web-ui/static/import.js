@@ -60,6 +60,9 @@ choose.addEventListener("submit", async (e) => {
   e.preventDefault();
   const studies = [...tbody.querySelectorAll("input:checked")].map((b) => b.value);
   const body = new URLSearchParams({ csrf, job: String(job), studies: studies.join(" ") });
+  if (document.getElementById("reconcile").checked) {
+    body.set("reconcile_patient_id", document.getElementById("reconcile-id").value.trim());
+  }
   const r = await fetch("/admin/import", { method: "POST", body });
   if (!r.ok) {
     progress.textContent = `Refused: ${r.status} ${await r.text()}`;

@@ -374,11 +374,21 @@ pub enum ImportError {
     Archive { file: String, error: StoreError },
 }
 
+/// What an import does besides storing.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The clinic's own Patient ID for a patient from another hospital: it replaces Patient ID,
+    /// and the original goes into Other Patient IDs Sequence (0010,1002) as a new item (Patient
+    /// ID, Type of Patient ID `TEXT`), the items already there kept.
+    pub reconcile_patient_id: Option<String>,
+}
+
 /// Imports `files` of `source` (a survey's, possibly narrowed to chosen studies).
 pub fn import(
     archive: &Archive,
     source: &Source,
     files: &[Found],
+    opts: &Options,
     progress: &Progress,
 ) -> Result<ImportReport, ImportError> {
     progress.total.store(files.len(), Ordering::Relaxed);
@@ -402,7 +412,7 @@ pub fn import(
                     if stop.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
                         break;
                     }
-                    match store_one(archive, source, f) {
+                    match store_one(archive, source, f, opts) {
                         Ok((outcome, study, n)) => {
                             progress.bytes.fetch_add(n, Ordering::Relaxed);
                             if outcome == StoreOutcome::Stored {
@@ -460,11 +470,16 @@ fn store_one(
     archive: &Archive,
     source: &Source,
     f: &Found,
+    opts: &Options,
 ) -> Result<(StoreOutcome, String, u64), One> {
     let bytes = source
         .read(&f.path)
         .map_err(|e| One::Skip(format!("reading: {e}")))?;
     let (meta, h) = header(&bytes).map_err(One::Skip)?;
+    let bytes = match &opts.reconcile_patient_id {
+        Some(id) => reconcile(&bytes, &meta.transfer_syntax, &h, id).map_err(One::Skip)?,
+        None => bytes,
+    };
     let study = h
         .get(&tags::STUDY_INSTANCE_UID)
         .map(|v| {
@@ -494,4 +509,109 @@ fn store_one(
         }
         Err(e) => Err(One::Stop(e)),
     }
+}
+
+/// One Other Patient IDs Sequence item holding `old_id`, in the data set's encoding.
+fn other_id_item(old_id: &[u8], enc: DatasetEncoding) -> Vec<u8> {
+    let big = enc == DatasetEncoding::ExplicitBig;
+    let explicit = enc != DatasetEncoding::ImplicitLittle;
+    let u16b = |v: u16| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let u32b = |v: u32| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let mut body = Vec::new();
+    let mut put = |tag: (u16, u16), vr: &[u8; 2], v: &[u8]| {
+        let mut v = v.to_vec();
+        if v.len() % 2 == 1 {
+            v.push(b' ');
+        }
+        body.extend(u16b(tag.0));
+        body.extend(u16b(tag.1));
+        if explicit {
+            body.extend(vr);
+            body.extend(u16b(v.len() as u16));
+        } else {
+            body.extend(u32b(v.len() as u32));
+        }
+        body.extend(v);
+    };
+    put(tags::PATIENT_ID, b"LO", old_id);
+    // Type of Patient ID (0010,0022): retired in PS3.3 but the Type 1 key of the items that
+    // older readers look for.
+    put((0x0010, 0x0022), b"CS", b"TEXT");
+    let mut item = Vec::with_capacity(body.len() + 8);
+    item.extend(u16b(0xFFFE));
+    item.extend(u16b(0xE000));
+    item.extend(u32b(body.len() as u32));
+    item.extend(body);
+    item
+}
+
+const OTHER_PATIENT_IDS: (u16, u16) = (0x0010, 0x1002);
+
+/// The file with Patient ID `new_id`, the original appended to Other Patient IDs Sequence.
+fn reconcile(bytes: &[u8], ts: &str, h: &scan::RawHeader, new_id: &str) -> Result<Vec<u8>, String> {
+    use pacsbox_archive::edit::rewrite::{Change, Replacement, rewrite_part10};
+    let old_id: Vec<u8> = h
+        .get(&tags::PATIENT_ID)
+        .map(|v| {
+            let end = v
+                .iter()
+                .rposition(|&b| b != b' ' && b != 0)
+                .map_or(0, |i| i + 1);
+            v[..end].to_vec()
+        })
+        .unwrap_or_default();
+    if old_id == new_id.as_bytes() {
+        return Ok(bytes.to_vec());
+    }
+    let item = other_id_item(&old_id, DatasetEncoding::of(ts));
+    let changes = |seq: Vec<u8>| {
+        vec![
+            Replacement {
+                tag: tags::PATIENT_ID,
+                vr: *b"LO",
+                change: Change::Text(new_id.to_owned()),
+            },
+            Replacement {
+                tag: OTHER_PATIENT_IDS,
+                vr: *b"SQ",
+                change: Change::Raw(seq),
+            },
+        ]
+    };
+    let why = |e: pacsbox_archive::edit::rewrite::RewriteError| {
+        format!("reconciling the patient ID: {e}")
+    };
+    let mut out = Vec::with_capacity(bytes.len() + 128);
+    let rw = rewrite_part10(bytes, &mut out, &changes(item.clone())).map_err(why)?;
+    match rw.old.get(&OTHER_PATIENT_IDS) {
+        // There were items: written again with ours after them.
+        Some(old) if !old.is_empty() => {
+            let mut seq = old.clone();
+            seq.extend_from_slice(&item);
+            out.clear();
+            rewrite_part10(bytes, &mut out, &changes(seq)).map_err(why)?;
+        }
+        // A sequence of undefined length (its items not kept by the walk): not replaced blind.
+        Some(_) => {
+            return Err(
+                "reconciling the patient ID: its Other Patient IDs Sequence has an undefined \
+                 length; not rewritten"
+                    .into(),
+            );
+        }
+        None => {}
+    }
+    Ok(out)
 }

@@ -94,6 +94,10 @@ enum Command {
         /// List the studies found and import nothing.
         #[arg(long)]
         list: bool,
+        /// The clinic's Patient ID for these studies; the original is kept in Other Patient
+        /// IDs Sequence (0010,1002).
+        #[arg(long)]
+        reconcile_patient_id: Option<String>,
     },
     /// Rebuild the index from the files alone.
     Reindex {
@@ -669,7 +673,8 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
             path,
             study,
             list,
-        } => media::import(&data, &path, &study, list),
+            reconcile_patient_id,
+        } => media::import(&data, &path, &study, list, reconcile_patient_id),
         Command::Reindex { data } => {
             let c = Config::from_args(&data)?;
             let n = pacsbox_archive::reindex(&c.data_dir)

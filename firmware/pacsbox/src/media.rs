@@ -93,6 +93,7 @@ pub fn import(
     path: &Path,
     studies: &[String],
     list: bool,
+    reconcile_patient_id: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let source = Source::open(path)?;
     let survey = import::survey(&source, list || !studies.is_empty())
@@ -135,13 +136,20 @@ pub fn import(
                 progress_line(&progress, start, false);
             }
         });
-        let r = import::import(&archive, &source, &files, &progress);
+        let opts = import::Options {
+            reconcile_patient_id: reconcile_patient_id.clone(),
+        };
+        let r = import::import(&archive, &source, &files, &opts, &progress);
         done.store(true, Ordering::Relaxed);
         r
     });
     progress_line(&progress, start, true);
-    let event = pacsbox_audit::Event::new("media.import", &crate::cli_user(), "")
-        .detail(format!("from {}", path.display()));
+    let from = match &reconcile_patient_id {
+        Some(id) => format!("from {}, patient ID reconciled to {id}", path.display()),
+        None => format!("from {}", path.display()),
+    };
+    let event =
+        pacsbox_audit::Event::new("media.import", &crate::cli_user(), "").detail(from.clone());
     let report = match result {
         Ok(r) => r,
         Err(e) => {
@@ -155,7 +163,7 @@ pub fn import(
         event
             .study(studies.join(" "))
             .patient(who(&archive, &studies))
-            .detail(format!("from {}: {}", path.display(), report.summary()))
+            .detail(format!("{from}: {}", report.summary()))
             .outcome(if report.failed.is_empty() {
                 "ok"
             } else {

@@ -171,6 +171,12 @@ pub fn import_start(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpErro
     }
     j.started = Some(Instant::now());
     let (zip, progress) = (j.zip.clone(), j.progress.clone());
+    let reconcile = Some(req.field("reconcile_patient_id").trim())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    let opts = import::Options {
+        reconcile_patient_id: reconcile.clone(),
+    };
     drop(g);
     let (archive, audit) = (web.archive.clone(), web.audit.clone());
     let event = pacsbox_audit::Event::new("media.import", &s.user, &req.client)
@@ -182,7 +188,8 @@ pub fn import_start(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpErro
             let result = Source::open(&zip)
                 .map_err(|e| e.to_string())
                 .and_then(|src| {
-                    import::import(&archive, &src, &files, &progress).map_err(|e| e.to_string())
+                    import::import(&archive, &src, &files, &opts, &progress)
+                        .map_err(|e| e.to_string())
                 });
             let _ = std::fs::remove_file(&zip);
             let (outcome, done) = match &result {
@@ -190,9 +197,13 @@ pub fn import_start(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpErro
                 Ok(r) => ("partial".to_owned(), Ok(r.summary())),
                 Err(e) => (format!("failed: {e}"), Err(e.clone())),
             };
+            let from = match &reconcile {
+                Some(id) => format!("web upload, patient ID reconciled to {id}"),
+                None => "web upload".to_owned(),
+            };
             let detail = match &done {
-                Ok(s) => format!("web upload: {s}"),
-                Err(_) => "web upload".to_owned(),
+                Ok(s) => format!("{from}: {s}"),
+                Err(_) => from,
             };
             audit.record(event.detail(detail).outcome(outcome));
             if let Some(j) = job().as_mut().filter(|j| j.id == id) {
