@@ -515,18 +515,12 @@ fn store_one(
 fn other_id_item(old_id: &[u8], enc: DatasetEncoding) -> Vec<u8> {
     let big = enc == DatasetEncoding::ExplicitBig;
     let explicit = enc != DatasetEncoding::ImplicitLittle;
-    let u16b = |v: u16| {
+    // `n` low bytes of `v` in the data set's byte order.
+    let word = |v: u32, n: usize| -> Vec<u8> {
         if big {
-            v.to_be_bytes()
+            v.to_be_bytes()[4 - n..].to_vec()
         } else {
-            v.to_le_bytes()
-        }
-    };
-    let u32b = |v: u32| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
+            v.to_le_bytes()[..n].to_vec()
         }
     };
     let mut body = Vec::new();
@@ -535,13 +529,13 @@ fn other_id_item(old_id: &[u8], enc: DatasetEncoding) -> Vec<u8> {
         if v.len() % 2 == 1 {
             v.push(b' ');
         }
-        body.extend(u16b(tag.0));
-        body.extend(u16b(tag.1));
+        body.extend(word(tag.0.into(), 2));
+        body.extend(word(tag.1.into(), 2));
         if explicit {
             body.extend(vr);
-            body.extend(u16b(v.len() as u16));
+            body.extend(word(v.len() as u32, 2));
         } else {
-            body.extend(u32b(v.len() as u32));
+            body.extend(word(v.len() as u32, 4));
         }
         body.extend(v);
     };
@@ -550,9 +544,9 @@ fn other_id_item(old_id: &[u8], enc: DatasetEncoding) -> Vec<u8> {
     // older readers look for.
     put((0x0010, 0x0022), b"CS", b"TEXT");
     let mut item = Vec::with_capacity(body.len() + 8);
-    item.extend(u16b(0xFFFE));
-    item.extend(u16b(0xE000));
-    item.extend(u32b(body.len() as u32));
+    item.extend(word(0xFFFE, 2));
+    item.extend(word(0xE000, 2));
+    item.extend(word(body.len() as u32, 4));
     item.extend(body);
     item
 }
