@@ -7,9 +7,11 @@
 //! in explicit VR little endian with pixel data decompressed (`uncompressed`); an instance this
 //! build cannot decompress is kept as stored and listed in the report.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use pacsbox_archive::part10::{self, MetaInfo};
 use pacsbox_archive::scan::{self, RawHeader, Tag, tags};
@@ -348,8 +350,33 @@ fn media_file(
     }
 }
 
+/// One instance made ready for the media: its file, its syntax, why it was kept as stored
+/// (when `uncompressed` could not be done), its indexed attributes; or why it is left out.
+type Prepared = Result<(Vec<u8>, String, Option<String>, RawHeader), String>;
+
+fn prepare(archive: &Archive, rec: &InstanceRecord, syntax: Syntax) -> Prepared {
+    let mut stored = Vec::new();
+    archive
+        .open_part10(rec)
+        .and_then(|mut r| r.read_to_end(&mut stored))
+        .map_err(|e| e.to_string())?;
+    let mut rest = &stored[..];
+    let meta = part10::read_header(&mut rest).map_err(|e| e.to_string())?;
+    let h = scan::scan_dataset(rest, DatasetEncoding::of(&meta.transfer_syntax))
+        .map_err(|e| e.to_string())?;
+    let (file, ts, kept) = media_file(stored, &meta, syntax);
+    Ok((file, ts, kept, h))
+}
+
+/// Threads reading, decompressing and walking instances while the caller's thread writes.
+const PREPARE_THREADS: usize = 2;
+/// How many instances the readers may be ahead of the writer (each held whole in memory).
+const WINDOW: usize = 4;
+
 /// Writes `studies` as a file-set into `sink`. An instance that cannot be read is left out
-/// and listed; a study that does not exist, or a write that fails, ends the export.
+/// and listed; a study that does not exist, or a write that fails, ends the export. Files are
+/// written in study/series/instance order by the calling thread; reading them (zstd undone,
+/// decompressed when asked, walked for the DICOMDIR keys) runs on a few threads ahead of it.
 pub fn export(
     archive: &Archive,
     studies: &[String],
@@ -362,6 +389,7 @@ pub fn export(
     let mut report = ExportReport::default();
     let mut tree = Tree::default();
     let mut listed = Vec::new();
+    let mut all = Vec::new();
     for study in studies {
         let instances = archive
             .study_instances(study)
@@ -373,39 +401,75 @@ pub fn export(
         if let Ok(Some(s)) = archive.index().study(study) {
             listed.push((study.clone(), s));
         }
-        for (sop, rec) in &instances {
-            let mut stored = Vec::new();
-            let read = archive
-                .open_part10(rec)
-                .and_then(|mut r| r.read_to_end(&mut stored));
-            let header = read.map_err(|e| e.to_string()).and_then(|_| {
-                let mut rest = &stored[..];
-                let meta = part10::read_header(&mut rest).map_err(|e| e.to_string())?;
-                let h = scan::scan_dataset(rest, DatasetEncoding::of(&meta.transfer_syntax))
-                    .map_err(|e| e.to_string())?;
-                Ok((meta, h))
-            });
-            let (meta, h) = match header {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(sop, error = %e, "export: instance left out");
-                    report.failed.push((sop.clone(), e));
-                    continue;
-                }
-            };
-            let (file, ts, kept) = media_file(stored, &meta, syntax);
-            if let Some(why) = kept {
-                report.kept.push((sop.clone(), ts.clone(), why));
-            }
-            let file_id = tree.add(&h, rec, sop, &ts);
-            let path = file_id.join("/");
-            sink.put(&path, &file)
-                .map_err(|e| ExportError::Write(path.clone(), e))?;
-            report.instances += 1;
-            report.bytes += file.len() as u64;
-            report.syntaxes.insert(ts);
-        }
+        all.extend(instances);
     }
+    let next = AtomicUsize::new(0);
+    let written = (Mutex::new(0usize), Condvar::new());
+    let stop = AtomicBool::new(false);
+    let lock = || written.0.lock().unwrap_or_else(|p| p.into_inner());
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Prepared)>();
+    std::thread::scope(|scope| -> Result<(), ExportError> {
+        for _ in 0..PREPARE_THREADS.min(all.len()) {
+            let tx = tx.clone();
+            let (next, stop, all, written) = (&next, &stop, &all, &written);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((_, rec)) = all.get(i) else { break };
+                    let mut w = lock();
+                    while i >= *w + WINDOW && !stop.load(Ordering::Relaxed) {
+                        w = written.1.wait(w).unwrap_or_else(|p| p.into_inner());
+                    }
+                    drop(w);
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if tx.send((i, prepare(archive, rec, syntax))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut pending = BTreeMap::new();
+        let mut k = 0;
+        let mut write_all = || -> Result<(), ExportError> {
+            for (i, p) in rx.iter() {
+                pending.insert(i, p);
+                while let Some(p) = pending.remove(&k) {
+                    let (sop, rec) = &all[k];
+                    k += 1;
+                    *lock() = k;
+                    written.1.notify_all();
+                    let (file, ts, kept, h) = match p {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::warn!(sop, error = %e, "export: instance left out");
+                            report.failed.push((sop.clone(), e));
+                            continue;
+                        }
+                    };
+                    if let Some(why) = kept {
+                        report.kept.push((sop.clone(), ts.clone(), why));
+                    }
+                    let path = tree.add(&h, rec, sop, &ts).join("/");
+                    sink.put(&path, &file)
+                        .map_err(|e| ExportError::Write(path.clone(), e))?;
+                    report.instances += 1;
+                    report.bytes += file.len() as u64;
+                    report.syntaxes.insert(ts);
+                }
+            }
+            Ok(())
+        };
+        let result = write_all();
+        if result.is_err() {
+            stop.store(true, Ordering::Relaxed);
+            let _w = lock();
+            written.1.notify_all();
+        }
+        result
+    })?;
     report.profile = profile_of(&report.syntaxes);
     let dir = dicomdir::write(&tree.patients, "PACSBOX", &random_uid()?)?;
     let put = |sink: &mut dyn Sink, name: &str, b: &[u8]| {
