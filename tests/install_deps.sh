@@ -22,6 +22,8 @@ for pkg in dcmtk zstd strace libgdcm-tools cmake g++ nasm shellcheck faketime rs
     fi
 done
 command -v node >/dev/null || need_apt+=(nodejs)
+# ISO 9660 images of patient media (pacsbox export --iso; tests/e2e/test_media.py).
+command -v xorriso >/dev/null || need_apt+=(xorriso)
 if ((${#need_apt[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     if ! apt-get install -y -q "${need_apt[@]}" >/dev/null 2>&1; then

@@ -600,11 +600,9 @@ impl Archive {
         match index.exam_of_study(study_uid) {
             Ok(Some(exam)) if exam.state == crate::worklist::ExamState::Completed => {
                 let now = crate::ingest::unix_now();
-                if let Err(e) = index.set_exam_state(
-                    &exam.accession,
-                    crate::worklist::ExamState::Reported,
-                    now,
-                ) {
+                if let Err(e) =
+                    index.set_exam_state(&exam.accession, crate::worklist::ExamState::Reported, now)
+                {
                     tracing::warn!(study = study_uid, error = %e, "marking the exam reported");
                 }
             }

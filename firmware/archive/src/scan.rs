@@ -86,6 +86,9 @@ pub enum ScanError {
     Io(#[from] io::Error),
 }
 
+/// Whether an explicit-VR element of this VR has the 4-byte length form (PS3.5 7.1.2).
+pub use pacsbox_deid::long_vr as has_long_length;
+
 /// The wanted top-level attributes, raw value bytes (padding included).
 pub type RawHeader = BTreeMap<Tag, Vec<u8>>;
 
@@ -219,18 +222,14 @@ impl<R: BufRead> Walker<R> {
         }
         let mut vr = [0u8; 2];
         self.need(&mut vr)?;
-        let len = match &vr {
-            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN"
-            | b"UR" | b"UT" | b"UV" => {
-                let mut l = [0u8; 6];
-                self.need(&mut l)?;
-                self.u32([l[2], l[3], l[4], l[5]])
-            }
-            _ => {
-                let mut l = [0u8; 2];
-                self.need(&mut l)?;
-                u32::from(self.u16(l))
-            }
+        let len = if has_long_length(vr) {
+            let mut l = [0u8; 6];
+            self.need(&mut l)?;
+            self.u32([l[2], l[3], l[4], l[5]])
+        } else {
+            let mut l = [0u8; 2];
+            self.need(&mut l)?;
+            u32::from(self.u16(l))
         };
         Ok(Some(Header { tag, vr, len }))
     }

@@ -19,6 +19,7 @@ pub const AUDIT_LOG_USED: Code = dcm("110101", "Audit Log Used");
 pub const INSTANCES_ACCESSED: Code = dcm("110103", "DICOM Instances Accessed");
 pub const INSTANCES_TRANSFERRED: Code = dcm("110104", "DICOM Instances Transferred");
 pub const EXPORT: Code = dcm("110106", "Export");
+pub const IMPORT: Code = dcm("110107", "Import");
 pub const QUERY: Code = dcm("110112", "Query");
 pub const SECURITY_ALERT: Code = dcm("110113", "Security Alert");
 pub const USER_AUTHENTICATION: Code = dcm("110114", "User Authentication");
@@ -135,6 +136,9 @@ pub fn event_of(action: &str, outcome: &str) -> EventKind {
         // signature or amendment makes a new SR instance in the study (A.5.3.3, C).
         "report.draft" => kind(PATIENT_RECORD, None, 'U'),
         "report.sign" | "report.amend" => kind(INSTANCES_ACCESSED, None, 'C'),
+        // Patient media (A.5.3.5 Export, A.5.3.6 Import).
+        "media.export" => kind(EXPORT, None, 'R'),
+        "media.import" => kind(IMPORT, None, 'C'),
         _ => kind(SECURITY_ALERT, None, 'E'),
     }
 }

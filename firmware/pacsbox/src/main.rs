@@ -6,6 +6,7 @@ mod appliance;
 mod backup_schedule;
 mod config;
 mod errlog;
+mod media;
 mod serve;
 mod status;
 mod tls;
@@ -62,6 +63,42 @@ enum Command {
     Conflicts {
         #[command(flatten)]
         data: DataArgs,
+    },
+    /// Write studies as DICOM media (PS3.10 file-set with DICOMDIR) into DIR, optionally also
+    /// as a ZIP and an ISO 9660 image (xorriso); box stopped. Exit 1 if an instance was left out.
+    Export {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Study Instance UIDs.
+        #[arg(long, required = true, num_args = 1..)]
+        study: Vec<String>,
+        /// An empty or new folder.
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long)]
+        zip: Option<PathBuf>,
+        #[arg(long)]
+        iso: Option<PathBuf>,
+        /// keep (as stored) or uncompressed (explicit VR little endian).
+        #[arg(long, default_value = "keep")]
+        syntax: pacsbox_media::Syntax,
+    },
+    /// Import DICOM media: a folder (mounted CD/DVD/USB) or a ZIP, through the store path;
+    /// box stopped. Exit 1 if any file failed.
+    Import {
+        #[command(flatten)]
+        data: DataArgs,
+        path: PathBuf,
+        /// Only these studies (Study Instance UIDs).
+        #[arg(long)]
+        study: Vec<String>,
+        /// List the studies found and import nothing.
+        #[arg(long)]
+        list: bool,
+        /// The clinic's Patient ID for these studies; the original is kept in Other Patient
+        /// IDs Sequence (0010,1002).
+        #[arg(long)]
+        reconcile_patient_id: Option<String>,
     },
     /// Rebuild the index from the files alone.
     Reindex {
@@ -668,6 +705,21 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
             c.http_port = http_port.unwrap_or(c.http_port);
             forward_status(&c)
         }
+        Command::Export {
+            data,
+            study,
+            to,
+            zip,
+            iso,
+            syntax,
+        } => media::export(&data, &study, &to, zip, iso, syntax),
+        Command::Import {
+            data,
+            path,
+            study,
+            list,
+            reconcile_patient_id,
+        } => media::import(&data, &path, &study, list, reconcile_patient_id),
         Command::Reindex { data } => {
             let c = Config::from_args(&data)?;
             let n = pacsbox_archive::reindex(&c.data_dir)
@@ -679,7 +731,7 @@ fn run(cli: Cli, errors: errlog::ErrorLog) -> anyhow::Result<ExitCode> {
 }
 
 /// `cli:<unix user>`: who ran a command, for the history and the audit trail.
-fn cli_user() -> String {
+pub(crate) fn cli_user() -> String {
     let name = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("LOGNAME"))

@@ -80,6 +80,9 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
         (false, ["search"]) => event("web.search").detail(terms(req)),
         (false, ["study", uid]) => on_study("study.view", uid),
         (false, ["study", uid, "download.zip"]) => on_study("study.download", uid),
+        (false, ["study", uid, "media.zip"]) => {
+            on_study("media.export", uid).detail(format!("web zip, syntax {}", req.param("syntax")))
+        }
         (false, ["viewer", uid]) => on_study("study.viewer", uid),
         (false, ["instance", sop, "header"]) => {
             on_study("instance.header", &study_of_instance(web, sop)).detail(*sop)

@@ -21,7 +21,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::server::MAX_BODY;
+use crate::server::{MAX_BODY, MAX_UPLOAD, UPLOAD_PATH};
 
 #[derive(Clone, Debug)]
 pub struct GuardConfig {
@@ -287,10 +287,12 @@ fn forward(
     }
 
     // 2. The body (small, bounded) under the same deadline, then the complete request to
-    // tiny_http. Until then the client stays evictable.
+    // tiny_http. Until then the client stays evictable. A media upload (the only body larger
+    // than a form that `rewrite_head` lets through) is streamed instead, after the head.
     let mut body = buf[head_end..].to_vec();
     body.truncate(body_len);
-    while body.len() < body_len {
+    let streamed = body_len > MAX_BODY;
+    while !streamed && body.len() < body_len {
         match read_before(&mut client, &mut chunk, left())? {
             Some(0) => return Ok(()),
             Some(n) => {
@@ -323,6 +325,22 @@ fn forward(
     up.set_nodelay(true)?;
     up.write_all(head.as_bytes())?;
     up.write_all(&body)?;
+    if streamed {
+        // Each read under the I/O timeout (a DVD's ZIP takes longer than a request deadline);
+        // tiny_http's side refuses a request without a session before reading it, and then
+        // this write fails and the connection ends.
+        let mut left = body_len - body.len();
+        let mut big = vec![0u8; 64 << 10];
+        while left > 0 {
+            let want = left.min(big.len());
+            let n = client.read(&mut big[..want])?;
+            if n == 0 {
+                return Ok(());
+            }
+            up.write_all(&big[..n])?;
+            left -= n;
+        }
+    }
 
     // 3. The response back, until tiny_http closes.
     up.set_read_timeout(Some(config.io_timeout))?;
@@ -414,6 +432,15 @@ fn read_before(
     }
 }
 
+/// The body a request may have: a form's, or a media upload's (see [`crate::server::UPLOAD_PATH`]).
+fn max_body(request_line: &str) -> usize {
+    let mut words = request_line.split(' ');
+    match (words.next(), words.next()) {
+        (Some("POST"), Some(UPLOAD_PATH)) => MAX_UPLOAD,
+        _ => MAX_BODY,
+    }
+}
+
 /// A complete request head (`head` ends with its blank line) checked and rewritten for
 /// tiny_http: `Ok((head, body length))`, or `Err(status)` to answer instead. A client's own
 /// [`CLIENT_HEADER`] is dropped: only the guard says where a request came from. Public for the
@@ -460,7 +487,7 @@ pub fn rewrite_head(head: &[u8]) -> Result<(String, usize), &'static str> {
         rewritten.push_str("\r\n");
     }
     let body_len = body_len.unwrap_or(0);
-    if body_len > MAX_BODY {
+    if body_len > max_body(request_line) {
         return Err("413 Content Too Large");
     }
     rewritten.push_str("Connection: close\r\n\r\n");
@@ -469,6 +496,30 @@ pub fn rewrite_head(head: &[u8]) -> Result<(String, usize), &'static str> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_the_media_upload_may_be_larger_than_a_form() {
+        let head = |line: &str| format!("{line}\r\nContent-Length: 1000000000\r\n\r\n");
+        let (_, n) = rewrite_head(head("POST /admin/import/upload HTTP/1.1").as_bytes()).unwrap();
+        assert_eq!(n, 1_000_000_000);
+        for other in [
+            "POST /admin/import HTTP/1.1",
+            "POST /admin/import/upload/x HTTP/1.1",
+            "PUT /admin/import/upload HTTP/1.1",
+            "POST /login HTTP/1.1",
+        ] {
+            assert_eq!(
+                rewrite_head(head(other).as_bytes()),
+                Err("413 Content Too Large")
+            );
+        }
+        let over = format!(
+            "POST /admin/import/upload HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_UPLOAD + 1
+        );
+        assert_eq!(rewrite_head(over.as_bytes()), Err("413 Content Too Large"));
+    }
+
     use super::*;
 
     /// Found by tests/fuzz (http_head): with two lengths the guard forwarded as many body bytes

@@ -52,6 +52,11 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("GET", "/study/{uid}"),
     ("GET", "/study/{uid}/download.zip"),
     ("POST", "/study/{uid}/anonymize"),
+    ("GET", "/study/{uid}/media"),
+    ("GET", "/admin/import"),
+    ("POST", "/admin/import"),
+    ("GET", "/admin/import/progress"),
+    ("GET", "/study/{uid}/media.zip"),
     ("GET", "/instance/{sop}/header"),
     ("GET", "/viewer/{uid}"),
     ("GET", "/api/studies/{uid}/series"),
@@ -258,6 +263,23 @@ fn answer(
             need(&session, Right::Edit)?;
             pages::anonymize_post(web, &session, req, check_uid(uid)?)
         }
+        // Importing media adds patients' data, as corrections change it. The upload itself
+        // (`server::UPLOAD_PATH`) is answered by `server.rs` before its body is read.
+        (false, ["admin", "import"]) => {
+            need(&session, Right::Edit)?;
+            pages::import_page(&session)
+        }
+        (true, ["admin", "import"]) => {
+            need(&session, Right::Edit)?;
+            pages::import_start(web, &session, req)
+        }
+        (false, ["admin", "import", "progress"]) => {
+            need(&session, Right::Edit)?;
+            pages::import_progress(req)
+        }
+        // Media carry what a ZIP download does: the same right.
+        (false, ["study", uid, "media"]) => pages::media_page(web, &session, check_uid(uid)?),
+        (false, ["study", uid, "media.zip"]) => pages::media_zip(web, req, check_uid(uid)?),
         (false, ["instance", sop, "header"]) => pages::header_page(web, &session, check_uid(sop)?),
         (false, ["viewer", uid]) => pages::viewer_page(web, &session, check_uid(uid)?, req),
         (false, ["api", "studies", uid, "series"]) => pages::series_json(web, check_uid(uid)?),

@@ -17,6 +17,11 @@ use crate::reply::{Body, Reply, Req, is_cross_site, parse_cookies, parse_pairs};
 
 /// Forms are a few fields; nothing legitimate comes near this.
 pub const MAX_BODY: usize = 16 << 10;
+/// The one request whose body is not a form: a media ZIP (`pages/import.rs`), streamed by the
+/// guard and written to disk here, never held in memory.
+pub const UPLOAD_PATH: &str = "/admin/import/upload";
+/// A DVD's worth.
+pub const MAX_UPLOAD: usize = 5 << 30;
 const MAX_BODY_READERS: usize = 16;
 const MAX_SENDERS: usize = 16;
 /// Bigger replies go to a sender thread (about a loopback socket buffer).
@@ -84,6 +89,10 @@ fn dispatch(req: Request, web: &Arc<Web>, limits: &Arc<Limits>) {
         send(req, reply, limits);
         return;
     }
+    if parsed.path == UPLOAD_PATH && req.method() == &Method::Post {
+        upload(req, parsed, web, limits);
+        return;
+    }
     if req.body_length().is_some_and(|n| n > MAX_BODY) {
         send(req, Reply::text(413, "request body too large"), limits);
         return;
@@ -115,6 +124,32 @@ fn dispatch(req: Request, web: &Arc<Web>, limits: &Arc<Limits>) {
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start a thread for a form");
+    }
+}
+
+/// A media upload on a body reader's thread: `import_upload` checks the session before it
+/// reads the body.
+fn upload(req: Request, mut parsed: Req, web: &Arc<Web>, limits: &Arc<Limits>) {
+    let Some(slot) = Slot::take(&limits.body_readers, MAX_BODY_READERS) else {
+        send(req, Reply::text(503, "busy, try again"), limits);
+        return;
+    };
+    if let Some(h) = req.headers().iter().find(|h| h.field.equiv("X-CSRF-Token")) {
+        parsed
+            .form
+            .insert("csrf".into(), h.value.as_str().to_owned());
+    }
+    let (web, limits) = (web.clone(), limits.clone());
+    let spawned = std::thread::Builder::new()
+        .name("http-upload".into())
+        .spawn(move || {
+            let _slot = slot;
+            let mut req = req;
+            let reply = crate::pages::import_upload(&web, &parsed, req.as_reader());
+            send(req, reply, &limits);
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start a thread for an upload");
     }
 }
 

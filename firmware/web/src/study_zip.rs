@@ -28,7 +28,7 @@ pub fn stream(
 }
 
 /// Runs `write` on a thread that writes into a pipe; the returned reader yields what it wrote.
-fn spawn_into_pipe(
+pub(crate) fn spawn_into_pipe(
     write: impl FnOnce(std::io::PipeWriter) -> anyhow::Result<()> + Send + 'static,
 ) -> Result<Box<dyn Read + Send>, HttpError> {
     let (reader, writer) = std::io::pipe()?;

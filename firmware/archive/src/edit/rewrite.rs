@@ -345,7 +345,12 @@ fn write_element<W: Write>(
     head.extend(u16b(tag.0));
     head.extend(u16b(tag.1));
     let len = u32::try_from(value.len()).map_err(io::Error::other)?;
-    if enc.explicit {
+    if enc.explicit && scan::has_long_length(vr) {
+        // A raw sequence (Other Patient IDs on import) or binary value.
+        head.extend(vr);
+        head.extend([0, 0]);
+        head.extend(u32b(len));
+    } else if enc.explicit {
         head.extend(vr);
         head.extend(u16b(u16::try_from(len).map_err(io::Error::other)?));
     } else {
