@@ -140,6 +140,7 @@ impl Index {
             txn.open_table(crate::forward::ARRIVALS)?;
             txn.open_table(crate::forward::JOBS)?;
             txn.open_table(crate::forward::HOLDS)?;
+            txn.open_table(crate::api_tokens::API_TOKENS)?;
             for t in [
                 SERIES_INSTANCES,
                 STUDY_SERIES,

@@ -341,6 +341,9 @@ pub struct WebSettings {
     /// Where the first admin password is read from (made by the appliance's first boot) or
     /// written to, and removed once changed; default `<data_dir>/initial-admin-password`.
     pub initial_password_file: Option<PathBuf>,
+    /// Web origins (`https://viewer.clinic.lan`) whose pages may call DICOMweb with a token
+    /// (CORS); none by default: only the box's own pages and non-browser clients.
+    pub dicomweb_cors_origins: Vec<String>,
 }
 
 impl Default for WebSettings {
@@ -351,6 +354,7 @@ impl Default for WebSettings {
             session_max_hours: web.session_max_age.as_secs() / 3600,
             workers: web.workers,
             initial_password_file: web.initial_password_file,
+            dicomweb_cors_origins: web.dicomweb_cors_origins,
         }
     }
 }
@@ -520,6 +524,7 @@ impl Config {
             workers: self.web.workers,
             initial_password_file: Some(self.initial_password_file()),
             forward_alarm_after: self.forwarding.alarm_after,
+            dicomweb_cors_origins: self.web.dicomweb_cors_origins.clone(),
         }
     }
 

@@ -143,6 +143,12 @@ fn head(req: &Request) -> Req {
             &header("Origin"),
             &header("Sec-Fetch-Site"),
         ),
+        raw_query: query.to_owned(),
+        authorization: header("Authorization"),
+        accept: header("Accept"),
+        origin: header("Origin"),
+        content_type: header("Content-Type"),
+        csrf_header: header("X-CSRF-Token"),
     }
 }
 
@@ -170,8 +176,15 @@ fn send(req: Request, reply: Reply, limits: &Arc<Limits>) {
 }
 
 fn respond(req: Request, reply: Reply) {
+    // A multipart answer names its boundary in its own Content-Type.
+    let own_type = reply
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("Content-Type"));
     let mut headers = vec![
-        Header::from_bytes("Content-Type", reply.content_type).ok(),
+        (!own_type)
+            .then(|| Header::from_bytes("Content-Type", reply.content_type).ok())
+            .flatten(),
         Header::from_bytes("X-Content-Type-Options", "nosniff").ok(),
         Header::from_bytes("X-Frame-Options", "DENY").ok(),
         Header::from_bytes("Referrer-Policy", "same-origin").ok(),
