@@ -133,6 +133,13 @@ def box(module_server, tmp_path_factory):
     return srv, web, client, token, meta, study, work
 
 
+def wait_for_trail(srv, needles: list[str]) -> None:
+    """The audit trail is written by its own thread: wait until it holds every needle."""
+    def trail() -> str:
+        return "".join(p.read_text() for p in (srv.data / "audit").glob("*.jsonl"))
+    h.wait_until(lambda: all(n in trail() for n in needles), 10, f"audit records {needles}")
+
+
 def uid_of(item: dict, tag: str) -> str:
     return item[tag]["Value"][0]
 
@@ -304,9 +311,7 @@ def test_a_session_may_call_and_every_path_wants_credentials(box):
     assert code == 401
     code, _, _ = anonymous.get("/dicom-web/studies", headers={"Authorization": f"Bearer {token}"})
     assert code == 200
-    trail = "".join(p.read_text() for p in (srv.data / "audit").glob("*.jsonl"))
-    assert '"token.create"' in trail and '"token.revoke"' in trail
-    assert "QIDO-RS studies" in trail and "WADO-RS" in trail
+    wait_for_trail(srv, ['"token.create"', '"token.revoke"', "QIDO-RS studies", "WADO-RS"])
 
 
 def test_bad_requests_get_clear_statuses(box):
@@ -328,3 +333,83 @@ def test_bad_requests_get_clear_statuses(box):
     # A key the index cannot match: ignored, said in a Warning header.
     code, hdrs, body = web.get("/dicom-web/studies?InstitutionName=X", headers=auth)
     assert code == 200 and hdrs["warning"].startswith("299 ")
+
+
+# -- STOW-RS (these run last in the module: they add studies) ------------------------------
+
+def multipart_body(parts: list[tuple[str, bytes]], boundary: str = "e2e-boundary-7f3a") -> tuple[str, bytes]:
+    body = b"".join(b"--" + boundary.encode() + b"\r\nContent-Type: " + t.encode() + b"\r\n\r\n" + data + b"\r\n"
+                    for t, data in parts)
+    return f'multipart/related; type="application/dicom"; boundary={boundary}', body + b"--" + boundary.encode() + b"--\r\n"
+
+
+def test_stow_then_findscu_and_retrieve(box):
+    srv, web, client, token, _, _, work = box
+    files = [Path(get_testdata_file(n)) for n in ("SC_rgb.dcm", "emri_small.dcm")]
+    datasets = [pydicom.dcmread(f) for f in files]
+    result = client.store_instances(datasets)
+    stored = {item.ReferencedSOPInstanceUID for item in result.ReferencedSOPSequence}
+    assert stored == {str(d.SOPInstanceUID) for d in datasets}
+    assert "FailedSOPSequence" not in result
+    for ds, f in zip(datasets, files):
+        p, found = h.findscu(srv.dicom_port, srv.ae, ["QueryRetrieveLevel=STUDY", f"StudyInstanceUID={ds.StudyInstanceUID}",
+                                                      "PatientName"], work / f"find-{f.stem}")
+        assert p.returncode == 0, p.stderr
+        assert [str(r.StudyInstanceUID) for r in found] == [str(ds.StudyInstanceUID)], p.stderr
+        # What was stored is the file's data set, byte for byte after the File Meta.
+        got = stored_file(srv.data, str(ds.SOPInstanceUID))
+        assert h.split_part10(got)[1] == h.split_part10(f.read_bytes())[1]
+    # The same again: duplicates are stored as C-STORE stores them (identical: success).
+    again = client.store_instances(datasets[:1])
+    assert len(again.ReferencedSOPSequence) == 1
+    wait_for_trail(srv, ["STOW-RS: 1 instance(s) stored", '"dicom.store"'])
+
+
+def test_stow_refuses_bad_bodies_and_stores_nothing_half_way(box):
+    srv, web, client, token, _, _, _ = box
+    auth = {"Authorization": f"Bearer {token}"}
+    ct, body = multipart_body([("application/dicom", b"")])
+    # No boundary anywhere in the body.
+    code, _, resp = web.request("/dicom-web/studies", data=b"garbage without a boundary", method="POST",
+                                headers={**auth, "Content-Type": ct})
+    assert code == 400, resp
+    # Not multipart at all.
+    code, _, _ = web.request("/dicom-web/studies", data=b"{}", method="POST",
+                             headers={**auth, "Content-Type": "application/json"})
+    assert code == 415
+    # A part that is not DICOM, and one that claims to be but is not: both fail, nothing stored.
+    ct, body = multipart_body([("text/plain", b"hello"), ("application/dicom", b"not a part-10 file at all")])
+    code, _, resp = web.request("/dicom-web/studies", data=body, method="POST", headers={**auth, "Content-Type": ct})
+    assert code == 409, resp
+    failed = json.loads(resp)["00081198"]["Value"]
+    assert [f["00081197"]["Value"][0] for f in failed] == [0xC000, 0xC000]
+    # A DICOM file cut short with the body (no closing boundary): refused, not in the archive.
+    ds = h.fresh_ct()
+    whole = io.BytesIO()
+    ds.save_as(whole, enforce_file_format=True)
+    ct, body = multipart_body([("application/dicom", whole.getvalue())])
+    cut = body[: len(body) // 2]
+    code, _, resp = web.request("/dicom-web/studies", data=cut, method="POST", headers={**auth, "Content-Type": ct})
+    assert code == 409, resp
+    assert client.search_for_instances(search_filters={"SOPInstanceUID": str(ds.SOPInstanceUID)}) == []
+    assert not list((srv.data / "archive").rglob(f"{ds.SOPInstanceUID}.dcm*"))
+    # Over the cap (2 GiB by default): 413 from the length alone, before any body is read.
+    import socket
+    with socket.create_connection(("127.0.0.1", srv.http_port), timeout=10) as s:
+        s.sendall(b"POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode() +
+                  b"\r\nContent-Type: " + ct.encode() + b"\r\nContent-Length: 3000000000\r\n\r\n")
+        head = s.recv(200)
+    assert head.startswith(b"HTTP/1.1 413"), head
+    # Without credentials: 401; with the session but no CSRF header: 403.
+    code, hdrs, _ = Session(srv.http_port).request("/dicom-web/studies", data=body, method="POST",
+                                                   headers={"Content-Type": ct})
+    assert code == 401 and hdrs["www-authenticate"].startswith("Bearer")
+    code, _, _ = web.request("/dicom-web/studies", data=body, method="POST", headers={"Content-Type": ct})
+    assert code == 403
+    # With it, the session may store (admin).
+    _, _, page = web.get("/account/tokens")
+    ct, body = multipart_body([("application/dicom", whole.getvalue())])
+    code, _, resp = web.request("/dicom-web/studies", data=body, method="POST",
+                                headers={"Content-Type": ct, "X-CSRF-Token": web.csrf(page)})
+    assert code == 200, resp
+    assert len(client.search_for_instances(search_filters={"SOPInstanceUID": str(ds.SOPInstanceUID)})) == 1

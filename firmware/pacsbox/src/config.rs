@@ -344,6 +344,9 @@ pub struct WebSettings {
     /// Web origins (`https://viewer.clinic.lan`) whose pages may call DICOMweb with a token
     /// (CORS); none by default: only the box's own pages and non-browser clients.
     pub dicomweb_cors_origins: Vec<String>,
+    /// Largest STOW-RS upload in MiB (one request; larger ones are refused with 413 before
+    /// their body is read).
+    pub dicomweb_max_upload_mb: u64,
 }
 
 impl Default for WebSettings {
@@ -355,6 +358,7 @@ impl Default for WebSettings {
             workers: web.workers,
             initial_password_file: web.initial_password_file,
             dicomweb_cors_origins: web.dicomweb_cors_origins,
+            dicomweb_max_upload_mb: web.max_upload >> 20,
         }
     }
 }
@@ -525,6 +529,7 @@ impl Config {
             initial_password_file: Some(self.initial_password_file()),
             forward_alarm_after: self.forwarding.alarm_after,
             dicomweb_cors_origins: self.web.dicomweb_cors_origins.clone(),
+            max_upload: self.web.dicomweb_max_upload_mb.saturating_mul(1 << 20),
         }
     }
 

@@ -31,6 +31,9 @@ pub struct GuardConfig {
     pub request_timeout: Duration,
     /// Longest silence while a body or a response is moving.
     pub io_timeout: Duration,
+    /// Largest STOW-RS upload (`POST /dicom-web/studies…`), streamed through rather than held;
+    /// larger ones get 413 before a byte of the body is read.
+    pub max_upload: u64,
 }
 
 impl Default for GuardConfig {
@@ -39,11 +42,14 @@ impl Default for GuardConfig {
             max_connections: 512,
             request_timeout: Duration::from_secs(15),
             io_timeout: Duration::from_secs(60),
+            max_upload: DEFAULT_MAX_UPLOAD,
         }
     }
 }
 
 const MAX_HEAD: usize = 16 << 10;
+/// 2 GiB: a large CT or MR study in one request.
+pub const DEFAULT_MAX_UPLOAD: u64 = 2 << 30;
 
 /// The request header that carries the client's IP address to the handlers.
 pub const CLIENT_HEADER: &str = "X-Pacsbox-Client";
@@ -272,7 +278,7 @@ fn forward(
             None => return reply(&mut client, "408 Request Timeout"),
         }
     };
-    let (rewritten, body_len) = match rewrite_head(&buf[..head_end]) {
+    let (rewritten, body_len) = match rewrite_head_with(&buf[..head_end], config.max_upload) {
         Ok(head) => head,
         Err(status) => return reply(&mut client, status),
     };
@@ -286,6 +292,21 @@ fn forward(
         );
     }
 
+    if body_len > MAX_BODY as u64 {
+        // A STOW-RS upload (the only body allowed past MAX_BODY): streamed through.
+        return forward_upload(
+            client,
+            &buf[head_end..],
+            body_len,
+            &rewritten,
+            upstream,
+            config,
+            transport,
+            id,
+            registry,
+        );
+    }
+    let body_len = body_len as usize;
     // 2. The body (small, bounded) under the same deadline, then the complete request to
     // tiny_http. Until then the client stays evictable.
     let mut body = buf[head_end..].to_vec();
@@ -303,6 +324,20 @@ fn forward(
     if let Ok(mut reg) = registry.lock() {
         reg.sending.remove(&id);
     }
+    let mut up = connect_upstream(&client, &rewritten, upstream, config, transport)?;
+    up.write_all(&body)?;
+    respond_back(client, up, config)
+}
+
+/// Opens the loopback connection to tiny_http and sends the request head with the guard's
+/// own headers (the client's address, HTTPS).
+fn connect_upstream(
+    client: &Conn,
+    rewritten: &str,
+    upstream: SocketAddr,
+    config: &GuardConfig,
+    transport: &Transport,
+) -> std::io::Result<TcpStream> {
     let ip = client
         .tcp()
         .peer_addr()
@@ -322,9 +357,49 @@ fn forward(
     let mut up = TcpStream::connect(upstream)?;
     up.set_nodelay(true)?;
     up.write_all(head.as_bytes())?;
-    up.write_all(&body)?;
+    Ok(up)
+}
 
-    // 3. The response back, until tiny_http closes.
+/// A STOW-RS body: copied to tiny_http as it arrives, each read under the I/O timeout (a
+/// 2 GB upload cannot meet the request deadline), never held whole. The client stays
+/// evictable at the connection cap until the last byte is through.
+#[allow(clippy::too_many_arguments)]
+fn forward_upload(
+    mut client: Conn,
+    already: &[u8],
+    body_len: u64,
+    rewritten: &str,
+    upstream: SocketAddr,
+    config: &GuardConfig,
+    transport: &Transport,
+    id: u64,
+    registry: &Mutex<Registry>,
+) -> std::io::Result<()> {
+    let mut up = connect_upstream(&client, rewritten, upstream, config, transport)?;
+    let first = already
+        .len()
+        .min(usize::try_from(body_len).unwrap_or(usize::MAX));
+    up.write_all(&already[..first])?;
+    let mut left = body_len - first as u64;
+    let mut chunk = vec![0u8; 64 << 10];
+    while left > 0 {
+        let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = client.read(&mut chunk[..want])?;
+        if n == 0 {
+            // tiny_http sees the body cut short and the handler a broken multipart.
+            return Ok(());
+        }
+        up.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    if let Ok(mut reg) = registry.lock() {
+        reg.sending.remove(&id);
+    }
+    respond_back(client, up, config)
+}
+
+/// 3. The response back, until tiny_http closes.
+fn respond_back(mut client: Conn, mut up: TcpStream, config: &GuardConfig) -> std::io::Result<()> {
     up.set_read_timeout(Some(config.io_timeout))?;
     client.tcp().set_write_timeout(Some(config.io_timeout))?;
     let mut big = vec![0u8; 64 << 10];
@@ -420,6 +495,20 @@ fn read_before(
 /// fuzz target in tests/fuzz.
 #[doc(hidden)]
 pub fn rewrite_head(head: &[u8]) -> Result<(String, usize), &'static str> {
+    rewrite_head_with(head, DEFAULT_MAX_UPLOAD).map(|(h, n)| (h, n as usize))
+}
+
+/// Whether a request line is a STOW-RS upload, the one request whose body may be large.
+fn is_upload(request_line: &str) -> bool {
+    let mut words = request_line.split(' ');
+    words.next() == Some("POST")
+        && words.next().is_some_and(|target| {
+            target == "/dicom-web/studies" || target.starts_with("/dicom-web/studies/")
+        })
+}
+
+/// [`rewrite_head`] with the STOW-RS upload cap.
+fn rewrite_head_with(head: &[u8], max_upload: u64) -> Result<(String, u64), &'static str> {
     let head = String::from_utf8_lossy(head).into_owned();
     let mut lines = head.split("\r\n").filter(|l| !l.is_empty());
     let Some(request_line) = lines.next() else {
@@ -433,7 +522,7 @@ pub fn rewrite_head(head: &[u8]) -> Result<(String, usize), &'static str> {
         };
         let name = name.trim();
         if name.eq_ignore_ascii_case("transfer-encoding") {
-            // Only small forms are ever posted; they come with a length.
+            // Forms are small and STOW-RS uploads are bounded: both come with a length.
             return Err("411 Length Required");
         }
         if name.eq_ignore_ascii_case("content-length") {
@@ -459,8 +548,13 @@ pub fn rewrite_head(head: &[u8]) -> Result<(String, usize), &'static str> {
         rewritten.push_str(line);
         rewritten.push_str("\r\n");
     }
-    let body_len = body_len.unwrap_or(0);
-    if body_len > MAX_BODY {
+    let body_len: u64 = body_len.unwrap_or(0);
+    let cap = if is_upload(request_line) {
+        max_upload
+    } else {
+        MAX_BODY as u64
+    };
+    if body_len > cap {
         return Err("413 Content Too Large");
     }
     rewritten.push_str("Connection: close\r\n\r\n");

@@ -53,6 +53,8 @@ pub struct WebConfig {
     pub forward_alarm_after: u32,
     /// Origins allowed to call DICOMweb from their pages (CORS), exactly as browsers send them.
     pub dicomweb_cors_origins: Vec<String>,
+    /// Largest STOW-RS request body (the guard refuses larger ones with 413).
+    pub max_upload: u64,
 }
 
 impl Default for WebConfig {
@@ -64,6 +66,7 @@ impl Default for WebConfig {
             initial_password_file: None,
             forward_alarm_after: pacsbox_archive::forward::DEFAULT_ALARM_AFTER,
             dicomweb_cors_origins: Vec::new(),
+            max_upload: guard::DEFAULT_MAX_UPLOAD,
         }
     }
 }

@@ -84,7 +84,8 @@ fn dispatch(req: Request, web: &Arc<Web>, limits: &Arc<Limits>) {
         send(req, reply, limits);
         return;
     }
-    if req.body_length().is_some_and(|n| n > MAX_BODY) {
+    let upload = crate::dicomweb::is_upload(&parsed);
+    if !upload && req.body_length().is_some_and(|n| n > MAX_BODY) {
         send(req, Reply::text(413, "request body too large"), limits);
         return;
     }
@@ -92,6 +93,22 @@ fn dispatch(req: Request, web: &Arc<Web>, limits: &Arc<Limits>) {
         send(req, Reply::text(503, "busy, try again"), limits);
         return;
     };
+    if upload {
+        // STOW-RS: the body streams into the archive part by part, never held whole.
+        let (web, limits) = (web.clone(), limits.clone());
+        let spawned = std::thread::Builder::new()
+            .name("http-stow".into())
+            .spawn(move || {
+                let _slot = slot;
+                let mut req = req;
+                let reply = crate::dicomweb::stow(&web, &parsed, req.as_reader());
+                send(req, reply, &limits);
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a thread for an upload");
+        }
+        return;
+    }
     let (web, limits) = (web.clone(), limits.clone());
     let spawned = std::thread::Builder::new()
         .name("http-form".into())

@@ -1296,6 +1296,7 @@ fn at_the_connection_cap_the_longest_stalled_client_makes_room() {
         max_connections: 8,
         request_timeout: Duration::from_secs(2),
         io_timeout: Duration::from_secs(10),
+        ..Default::default()
     });
     let mut stalled: Vec<TcpStream> = (0..8)
         .map(|_| {
@@ -1522,6 +1523,7 @@ fn clients_trickling_a_form_body_are_dropped_like_those_trickling_a_head() {
         max_connections: 8,
         request_timeout: Duration::from_secs(2),
         io_timeout: Duration::from_secs(30),
+        ..Default::default()
     });
     // The cap is full of clients that sent a login head announcing 16000 bytes and then one.
     let mut slow: Vec<TcpStream> = (0..8)

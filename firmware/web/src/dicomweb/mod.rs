@@ -10,7 +10,9 @@
 //! token: no credentials are allowed cross-origin, so a session cookie never rides along.
 
 mod json;
+mod multipart;
 mod qido;
+mod stow;
 pub(crate) mod tokens;
 mod wado;
 
@@ -19,6 +21,73 @@ use pacsbox_archive::accounts::{Group, Right};
 use crate::Web;
 use crate::auth::COOKIE;
 use crate::reply::{Reply, Req};
+
+/// Whether a request is a STOW-RS upload (its body is streamed to [`stow`], not read as a
+/// form).
+pub fn is_upload(req: &Req) -> bool {
+    req.method == "POST" && stow_target(&req.path).is_some()
+}
+
+/// `Some(study in the path)` for `/dicom-web/studies[/{study}]`.
+fn stow_target(path: &str) -> Option<Option<&str>> {
+    match path
+        .trim_start_matches('/')
+        .split('/')
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["dicom-web", "studies"] => Some(None),
+        ["dicom-web", "studies", s] => Some(Some(s)),
+        _ => None,
+    }
+}
+
+/// STOW-RS: authenticates before a byte of the body is read, then stores part by part.
+/// Storing needs `Right::Edit`: it adds patient data every user then sees, which staff
+/// accounts (and their tokens) cannot do through the page either.
+pub fn stow(web: &Web, req: &Req, body: &mut dyn std::io::Read) -> Reply {
+    let cors = cors_origin(web, req);
+    let reply = (|| {
+        let caller = authenticate(web, req, cors.is_some())?;
+        if !req
+            .authorization
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("bearer ")
+        {
+            // A session: the page's CSRF token must come along (no form field here).
+            let cookie = req.cookies.get(COOKIE).map(String::as_str).unwrap_or("");
+            let csrf_ok = web
+                .sessions
+                .get(cookie)
+                .is_some_and(|s| !s.csrf.is_empty() && s.csrf == req.csrf_header);
+            if !csrf_ok {
+                return Err(error(
+                    403,
+                    "a session's upload needs its X-CSRF-Token header",
+                ));
+            }
+        }
+        if !caller.group.allows(Right::Edit) {
+            return Err(error(
+                403,
+                "storing needs the edit right (editors and admins)",
+            ));
+        }
+        let study = match stow_target(&req.path).flatten() {
+            Some(s) => Some(crate::reply::check_uid(s).map_err(|e| error(400, e.to_string()))?),
+            None => None,
+        };
+        Ok(stow::store(web, req, &caller, study, body))
+    })()
+    .unwrap_or_else(|r| r);
+    match cors {
+        Some(origin) => reply
+            .header("Access-Control-Allow-Origin", origin)
+            .header("Vary", "Origin"),
+        None => reply,
+    }
+}
 
 /// Who is calling, from a token or a session.
 #[derive(Clone, Debug)]
@@ -77,7 +146,7 @@ fn cors_origin(web: &Web, req: &Req) -> Option<String> {
 fn answer(web: &Web, req: &Req, segs: &[&str], cors_allowed: bool) -> Reply {
     let get = req.method == "GET" || req.method == "HEAD";
     if !get {
-        return error(405, "method not allowed").header("Allow", "GET, OPTIONS");
+        return error(405, "method not allowed").header("Allow", "GET, POST, OPTIONS");
     }
     let caller = match authenticate(web, req, cors_allowed) {
         Ok(c) => c,
