@@ -379,18 +379,23 @@ fn forward_upload(
     let first = already
         .len()
         .min(usize::try_from(body_len).unwrap_or(usize::MAX));
-    up.write_all(&already[..first])?;
     let mut left = body_len - first as u64;
-    let mut chunk = vec![0u8; 64 << 10];
-    while left > 0 {
-        let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = client.read(&mut chunk[..want])?;
-        if n == 0 {
-            // tiny_http sees the body cut short and the handler a broken multipart.
-            return Ok(());
+    // When the handler answers before reading the whole body (401, 403, 415) it closes its
+    // side: the copy stops there and the client still gets that answer.
+    if up.write_all(&already[..first]).is_ok() {
+        let mut chunk = vec![0u8; 64 << 10];
+        while left > 0 {
+            let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = client.read(&mut chunk[..want])?;
+            if n == 0 {
+                // tiny_http sees the body cut short and the handler a broken multipart.
+                return Ok(());
+            }
+            if up.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+            left -= n as u64;
         }
-        up.write_all(&chunk[..n])?;
-        left -= n as u64;
     }
     if let Ok(mut reg) = registry.lock() {
         reg.sending.remove(&id);
