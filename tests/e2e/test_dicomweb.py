@@ -359,6 +359,18 @@ def test_stow_then_findscu_and_retrieve(box):
         # What was stored is the file's data set, byte for byte after the File Meta.
         got = stored_file(srv.data, str(ds.SOPInstanceUID))
         assert h.split_part10(got)[1] == h.split_part10(f.read_bytes())[1]
+    # To a study's resource: an instance of another study fails (A900) and is not kept.
+    other = h.fresh_ct()
+    buf = io.BytesIO()
+    other.save_as(buf, enforce_file_format=True)
+    ct, body = multipart_body([("application/dicom", buf.getvalue())])
+    code, _, resp = web.request(f"/dicom-web/studies/{datasets[0].StudyInstanceUID}", data=body, method="POST",
+                                headers={"Authorization": f"Bearer {token}", "Content-Type": ct})
+    assert code == 409, resp
+    (failed,) = json.loads(resp)["00081198"]["Value"]
+    assert failed["00081197"]["Value"] == [0xA900]
+    assert failed["00081155"]["Value"] == [str(other.SOPInstanceUID)]
+    assert not list((srv.data / "archive").rglob(f"{other.SOPInstanceUID}.dcm*"))
     # The same again: duplicates are stored as C-STORE stores them (identical: success).
     again = client.store_instances(datasets[:1])
     assert len(again.ReferencedSOPSequence) == 1

@@ -120,7 +120,7 @@ pub fn store(
             }
             continue;
         }
-        let outcome = store_part(web, &mut parts);
+        let outcome = store_part(web, study, &mut parts);
         let broken = parts.skip_part().is_err();
         if let Some((_, why)) = &outcome.failure {
             tracing::warn!(sop = outcome.sop, reason = why, "STOW-RS part not stored");
@@ -137,7 +137,7 @@ pub fn store(
     answer(study, &outcomes)
 }
 
-fn store_part(web: &Web, parts: &mut Multipart<'_>) -> Outcome {
+fn store_part(web: &Web, study: Option<&str>, parts: &mut Multipart<'_>) -> Outcome {
     let mut reader = BufReader::with_capacity(256 << 10, parts.part());
     let meta = match part10::read_header(&mut reader) {
         Ok(m) => m,
@@ -160,7 +160,10 @@ fn store_part(web: &Web, parts: &mut Multipart<'_>) -> Outcome {
         transfer_syntax: meta.transfer_syntax,
         source_ae: STOW_AE.into(),
     });
-    let result = incoming.and_then(|i| i.receive(reader));
+    let result = incoming.and_then(|i| match study {
+        Some(s) => i.expect_study(s).receive(reader),
+        None => i.receive(reader),
+    });
     if let Err(e) = result {
         outcome.failure = Some((reason(&e), e.to_string()));
     }
