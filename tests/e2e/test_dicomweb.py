@@ -371,6 +371,16 @@ def test_stow_then_findscu_and_retrieve(box):
     assert failed["00081197"]["Value"] == [0xA900]
     assert failed["00081155"]["Value"] == [str(other.SOPInstanceUID)]
     assert not list((srv.data / "archive").rglob(f"{other.SOPInstanceUID}.dcm*"))
+    # Bodies over dicomweb-client's chunk size go with chunked transfer encoding (1 MB by
+    # default; made small here): the guard follows the chunks to the body's end.
+    chunky = DICOMwebClient(url=f"{web.base}/dicom-web", headers={"Authorization": f"Bearer {token}"},
+                            chunk_size=4096)
+    chunked_ds = [h.fresh_ct() for _ in range(3)]
+    result = chunky.store_instances(chunked_ds)
+    assert {i.ReferencedSOPInstanceUID for i in result.ReferencedSOPSequence} == \
+        {str(d.SOPInstanceUID) for d in chunked_ds}
+    for d in chunked_ds:
+        assert stored_file(srv.data, str(d.SOPInstanceUID))
     # The same again: duplicates are stored as C-STORE stores them (identical: success).
     again = client.store_instances(datasets[:1])
     assert len(again.ReferencedSOPSequence) == 1
@@ -410,6 +420,13 @@ def test_stow_refuses_bad_bodies_and_stores_nothing_half_way(box):
     with socket.create_connection(("127.0.0.1", srv.http_port), timeout=10) as s:
         s.sendall(b"POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode() +
                   b"\r\nContent-Type: " + ct.encode() + b"\r\nContent-Length: 3000000000\r\n\r\n")
+        head = s.recv(200)
+    assert head.startswith(b"HTTP/1.1 413"), head
+    # Chunked: stopped at the chunk that would pass the cap.
+    with socket.create_connection(("127.0.0.1", srv.http_port), timeout=10) as s:
+        s.sendall(b"POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode() +
+                  b"\r\nContent-Type: " + ct.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"1000\r\n" + b"\0" * 4096 + b"\r\nC0000000\r\n")
         head = s.recv(200)
     assert head.startswith(b"HTTP/1.1 413"), head
     # Without credentials: 401; with the session but no CSRF header: 403.
