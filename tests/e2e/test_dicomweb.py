@@ -246,7 +246,7 @@ def test_retrieve_bytes_equal_to_stored(box):
 
 
 def test_metadata_frames_and_rendered(box):
-    _, web, client, token, meta, _, _ = box
+    srv, web, client, token, meta, _, _ = box
     ct = meta["CT_small.dcm"]
     st, se, sop = str(ct.StudyInstanceUID), str(ct.SeriesInstanceUID), str(ct.SOPInstanceUID)
     md = client.retrieve_instance_metadata(st, se, sop)
@@ -257,6 +257,13 @@ def test_metadata_frames_and_rendered(box):
     frames = client.retrieve_instance_frames(st, se, sop, frame_numbers=[1])
     original = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     assert frames[0] == original.PixelData
+    # A viewer's frame after frame is one audit record per study and window, not one each.
+    for _ in range(2):
+        client.retrieve_instance_frames(st, se, sop, frame_numbers=[1])
+    client.search_for_studies(search_filters={"AccessionNumber": "AUDIT-MARK"})
+    wait_for_trail(srv, ["AccessionNumber=AUDIT-MARK"])
+    trail = "".join(p.read_text() for p in (srv.data / "audit").glob("*.jsonl"))
+    assert trail.count("WADO-RS frames") == 1
     code, hdrs, body = web.get(f"/dicom-web/studies/{st}/series/{se}/instances/{sop}/rendered",
                                headers={"Authorization": f"Bearer {token}", "Accept": "image/jpeg"})
     assert code == 200 and hdrs["content-type"] == "image/jpeg" and body[:2] == b"\xff\xd8"

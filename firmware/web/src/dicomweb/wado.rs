@@ -8,7 +8,10 @@
 //! decompressed to native on request); `/rendered` and `/thumbnail` (JPEG or PNG from our
 //! own rendering). Every retrieve is audited per study, as the ZIP download is.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use dicom_core::header::{HasLength, Header};
 use dicom_core::value::{PrimitiveValue, Value as DicomValue};
@@ -78,7 +81,38 @@ fn select(
     Ok(found)
 }
 
+/// A viewer reading a study over DICOMweb asks for its metadata, then frame after frame:
+/// those are recorded once per user, address, study and kind in this window (as the page's
+/// previews and pixels are covered by its one view record); whole-instance retrievals, the
+/// DICOM files leaving the box, are recorded every time.
+const VIEWING_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+static RECENT_VIEWS: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+
+/// Whether a viewing request should be recorded (the first in its window).
+fn first_in_window(key: String) -> bool {
+    let Ok(mut guard) = RECENT_VIEWS.lock() else {
+        return true;
+    };
+    let seen = guard.get_or_insert_with(HashMap::new);
+    let now = Instant::now();
+    if seen.len() > 10_000 {
+        seen.retain(|_, t| now.duration_since(*t) < VIEWING_WINDOW);
+    }
+    match seen.get(&key) {
+        Some(t) if now.duration_since(*t) < VIEWING_WINDOW => false,
+        _ => {
+            seen.insert(key, now);
+            true
+        }
+    }
+}
+
 fn audit(web: &Web, req: &Req, caller: &Caller, study: &str, what: &str, n: usize) {
+    let viewing = what != "WADO-RS" && what != "WADO-URI";
+    if viewing && !first_in_window(format!("{}\0{}\0{study}\0{what}", caller.user, req.client)) {
+        return;
+    }
     web.audit.record(
         Event::new("study.download", &caller.user, &req.client)
             .study(study)
@@ -135,6 +169,7 @@ pub fn retrieve(web: &Web, req: &Req, caller: &Caller, rest: &[&str]) -> Answer 
         }
         (_, ["thumbnail"]) => {
             let set = select(web, study, series, sop)?;
+            audit(web, req, caller, study, "WADO-RS thumbnail", 1);
             // The middle image, as the study page's series thumbnails are.
             let pick = &set[set.len() / 2].1;
             rendered(web, &req.accept, pick, 0, 128)
