@@ -49,6 +49,8 @@ PY_REQS=(
     # PS3.15 Annex E's table as another project extracted it (dicomanonymizer's
     # dicom_anonymization_databases): test_anonymize.py checks pacsbox's output against it.
     "dicom-anonymizer==2.1.0"
+    # DICOMweb client (QIDO-RS, WADO-RS, STOW-RS) for test_dicomweb.py.
+    "dicomweb-client==0.61.2"
 )
 if ! python3 - "${PY_REQS[@]}" <<'PY' 2>/dev/null
 import sys

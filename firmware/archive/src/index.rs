@@ -149,6 +149,7 @@ impl Index {
             txn.open_multimap_table(crate::worklist::MPPS_BY_STUDY)?;
             txn.open_table(crate::commitment::COMMITMENTS)?;
             txn.open_table(crate::report::DRAFTS)?;
+            txn.open_table(crate::api_tokens::API_TOKENS)?;
             for t in [
                 SERIES_INSTANCES,
                 STUDY_SERIES,

@@ -143,6 +143,8 @@ pub struct IncomingInstance {
     sync: SyncMode,
     /// Keeps the compactor waiting while this store is in flight.
     _in_flight: crate::compact::StoreInFlight,
+    /// The Study Instance UID the data set must have (STOW-RS to `/studies/{study}`).
+    expected_study: Option<String>,
 }
 
 pub(crate) fn begin(
@@ -222,6 +224,7 @@ pub(crate) fn begin(
         zstd,
         sync: shared.config.sync,
         _in_flight: shared.quiet.store_begins(),
+        expected_study: None,
     };
     match &mut sink {
         Sink::Plain(w) => w.write_all(&header),
@@ -294,6 +297,13 @@ impl<R: BufRead> Read for Tee<'_, R> {
 }
 
 impl IncomingInstance {
+    /// Refuses the data set (as a mismatch, nothing kept) unless its Study Instance UID is
+    /// `study`.
+    pub fn expect_study(mut self, study: &str) -> IncomingInstance {
+        self.expected_study = Some(study.to_owned());
+        self
+    }
+
     /// Receives the whole data set from `data` (the network stream, or a file), proves it is
     /// complete, files and durably indexes it; blocks until its commit batch is on disk.
     pub fn receive<R: BufRead>(mut self, data: R) -> Result<StoreOutcome, StoreError> {
@@ -340,6 +350,14 @@ impl IncomingInstance {
             return Err(StoreError::Mismatch(format!(
                 "SOP Class UID in dataset ({}) differs from the C-STORE request and presentation context ({})",
                 attrs.sop_class_uid, self.req.sop_class_uid
+            )));
+        }
+        if let Some(want) = &self.expected_study
+            && attrs.study_uid.as_str() != want
+        {
+            return Err(StoreError::Mismatch(format!(
+                "Study Instance UID in dataset ({}) is not the study stored to ({want})",
+                attrs.study_uid
             )));
         }
         let rel_path = layout::instance_rel_path(

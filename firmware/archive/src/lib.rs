@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod activity;
 pub mod anonymize;
+pub mod api_tokens;
 pub mod backup;
 mod commit;
 pub mod commitment;

@@ -216,6 +216,31 @@ fn a_dataset_of_another_sop_class_than_requested_is_refused() {
     assert!(files_under(&dir.path().join("archive")).is_empty());
 }
 
+/// STOW-RS to `/studies/{study}`: an instance of another study is refused and not kept; one
+/// of that study is stored.
+#[test]
+fn a_dataset_of_another_study_than_expected_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = Archive::open(dir.path(), config()).unwrap();
+    let d = dataset("1.2.3.8", "1.2.3", b"X", 1);
+    let err = archive
+        .begin_store(request("1.2.3.8"))
+        .unwrap()
+        .expect_study("1.2.4")
+        .receive(d.as_slice())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Mismatch(_)), "{err}");
+    assert_eq!(archive.counts().unwrap().instances, 0);
+    assert!(tmp_leftovers(dir.path()).is_empty());
+    let ok = archive
+        .begin_store(request("1.2.3.8"))
+        .unwrap()
+        .expect_study("1.2.3")
+        .receive(d.as_slice())
+        .unwrap();
+    assert_eq!(ok, StoreOutcome::Stored);
+}
+
 /// A source that fails once `good` is used up: an association cut off mid data set.
 struct CutOff<'a> {
     good: &'a [u8],

@@ -87,6 +87,10 @@ pub fn event_of(action: &str, outcome: &str) -> EventKind {
         | "user.reset-password" => {
             kind(SECURITY_ALERT, Some(USER_SECURITY_ATTRIBUTES_CHANGED), 'E')
         }
+        // A token is a credential of its user (DICOMweb, issue 18).
+        "token.create" | "token.revoke" => {
+            kind(SECURITY_ALERT, Some(USER_SECURITY_ATTRIBUTES_CHANGED), 'E')
+        }
         "user.set-role" => kind(SECURITY_ALERT, Some(SECURITY_ROLES_CHANGED), 'E'),
         "peer.allow"
         | "peer.address"

@@ -174,6 +174,66 @@ impl Instance {
         render::preview(&self.obj, &f, max_dim)
     }
 
+    /// [`Instance::preview`] as a JPEG of the given quality (1-100).
+    pub fn preview_jpeg(
+        &self,
+        frame: u32,
+        max_dim: u32,
+        quality: u8,
+    ) -> Result<Vec<u8>, ImagingError> {
+        let f = decode::frame(&self.obj, frame)?;
+        render::preview_jpeg(&self.obj, &f, max_dim, quality)
+    }
+
+    /// Frame `frame` (0-based) as stored, for DICOMweb's `/frames`: the frame's bytes of a
+    /// native Pixel Data (as allocated, planar or not), or an encapsulated frame's compressed
+    /// bytes.
+    pub fn stored_frame(&self, frame: u32) -> Result<Vec<u8>, ImagingError> {
+        let a = decode::Attrs::of(&self.obj);
+        let pd = self
+            .obj
+            .get(tags::PIXEL_DATA)
+            .ok_or(ImagingError::NoPixelData)?;
+        if frame >= a.frames {
+            return Err(ImagingError::NoSuchFrame {
+                frame,
+                frames: a.frames,
+            });
+        }
+        match pd.value() {
+            dicom_core::value::Value::Primitive(p) => {
+                if !a.bits_allocated.is_multiple_of(8) {
+                    return Err(decode::unsupported(
+                        &self.obj,
+                        "frames of 1-bit Pixel Data are not byte-aligned",
+                    ));
+                }
+                let per_frame = a.rows as usize
+                    * a.cols as usize
+                    * a.samples as usize
+                    * (a.bits_allocated as usize / 8);
+                let bytes = p.to_bytes();
+                let start = frame as usize * per_frame;
+                bytes
+                    .get(start..start + per_frame)
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| {
+                        ImagingError::Corrupt(format!(
+                            "Pixel Data has {} bytes, frame {frame} needs {}",
+                            bytes.len(),
+                            start + per_frame
+                        ))
+                    })
+            }
+            dicom_core::value::Value::PixelSequence(seq) => {
+                decode::frame_bytes(seq, a.frames, frame)
+            }
+            dicom_core::value::Value::Sequence(_) => Err(ImagingError::Corrupt(
+                "Pixel Data is a sequence of items".into(),
+            )),
+        }
+    }
+
     /// Stored values of `frame` (0-based) for a viewer that windows itself.
     pub fn pixels(&self, frame: u32) -> Result<Pixels, ImagingError> {
         let f = decode::frame(&self.obj, frame)?;

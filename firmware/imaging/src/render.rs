@@ -66,11 +66,13 @@ pub(crate) fn pixels(obj: &DefaultDicomObject, f: Frame) -> Result<Pixels, Imagi
     })
 }
 
-pub(crate) fn preview(
+/// 8-bit gray or RGB samples of the frame windowed and scaled down: (samples, width, height,
+/// channels).
+fn raster(
     obj: &DefaultDicomObject,
     f: &Frame,
     max_dim: u32,
-) -> Result<Vec<u8>, ImagingError> {
+) -> Result<(Vec<u8>, usize, usize, usize), ImagingError> {
     let (w, h) = (f.cols as usize, f.rows as usize);
     let scale = if max_dim == 0 {
         1.0
@@ -92,7 +94,41 @@ pub(crate) fn preview(
         }
         (1, downscale(&mapped, w, h, 1, ow, oh))
     };
-    encode_png(&out, ow as u32, oh as u32, channels)
+    Ok((out, ow, oh, channels))
+}
+
+pub(crate) fn preview(
+    obj: &DefaultDicomObject,
+    f: &Frame,
+    max_dim: u32,
+) -> Result<Vec<u8>, ImagingError> {
+    let (out, w, h, channels) = raster(obj, f, max_dim)?;
+    encode_png(&out, w as u32, h as u32, channels)
+}
+
+/// The same picture as [`preview`] as a baseline JPEG (DICOMweb's default rendered type).
+pub(crate) fn preview_jpeg(
+    obj: &DefaultDicomObject,
+    f: &Frame,
+    max_dim: u32,
+    quality: u8,
+) -> Result<Vec<u8>, ImagingError> {
+    let (out, w, h, channels) = raster(obj, f, max_dim)?;
+    let (Ok(w), Ok(h)) = (u16::try_from(w), u16::try_from(h)) else {
+        return Err(ImagingError::Corrupt(format!(
+            "{w}x{h} is too large for JPEG"
+        )));
+    };
+    let mut jpeg = Vec::new();
+    let colour = if channels == 3 {
+        jpeg_encoder::ColorType::Rgb
+    } else {
+        jpeg_encoder::ColorType::Luma
+    };
+    jpeg_encoder::Encoder::new(&mut jpeg, quality)
+        .encode(&out, w, h, colour)
+        .map_err(|e| ImagingError::Corrupt(format!("encoding JPEG: {e}")))?;
+    Ok(jpeg)
 }
 
 /// Stored values, with bits above Bits Stored dropped and signed values sign-extended

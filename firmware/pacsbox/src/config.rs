@@ -358,6 +358,12 @@ pub struct WebSettings {
     /// Where the first admin password is read from (made by the appliance's first boot) or
     /// written to, and removed once changed; default `<data_dir>/initial-admin-password`.
     pub initial_password_file: Option<PathBuf>,
+    /// Web origins (`https://viewer.clinic.lan`) whose pages may call DICOMweb with a token
+    /// (CORS); none by default: only the box's own pages and non-browser clients.
+    pub dicomweb_cors_origins: Vec<String>,
+    /// Largest STOW-RS upload in MiB (one request; larger ones are refused with 413 before
+    /// their body is read).
+    pub dicomweb_max_upload_mb: u64,
 }
 
 impl Default for WebSettings {
@@ -368,6 +374,8 @@ impl Default for WebSettings {
             session_max_hours: web.session_max_age.as_secs() / 3600,
             workers: web.workers,
             initial_password_file: web.initial_password_file,
+            dicomweb_cors_origins: web.dicomweb_cors_origins,
+            dicomweb_max_upload_mb: web.max_upload >> 20,
         }
     }
 }
@@ -539,6 +547,8 @@ impl Config {
             workers: self.web.workers,
             initial_password_file: Some(self.initial_password_file()),
             forward_alarm_after: self.forwarding.alarm_after,
+            dicomweb_cors_origins: self.web.dicomweb_cors_origins.clone(),
+            max_upload: self.web.dicomweb_max_upload_mb.saturating_mul(1 << 20),
         }
     }
 

@@ -84,7 +84,11 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     };
     let dicom_tls = (c.dicom_tls_port != 0 && tls.is_some())
         .then(|| format!("{}:{}", c.bind, c.dicom_tls_port));
-    let http = pacsbox_web::listen(&http_addr, Default::default(), https)?.server;
+    let guard = pacsbox_web::guard::GuardConfig {
+        max_upload: c.web_config().max_upload,
+        ..Default::default()
+    };
+    let http = pacsbox_web::listen(&http_addr, guard, https)?.server;
     let dicom_accepting = Arc::new(AtomicBool::new(false));
     let source = Arc::new(status::Status {
         archive: archive.clone(),

@@ -99,6 +99,12 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
         (false, ["admin", "operations"]) => event("operations.view"),
         (true, ["logout"]) => event("web.logout"),
         (true, ["account", "password"]) => event("web.password"),
+        (true, ["account", "tokens"]) => {
+            event(&format!("token.{}", req.field("action"))).detail(match req.field("action") {
+                "create" => req.field("label").trim().to_owned(),
+                _ => crate::dicomweb::tokens::label_of(web, req.field("id")),
+            })
+        }
         // Asking "delete?" changes nothing; the confirmed post is what is recorded.
         (true, ["admin", "users"])
             if req.field("action") == "delete" && req.field("confirm") != "yes" =>

@@ -11,6 +11,11 @@
 //! is as stalled as one trickling its head), and when the connection cap is reached the
 //! longest-stalled of them is dropped to make room, so a crowd of them cannot lock staff out.
 //!
+//! Two requests may carry a large body: a STOW-RS upload (`POST /dicom-web/studies…`), with a
+//! length up to `max_upload` or chunked (followed chunk by chunk and stopped at the cap), and
+//! a media ZIP (`POST /admin/import/upload`, a length up to 5 GiB). Their bodies are passed
+//! through as they arrive, each read under the I/O timeout, never held whole.
+//!
 //! The guard is also the only part that sees the client's address: it passes it on in
 //! [`CLIENT_HEADER`] (dropping any such header the client sent) for lockouts, session lists and
 //! the audit trail.
@@ -31,6 +36,9 @@ pub struct GuardConfig {
     pub request_timeout: Duration,
     /// Longest silence while a body or a response is moving.
     pub io_timeout: Duration,
+    /// Largest STOW-RS upload (`POST /dicom-web/studies…`), streamed through rather than held;
+    /// larger ones get 413 before a byte of the body is read.
+    pub max_upload: u64,
 }
 
 impl Default for GuardConfig {
@@ -39,11 +47,14 @@ impl Default for GuardConfig {
             max_connections: 512,
             request_timeout: Duration::from_secs(15),
             io_timeout: Duration::from_secs(60),
+            max_upload: DEFAULT_MAX_UPLOAD,
         }
     }
 }
 
 const MAX_HEAD: usize = 16 << 10;
+/// 2 GiB: a large CT or MR study in one request.
+pub const DEFAULT_MAX_UPLOAD: u64 = 2 << 30;
 
 /// The request header that carries the client's IP address to the handlers.
 pub const CLIENT_HEADER: &str = "X-Pacsbox-Client";
@@ -272,7 +283,7 @@ fn forward(
             None => return reply(&mut client, "408 Request Timeout"),
         }
     };
-    let (rewritten, body_len) = match rewrite_head(&buf[..head_end]) {
+    let (rewritten, body_len) = match rewrite_head_with(&buf[..head_end], config.max_upload) {
         Ok(head) => head,
         Err(status) => return reply(&mut client, status),
     };
@@ -286,13 +297,27 @@ fn forward(
         );
     }
 
+    if body_len > MAX_BODY as u64 {
+        // An upload (STOW-RS or a media ZIP, the only bodies allowed past MAX_BODY): streamed
+        // through.
+        return forward_upload(
+            client,
+            &buf[head_end..],
+            body_len,
+            &rewritten,
+            upstream,
+            config,
+            transport,
+            id,
+            registry,
+        );
+    }
+    let body_len = body_len as usize;
     // 2. The body (small, bounded) under the same deadline, then the complete request to
-    // tiny_http. Until then the client stays evictable. A media upload (the only body larger
-    // than a form that `rewrite_head` lets through) is streamed instead, after the head.
+    // tiny_http. Until then the client stays evictable.
     let mut body = buf[head_end..].to_vec();
     body.truncate(body_len);
-    let streamed = body_len > MAX_BODY;
-    while !streamed && body.len() < body_len {
+    while body.len() < body_len {
         match read_before(&mut client, &mut chunk, left())? {
             Some(0) => return Ok(()),
             Some(n) => {
@@ -305,6 +330,20 @@ fn forward(
     if let Ok(mut reg) = registry.lock() {
         reg.sending.remove(&id);
     }
+    let mut up = connect_upstream(&client, &rewritten, upstream, config, transport)?;
+    up.write_all(&body)?;
+    respond_back(client, up, config)
+}
+
+/// Opens the loopback connection to tiny_http and sends the request head with the guard's
+/// own headers (the client's address, HTTPS).
+fn connect_upstream(
+    client: &Conn,
+    rewritten: &str,
+    upstream: SocketAddr,
+    config: &GuardConfig,
+    transport: &Transport,
+) -> std::io::Result<TcpStream> {
     let ip = client
         .tcp()
         .peer_addr()
@@ -324,25 +363,193 @@ fn forward(
     let mut up = TcpStream::connect(upstream)?;
     up.set_nodelay(true)?;
     up.write_all(head.as_bytes())?;
-    up.write_all(&body)?;
-    if streamed {
-        // Each read under the I/O timeout (a DVD's ZIP takes longer than a request deadline);
-        // tiny_http's side refuses a request without a session before reading it, and then
-        // this write fails and the connection ends.
-        let mut left = body_len - body.len();
-        let mut big = vec![0u8; 64 << 10];
+    Ok(up)
+}
+
+/// A STOW-RS body: copied to tiny_http as it arrives, each read under the I/O timeout (a
+/// 2 GB upload cannot meet the request deadline), never held whole. The client stays
+/// evictable at the connection cap until the last byte is through.
+#[allow(clippy::too_many_arguments)]
+fn forward_upload(
+    mut client: Conn,
+    already: &[u8],
+    body_len: u64,
+    rewritten: &str,
+    upstream: SocketAddr,
+    config: &GuardConfig,
+    transport: &Transport,
+    id: u64,
+    registry: &Mutex<Registry>,
+) -> std::io::Result<()> {
+    let mut up = connect_upstream(&client, rewritten, upstream, config, transport)?;
+    if body_len == CHUNKED {
+        return forward_chunked(client, already, up, config, id, registry);
+    }
+    let first = already
+        .len()
+        .min(usize::try_from(body_len).unwrap_or(usize::MAX));
+    let mut left = body_len - first as u64;
+    // When the handler answers before reading the whole body (401, 403, 415) it closes its
+    // side: the copy stops there and the client still gets that answer.
+    if up.write_all(&already[..first]).is_ok() {
+        let mut chunk = vec![0u8; 64 << 10];
         while left > 0 {
-            let want = left.min(big.len());
-            let n = client.read(&mut big[..want])?;
+            let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = client.read(&mut chunk[..want])?;
             if n == 0 {
+                // tiny_http sees the body cut short and the handler a broken multipart.
                 return Ok(());
             }
-            up.write_all(&big[..n])?;
-            left -= n;
+            if up.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+            left -= n as u64;
+        }
+    }
+    if let Ok(mut reg) = registry.lock() {
+        reg.sending.remove(&id);
+    }
+    respond_back(client, up, config)
+}
+
+/// A chunked STOW-RS body: passed through as sent while its framing is followed, to know where
+/// it ends and to stop it at the upload cap (413; what tiny_http got is then a cut-short
+/// body, which the handler stores nothing of).
+fn forward_chunked(
+    mut client: Conn,
+    already: &[u8],
+    mut up: TcpStream,
+    config: &GuardConfig,
+    id: u64,
+    registry: &Mutex<Registry>,
+) -> std::io::Result<()> {
+    let mut chunks = Chunks::new(config.max_upload);
+    let mut upstream_open = true;
+    let mut pending = already.to_vec();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let used = match chunks.feed(&pending) {
+            Ok(n) => n,
+            Err(status) => {
+                drop(up);
+                return reply(&mut client, status);
+            }
+        };
+        if upstream_open && up.write_all(&pending[..used]).is_err() {
+            // The handler answered early (see forward_upload); its answer is passed on.
+            upstream_open = false;
+        }
+        if chunks.done() || !upstream_open {
+            break;
+        }
+        let n = client.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        pending.clear();
+        pending.extend_from_slice(&buf[..n]);
+    }
+    if let Ok(mut reg) = registry.lock() {
+        reg.sending.remove(&id);
+    }
+    respond_back(client, up, config)
+}
+
+/// Follows the framing of a chunked body (RFC 9112 7.1): sizes, data, trailers.
+struct Chunks {
+    state: ChunkState,
+    line: Vec<u8>,
+    total: u64,
+    max: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    Size,
+    Data(u64),
+    DataEnd(u8),
+    Trailer,
+    Done,
+}
+
+impl Chunks {
+    fn new(max: u64) -> Chunks {
+        Chunks {
+            state: ChunkState::Size,
+            line: Vec::new(),
+            total: 0,
+            max,
         }
     }
 
-    // 3. The response back, until tiny_http closes.
+    fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Takes in `b`; returns how many of its bytes belong to the body (all, or up to its end),
+    /// or the status to answer with.
+    fn feed(&mut self, b: &[u8]) -> Result<usize, &'static str> {
+        let mut i = 0;
+        while i < b.len() && !self.done() {
+            match self.state {
+                ChunkState::Size | ChunkState::Trailer => {
+                    self.line.push(b[i]);
+                    i += 1;
+                    if self.line.len() > 4096 {
+                        return Err("400 Bad Request");
+                    }
+                    if !self.line.ends_with(b"\r\n") {
+                        continue;
+                    }
+                    let line = std::mem::take(&mut self.line);
+                    let text = &line[..line.len() - 2];
+                    if self.state == ChunkState::Trailer {
+                        if text.is_empty() {
+                            self.state = ChunkState::Done;
+                        }
+                        continue;
+                    }
+                    let hex = text.split(|&c| c == b';').next().unwrap_or(b"");
+                    let size = std::str::from_utf8(hex)
+                        .ok()
+                        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+                        .ok_or("400 Bad Request")?;
+                    self.total = self.total.saturating_add(size);
+                    if self.total > self.max {
+                        return Err("413 Content Too Large");
+                    }
+                    self.state = if size == 0 {
+                        ChunkState::Trailer
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(n) => {
+                    let take = n.min((b.len() - i) as u64);
+                    i += take as usize;
+                    self.state = if take == n {
+                        ChunkState::DataEnd(2)
+                    } else {
+                        ChunkState::Data(n - take)
+                    };
+                }
+                ChunkState::DataEnd(k) => {
+                    i += 1;
+                    self.state = if k == 1 {
+                        ChunkState::Size
+                    } else {
+                        ChunkState::DataEnd(k - 1)
+                    };
+                }
+                ChunkState::Done => {}
+            }
+        }
+        Ok(i)
+    }
+}
+
+/// 3. The response back, until tiny_http closes.
+fn respond_back(mut client: Conn, mut up: TcpStream, config: &GuardConfig) -> std::io::Result<()> {
     up.set_read_timeout(Some(config.io_timeout))?;
     client.tcp().set_write_timeout(Some(config.io_timeout))?;
     let mut big = vec![0u8; 64 << 10];
@@ -432,21 +639,38 @@ fn read_before(
     }
 }
 
-/// The body a request may have: a form's, or a media upload's (see [`crate::server::UPLOAD_PATH`]).
-fn max_body(request_line: &str) -> usize {
-    let mut words = request_line.split(' ');
-    match (words.next(), words.next()) {
-        (Some("POST"), Some(UPLOAD_PATH)) => MAX_UPLOAD,
-        _ => MAX_BODY,
-    }
-}
-
 /// A complete request head (`head` ends with its blank line) checked and rewritten for
 /// tiny_http: `Ok((head, body length))`, or `Err(status)` to answer instead. A client's own
 /// [`CLIENT_HEADER`] is dropped: only the guard says where a request came from. Public for the
 /// fuzz target in tests/fuzz.
 #[doc(hidden)]
 pub fn rewrite_head(head: &[u8]) -> Result<(String, usize), &'static str> {
+    match rewrite_head_with(head, DEFAULT_MAX_UPLOAD)? {
+        (_, CHUNKED) => Err("411 Length Required"),
+        (h, n) => Ok((h, usize::try_from(n).map_err(|_| "413 Content Too Large")?)),
+    }
+}
+
+/// The body length [`rewrite_head_with`] gives a chunked STOW-RS upload.
+const CHUNKED: u64 = u64::MAX;
+
+/// Whether a request line is a STOW-RS upload, the one request whose body may be large.
+fn is_upload(request_line: &str) -> bool {
+    let mut words = request_line.split(' ');
+    words.next() == Some("POST")
+        && words.next().is_some_and(|target| {
+            target == "/dicom-web/studies" || target.starts_with("/dicom-web/studies/")
+        })
+}
+
+/// Whether a request line is the import page's media ZIP upload ([`UPLOAD_PATH`]).
+fn is_media_upload(request_line: &str) -> bool {
+    let mut words = request_line.split(' ');
+    words.next() == Some("POST") && words.next() == Some(UPLOAD_PATH)
+}
+
+/// [`rewrite_head`] with the STOW-RS upload cap.
+fn rewrite_head_with(head: &[u8], max_upload: u64) -> Result<(String, u64), &'static str> {
     let head = String::from_utf8_lossy(head).into_owned();
     let mut lines = head.split("\r\n").filter(|l| !l.is_empty());
     let Some(request_line) = lines.next() else {
@@ -454,14 +678,20 @@ pub fn rewrite_head(head: &[u8]) -> Result<(String, usize), &'static str> {
     };
     let mut rewritten = format!("{request_line}\r\n");
     let mut body_len = None;
+    let mut chunked = false;
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             return Err("400 Bad Request");
         };
         let name = name.trim();
         if name.eq_ignore_ascii_case("transfer-encoding") {
-            // Only small forms are ever posted; they come with a length.
-            return Err("411 Length Required");
+            // Forms are small and come with a length; a STOW-RS upload may be chunked
+            // (dicomweb-client sends bodies over 1 MB so), and the guard counts its chunks.
+            if !is_upload(request_line) || !value.trim().eq_ignore_ascii_case("chunked") || chunked
+            {
+                return Err("411 Length Required");
+            }
+            chunked = true;
         }
         if name.eq_ignore_ascii_case("content-length") {
             // tiny_http reads the first length, so a second one could make it wait for a body
@@ -486,8 +716,23 @@ pub fn rewrite_head(head: &[u8]) -> Result<(String, usize), &'static str> {
         rewritten.push_str(line);
         rewritten.push_str("\r\n");
     }
-    let body_len = body_len.unwrap_or(0);
-    if body_len > max_body(request_line) {
+    if chunked {
+        // With both, which one frames the body is what request smuggling plays on.
+        if body_len.is_some() {
+            return Err("400 Bad Request");
+        }
+        rewritten.push_str("Connection: close\r\n\r\n");
+        return Ok((rewritten, CHUNKED));
+    }
+    let body_len: u64 = body_len.unwrap_or(0);
+    let cap = if is_upload(request_line) {
+        max_upload
+    } else if is_media_upload(request_line) {
+        MAX_UPLOAD as u64
+    } else {
+        MAX_BODY as u64
+    };
+    if body_len > cap {
         return Err("413 Content Too Large");
     }
     rewritten.push_str("Connection: close\r\n\r\n");
@@ -496,30 +741,6 @@ pub fn rewrite_head(head: &[u8]) -> Result<(String, usize), &'static str> {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn only_the_media_upload_may_be_larger_than_a_form() {
-        let head = |line: &str| format!("{line}\r\nContent-Length: 1000000000\r\n\r\n");
-        let (_, n) = rewrite_head(head("POST /admin/import/upload HTTP/1.1").as_bytes()).unwrap();
-        assert_eq!(n, 1_000_000_000);
-        for other in [
-            "POST /admin/import HTTP/1.1",
-            "POST /admin/import/upload/x HTTP/1.1",
-            "PUT /admin/import/upload HTTP/1.1",
-            "POST /login HTTP/1.1",
-        ] {
-            assert_eq!(
-                rewrite_head(head(other).as_bytes()),
-                Err("413 Content Too Large")
-            );
-        }
-        let over = format!(
-            "POST /admin/import/upload HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
-            MAX_UPLOAD + 1
-        );
-        assert_eq!(rewrite_head(over.as_bytes()), Err("413 Content Too Large"));
-    }
-
     use super::*;
 
     /// Found by tests/fuzz (http_head): with two lengths the guard forwarded as many body bytes
@@ -537,6 +758,63 @@ mod tests {
             rewritten,
             "POST /login HTTP/1.1\r\nContent-Length: 29\r\nConnection: close\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn only_the_uploads_may_be_larger_than_a_form() {
+        let head = |line: &str| format!("{line}\r\nContent-Length: 1000000000\r\n\r\n");
+        for upload in [
+            "POST /admin/import/upload HTTP/1.1",
+            "POST /dicom-web/studies HTTP/1.1",
+        ] {
+            let (_, n) = rewrite_head(head(upload).as_bytes()).unwrap();
+            assert_eq!(n, 1_000_000_000);
+        }
+        for other in [
+            "POST /admin/import HTTP/1.1",
+            "POST /admin/import/upload/x HTTP/1.1",
+            "PUT /admin/import/upload HTTP/1.1",
+            "POST /login HTTP/1.1",
+        ] {
+            assert_eq!(
+                rewrite_head(head(other).as_bytes()),
+                Err("413 Content Too Large")
+            );
+        }
+        let over = format!(
+            "POST /admin/import/upload HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_UPLOAD + 1
+        );
+        assert_eq!(rewrite_head(over.as_bytes()), Err("413 Content Too Large"));
+        // The media upload has a length: it is not chunked.
+        let chunked = b"POST /admin/import/upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(rewrite_head_with(chunked, 10), Err("411 Length Required"));
+    }
+
+    /// A chunked STOW-RS upload is followed to its end and stopped at the cap; elsewhere
+    /// chunked bodies stay refused, and a body framed twice is refused.
+    #[test]
+    fn chunked_uploads_are_followed_and_capped() {
+        let body = b"5;ext=1\r\nhello\r\n0\r\nX-Trailer: a\r\n\r\nEXTRA";
+        for step in [1, 3, body.len()] {
+            let mut c = Chunks::new(100);
+            let mut used = 0;
+            for piece in body.chunks(step) {
+                used += c.feed(piece).unwrap();
+            }
+            assert!(c.done());
+            assert_eq!(used, body.len() - b"EXTRA".len());
+        }
+        assert_eq!(Chunks::new(4).feed(body), Err("413 Content Too Large"));
+        assert_eq!(Chunks::new(100).feed(b"zz\r\n"), Err("400 Bad Request"));
+        let up = b"POST /dicom-web/studies HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(rewrite_head_with(up, 10).unwrap().1, CHUNKED);
+        assert_eq!(rewrite_head(up), Err("411 Length Required"));
+        let form = b"POST /login HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(rewrite_head_with(form, 10), Err("411 Length Required"));
+        let both = b"POST /dicom-web/studies HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\
+                     Content-Length: 5\r\n\r\n";
+        assert_eq!(rewrite_head_with(both, 10), Err("400 Bad Request"));
     }
 
     /// Only the guard may say where a request came from: a client's own claim is dropped.

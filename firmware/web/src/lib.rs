@@ -15,6 +15,7 @@ pub mod audit;
 pub mod auth;
 pub mod certificate;
 mod conflicts;
+mod dicomweb;
 mod edit;
 pub mod guard;
 mod header;
@@ -50,6 +51,10 @@ pub struct WebConfig {
     pub initial_password_file: Option<PathBuf>,
     /// Failed attempts after which a forwarding job counts as failing (`[forwarding]`).
     pub forward_alarm_after: u32,
+    /// Origins allowed to call DICOMweb from their pages (CORS), exactly as browsers send them.
+    pub dicomweb_cors_origins: Vec<String>,
+    /// Largest STOW-RS request body (the guard refuses larger ones with 413).
+    pub max_upload: u64,
 }
 
 impl Default for WebConfig {
@@ -60,6 +65,8 @@ impl Default for WebConfig {
             workers: 4,
             initial_password_file: None,
             forward_alarm_after: pacsbox_archive::forward::DEFAULT_ALARM_AFTER,
+            dicomweb_cors_origins: Vec::new(),
+            max_upload: guard::DEFAULT_MAX_UPLOAD,
         }
     }
 }

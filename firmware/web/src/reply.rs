@@ -20,6 +20,14 @@ pub struct Req {
     /// The browser says another site made this request (`Origin` names another host, or
     /// `Sec-Fetch-Site: cross-site`): no form may be posted that way.
     pub cross_site: bool,
+    /// For DICOMweb: the query string as sent (its keys may repeat), and the headers its
+    /// clients speak in.
+    pub raw_query: String,
+    pub authorization: String,
+    pub accept: String,
+    pub origin: String,
+    pub content_type: String,
+    pub csrf_header: String,
 }
 
 impl Req {

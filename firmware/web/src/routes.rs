@@ -72,6 +72,8 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("GET", "/worklist.json"),
     ("GET", "/study/{uid}/report"),
     ("POST", "/study/{uid}/report"),
+    ("GET", "/account/tokens"),
+    ("POST", "/account/tokens"),
 ];
 
 pub fn route(web: &Web, req: &Req) -> Reply {
@@ -83,6 +85,10 @@ pub fn route(web: &Web, req: &Req) -> Reply {
 
 fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
     let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    // DICOMweb has its own gates (tokens, 401 challenges, CORS): `dicomweb/mod.rs`.
+    if crate::dicomweb::is_dicomweb(&segs) {
+        return Ok(crate::dicomweb::route(web, req, &segs));
+    }
     let get = req.method == "GET" || req.method == "HEAD";
     let post = req.method == "POST";
     if !get && !post {
@@ -178,6 +184,8 @@ fn answer(
         }
         (false, ["account", "password"]) => pages::password_form(&session, "", ""),
         (true, ["account", "password"]) => pages::password_post(web, token, &session, req),
+        (false, ["account", "tokens"]) => crate::dicomweb::tokens::page(web, &session, "", "", ""),
+        (true, ["account", "tokens"]) => crate::dicomweb::tokens::post(web, &session, req),
         (false, ["admin", "users"]) => {
             admin(&session)?;
             pages::users_page(web, &session, "", "")

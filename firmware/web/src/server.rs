@@ -93,7 +93,8 @@ fn dispatch(req: Request, web: &Arc<Web>, limits: &Arc<Limits>) {
         upload(req, parsed, web, limits);
         return;
     }
-    if req.body_length().is_some_and(|n| n > MAX_BODY) {
+    let stow = crate::dicomweb::is_upload(&parsed);
+    if !stow && req.body_length().is_some_and(|n| n > MAX_BODY) {
         send(req, Reply::text(413, "request body too large"), limits);
         return;
     }
@@ -101,6 +102,22 @@ fn dispatch(req: Request, web: &Arc<Web>, limits: &Arc<Limits>) {
         send(req, Reply::text(503, "busy, try again"), limits);
         return;
     };
+    if stow {
+        // STOW-RS: the body streams into the archive part by part, never held whole.
+        let (web, limits) = (web.clone(), limits.clone());
+        let spawned = std::thread::Builder::new()
+            .name("http-stow".into())
+            .spawn(move || {
+                let _slot = slot;
+                let mut req = req;
+                let reply = crate::dicomweb::stow(&web, &parsed, req.as_reader());
+                send(req, reply, &limits);
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a thread for an upload");
+        }
+        return;
+    }
     let (web, limits) = (web.clone(), limits.clone());
     let spawned = std::thread::Builder::new()
         .name("http-form".into())
@@ -178,6 +195,12 @@ fn head(req: &Request) -> Req {
             &header("Origin"),
             &header("Sec-Fetch-Site"),
         ),
+        raw_query: query.to_owned(),
+        authorization: header("Authorization"),
+        accept: header("Accept"),
+        origin: header("Origin"),
+        content_type: header("Content-Type"),
+        csrf_header: header("X-CSRF-Token"),
     }
 }
 
@@ -205,8 +228,15 @@ fn send(req: Request, reply: Reply, limits: &Arc<Limits>) {
 }
 
 fn respond(req: Request, reply: Reply) {
+    // A multipart answer names its boundary in its own Content-Type.
+    let own_type = reply
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("Content-Type"));
     let mut headers = vec![
-        Header::from_bytes("Content-Type", reply.content_type).ok(),
+        (!own_type)
+            .then(|| Header::from_bytes("Content-Type", reply.content_type).ok())
+            .flatten(),
         Header::from_bytes("X-Content-Type-Options", "nosniff").ok(),
         Header::from_bytes("X-Frame-Options", "DENY").ok(),
         Header::from_bytes("Referrer-Policy", "same-origin").ok(),

@@ -1297,6 +1297,7 @@ fn at_the_connection_cap_the_longest_stalled_client_makes_room() {
         max_connections: 8,
         request_timeout: Duration::from_secs(2),
         io_timeout: Duration::from_secs(10),
+        ..Default::default()
     });
     let mut stalled: Vec<TcpStream> = (0..8)
         .map(|_| {
@@ -1523,6 +1524,7 @@ fn clients_trickling_a_form_body_are_dropped_like_those_trickling_a_head() {
         max_connections: 8,
         request_timeout: Duration::from_secs(2),
         io_timeout: Duration::from_secs(30),
+        ..Default::default()
     });
     // The cap is full of clients that sent a login head announcing 16000 bytes and then one.
     let mut slow: Vec<TcpStream> = (0..8)
@@ -2050,4 +2052,57 @@ fn send_to_queues_a_study_and_admins_retry_and_cancel_it() {
     assert!(enqueued.iter().any(|r| r.outcome == "failed: HTTP 400"));
     let cancelled = audit_records(&s, &by_action("forward.cancel"), 1);
     assert_eq!(cancelled[0].detail, "HOSPITAL study", "{cancelled:#?}");
+}
+
+/// DICOMweb's CORS: only an origin the admin listed gets a preflight answer and
+/// `Access-Control-Allow-Origin`, and even it cannot ride on a user's session cookie; the
+/// page's own (same-origin) requests need no CORS and may use the session.
+#[test]
+fn dicomweb_cors_only_for_listed_origins_and_never_with_the_cookie() {
+    let s = start_configured(
+        Default::default(),
+        WebConfig {
+            dicomweb_cors_origins: vec!["https://viewer.example".into()],
+            ..WebConfig::default()
+        },
+    );
+    let cookie = admin_session(&s);
+    let ask = |method: &str, origin: &str| {
+        request(
+            s.port,
+            format!(
+                "{method} /dicom-web/studies HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: {origin}\r\n\
+                 Cookie: {cookie}\r\nConnection: close\r\n\r\n",
+                s.port
+            )
+            .as_bytes(),
+        )
+    };
+    let pre = ask("OPTIONS", "https://viewer.example");
+    assert_eq!(pre.status, 204, "{}", pre.text());
+    assert_eq!(
+        pre.header("access-control-allow-origin").as_deref(),
+        Some("https://viewer.example")
+    );
+    assert!(
+        pre.header("access-control-allow-headers")
+            .is_some_and(|h| h.contains("Authorization"))
+    );
+    let other = ask("OPTIONS", "https://evil.example");
+    assert_eq!(other.status, 403);
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    // Cross-origin with only the cookie: a token is needed, from any origin.
+    let listed = ask("GET", "https://viewer.example");
+    assert_eq!(listed.status, 401, "{}", listed.text());
+    assert!(listed.header("www-authenticate").is_some());
+    assert_eq!(ask("GET", "https://evil.example").status, 403);
+    // Same origin: the session is enough.
+    let own = ask("GET", &format!("http://127.0.0.1:{}", s.port));
+    assert_eq!(own.status, 200, "{}", own.text());
+    assert_eq!(
+        own.header("content-type").as_deref(),
+        Some("application/dicom+json")
+    );
+    let studies: serde_json::Value = serde_json::from_slice(&own.body).unwrap();
+    assert!(studies.as_array().is_some_and(|a| a.len() > 60));
 }

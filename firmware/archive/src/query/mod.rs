@@ -23,7 +23,7 @@ mod page;
 mod retrieve;
 
 pub use matching::value_matches;
-pub use model::{Attr, Level, Matcher, Query, QueryError, Row};
+pub use model::{ATTRIBUTE_TAGS, Attr, Level, Matcher, Query, QueryError, Row};
 pub use page::StudyPage;
 
 #[cfg(test)]

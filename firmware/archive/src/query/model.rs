@@ -285,6 +285,46 @@ impl Row {
     }
 }
 
+/// The attributes the index answers, with their tags and VRs: C-FIND identifiers and QIDO-RS
+/// parameters and answers map to them through this one table.
+pub const ATTRIBUTE_TAGS: &[(crate::scan::Tag, &[u8; 2], Attr)] = &[
+    ((0x0008, 0x0016), b"UI", Attr::SopClassUid),
+    ((0x0008, 0x0018), b"UI", Attr::SopInstanceUid),
+    ((0x0008, 0x0020), b"DA", Attr::StudyDate),
+    ((0x0008, 0x0030), b"TM", Attr::StudyTime),
+    ((0x0008, 0x0050), b"SH", Attr::AccessionNumber),
+    ((0x0008, 0x0060), b"CS", Attr::Modality),
+    ((0x0008, 0x0061), b"CS", Attr::ModalitiesInStudy),
+    ((0x0008, 0x0062), b"UI", Attr::SopClassesInStudy),
+    ((0x0008, 0x0090), b"PN", Attr::ReferringPhysicianName),
+    ((0x0008, 0x1030), b"LO", Attr::StudyDescription),
+    ((0x0008, 0x103E), b"LO", Attr::SeriesDescription),
+    ((0x0010, 0x0010), b"PN", Attr::PatientName),
+    ((0x0010, 0x0020), b"LO", Attr::PatientId),
+    ((0x0010, 0x0030), b"DA", Attr::PatientBirthDate),
+    ((0x0010, 0x0040), b"CS", Attr::PatientSex),
+    ((0x0018, 0x0015), b"CS", Attr::BodyPartExamined),
+    ((0x0020, 0x000D), b"UI", Attr::StudyInstanceUid),
+    ((0x0020, 0x000E), b"UI", Attr::SeriesInstanceUid),
+    ((0x0020, 0x0010), b"SH", Attr::StudyId),
+    ((0x0020, 0x0011), b"IS", Attr::SeriesNumber),
+    ((0x0020, 0x0013), b"IS", Attr::InstanceNumber),
+    ((0x0020, 0x1200), b"IS", Attr::NumberOfPatientRelatedStudies),
+    ((0x0020, 0x1202), b"IS", Attr::NumberOfPatientRelatedSeries),
+    (
+        (0x0020, 0x1204),
+        b"IS",
+        Attr::NumberOfPatientRelatedInstances,
+    ),
+    ((0x0020, 0x1206), b"IS", Attr::NumberOfStudyRelatedSeries),
+    ((0x0020, 0x1208), b"IS", Attr::NumberOfStudyRelatedInstances),
+    (
+        (0x0020, 0x1209),
+        b"IS",
+        Attr::NumberOfSeriesRelatedInstances,
+    ),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

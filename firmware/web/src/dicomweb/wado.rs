@@ -1,0 +1,788 @@
+//! WADO-RS (PS3.18 10.4) and WADO-URI (PS3.18 9): stored instances as
+//! `multipart/related; type="application/dicom"` — as stored (`transfer-syntax=*` or the
+//! stored syntax asked for) or decompressed to Explicit VR Little Endian (the default when
+//! the client names no syntax, as PS3.18 8.7.3.5 says, and what C-MOVE transcodes to), 406
+//! when no syntax asked for can be delivered —, written part by part from a thread into a
+//! pipe; `/metadata` as DICOM JSON with bulk data (Pixel Data and binary values over 1 KiB)
+//! as `BulkDataURI`s served under `/bulk/{tag}`; `/frames/{n,…}` (stored bytes, or
+//! decompressed to native on request); `/rendered` and `/thumbnail` (JPEG or PNG from our
+//! own rendering). Every retrieve is audited per study, as the ZIP download is.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dicom_core::header::{HasLength, Header};
+use dicom_core::value::{PrimitiveValue, Value as DicomValue};
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::DefaultDicomObject;
+use dicom_object::file::ReadPreamble;
+use dicom_object::mem::InMemDicomObject;
+use pacsbox_archive::InstanceRecord;
+use pacsbox_archive::part10::{MetaInfo, encode_header};
+use pacsbox_audit::Event;
+use pacsbox_imaging::{ImagingError, Instance, can_decompress, decompress_to_native};
+use serde_json::{Map, Value, json};
+
+use super::{Caller, error, json as dj, patient_of_study};
+use crate::Web;
+use crate::auth::random_token;
+use crate::reply::{Reply, Req, check_uid};
+
+const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+const EXPLICIT_BE: &str = "1.2.840.10008.1.2.2";
+/// Binary values longer than this go out as a `BulkDataURI`, not inline.
+const INLINE_BINARY_MAX: usize = 1024;
+
+type Answer = Result<Reply, Reply>;
+
+fn not_found() -> Reply {
+    error(404, "no such study, series or instance")
+}
+
+fn internal(e: impl std::fmt::Display) -> Reply {
+    tracing::error!(error = %e, "DICOMweb retrieve failed");
+    error(500, e.to_string())
+}
+
+fn uid(s: &str) -> Result<&str, Reply> {
+    check_uid(s).map_err(|e| error(400, e.to_string()))
+}
+
+/// The instances a path names, in series and instance order; 404 when there are none.
+fn select(
+    web: &Web,
+    study: &str,
+    series: Option<&str>,
+    sop: Option<&str>,
+) -> Result<Vec<(String, InstanceRecord)>, Reply> {
+    let index = web.archive.index();
+    let found: Vec<(String, InstanceRecord)> = match (series, sop) {
+        (_, Some(sop)) => index
+            .instance(sop)
+            .map_err(internal)?
+            .filter(|r| r.study_uid == study && series.is_none_or(|s| r.series_uid == s))
+            .map(|r| vec![(sop.to_owned(), r)])
+            .unwrap_or_default(),
+        (Some(series), None) => index
+            .instances_of(series)
+            .map_err(internal)?
+            .into_iter()
+            .filter(|(_, r)| r.study_uid == study)
+            .collect(),
+        (None, None) => web.archive.study_instances(study).map_err(internal)?,
+    };
+    if found.is_empty() {
+        return Err(not_found());
+    }
+    Ok(found)
+}
+
+/// A viewer reading a study over DICOMweb asks for its metadata, then frame after frame:
+/// those are recorded once per user, address, study and kind in this window (as the page's
+/// previews and pixels are covered by its one view record); whole-instance retrievals, the
+/// DICOM files leaving the box, are recorded every time.
+const VIEWING_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+static RECENT_VIEWS: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+
+/// Whether a viewing request should be recorded (the first in its window).
+fn first_in_window(key: String) -> bool {
+    let Ok(mut guard) = RECENT_VIEWS.lock() else {
+        return true;
+    };
+    let seen = guard.get_or_insert_with(HashMap::new);
+    let now = Instant::now();
+    if seen.len() > 10_000 {
+        seen.retain(|_, t| now.duration_since(*t) < VIEWING_WINDOW);
+    }
+    match seen.get(&key) {
+        Some(t) if now.duration_since(*t) < VIEWING_WINDOW => false,
+        _ => {
+            seen.insert(key, now);
+            true
+        }
+    }
+}
+
+fn audit(web: &Web, req: &Req, caller: &Caller, study: &str, what: &str, n: usize) {
+    let viewing = what != "WADO-RS" && what != "WADO-URI";
+    if viewing && !first_in_window(format!("{}\0{}\0{study}\0{what}", caller.user, req.client)) {
+        return;
+    }
+    web.audit.record(
+        Event::new("study.download", &caller.user, &req.client)
+            .study(study)
+            .patient(patient_of_study(web, study))
+            .detail(format!("{what}: {n} instance(s)"))
+            .outcome("ok"),
+    );
+}
+
+pub fn retrieve(web: &Web, req: &Req, caller: &Caller, rest: &[&str]) -> Answer {
+    let (study, rest) = match rest {
+        ["studies", st, rest @ ..] => (uid(st)?, rest),
+        _ => return Err(error(404, "not a DICOMweb resource")),
+    };
+    let (series, rest) = match rest {
+        ["series", se, rest @ ..] => (Some(uid(se)?), rest),
+        _ => (None, rest),
+    };
+    let (sop, rest) = match (series, rest) {
+        (Some(_), ["instances", i, rest @ ..]) => (Some(uid(i)?), rest),
+        _ => (None, rest),
+    };
+    match (sop, rest) {
+        (_, []) => {
+            let set = select(web, study, series, sop)?;
+            audit(web, req, caller, study, "WADO-RS", set.len());
+            dicom_multipart(web, &req.accept, set)
+        }
+        (_, ["metadata"]) => {
+            let set = select(web, study, series, sop)?;
+            audit(web, req, caller, study, "WADO-RS metadata", set.len());
+            metadata(web, set)
+        }
+        (Some(sop), ["frames", list]) => {
+            let set = select(web, study, series, Some(sop))?;
+            audit(web, req, caller, study, "WADO-RS frames", 1);
+            frames(web, &req.accept, &set[0], list)
+        }
+        (Some(sop), ["bulk", tag]) => {
+            let set = select(web, study, series, Some(sop))?;
+            audit(web, req, caller, study, "WADO-RS bulk data", 1);
+            bulk(web, &set[0], tag)
+        }
+        (Some(sop), ["rendered"]) | (Some(sop), ["frames", _, "rendered"]) => {
+            let frame = match rest {
+                ["frames", n, _] => frame_number(n)?,
+                _ => 0,
+            };
+            let set = select(web, study, series, Some(sop))?;
+            audit(web, req, caller, study, "WADO-RS rendered", 1);
+            let max = req.param("viewport").split(',').next().unwrap_or("");
+            let max = max.parse().unwrap_or(0u32).min(4096);
+            rendered(web, &req.accept, &set[0].1, frame, max)
+        }
+        (_, ["thumbnail"]) => {
+            let set = select(web, study, series, sop)?;
+            audit(web, req, caller, study, "WADO-RS thumbnail", 1);
+            // The middle image, as the study page's series thumbnails are.
+            let pick = &set[set.len() / 2].1;
+            rendered(web, &req.accept, pick, 0, 128)
+        }
+        _ => Err(error(404, "not a DICOMweb resource")),
+    }
+}
+
+/// One media range of an Accept header: its type and parameters (lower-case names,
+/// unquoted values).
+struct MediaRange {
+    media: String,
+    params: Vec<(String, String)>,
+}
+
+impl MediaRange {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn media_ranges(accept: &str) -> Vec<MediaRange> {
+    // Split on commas outside quotes.
+    let mut parts = Vec::new();
+    let (mut cur, mut quoted) = (String::new(), false);
+    for c in accept.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            ',' if !quoted => parts.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    parts
+        .iter()
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let mut it = p.split(';');
+            let media = it.next().unwrap_or("").trim().to_ascii_lowercase();
+            let params = it
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| {
+                    (
+                        k.trim().to_ascii_lowercase(),
+                        v.trim().trim_matches('"').to_owned(),
+                    )
+                })
+                .collect();
+            MediaRange { media, params }
+        })
+        .collect()
+}
+
+/// The transfer syntaxes a client accepts for parts of type `part`, in its order: `None` for
+/// "as stored" (`*`).
+fn wanted_syntaxes(accept: &str, part: &str) -> Vec<Option<String>> {
+    let ranges = media_ranges(accept);
+    if ranges.is_empty() {
+        return vec![Some(EXPLICIT_LE.to_owned())];
+    }
+    let mut out = Vec::new();
+    for r in ranges {
+        let fits = match r.media.as_str() {
+            "*/*" | "multipart/*" => true,
+            "multipart/related" => r.param("type").is_none_or(|t| {
+                t == "*/*"
+                    || t.eq_ignore_ascii_case(part)
+                    || t.strip_suffix("/*").is_some_and(|top| {
+                        part.split('/')
+                            .next()
+                            .is_some_and(|p| p.eq_ignore_ascii_case(top))
+                    })
+            }),
+            _ => false,
+        };
+        if !fits {
+            continue;
+        }
+        out.push(match r.param("transfer-syntax") {
+            Some("*") => None,
+            Some(ts) => Some(ts.to_owned()),
+            None if part == "application/dicom" => Some(EXPLICIT_LE.to_owned()),
+            // Frames default to the stored syntax when it is native, else explicit LE.
+            None => None,
+        });
+    }
+    out
+}
+
+fn is_native(ts: &str) -> bool {
+    matches!(ts, IMPLICIT_LE | EXPLICIT_LE | EXPLICIT_BE)
+}
+
+/// Whether an instance stored in `stored` can be sent in `want`.
+fn deliverable(stored: &str, want: &Option<String>) -> bool {
+    match want {
+        None => true,
+        Some(w) if w == stored => true,
+        Some(w) => is_native(w) && (is_native(stored) || can_decompress(stored)),
+    }
+}
+
+fn not_acceptable(accept: &str) -> Reply {
+    error(
+        406,
+        format!(
+            "cannot answer {accept:?}: this box sends multipart/related with the stored \
+             transfer syntax (transfer-syntax=*) or Explicit VR Little Endian"
+        ),
+    )
+}
+
+fn boundary() -> Result<String, Reply> {
+    Ok(format!("pacsbox-{}", random_token(16).map_err(internal)?))
+}
+
+/// Runs `write` on a thread into a pipe the reply reads.
+fn spawn_stream(
+    name: &str,
+    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()> + Send + 'static,
+) -> Result<Box<dyn Read + Send>, Reply> {
+    let (reader, writer) = std::io::pipe().map_err(internal)?;
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let mut out = std::io::BufWriter::with_capacity(256 << 10, writer);
+            let r = write(&mut out).and_then(|_| Ok(out.flush()?));
+            if let Err(e) = r {
+                // Without the closing boundary the client knows the answer is cut short.
+                tracing::warn!(error = %e, "DICOMweb answer ended early");
+            }
+        })
+        .map_err(internal)?;
+    Ok(Box::new(reader))
+}
+
+fn dicom_multipart(web: &Web, accept: &str, set: Vec<(String, InstanceRecord)>) -> Answer {
+    let want = wanted_syntaxes(accept, "application/dicom")
+        .into_iter()
+        .find(|w| set.iter().all(|(_, r)| deliverable(&r.transfer_syntax, w)))
+        .ok_or_else(|| not_acceptable(accept))?;
+    let b = boundary()?;
+    let archive = web.archive.clone();
+    let b2 = b.clone();
+    let body = spawn_stream("wado-rs", move |out| {
+        for (sop, rec) in &set {
+            let ts = want.clone().unwrap_or_else(|| rec.transfer_syntax.clone());
+            write!(
+                out,
+                "--{b2}\r\nContent-Type: application/dicom; transfer-syntax={ts}\r\n\r\n"
+            )?;
+            if ts == rec.transfer_syntax {
+                std::io::copy(&mut archive.open_part10(rec)?, out)?;
+            } else {
+                let data = decompress_to_native(archive.open_part10(rec)?, &ts)
+                    .map_err(|e| anyhow::anyhow!("{sop}: {e}"))?;
+                out.write_all(&encode_header(&MetaInfo {
+                    sop_class_uid: rec.sop_class_uid.clone(),
+                    sop_instance_uid: sop.clone(),
+                    transfer_syntax: ts.clone(),
+                    source_ae: rec.source_ae.clone(),
+                })?)?;
+                out.write_all(&data)?;
+            }
+            out.write_all(b"\r\n")?;
+        }
+        write!(out, "--{b2}--\r\n")?;
+        Ok(())
+    })?;
+    Ok(Reply::stream("multipart/related", body).header(
+        "Content-Type",
+        format!("multipart/related; type=\"application/dicom\"; boundary={b}"),
+    ))
+}
+
+fn frame_number(s: &str) -> Result<u32, Reply> {
+    match s.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n - 1),
+        _ => Err(error(400, format!("not a frame number: {s:?}"))),
+    }
+}
+
+fn read_instance(web: &Web, rec: &InstanceRecord) -> Result<Instance, Reply> {
+    let file = web.archive.open_part10(rec).map_err(internal)?;
+    Instance::read(file).map_err(imaging_error)
+}
+
+fn imaging_error(e: ImagingError) -> Reply {
+    match e {
+        ImagingError::NoSuchFrame { .. } => error(404, e.to_string()),
+        ImagingError::NoPixelData => error(404, e.to_string()),
+        ImagingError::Unsupported { .. } => error(406, e.to_string()),
+        ImagingError::Corrupt(_) => error(422, e.to_string()),
+        ImagingError::Io(_) => internal(e),
+    }
+}
+
+/// `/frames/1,2,3`: each frame one part, as stored (native frames are native; an
+/// encapsulated frame is its compressed bytes, typed by its syntax), or decompressed to
+/// Explicit VR Little Endian when that is all the client takes.
+fn frames(web: &Web, accept: &str, inst: &(String, InstanceRecord), list: &str) -> Answer {
+    let numbers = list
+        .split(',')
+        .map(|n| frame_number(n.trim()))
+        .collect::<Result<Vec<u32>, Reply>>()?;
+    if numbers.is_empty() || numbers.len() > 4096 {
+        return Err(error(400, "name between 1 and 4096 frames"));
+    }
+    let stored = inst.1.transfer_syntax.clone();
+    let wants = wanted_syntaxes(accept, "application/octet-stream");
+    let mut pick = None;
+    for w in &wants {
+        match w.as_deref() {
+            None => pick = Some(stored.clone()),
+            Some(t) if t == stored => pick = Some(stored.clone()),
+            Some(t) if is_native(t) && is_native(&stored) => pick = Some(stored.clone()),
+            Some(t) if is_native(t) && can_decompress(&stored) => pick = Some(EXPLICIT_LE.into()),
+            _ => continue,
+        }
+        break;
+    }
+    // Image types (`image/jls`, `image/jpeg`…) for an encapsulated frame: as stored too.
+    if pick.is_none()
+        && media_ranges(accept).iter().any(|r| {
+            r.media == "multipart/related"
+                && r.param("type").is_some_and(|t| t.starts_with("image/"))
+        })
+        && !is_native(&stored)
+    {
+        pick = Some(stored.clone());
+    }
+    let ts = pick.ok_or_else(|| not_acceptable(accept))?;
+    let instance = if ts == stored {
+        read_instance(web, &inst.1)?
+    } else {
+        let file = web.archive.open_part10(&inst.1).map_err(internal)?;
+        let data = decompress_to_native(file, EXPLICIT_LE).map_err(imaging_error)?;
+        let mut whole = encode_header(&MetaInfo {
+            sop_class_uid: inst.1.sop_class_uid.clone(),
+            sop_instance_uid: inst.0.clone(),
+            transfer_syntax: EXPLICIT_LE.into(),
+            source_ae: inst.1.source_ae.clone(),
+        })
+        .map_err(internal)?;
+        whole.extend_from_slice(&data);
+        Instance::read(&whole[..]).map_err(imaging_error)?
+    };
+    let mut parts = Vec::new();
+    for n in numbers {
+        parts.push(instance.stored_frame(n).map_err(imaging_error)?);
+    }
+    let part_type = if is_native(&ts) {
+        "application/octet-stream".to_owned()
+    } else {
+        format!("application/octet-stream; transfer-syntax={ts}")
+    };
+    let b = boundary()?;
+    let mut body = Vec::new();
+    for p in parts {
+        body.extend_from_slice(format!("--{b}\r\nContent-Type: {part_type}\r\n\r\n").as_bytes());
+        body.extend_from_slice(&p);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+    Ok(Reply::bytes(200, "multipart/related", body).header(
+        "Content-Type",
+        format!("multipart/related; type=\"application/octet-stream\"; boundary={b}"),
+    ))
+}
+
+/// JPEG unless the client prefers PNG (`image/png` in Accept, or `?contentType=`).
+fn rendered(web: &Web, accept: &str, rec: &InstanceRecord, frame: u32, max: u32) -> Answer {
+    let ranges = media_ranges(accept);
+    let png = ranges
+        .iter()
+        .position(|r| r.media == "image/png")
+        .is_some_and(|p| {
+            ranges
+                .iter()
+                .position(|r| r.media == "image/jpeg")
+                .is_none_or(|j| p < j)
+        });
+    if !ranges.is_empty()
+        && !ranges.iter().any(|r| {
+            matches!(
+                r.media.as_str(),
+                "image/png" | "image/jpeg" | "image/*" | "*/*"
+            )
+        })
+    {
+        return Err(error(406, "rendered images are image/jpeg or image/png"));
+    }
+    let inst = read_instance(web, rec)?;
+    let (ctype, bytes) = if png {
+        (
+            "image/png",
+            inst.preview(frame, max).map_err(imaging_error)?,
+        )
+    } else {
+        (
+            "image/jpeg",
+            inst.preview_jpeg(frame, max, 90).map_err(imaging_error)?,
+        )
+    };
+    Ok(Reply::bytes(200, ctype, bytes))
+}
+
+/// WADO-URI: `/wado?requestType=WADO&studyUID=…&seriesUID=…&objectUID=…&contentType=…`.
+pub fn wado_uri(web: &Web, req: &Req, caller: &Caller) -> Answer {
+    if req.param("requestType") != "WADO" {
+        return Err(error(400, "requestType must be WADO"));
+    }
+    let (study, series, sop) = (
+        uid(req.param("studyUID"))?,
+        uid(req.param("seriesUID"))?,
+        uid(req.param("objectUID"))?,
+    );
+    let set = select(web, study, Some(series), Some(sop))?;
+    let rec = &set[0].1;
+    audit(web, req, caller, study, "WADO-URI", 1);
+    let content_type = match req.param("contentType") {
+        "" => "image/jpeg",
+        c => c.split(',').next().unwrap_or("").trim(),
+    };
+    match content_type {
+        "application/dicom" => {
+            let want = match req.param("transferSyntax") {
+                "" => None,
+                ts => Some(ts.to_owned()),
+            };
+            if !deliverable(&rec.transfer_syntax, &want) {
+                return Err(not_acceptable(&format!(
+                    "transferSyntax={}",
+                    req.param("transferSyntax")
+                )));
+            }
+            let body: Box<dyn Read + Send> = match want {
+                Some(ts) if ts != rec.transfer_syntax => {
+                    let data =
+                        decompress_to_native(web.archive.open_part10(rec).map_err(internal)?, &ts)
+                            .map_err(imaging_error)?;
+                    let mut whole = encode_header(&MetaInfo {
+                        sop_class_uid: rec.sop_class_uid.clone(),
+                        sop_instance_uid: sop.to_owned(),
+                        transfer_syntax: ts,
+                        source_ae: rec.source_ae.clone(),
+                    })
+                    .map_err(internal)?;
+                    whole.extend_from_slice(&data);
+                    Box::new(std::io::Cursor::new(whole))
+                }
+                _ => web.archive.open_part10(rec).map_err(internal)?,
+            };
+            Ok(Reply::stream("application/dicom", body))
+        }
+        "image/jpeg" | "image/png" => {
+            let frame = match req.param("frameNumber") {
+                "" => 0,
+                n => frame_number(n)?,
+            };
+            let max = req.param("rows").parse().unwrap_or(0u32).min(4096);
+            rendered(web, content_type, rec, frame, max)
+        }
+        other => Err(error(406, format!("contentType {other:?} is not offered"))),
+    }
+}
+
+/// `/metadata`: a JSON array, one object per instance, read up to its Pixel Data (which,
+/// like long binary values, becomes a `BulkDataURI`).
+fn metadata(web: &Web, set: Vec<(String, InstanceRecord)>) -> Answer {
+    let archive = web.archive.clone();
+    let body = spawn_stream("wado-metadata", move |out| {
+        out.write_all(b"[")?;
+        for (i, (sop, rec)) in set.iter().enumerate() {
+            let file = archive.open_part10(rec)?;
+            let obj = dicom_object::OpenFileOptions::new()
+                .read_preamble(ReadPreamble::Auto)
+                .read_until(tags::PIXEL_DATA)
+                .from_reader(file)
+                .map_err(|e| anyhow::anyhow!("{sop}: {e}"))?;
+            let base = format!(
+                "/dicom-web/studies/{}/series/{}/instances/{sop}",
+                rec.study_uid, rec.series_uid
+            );
+            let mut json = dataset_json(&obj, &base);
+            // Text as this box decoded it (its charset decoder knows ISO 2022 Korean), in the
+            // UTF-8 that JSON is.
+            json.insert(
+                "00080005".into(),
+                json!({"vr": "CS", "Value": ["ISO_IR 192"]}),
+            );
+            if !rec.patient_name.is_empty() {
+                json.insert("00100010".into(), dj::attribute(b"PN", &rec.patient_name));
+            }
+            if obj.get(tags::ROWS).is_some() {
+                json.insert(
+                    "7FE00010".into(),
+                    json!({"vr": if is_native(&rec.transfer_syntax) { "OW" } else { "OB" },
+                           "BulkDataURI": format!("{base}/bulk/7FE00010")}),
+                );
+            }
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut *out, &Value::Object(json))?;
+        }
+        out.write_all(b"]")?;
+        Ok(())
+    })?;
+    Ok(Reply::stream("application/dicom+json", body))
+}
+
+fn dataset_json(obj: &InMemDicomObject, base: &str) -> Map<String, Value> {
+    let mut map = Map::new();
+    for e in obj.iter() {
+        let tag = e.tag();
+        if tag.group() == 0x0002 || tag == tags::PIXEL_DATA {
+            continue;
+        }
+        let key = dj::key((tag.group(), tag.element()));
+        let vr = e.vr();
+        let vr_s = vr.to_string();
+        let mut o = Map::new();
+        o.insert("vr".into(), Value::String(vr_s.to_owned()));
+        match e.value() {
+            DicomValue::Sequence(seq) => {
+                let items: Vec<Value> = seq
+                    .items()
+                    .iter()
+                    .map(|item| Value::Object(dataset_json(item, base)))
+                    .collect();
+                if !items.is_empty() {
+                    o.insert("Value".into(), Value::Array(items));
+                }
+            }
+            DicomValue::PixelSequence(_) => {
+                o.insert(
+                    "BulkDataURI".into(),
+                    Value::String(format!("{base}/bulk/{key}")),
+                );
+            }
+            DicomValue::Primitive(p) => primitive(&mut o, vr, p, &format!("{base}/bulk/{key}")),
+        }
+        map.insert(key, Value::Object(o));
+    }
+    map
+}
+
+fn primitive(o: &mut Map<String, Value>, vr: VR, p: &PrimitiveValue, bulk: &str) {
+    if p.is_empty() {
+        return;
+    }
+    let values: Vec<Value> = match vr {
+        VR::OB | VR::OD | VR::OF | VR::OL | VR::OV | VR::OW | VR::UN => {
+            let bytes = p.to_bytes();
+            if bytes.len() > INLINE_BINARY_MAX {
+                o.insert("BulkDataURI".into(), Value::String(bulk.to_owned()));
+            } else {
+                o.insert("InlineBinary".into(), Value::String(base64(&bytes)));
+            }
+            return;
+        }
+        VR::PN => p
+            .to_multi_str()
+            .iter()
+            .map(|s| dj::person_name(s.trim()))
+            .collect(),
+        VR::IS | VR::SL | VR::SS | VR::UL | VR::US | VR::SV | VR::UV => {
+            match p.to_multi_int::<i64>() {
+                Ok(v) => v.into_iter().map(|n| json!(n)).collect(),
+                Err(_) => strings(p),
+            }
+        }
+        VR::DS | VR::FL | VR::FD => match p.to_multi_float64() {
+            Ok(v) => v
+                .into_iter()
+                .map(|n| if n.is_finite() { json!(n) } else { Value::Null })
+                .collect(),
+            Err(_) => strings(p),
+        },
+        VR::AT => match p {
+            PrimitiveValue::Tags(t) => t
+                .iter()
+                .map(|t: &Tag| Value::String(dj::key((t.group(), t.element()))))
+                .collect(),
+            _ => strings(p),
+        },
+        _ => strings(p),
+    };
+    if !values.is_empty() {
+        o.insert("Value".into(), Value::Array(values));
+    }
+}
+
+fn strings(p: &PrimitiveValue) -> Vec<Value> {
+    p.to_multi_str()
+        .iter()
+        .map(|s| {
+            let s = s.trim_matches(|c: char| c == '\0' || c == ' ');
+            if s.is_empty() {
+                Value::Null
+            } else {
+                Value::String(s.to_owned())
+            }
+        })
+        .collect()
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
+            if i <= c.len() {
+                out.push(char::from(A[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `/bulk/{tag}`: a top-level binary value (Pixel Data: the whole value, native bytes or
+/// the fragments one after another) as one `application/octet-stream` part.
+fn bulk(web: &Web, inst: &(String, InstanceRecord), tag: &str) -> Answer {
+    let parsed = (tag.len() == 8)
+        .then(|| {
+            Some(Tag(
+                u16::from_str_radix(&tag[..4], 16).ok()?,
+                u16::from_str_radix(&tag[4..], 16).ok()?,
+            ))
+        })
+        .flatten()
+        .ok_or_else(|| error(400, format!("not a tag: {tag:?}")))?;
+    let file = web.archive.open_part10(&inst.1).map_err(internal)?;
+    let obj: DefaultDicomObject = dicom_object::OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Auto)
+        .from_reader(file)
+        .map_err(|e| error(422, format!("{}: {e}", inst.0)))?;
+    let e = obj.get(parsed).ok_or_else(not_found)?;
+    let bytes: Vec<u8> = match e.value() {
+        DicomValue::Primitive(p) => p.to_bytes().into_owned(),
+        DicomValue::PixelSequence(s) => s.fragments().concat(),
+        DicomValue::Sequence(_) => return Err(error(400, "a sequence is not bulk data")),
+    };
+    let b = boundary()?;
+    let mut body = format!("--{b}\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
+    body.extend_from_slice(&bytes);
+    body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+    Ok(Reply::bytes(200, "multipart/related", body).header(
+        "Content-Type",
+        format!("multipart/related; type=\"application/octet-stream\"; boundary={b}"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_headers() {
+        assert_eq!(
+            wanted_syntaxes(
+                "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+                "application/dicom"
+            ),
+            [None]
+        );
+        assert_eq!(
+            wanted_syntaxes("", "application/dicom"),
+            [Some(EXPLICIT_LE.to_owned())]
+        );
+        assert_eq!(
+            wanted_syntaxes(
+                "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.50, multipart/related; type=\"application/dicom\"",
+                "application/dicom"
+            ),
+            [
+                Some("1.2.840.10008.1.2.4.50".to_owned()),
+                Some(EXPLICIT_LE.to_owned())
+            ]
+        );
+        assert!(wanted_syntaxes("application/json", "application/dicom").is_empty());
+        assert_eq!(
+            wanted_syntaxes(
+                "multipart/related; type=\"*/*\"",
+                "application/octet-stream"
+            ),
+            [None]
+        );
+        assert!(deliverable("1.2.840.10008.1.2", &Some(EXPLICIT_LE.into())));
+        assert!(!deliverable(
+            EXPLICIT_LE,
+            &Some("1.2.840.10008.1.2.4.50".into())
+        ));
+    }
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+}
