@@ -248,3 +248,36 @@ def wait_closed(sock: socket.socket, timeout: float = 10.0) -> list[Pdu]:
         if pdu is None:
             return pdus
         pdus.append(pdu)
+
+
+def find_responses(sock, cx: int) -> tuple[int, int]:
+    """Reads C-FIND responses on a raw association: (pending count, final status)."""
+    pendings, command = 0, b""
+    while True:
+        pdu = read_pdu(sock, timeout=30)
+        assert pdu is not None and pdu.pdu_type == 0x04, f"expected P-DATA, got {pdu}"
+        pos = 0
+        while pos < len(pdu.body):
+            length, ctx, mch = int.from_bytes(pdu.body[pos : pos + 4], "big"), pdu.body[pos + 4], pdu.body[pos + 5]
+            assert ctx == cx
+            if mch & 1:
+                command += pdu.body[pos + 6 : pos + 4 + length]
+                if mch & 2:
+                    st = command_status(command)
+                    command = b""
+                    if st in (0xFF00, 0xFF01):
+                        pendings += 1
+                    else:
+                        return pendings, st
+            pos += 4 + length
+
+
+def find(sock, cx: int, sop_class: str, identifier: bytes, msg_id: int, cancel: bool) -> tuple[int, int]:
+    """A C-FIND-RQ and its identifier, with `cancel` a C-CANCEL-RQ right behind them in the same
+    write (so it is on the wire before the first match): (pending count, final status)."""
+    wire = p_data_tf(cx, command_set(sop_class, 0x0020, msg_id))
+    wire += p_data_tf(cx, identifier, command=False)
+    if cancel:
+        wire += p_data_tf(cx, command_set("", 0x0FFF, msg_id, responded_to=True, data_set=False, priority=False))
+    sock.sendall(wire)
+    return find_responses(sock, cx)

@@ -451,30 +451,6 @@ def test_findscu_missing_unique_key_fails(arc, tmp_path):
 MANY = 800
 
 
-def _raw_find_responses(sock, cx: int) -> tuple[int, int]:
-    """Reads C-FIND responses on a raw association: (pending count, final status)."""
-    import dul_raw as raw
-
-    pendings, command = 0, b""
-    while True:
-        pdu = raw.read_pdu(sock, timeout=30)
-        assert pdu is not None and pdu.pdu_type == 0x04, f"expected P-DATA, got {pdu}"
-        pos = 0
-        while pos < len(pdu.body):
-            length, ctx, mch = int.from_bytes(pdu.body[pos : pos + 4], "big"), pdu.body[pos + 4], pdu.body[pos + 5]
-            assert ctx == cx
-            if mch & 1:
-                command += pdu.body[pos + 6 : pos + 4 + length]
-                if mch & 2:
-                    st = raw.command_status(command)
-                    command = b""
-                    if st in h.STATUS_PENDING:
-                        pendings += 1
-                    else:
-                        return pendings, st
-            pos += 4 + length
-
-
 @pytest.mark.timeout(180)
 def test_c_cancel_stops_the_query(server):
     """C-CANCEL-RQ sent right behind the C-FIND-RQ (raw PDUs, so it is on the wire before the
@@ -500,14 +476,7 @@ def test_c_cancel_stops_the_query(server):
         assert ac is not None and ac.pdu_type == 0x02, f"association not accepted: {ac}"
 
         def find(msg_id: int, cancel: bool) -> tuple[int, int]:
-            wire = raw.p_data_tf(cx, raw.command_set(h.STUDY_ROOT_FIND, 0x0020, msg_id))
-            wire += raw.p_data_tf(cx, ident.getvalue(), command=False)
-            if cancel:
-                wire += raw.p_data_tf(
-                    cx, raw.command_set("", 0x0FFF, msg_id, responded_to=True, data_set=False, priority=False)
-                )
-            s.sendall(wire)
-            return _raw_find_responses(s, cx)
+            return raw.find(s, cx, h.STUDY_ROOT_FIND, ident.getvalue(), msg_id, cancel)
 
         # sanity: without the cancel the query returns every instance
         assert find(6, cancel=False) == (MANY, 0x0000)

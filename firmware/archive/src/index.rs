@@ -165,6 +165,7 @@ impl Index {
         }
         txn.commit()?;
         index.upgrade_name_keys()?;
+        index.upgrade_exam_keys()?;
         Ok(index)
     }
 
@@ -407,7 +408,8 @@ impl Index {
         self.patients_by_key(PATIENT_BY_ROMANISED, pattern)
     }
 
-    fn patients_by_key(
+    /// The values of `table` (search key → value) under the keys `pattern` matches.
+    pub(crate) fn patients_by_key(
         &self,
         table: MultimapTableDefinition<&str, &str>,
         pattern: &str,

@@ -14,6 +14,8 @@
 //! MPPS and of its exam happens in one transaction, checked first, so a refused request changes
 //! nothing.
 
+use std::ops::ControlFlow;
+
 use redb::{MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +28,21 @@ pub(crate) const EXAM_BY_DATE: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("exam_by_date");
 /// Study Instance UID → accession number.
 pub(crate) const EXAM_BY_STUDY: TableDefinition<&str, &str> = TableDefinition::new("exam_by_study");
+/// Patient ID → accession numbers.
+pub(crate) const EXAM_BY_PATIENT: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("exam_by_patient");
+/// Person-name search key of each component group (`pacsbox_charset::person_name_search_keys`,
+/// as `PATIENT_BY_NAME` keys images) → accession numbers.
+pub(crate) const EXAM_BY_NAME: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("exam_by_name");
+/// Modality → accession numbers.
+pub(crate) const EXAM_BY_MODALITY: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("exam_by_modality");
+/// Scheduled Station AE ("" for any station) → accession numbers.
+pub(crate) const EXAM_BY_STATION: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("exam_by_station");
+/// `META` key: the `SEARCH_KEY_VERSION` the exam indexes above were built with.
+const EXAM_KEY_VERSION: &str = "exam_key_version";
 /// Counters: the day and sequence of the last generated accession number.
 pub(crate) const EXAM_META: TableDefinition<&str, u64> = TableDefinition::new("exam_meta");
 /// MPPS SOP Instance UID → [`Mpps`].
@@ -239,7 +256,208 @@ fn validate(n: &NewExam) -> WResult<()> {
     Ok(())
 }
 
+/// What a worklist query can take its candidates from; `None`: not given (or not a value the
+/// indexes answer, such as a wildcard ID).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExamKeys {
+    pub accession: Option<String>,
+    pub patient_id: Option<String>,
+    /// A person-name pattern (`*`, `?`) of one component group.
+    pub name: Option<String>,
+    /// Scheduled dates `YYYYMMDD`, inclusive; an empty bound is open.
+    pub dates: Option<(String, String)>,
+    pub modality: Option<String>,
+    /// An exam for any station is every station's.
+    pub station: Option<String>,
+}
+
+/// Files an exam under the secondary keys of [`ExamKeys`], in the caller's transaction. None
+/// of them changes after registration, so nothing is ever removed.
+fn index_exam(txn: &redb::WriteTransaction, e: &Exam) -> Result<()> {
+    let acc = e.accession.as_str();
+    txn.open_multimap_table(EXAM_BY_PATIENT)?
+        .insert(e.patient_id.as_str(), acc)?;
+    let mut by_name = txn.open_multimap_table(EXAM_BY_NAME)?;
+    for key in pacsbox_charset::person_name_search_keys(&e.patient_name) {
+        by_name.insert(key.as_str(), acc)?;
+    }
+    txn.open_multimap_table(EXAM_BY_MODALITY)?
+        .insert(e.modality.as_str(), acc)?;
+    txn.open_multimap_table(EXAM_BY_STATION)?
+        .insert(e.station_ae.as_str(), acc)?;
+    Ok(())
+}
+
+/// The values of `key` in a multimap, unless there are more than `cap`.
+fn capped(
+    t: &redb::ReadOnlyMultimapTable<&str, &str>,
+    key: &str,
+    out: &mut Vec<String>,
+    cap: usize,
+) -> Result<bool> {
+    for v in t.get(key)? {
+        if out.len() >= cap {
+            return Ok(false);
+        }
+        out.push(v?.value().to_owned());
+    }
+    Ok(true)
+}
+
 impl Index {
+    /// (Re)builds the exam indexes of [`ExamKeys`] from the exams when they were built with
+    /// another person-name key version, or not at all (a data folder from before them): a
+    /// query taking its candidates from an index would otherwise miss those exams.
+    pub(crate) fn upgrade_exam_keys(&self) -> Result<()> {
+        let want = pacsbox_charset::SEARCH_KEY_VERSION;
+        let stored = {
+            let txn = self.read()?;
+            match txn.open_table(crate::index::META) {
+                Ok(t) => t.get(EXAM_KEY_VERSION)?.map(|v| v.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if stored == Some(want) {
+            return Ok(());
+        }
+        let txn = self.begin_write()?;
+        let mut exams = 0u64;
+        for t in [
+            EXAM_BY_PATIENT,
+            EXAM_BY_NAME,
+            EXAM_BY_MODALITY,
+            EXAM_BY_STATION,
+        ] {
+            txn.delete_multimap_table(t)?;
+            txn.open_multimap_table(t)?;
+        }
+        {
+            let table = txn.open_table(EXAMS)?;
+            for r in table.iter()? {
+                let e: Exam = dec(r?.1.value())?;
+                index_exam(&txn, &e)?;
+                exams += 1;
+            }
+            txn.open_table(crate::index::META)?
+                .insert(EXAM_KEY_VERSION, want)?;
+        }
+        txn.commit()?;
+        if exams > 0 {
+            tracing::info!(exams, version = want, "exam search indexes built");
+        }
+        Ok(())
+    }
+
+    /// The exams that can match `keys`, handed to `emit` until it returns `Break`. Candidates
+    /// come from the most selective index the keys allow (each tried with the best count so far
+    /// as its cap, so a broad key costs no more than the narrow one found first); the caller
+    /// still matches every key. No usable key: every exam. In index order (a day's exams by
+    /// accession number, which the generator assigns in registration order).
+    pub fn exams_matching(
+        &self,
+        keys: &ExamKeys,
+        mut emit: impl FnMut(Exam) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let candidates = self.exam_candidates(keys)?;
+        let txn = self.read()?;
+        let exams = txn.open_table(EXAMS)?;
+        let mut visit = |v: &[u8]| -> Result<ControlFlow<()>> { Ok(emit(dec(v)?)) };
+        match candidates {
+            Some(accs) => {
+                for a in accs {
+                    if let Some(v) = exams.get(a.as_str())?
+                        && visit(v.value())?.is_break()
+                    {
+                        break;
+                    }
+                }
+            }
+            None => {
+                for r in exams.iter()? {
+                    if visit(r?.1.value())?.is_break() {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Accession numbers from the narrowest index `keys` name; `None`: no key is indexed.
+    fn exam_candidates(&self, keys: &ExamKeys) -> Result<Option<Vec<String>>> {
+        if let Some(a) = &keys.accession {
+            return Ok(Some(vec![a.clone()]));
+        }
+        let txn = self.read()?;
+        let mut best: Option<Vec<String>> = None;
+        let cap = |best: &Option<Vec<String>>| best.as_ref().map_or(usize::MAX, Vec::len);
+        let consider = |found: Option<Vec<String>>, best: &mut Option<Vec<String>>| {
+            if let Some(f) = found
+                && f.len() < cap(best)
+            {
+                *best = Some(f);
+            }
+        };
+        if let Some(id) = &keys.patient_id {
+            let mut v = Vec::new();
+            capped(
+                &txn.open_multimap_table(EXAM_BY_PATIENT)?,
+                id,
+                &mut v,
+                usize::MAX,
+            )?;
+            consider(Some(v), &mut best);
+        }
+        if let Some((lo, hi)) = &keys.dates {
+            let c = cap(&best);
+            let t = txn.open_multimap_table(EXAM_BY_DATE)?;
+            let hi = if hi.is_empty() {
+                "99999999"
+            } else {
+                hi.as_str()
+            };
+            let mut v = Vec::new();
+            let mut whole = true;
+            if lo.as_str() <= hi {
+                'days: for r in t.range(lo.as_str()..=hi)? {
+                    for a in r?.1 {
+                        if v.len() >= c {
+                            whole = false;
+                            break 'days;
+                        }
+                        v.push(a?.value().to_owned());
+                    }
+                }
+            }
+            consider(whole.then_some(v), &mut best);
+        }
+        if let Some(name) = &keys.name
+            && !name.contains('=')
+        {
+            let v = self.patients_by_key(EXAM_BY_NAME, name)?;
+            consider(Some(v), &mut best);
+        }
+        if let Some(m) = &keys.modality {
+            let mut v = Vec::new();
+            let whole = capped(
+                &txn.open_multimap_table(EXAM_BY_MODALITY)?,
+                m,
+                &mut v,
+                cap(&best),
+            )?;
+            consider(whole.then_some(v), &mut best);
+        }
+        if let Some(s) = &keys.station {
+            let t = txn.open_multimap_table(EXAM_BY_STATION)?;
+            let mut v = Vec::new();
+            let c = cap(&best);
+            let whole = capped(&t, s, &mut v, c)? && capped(&t, "", &mut v, c)?;
+            consider(whole.then_some(v), &mut best);
+        }
+        Ok(best)
+    }
+
     /// Registers an exam: validated, an accession number generated when none is given (unique:
     /// `A` + date + a sequence), a Study Instance UID assigned, state scheduled.
     pub fn schedule_exam(&self, n: &NewExam, now_unix: i64) -> WResult<Exam> {
@@ -325,6 +543,7 @@ impl Index {
                 .map_err(index_err)?
                 .insert(exam.study_uid.as_str(), accession.as_str())
                 .map_err(index_err)?;
+            index_exam(&txn, &exam)?;
             exam
         };
         txn.commit().map_err(index_err)?;
@@ -654,6 +873,118 @@ mod tests {
         assert_eq!(
             idx.exam_of_study(&a.study_uid).unwrap().unwrap().accession,
             a.accession
+        );
+    }
+
+    fn matching(idx: &Index, keys: &ExamKeys) -> Vec<String> {
+        let mut out = Vec::new();
+        idx.exams_matching(keys, |e| {
+            out.push(e.accession);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn candidates_come_from_the_indexes_and_old_folders_get_them_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        {
+            let idx = Index::open(&path).unwrap();
+            for (i, (name, modality, station, date)) in [
+                ("Hong^Gildong=洪^吉洞=홍^길동", "CR", "", "20261205"),
+                ("Park^Jisung", "US", "US1", "20261205"),
+                ("Park^Minji", "CR", "CR1", "20261206"),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let mut n = new_exam(date);
+                n.patient_id = format!("P{i}");
+                n.patient_name = name.into();
+                n.modality = modality.into();
+                n.station_ae = station.into();
+                n.accession = format!("ACC{i}");
+                idx.schedule_exam(&n, 1).unwrap();
+            }
+            // As a data folder from before the exam indexes: none of them, no version.
+            let txn = idx.begin_write().unwrap();
+            for t in [
+                EXAM_BY_PATIENT,
+                EXAM_BY_NAME,
+                EXAM_BY_MODALITY,
+                EXAM_BY_STATION,
+            ] {
+                txn.delete_multimap_table(t).unwrap();
+            }
+            txn.open_table(crate::index::META)
+                .unwrap()
+                .remove(EXAM_KEY_VERSION)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let idx = Index::open(&path).unwrap();
+        let keys = |f: fn(&mut ExamKeys)| {
+            let mut k = ExamKeys::default();
+            f(&mut k);
+            k
+        };
+        assert_eq!(
+            matching(&idx, &keys(|k| k.patient_id = Some("P1".into()))),
+            ["ACC1"]
+        );
+        assert_eq!(
+            matching(&idx, &keys(|k| k.name = Some("park*".into()))),
+            ["ACC1", "ACC2"]
+        );
+        assert_eq!(
+            matching(&idx, &keys(|k| k.name = Some("홍*".into()))),
+            ["ACC0"]
+        );
+        assert_eq!(
+            matching(&idx, &keys(|k| k.modality = Some("CR".into()))),
+            ["ACC0", "ACC2"]
+        );
+        // any-station exams are every station's
+        assert_eq!(
+            matching(&idx, &keys(|k| k.station = Some("CR1".into()))),
+            ["ACC0", "ACC2"]
+        );
+        assert_eq!(
+            matching(
+                &idx,
+                &keys(|k| k.dates = Some(("20261206".into(), String::new())))
+            ),
+            ["ACC2"]
+        );
+        assert!(
+            matching(
+                &idx,
+                &keys(|k| k.dates = Some(("20261207".into(), "20261201".into())))
+            )
+            .is_empty()
+        );
+        // the narrowest key picks the candidates; the others are the caller's to match
+        assert_eq!(
+            matching(
+                &idx,
+                &keys(|k| {
+                    k.patient_id = Some("P2".into());
+                    k.modality = Some("CR".into());
+                })
+            ),
+            ["ACC2"]
+        );
+        assert_eq!(matching(&idx, &ExamKeys::default()).len(), 3);
+        // a new exam is indexed in its own transaction
+        let mut n = new_exam("20261207");
+        n.patient_id = "P1".into();
+        idx.schedule_exam(&n, 2).unwrap();
+        assert_eq!(
+            matching(&idx, &keys(|k| k.patient_id = Some("P1".into()))).len(),
+            2
         );
     }
 

@@ -21,6 +21,7 @@ pub mod fuzzing;
 pub mod identifier;
 mod mpps;
 mod mwl;
+mod pendings;
 pub mod retrieve;
 mod scu;
 pub mod server;

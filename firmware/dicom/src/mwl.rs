@@ -8,20 +8,25 @@
 //! comes back (IHE RAD TF-2 4.5 return keys), empty when unknown; an empty Scheduled Procedure
 //! Step Sequence is universal and gets the whole step. Names go out in the request's character
 //! set when it can carry them (ISO 2022 IR 149 for Korean), else UTF-8 (ISO_IR 192). Only
-//! exams still scheduled are items. Matching runs on a blocking thread; a day's worklist is a
-//! few hundred items at most, so the matches are collected and then sent as pendings.
+//! exams still scheduled are items. Scheduled Procedure Step Start Date and Time that are both
+//! ranges are one date-time range (PS3.4 C.2.2.2.5). The candidates come from the archive's
+//! narrowest exam index the keys allow (date, patient ID, name, accession, modality, station);
+//! matching runs on a blocking thread and the items stream as pendings, C-CANCEL watched
+//! between batches (`pendings.rs`, shared with C-FIND).
 
 use std::borrow::Cow;
+use std::ops::ControlFlow;
 
 use pacsbox_archive::deid::dataset::{self as ds, Elem, Enc, Value};
 use pacsbox_archive::query::{Attr, Matcher, value_matches};
 use pacsbox_archive::transfer_syntax::DatasetEncoding;
-use pacsbox_archive::worklist::{Exam, ExamState};
+use pacsbox_archive::worklist::{Exam, ExamKeys, ExamState};
 use pacsbox_charset::{SpecificCharacterSet, TextVr, encode_iso2022_ir149};
 
-use crate::association::{AssocError, Association, encode_message};
+use crate::association::{AssocError, Association};
 use crate::context::ServiceContext;
 use crate::dimse::{Command, Status, respond};
+use crate::pendings::{self, Streamed};
 
 const SPECIFIC_CHARACTER_SET: u32 = 0x0008_0005;
 const SPS_SEQUENCE: u32 = 0x0040_0100;
@@ -242,9 +247,71 @@ impl WorklistRequest {
         }
     }
 
+    /// The keys the archive can take candidates from: single values (no wildcard) of the IDs,
+    /// modality and station, the name pattern, the date bounds. The rest is only matched.
+    fn exam_keys(&self) -> ExamKeys {
+        let single = |k: Option<&Key>, attr: Attr| match k.map(|k| Matcher::parse(attr, &k.text)) {
+            Some(Matcher::Single(v)) => Some(v),
+            _ => None,
+        };
+        let top = |tag: u32| self.keys.iter().find(|k| k.tag == tag && k.item.is_none());
+        let step = |tag: u32| {
+            self.step_keys()
+                .and_then(|ks| ks.iter().find(|k| k.tag == tag && k.item.is_none()))
+        };
+        let name = match top(0x0010_0010).map(|k| Matcher::parse(Attr::PatientName, &k.text)) {
+            Some(Matcher::Single(v) | Matcher::Wildcard(v)) => Some(v),
+            _ => None,
+        };
+        let (lo, hi) = self.date_bounds();
+        ExamKeys {
+            accession: single(top(0x0008_0050), Attr::AccessionNumber),
+            patient_id: single(top(0x0010_0020), Attr::PatientId),
+            name,
+            dates: (!lo.is_empty() || !hi.is_empty()).then_some((lo, hi)),
+            modality: single(step(0x0008_0060), Attr::Modality),
+            station: single(step(STATION_AE), Attr::Modality),
+        }
+    }
+
+    /// PS3.4 C.2.2.2.5: when Scheduled Procedure Step Start Date and Time are both ranges they
+    /// are one range of date-times (`YYYYMMDDHHMMSS` bounds, empty: open), so `20261201-20261202`
+    /// with `1700-0800` is the night from the 1st at 17:00 to the 2nd at 08:00.
+    fn datetime_range(&self) -> Option<(String, String)> {
+        let ks = self.step_keys()?;
+        let get = |tag: u32, attr: Attr| {
+            ks.iter()
+                .find(|k| k.tag == tag && k.item.is_none())
+                .map(|k| Matcher::parse(attr, &k.text))
+        };
+        let (Some(Matcher::Range(dlo, dhi)), Some(Matcher::Range(tlo, thi))) = (
+            get(SPS_START_DATE, Attr::StudyDate),
+            get(SPS_START_TIME, Attr::StudyTime),
+        ) else {
+            return None;
+        };
+        let lo = match dlo.as_str() {
+            "" => String::new(),
+            d => format!("{d}{}", time6(&tlo)),
+        };
+        let hi = match (dhi.as_str(), thi.as_str()) {
+            ("", _) => String::new(),
+            (d, "") => format!("{d}999999"),
+            (d, t) => format!("{d}{}", time6(t)),
+        };
+        Some((lo, hi))
+    }
+
     pub(crate) fn matches(&self, e: &Exam) -> bool {
         if e.state != ExamState::Scheduled {
             return false;
+        }
+        let combined = self.datetime_range();
+        if let Some((lo, hi)) = &combined {
+            let at = format!("{}{}", e.date, time6(&e.time));
+            if e.date.is_empty() || (!lo.is_empty() && at < *lo) || (!hi.is_empty() && at > *hi) {
+                return false;
+            }
         }
         let top = self
             .keys
@@ -258,7 +325,10 @@ impl WorklistRequest {
             }
         }
         for k in self.step_keys().unwrap_or_default() {
-            if k.text.is_empty() || k.item.is_some() {
+            if k.text.is_empty()
+                || k.item.is_some()
+                || (combined.is_some() && [SPS_START_DATE, SPS_START_TIME].contains(&k.tag))
+            {
                 continue;
             }
             // An exam for any station is every station's.
@@ -484,50 +554,52 @@ pub async fn serve(
     let Some(enc) = enc_of(&ts) else {
         return respond(assoc, ctx, req, Status::DATASET_MISMATCH, "deflate").await;
     };
-    let archive = service.archive.clone();
-    let (lo, hi) = request.date_bounds();
-    let found = tokio::task::spawn_blocking(move || archive.index().exams_between(&lo, &hi))
-        .await
-        .map_err(|e| AssocError::Malformed(format!("worklist task failed: {e}")))?;
     let keys = describe(&request);
-    let exams = match found {
-        Ok(x) => x,
-        Err(e) => {
+    let archive = service.archive.clone();
+    let exam_keys = request.exam_keys();
+    let streamed = pendings::stream(assoc, ctx, req, "worklist C-FIND", move |p| {
+        archive.index().exams_matching(&exam_keys, |e| {
+            if request.matches(&e) {
+                p.push(&request.encode(&e, enc))
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+    })
+    .await?;
+    let Streamed {
+        outcome,
+        matches,
+        cancelled,
+    } = streamed;
+    tracing::info!(
+        calling_ae = assoc.calling_ae,
+        matches,
+        cancelled,
+        "worklist C-FIND"
+    );
+    let (status, outcome_text) = match (&outcome, cancelled) {
+        (_, true) => (Status::CANCEL, "cancelled".to_owned()),
+        (Ok(()), false) => (Status::SUCCESS, "ok".to_owned()),
+        (Err(e), false) => {
             tracing::error!(error = %e, "worklist query failed");
-            crate::audit::find(
-                service.audit,
-                &assoc.calling_ae,
-                &assoc.peer_address,
-                keys,
-                0,
-                &format!("failed: {e}"),
-            );
-            return respond(assoc, ctx, req, Status::UNABLE_TO_PROCESS, "index error").await;
+            (Status::UNABLE_TO_PROCESS, format!("failed: {e}"))
         }
     };
-    let mut pending = Command::response_to(req, Status::PENDING);
-    pending.data_set_type = 0x0000;
-    let pending = pending.encode();
-    let mut matches = 0u64;
-    let mut batch = Vec::new();
-    for e in exams.iter().filter(|e| request.matches(e)) {
-        let data = request.encode(e, enc);
-        encode_message(ctx, assoc.peer_max_pdu(), &pending, &data, &mut batch);
-        matches += 1;
-    }
-    if !batch.is_empty() {
-        assoc.send_encoded(&batch).await?;
-    }
-    tracing::info!(calling_ae = assoc.calling_ae, matches, "worklist C-FIND");
     crate::audit::find(
         service.audit,
         &assoc.calling_ae,
         &assoc.peer_address,
         keys,
         matches,
-        "ok",
+        &outcome_text,
     );
-    respond(assoc, ctx, req, Status::SUCCESS, "").await
+    let comment = if status == Status::UNABLE_TO_PROCESS {
+        "index error"
+    } else {
+        ""
+    };
+    respond(assoc, ctx, req, status, comment).await
 }
 
 #[cfg(test)]
@@ -616,6 +688,80 @@ mod tests {
         e.modality = "CR".into();
         e.state = ExamState::InProgress;
         assert!(!r.matches(&e));
+    }
+
+    #[test]
+    fn date_and_time_ranges_combine_into_one_datetime_range() {
+        let query = |date: &[u8], time: &[u8]| {
+            parse(
+                &request(
+                    vec![],
+                    vec![
+                        leaf(SPS_START_DATE, b"DA", date),
+                        leaf(SPS_START_TIME, b"TM", time),
+                    ],
+                ),
+                ELE,
+            )
+            .unwrap()
+        };
+        let at = |date: &str, time: &str| Exam {
+            date: date.into(),
+            time: time.into(),
+            ..exam()
+        };
+        // The night shift: from the 1st at 17:00 to the 3rd at 08:00.
+        let r = query(b"20261201-20261203", b"1700-0800");
+        assert!(r.matches(&at("20261202", "030000")));
+        assert!(r.matches(&at("20261202", "120000")));
+        assert!(r.matches(&at("20261201", "170000")));
+        assert!(r.matches(&at("20261203", "080000")));
+        assert!(!r.matches(&at("20261201", "100000")));
+        assert!(!r.matches(&at("20261203", "090000")));
+        assert!(!r.matches(&at("20261204", "030000")));
+        // open bounds
+        let r = query(b"20261202-", b"1200-");
+        assert!(!r.matches(&at("20261202", "110000")));
+        assert!(r.matches(&at("20261202", "120000")));
+        assert!(r.matches(&at("20991231", "000000")));
+        let r = query(b"-20261202", b"-1200");
+        assert!(r.matches(&at("20261202", "115959")));
+        assert!(r.matches(&at("20000101", "230000")));
+        assert!(!r.matches(&at("20261202", "120001")));
+        // A single date with a time range is two separate keys, as before.
+        let r = query(b"20261202", b"1700-0800");
+        assert!(!r.matches(&at("20261202", "180000")));
+        let r = query(b"20261202", b"0800-1700");
+        assert!(r.matches(&at("20261202", "090000")));
+        assert!(!r.matches(&at("20261203", "090000")));
+    }
+
+    #[test]
+    fn exam_keys_name_what_the_indexes_answer() {
+        let bytes = request(
+            vec![
+                leaf(0x0008_0050, b"SH", b"A*"),
+                leaf(0x0010_0010, b"PN", b"PARK*"),
+                leaf(0x0010_0020, b"LO", b"P42"),
+            ],
+            vec![
+                leaf(0x0008_0060, b"CS", b"CR"),
+                leaf(STATION_AE, b"AE", b"CR?"),
+                leaf(SPS_START_DATE, b"DA", b"20261201-"),
+            ],
+        );
+        let k = parse(&bytes, ELE).unwrap().exam_keys();
+        assert_eq!(
+            k,
+            ExamKeys {
+                accession: None,
+                patient_id: Some("P42".into()),
+                name: Some("PARK*".into()),
+                dates: Some(("20261201".into(), String::new())),
+                modality: Some("CR".into()),
+                station: None,
+            }
+        );
     }
 
     #[test]
