@@ -29,6 +29,9 @@ pub struct MediaSettings {
 /// panel within seconds.
 const EVERY: Duration = Duration::from_secs(2);
 
+/// Files of a tree without DICOMDIR read for the notice's study count at most.
+const SCAN_AT_MOST: usize = 5000;
+
 /// What identifies a mount's contents without reading them: its top-level names, sizes and
 /// modification times. A change (a mount replacing the empty mount point, a copy finishing)
 /// means a new survey.
@@ -144,7 +147,18 @@ fn survey(name: &str, path: &Path) -> MediaFound {
         path: path.display().to_string(),
         ..MediaFound::default()
     };
-    match Source::open(path).and_then(|s| import::survey(&s, true)) {
+    // Bounded: a stick without a DICOMDIR has every file's header read to count its studies,
+    // which on a large disk would keep the box reading for minutes for a notice; past
+    // `SCAN_AT_MOST` files only the files are counted (the import page reads them on demand).
+    let quick = Source::open(path).and_then(|s| import::survey(&s, false).map(|q| (s, q)));
+    let surveyed = quick.and_then(|(s, q)| {
+        if q.listing == import::Listing::Dicomdir || q.files.len() > SCAN_AT_MOST {
+            Ok(q)
+        } else {
+            import::survey(&s, true)
+        }
+    });
+    match surveyed {
         Ok(s) => {
             m.studies = s.studies.len();
             m.files = s.files.len();
