@@ -3,8 +3,11 @@
 # 2 × 250, 265 MB, explicit VR LE) imported from a folder with `pacsbox import` (the tree scan:
 # no DICOMDIR), exported with `pacsbox export` (keep; uncompressed is the same bytes for native
 # files), the export imported into a fresh box; against `cp -r` of the same folder and DCMTK
-# `dcmmkdir` over a copy (a DICOMDIR for the files as they are). Box stopped throughout, as the
-# commands require. Orthanc's /tools/create-media is not run yet (left in bench/README.md).
+# `dcmmkdir` over a copy (a DICOMDIR for the files as they are), and Orthanc's
+# `POST /tools/create-media` (Orthanc core: a ZIP with a DICOMDIR, synchronous; the study loaded
+# with storescu first, not timed; peers.sh's Orthanc, so ORTHANC_PORT/ORTHANC_HTTP move it off
+# ports another benchmark holds). pacsbox's box stopped throughout, as the commands require;
+# `export` ends with one syncfs, every other step is followed by `sync`.
 #   media.sh [-r REPS]
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -51,5 +54,22 @@ PY
   printf '%s\tcopy+dcmmkdir\t%s\t%s\n' "$rep" "$(secs "$t0" "$t1")" "$(du -sm "$run/dcm" | cut -f1)"
   t0=$(now); "$BIN" import --data "$run/box2" "$run/media" >/dev/null 2>&1; t1=$(now)
   printf '%s\timport-media\t%s\t%s\n' "$rep" "$(secs "$t0" "$t1")" "$mb"
+  # The same media as a ZIP (Orthanc answers one): pacsbox's folder zipped.
+  t0=$(now); "$BIN" export --data "$run/box" --study "$study" --to "$run/media2" --zip "$run/pacsbox.zip" >/dev/null 2>&1; sync; t1=$(now)
+  printf '%s\texport-keep+zip\t%s\t%s\n' "$rep" "$(secs "$t0" "$t1")" "$(du -sm "$run/pacsbox.zip" | cut -f1)"
+  if command -v Orthanc >/dev/null; then
+    BENCH_ROOT="$ROOT" PACSBOX_BIN="$BIN" "$HERE/peers.sh" start orthanc >/dev/null
+    read -r aet port _ <<<"$(BENCH_ROOT="$ROOT" "$HERE/peers.sh" info orthanc)"
+    /usr/bin/storescu -aet BENCHSCU -aec "$aet" +sd +r -nh 127.0.0.1 "$port" "$corpus/s00000" >/dev/null 2>&1
+    id=$(curl -sf -X POST "http://127.0.0.1:${ORTHANC_HTTP:-8042}/tools/lookup" -d "$study" |
+      python3 -c 'import json,sys; print(next(r["ID"] for r in json.load(sys.stdin) if r["Type"] == "Study"))')
+    sync
+    t0=$(now)
+    curl -sf -X POST "http://127.0.0.1:${ORTHANC_HTTP:-8042}/tools/create-media" \
+      -d "{\"Resources\": [\"$id\"], \"Synchronous\": true}" -o "$run/orthanc.zip"
+    sync; t1=$(now)
+    printf '%s\torthanc-create-media\t%s\t%s\n' "$rep" "$(secs "$t0" "$t1")" "$(du -sm "$run/orthanc.zip" | cut -f1)"
+    BENCH_ROOT="$ROOT" "$HERE/peers.sh" stop orthanc >/dev/null
+  fi
 done
 rm -rf "$run"

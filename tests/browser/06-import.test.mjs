@@ -70,4 +70,57 @@ describe('import media', () => {
     noProblems(page);
     await page.context().close();
   });
+  it('a stick inserted into the box: announced on the status page, listed, imported, forgotten when taken out', async () => {
+    const watch = process.env.PACSBOX_MEDIA_WATCH;
+    assert.ok(watch, 'run.sh sets PACSBOX_MEDIA_WATCH');
+    const own = fs.mkdtempSync(path.join(os.tmpdir(), 'pacsbox-stick-'));
+    makeCdZip(own);
+    const cd = path.join(own, 'cd');
+    // A new study UID pair, so this import is not all duplicates of the upload test's.
+    execFileSync('python3', ['-c', `
+import pathlib, sys
+from pydicom import dcmread
+for p in sorted(pathlib.Path(sys.argv[1]).glob("IMAGES/*")):
+    ds = dcmread(p); ds.StudyInstanceUID = ds.StudyInstanceUID + "1"; ds.PatientID = "USB" + ds.PatientID
+    ds.save_as(p)
+`, cd]);
+    fs.rmSync(path.join(cd, 'DICOMDIR'));
+    execFileSync('dcmmkdir', ['-q', '+r', '-Pgp', '+id', cd, '+D', path.join(cd, 'DICOMDIR'), 'IMAGES'], { cwd: cd });
+    // Moved in whole, as a mount appears.
+    const stick = path.join(watch, 'usb1');
+    fs.renameSync(cd, stick);
+    const page = await newPage(browser);
+    await login(page, { next: '/status' });
+    await page.goto(`${BASE}/status`);
+    let notice = page.locator('.media-found');
+    for (let i = 0; i < 40 && (await notice.count()) === 0; i++) {
+      await page.waitForTimeout(250);
+      await page.goto(`${BASE}/status`);
+      notice = page.locator('.media-found');
+    }
+    assert.match(await notice.innerText(), /^Media found: 2 studies \(usb1/);
+    await shot(page, 'media-found');
+    await notice.locator('a').click();
+    const rows = page.locator('#studies tr');
+    await rows.first().waitFor({ timeout: 30_000 });
+    assert.equal(await rows.count(), 2);
+    await page.locator('#studies tr', { hasText: 'USBWEBCD-2' }).locator('input').uncheck();
+    await page.click('#import-button');
+    await page.locator('#progress[data-finished="1"]').waitFor({ timeout: 60_000 });
+    assert.match(await page.locator('#progress').innerText(), /finished: 2 files: 2 imported/);
+    await page.goto(`${BASE}/search?id=USBWEBCD-1`);
+    assert.equal(await page.locator('#results td.who a').count(), 1, 'the imported study is found');
+    assert.ok(fs.existsSync(path.join(stick, 'DICOMDIR')), 'the media is left as it was');
+    fs.rmSync(stick, { recursive: true, force: true });
+    let gone = false;
+    for (let i = 0; i < 40 && !gone; i++) {
+      await page.waitForTimeout(250);
+      await page.goto(`${BASE}/status`);
+      gone = (await page.locator('.media-found').count()) === 0;
+    }
+    assert.ok(gone, 'the notice goes when the stick is taken out');
+    fs.rmSync(own, { recursive: true, force: true });
+    noProblems(page);
+    await page.context().close();
+  });
 });

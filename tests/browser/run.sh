@@ -75,7 +75,10 @@ trap cleanup EXIT
 
 echo "==> starting $BIN serve (DICOM $DICOM_PORT, HTTP $HTTP_PORT, HTTPS $HTTPS_PORT, data $DATA)"
 # The page is tested as staff use it: over HTTPS with the certificate made at first start.
-NO_COLOR=1 "$BIN" serve --data "$DATA" --ae PACSBOX --dicom-port "$DICOM_PORT" --http-port "$HTTP_PORT" \
+# Media "inserted into the box" are folders the import test moves into $WORK/media.
+mkdir -p "$WORK/media"
+printf '[media]\nwatch = "%s"\n' "$WORK/media" >"$WORK/pacsbox.toml"
+NO_COLOR=1 "$BIN" serve --config "$WORK/pacsbox.toml" --data "$DATA" --ae PACSBOX --dicom-port "$DICOM_PORT" --http-port "$HTTP_PORT" \
     --https-port "$HTTPS_PORT" --dicom-tls-port 0 --bind 127.0.0.1 --reserve-mb 1 >"$ART/pacsbox.log" 2>&1 &
 SERVER_PID=$!
 status_ok() {
@@ -103,6 +106,7 @@ export PACSBOX_TLS_FINGERPRINT
 export PACSBOX_ADMIN_PASSWORD="$ADMIN_PASSWORD"
 export PACSBOX_MANIFEST="$WORK/manifest.json"
 export PACSBOX_ARTIFACTS="$ART"
+export PACSBOX_MEDIA_WATCH="$WORK/media"
 cd "$HERE"
 # one file at a time, in order (01 changes the generated password; works on node 18 and 20+)
 status=0

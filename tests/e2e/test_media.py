@@ -51,7 +51,7 @@ def stored_box(server, tmp_path: Path):
 def check_fileset(root: Path, expect_sops: set[str]) -> dict[str, Path]:
     """DICOMDIR read by dcmdump and pydicom; each record's file checked. {sop: file}."""
     dicomdir = root / "DICOMDIR"
-    r = subprocess.run(["dcmdump", "-q", str(dicomdir)], capture_output=True, text=True)
+    r = subprocess.run(["dcmdump", "-q", str(dicomdir)], capture_output=True, text=True, errors="replace")
     assert r.returncode == 0 and "MediaStorageDirectoryStorage" in r.stdout, r.stdout + r.stderr
     assert r.stderr.strip() == "", r.stderr
     fs = FileSet(pydicom.dcmread(dicomdir))
@@ -69,7 +69,7 @@ def check_fileset(root: Path, expect_sops: set[str]) -> dict[str, Path]:
         assert ds.SOPClassUID == inst.ReferencedSOPClassUIDInFile
         assert ds.file_meta.TransferSyntaxUID == inst.ReferencedTransferSyntaxUIDInFile
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
-        r = subprocess.run(["dcmdump", "-q", "-dc", str(path)], capture_output=True, text=True)
+        r = subprocess.run(["dcmdump", "-q", "-dc", str(path)], capture_output=True, text=True, errors="replace")
         assert r.returncode == 0 and r.stderr.strip() == "", f"{path}: {r.stderr}"
         r = subprocess.run(["dcmftest", str(path)], capture_output=True, text=True)
         assert r.returncode == 0, r.stdout

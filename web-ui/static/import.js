@@ -1,5 +1,6 @@
-// The import page: upload the ZIP as the raw request body, list its studies, start the import
-// of the chosen ones and poll its progress until it finishes.
+// The import page: upload the ZIP as the raw request body (or, from the status page's link,
+// list media inserted into the box), list its studies, start the import of the chosen ones
+// and poll its progress until it finishes.
 
 const form = document.getElementById("upload-form");
 const status = document.getElementById("upload-status");
@@ -31,7 +32,10 @@ form.addEventListener("submit", async (e) => {
     status.textContent = `Upload refused: ${r.status} ${await r.text()}`;
     return;
   }
-  const list = await r.json();
+  show(await r.json());
+});
+
+function show(list) {
   job = list.job;
   status.textContent = `${list.files} file(s), ${list.studies.length} study(ies) found` +
     (list.missing.length ? `; ${list.missing.length} listed in DICOMDIR but missing` : "");
@@ -54,7 +58,7 @@ form.addEventListener("submit", async (e) => {
     tbody.appendChild(row);
   }
   choose.hidden = false;
-});
+}
 
 choose.addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -92,5 +96,20 @@ async function poll() {
     progress.dataset.finished = "1";
   } else {
     setTimeout(poll, 500);
+  }
+}
+
+// Media inserted into the box: listed at once, nothing uploaded.
+const inserted = document.getElementById("media-inserted");
+if (inserted) {
+  status.textContent = `Reading ${inserted.dataset.media}…`;
+  const r = await fetch("/admin/import/media", {
+    method: "POST",
+    body: new URLSearchParams({ csrf, media: inserted.dataset.media }),
+  });
+  if (r.ok) {
+    show(await r.json());
+  } else {
+    status.textContent = `Media not readable: ${r.status} ${await r.text()}`;
   }
 }

@@ -102,6 +102,9 @@ pub struct Traffic {
     pub forward_failing: u64,
     /// The scheduled backup (`[backup]`), for the storage page and BACKUP OLD.
     pub backup: BackupAge,
+    /// Studies on media inserted into the box and not yet imported (`[media] watch`);
+    /// `None`: no media in.
+    pub media_studies: Option<usize>,
 }
 
 /// How old the last complete scheduled backup is.

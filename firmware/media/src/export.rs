@@ -7,7 +7,7 @@
 //! in explicit VR little endian with pixel data decompressed (`uncompressed`); an instance this
 //! build cannot decompress is kept as stored and listed in the report.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,6 +19,7 @@ use pacsbox_archive::transfer_syntax::DatasetEncoding;
 use pacsbox_archive::{Archive, InstanceRecord};
 
 use crate::dicomdir::{self, EXPLICIT_VR_LE, Record};
+use crate::records;
 
 /// Transfer syntax of the exported files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -52,6 +53,8 @@ pub trait Sink {
 /// A folder on disk (made if missing; must be empty).
 pub struct DirSink {
     root: PathBuf,
+    /// Folders made so far: each series' folder is made once, not stat'ed for every file.
+    made: HashSet<PathBuf>,
 }
 
 impl DirSink {
@@ -65,15 +68,32 @@ impl DirSink {
         }
         Ok(DirSink {
             root: root.to_path_buf(),
+            made: HashSet::new(),
         })
+    }
+
+    /// Makes the file-set durable: one syncfs(2) of the folder's file system for all its
+    /// files (a USB stick may be pulled as soon as the command says it is done), rather than
+    /// an fsync per file.
+    pub fn finish(self) -> io::Result<()> {
+        let f = std::fs::File::open(&self.root)?;
+        // SAFETY: syncfs takes a valid open descriptor of any file on the file system.
+        if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 }
 
 impl Sink for DirSink {
     fn put(&mut self, path: &str, bytes: &[u8]) -> io::Result<()> {
         let p = self.root.join(path);
-        if let Some(parent) = p.parent() {
+        if let Some(parent) = p.parent()
+            && !self.made.contains(parent)
+        {
             std::fs::create_dir_all(parent)?;
+            self.made.insert(parent.to_path_buf());
         }
         std::fs::write(&p, bytes)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
@@ -253,12 +273,27 @@ fn record(kind: &'static str, h: &RawHeader, wanted: &[(Tag, [u8; 2])]) -> Recor
 
 impl Tree {
     /// The file ID of the next image of this instance's series, its record added.
-    fn add(&mut self, h: &RawHeader, rec: &InstanceRecord, sop: &str, ts: &str) -> Vec<String> {
-        let pkey = (get(h, tags::PATIENT_ID), get(h, tags::PATIENT_NAME));
-        let p = *self.patient_of.entry(pkey).or_insert_with(|| {
-            self.patients.push(record("PATIENT", h, PATIENT_KEYS));
-            self.patients.len() - 1
-        });
+    fn add(
+        &mut self,
+        h: &RawHeader,
+        rec: &InstanceRecord,
+        sop: &str,
+        ts: &str,
+        (kind, own): Kind,
+    ) -> Vec<String> {
+        // A study already placed keeps its patient: its later instances may spell the name in
+        // another character set (a report written in UTF-8 in an ISO 2022 study), which must
+        // not open a second, empty PATIENT record.
+        let p = match self.study_of.get(&rec.study_uid) {
+            Some(&(p, _)) => p,
+            None => {
+                let pkey = (get(h, tags::PATIENT_ID), get(h, tags::PATIENT_NAME));
+                *self.patient_of.entry(pkey).or_insert_with(|| {
+                    self.patients.push(record("PATIENT", h, PATIENT_KEYS));
+                    self.patients.len() - 1
+                })
+            }
+        };
         let (p, s) = *self
             .study_of
             .entry(rec.study_uid.clone())
@@ -293,9 +328,16 @@ impl Tree {
             ((0x0004, 0x1511), *b"UI", sop.as_bytes().to_vec()),
             ((0x0004, 0x1512), *b"UI", ts.as_bytes().to_vec()),
         ];
-        k.extend(keys(h, &[(tags::INSTANCE_NUMBER, *b"IS")]));
+        match own {
+            None => k.extend(keys(h, &[(tags::INSTANCE_NUMBER, *b"IS")])),
+            Some(own) => {
+                k.extend(keys(h, &[]));
+                k.extend(own);
+                k.sort_by_key(|(tag, _, _)| *tag);
+            }
+        }
         images.push(Record {
-            kind: "IMAGE",
+            kind,
             keys: k,
             children: Vec::new(),
         });
@@ -352,20 +394,28 @@ fn media_file(
 
 /// One instance made ready for the media: its file, its syntax, why it was kept as stored
 /// (when `uncompressed` could not be done), its indexed attributes; or why it is left out.
-type Prepared = Result<(Vec<u8>, String, Option<String>, RawHeader), String>;
+type Prepared = Result<(Vec<u8>, String, Option<String>, RawHeader, Kind), String>;
+
+/// An instance's directory record type and, for a non-image one, its own keys.
+type Kind = (&'static str, Option<Vec<records::Key>>);
 
 fn prepare(archive: &Archive, rec: &InstanceRecord, syntax: Syntax) -> Prepared {
-    let mut stored = Vec::new();
-    archive
-        .open_part10(rec)
-        .and_then(|mut r| r.read_to_end(&mut stored))
-        .map_err(|e| e.to_string())?;
+    let stored = read_stored(archive, rec).map_err(|e| e.to_string())?;
     let mut rest = &stored[..];
     let meta = part10::read_header(&mut rest).map_err(|e| e.to_string())?;
     let h = scan::scan_dataset(rest, DatasetEncoding::of(&meta.transfer_syntax))
         .map_err(|e| e.to_string())?;
+    let kind = records::kind_of(&meta.sop_class_uid);
+    let kind = match records::keys(kind, &stored) {
+        Ok(keys) => (kind, keys),
+        Err(e) => {
+            // Still on the media, under a record every reader lists.
+            tracing::warn!(sop = %meta.sop_instance_uid, error = %e, "export: IMAGE record instead");
+            ("IMAGE", None)
+        }
+    };
     let (file, ts, kept) = media_file(stored, &meta, syntax);
-    Ok((file, ts, kept, h))
+    Ok((file, ts, kept, h, kind))
 }
 
 /// Threads reading, decompressing and walking instances while the caller's thread writes.
@@ -441,7 +491,7 @@ pub fn export(
                     k += 1;
                     *lock() = k;
                     written.1.notify_all();
-                    let (file, ts, kept, h) = match p {
+                    let (file, ts, kept, h, kind) = match p {
                         Ok(x) => x,
                         Err(e) => {
                             tracing::warn!(sop, error = %e, "export: instance left out");
@@ -452,7 +502,7 @@ pub fn export(
                     if let Some(why) = kept {
                         report.kept.push((sop.clone(), ts.clone(), why));
                     }
-                    let path = tree.add(&h, rec, sop, &ts).join("/");
+                    let path = tree.add(&h, rec, sop, &ts, kind).join("/");
                     sink.put(&path, &file)
                         .map_err(|e| ExportError::Write(path.clone(), e))?;
                     report.instances += 1;
@@ -608,9 +658,11 @@ pub struct Sizes {
 }
 
 /// The decompressed size of a stored file: its own size, or a zstd frame's content size.
-fn stored_size(archive: &Archive, rec: &InstanceRecord) -> io::Result<u64> {
+/// Where `rec`'s file is, and whether it is zstd-compressed (a plain `.dcm` not there was
+/// compressed meanwhile: its `.dcm.zst` is).
+fn stored_path(archive: &Archive, rec: &InstanceRecord) -> (PathBuf, bool) {
     let plain = archive.root().join(&rec.rel_path);
-    let (path, zst) = if rec.rel_path.ends_with(".zst") {
+    if rec.rel_path.ends_with(".zst") {
         (plain, true)
     } else if plain.exists() {
         (plain, false)
@@ -618,7 +670,11 @@ fn stored_size(archive: &Archive, rec: &InstanceRecord) -> io::Result<u64> {
         let mut p = plain.into_os_string();
         p.push(".zst");
         (PathBuf::from(p), true)
-    };
+    }
+}
+
+fn stored_size(archive: &Archive, rec: &InstanceRecord) -> io::Result<u64> {
+    let (path, zst) = stored_path(archive, rec);
     if !zst {
         return Ok(std::fs::metadata(&path)?.len());
     }
@@ -629,6 +685,38 @@ fn stored_size(archive: &Archive, rec: &InstanceRecord) -> io::Result<u64> {
         Ok(Some(size)) => Ok(size),
         // A frame without its size (not what compact.rs writes): read it through.
         _ => io::copy(&mut archive.open_part10(rec)?, &mut io::sink()),
+    }
+}
+
+/// The stored Part-10 file of `rec`, zstd undone, read whole. Frames that say their size (what
+/// `compact.rs` writes) are decompressed in one call into a buffer of that size: no streaming
+/// copies, no zeroing of the buffer first (both showed in the export's profile).
+fn read_stored(archive: &Archive, rec: &InstanceRecord) -> io::Result<Vec<u8>> {
+    let (path, zst) = stored_path(archive, rec);
+    let with_path = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    if !zst {
+        return match std::fs::read(&path) {
+            // Compressed between the look and the read: the archive's reader finds the `.zst`.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let mut v = Vec::new();
+                archive.open_part10(rec)?.read_to_end(&mut v)?;
+                Ok(v)
+            }
+            other => other.map_err(with_path),
+        };
+    }
+    let packed = std::fs::read(&path).map_err(with_path)?;
+    match zstd::zstd_safe::get_frame_content_size(&packed) {
+        Ok(Some(size)) if size <= usize::MAX as u64 => {
+            zstd::bulk::decompress(&packed, size as usize).map_err(with_path)
+        }
+        _ => {
+            let mut v = Vec::new();
+            zstd::stream::read::Decoder::new(&packed[..])
+                .and_then(|mut d| d.read_to_end(&mut v))
+                .map_err(with_path)?;
+            Ok(v)
+        }
     }
 }
 

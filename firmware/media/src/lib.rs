@@ -6,6 +6,7 @@
 pub mod dicomdir;
 pub mod export;
 pub mod import;
+pub mod records;
 
 pub use export::{ExportError, ExportReport, Sink, Syntax, export};
 pub use import::{Found, FoundStudy, ImportReport, Progress, Source, Survey, import, survey};

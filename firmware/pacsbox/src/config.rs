@@ -317,6 +317,8 @@ pub struct Config {
     pub backup: crate::backup_schedule::BackupSettings,
     /// `[fetch]`: the other PACS staff may search and fetch from on the web page.
     pub fetch: FetchSettings,
+    /// `[media]`: media inserted into the box (docs/media.md).
+    pub media: crate::media_watch::MediaSettings,
 }
 
 /// `[fetch]`: the clinic's other PACS (a hospital PACS, the previous archive) whose studies
@@ -423,6 +425,7 @@ impl Default for Config {
             forwarding: ForwardSettings::default(),
             backup: Default::default(),
             fetch: FetchSettings::default(),
+            media: Default::default(),
         }
     }
 }

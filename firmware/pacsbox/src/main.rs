@@ -7,6 +7,7 @@ mod backup_schedule;
 mod config;
 mod errlog;
 mod media;
+mod media_watch;
 mod serve;
 mod status;
 mod tls;

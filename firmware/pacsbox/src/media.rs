@@ -43,6 +43,8 @@ pub fn export(
     let run = || -> anyhow::Result<export::ExportReport> {
         let mut sink = DirSink::new(to).with_context(|| format!("writing to {}", to.display()))?;
         let report = export::export(&archive, studies, syntax, &mut sink)?;
+        sink.finish()
+            .with_context(|| format!("syncing {}", to.display()))?;
         if let Some(z) = &zip {
             let f =
                 std::fs::File::create(z).with_context(|| format!("creating {}", z.display()))?;

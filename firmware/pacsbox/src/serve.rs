@@ -45,6 +45,7 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         crate::backup_schedule::Schedule::start(&c.backup, c.data_dir.clone(), audit.clone())
             .context("starting the backup schedule")?
             .map(Arc::new);
+    let media = crate::media_watch::Watcher::start(&c.media).context("watching for media")?;
     let dicom_addr: SocketAddr = format!("{}:{}", c.bind, c.dicom_port)
         .parse()
         .with_context(|| format!("bad bind address {}", c.bind))?;
@@ -102,6 +103,7 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         audit_forwarding: forwarder.as_ref().map(|f| f.status_handle()),
         forward_queue: Default::default(),
         backup: backup.clone(),
+        media: media.clone(),
     });
     let (mut web, initial_password) = pacsbox_web::Web::new(
         archive.clone(),
@@ -240,6 +242,9 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     }
     if let Some(b) = &backup {
         b.stop();
+    }
+    if let Some(m) = &media {
+        m.stop();
     }
     audit.record(pacsbox_audit::Event::new("appliance.stop", "pacsbox", ""));
     audit.flush();

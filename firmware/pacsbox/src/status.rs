@@ -33,6 +33,8 @@ pub struct Status {
     pub forward_queue: Mutex<Option<(Instant, Vec<PeerQueue>)>>,
     /// The `[backup]` schedule, when set.
     pub backup: Option<Arc<crate::backup_schedule::Schedule>>,
+    /// `[media] watch`, when set.
+    pub media: Option<Arc<crate::media_watch::Watcher>>,
 }
 
 /// How long a forwarding queue summary is reused.
@@ -172,6 +174,10 @@ impl Status {
                         }
                     })
                     .unwrap_or_default(),
+                media_studies: self.media.as_ref().and_then(|m| {
+                    let found = m.found();
+                    (!found.is_empty()).then(|| found.iter().map(|f| f.studies).sum())
+                }),
             },
             clock: clock(),
             conflicts: pacsbox_health::Conflicts {
@@ -247,6 +253,7 @@ impl Status {
             audit_forwarding: self.forwarding(),
             forwarding: self.forward_queue(),
             backup: self.backup.as_ref().map(|b| b.status(clock().now_unix)),
+            media_found: self.media.as_ref().map(|m| m.found()).unwrap_or_default(),
         })
     }
 }

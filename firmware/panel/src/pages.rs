@@ -339,9 +339,16 @@ fn activity<D: DrawTarget<Color = BinaryColor>>(h: &Health, d: &mut D) -> Result
         Some(last) => {
             let at = clock_time(last.received_unix, h.clock.utc_offset_s);
             line(d, 2, &format!("Last {at} {}", last.modality))?;
-            line(d, 3, &format!("from {}", last.calling_ae))?;
+            if t.media_studies.is_none() {
+                line(d, 3, &format!("from {}", last.calling_ae))?;
+            }
         }
         None => line(d, 2, "Nothing received yet")?,
+    }
+    // Media inserted into the box take the sender's line: the person who just plugged a
+    // stick in is looking for this, and the web page's status names the sender anyway.
+    if let Some(n) = t.media_studies {
+        line(d, 3, &format!("Media in: {n} studies"))?;
     }
     let sending = if t.dicom_accepting {
         format!("Sending now {:>9}", t.active_associations)

@@ -70,6 +70,7 @@ fn healthy() -> Health {
             audit_unsent_hours: 0,
             forward_failing: 0,
             backup: Default::default(),
+            media_studies: None,
         },
         clock: Clock {
             now_unix: NOW,
@@ -108,6 +109,13 @@ fn backed_up() -> Health {
     h
 }
 
+/// A patient's USB stick with two studies is in the box, not yet imported.
+fn media_in() -> Health {
+    let mut h = healthy();
+    h.traffic.media_studies = Some(2);
+    h
+}
+
 /// Nobody has logged in yet: the generated admin password is on the identity page.
 fn first_start() -> Health {
     let mut h = healthy();
@@ -132,6 +140,7 @@ fn cases() -> Vec<(&'static str, Screen, Health)> {
         ("storage", Screen::Page(Page::Storage), healthy()),
         ("activity", Screen::Page(Page::Activity), healthy()),
         ("alarms", Screen::Page(Page::Alarms), healthy()),
+        ("activity_media", Screen::Page(Page::Activity), media_in()),
         (
             "identity_many_addresses",
             Screen::Page(Page::Identity),

@@ -37,7 +37,7 @@ use pacsbox_archive::Archive;
 pub use certificate::{CertificateView, Certificates};
 pub use reply::Reply;
 pub use server::serve;
-pub use status::{LogLine, RaidReport, StatusDoc, StatusSource};
+pub use status::{LogLine, MediaFound, RaidReport, StatusDoc, StatusSource};
 
 #[derive(Clone, Debug)]
 pub struct WebConfig {

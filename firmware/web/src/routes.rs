@@ -56,6 +56,7 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/import"),
     ("POST", "/admin/import"),
     ("GET", "/admin/import/progress"),
+    ("POST", "/admin/import/media"),
     ("GET", "/study/{uid}/media.zip"),
     ("GET", "/instance/{sop}/header"),
     ("GET", "/viewer/{uid}"),
@@ -275,7 +276,12 @@ fn answer(
         // (`server::UPLOAD_PATH`) is answered by `server.rs` before its body is read.
         (false, ["admin", "import"]) => {
             need(&session, Right::Edit)?;
-            pages::import_page(&session)
+            pages::import_page(&session, req)
+        }
+        // Media inserted into the box (`[media] watch`), listed like an upload.
+        (true, ["admin", "import", "media"]) => {
+            need(&session, Right::Edit)?;
+            pages::import_media(web, req)
         }
         (true, ["admin", "import"]) => {
             need(&session, Right::Edit)?;

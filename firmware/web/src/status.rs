@@ -64,6 +64,23 @@ pub struct StatusDoc {
     pub forwarding: Vec<pacsbox_archive::forward::PeerQueue>,
     /// The scheduled backup (`[backup]`); absent when none is set. Private: it names a folder.
     pub backup: Option<pacsbox_archive::backup::BackupStatus>,
+    /// Media inserted into the box (`[media] watch`), one per mounted folder. Private: it
+    /// names patients.
+    pub media_found: Vec<MediaFound>,
+}
+
+/// A USB stick or disc mounted in the box, as surveyed (nothing imported yet).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MediaFound {
+    /// The folder's name under the watched folder: what `/admin/import?media=` takes.
+    pub name: String,
+    pub path: String,
+    pub studies: usize,
+    pub files: usize,
+    /// Patients' names as the media spell them.
+    pub patients: Vec<String>,
+    /// Why it could not be read; empty when it could.
+    pub error: String,
 }
 
 #[derive(Clone, Debug, Serialize)]

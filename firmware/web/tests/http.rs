@@ -136,6 +136,7 @@ impl StatusSource for ArchiveStatus {
             audit_forwarding: None,
             forwarding: Vec::new(),
             backup: None,
+            media_found: Vec::new(),
         })
     }
 }

@@ -25,12 +25,17 @@ use crate::reply::{HttpError, Reply, Req};
 struct ImportPage {
     nav: Option<Nav>,
     max_mb: u64,
+    /// Media inserted into the box to list at once (`?media=NAME`, the status page's link).
+    media: String,
 }
 
 /// The upload being looked at or imported.
 struct Job {
     id: u64,
+    /// The uploaded ZIP, or the folder of media inserted into the box.
     zip: PathBuf,
+    /// Where it came from, for the audit record; `None`: an upload, deleted after import.
+    inserted: Option<String>,
     survey: Survey,
     progress: Arc<Progress>,
     started: Option<Instant>,
@@ -48,11 +53,69 @@ fn uploads_dir(web: &Web) -> PathBuf {
     web.archive.root().join("uploads")
 }
 
-pub fn import_page(s: &Session) -> Result<Reply, HttpError> {
+pub fn import_page(s: &Session, req: &Req) -> Result<Reply, HttpError> {
     page(&ImportPage {
         nav: nav(s),
         max_mb: (crate::server::MAX_UPLOAD >> 20) as u64,
+        media: req.param("media").to_owned(),
     })
+}
+
+/// Lists media inserted into the box (`media`: its folder's name, as the status document
+/// has it), the way an upload is listed. The folder is the one the watcher found: a name the
+/// status document does not list is refused, so no other path can be read through this.
+pub fn import_media(web: &Web, req: &Req) -> Result<Reply, HttpError> {
+    if job()
+        .as_ref()
+        .is_some_and(|j| j.started.is_some() && j.finished.is_none())
+    {
+        return Ok(Reply::text(
+            409,
+            "an import is running; wait for it to finish",
+        ));
+    }
+    let name = req.field("media");
+    let found = web
+        .status
+        .collect()?
+        .media_found
+        .into_iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| {
+            HttpError::BadRequest(format!("no media {name:?} in the box (taken out?)"))
+        })?;
+    let folder = PathBuf::from(&found.path);
+    let source = Source::open(&folder).map_err(|e| HttpError::BadRequest(e.to_string()))?;
+    let survey = import::survey(&source, true).map_err(|e| HttpError::BadRequest(e.to_string()))?;
+    let id = u64::from(std::process::id()) << 32 | u64::from(rand_u32());
+    Ok(listed(id, folder, Some(found.name), survey))
+}
+
+/// Answers the listing of `survey` and makes it the job a user may start.
+fn listed(id: u64, zip: PathBuf, inserted: Option<String>, survey: Survey) -> Reply {
+    let reply = Reply::json(&Listed {
+        job: id,
+        listing: &survey.listing,
+        files: survey.files.len(),
+        ignored: survey.ignored,
+        missing: &survey.missing,
+        studies: &survey.studies,
+    });
+    let mut g = job();
+    // A listed upload this replaces is deleted (never media inserted into the box).
+    if let Some(old) = g.as_ref().filter(|j| j.inserted.is_none() && j.zip != zip) {
+        let _ = std::fs::remove_file(&old.zip);
+    }
+    *g = Some(Job {
+        id,
+        zip,
+        inserted,
+        survey,
+        progress: Arc::new(Progress::default()),
+        started: None,
+        finished: None,
+    });
+    reply
 }
 
 #[derive(serde::Serialize)]
@@ -113,23 +176,7 @@ fn receive(web: &Web, body: &mut dyn Read) -> Result<Reply, HttpError> {
         HttpError::BadRequest(format!("not a readable ZIP: {e}"))
     })?;
     let survey = import::survey(&source, true).map_err(|e| HttpError::BadRequest(e.to_string()))?;
-    let reply = Reply::json(&Listed {
-        job: id,
-        listing: &survey.listing,
-        files: survey.files.len(),
-        ignored: survey.ignored,
-        missing: &survey.missing,
-        studies: &survey.studies,
-    });
-    *job() = Some(Job {
-        id,
-        zip,
-        survey,
-        progress: Arc::new(Progress::default()),
-        started: None,
-        finished: None,
-    });
-    Ok(reply)
+    Ok(listed(id, zip, None, survey))
 }
 
 fn rand_u32() -> u32 {
@@ -170,7 +217,7 @@ pub fn import_start(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpErro
         return Err(HttpError::BadRequest("choose at least one study".into()));
     }
     j.started = Some(Instant::now());
-    let (zip, progress) = (j.zip.clone(), j.progress.clone());
+    let (zip, progress, inserted) = (j.zip.clone(), j.progress.clone(), j.inserted.clone());
     let reconcile = Some(req.field("reconcile_patient_id").trim())
         .filter(|s| !s.is_empty())
         .map(str::to_owned);
@@ -191,15 +238,21 @@ pub fn import_start(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpErro
                     import::import(&archive, &src, &files, &opts, &progress)
                         .map_err(|e| e.to_string())
                 });
-            let _ = std::fs::remove_file(&zip);
+            if inserted.is_none() {
+                let _ = std::fs::remove_file(&zip);
+            }
             let (outcome, done) = match &result {
                 Ok(r) if r.failed.is_empty() => ("ok".to_owned(), Ok(r.summary())),
                 Ok(r) => ("partial".to_owned(), Ok(r.summary())),
                 Err(e) => (format!("failed: {e}"), Err(e.clone())),
             };
-            let from = match &reconcile {
-                Some(id) => format!("web upload, patient ID reconciled to {id}"),
+            let from = match &inserted {
+                Some(name) => format!("media inserted into the box ({name})"),
                 None => "web upload".to_owned(),
+            };
+            let from = match &reconcile {
+                Some(id) => format!("{from}, patient ID reconciled to {id}"),
+                None => from,
             };
             let detail = match &done {
                 Ok(s) => format!("{from}: {s}"),

@@ -34,7 +34,7 @@ pub use assets::asset;
 pub use audit::audit_page;
 pub use certificate::{certificate_page, certificate_post};
 pub use forwarding::{forwarding_page, forwarding_post, send_post};
-pub use import::{import_page, import_progress, import_start, import_upload};
+pub use import::{import_media, import_page, import_progress, import_start, import_upload};
 pub use instance::{header_page, instance_file};
 pub use login::{login_form, login_post};
 pub use media::{media_page, media_zip};
