@@ -53,7 +53,7 @@ media_usb_prepare() {
     for s in 0 1; do
         tag="M$((s + 1))"
         python3 "$IMAGE_BUILD_DIR/test/make-instances.py" "$work/$tag" "${media_instances[$s]}" 64 "$tag" |
-            cut -d' ' -f1 >"$work/$tag.uid"
+            awk '{print $1}' >"$work/$tag.uid"
         rm "$work/$tag/manifest.tsv"
         media_studies+=("$(cat "$work/$tag.uid")")
     done
