@@ -77,6 +77,7 @@ media_usb_prepare() {
         (cd "$work/stick" && dcmmkdir -q +r +id . +D DICOMDIR DICOM)
     fi
     test -s "$work/stick/DICOMDIR" || die "the stick has no DICOMDIR"
+    if ! command -v mkfs.vfat >/dev/null || ! command -v mcopy >/dev/null; then ensure_host_tools; fi
     # A "superfloppy" FAT, as many sticks come: the file system on the whole device.
     mkfs.vfat -C -n PATIENT "$work/stick.img" 32768 >/dev/null
     local p
