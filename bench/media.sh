@@ -7,7 +7,10 @@
 # `POST /tools/create-media` (Orthanc core: a ZIP with a DICOMDIR, synchronous; the study loaded
 # with storescu first, not timed; peers.sh's Orthanc, so ORTHANC_PORT/ORTHANC_HTTP move it off
 # ports another benchmark holds). pacsbox's box stopped throughout, as the commands require;
-# `export` ends with one syncfs, every other step is followed by `sync`.
+# `export` ends with one syncfs, every other step is followed by `sync`. The first box stores
+# the files zstd-compressed (`import` compresses at ingest, what idle compaction leaves on a
+# running box; the `stored` row counts its .zst files); a second box has `zstd_level = 0`
+# (plain .dcm, as stored) for `export-keep-plain`. Ends with each step's median.
 #   media.sh [-r REPS]
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -25,15 +28,25 @@ run="$ROOT/run/media"
 mb="$(du -sm "$corpus" | cut -f1)"
 now() { date +%s.%N; }
 secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$2"; }
+rows="$(mktemp)"
+trap 'rm -f "$rows"' EXIT
 printf 'rep\tstep\tseconds\tMB\n'
 for rep in $(seq "$REPS"); do
   rm -rf "$run" && mkdir -p "$run"
   sync
   t0=$(now); "$BIN" import --data "$run/box" "$corpus/s00000" >/dev/null 2>&1; t1=$(now)
   printf '%s\timport-folder\t%s\t%s\n' "$rep" "$(secs "$t0" "$t1")" "$mb"
+  printf '%s\tstored-zst-files\t%s\t%s\n' "$rep" "$(find "$run/box" -name '*.dcm.zst' | wc -l)" \
+    "$(du -sm "$run/box" | cut -f1)"
+  printf 'zstd_level = 0\n' >"$run/plain.toml"
+  "$BIN" import --config "$run/plain.toml" --data "$run/box-plain" "$corpus/s00000" >/dev/null 2>&1
+  printf '%s\tstored-plain-files\t%s\t%s\n' "$rep" "$(find "$run/box-plain" -name '*.dcm' | wc -l)" \
+    "$(du -sm "$run/box-plain" | cut -f1)"
   sync
   t0=$(now); "$BIN" export --data "$run/box" --study "$study" --to "$run/media" >/dev/null 2>&1; sync; t1=$(now)
   printf '%s\texport-keep\t%s\t%s\n' "$rep" "$(secs "$t0" "$t1")" "$(du -sm "$run/media" | cut -f1)"
+  t0=$(now); "$BIN" export --data "$run/box-plain" --study "$study" --to "$run/media-plain" >/dev/null 2>&1; sync; t1=$(now)
+  printf '%s\texport-keep-plain\t%s\t%s\n' "$rep" "$(secs "$t0" "$t1")" "$(du -sm "$run/media-plain" | cut -f1)"
   t0=$(now); "$BIN" export --data "$run/box" --study "$study" --to "$run/plain" --syntax uncompressed >/dev/null 2>&1; sync; t1=$(now)
   printf '%s\texport-uncompressed\t%s\t%s\n' "$rep" "$(secs "$t0" "$t1")" "$(du -sm "$run/plain" | cut -f1)"
   t0=$(now); cp -r "$corpus" "$run/cp"; sync; t1=$(now)
@@ -71,5 +84,15 @@ PY
     printf '%s\torthanc-create-media\t%s\t%s\n' "$rep" "$(secs "$t0" "$t1")" "$(du -sm "$run/orthanc.zip" | cut -f1)"
     BENCH_ROOT="$ROOT" "$HERE/peers.sh" stop orthanc >/dev/null
   fi
-done
+done | tee "$rows"
 rm -rf "$run"
+echo "median of $REPS:"
+python3 - "$rows" <<'PY'
+import statistics, sys
+steps = {}
+for line in open(sys.argv[1]).read().splitlines():
+    rep, step, secs, mb = line.split("\t")
+    steps.setdefault(step, []).append(float(secs))
+for step, v in steps.items():
+    print(f"{step}\t{statistics.median(v):.2f}")
+PY

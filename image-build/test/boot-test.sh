@@ -8,6 +8,9 @@
 #    with two blank virtual disks; the test overlay makes them a RAID1 data volume;
 # 2. waits for /status.json (polling; emulation is slow), C-ECHO, C-STORE of a first series
 #    with DCMTK's echoscu/storescu, checks the status JSON counts;
+#    on amd64, a USB stick with two studies is plugged in (test/media-usb.sh): the udev rule
+#    mounts it, the box says "Media found: 2 studies", the import confirmed through the web API
+#    makes them findable by C-FIND, the boot partition is never taken for media;
 # 3. starts a second C-STORE stream and kills qemu with SIGKILL after some acknowledgements;
 # 4. boots again and shows, by C-FIND, that every acknowledged instance is there, that the
 #    array is assembled and mounted, and that no unit failed.
@@ -16,6 +19,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 source "$(dirname "$0")/qemu.sh"
+source "$(dirname "$0")/media-usb.sh"
 
 image="${1:?usage: boot-test.sh IMAGE}"
 [[ -r "$image" ]] || die "no image $image"
@@ -45,6 +49,11 @@ dport=$((20000 + RANDOM % 20000))
 hport=$((dport + 1))
 sport=$((dport + 3))
 tport=$((dport + 4))
+QEMU_EXTRA=()
+# The USB stick on amd64 only: arm64 under software emulation is slow enough already, and the
+# rule and unit are the same files on both.
+media_usb="${PACSBOX_BOOT_MEDIA_USB:-$([[ "$arch" == amd64 ]] && echo 1 || echo 0)}"
+((media_usb)) && media_usb_prepare
 
 wait_selftest() {
     local t0=$SECONDS
@@ -84,6 +93,7 @@ check "C-ECHO over DICOM TLS" "$ECHOSCU" +tla -ic -aec PACSBOX 127.0.0.1 "$tport
 wait_selftest "$work/console-1.log" || true
 check "data volume mounted from the md array" grep -aqE 'PACSBOX-SELFTEST mount: /dev/md' "$work/console-1.log"
 check "no failed units (first boot)" grep -aqE 'PACSBOX-SELFTEST failed-count: 0$' <(tr -d '\r' <"$work/console-1.log")
+((media_usb)) && media_usb_check
 
 # --- power cut in the middle of a stream -----------------------------------------------------
 python3 "$IMAGE_BUILD_DIR/test/make-instances.py" "$work/b" "$STREAM_FILES" 256 B >"$work/b.uids"

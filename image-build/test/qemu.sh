@@ -96,3 +96,48 @@ wait_ready() {
     tail -n 60 "$1"
     die "no /status.json with dicom_accepting within ${BOOT_TIMEOUT}s"
 }
+
+# --- the command channel (test overlay: pacsbox-test-agent) -----------------------------------
+# The caller sets cport (a free host port) and adds qemu's end of it to QEMU_EXTRA (vm_channel_add).
+vm_channel_add() {
+    QEMU_EXTRA+=(-chardev "socket,id=cmd,host=127.0.0.1,port=$cport,server=on,wait=off"
+        -device virtio-serial-pci -device "virtserialport,chardev=cmd,name=pacsbox.test")
+}
+vmfd=""
+vm_seq=0
+# vm_run SECONDS COMMAND: runs COMMAND as root in the VM, prints its output and returns its exit
+# code (255: no answer in time or the channel closed).
+vm_run() {
+    local limit="$1" t0=$SECONDS line rc id
+    shift
+    vm_seq=$((vm_seq + 1))
+    id="c$vm_seq"
+    printf '%s %s\n' "$id" "$*" >&"$vmfd" || return 255
+    while :; do
+        local left=$((limit - (SECONDS - t0)))
+        ((left > 0)) || return 255
+        rc=0
+        IFS= read -r -t "$left" -u "$vmfd" line || rc=$?
+        ((rc == 0)) || return 255
+        if [[ "$line" == *"@@END $id "* ]]; then
+            [[ -n "${line%%@@END *}" ]] && printf '%s\n' "${line%%@@END *}"
+            return "${line##* }"
+        fi
+        # The answer to a ping sent before the agent was listening.
+        [[ "$line" == *"@@END "* ]] && continue
+        printf '%s\n' "$line"
+    done
+}
+vm_connect() {
+    local t0=$SECONDS
+    [[ -n "$vmfd" ]] && exec {vmfd}>&-
+    until (exec 9<>"/dev/tcp/127.0.0.1/$cport") 2>/dev/null; do
+        ((SECONDS - t0 < 60)) || die "qemu's command socket never listened"
+        sleep 0.2
+    done
+    exec {vmfd}<>"/dev/tcp/127.0.0.1/$cport"
+    until vm_run 2 true; do
+        ((SECONDS - t0 < BOOT_TIMEOUT)) || die "no answer on the command channel"
+        kill -0 "$qemu_pid" 2>/dev/null || die "qemu exited"
+    done
+}

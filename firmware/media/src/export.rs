@@ -48,6 +48,12 @@ impl std::str::FromStr for Syntax {
 pub trait Sink {
     /// Writes one file at `path` (`/`-separated, relative to the file-set's root).
     fn put(&mut self, path: &str, bytes: &[u8]) -> io::Result<()>;
+
+    /// The folder files may be written into directly, from any thread, when the sink is one
+    /// (then `export` writes each file on the thread that read it).
+    fn root(&self) -> Option<&Path> {
+        None
+    }
 }
 
 /// A folder on disk (made if missing; must be empty).
@@ -87,6 +93,10 @@ impl DirSink {
 }
 
 impl Sink for DirSink {
+    fn root(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
+
     fn put(&mut self, path: &str, bytes: &[u8]) -> io::Result<()> {
         let p = self.root.join(path);
         if let Some(parent) = p.parent()
@@ -207,15 +217,77 @@ pub fn profile_of(syntaxes: &BTreeSet<String>) -> String {
     }
 }
 
-/// Numbering of the directory tree: patients, their studies, series, images.
+/// Where one instance goes: its patient, study, series and image numbers (from 0), fixed from
+/// the index before any file is read, so that any thread may write any file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Slot {
+    p: usize,
+    s: usize,
+    e: usize,
+    i: usize,
+}
+
+impl Slot {
+    fn file_id(self) -> Vec<String> {
+        vec![
+            "DICOM".to_owned(),
+            format!("P{:07}", self.p + 1),
+            format!("ST{:06}", self.s + 1),
+            format!("SE{:06}", self.e + 1),
+            format!("I{:07}", self.i + 1),
+        ]
+    }
+}
+
+/// The slots of `all` (in order): patients told apart by the index's Patient ID and name of
+/// each study (a study not in the study table is a patient of its own), series and images
+/// numbered in the order they come.
+fn plan(
+    all: &[(String, InstanceRecord)],
+    patient_of_study: &HashMap<String, (String, String)>,
+) -> Vec<Slot> {
+    let mut patients: HashMap<(String, String), usize> = HashMap::new();
+    let mut studies_in: Vec<usize> = Vec::new();
+    let mut study_at: HashMap<&str, (usize, usize)> = HashMap::new();
+    let mut series_in: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut series_at: HashMap<&str, (usize, usize, usize)> = HashMap::new();
+    let mut images_in: HashMap<(usize, usize, usize), usize> = HashMap::new();
+    all.iter()
+        .map(|(_, rec)| {
+            let (p, s) = *study_at.entry(&rec.study_uid).or_insert_with(|| {
+                let key = patient_of_study
+                    .get(&rec.study_uid)
+                    .cloned()
+                    .unwrap_or_else(|| (rec.study_uid.clone(), "\u{0}study".to_owned()));
+                let n = patients.len();
+                let p = *patients.entry(key).or_insert(n);
+                if p == studies_in.len() {
+                    studies_in.push(0);
+                }
+                studies_in[p] += 1;
+                (p, studies_in[p] - 1)
+            });
+            let (p, s, e) = *series_at.entry(&rec.series_uid).or_insert_with(|| {
+                let n = series_in.entry((p, s)).or_insert(0);
+                *n += 1;
+                (p, s, *n - 1)
+            });
+            let n = images_in.entry((p, s, e)).or_insert(0);
+            *n += 1;
+            Slot { p, s, e, i: *n - 1 }
+        })
+        .collect()
+}
+
+/// The directory tree: patients, their studies, series, images; each record made from the
+/// first instance read under it.
 #[derive(Default)]
 struct Tree {
     patients: Vec<Record>,
-    patient_of: HashMap<(Vec<u8>, Vec<u8>), usize>,
-    study_of: HashMap<String, (usize, usize)>,
-    series_of: HashMap<String, (usize, usize, usize)>,
+    patient_at: HashMap<usize, usize>,
+    study_at: HashMap<(usize, usize), (usize, usize)>,
+    series_at: HashMap<(usize, usize, usize), (usize, usize, usize)>,
 }
-
 fn get(h: &RawHeader, tag: Tag) -> Vec<u8> {
     let v = h.get(&tag).cloned().unwrap_or_default();
     // Trailing padding is the writer's to add.
@@ -272,7 +344,8 @@ fn record(kind: &'static str, h: &RawHeader, wanted: &[(Tag, [u8; 2])]) -> Recor
 }
 
 impl Tree {
-    /// The file ID of the next image of this instance's series, its record added.
+    /// Adds this instance's IMAGE (or other) record at `slot`, with the records above it that
+    /// are not there yet; returns its file ID.
     fn add(
         &mut self,
         h: &RawHeader,
@@ -280,44 +353,27 @@ impl Tree {
         sop: &str,
         ts: &str,
         (kind, own): Kind,
+        slot: Slot,
     ) -> Vec<String> {
-        // A study already placed keeps its patient: its later instances may spell the name in
-        // another character set (a report written in UTF-8 in an ISO 2022 study), which must
-        // not open a second, empty PATIENT record.
-        let p = match self.study_of.get(&rec.study_uid) {
-            Some(&(p, _)) => p,
-            None => {
-                let pkey = (get(h, tags::PATIENT_ID), get(h, tags::PATIENT_NAME));
-                *self.patient_of.entry(pkey).or_insert_with(|| {
-                    self.patients.push(record("PATIENT", h, PATIENT_KEYS));
-                    self.patients.len() - 1
-                })
-            }
-        };
-        let (p, s) = *self
-            .study_of
-            .entry(rec.study_uid.clone())
-            .or_insert_with(|| {
-                let studies = &mut self.patients[p].children;
-                studies.push(record("STUDY", h, STUDY_KEYS));
-                (p, studies.len() - 1)
-            });
+        let p = *self.patient_at.entry(slot.p).or_insert_with(|| {
+            self.patients.push(record("PATIENT", h, PATIENT_KEYS));
+            self.patients.len() - 1
+        });
+        let (p, s) = *self.study_at.entry((slot.p, slot.s)).or_insert_with(|| {
+            let studies = &mut self.patients[p].children;
+            studies.push(record("STUDY", h, STUDY_KEYS));
+            (p, studies.len() - 1)
+        });
         let (p, s, e) = *self
-            .series_of
-            .entry(rec.series_uid.clone())
+            .series_at
+            .entry((slot.p, slot.s, slot.e))
             .or_insert_with(|| {
                 let series = &mut self.patients[p].children[s].children;
                 series.push(record("SERIES", h, SERIES_KEYS));
                 (p, s, series.len() - 1)
             });
         let images = &mut self.patients[p].children[s].children[e].children;
-        let file_id = vec![
-            "DICOM".to_owned(),
-            format!("P{:07}", p + 1),
-            format!("ST{:06}", s + 1),
-            format!("SE{:06}", e + 1),
-            format!("I{:07}", images.len() + 1),
-        ];
+        let file_id = slot.file_id();
         let mut k = vec![
             ((0x0004, 0x1500), *b"CS", file_id.join("\\").into_bytes()),
             (
@@ -352,15 +408,16 @@ pub fn random_uid() -> Result<String, ExportError> {
     Ok(format!("2.25.{}", u128::from_be_bytes(b)))
 }
 
-/// One stored instance as the file to put on the media and the syntax it has; `kept` is set
-/// when `uncompressed` was asked and could not be done.
+/// One stored instance (`stored`, zstd undone) as the file to put on the media: `None` when
+/// it goes as it is, else the re-encoded file; its syntax; and why it was kept as stored when
+/// `uncompressed` was asked and could not be done.
 fn media_file(
-    stored: Vec<u8>,
+    stored: &[u8],
     meta: &part10::ReadMeta,
     syntax: Syntax,
-) -> (Vec<u8>, String, Option<String>) {
+) -> (Option<Vec<u8>>, String, Option<String>) {
     if syntax == Syntax::Keep || meta.transfer_syntax == EXPLICIT_VR_LE {
-        return (stored, meta.transfer_syntax.clone(), None);
+        return (None, meta.transfer_syntax.clone(), None);
     }
     let native = matches!(
         meta.transfer_syntax.as_str(),
@@ -368,12 +425,12 @@ fn media_file(
     );
     if !native && !pacsbox_imaging::can_decompress(&meta.transfer_syntax) {
         return (
-            stored,
+            None,
             meta.transfer_syntax.clone(),
             Some("this build cannot decompress it".into()),
         );
     }
-    let converted = pacsbox_imaging::decompress_to_native(&stored[..], EXPLICIT_VR_LE)
+    let converted = pacsbox_imaging::decompress_to_native(stored, EXPLICIT_VR_LE)
         .map_err(|e| e.to_string())
         .and_then(|ds| {
             let mut f = part10::encode_header(&MetaInfo {
@@ -387,26 +444,59 @@ fn media_file(
             Ok(f)
         });
     match converted {
-        Ok(f) => (f, EXPLICIT_VR_LE.into(), None),
-        Err(e) => (stored, meta.transfer_syntax.clone(), Some(e)),
+        Ok(f) => (Some(f), EXPLICIT_VR_LE.into(), None),
+        Err(e) => (None, meta.transfer_syntax.clone(), Some(e)),
     }
 }
 
-/// One instance made ready for the media: its file, its syntax, why it was kept as stored
-/// (when `uncompressed` could not be done), its indexed attributes; or why it is left out.
-type Prepared = Result<(Vec<u8>, String, Option<String>, RawHeader, Kind), String>;
+/// One instance read and made ready for the media. Its file is the reader's buffer
+/// ([`Buffers::file`]) unless it was re-encoded (`converted`).
+struct Ready {
+    converted: Option<Vec<u8>>,
+    ts: String,
+    /// Why it was kept as stored when `uncompressed` could not be done.
+    kept: Option<String>,
+    /// Its indexed attributes (the DICOMDIR keys).
+    h: RawHeader,
+    kind: Kind,
+}
+
+/// What one reading thread reuses from instance to instance: a fresh buffer for each file
+/// would be page-faulted and zeroed by the kernel each time (large allocations are mmap'ed),
+/// and a zstd context is ~100 KB of tables.
+struct Buffers {
+    packed: Vec<u8>,
+    file: Vec<u8>,
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl Buffers {
+    fn new() -> Buffers {
+        Buffers {
+            packed: Vec::new(),
+            file: Vec::new(),
+            zstd: None,
+        }
+    }
+}
 
 /// An instance's directory record type and, for a non-image one, its own keys.
 type Kind = (&'static str, Option<Vec<records::Key>>);
 
-fn prepare(archive: &Archive, rec: &InstanceRecord, syntax: Syntax) -> Prepared {
-    let stored = read_stored(archive, rec).map_err(|e| e.to_string())?;
-    let mut rest = &stored[..];
+fn prepare(
+    archive: &Archive,
+    rec: &InstanceRecord,
+    syntax: Syntax,
+    b: &mut Buffers,
+) -> Result<Ready, String> {
+    read_stored(archive, rec, b).map_err(|e| e.to_string())?;
+    let stored = &b.file[..];
+    let mut rest = stored;
     let meta = part10::read_header(&mut rest).map_err(|e| e.to_string())?;
     let h = scan::scan_dataset(rest, DatasetEncoding::of(&meta.transfer_syntax))
         .map_err(|e| e.to_string())?;
     let kind = records::kind_of(&meta.sop_class_uid);
-    let kind = match records::keys(kind, &stored) {
+    let kind = match records::keys(kind, stored) {
         Ok(keys) => (kind, keys),
         Err(e) => {
             // Still on the media, under a record every reader lists.
@@ -414,19 +504,29 @@ fn prepare(archive: &Archive, rec: &InstanceRecord, syntax: Syntax) -> Prepared 
             ("IMAGE", None)
         }
     };
-    let (file, ts, kept) = media_file(stored, &meta, syntax);
-    Ok((file, ts, kept, h, kind))
+    let (converted, ts, kept) = media_file(stored, &meta, syntax);
+    Ok(Ready {
+        converted,
+        ts,
+        kept,
+        h,
+        kind,
+    })
 }
 
-/// Threads reading, decompressing and walking instances while the caller's thread writes.
-const PREPARE_THREADS: usize = 2;
-/// How many instances the readers may be ahead of the writer (each held whole in memory).
+/// Threads reading ahead of the writer of a stream (a ZIP), and how many instances they may
+/// be ahead (each held whole in memory).
+const STREAM_THREADS: usize = 2;
 const WINDOW: usize = 4;
 
 /// Writes `studies` as a file-set into `sink`. An instance that cannot be read is left out
-/// and listed; a study that does not exist, or a write that fails, ends the export. Files are
-/// written in study/series/instance order by the calling thread; reading them (zstd undone,
-/// decompressed when asked, walked for the DICOMDIR keys) runs on a few threads ahead of it.
+/// and listed; a study that does not exist, or a write that fails, ends the export.
+///
+/// Every file's place is fixed from the index first ([`plan`]). Into a folder, each thread
+/// (one per core) then reads an instance (zstd undone, decompressed when asked, walked for
+/// the DICOMDIR keys) and writes its file itself; into a stream, files go in order from the
+/// calling thread while a few threads read ahead. The DICOMDIR is made from what was read, in
+/// index order, at the end.
 pub fn export(
     archive: &Archive,
     studies: &[String],
@@ -437,9 +537,9 @@ pub fn export(
         return Err(ExportError::Nothing);
     }
     let mut report = ExportReport::default();
-    let mut tree = Tree::default();
     let mut listed = Vec::new();
     let mut all = Vec::new();
+    let mut patient_of_study = HashMap::new();
     for study in studies {
         let instances = archive
             .study_instances(study)
@@ -449,20 +549,180 @@ pub fn export(
         }
         report.studies += 1;
         if let Ok(Some(s)) = archive.index().study(study) {
+            patient_of_study.insert(
+                study.clone(),
+                (s.patient_id.clone(), s.patient_name.clone()),
+            );
             listed.push((study.clone(), s));
         }
         all.extend(instances);
     }
+    let slots = plan(&all, &patient_of_study);
+    let done = match sink.root() {
+        Some(root) => write_parallel(archive, &all, &slots, syntax, root)?,
+        None => write_in_order(archive, &all, &slots, syntax, sink)?,
+    };
+    let mut tree = Tree::default();
+    for (((sop, rec), slot), d) in all.iter().zip(&slots).zip(done) {
+        match d {
+            Err(e) => {
+                tracing::warn!(sop, error = %e, "export: instance left out");
+                report.failed.push((sop.clone(), e));
+            }
+            Ok(Done {
+                ts,
+                kept,
+                h,
+                kind,
+                len,
+            }) => {
+                if let Some(why) = kept {
+                    report.kept.push((sop.clone(), ts.clone(), why));
+                }
+                tree.add(&h, rec, sop, &ts, kind, *slot);
+                report.instances += 1;
+                report.bytes += len;
+                report.syntaxes.insert(ts);
+            }
+        }
+    }
+    report.profile = profile_of(&report.syntaxes);
+    let dir = dicomdir::write(&tree.patients, "PACSBOX", &random_uid()?)?;
+    let put = |sink: &mut dyn Sink, name: &str, b: &[u8]| {
+        sink.put(name, b)
+            .map_err(|e| ExportError::Write(name.to_owned(), e))
+    };
+    put(sink, "DICOMDIR", &dir)?;
+    put(sink, "README.TXT", readme(&report, syntax).as_bytes())?;
+    put(sink, "INDEX.HTM", index_htm(&listed).as_bytes())?;
+    Ok(report)
+}
+
+/// One instance written: what the DICOMDIR and the report need of it.
+struct Done {
+    ts: String,
+    kept: Option<String>,
+    h: RawHeader,
+    kind: Kind,
+    len: u64,
+}
+
+impl Ready {
+    fn done(self, len: usize) -> Done {
+        Done {
+            ts: self.ts,
+            kept: self.kept,
+            h: self.h,
+            kind: self.kind,
+            len: len as u64,
+        }
+    }
+}
+
+/// Into a folder: every thread reads and writes whole instances, taking the next one not
+/// taken. The folders are made first (once each). Returns each instance's outcome in `all`'s
+/// order; a failed write stops every thread.
+fn write_parallel(
+    archive: &Archive,
+    all: &[(String, InstanceRecord)],
+    slots: &[Slot],
+    syntax: Syntax,
+    root: &Path,
+) -> Result<Vec<Result<Done, String>>, ExportError> {
+    let paths: Vec<PathBuf> = slots
+        .iter()
+        .map(|s| {
+            s.file_id()
+                .iter()
+                .fold(root.to_path_buf(), |p, c| p.join(c))
+        })
+        .collect();
+    let folders: BTreeSet<&Path> = paths.iter().filter_map(|p| p.parent()).collect();
+    for f in folders {
+        std::fs::create_dir_all(f).map_err(|e| ExportError::Write(f.display().to_string(), e))?;
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(2, std::num::NonZero::get)
+        .clamp(1, 4)
+        .min(all.len());
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let failure: Mutex<Option<ExportError>> = Mutex::new(None);
+    let mut done: Vec<Option<Result<Done, String>>> =
+        std::iter::repeat_with(|| None).take(all.len()).collect();
+    let results = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let (next, stop, failure, paths) = (&next, &stop, &failure, &paths);
+                scope.spawn(move || {
+                    let mut b = Buffers::new();
+                    let mut out = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((_, rec)) = all.get(i) else { break };
+                        let ready = match prepare(archive, rec, syntax, &mut b) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                out.push((i, Err(e)));
+                                continue;
+                            }
+                        };
+                        let bytes = ready.converted.as_deref().unwrap_or(&b.file);
+                        let len = bytes.len();
+                        if let Err(e) = std::fs::write(&paths[i], bytes) {
+                            stop.store(true, Ordering::Relaxed);
+                            let path = paths[i].display().to_string();
+                            failure
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(ExportError::Write(path, e));
+                            break;
+                        }
+                        out.push((i, Ok(ready.done(len))));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_default())
+            .collect::<Vec<_>>()
+    });
+    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    for (i, r) in results.into_iter().flatten() {
+        done[i] = Some(r);
+    }
+    Ok(done
+        .into_iter()
+        .map(|d| d.unwrap_or_else(|| Err("not read (a reading thread stopped)".into())))
+        .collect())
+}
+
+/// Into a stream: files put in `all`'s order by the calling thread while
+/// [`STREAM_THREADS`] threads read at most [`WINDOW`] instances ahead of it.
+fn write_in_order(
+    archive: &Archive,
+    all: &[(String, InstanceRecord)],
+    slots: &[Slot],
+    syntax: Syntax,
+    sink: &mut dyn Sink,
+) -> Result<Vec<Result<Done, String>>, ExportError> {
+    type Got = Result<(Vec<u8>, Ready), String>;
     let next = AtomicUsize::new(0);
     let written = (Mutex::new(0usize), Condvar::new());
     let stop = AtomicBool::new(false);
     let lock = || written.0.lock().unwrap_or_else(|p| p.into_inner());
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, Prepared)>();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Got)>();
+    let mut done = Vec::with_capacity(all.len());
     std::thread::scope(|scope| -> Result<(), ExportError> {
-        for _ in 0..PREPARE_THREADS.min(all.len()) {
+        for _ in 0..STREAM_THREADS.min(all.len()) {
             let tx = tx.clone();
-            let (next, stop, all, written) = (&next, &stop, &all, &written);
+            let (next, stop, written) = (&next, &stop, &written);
             scope.spawn(move || {
+                let mut b = Buffers::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((_, rec)) = all.get(i) else { break };
@@ -474,7 +734,14 @@ pub fn export(
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    if tx.send((i, prepare(archive, rec, syntax))).is_err() {
+                    let r = prepare(archive, rec, syntax, &mut b).map(|mut r| {
+                        let file = r
+                            .converted
+                            .take()
+                            .unwrap_or_else(|| std::mem::take(&mut b.file));
+                        (file, r)
+                    });
+                    if tx.send((i, r)).is_err() {
                         break;
                     }
                 }
@@ -482,32 +749,22 @@ pub fn export(
         }
         drop(tx);
         let mut pending = BTreeMap::new();
-        let mut k = 0;
         let mut write_all = || -> Result<(), ExportError> {
-            for (i, p) in rx.iter() {
-                pending.insert(i, p);
-                while let Some(p) = pending.remove(&k) {
-                    let (sop, rec) = &all[k];
-                    k += 1;
-                    *lock() = k;
+            for (i, r) in rx.iter() {
+                pending.insert(i, r);
+                while let Some(r) = pending.remove(&done.len()) {
+                    let k = done.len();
+                    *lock() = k + 1;
                     written.1.notify_all();
-                    let (file, ts, kept, h, kind) = match p {
-                        Ok(x) => x,
-                        Err(e) => {
-                            tracing::warn!(sop, error = %e, "export: instance left out");
-                            report.failed.push((sop.clone(), e));
-                            continue;
+                    done.push(match r {
+                        Err(e) => Err(e),
+                        Ok((file, ready)) => {
+                            let path = slots[k].file_id().join("/");
+                            sink.put(&path, &file)
+                                .map_err(|e| ExportError::Write(path.clone(), e))?;
+                            Ok(ready.done(file.len()))
                         }
-                    };
-                    if let Some(why) = kept {
-                        report.kept.push((sop.clone(), ts.clone(), why));
-                    }
-                    let path = tree.add(&h, rec, sop, &ts, kind).join("/");
-                    sink.put(&path, &file)
-                        .map_err(|e| ExportError::Write(path.clone(), e))?;
-                    report.instances += 1;
-                    report.bytes += file.len() as u64;
-                    report.syntaxes.insert(ts);
+                    });
                 }
             }
             Ok(())
@@ -520,16 +777,7 @@ pub fn export(
         }
         result
     })?;
-    report.profile = profile_of(&report.syntaxes);
-    let dir = dicomdir::write(&tree.patients, "PACSBOX", &random_uid()?)?;
-    let put = |sink: &mut dyn Sink, name: &str, b: &[u8]| {
-        sink.put(name, b)
-            .map_err(|e| ExportError::Write(name.to_owned(), e))
-    };
-    put(sink, "DICOMDIR", &dir)?;
-    put(sink, "README.TXT", readme(&report, syntax).as_bytes())?;
-    put(sink, "INDEX.HTM", index_htm(&listed).as_bytes())?;
-    Ok(report)
+    Ok(done)
 }
 
 fn readme(r: &ExportReport, syntax: Syntax) -> String {
@@ -688,34 +936,56 @@ fn stored_size(archive: &Archive, rec: &InstanceRecord) -> io::Result<u64> {
     }
 }
 
-/// The stored Part-10 file of `rec`, zstd undone, read whole. Frames that say their size (what
-/// `compact.rs` writes) are decompressed in one call into a buffer of that size: no streaming
-/// copies, no zeroing of the buffer first (both showed in the export's profile).
-fn read_stored(archive: &Archive, rec: &InstanceRecord) -> io::Result<Vec<u8>> {
+/// Reads the stored Part-10 file of `rec`, zstd undone, whole into `b.file`. Frames that say
+/// their size (what `compact.rs` writes) are decompressed in one call into the reused buffer:
+/// no streaming copies, no new buffer to fault in (both showed in the export's profile).
+fn read_stored(archive: &Archive, rec: &InstanceRecord, b: &mut Buffers) -> io::Result<()> {
     let (path, zst) = stored_path(archive, rec);
     let with_path = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    b.file.clear();
     if !zst {
-        return match std::fs::read(&path) {
+        return match std::fs::File::open(&path) {
             // Compressed between the look and the read: the archive's reader finds the `.zst`.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let mut v = Vec::new();
-                archive.open_part10(rec)?.read_to_end(&mut v)?;
-                Ok(v)
+                archive.open_part10(rec)?.read_to_end(&mut b.file)?;
+                Ok(())
             }
-            other => other.map_err(with_path),
+            Err(e) => Err(with_path(e)),
+            Ok(mut f) => {
+                f.read_to_end(&mut b.file).map_err(with_path)?;
+                Ok(())
+            }
         };
     }
-    let packed = std::fs::read(&path).map_err(with_path)?;
-    match zstd::zstd_safe::get_frame_content_size(&packed) {
+    b.packed.clear();
+    std::fs::File::open(&path)
+        .and_then(|mut f| f.read_to_end(&mut b.packed))
+        .map_err(with_path)?;
+    match zstd::zstd_safe::get_frame_content_size(&b.packed) {
         Ok(Some(size)) if size <= usize::MAX as u64 => {
-            zstd::bulk::decompress(&packed, size as usize).map_err(with_path)
+            let z = match &mut b.zstd {
+                Some(z) => z,
+                None => b
+                    .zstd
+                    .insert(zstd::bulk::Decompressor::new().map_err(with_path)?),
+            };
+            b.file.reserve(size as usize);
+            let n = z
+                .decompress_to_buffer(&b.packed[..], &mut b.file)
+                .map_err(with_path)?;
+            if n as u64 != size {
+                return Err(with_path(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("zstd frame says {size} bytes, held {n}"),
+                )));
+            }
+            Ok(())
         }
         _ => {
-            let mut v = Vec::new();
-            zstd::stream::read::Decoder::new(&packed[..])
-                .and_then(|mut d| d.read_to_end(&mut v))
+            zstd::stream::read::Decoder::new(&b.packed[..])
+                .and_then(|mut d| d.read_to_end(&mut b.file))
                 .map_err(with_path)?;
-            Ok(v)
+            Ok(())
         }
     }
 }
