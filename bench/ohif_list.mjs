@@ -1,5 +1,5 @@
 // Figures, not assertions (bench/ohif_list.sh runs this through tests/browser/run.sh): stores
-// the corpus of OHIF_CORPUS with DCMTK's storescu, then times, on fresh page loads,
+// the corpus of OHIF_CORPUS with DCMTK's storescu (by path: pynetdicom's shadows it on PATH), then times, on fresh page loads,
 //   - OHIF: /ohif/ until its study list shows rows (OHIF asks QIDO-RS for 101 studies and
 //     shows the first page of them);
 //   - ours: /search until its result table is there (the newest studies, one page);
@@ -14,7 +14,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const port = process.env.PACSBOX_DICOM_PORT;
 const t0 = Date.now();
-const r = spawnSync('storescu', ['-aec', 'PACSBOX', '+sd', '+r', '127.0.0.1', port, process.env.OHIF_CORPUS], { encoding: 'utf8' });
+const r = spawnSync('/usr/bin/storescu', ['-aec', 'PACSBOX', '+sd', '+r', '+sp', '*.dcm', '127.0.0.1', port, process.env.OHIF_CORPUS], { encoding: 'utf8' });
 if (r.status !== 0) throw new Error(`storescu failed: ${r.stderr}`);
 console.log(`stored the corpus in ${Date.now() - t0} ms`);
 
