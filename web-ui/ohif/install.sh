@@ -32,7 +32,9 @@ fi
 
 mkdir -p "$CACHE"
 TGZ="$CACHE/ohif-app-$OHIF_VERSION.tgz"
-integrity() { echo "sha512-$(openssl dgst -sha512 -binary "$1" | base64 -w0)"; }
+integrity() {
+    python3 -c 'import base64, hashlib, sys; print("sha512-" + base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode())' "$1"
+}
 if [[ ! -s "$TGZ" ]] || [[ "$(integrity "$TGZ")" != "$OHIF_INTEGRITY" ]]; then
     echo "    fetching @ohif/app@$OHIF_VERSION (50 MB) from the npm registry"
     rm -f "$TGZ"
