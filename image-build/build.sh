@@ -14,6 +14,9 @@
 #             (CI's arm64 run, which boots nothing else)
 #   --binary  use this pacsbox executable instead of building one (arm64: cross-built in a
 #             trixie chroot by cross-build.sh; amd64: cargo build --release on the host)
+#   --ohif DIR  put the OHIF viewer into the image (/usr/share/pacsbox/ohif, served at /ohif/,
+#             `[web] ohif_dir` set): DIR is a folder prepared by web-ui/ohif/install.sh
+#             (made there if missing; needs npm). Adds 49 MiB to the root file system.
 #
 # Output: pacsbox-<version>-<arch>[-pi5].img (+ .img.zst, .img.bmap when bmaptool is present).
 # Needs root on Debian 12/13; installs its tools. No loop devices: partitions are made as
@@ -22,7 +25,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-arch=arm64 board="" out="$PWD/out" test_image=0 release_image=1 binary=""
+arch=arm64 board="" out="$PWD/out" test_image=0 release_image=1 binary="" ohif=""
 while (($#)); do
     case "$1" in
         --arch) arch="$2"; shift 2 ;;
@@ -31,7 +34,8 @@ while (($#)); do
         --test) test_image=1; shift ;;
         --test-only) test_image=1 release_image=0; shift ;;
         --binary) binary="$2"; shift 2 ;;
-        -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+        --ohif) ohif="$2"; shift 2 ;;
+        -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
         *) die "unknown argument $1" ;;
     esac
 done
@@ -57,6 +61,9 @@ check_binary() {
         die "$binary lacks the C codecs (JPEG-LS, 12-bit JPEG): build it with --features native-codecs"
 }
 [[ -z "$binary" ]] || check_binary
+# OHIF is prepared (fetched from npm, adapted to /ohif/) before any long step; a no-op when DIR
+# already holds the pinned version.
+[[ -z "$ohif" ]] || bash "$REPO_DIR/web-ui/ohif/install.sh" "$ohif"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 version="$(pacsbox_version)"
@@ -160,6 +167,15 @@ assemble() {
         "$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$arch" \
         >"$root/etc/pacsbox/build-info"
     [[ "$board" == pi5 ]] && echo "PACSBOX_BOARD=pi5" >>"$root/etc/pacsbox/build-info"
+    if [[ -n "$ohif" ]]; then
+        mkdir -p "$root/usr/share/pacsbox"
+        cp -a "$ohif/." "$root/usr/share/pacsbox/ohif/"
+        chown -R 0:0 "$root/usr/share/pacsbox/ohif"
+        sed -i 's|^\[web\]$|[web]\n# The OHIF viewer at /ohif/ (build.sh --ohif), beside our own.\nohif_dir = "/usr/share/pacsbox/ohif"|' \
+            "$root/etc/pacsbox/pacsbox.toml"
+        grep -q '^ohif_dir = ' "$root/etc/pacsbox/pacsbox.toml" || die "no [web] section for ohif_dir"
+        echo "PACSBOX_OHIF=$(cut -d' ' -f1 "$ohif/.pacsbox-ohif")" >>"$root/etc/pacsbox/build-info"
+    fi
     if ((with_test)); then
         (cd "$IMAGE_BUILD_DIR/test/overlay" && find . -type d -exec install -d -m 0755 "$root/{}" \; &&
             find . -type f -perm -u+x -exec install -m 0755 {} "$root/{}" \; &&

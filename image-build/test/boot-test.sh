@@ -78,6 +78,9 @@ check "status.json counts the 20 instances" test "$(echo "$s" | jq_py 'd["instan
 check "status.json: data on the RAID" test "$(echo "$s" | jq_py 'len(d["raid"])')" -ge 1
 check "the login page over HTTPS (certificate made at first boot)" \
     bash -c "curl -skf --max-time 30 'https://127.0.0.1:$sport/login' | grep -q 'type=\"password\"'"
+# OHIF (build.sh --ohif) or not, /ohif/ is a page of the box behind its login.
+check "/ohif/ sends a browser without a session to the login" \
+    bash -c "curl -sk -o /dev/null -w '%{http_code} %{redirect_url}' --max-time 30 'https://127.0.0.1:$sport/ohif/' | grep -q '^303 .*/login?next=%2Fohif%2F$'"
 served_fp="$(python3 - "$sport" <<'PY'
 import hashlib, socket, ssl, sys
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -15,6 +15,7 @@ Studies:
       5 MR   one image each in RLE (MR_small_RLE), JPEG 2000 (MR2_J2KR), explicit LE (CT_small),
              12-bit JPEG Extended (JPGExtended), JPEG-LS (MR_small_jpeg_ls_lossless)
   * "<script>alert(1)</script>", ID BRW-XSS: CT_small.dcm, series description "<b>not bold</b>"
+  * "홍^길동" (Hangul in the alphabetic group, ISO_IR 192), ID BRW-HONG: CT_small.dcm
   * "Edge^Cases", ID BRW-EDGE: 1 rtdose_1frame.dcm (32-bit: preview only, pixels 415),
       2 color3d_jpeg_baseline.dcm (640×480 YBR JPEG baseline, 120 frames: cine)
 
@@ -38,6 +39,7 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 import helpers  # noqa: E402  (storescu config per transfer syntax, DCMTK paths)
 
 KIM_NAME = "Kim^Minsu=김민수"
+HONG_NAME = "홍^길동"
 EDGE_NAME = "Edge^Cases"
 EDGE_SERIES = [
     ("dose32", "RT dose 32-bit", ["rtdose_1frame.dcm"]),
@@ -116,6 +118,15 @@ def main() -> int:
     ds = rewrite("CT_small.dcm", patient=XSS_NAME, pid="BRW-XSS", study=xss_study, series=series,
                  series_no=1, inst_no=1, desc="<b>not bold</b>", charset="ISO_IR 192")
     manifest["xss"]["series"]["ct"] = {"uid": series, "number": 1, "instances": [{"file": "CT_small.dcm", **add(ds, "xss")}]}
+
+    # A name written in Hangul in its first (alphabetic) group, as many Korean modalities send
+    # it: the group OHIF's study list shows (07-ohif).
+    hong_study = generate_uid()
+    series = generate_uid()
+    ds = rewrite("CT_small.dcm", patient=HONG_NAME, pid="BRW-HONG", study=hong_study, series=series,
+                 series_no=1, inst_no=1, desc="CT", charset="ISO_IR 192")
+    manifest["hong"] = {"name": HONG_NAME, "study": hong_study,
+                        "series": {"ct": {"uid": series, "number": 1, "instances": [{"file": "CT_small.dcm", **add(ds, "hong")}]}}}
 
     edge_study = generate_uid()
     manifest["edge"] = {"name": EDGE_NAME, "study": edge_study, "series": {}}

@@ -32,6 +32,10 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     apt_install nodejs npm
 fi
 bash tests/install_deps.sh
+# The OHIF viewer served at /ohif/ (07-ohif): the pinned @ohif/app, fetched once into a cache
+# folder and prepared for the /ohif/ prefix; a no-op when that folder already holds it.
+OHIF_DIR="${PACSBOX_OHIF_DIR:-${PACSBOX_CACHE:-$HOME/.cache/pacsbox}/ohif}"
+bash web-ui/ohif/install.sh "$OHIF_DIR"
 if [[ ! -d "$HERE/node_modules/playwright-core" ]] || [[ "$HERE/package-lock.json" -nt "$HERE/node_modules/.package-lock.json" ]]; then
     (cd "$HERE" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
@@ -77,7 +81,7 @@ echo "==> starting $BIN serve (DICOM $DICOM_PORT, HTTP $HTTP_PORT, HTTPS $HTTPS_
 # The page is tested as staff use it: over HTTPS with the certificate made at first start.
 # Media "inserted into the box" are folders the import test moves into $WORK/media.
 mkdir -p "$WORK/media"
-printf '[media]\nwatch = "%s"\n' "$WORK/media" >"$WORK/pacsbox.toml"
+printf '[media]\nwatch = "%s"\n\n[web]\nohif_dir = "%s"\n' "$WORK/media" "$OHIF_DIR" >"$WORK/pacsbox.toml"
 NO_COLOR=1 "$BIN" serve --config "$WORK/pacsbox.toml" --data "$DATA" --ae PACSBOX --dicom-port "$DICOM_PORT" --http-port "$HTTP_PORT" \
     --https-port "$HTTPS_PORT" --dicom-tls-port 0 --bind 127.0.0.1 --reserve-mb 1 >"$ART/pacsbox.log" 2>&1 &
 SERVER_PID=$!
@@ -107,6 +111,7 @@ export PACSBOX_ADMIN_PASSWORD="$ADMIN_PASSWORD"
 export PACSBOX_MANIFEST="$WORK/manifest.json"
 export PACSBOX_ARTIFACTS="$ART"
 export PACSBOX_MEDIA_WATCH="$WORK/media"
+export PACSBOX_DICOM_PORT="$DICOM_PORT"
 cd "$HERE"
 # one file at a time, in order (01 changes the generated password; works on node 18 and 20+)
 status=0

@@ -366,6 +366,9 @@ pub struct WebSettings {
     /// Largest STOW-RS upload in MiB (one request; larger ones are refused with 413 before
     /// their body is read).
     pub dicomweb_max_upload_mb: u64,
+    /// The prebuilt OHIF viewer (prepared by `web-ui/ohif/install.sh`), served at `/ohif/`;
+    /// absent: no OHIF, the study page offers only our own viewer.
+    pub ohif_dir: Option<PathBuf>,
 }
 
 impl Default for WebSettings {
@@ -378,6 +381,7 @@ impl Default for WebSettings {
             initial_password_file: web.initial_password_file,
             dicomweb_cors_origins: web.dicomweb_cors_origins,
             dicomweb_max_upload_mb: web.max_upload >> 20,
+            ohif_dir: web.ohif_dir,
         }
     }
 }
@@ -552,6 +556,7 @@ impl Config {
             forward_alarm_after: self.forwarding.alarm_after,
             dicomweb_cors_origins: self.web.dicomweb_cors_origins.clone(),
             max_upload: self.web.dicomweb_max_upload_mb.saturating_mul(1 << 20),
+            ohif_dir: self.web.ohif_dir.clone(),
         }
     }
 

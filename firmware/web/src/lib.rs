@@ -19,6 +19,7 @@ mod dicomweb;
 mod edit;
 pub mod guard;
 mod header;
+pub mod ohif;
 mod pages;
 mod pixels;
 mod reply;
@@ -55,6 +56,8 @@ pub struct WebConfig {
     pub dicomweb_cors_origins: Vec<String>,
     /// Largest STOW-RS request body (the guard refuses larger ones with 413).
     pub max_upload: u64,
+    /// The prebuilt OHIF viewer's folder, served at `/ohif/` (`ohif.rs`); `None`: no OHIF.
+    pub ohif_dir: Option<PathBuf>,
 }
 
 impl Default for WebConfig {
@@ -67,6 +70,7 @@ impl Default for WebConfig {
             forward_alarm_after: pacsbox_archive::forward::DEFAULT_ALARM_AFTER,
             dicomweb_cors_origins: Vec::new(),
             max_upload: guard::DEFAULT_MAX_UPLOAD,
+            ohif_dir: None,
         }
     }
 }

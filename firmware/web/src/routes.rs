@@ -125,6 +125,7 @@ fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
         "register",
         "worklist",
         "worklist.json",
+        "ohif",
     ];
     if !segs.first().is_some_and(|s| known.contains(s)) {
         return Err(HttpError::NotFound);
@@ -334,6 +335,8 @@ fn answer(
             need(&session, Right::Report)?;
             pages::report_post(web, &session, req, check_uid(uid)?)
         }
+        // The OHIF viewer's files (`ohif.rs`): any logged-in user, as our own viewer.
+        (false, ["ohif", rest @ ..]) => crate::ohif::serve(web, rest),
         _ => Err(HttpError::NotFound),
     }
 }

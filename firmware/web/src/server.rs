@@ -233,6 +233,11 @@ fn respond(req: Request, reply: Reply) {
         .headers
         .iter()
         .any(|(k, _)| k.eq_ignore_ascii_case("Content-Type"));
+    // OHIF (`ohif.rs`) brings its own policy; every other page gets ours.
+    let own_csp = reply
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("Content-Security-Policy"));
     let mut headers = vec![
         (!own_type)
             .then(|| Header::from_bytes("Content-Type", reply.content_type).ok())
@@ -240,11 +245,15 @@ fn respond(req: Request, reply: Reply) {
         Header::from_bytes("X-Content-Type-Options", "nosniff").ok(),
         Header::from_bytes("X-Frame-Options", "DENY").ok(),
         Header::from_bytes("Referrer-Policy", "same-origin").ok(),
-        Header::from_bytes(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'; form-action 'self'",
-        )
-        .ok(),
+        (!own_csp)
+            .then(|| {
+                Header::from_bytes(
+                    "Content-Security-Policy",
+                    "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'; form-action 'self'",
+                )
+                .ok()
+            })
+            .flatten(),
     ];
     let mut has_cache_control = false;
     for (k, v) in &reply.headers {

@@ -2107,3 +2107,147 @@ fn dicomweb_cors_only_for_listed_origins_and_never_with_the_cookie() {
     let studies: serde_json::Value = serde_json::from_slice(&own.body).unwrap();
     assert!(studies.as_array().is_some_and(|a| a.len() > 60));
 }
+
+/// An OHIF folder as `web-ui/ohif/install.sh` leaves it (the files the tests ask for), and a
+/// file beside it that a request must never reach.
+fn ohif_folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let ohif = dir.path().join("ohif");
+    std::fs::create_dir_all(ohif.join("assets")).unwrap();
+    std::fs::write(
+        ohif.join("index.html"),
+        "<!doctype html><title>OHIF Viewer</title>",
+    )
+    .unwrap();
+    std::fs::write(ohif.join("codec.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(ohif.join("assets/icon.png"), b"\x89PNG").unwrap();
+    std::fs::write(
+        ohif.join("app-config.js"),
+        "window.config = 'the package default';",
+    )
+    .unwrap();
+    std::fs::write(ohif.join(".pacsbox-ohif"), "3.13.2 prep 1").unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "outside the OHIF folder").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("secret.txt"), ohif.join("link.txt")).unwrap();
+    dir
+}
+
+#[test]
+fn ohif_is_served_from_its_folder_behind_the_login_with_its_own_policy() {
+    let folder = ohif_folder();
+    let s = start_configured(
+        Default::default(),
+        WebConfig {
+            ohif_dir: Some(folder.path().join("ohif")),
+            ..WebConfig::default()
+        },
+    );
+    // Without a session: to the login, and back here after it.
+    let r = get(s.port, "/ohif/viewer?StudyInstanceUIDs=1.2.410.1", "");
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.header("Location").as_deref(),
+        Some("/login?next=%2Fohif%2Fviewer%3FStudyInstanceUIDs%3D1.2.410.1")
+    );
+    assert_eq!(get(s.port, "/ohif/codec.wasm", "").status, 303);
+    let cookie = admin_session(&s);
+
+    let r = get(s.port, "/ohif/", &cookie);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("OHIF Viewer"));
+    assert_eq!(
+        r.header("Content-Type").as_deref(),
+        Some("text/html; charset=utf-8")
+    );
+    let csp = r.header("Content-Security-Policy").unwrap();
+    assert_eq!(csp, pacsbox_web::ohif::CSP, "one policy header, OHIF's");
+    assert_eq!(
+        r.headers
+            .lines()
+            .filter(|l| l
+                .to_ascii_lowercase()
+                .starts_with("content-security-policy"))
+            .count(),
+        1
+    );
+    assert!(csp.contains("'wasm-unsafe-eval'") && !csp.contains("'unsafe-eval'"));
+    assert!(!csp.contains("script-src 'self' 'unsafe-inline'"));
+    // Our pages keep theirs.
+    let search = get(s.port, "/search", &cookie);
+    assert!(
+        search
+            .header("Content-Security-Policy")
+            .is_some_and(|p| !p.contains("wasm"))
+    );
+
+    // A client-side route of OHIF is its index.html.
+    let r = get(s.port, "/ohif/viewer?StudyInstanceUIDs=1.2.410.1", &cookie);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("OHIF Viewer"));
+    assert_eq!(get(s.port, "/ohif/studies/list", &cookie).text(), r.text());
+
+    let r = get(s.port, "/ohif/codec.wasm", &cookie);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("Content-Type").as_deref(),
+        Some("application/wasm")
+    );
+    assert_eq!(r.body, b"\0asm\x01\0\0\0");
+    let r = get(s.port, "/ohif/assets/icon.png", &cookie);
+    assert_eq!(r.header("Content-Type").as_deref(), Some("image/png"));
+
+    // The configuration is always ours: this box's DICOMweb, never the package's default.
+    let r = get(s.port, "/ohif/app-config.js", &cookie);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("'/dicom-web'") && r.text().contains("routerBasename: '/ohif'"));
+    assert!(!r.text().contains("package default"));
+
+    // A missing file is 404, not the index; nothing outside the folder or hidden in it.
+    assert_eq!(get(s.port, "/ohif/missing.js", &cookie).status, 404);
+    for path in [
+        "/ohif/../secret.txt",
+        "/ohif/%2e%2e/secret.txt",
+        "/ohif/assets/../../secret.txt",
+        "/ohif/link.txt",
+        "/ohif/.pacsbox-ohif",
+        "/ohif/..%2fsecret.txt",
+    ] {
+        let r = get(s.port, path, &cookie);
+        assert!(
+            !r.text().contains("outside the OHIF folder") && !r.text().contains("prep 1"),
+            "{path}: {} {}",
+            r.status,
+            r.text()
+        );
+        assert_ne!(r.status, 200, "{path}");
+    }
+
+    // The study page offers OHIF with the study's UID.
+    let page = get(s.port, &format!("/study/{}", s.korean_study), &cookie).text();
+    assert!(
+        page.contains(&format!(
+            "href=\"/ohif/viewer?StudyInstanceUIDs={}\"",
+            s.korean_study
+        )),
+        "{page}"
+    );
+}
+
+#[test]
+fn without_an_ohif_folder_ohif_is_404_and_the_study_page_does_not_offer_it() {
+    let s = start_configured(
+        Default::default(),
+        WebConfig {
+            ohif_dir: Some(std::path::PathBuf::from("/nonexistent/ohif")),
+            ..WebConfig::default()
+        },
+    );
+    let cookie = admin_session(&s);
+    let r = get(s.port, "/ohif/", &cookie);
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("ohif_dir"), "{}", r.text());
+    let page = get(s.port, &format!("/study/{}", s.korean_study), &cookie);
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("Open viewer"));
+    assert!(!page.text().contains("Open in OHIF"));
+}

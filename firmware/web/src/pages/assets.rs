@@ -48,6 +48,10 @@ pub fn asset(name: &str) -> Reply {
             "text/css; charset=utf-8",
             include_bytes!("../../../../web-ui/static/viewer.css"),
         ),
+        "ohif-app-config.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/ohif-app-config.js"),
+        ),
         "worklist.js" => (
             "text/javascript; charset=utf-8",
             include_bytes!("../../../../web-ui/static/worklist.js"),

@@ -45,6 +45,8 @@ struct StudyPage {
     performed: Vec<String>,
     /// The physician's report (`report.rs`).
     report: super::report::ReportSection,
+    /// OHIF is installed (`[web] ohif_dir`): the page offers "Open in OHIF".
+    ohif: bool,
 }
 
 fn study_query(uid: &str) -> Query {
@@ -181,6 +183,7 @@ fn render(
                 .map(super::performed_text)
                 .collect(),
             report: super::report::section(web, s, uid, report)?,
+            ohif: crate::ohif::available(web),
         },
         if error.is_empty() { anon_error } else { error },
     )
