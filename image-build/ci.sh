@@ -38,7 +38,10 @@ timed "aarch64 cross-build" "$IMAGE_BUILD_DIR/cross-build.sh" --out "$CACHE_DIR/
 
 amd64_bin=()
 [[ -x "${PACSBOX_BIN:-}" ]] && amd64_bin=(--binary "$PACSBOX_BIN")
-timed "amd64 image" "$IMAGE_BUILD_DIR/build.sh" --arch amd64 --test --out "$out" "${amd64_bin[@]}"
+# Both images carry the OHIF viewer as a clinic's would (prepared once into the cache).
+OHIF_DIR="$CACHE_DIR/ohif"
+timed "amd64 image" "$IMAGE_BUILD_DIR/build.sh" --arch amd64 --test --out "$out" "${amd64_bin[@]}" \
+    --ohif "$OHIF_DIR"
 timed "amd64 boot test" "$IMAGE_BUILD_DIR/test/boot-test.sh" "$out/pacsbox-$version-amd64-test.img"
 
 # Everything the arm64 image holds (documentation outside image-build/ and README.md is not in it).
@@ -49,7 +52,7 @@ arm64_path() {
         # Only the -test image: CI boots nothing else, and the amd64 run above already checks the
         # release image's assembly, compression and checksums.
         timed "arm64 test image" "$IMAGE_BUILD_DIR/build.sh" --arch arm64 --test-only --out "$out" \
-            --binary "$CACHE_DIR/out/pacsbox-aarch64"
+            --binary "$CACHE_DIR/out/pacsbox-aarch64" --ohif "$OHIF_DIR"
         timed "arm64 boot test" "$IMAGE_BUILD_DIR/test/boot-test.sh" "$out/pacsbox-$version-arm64-test.img"
     }
     # The arm64 test may take what is left of CI's 90 minutes (run_all.sh, our parent, started the
@@ -66,7 +69,7 @@ arm64_path() {
     fi
     echo "--> image: arm64 image + boot test, budget ${budget}s"
     export -f arm64_image_and_boot timed log die
-    export IMAGE_BUILD_DIR CACHE_DIR out version
+    export IMAGE_BUILD_DIR CACHE_DIR OHIF_DIR out version
     t0=$SECONDS
     rc=0
     timeout -k 30 "$budget" bash -c arm64_image_and_boot || rc=$?

@@ -110,8 +110,10 @@ media_usb_check() {
         vm_run 20 "findmnt -n -o OPTIONS /run/pacsbox/media/$dev | grep -qE '^ro,.*noexec'"
     vm_run 20 "cat /var/lib/pacsbox/initial-admin-password" >"$work/initial-password" || true
     check "the first-boot admin password read from the box" test -s "$work/initial-password"
-    local out rc=0
-    out="$(python3 "$IMAGE_BUILD_DIR/test/media-web.py" "$hport" "$work/initial-password" \
+    local out rc=0 ohif=0
+    # An image built with --ohif says so in build-info; the logged-in user then gets OHIF.
+    vm_run 20 "grep -q '^PACSBOX_OHIF=' /etc/pacsbox/build-info" && ohif=1
+    out="$(EXPECT_OHIF=$ohif python3 "$IMAGE_BUILD_DIR/test/media-web.py" "$hport" "$work/initial-password" \
         "$work/admin-password" "$(
             IFS=,
             echo "${media_studies[*]}"

@@ -11,6 +11,7 @@ usage: media-web.py HTTP_PORT PASSWORD_FILE NEW_PASSWORD_FILE STUDY_UID[,STUDY_U
 """
 import http.cookiejar
 import json
+import os
 import re
 import sys
 import time
@@ -92,6 +93,14 @@ def main() -> int:
         newfile.write_text(new)
     elif not check("admin logs in", b.login(newfile.read_text()) == 303):
         return failed
+
+    if initial != "-" and os.environ.get("EXPECT_OHIF") == "1":
+        code, page = b.request("/ohif/")
+        check("OHIF (build.sh --ohif) at /ohif/ for the logged-in user",
+              code == 200 and b'<div id="root">' in page, code)
+        code, cfg = b.request("/ohif/app-config.js")
+        check("OHIF's configuration points at the box's own DICOMweb",
+              code == 200 and b"/dicom-web" in cfg, code)
 
     if what == "gone":
         left = wait_for(lambda: media_found(b) == [], 60)
