@@ -544,6 +544,7 @@ def test_orthanc_dicomweb_plugin_searches_retrieves_and_stores_through_pacsbox(b
         post("/dicom-web/servers/pacsbox/stow", {"Resources": [orthanc_id]})
         (inst,) = client.search_for_instances(search_filters={"SOPInstanceUID": str(fresh.SOPInstanceUID)})
         assert uid_of(inst, "0020000D") == str(fresh.StudyInstanceUID)
-        assert stored_file(srv.data, str(fresh.SOPInstanceUID))[-len(fresh.PixelData):] == fresh.PixelData
+        kept = pydicom.dcmread(io.BytesIO(stored_file(srv.data, str(fresh.SOPInstanceUID))))
+        assert kept.PixelData == fresh.PixelData and kept.PatientName == "ORTHANC^STOW"
     finally:
         o.stop()
