@@ -4,6 +4,8 @@
 # (CharLS for JPEG-LS, libjpeg-turbo for 12-bit JPEG; nasm gives libjpeg-turbo its x86 SIMD);
 # rsyslog with its GnuTLS driver and openssl (the audit forwarding's TLS syslog collector and its
 # certificates in test_audit_syslog.py; rsyslogd is started by the test, never as a service);
+# Orthanc and its DICOMweb plugin (the peer of the forwarding tests, and a second DICOMweb client
+# in test_dicomweb.py);
 # pinned pydicom, pynetdicom, pydicom-data, pytest, numpy, and pylibjpeg with its libjpeg and
 # OpenJPEG plugins (pydicom's independent decoders: the imaging tests' ground truth) from
 # PyPI; clippy/rustfmt; shellcheck for the scripts; node (Debian's, as tests/browser/run.sh installs it) for the viewer's
@@ -16,7 +18,7 @@ cd "$(dirname "$0")/.."
 echo "==> installing test dependencies (no-op when present)"
 
 need_apt=()
-for pkg in dcmtk zstd strace libgdcm-tools cmake g++ nasm shellcheck faketime rsyslog rsyslog-gnutls openssl orthanc; do
+for pkg in dcmtk zstd strace libgdcm-tools cmake g++ nasm shellcheck faketime rsyslog rsyslog-gnutls openssl orthanc orthanc-dicomweb; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         need_apt+=("$pkg")
     fi

@@ -342,6 +342,39 @@ def test_bad_requests_get_clear_statuses(box):
     assert code == 200 and hdrs["warning"].startswith("299 ")
 
 
+def test_orderby_sorts_by_index_keys_and_ignores_the_rest(box):
+    _, web, _, token, _, study, _ = box
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def get(path: str) -> tuple[dict, list]:
+        code, hdrs, body = web.get(path, headers=auth)
+        assert code == 200, (path, code, body[:200])
+        return hdrs, json.loads(body)
+
+    def value(item: dict, tag: str) -> str:
+        v = item.get(tag, {}).get("Value", [""])[0]
+        return v["Alphabetic"] if isinstance(v, dict) else str(v)
+
+    _, every = get("/dicom-web/studies")
+    # Newest first, then by name (a date that is not there sorts as lowest, so last here).
+    _, newest = get("/dicom-web/studies?orderby=-StudyDate,PatientName")
+    want = sorted(every, key=lambda x: value(x, "00100010").lower())
+    want = sorted(want, key=lambda x: value(x, "00080020"), reverse=True)
+    assert [uid_of(x, "0020000D") for x in newest] == [uid_of(x, "0020000D") for x in want]
+    assert len({value(x, "00080020") for x in newest}) > 2, "the corpus must hold several dates"
+    # offset and limit page the sorted list.
+    _, page = get("/dicom-web/studies?orderby=-StudyDate&orderby=PatientName&offset=1&limit=2")
+    assert [uid_of(x, "0020000D") for x in page] == [uid_of(x, "0020000D") for x in want[1:3]]
+    # Instances: numbers as numbers, then a second key breaking the ties.
+    _, inst = get(f"/dicom-web/studies/{study}/instances?orderby=-InstanceNumber,SeriesInstanceUID")
+    assert [(value(x, "00200013"), uid_of(x, "0020000E")) for x in inst] == \
+        [(n, f"{study}.{se}") for n in ("2", "1") for se in "123"]
+    # A key the index does not hold sorts nothing: ignored, said in the Warning header.
+    hdrs, unsorted = get("/dicom-web/studies?orderby=InstitutionName")
+    assert hdrs["warning"].startswith("299 ") and "InstitutionName" in hdrs["warning"]
+    assert sorted(uid_of(x, "0020000D") for x in unsorted) == sorted(uid_of(x, "0020000D") for x in every)
+
+
 # -- STOW-RS (these run last in the module: they add studies) ------------------------------
 
 def multipart_body(parts: list[tuple[str, bytes]], boundary: str = "e2e-boundary-7f3a") -> tuple[str, bytes]:
@@ -455,3 +488,63 @@ def test_stow_refuses_bad_bodies_and_stores_nothing_half_way(box):
                                 headers={"Content-Type": ct, "X-CSRF-Token": web.csrf(page)})
     assert code == 200, resp
     assert len(client.search_for_instances(search_filters={"SOPInstanceUID": str(ds.SOPInstanceUID)})) == 1
+
+
+# -- A second client: Orthanc's DICOMweb plugin, with pacsbox as its DICOMweb server --------
+
+def test_orthanc_dicomweb_plugin_searches_retrieves_and_stores_through_pacsbox(box, tmp_path):
+    """Orthanc (Debian's orthanc-dicomweb) configured with pacsbox as a DICOMweb server: QIDO-RS
+    through its proxy, WADO-RS of whole studies into Orthanc (its own multipart parser, its own
+    Accept header), and STOW-RS of an instance Orthanc holds back into pacsbox."""
+    from test_forward import Orthanc
+
+    srv, web, client, token, meta, study, _ = box
+    dicom_port, http_port = h.free_ports(2)
+    o = Orthanc(tmp_path / "orthanc", dicom_port, http_port)
+    cfg = json.loads((o.base / "orthanc.json").read_text())
+    cfg["Plugins"] = ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"]
+    cfg["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/", "Servers": {
+        "pacsbox": {"Url": f"{web.base}/dicom-web/", "HttpHeaders": {"Authorization": f"Bearer {token}"}}}}
+    (o.base / "orthanc.json").write_text(json.dumps(cfg))
+    o.start()
+    try:
+        def post(path: str, body: dict) -> bytes:
+            req = urllib.request.Request(f"http://127.0.0.1:{http_port}{path}", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.read()
+
+        # QIDO-RS: pacsbox's answer handed through by Orthanc, and parsed by it (`qido`).
+        found = json.loads(post("/dicom-web/servers/pacsbox/get",
+                                {"Uri": "/studies", "Arguments": {"PatientID": "WEB-1"}}))
+        assert [uid_of(x, "0020000D") for x in found] == [study]
+        (parsed,) = json.loads(post("/dicom-web/servers/pacsbox/qido",
+                                    {"Uri": "/studies", "Arguments": {"PatientID": "WEB-1"}}))
+        assert parsed["0020000D"]["Value"] == study and parsed["00100010"]["Value"] == "WEB^RANGE"
+        # WADO-RS: two studies pulled into Orthanc; what it stored is what pacsbox was sent.
+        ct = meta["CT_small.dcm"]
+        post("/dicom-web/servers/pacsbox/retrieve",
+             {"Resources": [{"Study": study}, {"Study": str(ct.StudyInstanceUID)}]})
+        held = o.instances()
+        web_range = {str(d.SOPInstanceUID) for d in held.values() if str(d.StudyInstanceUID) == study}
+        assert len(web_range) == 6, sorted(held)
+        original = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        got = held[str(original.SOPInstanceUID)]
+        assert got.PixelData == original.PixelData
+        for kw in ("PatientName", "PatientID", "StudyDate", "SeriesInstanceUID", "Rows", "Columns", "WindowCenter"):
+            assert got.get(kw) == original.get(kw), kw
+        # STOW-RS from Orthanc: an instance only Orthanc holds, sent to pacsbox, found there.
+        fresh = h.fresh_ct(patient="ORTHANC^STOW")
+        buf = io.BytesIO()
+        fresh.save_as(buf, enforce_file_format=True)
+        req = urllib.request.Request(f"http://127.0.0.1:{http_port}/instances", data=buf.getvalue(),
+                                     headers={"Content-Type": "application/dicom"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            orthanc_id = json.loads(r.read())["ID"]
+        post("/dicom-web/servers/pacsbox/stow", {"Resources": [orthanc_id]})
+        (inst,) = client.search_for_instances(search_filters={"SOPInstanceUID": str(fresh.SOPInstanceUID)})
+        assert uid_of(inst, "0020000D") == str(fresh.StudyInstanceUID)
+        kept = pydicom.dcmread(io.BytesIO(stored_file(srv.data, str(fresh.SOPInstanceUID))))
+        assert kept.PixelData == fresh.PixelData and kept.PatientName == "ORTHANC^STOW"
+    finally:
+        o.stop()

@@ -552,7 +552,9 @@ impl Chunks {
 fn respond_back(mut client: Conn, mut up: TcpStream, config: &GuardConfig) -> std::io::Result<()> {
     up.set_read_timeout(Some(config.io_timeout))?;
     client.tcp().set_write_timeout(Some(config.io_timeout))?;
-    let mut big = vec![0u8; 64 << 10];
+    // Large reads for large answers (a WADO-RS study is hundreds of MB); the zeroed buffer's
+    // pages are only made resident as far as a read fills them.
+    let mut big = vec![0u8; 256 << 10];
     loop {
         let n = up.read(&mut big)?;
         if n == 0 {

@@ -6,7 +6,7 @@
 //! set of sender threads, so a client that stops reading holds one of those, not a worker.
 //! When a bound is reached the request gets 503 at once.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -227,6 +227,64 @@ fn send(req: Request, reply: Reply, limits: &Arc<Limits>) {
     }
 }
 
+/// Largest chunk of a streamed body (a [`crate::reply::chunk_pipe`] block), and the buffer
+/// it is written through.
+const STREAM_CHUNK: usize = crate::reply::PIPE_CHUNK;
+
+/// A body of unknown length (WADO-RS studies, QIDO-RS, ZIPs) as HTTP/1.1 chunked transfer
+/// coding written here rather than by tiny_http, which frames it in 8 KiB chunks read 8 KiB
+/// at a time through a 1 KiB socket buffer: two to three system calls per 8 KiB, a limit of
+/// a 265 MB WADO-RS study (bench/README.md, DICOMweb). Here a chunk is what one read of the
+/// body gives (up to 256 KiB) and the socket gets writes that large. The guard in front forces
+/// `Connection: close`, so the answer says so too; an HTTP/1.0 client gets the body as is,
+/// ended by the close, as tiny_http does.
+fn respond_stream(
+    req: Request,
+    status: StatusCode,
+    headers: &[Header],
+    mut body: Box<dyn Read + Send>,
+) -> std::io::Result<()> {
+    let head_only = *req.method() == Method::Head;
+    let v = req.http_version();
+    let chunked = (v.0, v.1) >= (1, 1);
+    let mut out = std::io::BufWriter::with_capacity(STREAM_CHUNK, req.into_writer());
+    write!(
+        out,
+        "HTTP/1.1 {} {}\r\n",
+        status.0,
+        status.default_reason_phrase()
+    )?;
+    for h in headers {
+        write!(out, "{h}\r\n")?;
+    }
+    if chunked {
+        out.write_all(b"Transfer-Encoding: chunked\r\n")?;
+    }
+    out.write_all(b"Connection: close\r\n\r\n")?;
+    if !head_only {
+        let mut buf = vec![0u8; STREAM_CHUNK];
+        loop {
+            let n = match body.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunked {
+                write!(out, "{n:x}\r\n")?;
+                out.write_all(&buf[..n])?;
+                out.write_all(b"\r\n")?;
+            } else {
+                out.write_all(&buf[..n])?;
+            }
+        }
+        if chunked {
+            out.write_all(b"0\r\n\r\n")?;
+        }
+    }
+    out.flush()
+}
+
 fn respond(req: Request, reply: Reply) {
     // A multipart answer names its boundary in its own Content-Type.
     let own_type = reply
@@ -276,7 +334,7 @@ fn respond(req: Request, reply: Reply) {
                 None,
             ))
         }
-        Body::Stream(r) => req.respond(Response::new(status, headers, r, None, None)),
+        Body::Stream(r) => respond_stream(req, status, &headers, r),
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "HTTP client went away");

@@ -5,7 +5,9 @@
 //! thread walks the index into a pipe the response reads, so 100 000 matches never sit in
 //! memory. Searches below the study level that the path does not pin to one study
 //! (`/series`, `/instances`, `/studies/{s}/instances`) walk study → series → instance, each
-//! level a query of its own.
+//! level a query of its own. `orderby` (keys the index holds, `-` for descending) is the one
+//! exception: the matches, at most [`ORDERBY_MAX`], are collected and sorted before the first
+//! byte goes out.
 
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -19,7 +21,7 @@ use serde_json::{Map, Value};
 
 use super::{Caller, error, json};
 use crate::Web;
-use crate::reply::{Reply, Req, check_uid};
+use crate::reply::{Reply, Req, check_uid, chunk_pipe};
 
 /// A search resource: the level searched and the UIDs its path fixes.
 #[derive(Clone, Debug)]
@@ -107,7 +109,13 @@ struct Params {
     /// Matching keys the index cannot match on (ignored, said in a `Warning` header).
     ignored: Vec<String>,
     terms: Vec<String>,
+    /// `orderby` keys in order of precedence; `true` = descending.
+    order: Vec<(Attr, bool)>,
 }
+
+/// The most matches a sorted search collects (a sorted answer cannot be streamed: the last
+/// match found may sort first). ~0.5 KiB each; beyond it the search must be narrowed.
+pub const ORDERBY_MAX: usize = 50_000;
 
 /// A parameter name (keyword or `GGGGEEEE`) → its tag and dictionary VR.
 fn attribute_tag(name: &str) -> Option<((u16, u16), [u8; 2])> {
@@ -187,9 +195,23 @@ fn parse(raw_query: &str, level: Level) -> Result<Params, String> {
                     }
                 }
             }
-            // Sorting is not offered (PS3.18 lets an origin server refuse it): newest-first
-            // lists are the web page's.
-            "orderby" => return Err("orderby is not supported".into()),
+            // dcm4chee's form, which OHIF and other viewers send: `orderby=-StudyDate,PatientName`.
+            // A key the index does not hold, or one below the searched level, cannot sort
+            // anything here: ignored and said in the Warning header, like such a matching key.
+            "orderby" => {
+                for f in v.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+                    let (desc, name) = match f.strip_prefix('-') {
+                        Some(n) => (true, n),
+                        None => (false, f.strip_prefix('+').unwrap_or(f)),
+                    };
+                    match attribute_tag(name).and_then(|(tag, _)| known(tag)) {
+                        Some((_, a)) if a.level() <= level.max(Level::Study) => {
+                            p.order.push((a, desc))
+                        }
+                        _ => p.ignored.push(format!("orderby {name}")),
+                    }
+                }
+            }
             _ => {
                 let Some((tag, _)) = attribute_tag(k) else {
                     return Err(format!("unknown query parameter {k:?}"));
@@ -250,16 +272,23 @@ pub fn search(web: &Web, req: &Req, caller: &Caller, s: Search) -> Result<Reply,
     );
     let warning = (!params.ignored.is_empty()).then(|| {
         format!(
-            "299 pacsbox \"not matched (the index does not hold them): {}\"",
+            "299 pacsbox \"ignored (the index does not hold them): {}\"",
             params.ignored.join(", ")
         )
     });
+    if !params.order.is_empty() {
+        let body = sorted(&web.archive, &s, &params)?;
+        let mut reply = Reply::bytes(200, "application/dicom+json", body);
+        if let Some(w) = warning {
+            reply = reply.header("Warning", w);
+        }
+        return Ok(reply);
+    }
     let archive = web.archive.clone();
-    let (reader, writer) = std::io::pipe().map_err(|e| error(500, e.to_string()))?;
+    let (mut out, reader) = chunk_pipe();
     std::thread::Builder::new()
         .name("qido".into())
         .spawn(move || {
-            let mut out = std::io::BufWriter::with_capacity(64 << 10, writer);
             if let Err(e) = stream(&archive, &s, &params, &mut out) {
                 // The client sees JSON cut short, which no parser accepts.
                 tracing::warn!(error = %e, "QIDO-RS answer ended early");
@@ -325,6 +354,92 @@ fn stream(
     out.write_all(b"]")?;
     out.flush()?;
     Ok(())
+}
+
+/// A search with `orderby`: every match collected (up to [`ORDERBY_MAX`]), sorted stably by
+/// the keys (numbers as numbers, the rest as their DICOM text: dates and times sort as
+/// written), then `offset` and `limit` applied.
+fn sorted(archive: &Archive, s: &Search, p: &Params) -> Result<Vec<u8>, Reply> {
+    let mut rows: Vec<Row> = Vec::new();
+    let mut too_many = false;
+    walk(archive, s, p, &mut |row: &Row| {
+        if rows.len() == ORDERBY_MAX {
+            too_many = true;
+            return ControlFlow::Break(());
+        }
+        rows.push(row.clone());
+        ControlFlow::Continue(())
+    })
+    .map_err(|e| error(500, e.to_string()))?;
+    if too_many {
+        return Err(error(
+            400,
+            format!("orderby sorts at most {ORDERBY_MAX} matches: narrow the search"),
+        ));
+    }
+    let mut keyed: Vec<(Vec<SortKey>, Row)> = rows
+        .into_iter()
+        .map(|r| (p.order.iter().map(|(a, _)| sort_key(&r, *a)).collect(), r))
+        .collect();
+    keyed.sort_by(|(a, _), (b, _)| {
+        for (i, (_, desc)) in p.order.iter().enumerate() {
+            let o = a[i].cmp(&b[i]);
+            let o = if *desc { o.reverse() } else { o };
+            if o.is_ne() {
+                return o;
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
+    let mut out = Vec::with_capacity(keyed.len().min(p.limit.unwrap_or(usize::MAX)) * 512 + 2);
+    out.push(b'[');
+    let page = keyed
+        .iter()
+        .skip(p.offset)
+        .take(p.limit.unwrap_or(usize::MAX));
+    for (n, (_, row)) in page.enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, &encode(row, s.level, p))
+            .map_err(|e| error(500, e.to_string()))?;
+    }
+    out.push(b']');
+    Ok(out)
+}
+
+/// A value to sort by: numbers before text so that a missing count does not sort as "".
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum SortKey {
+    Missing,
+    Number(u64),
+    Text(String),
+}
+
+fn sort_key(row: &Row, attr: Attr) -> SortKey {
+    use Attr::*;
+    let numeric = matches!(
+        attr,
+        NumberOfPatientRelatedStudies
+            | NumberOfPatientRelatedSeries
+            | NumberOfPatientRelatedInstances
+            | NumberOfStudyRelatedSeries
+            | NumberOfStudyRelatedInstances
+            | NumberOfSeriesRelatedInstances
+            | SeriesNumber
+            | InstanceNumber
+    );
+    match row.value(attr) {
+        None => SortKey::Missing,
+        Some(v) if v.trim().is_empty() => SortKey::Missing,
+        Some(v) if numeric => v
+            .trim()
+            .parse()
+            .map(SortKey::Number)
+            .unwrap_or(SortKey::Text(v)),
+        // Names sort caselessly, the way a person reads a list.
+        Some(v) => SortKey::Text(v.to_lowercase()),
+    }
 }
 
 fn of_level(p: &Params, pred: impl Fn(Level) -> bool) -> Vec<(Attr, Matcher)> {
@@ -529,5 +644,38 @@ mod tests {
         // Keys the index cannot match are ignored (and said so in a Warning).
         let p = parse("InstitutionName=X", Level::Study).unwrap();
         assert_eq!(p.ignored, ["InstitutionName"]);
+    }
+
+    #[test]
+    fn orderby_keys_the_index_holds_and_the_rest_ignored() {
+        let p = parse(
+            "orderby=-StudyDate,PatientName&orderby=+00080050,InstitutionName,SeriesNumber",
+            Level::Study,
+        )
+        .unwrap();
+        assert_eq!(
+            p.order,
+            [
+                (Attr::StudyDate, true),
+                (Attr::PatientName, false),
+                (Attr::AccessionNumber, false)
+            ]
+        );
+        assert_eq!(
+            p.ignored,
+            ["orderby InstitutionName", "orderby SeriesNumber"]
+        );
+        let p = parse("orderby=SeriesNumber,-StudyDate", Level::Series).unwrap();
+        assert_eq!(
+            p.order,
+            [(Attr::SeriesNumber, false), (Attr::StudyDate, true)]
+        );
+    }
+
+    #[test]
+    fn sort_keys_numbers_as_numbers_names_caselessly_missing_first() {
+        assert!(SortKey::Number(9) < SortKey::Number(10));
+        assert!(SortKey::Missing < SortKey::Number(0));
+        assert!(SortKey::Text("doe^jane".into()) < SortKey::Text("kim^min".into()));
     }
 }

@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 use super::{Caller, error, json as dj, patient_of_study};
 use crate::Web;
 use crate::auth::random_token;
-use crate::reply::{Reply, Req, check_uid};
+use crate::reply::{PIPE_CHUNK, Reply, Req, check_uid, chunk_pipe};
 
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
@@ -292,17 +292,16 @@ fn boundary() -> Result<String, Reply> {
     Ok(format!("pacsbox-{}", random_token(16).map_err(internal)?))
 }
 
-/// Runs `write` on a thread into a pipe the reply reads.
+/// Runs `write` on a thread into a [`chunk_pipe`] the reply reads.
 fn spawn_stream(
     name: &str,
     write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()> + Send + 'static,
 ) -> Result<Box<dyn Read + Send>, Reply> {
-    let (reader, writer) = std::io::pipe().map_err(internal)?;
+    let (mut writer, reader) = chunk_pipe();
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            let mut out = std::io::BufWriter::with_capacity(256 << 10, writer);
-            let r = write(&mut out).and_then(|_| Ok(out.flush()?));
+            let r = write(&mut writer).and_then(|_| Ok(writer.flush()?));
             if let Err(e) = r {
                 // Without the closing boundary the client knows the answer is cut short.
                 tracing::warn!(error = %e, "DICOMweb answer ended early");
@@ -310,6 +309,18 @@ fn spawn_stream(
         })
         .map_err(internal)?;
     Ok(Box::new(reader))
+}
+
+/// `std::io::copy` with a buffer as large as a pipe block (it would read 8 KiB at a time).
+fn copy_big(from: &mut impl Read, to: &mut dyn Write, buf: &mut [u8]) -> std::io::Result<()> {
+    loop {
+        match from.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => to.write_all(&buf[..n])?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn dicom_multipart(web: &Web, accept: &str, set: Vec<(String, InstanceRecord)>) -> Answer {
@@ -321,6 +332,7 @@ fn dicom_multipart(web: &Web, accept: &str, set: Vec<(String, InstanceRecord)>) 
     let archive = web.archive.clone();
     let b2 = b.clone();
     let body = spawn_stream("wado-rs", move |out| {
+        let mut buf = vec![0u8; PIPE_CHUNK];
         for (sop, rec) in &set {
             let ts = want.clone().unwrap_or_else(|| rec.transfer_syntax.clone());
             write!(
@@ -328,7 +340,7 @@ fn dicom_multipart(web: &Web, accept: &str, set: Vec<(String, InstanceRecord)>) 
                 "--{b2}\r\nContent-Type: application/dicom; transfer-syntax={ts}\r\n\r\n"
             )?;
             if ts == rec.transfer_syntax {
-                std::io::copy(&mut archive.open_part10(rec)?, out)?;
+                copy_big(&mut archive.open_part10(rec)?, out, &mut buf)?;
             } else {
                 let data = decompress_to_native(archive.open_part10(rec)?, &ts)
                     .map_err(|e| anyhow::anyhow!("{sop}: {e}"))?;
