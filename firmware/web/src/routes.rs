@@ -127,6 +127,7 @@ fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
         "register",
         "worklist",
         "worklist.json",
+        "anonymize",
     ];
     if !segs.first().is_some_and(|s| known.contains(s)) {
         return Err(HttpError::NotFound);
