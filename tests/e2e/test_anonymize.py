@@ -469,7 +469,7 @@ def test_kill9_during_anonymize_into_archive_leaves_the_copy_whole_or_absent(ser
     the original untouched and the archive consistent."""
     srv = server()
     study, series = generate_uid(), generate_uid()
-    n = 1500
+    n = 600
     big = [h.tiny_instance(study, series, i, patient="ORIG^KILL", pid="KILL-1") for i in range(n)]
     problems = h.store_parallel(srv.dicom_port, srv.ae, big, workers=4)
     assert not problems, problems[:5]
