@@ -8,6 +8,9 @@
 #   anonymize.sh [-c CORPUS] [-r REPS]     CORPUS under $BENCH_ROOT/corpus (default ct500:
 #                                          gen_corpus.py --template large, 1 study, 2 × 250)
 #
+# With PACSBOX_ALT_BIN set (another build, e.g. main's before a change), it runs as a third
+# peer, `pacsbox-alt`, the same way as `pacsbox`.
+#
 # Ports: set PACSBOX_PORT/PACSBOX_HTTP/ORTHANC_PORT/ORTHANC_HTTP when others run benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -37,21 +40,24 @@ echo -e "rep\tpeer\tinstances\tseconds\tinst_s\tstored_after"
 for ((rep = 1; rep <= REPS; rep++)); do
   peers=(pacsbox orthanc)
   ((rep % 2 == 0)) && peers=(orthanc pacsbox)
+  [[ -n ${PACSBOX_ALT_BIN:-} ]] && peers+=(pacsbox-alt)
   for peer in "${peers[@]}"; do
     ./peers.sh start "$peer" >/dev/null
     load "$peer"
     case $peer in
-      pacsbox)
-        ./peers.sh stop pacsbox   # the CLI opens the archive itself
-        data=$BENCH_ROOT/run/pacsbox/storage
+      pacsbox|pacsbox-alt)
+        ./peers.sh stop "$peer"   # the CLI opens the archive itself
+        bin=$PACSBOX_BIN
+        [[ $peer == pacsbox-alt ]] && bin=$PACSBOX_ALT_BIN
+        data=$BENCH_ROOT/run/$peer/storage
         sync
         t0=$(now)
         rc=0
-        "$PACSBOX_BIN" anonymize --data "$data" --study "$study" --into-archive \
-          --name BENCH^ANON --id BENCH-1 >"$BENCH_ROOT/run/pacsbox/anonymize.out" 2>&1 || rc=$?
+        "$bin" anonymize --data "$data" --study "$study" --into-archive \
+          --name BENCH^ANON --id BENCH-1 >"$BENCH_ROOT/run/$peer/anonymize.out" 2>&1 || rc=$?
         t1=$(now)
-        [[ $rc == 0 || $rc == 2 ]] || { cat "$BENCH_ROOT/run/pacsbox/anonymize.out" >&2; exit 1; }
-        stored=$("$PACSBOX_BIN" list --data "$data" | wc -l)
+        [[ $rc == 0 || $rc == 2 ]] || { cat "$BENCH_ROOT/run/$peer/anonymize.out" >&2; exit 1; }
+        stored=$("$bin" list --data "$data" | wc -l)
         ;;
       orthanc)
         id=$(curl -sf -X POST "http://127.0.0.1:$ORTHANC_HTTP/tools/lookup" -d "$study" |

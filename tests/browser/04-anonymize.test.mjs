@@ -1,5 +1,5 @@
-// Anonymizing a study from its page: the form's options and pseudonym, "as new study", the
-// result page, and the copy found by the search under the pseudonym while the original keeps
+// Anonymizing a study from its page: the form's options and pseudonym, "as new study" (a job
+// whose page polls its progress, then shows the result), and the copy found by the search under the pseudonym while the original keeps
 // its Hangul name.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -27,11 +27,17 @@ describe('anonymize', () => {
     await form.locator('input[name=keep_descriptions]').check();
     await shot(page, 'anonymize-form');
     await Promise.all([page.waitForLoadState('load'), form.locator('button[value=archive]').click()]);
+    // The run is a job: its page shows "n of total" until it ends, then the result.
+    const jobPath = new URL(page.url()).pathname;
+    assert.match(jobPath, /^\/anonymize\/\d+$/, 'the form leads to the job page');
+    await page.waitForSelector('#counts', { timeout: 120000 });
     assert.equal(await page.locator('h1').innerText(), 'Anonymized copy');
     const counts = await page.locator('#counts').innerText();
     const total = Object.values(K.series).reduce((n, s) => n + s.instances.length, 0);
     assert.match(counts, new RegExp(`^${total} of ${total} written \\(${total} stored\\)`), counts);
     await shot(page, 'anonymize-result');
+    const total2 = await page.evaluate(async (p) => (await fetch(`${p}/progress`)).json(), jobPath);
+    assert.deepEqual(total2, { job: Number(jobPath.split('/')[2]), done: total, total, finished: true });
 
     await Promise.all([page.waitForLoadState('load'), page.locator('#new-study a').click()]);
     assert.equal(await page.locator('#patient').innerText(), 'BROWSER ANON');

@@ -1,15 +1,26 @@
 // Correcting a patient ID from the study page: the search page shows the new ID at once and
-// not the old one; the operations page lists it and its Undo puts the old ID back; an invalid
-// date is refused with a message and changes nothing.
+// not the old one; the operations page lists it and its Undo puts the old ID back; merging two
+// patients from the page leaves one patient with both studies, and Undo separates them; the
+// issuer is edited and undone the same way; an invalid date is refused and changes nothing.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { BASE, MANIFEST, launch, login, newPage, noProblems, shot } from './lib.mjs';
 
 const E = MANIFEST.edge;
+const X = MANIFEST.xss;
 
 async function idsFound(page, id) {
   await page.goto(`${BASE}/search?id=${encodeURIComponent(id)}&when=any`);
   return page.$$eval('#results td[data-label="ID"]', (tds) => tds.map((td) => td.textContent.trim()));
+}
+
+// Undoes the newest operation (of kind `kind`) from the operations page.
+async function undoLatest(page, kind) {
+  await page.goto(`${BASE}/admin/operations`);
+  const row = page.locator('#operations tbody tr').first();
+  assert.match(await row.textContent(), kind);
+  await Promise.all([page.waitForLoadState('load'), row.locator('button', { hasText: 'Undo' }).click()]);
+  assert.match(await page.textContent('.ok'), /undone/);
 }
 
 async function submit(page, form) {
@@ -51,6 +62,45 @@ describe('corrections', () => {
     await shot(page, 'operations-undone');
     assert.ok((await idsFound(page, 'BRW-EDGE')).length > 0, 'undo: the old ID is back');
     assert.deepEqual(await idsFound(page, 'BRW-FIXED'), []);
+    noProblems(page);
+    await page.context().close();
+  });
+
+  it('merging two patients from the page puts both studies under one; Undo separates them', async () => {
+    const page = await newPage(browser);
+    await login(page);
+    assert.equal((await idsFound(page, 'BRW-EDGE')).length, 1, 'one study under BRW-EDGE first');
+    assert.equal((await idsFound(page, 'BRW-XSS')).length, 1);
+
+    await page.goto(`${BASE}/study/${X.study}`);
+    await page.fill('#merge-patient input[name=into]', 'BRW-EDGE');
+    await submit(page, '#merge-patient');
+    assert.match(await page.textContent('.ok'), /Operation \d+: \d+ instance\(s\) changed/);
+    assert.equal(await page.inputValue('#edit-patient input[name=id]'), 'BRW-EDGE', 'the study is under BRW-EDGE now');
+    await shot(page, 'merge-done');
+    assert.deepEqual(await idsFound(page, 'BRW-EDGE'), ['BRW-EDGE', 'BRW-EDGE'], 'one patient holds both studies');
+    assert.deepEqual(await idsFound(page, 'BRW-XSS'), [], 'the merged patient is gone');
+
+    await undoLatest(page, /merge/);
+    assert.deepEqual(await idsFound(page, 'BRW-XSS'), ['BRW-XSS'], 'undo: the patient is back');
+    assert.deepEqual(await idsFound(page, 'BRW-EDGE'), ['BRW-EDGE']);
+    noProblems(page);
+    await page.context().close();
+  });
+
+  it('the Issuer of Patient ID is edited in the patient form and undone', async () => {
+    const page = await newPage(browser);
+    await login(page);
+    await page.goto(`${BASE}/study/${E.study}`);
+    const before = await page.inputValue('#edit-patient input[name=issuer]');
+    await page.fill('#edit-patient input[name=issuer]', 'BRW-HOSPITAL');
+    await submit(page, '#edit-patient');
+    assert.match(await page.textContent('.ok'), /Operation \d+: \d+ instance\(s\) changed/);
+    await page.goto(`${BASE}/study/${E.study}`);
+    assert.equal(await page.inputValue('#edit-patient input[name=issuer]'), 'BRW-HOSPITAL', 'read back from the files');
+    await undoLatest(page, /IssuerOfPatientID: .*→ BRW-HOSPITAL/);
+    await page.goto(`${BASE}/study/${E.study}`);
+    assert.equal(await page.inputValue('#edit-patient input[name=issuer]'), before, 'undo: the issuer is back');
     noProblems(page);
     await page.context().close();
   });

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import collections
 import io
+import json
+import random
 import re
 import subprocess
+import time
 import zipfile
 from pathlib import Path
 
@@ -266,7 +269,20 @@ def anonymize(b: Browser, study: str, target: str, **opts) -> tuple[int, dict, b
     form = {"csrf": b.csrf(page), "name": PSEUDONYM, "id": PSEUDONYM_ID, "target": target}
     form.update({k: "on" for k, v in opts.items() if v is True})
     form.update({k: v for k, v in opts.items() if isinstance(v, str)})
-    return b.post(f"/study/{study}/anonymize", form, timeout=300)
+    code, headers, body = b.post(f"/study/{study}/anonymize", form, timeout=300)
+    job = {k.lower(): v for k, v in headers.items()}.get("location", "")
+    if code != 303 or not re.fullmatch(r"/anonymize/\d+", job):
+        return code, headers, body
+    # "As new study" runs as a job: its page shows progress until the result replaces it.
+    deadline = time.monotonic() + 300
+    while True:
+        code, headers, body = b.get(job)
+        if b'id="anonymizing"' not in body or time.monotonic() > deadline:
+            return code, headers, body
+        _, _, progress = b.get(f"{job}/progress")
+        p = json.loads(progress)
+        assert 0 <= p["done"] <= p["total"], p
+        time.sleep(0.2)
 
 
 @pytest.mark.timeout(1200)
@@ -444,3 +460,57 @@ def test_only_editors_and_admins_may_anonymize(archive_with_corpus):
     assert srv.status()["studies"] == before
     r = srv.cli("audit", "export", "--data", str(srv.data), "--action", "study.anonymize", "--actor", "doc")
     assert "failed: HTTP 403" in r.stdout, r.stdout[-1000:]
+
+
+@pytest.mark.timeout(900)
+def test_kill9_during_anonymize_into_archive_leaves_the_copy_whole_or_absent(server, tmp_path):
+    """A run stages its instances and commits them in chunks; `kill -9` at any point must leave
+    either the whole anonymized copy or none of it (start-up recovery removes a partial one),
+    the original untouched and the archive consistent."""
+    srv = server()
+    study, series = generate_uid(), generate_uid()
+    n = 600
+    big = [h.tiny_instance(study, series, i, patient="ORIG^KILL", pid="KILL-1") for i in range(n)]
+    problems = h.store_parallel(srv.dicom_port, srv.ae, big, workers=4)
+    assert not problems, problems[:5]
+    srv.stop()
+    args = ["anonymize", "--data", str(srv.data), "--study", study, "--into-archive",
+            "--name", "KILL^ANON", "--id", "KILL-ANON"]
+
+    def copies():
+        """Instances per study other than the original; the original's own count."""
+        per = collections.Counter(e.study for e in srv.list().values())
+        return {s: c for s, c in per.items() if s != study}, per[study]
+
+    # One full run, timed, so that the kills fall inside one.
+    t0 = time.monotonic()
+    r = srv.cli(*args)
+    full = time.monotonic() - t0
+    assert r.returncode in (0, 2), r.describe()
+    done, orig = copies()
+    assert list(done.values()) == [n] and orig == n, (done, orig)
+    rng = random.Random(1414)
+    removed = 0
+    for rnd, frac in enumerate([0.2, 0.5, 0.75, 0.9, 1.1]):
+        before = set(done)
+        p = subprocess.Popen([str(srv.binary), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep((frac + rng.uniform(-0.05, 0.05)) * full)
+        p.kill()
+        p.wait(30)
+        r = srv.verify("--checksums")
+        assert r.returncode == 0, f"round {rnd}: verify after kill -9:\n{r.describe()}"
+        removed += "removed the partial copy of an anonymization" in r.stderr
+        done, orig = copies()
+        assert orig == n, f"round {rnd}: the original has {orig} instances"
+        assert before <= set(done) and len(done) - len(before) <= 1, (before, done)
+        partial = {s: c for s, c in done.items() if c != n}
+        assert not partial, f"round {rnd}: a partial anonymized copy survived: {partial}"
+        ops = srv.data / "ops"
+        assert not ops.exists() or not [f for f in ops.iterdir() if f.name.startswith("anonymize-")], \
+            f"round {rnd}: anonymize marker left in ops/"
+        assert not list((srv.data / "tmp").iterdir()), f"round {rnd}: temp files left"
+    print(f"full anonymize of {n} instances: {full:.2f} s; partial copies removed at open: {removed}; "
+          f"whole copies: {len(done)}")
+    srv.start()
+    assert srv.status()["instances"] == n * (1 + len(done))
+    srv.stop()

@@ -157,6 +157,33 @@ def test_delete_hides_restore_brings_back_purge_frees_space(server, tmp_path):
 
 
 @pytest.mark.timeout(300)
+def test_serve_purges_expired_trash_by_itself_and_audits_it_as_system(server, tmp_path):
+    """While `serve` runs, a maintenance tick purges what passed the trash time (here 30 s,
+    so the tick runs every 7.5 s), as the user `system`, with no admin asking."""
+    cfg = tmp_path / "trash.toml"
+    cfg.write_text("trash_days = 0.000347\n")  # 30 s
+    srv = server(config=str(cfg))
+    study, series = generate_uid(), generate_uid()
+    _storescu(srv, _write(tmp_path, [h.fresh_ct(study, series, patient="OLD^TRASH") for _ in range(3)]))
+    srv.stop()
+    _cli(srv, "delete", "--study", study)
+    trash = srv.data / "trash"
+    assert _du(trash) > 0, "the delete put the files in the trash"
+    srv.start()
+    deadline = time.monotonic() + 200
+    while _du(trash) > 0 and time.monotonic() < deadline and srv.alive():
+        time.sleep(1)
+    assert _du(trash) == 0, "the expired trash is still there while serving"
+    srv.stop()
+    r = _cli(srv, "audit", "export", "--action", "trash.purge")
+    lines = [ln for ln in r.stdout.splitlines() if "trash.purge" in ln]
+    assert any("system" in ln and "1 operation(s), 3 file(s)" in ln for ln in lines), r.stdout
+    last = _cli(srv, "history").stdout.splitlines()[0].split("\t")[0]
+    r = _cli(srv, "restore", "--operation", last, ok=False)
+    assert r.returncode != 0 and "purged" in r.stderr, r.describe()
+
+
+@pytest.mark.timeout(300)
 def test_invalid_values_are_refused_and_nothing_changes(server, tmp_path):
     srv = server()
     ds = h.fresh_ct(patient="KEEP^ME")

@@ -52,6 +52,8 @@ pub(crate) struct CommitJob {
 /// What the committer thread is asked to do.
 pub(crate) enum Msg {
     Job(Box<CommitJob>),
+    /// Jobs committed as one batch (a bulk writer's staged instances): one journal sync.
+    Batch(Vec<CommitJob>),
     /// Checkpoint now (the journal emptied) and say how it went: an edit must not leave
     /// journal records that a restart would replay over the files it replaced.
     Checkpoint(Sender<io::Result<()>>),
@@ -113,6 +115,11 @@ impl Committer {
 
     pub(crate) fn submit(&self, job: CommitJob) -> Result<(), StoreError> {
         self.send(Msg::Job(Box::new(job)))
+    }
+
+    /// Submits jobs to be committed together (with whatever else is waiting).
+    pub(crate) fn submit_batch(&self, jobs: Vec<CommitJob>) -> Result<(), StoreError> {
+        self.send(Msg::Batch(jobs))
     }
 
     fn send(&self, msg: Msg) -> Result<(), StoreError> {
@@ -225,8 +232,9 @@ struct CommitThread {
 impl CommitThread {
     fn run(&mut self, rx: Receiver<Msg>) {
         loop {
-            let first = match rx.recv_timeout(CHECKPOINT_IDLE) {
-                Ok(Msg::Job(job)) => *job,
+            let mut batch = match rx.recv_timeout(CHECKPOINT_IDLE) {
+                Ok(Msg::Job(job)) => vec![*job],
+                Ok(Msg::Batch(jobs)) => jobs,
                 Ok(Msg::Checkpoint(reply)) => {
                     let _ = reply.send(self.checkpoint());
                     continue;
@@ -237,11 +245,11 @@ impl CommitThread {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let mut batch = vec![first];
             let mut asked = None;
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(Msg::Job(job)) => batch.push(*job),
+                    Ok(Msg::Batch(jobs)) => batch.extend(jobs),
                     Ok(Msg::Checkpoint(reply)) => {
                         asked = Some(reply);
                         break;

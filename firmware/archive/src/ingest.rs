@@ -141,8 +141,9 @@ pub struct IncomingInstance {
     dataset_hasher: xxhash_rust::xxh3::Xxh3,
     zstd: bool,
     sync: SyncMode,
-    /// Keeps the compactor waiting while this store is in flight.
-    _in_flight: crate::compact::StoreInFlight,
+    /// Keeps the compactor waiting while this store is in flight (and, staged, until it is
+    /// committed).
+    in_flight: Option<crate::compact::StoreInFlight>,
     /// The Study Instance UID the data set must have (STOW-RS to `/studies/{study}`).
     expected_study: Option<String>,
 }
@@ -223,7 +224,7 @@ pub(crate) fn begin(
         dataset_hasher: xxhash_rust::xxh3::Xxh3::new(),
         zstd,
         sync: shared.config.sync,
-        _in_flight: shared.quiet.store_begins(),
+        in_flight: Some(shared.quiet.store_begins()),
         expected_study: None,
     };
     match &mut sink {
@@ -306,7 +307,28 @@ impl IncomingInstance {
 
     /// Receives the whole data set from `data` (the network stream, or a file), proves it is
     /// complete, files and durably indexes it; blocks until its commit batch is on disk.
-    pub fn receive<R: BufRead>(mut self, data: R) -> Result<StoreOutcome, StoreError> {
+    pub fn receive<R: BufRead>(self, data: R) -> Result<StoreOutcome, StoreError> {
+        let committer = self.committer.clone();
+        let staged = self.write_out(data, true)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        committer.submit(staged.into_job(tx))?;
+        rx.recv().map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Receives and checks the whole data set as [`receive`](Self::receive) does, but only
+    /// writes it to `tmp/`: not synced, not committed. A bulk writer (anonymizing a study)
+    /// stages many and commits them together with [`crate::Archive::commit_staged`], one
+    /// sync pass and one commit batch for all.
+    pub fn stage<R: BufRead>(self, data: R) -> Result<StagedInstance, StoreError> {
+        self.write_out(data, false)
+    }
+
+    /// Writes and checks the data set; `sync_now` makes its data durable here in `Fsync` mode.
+    fn write_out<R: BufRead>(
+        mut self,
+        data: R,
+        sync_now: bool,
+    ) -> Result<StagedInstance, StoreError> {
         let enc = DatasetEncoding::of(&self.req.transfer_syntax);
         let mut tee = Tee {
             input: data,
@@ -331,9 +353,13 @@ impl IncomingInstance {
         drained?;
         let attrs = InstanceAttrs::from_header(&header)
             .map_err(|e| StoreError::CannotUnderstand(e.to_string()))?;
-        let (file_hash, file_size) = match self.sink.take() {
-            Some(Sink::Plain(w)) => close(w, self.sync)?,
-            Some(Sink::Zstd(w)) => close(w.finish().map_err(StoreError::from_write)?, self.sync)?,
+        let (file_hash, file_size, file) = match self.sink.take() {
+            Some(Sink::Plain(w)) => close(w, self.sync, sync_now)?,
+            Some(Sink::Zstd(w)) => close(
+                w.finish().map_err(StoreError::from_write)?,
+                self.sync,
+                sync_now,
+            )?,
             None => return Err(StoreError::ShuttingDown),
         };
         if attrs.sop_instance_uid.as_str()
@@ -380,16 +406,54 @@ impl IncomingInstance {
             received_unix: unix_now(),
             source_ae: self.req.source_ae.clone(),
         };
-        let (tx, rx) = std::sync::mpsc::channel();
-        let job = CommitJob {
+        Ok(StagedInstance {
             tmp_path: std::mem::take(&mut self.tmp_path),
             name_durable: self.name_durable,
             entry: IndexEntry { attrs, record },
-            reply: tx,
+            // Kept open for the sync: an error writing back is reported to this descriptor.
+            file: (!sync_now).then_some(file),
+            _in_flight: self.in_flight.take(),
+        })
+    }
+}
+
+/// An instance received and checked, its file in `tmp/` (not yet durable), waiting for its
+/// commit ([`crate::Archive::commit_staged`]). Dropped uncommitted, its temp file goes.
+pub struct StagedInstance {
+    pub(crate) tmp_path: PathBuf,
+    name_durable: bool,
+    entry: IndexEntry,
+    file: Option<File>,
+    _in_flight: Option<crate::compact::StoreInFlight>,
+}
+
+impl StagedInstance {
+    /// The SOP Instance UID.
+    pub fn sop_instance_uid(&self) -> &str {
+        self.entry.attrs.sop_instance_uid.as_str()
+    }
+
+    /// The commit job; the temp file is the committer's from here on.
+    pub(crate) fn into_job(
+        mut self,
+        reply: std::sync::mpsc::Sender<Result<StoreOutcome, StoreError>>,
+    ) -> CommitJob {
+        self.file = None;
+        CommitJob {
+            tmp_path: std::mem::take(&mut self.tmp_path),
+            name_durable: self.name_durable,
+            entry: self.entry.clone(),
+            reply,
             replace: false,
-        };
-        self.committer.submit(job)?;
-        rx.recv().map_err(|_| StoreError::ShuttingDown)?
+        }
+    }
+}
+
+impl Drop for StagedInstance {
+    fn drop(&mut self) {
+        if !self.tmp_path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp_path);
+        }
     }
 }
 
@@ -408,12 +472,13 @@ fn drain<R: BufRead>(r: &mut R) -> io::Result<()> {
     }
 }
 
-/// Flushes the file; in `Fsync` mode also makes its data durable here, in the receiving
-/// thread, so files of concurrent associations are synced in parallel.
+/// Flushes the file; in `Fsync` mode (and `sync_now`) also makes its data durable here, in
+/// the receiving thread, so files of concurrent associations are synced in parallel.
 fn close(
     mut w: HashingWriter<BufWriter<Writeback>>,
     sync: SyncMode,
-) -> Result<(u64, u64), StoreError> {
+    sync_now: bool,
+) -> Result<(u64, u64, File), StoreError> {
     w.flush().map_err(StoreError::from_write)?;
     let hash = w.hasher.digest();
     let size = w.written;
@@ -422,10 +487,35 @@ fn close(
         .into_inner()
         .map_err(|e| StoreError::from_write(e.into_error()))?
         .file;
-    if sync == SyncMode::Fsync {
+    if sync_now && sync == SyncMode::Fsync {
         file.sync_data().map_err(StoreError::from_write)?;
     }
-    Ok((hash, size))
+    Ok((hash, size, file))
+}
+
+/// Fdatasyncs staged files from several threads at once: the disk and the file system's
+/// journal serve concurrent syncs together, as they do concurrent associations'.
+pub(crate) fn sync_staged(staged: &[StagedInstance]) -> Result<(), StoreError> {
+    const SYNC_THREADS: usize = 8;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::Mutex::new(None::<io::Error>);
+    let files: Vec<&File> = staged.iter().filter_map(|s| s.file.as_ref()).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..SYNC_THREADS.min(files.len()) {
+            scope.spawn(|| {
+                while let Some(f) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if let Err(e) = f.sync_data() {
+                        *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(StoreError::from_write(e)),
+        None => Ok(()),
+    }
 }
 
 impl Drop for IncomingInstance {

@@ -37,11 +37,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-pub use anonymize::{ANONYMIZE_AE, AnonymizeError, AnonymizeReport};
+pub use anonymize::{ANONYMIZE_AE, AnonymizeError, AnonymizeProgress, AnonymizeReport};
 pub use commit::Committer;
 pub use conflicts::{Conflict, ConflictStats, Resolution, ResolveError};
 pub use index::{Counts, Index, IndexError};
-pub use ingest::{IncomingInstance, StoreError, StoreOutcome, StoreRequest};
+pub use ingest::{IncomingInstance, StagedInstance, StoreError, StoreOutcome, StoreRequest};
 pub use maintenance::{RecoveryReport, VerifyReport};
 pub use pacsbox_deid as deid;
 pub use record::InstanceRecord;
@@ -108,7 +108,7 @@ pub struct ArchiveConfig {
     pub conflicts_max_bytes: u64,
     /// Days the previous versions of edited or deleted instances stay in `trash/` (undo is
     /// possible that long), then they are purged.
-    pub trash_days: u32,
+    pub trash_days: f64,
     /// Forwarding rules exist: every instance filed is also queued for the forwarding router
     /// (`forward.rs`), in the same index transaction.
     pub forwarding: bool,
@@ -124,7 +124,7 @@ impl Default for ArchiveConfig {
             compress: CompressAt::default(),
             sync: SyncMode::default(),
             conflicts_max_bytes: 1024 << 20,
-            trash_days: 30,
+            trash_days: 30.0,
             forwarding: false,
         }
     }
@@ -247,6 +247,13 @@ impl Archive {
                 "operations interrupted by a crash"
             );
         }
+        let anonymized = anonymize::recover(root, &index).map_err(recovery)?;
+        if anonymized > 0 {
+            tracing::warn!(
+                instances = anonymized,
+                "partial anonymized copies removed after a crash"
+            );
+        }
         tracing::info!(sync = ?config.sync, "durability mode");
         let conflict_stats =
             conflicts::scan_stats(root, config.conflicts_max_bytes).map_err(|source| {
@@ -287,8 +294,7 @@ impl Archive {
             committer,
             _compactor: compactor,
         };
-        let keep = i64::from(archive.shared.config.trash_days) * 86_400;
-        match edit::purge(&archive.shared, keep) {
+        match edit::purge(&archive.shared, archive.trash_seconds()) {
             Ok(p) if p.operations > 0 => {
                 tracing::info!(
                     operations = p.operations,
@@ -542,6 +548,34 @@ impl Archive {
         ingest::begin(self.shared.clone(), self.committer.clone(), req)
     }
 
+    /// Commits instances staged with [`IncomingInstance::stage`] together: their data made
+    /// durable in one pass (in `Fsync` mode an fdatasync of each, from several threads; else
+    /// the batch's one `syncfs`), then one commit batch, one journal sync. The outcome of
+    /// each, in order; `Err` when nothing was committed.
+    pub fn commit_staged(
+        &self,
+        staged: Vec<StagedInstance>,
+    ) -> Result<Vec<Result<StoreOutcome, StoreError>>, StoreError> {
+        if staged.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.shared.config.sync == SyncMode::Fsync {
+            ingest::sync_staged(&staged)?;
+        }
+        let mut jobs = Vec::with_capacity(staged.len());
+        let mut replies = Vec::with_capacity(staged.len());
+        for s in staged {
+            let (tx, rx) = std::sync::mpsc::channel();
+            jobs.push(s.into_job(tx));
+            replies.push(rx);
+        }
+        self.committer.submit_batch(jobs)?;
+        Ok(replies
+            .into_iter()
+            .map(|rx| rx.recv().map_err(|_| StoreError::ShuttingDown)?)
+            .collect())
+    }
+
     /// Files and bytes in `conflicts/`, and the cap.
     pub fn conflict_stats(&self) -> ConflictStats {
         *self
@@ -588,6 +622,11 @@ impl Archive {
         edit::version(&self.shared.index, target)
     }
 
+    /// A patient's Issuer of Patient ID, as its files say (the edit form shows it).
+    pub fn patient_issuer(&self, patient_key: &str) -> Result<String, edit::EditError> {
+        edit::issuer_of(&self.shared, patient_key)
+    }
+
     /// The operations history, newest first.
     pub fn operations(&self, limit: usize) -> Result<Vec<edit::OperationSummary>, edit::EditError> {
         edit::list(&self.shared.index, limit)
@@ -604,8 +643,13 @@ impl Archive {
         &self,
         older_than_s: Option<i64>,
     ) -> Result<edit::PurgeReport, edit::EditError> {
-        let keep = older_than_s.unwrap_or(i64::from(self.shared.config.trash_days) * 86_400);
+        let keep = older_than_s.unwrap_or_else(|| self.trash_seconds());
         edit::purge(&self.shared, keep)
+    }
+
+    /// How long previous versions stay in the trash (`trash_days`), in seconds.
+    pub fn trash_seconds(&self) -> i64 {
+        (self.shared.config.trash_days.max(0.0) * 86_400.0).round() as i64
     }
 
     /// Checks index against files (and, with `checksums`, file contents against the hash

@@ -541,3 +541,69 @@ fn a_series_split_into_a_new_study_keeps_its_uids_and_undoes() {
     assert_eq!(a.index().study("1.2.1").unwrap().unwrap().series, 2);
     assert!(a.verify(true).unwrap().is_clean());
 }
+
+/// An anonymized copy is filed all or nothing: 600 instances (three commit chunks) come out
+/// whole; a marker left by a run that did not finish (a crash between its last commit and the
+/// marker's removal, the latest point one can happen) makes the next open remove the copy,
+/// and only the copy.
+#[test]
+fn anonymized_copy_is_whole_and_a_crashed_runs_copy_goes_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let study = "1.2.826.0.1.3680043.2.1143.77";
+    let n = 600;
+    let new_study = {
+        let (a, _) = Archive::open(root, config(CompressAt::Idle)).unwrap();
+        for i in 0..n {
+            let sop = format!("{study}.9.{i}");
+            store(
+                &a,
+                &sop,
+                &dataset(&sop, study, "ANON-SRC", "SOURCE^PAT", i as u8),
+            );
+        }
+        let opts = pacsbox_archive::deid::Options {
+            patient_name: "PSEUDO^ONE".into(),
+            patient_id: "PSEUDO-1".into(),
+            ..Default::default()
+        };
+        let r = a.anonymize_into_archive(study, &opts).unwrap();
+        assert_eq!(
+            (r.instances, r.written, r.stored),
+            (n, n, n),
+            "{}",
+            r.summary()
+        );
+        assert_eq!(studies_of(&a, "PSEUDO-1"), vec![r.new_study.clone()]);
+        assert_eq!(a.index().counts().unwrap().instances, 2 * n);
+        assert!(
+            std::fs::read_dir(root.join("ops")).unwrap().all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("anonymize-")),
+            "the marker goes when the run ends"
+        );
+        r.new_study
+    };
+    // As if the run had been killed just before it removed its marker.
+    std::fs::write(
+        root.join("ops").join(format!("anonymize-{new_study}.run")),
+        b"",
+    )
+    .unwrap();
+    let (a, _) = Archive::open(root, config(CompressAt::Idle)).unwrap();
+    assert_eq!(studies_of(&a, "PSEUDO-1"), Vec::<String>::new());
+    assert_eq!(studies_of(&a, "ANON-SRC"), vec![study.to_owned()]);
+    assert_eq!(a.index().counts().unwrap().instances, n);
+    assert!(
+        a.verify(true).unwrap().is_clean(),
+        "no file of the copy is left"
+    );
+    assert!(
+        !root
+            .join("ops")
+            .join(format!("anonymize-{new_study}.run"))
+            .exists()
+    );
+}

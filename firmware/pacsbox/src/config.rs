@@ -262,8 +262,9 @@ pub struct Config {
     /// newcomer is refused (A700) until an admin resolves conflicts.
     pub conflicts_max_mb: u64,
     /// Days the previous versions of edited or deleted instances stay in trash/ (undo works
-    /// that long), then they are purged.
-    pub trash_days: u32,
+    /// that long), then they are purged (at start and by an hourly tick while serving). A
+    /// fraction is allowed (tests use seconds).
+    pub trash_days: f64,
     /// Seconds of silence after which an association is closed.
     pub idle_timeout_s: u64,
     /// ARTIM, seconds: a new DICOM connection has this long to send its A-ASSOCIATE-RQ.

@@ -785,7 +785,14 @@ fn anonymize(
 ) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     let c = Config::from_args(data)?;
-    let archive = c.open_archive_offline()?;
+    // A copy into the archive is stored as `serve` stores a C-STORE: plain, compressed by the
+    // next `serve` when idle (its compactor finds plain instances at start). zstd on the way
+    // in was most of a run's CPU (bench/README.md, "Anonymize a 500-instance CT study").
+    let archive = if into_archive {
+        c.open_archive()?
+    } else {
+        c.open_archive_offline()?
+    };
     // Opened after the archive: while `serve` runs, the archive's lock has refused us already,
     // and the trail has one writer.
     let audit = pacsbox_audit::Audit::open(&c.audit_dir(), c.audit_keep_days)

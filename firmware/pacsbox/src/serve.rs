@@ -167,6 +167,7 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
     )?;
     let data_dir = c.data_dir.clone();
     let (forward_archive, forward_audit) = (archive.clone(), audit.clone());
+    let (purge_archive, purge_audit) = (archive.clone(), audit.clone());
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(dicom_addr)
             .await
@@ -218,6 +219,7 @@ pub fn serve(c: Config, errors: errlog::ErrorLog) -> anyhow::Result<()> {
         dicom_accepting.store(true, Ordering::Relaxed);
         let presence = appliance::Presence::start(&c);
         tokio::spawn(appliance::watchdog());
+        tokio::spawn(purge_trash_periodically(purge_archive, purge_audit));
         let served = scp.serve(listener, rx).await;
         presence.stop();
         dicom_accepting.store(false, Ordering::Relaxed);
@@ -504,6 +506,33 @@ fn raise_open_file_limit() {
                 tracing::warn!("could not raise the open-file limit");
             }
         }
+    }
+}
+
+/// The maintenance tick: expired trash purged at start and then every hour — or, with a trash
+/// time of under four hours, every quarter of it, so that nothing stays much past its time —
+/// audited like an admin's purge, as the "system" user.
+async fn purge_trash_periodically(archive: pacsbox_archive::Archive, audit: pacsbox_audit::Audit) {
+    let every = std::time::Duration::from_secs_f64(
+        (archive.trash_seconds() as f64 / 4.0).clamp(1.0, 3600.0),
+    );
+    loop {
+        let a = archive.clone();
+        match tokio::task::spawn_blocking(move || a.purge_trash(None)).await {
+            Ok(Ok(report)) if report.operations > 0 => {
+                tracing::info!(
+                    operations = report.operations,
+                    files = report.files,
+                    bytes = report.bytes,
+                    "expired trash purged"
+                );
+                audit.record(pacsbox_web::audit::purge_event(&report, "system", ""));
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "purging the expired trash"),
+            Err(e) => tracing::error!(error = %e, "the trash purge task failed"),
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -1,5 +1,5 @@
-//! Corrections from the web page (editors and admins): the study page's "Edit patient", "Edit
-//! study", "Move to patient…" and "Delete" forms, and the operations history
+//! Corrections from the web page (editors and admins): the study page's "Edit patient" (issuer
+//! included), "Edit study", "Move to patient…", "Merge patient into…" and "Delete" forms, and the operations history
 //! (`/admin/operations`) with its Undo buttons and, for admins, "Purge trash now". The archive
 //! does the work ([`pacsbox_archive::Archive::operate`]); each form carries the version of the
 //! data it showed, so a second editor's change in between is refused as "changed meanwhile".
@@ -23,6 +23,7 @@ pub struct EditForms {
     pub study_version: String,
     pub name: String,
     pub id: String,
+    pub issuer: String,
     pub birth_date: String,
     pub sex: String,
     pub accession: String,
@@ -54,6 +55,10 @@ pub fn forms(web: &Web, s: &Session, uid: &str) -> Result<Option<EditForms>, Htt
         patient_version: version(Target::Patient(st.patient_key.clone()))?,
         study_version: version(Target::Study(uid.to_owned()))?,
         name: p.name,
+        issuer: web
+            .archive
+            .patient_issuer(&st.patient_key)
+            .map_err(|e| HttpError::Internal(e.to_string()))?,
         id: st.patient_id,
         birth_date: p.birth_date,
         sex: p.sex,
@@ -72,8 +77,8 @@ fn changed(req: &Req, field: &str, shown: &str) -> Option<String> {
     (v != shown.trim()).then(|| v.to_owned())
 }
 
-/// POST `/study/{uid}/edit`: `action` = `patient`, `study`, `move`, `split` (with `series`) or
-/// `delete`.
+/// POST `/study/{uid}/edit`: `action` = `patient`, `study`, `move`, `merge` (this study's
+/// patient into the patient `into`), `split` (with `series`) or `delete`.
 pub fn study_post(web: &Web, s: &Session, req: &Req, uid: &str) -> Result<Reply, HttpError> {
     let index = web.archive.index();
     let st = index.study(uid)?.ok_or(HttpError::NotFound)?;
@@ -86,7 +91,13 @@ pub fn study_post(web: &Web, s: &Session, req: &Req, uid: &str) -> Result<Reply,
                 fields: PatientFields {
                     name: changed(req, "name", &p.name),
                     id: changed(req, "id", &st.patient_id),
-                    issuer: None,
+                    issuer: {
+                        let shown = web
+                            .archive
+                            .patient_issuer(&st.patient_key)
+                            .map_err(|e| HttpError::Internal(e.to_string()))?;
+                        changed(req, "issuer", &shown)
+                    },
                     birth_date: changed(req, "birth_date", &p.birth_date),
                     sex: changed(req, "sex", &p.sex),
                 },
@@ -111,6 +122,13 @@ pub fn study_post(web: &Web, s: &Session, req: &Req, uid: &str) -> Result<Reply,
             Request::MoveStudy {
                 study: uid.to_owned(),
                 to_patient: req.field("to_patient").trim().to_owned(),
+            },
+            version("version"),
+        ),
+        "merge" => (
+            Request::Merge {
+                from: st.patient_key.clone(),
+                into: req.field("into").trim().to_owned(),
             },
             version("version"),
         ),

@@ -52,6 +52,8 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("GET", "/study/{uid}"),
     ("GET", "/study/{uid}/download.zip"),
     ("POST", "/study/{uid}/anonymize"),
+    ("GET", "/anonymize/{n}"),
+    ("GET", "/anonymize/{n}/progress"),
     ("GET", "/study/{uid}/media"),
     ("GET", "/admin/import"),
     ("POST", "/admin/import"),
@@ -126,6 +128,7 @@ fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
         "worklist",
         "worklist.json",
         "ohif",
+        "anonymize",
     ];
     if !segs.first().is_some_and(|s| known.contains(s)) {
         return Err(HttpError::NotFound);
@@ -272,6 +275,14 @@ fn answer(
         (true, ["study", uid, "anonymize"]) => {
             need(&session, Right::Edit)?;
             pages::anonymize_post(web, &session, req, check_uid(uid)?)
+        }
+        (false, ["anonymize", n]) => {
+            need(&session, Right::Edit)?;
+            pages::anonymize_job_page(&session, n)
+        }
+        (false, ["anonymize", n, "progress"]) => {
+            need(&session, Right::Edit)?;
+            pages::anonymize_job_progress(&session, n)
         }
         // Importing media adds patients' data, as corrections change it. The upload itself
         // (`server::UPLOAD_PATH`) is answered by `server.rs` before its body is read.

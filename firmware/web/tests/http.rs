@@ -577,11 +577,28 @@ fn every_route_of_the_table_answers_with_a_session() {
     let cookie = admin_session(&s);
     let r = get(s.port, "/account/password", &cookie);
     let csrf = r.csrf();
+    // An anonymization job's pages exist once a job does: one started from the sample study.
+    let job = post(
+        s.port,
+        &sample_path(&s, "/study/{uid}/anonymize"),
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("name", "PROBE^ANON"),
+            ("id", "PROBE-1"),
+            ("target", "archive"),
+        ],
+    );
+    assert_eq!(job.status, 303, "{}", job.text());
+    let job = job.header("location").expect("the job's page");
     let mut routes = pacsbox_web::routes::SESSION_ROUTES.to_vec();
     // Logging out ends the session the others need.
     routes.sort_by_key(|(_, p)| *p == "/logout");
     for (method, pattern) in routes {
-        let path = sample_path(&s, pattern);
+        let path = match pattern.strip_prefix("/anonymize/{n}") {
+            Some(rest) => format!("{job}{rest}"),
+            None => sample_path(&s, pattern),
+        };
         let r = if method == "POST" {
             post(s.port, &path, &cookie, &[("csrf", &csrf)])
         } else {

@@ -871,6 +871,18 @@ fn decode(header: &crate::scan::RawHeader, _tag: Tag, raw: &[u8]) -> String {
         .to_owned()
 }
 
+/// Patient `key`'s Issuer of Patient ID (not indexed: read from one of its files).
+pub(crate) fn issuer_of(shared: &Shared, key: &str) -> Result<String, EditError> {
+    Ok(demographics_of(shared, key)?
+        .into_iter()
+        .find(|(name, _)| *name == "IssuerOfPatientID")
+        .and_then(|(_, r)| match r.change {
+            Change::Text(t) => Some(t),
+            _ => None,
+        })
+        .unwrap_or_default())
+}
+
 /// The demographics of patient `key`, read from one of its files, as replacements.
 fn demographics_of(
     shared: &Shared,

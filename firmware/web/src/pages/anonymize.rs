@@ -1,12 +1,18 @@
 //! Anonymizing a study from its page (editors and admins): the form's options and pseudonym,
-//! then either a new study in the archive (a result page with the counts and the burned-in
-//! warning) or a ZIP streamed to the browser. The archive does the work
-//! ([`pacsbox_archive::Archive::anonymize_into_archive`], `study_zip::stream_anonymized`); the
-//! audit record (`study.anonymize`) is written here because its counts are known only here.
+//! then either a new study in the archive or a ZIP streamed to the browser. A new study is made
+//! by a job on its own thread: the form's answer is a redirect to the job's page, which shows
+//! "n of total" (`anonymize.js` polls `/anonymize/{n}/progress`) and, once the job ended, the
+//! result (the counts and the burned-in warning). The archive does the work
+//! ([`pacsbox_archive::Archive::anonymize_into_archive_with`], `study_zip::stream_anonymized`);
+//! the audit record (`study.anonymize`) is written here because its counts are known only here.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use askama::Template;
+use pacsbox_archive::accounts::Right;
 use pacsbox_archive::deid::Options;
-use pacsbox_archive::{AnonymizeError, AnonymizeReport};
+use pacsbox_archive::{AnonymizeError, AnonymizeProgress, AnonymizeReport};
 
 use super::{Nav, nav, page};
 use crate::Web;
@@ -18,6 +24,34 @@ use crate::reply::{HttpError, Reply, Req};
 struct AnonymizedPage {
     nav: Option<Nav>,
     r: AnonymizeReport,
+}
+
+#[derive(Template)]
+#[template(path = "anonymizing.html")]
+struct AnonymizingPage {
+    nav: Option<Nav>,
+    job: u64,
+    study: String,
+    done: u64,
+    total: u64,
+}
+
+/// One "anonymize as new study" run.
+struct Job {
+    id: u64,
+    user: String,
+    study: String,
+    progress: Arc<AnonymizeProgress>,
+    /// Set when the run ends.
+    finished: Option<Result<AnonymizeReport, String>>,
+}
+
+/// The latest runs (their pages stay reachable for a while after they end).
+static JOBS: Mutex<Vec<Job>> = Mutex::new(Vec::new());
+const KEEP_JOBS: usize = 16;
+
+fn jobs() -> std::sync::MutexGuard<'static, Vec<Job>> {
+    JOBS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn options(req: &Req) -> Options {
@@ -73,14 +107,100 @@ fn run(web: &Web, s: &Session, req: &Req, uid: &str) -> Result<Reply, HttpError>
                 format!("attachment; filename=\"anonymized-{uid}.zip\""),
             ))
         }
-        "archive" => match web.archive.anonymize_into_archive(uid, &opts) {
-            Ok(r) => {
-                crate::audit::anonymize(web, s, req, uid, &r.new_study, "ok".into(), r.summary());
-                page(&AnonymizedPage { nav: nav(s), r })
-            }
-            Err(AnonymizeError::NoStudy) => Err(HttpError::NotFound),
-            Err(e) => Err(HttpError::Internal(e.to_string())),
-        },
+        "archive" => start(web, s, req, uid, opts),
         _ => Err(HttpError::BadRequest("target is archive or zip".into())),
     }
+}
+
+/// Starts the run on its own thread and sends the browser to its page.
+fn start(web: &Web, s: &Session, req: &Req, uid: &str, opts: Options) -> Result<Reply, HttpError> {
+    let progress = Arc::new(AnonymizeProgress::default());
+    let id = {
+        let mut g = jobs();
+        let id = g.last().map_or(1, |j| j.id + 1);
+        if g.len() >= KEEP_JOBS
+            && let Some(i) = g.iter().position(|j| j.finished.is_some())
+        {
+            g.remove(i);
+        }
+        g.push(Job {
+            id,
+            user: s.user.clone(),
+            study: uid.to_owned(),
+            progress: progress.clone(),
+            finished: None,
+        });
+        id
+    };
+    let (archive, audit) = (web.archive.clone(), web.audit.clone());
+    let event = crate::audit::anonymize_event(web, s, req, uid);
+    let study = uid.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("anonymize".into())
+        .spawn(move || {
+            let result = archive.anonymize_into_archive_with(&study, &opts, &progress);
+            let e = match &result {
+                Ok(r) => event
+                    .detail(format!("into {}: {}", r.new_study, r.summary()))
+                    .outcome("ok"),
+                Err(why) => event.detail("into -").outcome(format!("failed: {why}")),
+            };
+            audit.record(e);
+            if let Err(e) = &result {
+                tracing::error!(study, error = %e, "anonymize as new study failed");
+            }
+            if let Some(j) = jobs().iter_mut().find(|j| j.id == id) {
+                j.finished = Some(result.map_err(|e| match e {
+                    AnonymizeError::NoStudy => "no such study".to_owned(),
+                    e => e.to_string(),
+                }));
+            }
+        });
+    if let Err(e) = spawned {
+        jobs().retain(|j| j.id != id);
+        return Err(HttpError::Internal(format!(
+            "starting the anonymization: {e}"
+        )));
+    }
+    Ok(Reply::redirect(&format!("/anonymize/{id}")))
+}
+
+/// GET `/anonymize/{n}`: the run's progress while it lasts, then its result. Only its own
+/// user (or an admin) sees it.
+pub fn anonymize_job_page(s: &Session, id: &str) -> Result<Reply, HttpError> {
+    let g = jobs();
+    let j = visible_job(&g, s, id)?;
+    match &j.finished {
+        Some(Ok(r)) => page(&AnonymizedPage {
+            nav: nav(s),
+            r: r.clone(),
+        }),
+        Some(Err(e)) => Err(HttpError::Internal(e.clone())),
+        None => page(&AnonymizingPage {
+            nav: nav(s),
+            job: j.id,
+            study: j.study.clone(),
+            done: j.progress.done.load(Ordering::Relaxed),
+            total: j.progress.total.load(Ordering::Relaxed),
+        }),
+    }
+}
+
+/// GET `/anonymize/{n}/progress`: `{"done", "total", "finished"}`.
+pub fn anonymize_job_progress(s: &Session, id: &str) -> Result<Reply, HttpError> {
+    let g = jobs();
+    let j = visible_job(&g, s, id)?;
+    Ok(Reply::json(&serde_json::json!({
+        "job": j.id,
+        "done": j.progress.done.load(Ordering::Relaxed),
+        "total": j.progress.total.load(Ordering::Relaxed),
+        "finished": j.finished.is_some(),
+    })))
+}
+
+fn visible_job<'a>(g: &'a [Job], s: &Session, id: &str) -> Result<&'a Job, HttpError> {
+    let id: u64 = id.parse().map_err(|_| HttpError::NotFound)?;
+    g.iter()
+        .find(|j| j.id == id && (j.user == s.user || s.group.allows(Right::Administer)))
+        .ok_or(HttpError::NotFound)
 }

@@ -40,6 +40,10 @@ pub fn asset(name: &str) -> Reply {
             "text/css; charset=utf-8",
             include_bytes!("../../../../web-ui/static/report.css"),
         ),
+        "anonymize.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/anonymize.js"),
+        ),
         "import.js" => (
             "text/javascript; charset=utf-8",
             include_bytes!("../../../../web-ui/static/import.js"),

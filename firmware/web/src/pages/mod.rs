@@ -29,7 +29,7 @@ use crate::auth::Session;
 use crate::reply::{HttpError, Reply};
 
 pub use account::{password_form, password_post};
-pub use anonymize::anonymize_post;
+pub use anonymize::{anonymize_job_page, anonymize_job_progress, anonymize_post};
 pub use assets::asset;
 pub use audit::audit_page;
 pub use certificate::{certificate_page, certificate_post};
