@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2154,SC2034 # work, dport, hport, REPO_DIR, IMAGE_BUILD_DIR, check/ok/bad are boot-test.sh's; cport is qemu.sh's
+# shellcheck disable=SC2154,SC2034 # work, dport, hport, sport, REPO_DIR, IMAGE_BUILD_DIR, check/ok/bad are boot-test.sh's; cport is qemu.sh's
 # Sourced by test/boot-test.sh (after qemu.sh): a patient's USB stick plugged into the running
 # box (issue 16). media_usb_prepare, before the first boot, makes the stick — a FAT file-set
 # with a DICOMDIR written by `pacsbox export` (the host's binary; DCMTK's dcmmkdir when there
@@ -113,7 +113,7 @@ media_usb_check() {
     local out rc=0 ohif=0
     # An image built with --ohif says so in build-info; the logged-in user then gets OHIF.
     vm_run 20 "grep -q '^PACSBOX_OHIF=' /etc/pacsbox/build-info" && ohif=1
-    out="$(EXPECT_OHIF=$ohif python3 "$IMAGE_BUILD_DIR/test/media-web.py" "$hport" "$work/initial-password" \
+    out="$(EXPECT_OHIF=$ohif python3 "$IMAGE_BUILD_DIR/test/media-web.py" "$sport" "$work/initial-password" \
         "$work/admin-password" "$(
             IFS=,
             echo "${media_studies[*]}"
@@ -139,7 +139,7 @@ media_usb_check() {
     check "pacsbox-media@$dev stopped with its device, not failed" \
         vm_run 20 "! systemctl is-active -q $unit && ! systemctl is-failed -q $unit && ! mountpoint -q /run/pacsbox/media/$dev"
     rc=0
-    out="$(python3 "$IMAGE_BUILD_DIR/test/media-web.py" "$hport" - "$work/admin-password" gone 2>&1)" || rc=$?
+    out="$(python3 "$IMAGE_BUILD_DIR/test/media-web.py" "$sport" - "$work/admin-password" gone 2>&1)" || rc=$?
     echo "$out"
     passed=$((passed + $(grep -c '^PASS' <<<"$out" || true)))
     failed=$((failed + $(grep -c '^FAIL' <<<"$out" || true)))

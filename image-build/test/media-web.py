@@ -6,13 +6,14 @@ N studies", list it on the import page, confirm the import of every study and wa
 import has finished. Each step prints `PASS: …` or `FAIL: …`; the exit code is the number
 of failures. After `gone`, waits for the notice to go instead.
 
-usage: media-web.py HTTP_PORT PASSWORD_FILE NEW_PASSWORD_FILE STUDY_UID[,STUDY_UID…]
-       media-web.py HTTP_PORT - NEW_PASSWORD_FILE gone
+usage: media-web.py HTTPS_PORT PASSWORD_FILE NEW_PASSWORD_FILE STUDY_UID[,STUDY_UID…]
+       media-web.py HTTPS_PORT - NEW_PASSWORD_FILE gone
 """
 import http.cookiejar
 import json
 import os
 import re
+import ssl
 import sys
 import time
 import urllib.error
@@ -28,8 +29,14 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 class Browser:
     def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
+        # The image serves its pages over HTTPS only (plain HTTP redirects there), with the
+        # certificate it made at first boot: not one a client could verify.
+        self.base = f"https://127.0.0.1:{port}"
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
         self.opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=ctx),
             urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), NoRedirect)
 
     def request(self, path: str, form: dict | None = None) -> tuple[int, bytes]:
