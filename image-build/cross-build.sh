@@ -22,13 +22,61 @@ while (($#)); do
 done
 
 BUILD_PACKAGES=(
-    rustc/trixie-backports cargo/trixie-backports libstd-rust-dev:arm64/trixie-backports
     gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev:arm64 cmake nasm pkg-config make
     ca-certificates
 )
 
+# rustc:amd64 needs libstd-rust-dev:arm64 of exactly its own version, but trixie-backports
+# builds each architecture on its own: for a while after an upload one has the new version and
+# the other still the old (seen 2026-12-05: rustc 1.98.1 on amd64, 1.97.1 on arm64), and apt
+# finds no solution. Then both take the older version, the newer architecture's packages of it
+# fetched from the pool, where the superseded files stay for a while.
+backports_version() { # ARCH PACKAGE: its version in $SUITE-backports' index
+    curl -fsS --max-time 120 "$MIRROR/dists/$SUITE-backports/main/binary-$1/Packages.xz" | xz -d |
+        awk -v p="$2" '$0 == "Package: " p {hit = 1} hit && !done && /^Version: / {print $2; done = 1}'
+}
+rust_amd64="$(backports_version amd64 rustc)" || die "no rustc in $SUITE-backports (amd64)"
+rust_arm64="$(backports_version arm64 libstd-rust-dev)" || die "no libstd-rust-dev in $SUITE-backports (arm64)"
+[[ -n "$rust_amd64" && -n "$rust_arm64" ]] || die "rustc/libstd-rust-dev missing from $SUITE-backports"
+rust_debs=()
+fetch_rust_debs() { # ARCH VERSION PACKAGE...: the packages' .debs of VERSION from the pool
+    local arch="$1" version="$2" pkg f
+    shift 2
+    mkdir -p "$CACHE_DIR/rust-debs"
+    for pkg in "$@"; do
+        f="$CACHE_DIR/rust-debs/${pkg}_${version}_$arch.deb"
+        [[ -s "$f" ]] || curl -fsS --max-time 600 -o "$f.part" \
+            "$MIRROR/pool/main/r/rustc/${pkg}_${version}_$arch.deb" ||
+            die "$SUITE-backports has rustc $rust_amd64 (amd64) but libstd-rust-dev $rust_arm64 (arm64), and ${pkg} $version ($arch) is no longer in the pool"
+        [[ -s "$f" ]] || mv "$f.part" "$f"
+        rust_debs+=("$f")
+    done
+}
+if [[ "$rust_amd64" == "$rust_arm64" ]]; then
+    BUILD_PACKAGES+=(rustc/trixie-backports cargo/trixie-backports libstd-rust-dev:arm64/trixie-backports)
+elif dpkg --compare-versions "$rust_amd64" gt "$rust_arm64"; then
+    log "trixie-backports: rustc $rust_amd64 (amd64) ahead of arm64 ($rust_arm64): using $rust_arm64"
+    BUILD_PACKAGES+=(libstd-rust-dev:arm64/trixie-backports)
+    fetch_rust_debs amd64 "$rust_arm64" rustc cargo libstd-rust-dev \
+        "libstd-rust-$(cut -d. -f1,2 <<<"$rust_arm64")"
+else
+    log "trixie-backports: libstd-rust-dev $rust_arm64 (arm64) ahead of amd64 ($rust_amd64): using $rust_amd64"
+    BUILD_PACKAGES+=(rustc/trixie-backports cargo/trixie-backports)
+    fetch_rust_debs arm64 "$rust_amd64" libstd-rust-dev "libstd-rust-$(cut -d. -f1,2 <<<"$rust_amd64")"
+fi
+# Local .debs go in by path after the packages (apt resolves their dependencies from the index).
+rust_hooks=()
+if ((${#rust_debs[@]})); then
+    # shellcheck disable=SC2016 # hooks get "$1" (the chroot) from mmdebstrap's shell
+    rust_hooks=(
+        --customize-hook='mkdir -p "$1/tmp/rust-debs"'
+        --customize-hook="copy-in ${rust_debs[*]} /tmp/rust-debs"
+        --customize-hook='chroot "$1" sh -c "DEBIAN_FRONTEND=noninteractive apt-get install -y -q /tmp/rust-debs/*.deb && rm -rf /tmp/rust-debs"'
+    )
+fi
+
 ensure_host_tools
-key="$(content_key "${BUILD_PACKAGES[*]}" "$IMAGE_BUILD_DIR/cross/cargo-config.toml")"
+key="$(content_key "${BUILD_PACKAGES[*]} ${rust_debs[*]##*/}" "$IMAGE_BUILD_DIR/cross/cargo-config.toml")"
 chroot_dir="$CACHE_DIR/buildroot-$key"
 if [[ ! -e "$chroot_dir/.complete" ]]; then
     log "creating build chroot $chroot_dir (cold: a few minutes)"
@@ -38,6 +86,7 @@ if [[ ! -e "$chroot_dir/.complete" ]]; then
     # shellcheck disable=SC2016 # hooks get "$1" (the chroot) from mmdebstrap's shell
     in_mount_ns mmdebstrap --quiet --variant=apt --architectures=amd64,arm64 \
         --include="$(IFS=,; echo "${BUILD_PACKAGES[*]}")" \
+        "${rust_hooks[@]}" \
         --customize-hook='mkdir -p "$1/root/.cargo"' \
         --customize-hook="copy-in $IMAGE_BUILD_DIR/cross/cargo-config.toml /root/.cargo/" \
         --customize-hook='mv "$1/root/.cargo/cargo-config.toml" "$1/root/.cargo/config.toml"' \
