@@ -11,6 +11,9 @@
 #   WADO-RS of the whole 500-image study (multipart, MB/s, REPS runs).
 # Everything listens on 127.0.0.1. Data in $BENCH_ROOT (default /var/tmp/pacsbench-dw, ~9 GB at
 # 10^5: Orthanc keeps files uncompressed); `clean` deletes it.
+# WIRE_MBIT=N: everything (servers, loads, clients) runs in a network namespace of its own
+# (`pbwire`) whose loopback is limited to N Mbit/s — the appliance's 1 GbE port is
+# WIRE_MBIT=1000; `clean` deletes the namespace. ONLY=wado|qido measures one part.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -26,6 +29,23 @@ BIN=/usr/bin # DCMTK by absolute path: pynetdicom's Python tools shadow it in PA
 # Debian's DCMTK (storescu, and Orthanc's DICOM layer) leaves Nagle on without this.
 export TCP_NODELAY=1
 mkdir -p "$R"
+
+if [[ -n ${WIRE_MBIT:-} && -z ${PB_IN_NETNS:-} ]]; then
+  if ! ip netns list | grep -qw pbwire; then
+    ip netns add pbwire
+    ip -n pbwire link set lo up
+    # netem is not in every kernel; a token bucket is (its burst above the 64 KiB loopback MTU).
+    ip netns exec pbwire tc qdisc add dev lo root tbf rate "${WIRE_MBIT}mbit" burst 256kb latency 20ms
+  fi
+  for ph in "$@"; do
+    if [[ $ph == clean ]]; then
+      ip netns exec pbwire env PB_IN_NETNS=1 bash "$0" clean
+      ip netns delete pbwire
+      exit 0
+    fi
+  done
+  exec ip netns exec pbwire env PB_IN_NETNS=1 bash "$0" "$@"
+fi
 
 log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$R/bench.log" >&2; }
 running() { [[ -f $R/$1.pid ]] && kill -0 "$(cat "$R/$1.pid")" 2>/dev/null; }
@@ -157,7 +177,7 @@ measure() {
   mkdir -p "$out"
   python3 "$HERE/dicomweb_bench.py" --pacsbox "http://127.0.0.1:$P_HTTP" --pacsbox-data "$R/pacsbox/data" \
     --orthanc "http://127.0.0.1:$O_HTTP" --study "$(cat "$R/retr500.uid")" --runs "$RUNS" --reps "$REPS" \
-    --token-file "$R/pacsbox.token" --out "$out" | tee "$out/summary.md"
+    --token-file "$R/pacsbox.token" --out "$out" ${ONLY:+--only "$ONLY"} | tee "$out/summary.md"
   log "RSS after measuring: orthanc $(grep VmRSS "/proc/$(cat "$R/orthanc.pid")/status" | awk '{print $2}') kB, pacsbox $(grep VmRSS "/proc/$(cat "$R/pacsbox.pid")/status" | awk '{print $2}') kB"
 }
 

@@ -53,6 +53,9 @@ PY_REQS=(
     "dicom-anonymizer==2.1.0"
     # DICOMweb client (QIDO-RS, WADO-RS, STOW-RS) for test_dicomweb.py.
     "dicomweb-client==0.61.2"
+    # Zstandard for urllib3 (what requests, and so dicomweb-client, decode with): with it they
+    # ask for `Content-Encoding: zstd`, which WADO-RS answers (test_dicomweb.py).
+    "backports.zstd==1.8.0"
 )
 if ! python3 - "${PY_REQS[@]}" <<'PY' 2>/dev/null
 import sys

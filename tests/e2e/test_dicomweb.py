@@ -12,6 +12,7 @@ import http.cookiejar
 import io
 import json
 import re
+import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,6 +23,7 @@ from pathlib import Path
 import helpers as h
 import pydicom
 import pytest
+import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.data import get_charset_files, get_testdata_file
 
@@ -243,6 +245,90 @@ def test_retrieve_bytes_equal_to_stored(box):
         headers={"Authorization": f"Bearer {token}",
                  "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'})
     assert code == 406
+
+
+def zstd_frames_decoded(body: bytes) -> bytes:
+    """A body of concatenated zstd frames, decoded frame after frame by the `zstd` CLI (which
+    reads concatenated frames as one stream, as RFC 8878 decoders do)."""
+    r = subprocess.run([h.ZSTD, "-d", "-q", "-c"], input=body, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_wado_rs_zstd_content_coding_passes_stored_frames_through(box):
+    """A client that accepts `Content-Encoding: zstd` gets the archive's compressed files as
+    they lie on disk (a plain-stored JPEG 2000 file compressed on the way); one that does not,
+    or that asks for a syntax other than the stored one, gets the parts decoded. Four clients
+    read the same study: urllib with the CLI decoder, curl --compressed, requests (urllib3's
+    decoder) and dicomweb-client."""
+    srv, web, client, token, _, _, work = box
+    study = "1.2.826.0.1.3680043.8.498.8." + str(uuid.uuid4().int)[:20]
+    cts = [h.fresh_ct(study, f"{study}.1", patient="WEB^ZSTD") for _ in range(3)]
+    j2k = pydicom.dcmread(get_testdata_file("JPEG2000.dcm"))
+    j2k.StudyInstanceUID, j2k.SeriesInstanceUID = study, f"{study}.2"
+    j2k.SOPInstanceUID = j2k.file_meta.MediaStorageSOPInstanceUID = f"{study}.2.1"
+    assert all(s == 0 for s in h.store_datasets(srv.dicom_port, srv.ae, CALLING, cts).values())
+    assert all(s == 0 for s in h.store_datasets(srv.dicom_port, srv.ae, CALLING, [j2k],
+                                                ts=str(j2k.file_meta.TransferSyntaxUID)).values())
+    srv.wait_compressed()
+    sops = sorted([str(d.SOPInstanceUID) for d in cts] + [str(j2k.SOPInstanceUID)])
+    stored = {sop: stored_file(srv.data, sop) for sop in sops}
+    zst = {p.name.removesuffix(".dcm.zst"): p.read_bytes() for p in (srv.data / "archive").rglob("*.dcm.zst")
+           if p.name.removesuffix(".dcm.zst") in sops}
+    assert sorted(zst) == sorted(str(d.SOPInstanceUID) for d in cts), "the CTs are stored zstd"
+    path = f"/dicom-web/studies/{study}"
+    as_stored = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def parts_of(ctype: str, body: bytes) -> dict[str, bytes]:
+        got = {}
+        for _, b in multipart_parts(ctype, body):
+            got[str(pydicom.dcmread(io.BytesIO(b), stop_before_pixels=True).SOPInstanceUID)] = b
+        return got
+
+    code, hdrs, body = web.get(path, headers={**auth, "Accept": as_stored, "Accept-Encoding": "gzip, zstd"})
+    assert code == 200 and hdrs.get("content-encoding") == "zstd", hdrs
+    assert "accept-encoding" in hdrs.get("vary", "").lower()
+    # The guard closes after every answer, and says so (a keep-alive client must not reuse it).
+    assert hdrs.get("connection") == "close", hdrs
+    for sop, frame in zst.items():
+        assert frame in body, f"{sop}: its stored zstd frame is not passed through as is"
+    plain = zstd_frames_decoded(body)
+    assert parts_of(hdrs["content-type"], plain) == stored
+    assert len(body) < len(plain)
+
+    # Without consent, or with q=0: no content coding, the same parts.
+    for enc in (None, "zstd;q=0, gzip", "*"):
+        extra = {"Accept-Encoding": enc} if enc else {}
+        code, hdrs, body = web.get(path, headers={**auth, "Accept": as_stored, **extra})
+        assert code == 200 and "content-encoding" not in hdrs, (enc, hdrs)
+        assert parts_of(hdrs["content-type"], body) == stored, enc
+    # A syntax other than the stored one (Explicit VR LE for the JPEG 2000 file): decoded parts,
+    # no content coding even though the client takes zstd.
+    code, hdrs, body = web.get(path, headers={**auth, "Accept-Encoding": "zstd",
+                                              "Accept": 'multipart/related; type="application/dicom"'})
+    assert code == 200 and "content-encoding" not in hdrs, hdrs
+    got = parts_of(hdrs["content-type"], body)
+    assert sorted(got) == sops
+    native = pydicom.dcmread(io.BytesIO(got[str(j2k.SOPInstanceUID)]))
+    assert native.file_meta.TransferSyntaxUID == h.EXPLICIT_LE
+    assert (native.pixel_array == pydicom.dcmread(get_testdata_file("JPEG2000.dcm")).pixel_array).all()
+
+    # curl with its own zstd decoder.
+    out, head = work / "curl-body", work / "curl-head"
+    subprocess.run(["curl", "-sf", "--compressed", "-H", f"Authorization: Bearer {token}", "-H",
+                    f"Accept: {as_stored}", "-D", str(head), "-o", str(out), web.base + path], check=True)
+    heads = {k.strip().lower(): v.strip() for k, _, v in
+             (line.partition(":") for line in head.read_text().splitlines()[1:] if ":" in line)}
+    assert heads.get("content-encoding") == "zstd", heads
+    assert parts_of(heads["content-type"], out.read_bytes()) == stored
+    # requests: urllib3 asks for zstd by default when it has a decoder, and decodes it.
+    r = requests.get(web.base + path, headers={**auth, "Accept": as_stored}, timeout=60)
+    assert r.status_code == 200 and r.headers.get("Content-Encoding") == "zstd", r.headers
+    assert parts_of(r.headers["Content-Type"], r.content) == stored
+    # dicomweb-client, through the same library.
+    got = client.retrieve_study(study, media_types=(("application/dicom", "*"),))
+    assert sorted(str(g.SOPInstanceUID) for g in got) == sops
 
 
 def test_metadata_frames_and_rendered(box):

@@ -678,6 +678,25 @@ impl Archive {
         open_file(&self.shared.root, rec)
     }
 
+    /// The stored file of `rec` as it lies on disk, for a sender that can pass zstd through
+    /// untouched (DICOMweb's `Content-Encoding: zstd`): the open file and, when it is one zstd
+    /// frame, that frame's window size from its header (a decoder must hold that much).
+    pub fn open_raw(&self, rec: &InstanceRecord) -> std::io::Result<RawStored> {
+        let (path, file) = resolve_stored(&self.shared.root, rec)?;
+        let zstd_window = if path.extension().is_some_and(|e| e == "zst") {
+            let mut head = [0u8; 14];
+            let n = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0)?;
+            frame_window(&head[..n])
+        } else {
+            None
+        };
+        Ok(RawStored {
+            file,
+            zstd: path.extension().is_some_and(|e| e == "zst"),
+            zstd_window,
+        })
+    }
+
     /// Opens a stored instance for sending: its File Meta (transfer syntax as stored) and a
     /// reader positioned at the first byte of the data set (zstd undone).
     pub fn open_dataset(
@@ -691,24 +710,70 @@ impl Archive {
     }
 }
 
+/// The file that holds `rec` under `root`, opened, and its path: a plain `.dcm` the index
+/// names may have been compressed since (see [`Archive::open_part10`]).
+fn resolve_stored(root: &Path, rec: &InstanceRecord) -> std::io::Result<(PathBuf, std::fs::File)> {
+    let path = root.join(&rec.rel_path);
+    match std::fs::File::open(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rec.rel_path.ends_with(".zst") => {
+            let mut zst = path.into_os_string();
+            zst.push(".zst");
+            let zst = PathBuf::from(zst);
+            let f = std::fs::File::open(&zst)?;
+            Ok((zst, f))
+        }
+        other => Ok((path, other?)),
+    }
+}
+
+/// A stored file as it lies on disk (see [`Archive::open_raw`]).
+pub struct RawStored {
+    pub file: std::fs::File,
+    /// The file is a zstd frame (`.dcm.zst`), not the plain Part-10 bytes.
+    pub zstd: bool,
+    /// The frame's window size, when its header could be read (RFC 8878 lets an HTTP
+    /// decoder refuse windows over 8 MiB).
+    pub zstd_window: Option<u64>,
+}
+
+/// The window size a zstd frame header announces (RFC 8878 3.1.1.1): from the Window
+/// Descriptor, or the Frame Content Size for a single-segment frame. `None` for anything
+/// that is not a frame header this code understands.
+pub fn frame_window(h: &[u8]) -> Option<u64> {
+    if h.get(..4)? != [0x28, 0xB5, 0x2F, 0xFD] {
+        return None;
+    }
+    let fhd = *h.get(4)?;
+    let single_segment = fhd & 0x20 != 0;
+    if fhd & 0x08 != 0 {
+        return None; // reserved bit
+    }
+    if !single_segment {
+        let wd = *h.get(5)?;
+        let log = 10 + u32::from(wd >> 3);
+        let base = 1u64 << log;
+        return Some(base + (base / 8) * u64::from(wd & 7));
+    }
+    // Single segment: the window is the content size; after the descriptor come the
+    // dictionary ID (0, 1, 2 or 4 bytes) and the content size (1, 2, 4 or 8 bytes).
+    let did = [0usize, 1, 2, 4][usize::from(fhd & 3)];
+    let fcs = [1usize, 2, 4, 8][usize::from(fhd >> 6)];
+    let at = 5 + did;
+    let b = h.get(at..at + fcs)?;
+    let mut v = 0u64;
+    for (i, byte) in b.iter().enumerate() {
+        v |= u64::from(*byte) << (8 * i);
+    }
+    Some(if fcs == 2 { v + 256 } else { v })
+}
+
 /// The stored file of `rec` under `root` with zstd undone, and its path (see
 /// [`Archive::open_part10`]).
 pub(crate) fn open_file(
     root: &Path,
     rec: &InstanceRecord,
 ) -> std::io::Result<(PathBuf, Box<dyn std::io::Read + Send>)> {
-    let path = root.join(&rec.rel_path);
-
-    let (path, file) = match std::fs::File::open(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rec.rel_path.ends_with(".zst") => {
-            let mut zst = path.into_os_string();
-            zst.push(".zst");
-            let zst = PathBuf::from(zst);
-            let f = std::fs::File::open(&zst)?;
-            (zst, f)
-        }
-        other => (path, other?),
-    };
+    let (path, file) = resolve_stored(root, rec)?;
     let file = std::io::BufReader::with_capacity(256 << 10, file);
     let reader: Box<dyn std::io::Read + Send> = if path.extension().is_some_and(|e| e == "zst") {
         Box::new(zstd::stream::read::Decoder::with_buffer(file)?)
@@ -721,4 +786,61 @@ pub(crate) fn open_file(
 /// Rebuilds the index of `root` from the files alone; returns the number of instances indexed.
 pub fn reindex(root: &Path) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
     maintenance::reindex(root)
+}
+
+#[cfg(test)]
+mod frame_window_tests {
+    use super::frame_window;
+    use std::io::{Read, Write};
+
+    /// Decodes `frame` with the decoder's window capped at 2^`log`.
+    fn decodes_within(frame: &[u8], log: u32) -> bool {
+        let Ok(mut d) = zstd::stream::read::Decoder::new(frame) else {
+            return false;
+        };
+        if d.window_log_max(log).is_err() {
+            return false;
+        }
+        let mut out = Vec::new();
+        d.read_to_end(&mut out).is_ok()
+    }
+
+    #[test]
+    fn window_is_what_a_decoder_needs() {
+        // Compressible but not trivial data of several sizes, framed both ways: with the size
+        // known up front (single segment) and streamed (a window descriptor).
+        for size in [10usize, 300, 70_000, 1 << 20, 3 << 20] {
+            let data: Vec<u8> = (0..size)
+                .map(|i| ((i * 7919) % 251) as u8 ^ (i >> 9) as u8)
+                .collect();
+            let bulk = zstd::bulk::compress(&data, 3).unwrap();
+            let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+            enc.set_parameter(zstd::zstd_safe::CParameter::WindowLog(20))
+                .unwrap();
+            enc.write_all(&data).unwrap();
+            let streamed = enc.finish().unwrap();
+            for frame in [bulk, streamed] {
+                let w = frame_window(&frame).expect("a frame header");
+                let log = 64 - (w.max(1024) - 1).leading_zeros();
+                assert!(
+                    decodes_within(&frame, log.max(10)),
+                    "size {size}: window {w}"
+                );
+                assert!(
+                    w <= (size as u64).max(1 << 20) * 2,
+                    "size {size}: window {w} too large"
+                );
+            }
+            if size > 1 << 20 {
+                // Streamed with a 2^20 window over more data than that: the descriptor says so.
+                let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+                enc.set_parameter(zstd::zstd_safe::CParameter::WindowLog(20))
+                    .unwrap();
+                enc.write_all(&data).unwrap();
+                assert_eq!(frame_window(&enc.finish().unwrap()), Some(1 << 20));
+            }
+        }
+        assert_eq!(frame_window(b"DICM"), None);
+        assert_eq!(frame_window(&[0x28, 0xB5, 0x2F, 0xFD]), None);
+    }
 }

@@ -555,15 +555,55 @@ fn respond_back(mut client: Conn, mut up: TcpStream, config: &GuardConfig) -> st
     // Large reads for large answers (a WADO-RS study is hundreds of MB); the zeroed buffer's
     // pages are only made resident as far as a read fills them.
     let mut big = vec![0u8; 256 << 10];
+    let mut head = Some(Vec::new());
     loop {
         let n = up.read(&mut big)?;
         if n == 0 {
             break;
         }
-        client.write_all(&big[..n])?;
+        match head.as_mut() {
+            Some(h) => {
+                h.extend_from_slice(&big[..n]);
+                if let Some(out) = say_close(h) {
+                    client.write_all(&out)?;
+                    head = None;
+                }
+            }
+            None => client.write_all(&big[..n])?,
+        }
+    }
+    if let Some(h) = head {
+        client.write_all(&h)?; // an answer too short to mark (or none): as it came
     }
     client.finish();
     Ok(())
+}
+
+/// The answer's first bytes with `Connection: close` added to the final (non-1xx) response
+/// head, once its status line is in; `None` while more bytes are needed. tiny_http will not
+/// write that header itself, and without it a keep-alive client (python-requests, browsers)
+/// may send its next request into a connection the guard is closing: RFC 9112 9.6 wants the
+/// header on every answer of a connection that will not persist. Past 16 KiB without a status
+/// line the bytes go out as they are.
+fn say_close(buf: &[u8]) -> Option<Vec<u8>> {
+    let mut at = 0;
+    loop {
+        let rest = &buf[at..];
+        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return (buf.len() > 16 << 10).then(|| buf.to_vec());
+        };
+        let interim = rest.starts_with(b"HTTP/1.") && rest.get(9) == Some(&b'1');
+        if interim {
+            let end = rest.windows(4).position(|w| w == b"\r\n\r\n")?;
+            at += end + 4;
+            continue;
+        }
+        let mut out = Vec::with_capacity(buf.len() + 19);
+        out.extend_from_slice(&buf[..at + eol + 2]);
+        out.extend_from_slice(b"Connection: close\r\n");
+        out.extend_from_slice(&buf[at + eol + 2..]);
+        return Some(out);
+    }
 }
 
 /// Where a plain-HTTP request should go instead: `https://host:port/path`, or None for the
@@ -744,6 +784,26 @@ fn rewrite_head_with(head: &[u8], max_upload: u64) -> Result<(String, u64), &'st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_answer_says_the_connection_closes() {
+        assert_eq!(say_close(b"HTTP/1.1 20"), None);
+        assert_eq!(
+            say_close(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").as_deref(),
+            Some(&b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"[..])
+        );
+        // An interim 100 Continue passes as it is; the final answer gets the header.
+        assert_eq!(say_close(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2"), None);
+        assert_eq!(
+            say_close(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\n\r\n").as_deref(),
+            Some(
+                &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nConnection: close\r\n\r\n"
+                    [..]
+            )
+        );
+        let junk = vec![b'x'; 17 << 10];
+        assert_eq!(say_close(&junk), Some(junk.clone()));
+    }
 
     /// Found by tests/fuzz (http_head): with two lengths the guard forwarded as many body bytes
     /// as the last one said while tiny_http waited for as many as the first one said, holding a

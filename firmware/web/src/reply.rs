@@ -26,6 +26,7 @@ pub struct Req {
     pub raw_query: String,
     pub authorization: String,
     pub accept: String,
+    pub accept_encoding: String,
     pub origin: String,
     pub content_type: String,
     pub csrf_header: String,

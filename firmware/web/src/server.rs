@@ -198,6 +198,7 @@ fn head(req: &Request) -> Req {
         raw_query: query.to_owned(),
         authorization: header("Authorization"),
         accept: header("Accept"),
+        accept_encoding: header("Accept-Encoding"),
         origin: header("Origin"),
         content_type: header("Content-Type"),
         csrf_header: header("X-CSRF-Token"),
@@ -236,7 +237,7 @@ const STREAM_CHUNK: usize = crate::reply::PIPE_CHUNK;
 /// at a time through a 1 KiB socket buffer: two to three system calls per 8 KiB, a limit of
 /// a 265 MB WADO-RS study (bench/README.md, DICOMweb). Here a chunk is what one read of the
 /// body gives (up to 256 KiB) and the socket gets writes that large. The guard in front forces
-/// `Connection: close`, so the answer says so too; an HTTP/1.0 client gets the body as is,
+/// `Connection: close` (and adds it to the answer); an HTTP/1.0 client gets the body as is,
 /// ended by the close, as tiny_http does.
 fn respond_stream(
     req: Request,
@@ -260,7 +261,8 @@ fn respond_stream(
     if chunked {
         out.write_all(b"Transfer-Encoding: chunked\r\n")?;
     }
-    out.write_all(b"Connection: close\r\n\r\n")?;
+    // The guard adds `Connection: close` to every answer on its way out.
+    out.write_all(b"\r\n")?;
     if !head_only {
         let mut buf = vec![0u8; STREAM_CHUNK];
         loop {
