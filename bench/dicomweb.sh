@@ -9,11 +9,11 @@
 # measure: dicomweb_bench.py — QIDO-RS study searches (p50/p95 over RUNS, servers interleaved,
 #   the same Python client and keep-alive session for both, matches compared at UID level) and
 #   WADO-RS of the whole 500-image study (multipart, MB/s, REPS runs).
-# Everything listens on 127.0.0.1. Data in $BENCH_ROOT (default /var/tmp/pacsbench-dw, ~9 GB at
+# Everything listens on 127.0.0.1 (without WIRE_MBIT). Data in $BENCH_ROOT (default /var/tmp/pacsbench-dw, ~9 GB at
 # 10^5: Orthanc keeps files uncompressed); `clean` deletes it.
-# WIRE_MBIT=N: everything (servers, loads, clients) runs in a network namespace of its own
-# (`pbwire`) whose loopback is limited to N Mbit/s — the appliance's 1 GbE port is
-# WIRE_MBIT=1000; `clean` deletes the namespace. ONLY=wado|qido measures one part.
+# WIRE_MBIT=N: the servers in a network namespace of their own, the client in another, a veth
+# link of N Mbit/s between them (the appliance's 1 GbE port: WIRE_MBIT=1000); `clean` deletes
+# both namespaces. ONLY=wado|qido measures one part.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -25,26 +25,42 @@ RUNS=${RUNS:-30}
 REPS=${REPS:-5}
 O_DICOM=${O_DICOM:-11342} O_HTTP=${O_HTTP:-18342}
 P_DICOM=${P_DICOM:-11352} P_HTTP=${P_HTTP:-18352}
+HOST=${HOST:-127.0.0.1}
 BIN=/usr/bin # DCMTK by absolute path: pynetdicom's Python tools shadow it in PATH
 # Debian's DCMTK (storescu, and Orthanc's DICOM layer) leaves Nagle on without this.
 export TCP_NODELAY=1
 mkdir -p "$R"
 
 if [[ -n ${WIRE_MBIT:-} && -z ${PB_IN_NETNS:-} ]]; then
-  if ! ip netns list | grep -qw pbwire; then
-    ip netns add pbwire
-    ip -n pbwire link set lo up
-    # netem is not in every kernel; a token bucket is (its burst above the 64 KiB loopback MTU).
-    ip netns exec pbwire tc qdisc add dev lo root tbf rate "${WIRE_MBIT}mbit" burst 256kb latency 20ms
+  # Servers in namespace pbsrv (their own loopback unshaped: pacsbox's guard → tiny_http hop is
+  # internal, as on the box), the client in pbcli, between them a veth pair limited to
+  # WIRE_MBIT each way (a token bucket: netem is not in every kernel). Loads go from inside
+  # pbsrv, unshaped; only `measure` crosses the wire.
+  if ! ip netns list | grep -qw pbsrv; then
+    ip netns add pbsrv
+    ip netns add pbcli
+    ip -n pbsrv link set lo up
+    ip -n pbcli link set lo up
+    ip link add pbv-srv netns pbsrv type veth peer name pbv-cli netns pbcli
+    ip -n pbsrv addr add 10.77.0.1/24 dev pbv-srv
+    ip -n pbcli addr add 10.77.0.2/24 dev pbv-cli
+    ip -n pbsrv link set pbv-srv up
+    ip -n pbcli link set pbv-cli up
+    ip netns exec pbsrv tc qdisc add dev pbv-srv root tbf rate "${WIRE_MBIT}mbit" burst 256kb latency 20ms
+    ip netns exec pbcli tc qdisc add dev pbv-cli root tbf rate "${WIRE_MBIT}mbit" burst 256kb latency 20ms
   fi
-  for ph in "$@"; do
+  phases=("$@")
+  ((${#phases[@]})) || phases=(start load measure stop)
+  for ph in "${phases[@]}"; do
+    ns=pbsrv
+    [[ $ph == measure ]] && ns=pbcli
+    ip netns exec "$ns" env PB_IN_NETNS=1 HOST=10.77.0.1 bash "$0" "$ph"
     if [[ $ph == clean ]]; then
-      ip netns exec pbwire env PB_IN_NETNS=1 bash "$0" clean
-      ip netns delete pbwire
-      exit 0
+      ip netns delete pbsrv
+      ip netns delete pbcli
     fi
   done
-  exec ip netns exec pbwire env PB_IN_NETNS=1 bash "$0" "$@"
+  exit 0
 fi
 
 log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$R/bench.log" >&2; }
@@ -65,7 +81,7 @@ start_orthanc() {
   "Plugins" : [ "/usr/share/orthanc/plugins/libOrthancDicomWeb.so" ],
   "HttpServerEnabled" : true,
   "HttpPort" : $O_HTTP,
-  "RemoteAccessAllowed" : false,
+  "RemoteAccessAllowed" : $([[ $HOST == 127.0.0.1 ]] && echo false || echo true),
   "AuthenticationEnabled" : false,
   "DicomServerEnabled" : true,
   "DicomAet" : "ORTHANC",
@@ -78,22 +94,22 @@ start_orthanc() {
   "LimitFindResults" : 0,
   "LimitFindInstances" : 0,
   "DicomWeb" : { "Enable" : true, "Root" : "/dicom-web/", "EnableWado" : true, "WadoRoot" : "/wado",
-                 "Host" : "127.0.0.1:$O_HTTP", "Ssl" : false }
+                 "Host" : "$HOST:$O_HTTP", "Ssl" : false }
 }
 EOF
   Orthanc "$R/orthanc/orthanc.json" >>"$R/orthanc/log" 2>&1 &
   echo $! >"$R/orthanc.pid"
-  until curl -sf "http://127.0.0.1:$O_HTTP/system" >/dev/null; do sleep 0.3; done
-  log "orthanc $(curl -s "http://127.0.0.1:$O_HTTP/system" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Version"])'), plugins: $(curl -s "http://127.0.0.1:$O_HTTP/plugins" | tr -d '\n ')"
+  until curl -sf "http://$HOST:$O_HTTP/system" >/dev/null; do sleep 0.3; done
+  log "orthanc $(curl -s "http://$HOST:$O_HTTP/system" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Version"])'), plugins: $(curl -s "http://$HOST:$O_HTTP/plugins" | tr -d '\n ')"
 }
 
 start_pacsbox() {
   running pacsbox && return 0
   mkdir -p "$R/pacsbox"
-  "$PACSBOX_BIN" serve --data "$R/pacsbox/data" --ae PACSBOX --bind 127.0.0.1 --dicom-port "$P_DICOM" \
+  "$PACSBOX_BIN" serve --data "$R/pacsbox/data" --ae PACSBOX --bind "$HOST" --dicom-port "$P_DICOM" \
     --http-port "$P_HTTP" --https-port 0 --dicom-tls-port 0 --reserve-mb 1 >>"$R/pacsbox/log" 2>&1 &
   echo $! >"$R/pacsbox.pid"
-  until curl -sf "http://127.0.0.1:$P_HTTP/status.json" >/dev/null; do sleep 0.3; done
+  until curl -sf "http://$HOST:$P_HTTP/status.json" >/dev/null; do sleep 0.3; done
   log "pacsbox $("$PACSBOX_BIN" --version 2>/dev/null || true) ($PACSBOX_BIN)"
 }
 
@@ -103,9 +119,9 @@ store_to() {
   for s in "$dir"/s*/se*; do
     if ((i++ % 2)); then a+=("$s"); else b+=("$s"); fi
   done
-  $BIN/storescu -aet BENCHSCU -aec "$aet" +sd +r -nh 127.0.0.1 "$port" "${a[@]}" >>"$logf" 2>&1 &
+  $BIN/storescu -aet BENCHSCU -aec "$aet" +sd +r -nh "$HOST" "$port" "${a[@]}" >>"$logf" 2>&1 &
   local p1=$!
-  $BIN/storescu -aet BENCHSCU -aec "$aet" +sd +r -nh 127.0.0.1 "$port" "${b[@]}" >>"$logf" 2>&1 &
+  $BIN/storescu -aet BENCHSCU -aec "$aet" +sd +r -nh "$HOST" "$port" "${b[@]}" >>"$logf" 2>&1 &
   local p2=$!
   wait "$p1" "$p2"
 }
@@ -158,9 +174,9 @@ load() {
     --seed 7 --pid-offset 9000000 --study-offset 9000 --uid-run "$run"
   [[ -f $R/retr500.uid ]] || cut -f2 "$R/corpus/retr500/manifest.tsv" >"$R/retr500.uid"
   [[ -d $R/corpus/retr500 ]] && load_chunk "$R/corpus/retr500" retr500
-  if running orthanc; then log "orthanc: $(curl -s "http://127.0.0.1:$O_HTTP/statistics" | tr -d '\n ')"; fi
+  if running orthanc; then log "orthanc: $(curl -s "http://$HOST:$O_HTTP/statistics" | tr -d '\n ')"; fi
   if running pacsbox; then
-    log "pacsbox: $(curl -s "http://127.0.0.1:$P_HTTP/status.json" | python3 -c 'import json,sys; d=json.load(sys.stdin); print({k: v for k, v in d.items() if k in ("instances", "studies", "patients", "stores_failed")})')"
+    log "pacsbox: $(curl -s "http://$HOST:$P_HTTP/status.json" | python3 -c 'import json,sys; d=json.load(sys.stdin); print({k: v for k, v in d.items() if k in ("instances", "studies", "patients", "stores_failed")})')"
   fi
   log "disk: $(du -sh "$R"/orthanc "$R"/pacsbox "$R"/corpus 2>/dev/null | tr '\n\t' '  ')"
 }
@@ -169,14 +185,14 @@ measure() {
   local out pending
   # pacsbox compresses what it acknowledged plain once stores stop: measure after that.
   for _ in $(seq 600); do
-    pending=$(curl -s "http://127.0.0.1:$P_HTTP/status.json" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("compression_pending", 0))')
+    pending=$(curl -s "http://$HOST:$P_HTTP/status.json" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("compression_pending", 0))')
     ((pending == 0)) && break
     sleep 1
   done
   out=$R/results-$(date -u +%Y%m%d-%H%M)
   mkdir -p "$out"
-  python3 "$HERE/dicomweb_bench.py" --pacsbox "http://127.0.0.1:$P_HTTP" --pacsbox-data "$R/pacsbox/data" \
-    --orthanc "http://127.0.0.1:$O_HTTP" --study "$(cat "$R/retr500.uid")" --runs "$RUNS" --reps "$REPS" \
+  python3 "$HERE/dicomweb_bench.py" --pacsbox "http://$HOST:$P_HTTP" --pacsbox-data "$R/pacsbox/data" \
+    --orthanc "http://$HOST:$O_HTTP" --study "$(cat "$R/retr500.uid")" --runs "$RUNS" --reps "$REPS" \
     --token-file "$R/pacsbox.token" --out "$out" ${ONLY:+--only "$ONLY"} | tee "$out/summary.md"
   log "RSS after measuring: orthanc $(grep VmRSS "/proc/$(cat "$R/orthanc.pid")/status" | awk '{print $2}') kB, pacsbox $(grep VmRSS "/proc/$(cat "$R/pacsbox.pid")/status" | awk '{print $2}') kB"
 }

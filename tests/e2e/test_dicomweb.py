@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import email.utils
 import http.cookiejar
 import io
 import json
@@ -291,6 +292,7 @@ def test_wado_rs_zstd_content_coding_passes_stored_frames_through(box):
     assert "accept-encoding" in hdrs.get("vary", "").lower()
     # The guard closes after every answer, and says so (a keep-alive client must not reuse it).
     assert hdrs.get("connection") == "close", hdrs
+    assert email.utils.parsedate_to_datetime(hdrs["date"]).year >= 2024, "a streamed answer is dated too"
     for sop, frame in zst.items():
         assert frame in body, f"{sop}: its stored zstd frame is not passed through as is"
     plain = zstd_frames_decoded(body)

@@ -255,6 +255,13 @@ fn respond_stream(
         status.0,
         status.default_reason_phrase()
     )?;
+    // tiny_http dates the answers it writes itself; this head is ours (the httpdate crate here
+    // is our patched one, total over every clock value).
+    write!(
+        out,
+        "Date: {}\r\n",
+        httpdate::fmt_http_date(std::time::SystemTime::now())
+    )?;
     for h in headers {
         write!(out, "{h}\r\n")?;
     }
