@@ -265,6 +265,9 @@ describe('compare with prior on a phone (390×844)', () => {
     const fbar = await page.frameLocator('#prior-frame').locator('#toolbar').boundingBox();
     assert.ok(fbar && fbar.y >= bottom.y - 0.5 && fbar.y + fbar.height <= bottom.y + bottom.height + 0.5 && fbar.y + fbar.height <= 844.5,
       `prior's toolbar ${JSON.stringify(fbar)} outside its pane ${JSON.stringify(bottom)}`);
+    const fslice = await page.frameLocator('#prior-frame').locator('#slice').boundingBox();
+    assert.ok(fslice && fslice.y >= bottom.y - 0.5 && fslice.y + fslice.height <= bottom.y + bottom.height + 0.5,
+      `prior's slider ${JSON.stringify(fslice)} outside its pane ${JSON.stringify(bottom)}`);
     // scrolling stays together on the phone too
     const cur = await slicePositions(page, M.current.series[0]);
     const pri = await slicePositions(page, M.prior.series[0]);
