@@ -144,6 +144,16 @@ describe('series strip and compare with prior (desktop)', () => {
     assert.ok(right.x >= left.x + left.width - 1, `prior at x ${right.x}, current ends at ${left.x + left.width}`);
     assert.ok(Math.abs(right.y - left.y) < 60 && right.height > 200, `prior ${JSON.stringify(right)} vs ${JSON.stringify(left)}`);
     assert.equal(await page.isHidden('#compare-menu'), true);
+    // opening the prior is recorded like opening it directly (the trail is written behind)
+    const viewed = await page.evaluate(async ({ pid, uid }) => {
+      for (let i = 0; i < 100; i++) {
+        const csv = await (await fetch(`/admin/audit?action=study.viewer&patient=${encodeURIComponent(pid)}&format=csv`)).text();
+        if (csv.includes(uid)) return true;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return false;
+    }, { pid: M.patient_id, uid: M.prior.study });
+    assert.ok(viewed, 'no study.viewer record of the prior in the audit trail');
     noProblems(page);
   });
 
