@@ -31,7 +31,8 @@
 //      image, into an offscreen canvas of the image's size;
 //   4. drawn on the visible canvas with zoom, pan, rotation and flips (nearest neighbour when
 //      magnified, smoothed when minified).
-// `window.pacsboxViewer` is a read-only hook for the browser tests (tests/browser/).
+// `window.pacsboxViewer` is the hook of the browser tests (tests/browser/) and of the other pane of
+// "Compare" (viewer-compare.js): state read-only; `show(i)` and `positions()` for scrolling together.
 
 import { ImageCache, imageDims, keyOf, settled } from './viewer-cache.js';
 import { initCompare } from './viewer-compare.js';
