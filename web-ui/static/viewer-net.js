@@ -38,6 +38,9 @@ export async function get(url, what, signal = undefined) {
 
 export const api = Object.freeze({
   series: (study) => `/api/studies/${encodeURIComponent(study)}/series`,
+  priors: (study) => `/api/studies/${encodeURIComponent(study)}/priors`,
+  thumbnail: (series) => `/api/series/${encodeURIComponent(series)}/thumbnail.png`,
+  viewer: (study) => `/viewer/${encodeURIComponent(study)}?embed=1`,
   info: (sop) => `/api/instances/${encodeURIComponent(sop)}/info`,
   preview: (sop, f) => `/api/instances/${encodeURIComponent(sop)}/frames/${f}/preview.png?max=${PREVIEW_MAX}`,
   // byte planes: 16-bit samples travel as all low bytes, then all high bytes (smaller gzip)

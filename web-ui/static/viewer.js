@@ -18,8 +18,9 @@
 // The modules: viewer-pixels.js (the pure pixel maths, tested with node: web-ui/tests/),
 // viewer-net.js (URLs, fetch, error wording), viewer-cache.js (per-frame info/preview/pixels,
 // LRU), viewer-view.js (zoom, pan, rotation, flips), viewer-input.js (pointer, wheel, keys),
-// viewer-measure.js (lengths, angles, ROI statistics, orientation letters: pure, tested with node).
-// This one holds what is on screen and draws it.
+// viewer-measure.js (lengths, angles, ROI statistics, orientation letters: pure, tested with node),
+// viewer-compare.js (a prior study in a second pane, scrolled together by viewer-sync.js).
+// This one holds what is on screen and draws it, and the series strip.
 //
 // Rendering pipeline for the current image (all in image space, then one transform to screen):
 //   1. first paint: /frames/{n}/preview.png (8-bit, the file's own window, server-cached);
@@ -30,9 +31,11 @@
 //      image, into an offscreen canvas of the image's size;
 //   4. drawn on the visible canvas with zoom, pan, rotation and flips (nearest neighbour when
 //      magnified, smoothed when minified).
-// `window.pacsboxViewer` is a read-only hook for the browser tests (tests/browser/).
+// `window.pacsboxViewer` is the hook of the browser tests (tests/browser/) and of the other pane of
+// "Compare" (viewer-compare.js): state read-only; `show(i)` and `positions()` for scrolling together.
 
 import { ImageCache, imageDims, keyOf, settled } from './viewer-cache.js';
+import { initCompare } from './viewer-compare.js';
 import { bindInput } from './viewer-input.js';
 import {
   angle, calibration, describeMeasurement, edgeLabels, length, roiStats,
@@ -62,6 +65,7 @@ const ctx = canvas.getContext('2d');
 const stage = $('stage');
 const slice = $('slice');
 const seriesSel = $('series-select');
+const strip = $('series-strip'); // absent in the compare pane (embed)
 const presetSel = $('preset');
 const filterSel = $('filter');
 const brightIn = $('brightness');
@@ -489,6 +493,9 @@ function show(index) {
   if (scrolling) settleTimer = setTimeout(full, SCROLL_SETTLE_MS);
   else full();
   schedule();
+  // for the other pane of "Compare" (viewer-compare.js): dispatched synchronously, so that a
+  // pane moved by the other can tell its own move from the user's
+  window.dispatchEvent(new CustomEvent('pacsbox:image', { detail: { index: i } }));
 }
 
 /** Keys of the image `i` and of those `prefetch(i)` may load. */
@@ -630,20 +637,81 @@ async function start() {
     schedule();
     return;
   }
+  buildStrip();
   const want = root.dataset.series || new URLSearchParams(location.search).get('series') || '';
   const s = nav.seriesList.find((x) => x.uid === want) || nav.seriesList[0];
   seriesSel.value = s.uid;
+  markStrip(s.uid);
   loadSeries(s);
 }
 
-seriesSel.addEventListener('change', () => {
-  const s = nav.seriesList.find((x) => x.uid === seriesSel.value);
+/**
+ * The series strip: a server-rendered thumbnail (the middle image, `/api/series/{uid}/thumbnail.png`)
+ * of every series with its number, modality, description and image count; a click shows it.
+ */
+function buildStrip() {
+  if (!strip) return;
+  strip.textContent = '';
+  for (const s of nav.seriesList) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'thumb';
+    b.dataset.series = s.uid;
+    const n = (s.instances || []).length;
+    const label = `${s.number ?? ''} ${s.modality || ''} ${s.description || ''}`.replace(/\s+/g, ' ').trim();
+    b.title = `${label} (${n} image${n === 1 ? '' : 's'})`;
+    const img = document.createElement('img');
+    img.loading = 'lazy';
+    img.decoding = 'async';
+    img.alt = '';
+    img.width = 64;
+    img.height = 64;
+    if (n) img.src = api.thumbnail(s.uid);
+    const cap = document.createElement('span');
+    cap.className = 'cap';
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = label; // text, never HTML
+    const count = document.createElement('span');
+    count.className = 'count';
+    count.textContent = String(n);
+    cap.append(name, count);
+    b.append(img, cap);
+    b.addEventListener('click', () => selectSeries(s.uid));
+    strip.append(b);
+  }
+}
+
+function markStrip(uid) {
+  if (!strip) return;
+  for (const b of strip.querySelectorAll('button.thumb')) {
+    const on = b.dataset.series === uid;
+    b.classList.toggle('on', on);
+    if (on) b.setAttribute('aria-current', 'true');
+    else b.removeAttribute('aria-current');
+  }
+  // the shown one in view, scrolling the strip only (scrollIntoView may move the page too)
+  const cur = strip.querySelector('button.thumb.on');
+  if (!cur) return;
+  const sr = strip.getBoundingClientRect();
+  const cr = cur.getBoundingClientRect();
+  if (strip.scrollWidth > strip.clientWidth) strip.scrollLeft += cr.left - sr.left - (sr.width - cr.width) / 2;
+  else strip.scrollTop += cr.top - sr.top - (sr.height - cr.height) / 2;
+}
+
+function selectSeries(uid) {
+  const s = nav.seriesList.find((x) => x.uid === uid);
   if (!s) return;
+  seriesSel.value = s.uid;
+  markStrip(s.uid);
   const url = new URL(location.href);
   url.searchParams.set('series', s.uid);
   history.replaceState(null, '', url);
   loadSeries(s);
-});
+  window.dispatchEvent(new CustomEvent('pacsbox:series', { detail: { series: s.uid } }));
+}
+
+seriesSel.addEventListener('change', () => selectSeries(seriesSel.value));
 
 // ---------------------------------------------------------------- tools
 function setTool(t) {
@@ -865,6 +933,30 @@ const hook = {
       settle();
     });
   },
+  /** Shows image `i` of the series (clamped), as scrolling there would. */
+  show(i) {
+    show(i);
+  },
+  /**
+   * Where each image of the series lies, `[{position, orientation}]` (Image Position and
+   * Orientation (Patient) from /info, null when missing; frames of a multi-frame image have no
+   * position of their own here), for viewer-sync.js. Resolves once every /info has answered.
+   */
+  async positions() {
+    const list = nav.images;
+    return Promise.all(list.map(async (img) => {
+      try {
+        const inf = await cache.info(img.sop);
+        const single = img.frames <= 1;
+        return {
+          position: single && Array.isArray(inf.image_position) ? inf.image_position : null,
+          orientation: Array.isArray(inf.image_orientation) ? inf.image_orientation : null,
+        };
+      } catch (_e) {
+        return { position: null, orientation: null };
+      }
+    }));
+  },
   /** Canvas pixel (device pixels) that shows the centre of image pixel (x, y). */
   imageToCanvas(x, y) {
     const p = shown.matrix.transformPoint(new DOMPoint(x + 0.5, y + 0.5));
@@ -873,4 +965,5 @@ const hook = {
 };
 Object.defineProperty(window, 'pacsboxViewer', { value: Object.freeze(hook), writable: false, configurable: false });
 
+if (!root.dataset.embed) initCompare(nav.study, hook);
 start();

@@ -92,6 +92,9 @@ pub struct ImageInfo {
     pub slice_thickness: Option<f64>,
     pub kvp: Option<f64>,
     pub exposure_mas: Option<f64>,
+    /// Image Position (Patient), mm: with the orientation, where the slice lies, so that the
+    /// viewer can scroll two series together by position.
+    pub image_position: Option<[f64; 3]>,
     /// Pixel size, orientation and value unit, for measurements and orientation markers.
     pub geometry: Geometry,
 }
@@ -164,6 +167,10 @@ impl Instance {
             kvp: float(&self.obj, tags::KVP),
             exposure_mas: float(&self.obj, tags::EXPOSURE)
                 .or_else(|| float(&self.obj, tags::EXPOSURE_INU_AS).map(|ua| ua / 1000.0)),
+            image_position: floats(&self.obj, tags::IMAGE_POSITION_PATIENT)
+                .get(..3)
+                .and_then(|v| <[f64; 3]>::try_from(v).ok())
+                .filter(|v| v.iter().all(|c| c.is_finite())),
             geometry: Geometry::of(&self.obj),
         }
     }

@@ -121,6 +121,7 @@ struct InfoJson {
     slice_thickness: Option<f64>,
     kvp: Option<f64>,
     exposure_mas: Option<f64>,
+    image_position: Option<[f64; 3]>,
     #[serde(flatten)]
     geometry: pacsbox_imaging::Geometry,
 }
@@ -160,6 +161,7 @@ pub fn instance_api(web: &Web, req: &Req, sop: &str, rest: &[&str]) -> Result<Re
                 slice_thickness: i.slice_thickness,
                 kvp: i.kvp,
                 exposure_mas: i.exposure_mas,
+                image_position: i.image_position,
                 geometry: i.geometry,
             })
             .header("Cache-Control", IMMUTABLE))

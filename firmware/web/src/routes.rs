@@ -63,6 +63,7 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("GET", "/instance/{sop}/header"),
     ("GET", "/viewer/{uid}"),
     ("GET", "/api/studies/{uid}/series"),
+    ("GET", "/api/studies/{uid}/priors"),
     ("GET", "/api/instances/{sop}/file"),
     ("GET", "/api/instances/{sop}/info"),
     ("GET", "/api/instances/{sop}/frames/{n}/preview.png"),
@@ -309,6 +310,7 @@ fn answer(
         (false, ["instance", sop, "header"]) => pages::header_page(web, &session, check_uid(sop)?),
         (false, ["viewer", uid]) => pages::viewer_page(web, &session, check_uid(uid)?, req),
         (false, ["api", "studies", uid, "series"]) => pages::series_json(web, check_uid(uid)?),
+        (false, ["api", "studies", uid, "priors"]) => pages::priors_json(web, check_uid(uid)?),
         (false, ["api", "instances", sop, "file"]) => pages::instance_file(web, check_uid(sop)?),
         (false, ["api", "instances", sop, rest @ ..]) => {
             crate::pixels::instance_api(web, req, check_uid(sop)?, rest)

@@ -305,12 +305,19 @@ fn respond(req: Request, reply: Reply) {
         .headers
         .iter()
         .any(|(k, _)| k.eq_ignore_ascii_case("Content-Security-Policy"));
+    let own_frame = reply
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("X-Frame-Options"));
     let mut headers = vec![
         (!own_type)
             .then(|| Header::from_bytes("Content-Type", reply.content_type).ok())
             .flatten(),
         Header::from_bytes("X-Content-Type-Options", "nosniff").ok(),
-        Header::from_bytes("X-Frame-Options", "DENY").ok(),
+        // A page that may be framed (the viewer's second pane, same origin) says so itself.
+        (!own_frame)
+            .then(|| Header::from_bytes("X-Frame-Options", "DENY").ok())
+            .flatten(),
         Header::from_bytes("Referrer-Policy", "same-origin").ok(),
         (!own_csp)
             .then(|| {

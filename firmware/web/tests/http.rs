@@ -2268,3 +2268,59 @@ fn without_an_ohif_folder_ohif_is_404_and_the_study_page_does_not_offer_it() {
     assert!(page.text().contains("Open viewer"));
     assert!(!page.text().contains("Open in OHIF"));
 }
+
+#[test]
+fn priors_are_the_patients_other_studies_newest_first_and_only_the_embedded_viewer_may_be_framed() {
+    let s = start();
+    let cookie = admin_session(&s);
+    let study = |uid: &str, id: &'static str, date: &'static str| Study {
+        uid: uid.to_owned(),
+        charset: "ISO_IR 100",
+        name: b"PRIOR^TEST",
+        id,
+        date,
+    };
+    let studies = [
+        study("1.2.826.0.1.77.1", "PRI-1", "20260301"),
+        study("1.2.826.0.1.77.2", "PRI-1", "20240101"),
+        study("1.2.826.0.1.77.3", "PRI-1", "20250301"),
+        study("1.2.826.0.1.77.4", "PRI-OTHER", "20250601"),
+    ];
+    for (n, st) in studies.iter().enumerate() {
+        store(&s.archive, st, &format!("{}.1.{n}", st.uid));
+    }
+    let r = get(s.port, "/api/studies/1.2.826.0.1.77.1/priors", &cookie);
+    assert_eq!(r.status, 200);
+    let list: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let uids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["uid"].as_str().unwrap())
+        .collect();
+    assert_eq!(uids, ["1.2.826.0.1.77.3", "1.2.826.0.1.77.2"]);
+    assert_eq!(list[0]["date"], "20250301");
+    assert_eq!(list[0]["modalities"][0], "CT");
+    assert_eq!(list[0]["instances"], 1);
+    assert_eq!(
+        get(s.port, "/api/studies/1.2.826.0.1.77.9/priors", &cookie).status,
+        404
+    );
+    assert_eq!(
+        get(s.port, "/api/studies/1.2.826.0.1.77.1/priors", "").status,
+        401
+    );
+    let plain = get(s.port, "/viewer/1.2.826.0.1.77.1", &cookie);
+    assert_eq!(plain.header("x-frame-options").as_deref(), Some("DENY"));
+    assert!(plain.text().contains("id=\"compare-btn\""));
+    let embedded = get(s.port, "/viewer/1.2.826.0.1.77.3?embed=1", &cookie);
+    assert_eq!(embedded.status, 200);
+    assert_eq!(
+        embedded.header("x-frame-options").as_deref(),
+        Some("SAMEORIGIN")
+    );
+    let csp = embedded.header("content-security-policy").unwrap();
+    assert!(csp.contains("frame-ancestors 'self'"), "{csp}");
+    assert!(!embedded.text().contains("id=\"compare-btn\""));
+    assert!(embedded.text().contains("data-embed=\"1\""));
+}

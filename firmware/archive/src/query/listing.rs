@@ -3,8 +3,11 @@
 
 use redb::{MultimapTableDefinition, TableDefinition};
 
-use crate::index::{INSTANCES, Index, IndexError, SERIES, SERIES_INSTANCES, STUDY_SERIES, dec};
-use crate::record::{InstanceRecord, SeriesRecord};
+use crate::index::{
+    INSTANCES, Index, IndexError, PATIENT_STUDIES, SERIES, SERIES_INSTANCES, STUDIES, STUDY_SERIES,
+    dec,
+};
+use crate::record::{InstanceRecord, SeriesRecord, StudyRecord};
 
 impl Index {
     /// The series of a study, by series number (then UID); empty for an unknown study.
@@ -23,6 +26,20 @@ impl Index {
         let mut out: Vec<(String, InstanceRecord)> =
             self.linked(SERIES_INSTANCES, INSTANCES, series_uid)?;
         out.sort_by(|a, b| (a.1.instance_number, &a.0).cmp(&(b.1.instance_number, &b.0)));
+        Ok(out)
+    }
+
+    /// The studies of a patient (key: Patient ID and issuer, as the index files them), newest
+    /// first (study date and time, then UID); empty for an unknown patient.
+    pub fn studies_of_patient(
+        &self,
+        patient_key: &str,
+    ) -> Result<Vec<(String, StudyRecord)>, IndexError> {
+        let mut out: Vec<(String, StudyRecord)> =
+            self.linked(PATIENT_STUDIES, STUDIES, patient_key)?;
+        out.sort_by(|a, b| {
+            (&b.1.study_date, &b.1.study_time, &b.0).cmp(&(&a.1.study_date, &a.1.study_time, &a.0))
+        });
         Ok(out)
     }
 
@@ -84,5 +101,34 @@ mod tests {
         assert_eq!(sops, ["1.2.3.7.1.11", "1.2.3.7.1.10"]);
         assert!(index.series_of("9.9").unwrap().is_empty());
         assert!(index.instances_of("9.9").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_patients_studies_are_listed_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("i.redb")).unwrap();
+        let entries: Vec<_> = [
+            (1, "20240101"),
+            (2, "20250301"),
+            (3, "20230615"),
+            (4, "20260101"),
+        ]
+        .into_iter()
+        .map(|(i, date)| {
+            let mut e = entry(i, "KIM", date);
+            // study 4 is another patient's
+            e.attrs.patient_id = if i == 4 { "OTHER" } else { "KIM1" }.to_owned();
+            e
+        })
+        .collect();
+        index.insert_batch(&entries).unwrap();
+        let uids: Vec<String> = index
+            .studies_of_patient("KIM1")
+            .unwrap()
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect();
+        assert_eq!(uids, ["1.2.3.2", "1.2.3.1", "1.2.3.3"]);
+        assert!(index.studies_of_patient("NOBODY").unwrap().is_empty());
     }
 }

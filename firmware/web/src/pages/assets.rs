@@ -36,6 +36,14 @@ pub fn asset(name: &str) -> Reply {
             "text/javascript; charset=utf-8",
             include_bytes!("../../../../web-ui/static/viewer-measure.js"),
         ),
+        "viewer-sync.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/viewer-sync.js"),
+        ),
+        "viewer-compare.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/viewer-compare.js"),
+        ),
         "report.css" => (
             "text/css; charset=utf-8",
             include_bytes!("../../../../web-ui/static/report.css"),

@@ -43,7 +43,7 @@ pub use remote::{fetch_post, fetches_json, fetches_page, remote_page};
 pub use report::{report_post, report_print};
 pub use search::search_page;
 pub use status::{status_json, status_page, status_txt};
-pub use study::{series_json, study_page, study_page_with, study_zip};
+pub use study::{priors_json, series_json, study_page, study_page_with, study_zip};
 pub use users::{users_page, users_post};
 pub use viewer::viewer_page;
 pub use worklist::{

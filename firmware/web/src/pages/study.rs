@@ -224,6 +224,43 @@ pub fn series_json(web: &Web, study_uid: &str) -> Result<Reply, HttpError> {
     Ok(Reply::json(&list))
 }
 
+#[derive(Serialize)]
+struct PriorJson {
+    uid: String,
+    date: String,
+    time: String,
+    modalities: Vec<String>,
+    description: String,
+    accession: String,
+    series: u64,
+    instances: u64,
+}
+
+/// The patient's other studies, newest first, for the viewer's "Compare": the index files a
+/// patient under its Patient ID (the issuer is one per patient key, `Archive::patient_issuer`),
+/// so these are the studies of the same ID and issuer. Each opens through `/viewer/{uid}`,
+/// with that page's checks and audit record.
+pub fn priors_json(web: &Web, study_uid: &str) -> Result<Reply, HttpError> {
+    let index = web.archive.index();
+    let st = index.study(study_uid)?.ok_or(HttpError::NotFound)?;
+    let list: Vec<PriorJson> = index
+        .studies_of_patient(&st.patient_key)?
+        .into_iter()
+        .filter(|(uid, _)| uid != study_uid)
+        .map(|(uid, r)| PriorJson {
+            uid,
+            date: r.study_date,
+            time: r.study_time,
+            modalities: r.modalities,
+            description: r.description,
+            accession: r.accession_number,
+            series: r.series,
+            instances: r.instances,
+        })
+        .collect();
+    Ok(Reply::json(&list))
+}
+
 pub fn study_zip(web: &Web, uid: &str) -> Result<Reply, HttpError> {
     let instances = crate::study_zip::instances_of_study(&web.archive, uid)?;
     if instances.is_empty() {

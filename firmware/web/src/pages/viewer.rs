@@ -19,6 +19,9 @@ struct ViewerPage {
     /// are there before any pixel arrives: patient (name, ID, sex/age, birth date) and study.
     patient_lines: Vec<String>,
     study_lines: Vec<String>,
+    /// The second pane of "Compare" (`?embed=1`, framed by the viewer of another study of the
+    /// same patient): no header, no series strip, no Compare of its own.
+    embed: bool,
 }
 
 pub fn viewer_page(web: &Web, s: &Session, uid: &str, req: &Req) -> Result<Reply, HttpError> {
@@ -62,13 +65,24 @@ pub fn viewer_page(web: &Web, s: &Session, uid: &str, req: &Req) -> Result<Reply
             .filter(|l| !l.is_empty())
             .collect()
     };
-    page(&ViewerPage {
+    let embed = req.param("embed") == "1";
+    let reply = page(&ViewerPage {
         nav: nav(s),
         study_uid: uid.to_owned(),
         series_uid: series.to_owned(),
         patient: st.patient_name,
         patient_lines: keep(patient_lines),
         study_lines: keep(study_lines),
+        embed,
+    })?;
+    Ok(if embed {
+        // Only our own pages may frame it (the server's default forbids any framing).
+        reply.header("X-Frame-Options", "SAMEORIGIN").header(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'self'; form-action 'self'",
+        )
+    } else {
+        reply
     })
 }
 
