@@ -18,7 +18,8 @@
 // The modules: viewer-pixels.js (the pure pixel maths, tested with node: web-ui/tests/),
 // viewer-net.js (URLs, fetch, error wording), viewer-cache.js (per-frame info/preview/pixels,
 // LRU), viewer-view.js (zoom, pan, rotation, flips), viewer-input.js (pointer, wheel, keys),
-// viewer-measure.js (lengths, angles, ROI statistics, orientation letters: pure, tested with node).
+// viewer-measure.js (lengths, angles, ROI statistics, orientation letters: pure, tested with node),
+// viewer-keys.js (key images: the set, its saves as Key Object Selections, the filter's list).
 // This one holds what is on screen and draws it.
 //
 // Rendering pipeline for the current image (all in image space, then one transform to screen):
@@ -37,6 +38,7 @@ import { bindInput } from './viewer-input.js';
 import {
   angle, calibration, describeMeasurement, edgeLabels, length, roiStats,
 } from './viewer-measure.js';
+import { KeySet, isKey, keyList } from './viewer-keys.js';
 import { HttpError, api, describe, get } from './viewer-net.js';
 import {
   KERNELS, PRESETS, convolve, defaultWindow, renderGray, renderPreview, renderRgb, toneTable, valueRange,
@@ -384,6 +386,7 @@ function overlays(e) {
   for (const side of Object.keys(edges)) edges[side].textContent = lab ? lab[side] : '';
   shown.orientation = lab;
   listMarks();
+  keyState();
 }
 
 /** `soft`: the image is on screen anyway (a preview), so the note sits below it. */
@@ -630,6 +633,12 @@ async function start() {
     schedule();
     return;
   }
+  await keysLoaded;
+  keyOption();
+  if (new URLSearchParams(location.search).get('keys') === '1' && keys.all.length) {
+    showKeyImages();
+    return;
+  }
   const want = root.dataset.series || new URLSearchParams(location.search).get('series') || '';
   const s = nav.seriesList.find((x) => x.uid === want) || nav.seriesList[0];
   seriesSel.value = s.uid;
@@ -637,6 +646,10 @@ async function start() {
 }
 
 seriesSel.addEventListener('change', () => {
+  if (seriesSel.value === KEY_FILTER) {
+    showKeyImages();
+    return;
+  }
   const s = nav.seriesList.find((x) => x.uid === seriesSel.value);
   if (!s) return;
   const url = new URL(location.href);
@@ -644,6 +657,49 @@ seriesSel.addEventListener('change', () => {
   history.replaceState(null, '', url);
   loadSeries(s);
 });
+
+// ---------------------------------------------------------------- key images (viewer-keys.js)
+/** The series menu's entry for the filter: every key image of the study, across series. */
+const KEY_FILTER = 'key-images';
+const keyBtn = $('key-btn');
+const csrfInput = document.querySelector('input[name="csrf"]');
+const keys = new KeySet(`/api/studies/${encodeURIComponent(nav.study)}/key-images`,
+  csrfInput ? csrfInput.value : '', () => { keyOption(); keyState(); });
+const keysLoaded = keys.load().catch((err) => { keys.error = `Key images: ${describe(err)}`; });
+
+function keyState() {
+  const on = isKey(keys.ours, currentImage());
+  keyBtn.textContent = on ? '★' : '☆';
+  keyBtn.classList.toggle('on', on);
+  keyBtn.setAttribute('aria-pressed', String(on));
+  keyBtn.classList.toggle('muted', !keys.mayMark);
+  keyBtn.title = keys.error || (keys.mayMark ? 'Key image (K)' : 'Key image (K): needs the report role');
+}
+
+function keyOption() {
+  let o = seriesSel.querySelector(`option[value="${KEY_FILTER}"]`);
+  if (!keys.all.length) {
+    if (o && seriesSel.value !== KEY_FILTER) o.remove();
+    return;
+  }
+  if (!o) {
+    o = document.createElement('option');
+    o.value = KEY_FILTER;
+    seriesSel.prepend(o);
+  }
+  o.textContent = `★ Key images (${keys.all.length})`;
+}
+
+function showKeyImages() {
+  seriesToken++;
+  stopCine();
+  nav.series = { uid: KEY_FILTER, description: 'Key images', modality: '', number: '' };
+  renderedKey = '';
+  showError('');
+  seriesSel.value = KEY_FILTER;
+  setImages(keyList(keys.all), null);
+  show(0);
+}
 
 // ---------------------------------------------------------------- tools
 function setTool(t) {
@@ -736,6 +792,9 @@ function act(a) {
       break;
     case 'more':
       showMore(!moreTools.classList.contains('open'));
+      return;
+    case 'key':
+      keys.toggle(currentImage());
       return;
     case 'unmeasure': {
       // Delete/Backspace: the half-drawn one, else this image's last
@@ -852,6 +911,11 @@ function snapshot() {
     orientation: shown.orientation ? { ...shown.orientation } : null,
     matrix: [m.a, m.b, m.c, m.d, m.e, m.f],
     timings: { ...shown.timings },
+    key: isKey(keys.ours, img),
+    keyImages: keys.all.length,
+    keySaves: keys.saves,
+    keySaving: keys.saving,
+    keyError: keys.error,
   };
 }
 
