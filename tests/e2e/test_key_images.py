@@ -161,15 +161,20 @@ def test_key_images_are_a_kos_that_dcmtk_and_pydicom_read(server, tmp_path):
     assert list(koss) == [first["sop_uid"]]
     kos_file = next(f for f in (tmp_path / "get1").iterdir()
                     if pydicom.dcmread(f).SOPInstanceUID == first["sop_uid"])
-    dump = subprocess.run(["dsrdump", str(kos_file)], capture_output=True, text=True,
+    dump = subprocess.run(["dsrdump", "+Pu", "+Psu", "+Pl", str(kos_file)], capture_output=True, text=True,
                           errors="replace", env=h.DCMTK_ENV)
+    # DCMTK 3.6 prints two warnings about its own limits, never about the file: its VR checker
+    # cannot check UTF-8, and for every Key Object Selection (whose IOD requires TID 2010) it
+    # says that it does not check templates (`DSRDocumentTree::read`, before reading any item).
+    limits = ("VR checker does not support this Specific Character Set: ISO_IR 192",
+              "Check for template constraints not yet supported")
     complaints = [line for line in dump.stderr.splitlines() if re.match(r"[EW]:", line)
-                  and "VR checker does not support this Specific Character Set: ISO_IR 192" not in line]
+                  and not any(x in line for x in limits)]
     assert dump.returncode == 0 and not complaints, dump.stdout + dump.stderr
     assert "Key Object Selection Document" in dump.stdout and "Of Interest" in dump.stdout, dump.stdout
     assert "drkim" in dump.stdout
-    dumped = set(re.findall(r"IMAGE:\(\w+,(1\.[\d.]+)", dump.stdout))
-    assert dumped == {ct2, mr_sop}, dump.stdout
+    dumped = re.findall(r'<contains IMAGE:=\("[\d.]+","([\d.]+)"((?:,\d+)*)\)>', dump.stdout)
+    assert sorted(dumped) == sorted([(ct2, ""), (mr_sop, ",3,7")]), dump.stdout
 
     # pydicom: TID 2010 structure, evidence, Korean name as UTF-8.
     kos = koss[first["sop_uid"]]
@@ -198,7 +203,7 @@ def test_key_images_are_a_kos_that_dcmtk_and_pydicom_read(server, tmp_path):
     st = h.store_datasets(srv.dicom_port, srv.ae, "MODALITY", [theirs, rejected])
     assert all(s == 0 for s in st.values()), st
     keys = _keys(clerk, study)
-    assert [k["sop_uid"] for k in keys["all"]] == [ct1, ct3], keys
+    assert sorted(k["sop_uid"] for k in keys["all"]) == sorted([ct1, ct3]), keys
     assert keys["ours"] == [{"sop_uid": ct1, "frame": None}] and keys["documents"] == 2
     _, _, page = clerk.get(f"/study/{study}")
     assert re.search(rb'id="key-images"><a href="/viewer/[\d.]+\?keys=1">2</a>', page), page
