@@ -63,7 +63,7 @@ pub fn key_images_json(web: &Web, s: &Session, uid: &str) -> Result<Reply, HttpE
             ))
         })
         .collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all.sort_by_key(|a| a.0);
     Ok(Reply::json(&KeyImagesJson {
         ours: keys.ours,
         all: all.into_iter().map(|(_, k)| k).collect(),
