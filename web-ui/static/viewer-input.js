@@ -153,6 +153,7 @@ export function bindInput(canvas, stage, ctl) {
       case ' ': ctl.act('cine'); break;
       case 'i': ctl.act('invert'); break;
       case 'r': ctl.act('rotate'); break;
+      case 'k': ctl.act('key'); break;
       case 'Escape': ctl.act('reset'); break;
       case 'Delete': case 'Backspace': ctl.act('unmeasure'); break;
       default: handled = false;

@@ -19,7 +19,8 @@
 // viewer-net.js (URLs, fetch, error wording), viewer-cache.js (per-frame info/preview/pixels,
 // LRU), viewer-view.js (zoom, pan, rotation, flips), viewer-input.js (pointer, wheel, keys),
 // viewer-measure.js (lengths, angles, ROI statistics, orientation letters: pure, tested with node),
-// viewer-compare.js (a prior study in a second pane, scrolled together by viewer-sync.js).
+// viewer-compare.js (a prior study in a second pane, scrolled together by viewer-sync.js),
+// viewer-keys.js (key images: the set, its saves as Key Object Selections, the filter's list).
 // This one holds what is on screen and draws it, and the series strip.
 //
 // Rendering pipeline for the current image (all in image space, then one transform to screen):
@@ -40,6 +41,7 @@ import { bindInput } from './viewer-input.js';
 import {
   angle, calibration, describeMeasurement, edgeLabels, length, roiStats,
 } from './viewer-measure.js';
+import { KeySet, isKey, keyList } from './viewer-keys.js';
 import { HttpError, api, describe, get } from './viewer-net.js';
 import {
   KERNELS, PRESETS, convolve, defaultWindow, renderGray, renderPreview, renderRgb, toneTable, valueRange,
@@ -388,6 +390,7 @@ function overlays(e) {
   for (const side of Object.keys(edges)) edges[side].textContent = lab ? lab[side] : '';
   shown.orientation = lab;
   listMarks();
+  keyState();
 }
 
 /** `soft`: the image is on screen anyway (a preview), so the note sits below it. */
@@ -638,6 +641,12 @@ async function start() {
     return;
   }
   buildStrip();
+  await keysLoaded;
+  keyOption();
+  if (new URLSearchParams(location.search).get('keys') === '1' && keys.all.length) {
+    showKeyImages();
+    return;
+  }
   const want = root.dataset.series || new URLSearchParams(location.search).get('series') || '';
   const s = nav.seriesList.find((x) => x.uid === want) || nav.seriesList[0];
   seriesSel.value = s.uid;
@@ -711,7 +720,57 @@ function selectSeries(uid) {
   window.dispatchEvent(new CustomEvent('pacsbox:series', { detail: { series: s.uid } }));
 }
 
-seriesSel.addEventListener('change', () => selectSeries(seriesSel.value));
+seriesSel.addEventListener('change', () => {
+  if (seriesSel.value === KEY_FILTER) {
+    showKeyImages();
+    return;
+  }
+  selectSeries(seriesSel.value);
+});
+
+// ---------------------------------------------------------------- key images (viewer-keys.js)
+/** The series menu's entry for the filter: every key image of the study, across series. */
+const KEY_FILTER = 'key-images';
+const keyBtn = $('key-btn');
+const csrfInput = document.querySelector('input[name="csrf"]');
+const keys = new KeySet(`/api/studies/${encodeURIComponent(nav.study)}/key-images`,
+  csrfInput ? csrfInput.value : '', () => { keyOption(); keyState(); });
+const keysLoaded = keys.load().catch((err) => { keys.error = `Key images: ${describe(err)}`; });
+
+function keyState() {
+  const on = isKey(keys.ours, currentImage());
+  keyBtn.textContent = on ? '★' : '☆';
+  keyBtn.classList.toggle('on', on);
+  keyBtn.setAttribute('aria-pressed', String(on));
+  keyBtn.classList.toggle('muted', !keys.mayMark);
+  keyBtn.title = keys.error || (keys.mayMark ? 'Key image (K)' : 'Key image (K): needs the report role');
+}
+
+function keyOption() {
+  let o = seriesSel.querySelector(`option[value="${KEY_FILTER}"]`);
+  if (!keys.all.length) {
+    if (o && seriesSel.value !== KEY_FILTER) o.remove();
+    return;
+  }
+  if (!o) {
+    o = document.createElement('option');
+    o.value = KEY_FILTER;
+    seriesSel.prepend(o);
+  }
+  o.textContent = `★ Key images (${keys.all.length})`;
+}
+
+function showKeyImages() {
+  seriesToken++;
+  stopCine();
+  nav.series = { uid: KEY_FILTER, description: 'Key images', modality: '', number: '' };
+  renderedKey = '';
+  showError('');
+  seriesSel.value = KEY_FILTER;
+  markStrip(KEY_FILTER);
+  setImages(keyList(keys.all), null);
+  show(0);
+}
 
 // ---------------------------------------------------------------- tools
 function setTool(t) {
@@ -804,6 +863,9 @@ function act(a) {
       break;
     case 'more':
       showMore(!moreTools.classList.contains('open'));
+      return;
+    case 'key':
+      keys.toggle(currentImage());
       return;
     case 'unmeasure': {
       // Delete/Backspace: the half-drawn one, else this image's last
@@ -920,6 +982,11 @@ function snapshot() {
     orientation: shown.orientation ? { ...shown.orientation } : null,
     matrix: [m.a, m.b, m.c, m.d, m.e, m.f],
     timings: { ...shown.timings },
+    key: isKey(keys.ours, img),
+    keyImages: keys.all.length,
+    keySaves: keys.saves,
+    keySaving: keys.saving,
+    keyError: keys.error,
   };
 }
 

@@ -19,6 +19,7 @@ pub mod edit;
 pub mod forward;
 pub mod index;
 mod ingest;
+pub mod kos;
 pub mod layout;
 mod maintenance;
 pub mod part10;

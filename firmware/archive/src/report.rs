@@ -134,7 +134,7 @@ const TITLE: (&str, &str, &str) = ("18748-4", "LN", "Diagnostic Imaging Report")
 const FINDINGS: (&str, &str, &str) = ("121071", "DCM", "Finding");
 const IMPRESSION: (&str, &str, &str) = ("121073", "DCM", "Impression");
 
-mod tag {
+pub(crate) mod tag {
     use dicom_core::Tag;
     pub const SPECIFIC_CHARACTER_SET: Tag = Tag(0x0008, 0x0005);
     pub const INSTANCE_CREATION_DATE: Tag = Tag(0x0008, 0x0012);
@@ -186,15 +186,15 @@ mod tag {
     pub const CONTENT_SEQUENCE: Tag = Tag(0x0040, 0xA730);
 }
 
-fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: &str) {
+pub(crate) fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: &str) {
     obj.put(DataElement::new(tag, vr, PrimitiveValue::from(value)));
 }
 
-fn put_seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
+pub(crate) fn put_seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
     obj.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
 }
 
-fn code(c: (&str, &str, &str)) -> InMemDicomObject {
+pub(crate) fn code(c: (&str, &str, &str)) -> InMemDicomObject {
     let mut item = InMemDicomObject::new_empty();
     put(&mut item, tag::CODE_VALUE, VR::SH, c.0);
     put(&mut item, tag::CODING_SCHEME, VR::SH, c.1);
@@ -215,30 +215,30 @@ fn text_item(concept: (&str, &str, &str), text: &str) -> InMemDicomObject {
     item
 }
 
-fn text_of(obj: &InMemDicomObject, tag: Tag) -> String {
+pub(crate) fn text_of(obj: &InMemDicomObject, tag: Tag) -> String {
     obj.get(tag)
         .and_then(|e| e.to_str().ok())
         .map(|s| s.trim_end_matches(['\0', ' ']).to_owned())
         .unwrap_or_default()
 }
 
-fn items(obj: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {
+pub(crate) fn items(obj: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {
     obj.get(tag).and_then(|e| e.items()).unwrap_or(&[])
 }
 
 /// What the SR copies from the study.
-struct StudyFacts {
-    study_uid: String,
-    patient_name: String,
-    patient_id: String,
-    birth_date: String,
-    sex: String,
-    study_date: String,
-    study_time: String,
-    accession: String,
-    referring: String,
-    description: String,
-    study_id: String,
+pub(crate) struct StudyFacts {
+    pub(crate) study_uid: String,
+    pub(crate) patient_name: String,
+    pub(crate) patient_id: String,
+    pub(crate) birth_date: String,
+    pub(crate) sex: String,
+    pub(crate) study_date: String,
+    pub(crate) study_time: String,
+    pub(crate) accession: String,
+    pub(crate) referring: String,
+    pub(crate) description: String,
+    pub(crate) study_id: String,
 }
 
 /// Who the new version is: its UIDs, series number and the version it amends (series, SOP).
@@ -446,6 +446,30 @@ fn in_amendment_order(mut rest: Vec<ReportVersion>) -> Vec<ReportVersion> {
 }
 
 impl Archive {
+    /// The patient and study attributes a document written into the study copies, as the
+    /// index holds them (decoded from the stored instances' own character sets); None: no
+    /// such study.
+    pub(crate) fn study_facts(&self, study_uid: &str) -> Result<Option<StudyFacts>, IndexError> {
+        let index = &self.shared.index;
+        let Some(st) = index.study(study_uid)? else {
+            return Ok(None);
+        };
+        let patient = index.patient(&st.patient_key)?.unwrap_or_default();
+        Ok(Some(StudyFacts {
+            study_uid: study_uid.to_owned(),
+            patient_name: st.patient_name,
+            patient_id: st.patient_id,
+            birth_date: patient.birth_date,
+            sex: patient.sex,
+            study_date: st.study_date,
+            study_time: st.study_time,
+            accession: st.accession_number,
+            referring: st.referring_physician,
+            description: st.description,
+            study_id: st.study_id,
+        }))
+    }
+
     /// The study's saved draft, if any.
     pub fn report_draft(&self, study_uid: &str) -> Result<Option<Draft>, IndexError> {
         let txn = self.shared.index.read()?;
@@ -505,14 +529,14 @@ impl Archive {
         Ok(out)
     }
 
-    fn read_sr(&self, rec: &InstanceRecord) -> Option<InMemDicomObject> {
+    pub(crate) fn read_sr(&self, rec: &InstanceRecord) -> Option<InMemDicomObject> {
         let reader = self.open_part10(rec).ok()?;
         dicom_object::OpenFileOptions::new()
             .read_preamble(dicom_object::file::ReadPreamble::Always)
             .from_reader(reader)
             .map(|o| o.into_inner())
             .map_err(
-                |e| tracing::warn!(file = rec.rel_path, error = %e, "a report SR does not parse"),
+                |e| tracing::warn!(file = rec.rel_path, error = %e, "a stored SR document does not parse"),
             )
             .ok()
     }
@@ -550,21 +574,7 @@ impl Archive {
     ) -> Result<Signed, ReportError> {
         text.check()?;
         let index = &self.shared.index;
-        let st = index.study(study_uid)?.ok_or(ReportError::NoStudy)?;
-        let patient = index.patient(&st.patient_key)?.unwrap_or_default();
-        let facts = StudyFacts {
-            study_uid: study_uid.to_owned(),
-            patient_name: st.patient_name.clone(),
-            patient_id: st.patient_id.clone(),
-            birth_date: patient.birth_date,
-            sex: patient.sex,
-            study_date: st.study_date.clone(),
-            study_time: st.study_time.clone(),
-            accession: st.accession_number.clone(),
-            referring: st.referring_physician.clone(),
-            description: st.description.clone(),
-            study_id: st.study_id.clone(),
-        };
+        let facts = self.study_facts(study_uid)?.ok_or(ReportError::NoStudy)?;
         let previous = self.reports(study_uid)?;
         let latest = previous
             .last()

@@ -140,6 +140,7 @@ pub fn event_of(action: &str, outcome: &str) -> EventKind {
         // signature or amendment makes a new SR instance in the study (A.5.3.3, C).
         "report.draft" => kind(PATIENT_RECORD, None, 'U'),
         "report.sign" | "report.amend" => kind(INSTANCES_ACCESSED, None, 'C'),
+        "keyimages.save" => kind(INSTANCES_ACCESSED, None, 'C'),
         // Patient media (A.5.3.5 Export, A.5.3.6 Import).
         "media.export" => kind(EXPORT, None, 'R'),
         "media.import" => kind(IMPORT, None, 'C'),

@@ -191,6 +191,10 @@ pub fn access(web: &Web, s: &Session, req: &Req, segs: &[&str], status: u16) {
             },
             uid,
         ),
+        // The save records itself (`pages/key_images.rs`, with the new KOS's UID); a request
+        // without the right is recorded here.
+        (true, ["api", "studies", _, "key-images"]) if status != 403 => return,
+        (true, ["api", "studies", uid, "key-images"]) => on_study("keyimages.save", uid),
         _ => return,
     };
     let outcome = if status < 400 {

@@ -64,6 +64,8 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("GET", "/viewer/{uid}"),
     ("GET", "/api/studies/{uid}/series"),
     ("GET", "/api/studies/{uid}/priors"),
+    ("GET", "/api/studies/{uid}/key-images"),
+    ("POST", "/api/studies/{uid}/key-images"),
     ("GET", "/api/instances/{sop}/file"),
     ("GET", "/api/instances/{sop}/info"),
     ("GET", "/api/instances/{sop}/frames/{n}/preview.png"),
@@ -311,6 +313,16 @@ fn answer(
         (false, ["viewer", uid]) => pages::viewer_page(web, &session, check_uid(uid)?, req),
         (false, ["api", "studies", uid, "series"]) => pages::series_json(web, check_uid(uid)?),
         (false, ["api", "studies", uid, "priors"]) => pages::priors_json(web, check_uid(uid)?),
+        // Key images (`pages/key_images.rs`): whoever may view the study sees them; marking
+        // writes a document into the study in the user's name, a part of reading it, so it
+        // takes the report right as signing the report does.
+        (false, ["api", "studies", uid, "key-images"]) => {
+            pages::key_images_json(web, &session, check_uid(uid)?)
+        }
+        (true, ["api", "studies", uid, "key-images"]) => {
+            need(&session, Right::Report)?;
+            pages::key_images_post(web, &session, req, check_uid(uid)?)
+        }
         (false, ["api", "instances", sop, "file"]) => pages::instance_file(web, check_uid(sop)?),
         (false, ["api", "instances", sop, rest @ ..]) => {
             crate::pixels::instance_api(web, req, check_uid(sop)?, rest)

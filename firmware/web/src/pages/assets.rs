@@ -44,6 +44,10 @@ pub fn asset(name: &str) -> Reply {
             "text/javascript; charset=utf-8",
             include_bytes!("../../../../web-ui/static/viewer-compare.js"),
         ),
+        "viewer-keys.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/viewer-keys.js"),
+        ),
         "report.css" => (
             "text/css; charset=utf-8",
             include_bytes!("../../../../web-ui/static/report.css"),

@@ -45,6 +45,8 @@ struct StudyPage {
     performed: Vec<String>,
     /// The physician's report (`report.rs`).
     report: super::report::ReportSection,
+    /// The study's key images (every KOS's, `pacsbox_archive::kos`).
+    key_images: usize,
     /// OHIF is installed (`[web] ohif_dir`): the page offers "Open in OHIF".
     ohif: bool,
 }
@@ -183,6 +185,7 @@ fn render(
                 .map(super::performed_text)
                 .collect(),
             report: super::report::section(web, s, uid, report)?,
+            key_images: web.archive.key_images(uid)?.all.len(),
             ohif: crate::ohif::available(web),
         },
         if error.is_empty() { anon_error } else { error },

@@ -1,0 +1,80 @@
+// Key images: mark two images in the viewer (the `k` key on a CT image, the star button on frame
+// 3 of the multi-frame MR, so across series and on a frame), reload, and the "Key images" entry of
+// the series menu steps through exactly those two; the study page counts them.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { BASE, MANIFEST, launch, login, newPage, noProblems, openViewer, ready, shot, state } from './lib.mjs';
+
+const K = MANIFEST.kim;
+
+/** Resolves once the viewer has no save of the key images in flight and `n` have succeeded. */
+async function saved(page, n) {
+  await page.waitForFunction((want) => {
+    const s = window.pacsboxViewer.state;
+    return !s.keySaving && s.keySaves >= want;
+  }, n, { timeout: 30_000 });
+  const s = await state(page);
+  assert.equal(s.keyError, '', 'the save was accepted');
+}
+
+const unfocus = (page) => page.evaluate(() => document.activeElement && document.activeElement.blur());
+
+describe('key images', () => {
+  let browser;
+  before(async () => {
+    browser = await launch();
+  });
+  after(async () => {
+    await browser?.close();
+  });
+
+  it('marked images are saved, and the filter steps through exactly them after a reload', async () => {
+    const page = await newPage(browser);
+    await login(page, { next: `/viewer/${K.study}` });
+    const ct = K.series.ct;
+    const mf = K.series.mf;
+    let s = await openViewer(page, K.study, ct.uid);
+    assert.equal(s.key, false);
+    await page.keyboard.press('k');
+    await saved(page, 1);
+    s = await state(page);
+    assert.equal(s.key, true);
+    assert.equal(await page.locator('#key-btn').getAttribute('aria-pressed'), 'true');
+
+    await page.selectOption('#series-select', mf.uid);
+    await ready(page);
+    await unfocus(page);
+    await page.keyboard.press('ArrowRight');
+    await page.keyboard.press('ArrowRight');
+    s = await ready(page);
+    assert.equal(s.frame, 3);
+    assert.equal(s.key, false);
+    await page.locator('#key-btn').click();
+    await saved(page, 2);
+    assert.equal((await state(page)).key, true);
+    assert.equal((await state(page)).keyImages, 2);
+
+    await page.reload();
+    await ready(page);
+    await page.selectOption('#series-select', 'key-images');
+    s = await ready(page);
+    await unfocus(page);
+    assert.equal(s.count, 2, 'exactly the two marked images');
+    assert.deepEqual([s.sop, s.frame, s.key], [ct.instances[0].sop, 1, true]);
+    await page.keyboard.press('ArrowRight');
+    s = await ready(page);
+    assert.deepEqual([s.sop, s.frame, s.key], [mf.instances[0].sop, 3, true]);
+    await page.keyboard.press('ArrowRight');
+    s = await ready(page);
+    assert.equal(s.index, 1, 'the filter ends at the second key image');
+    await shot(page, 'key-images-filter');
+
+    await page.goto(`${BASE}/study/${K.study}`);
+    assert.equal(await page.locator('#key-images').innerText(), '2');
+    await Promise.all([page.waitForURL(/keys=1/), page.locator('#key-images a').click()]);
+    s = await ready(page);
+    assert.equal(s.count, 2, 'the study page opens the viewer on its key images');
+    noProblems(page);
+    await page.context().close();
+  });
+});
