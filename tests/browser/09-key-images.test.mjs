@@ -43,6 +43,9 @@ describe('key images', () => {
 
     await page.selectOption('#series-select', mf.uid);
     await ready(page);
+    // The series' frames are listed once its frame count is known (after the first image's
+    // pixels, while the series strip's thumbnails load too): step only through frames.
+    await page.waitForFunction(() => window.pacsboxViewer.state.count >= 3, null, { timeout: 30_000 });
     await unfocus(page);
     await page.keyboard.press('ArrowRight');
     await page.keyboard.press('ArrowRight');
