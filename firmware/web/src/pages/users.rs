@@ -13,6 +13,7 @@ use crate::reply::{HttpError, Reply, Req};
 #[template(path = "users.html")]
 struct UsersPage<'a> {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     nav_user: &'a str,
     csrf: &'a str,
     /// (name, role, last login)
@@ -63,6 +64,7 @@ fn users_page_confirming(
     form_page(
         &UsersPage {
             nav: nav(s),
+            t: s.t(),
             nav_user: &s.user,
             csrf: &s.csrf,
             users,

@@ -51,6 +51,7 @@ struct RegisterForm {
 #[template(path = "register.html")]
 struct RegisterPage<'a> {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     csrf: &'a str,
     q: String,
     hits: Vec<PatientHit>,
@@ -175,6 +176,7 @@ pub fn register_page(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpErr
         .collect();
     page(&RegisterPage {
         nav: nav(s),
+        t: s.t(),
         csrf: &s.csrf,
         q,
         hits,
@@ -260,6 +262,7 @@ pub fn register_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpErr
             form_page(
                 &RegisterPage {
                     nav: nav(s),
+                    t: s.t(),
                     csrf: &s.csrf,
                     q: String::new(),
                     hits: Vec::new(),
@@ -376,6 +379,7 @@ fn rows_of(web: &Web, day: &str) -> Result<Vec<ExamRow>, HttpError> {
 #[template(path = "worklist.html")]
 struct WorklistPage<'a> {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     csrf: &'a str,
     day: String,
     rows: Vec<ExamRow>,
@@ -392,6 +396,7 @@ pub fn worklist_page(web: &Web, s: &Session, req: &Req, error: &str) -> Result<R
     form_page(
         &WorklistPage {
             nav: nav(s),
+            t: s.t(),
             csrf: &s.csrf,
             rows: rows_of(web, &day)?,
             day: show_date(&day),
