@@ -121,6 +121,17 @@ macro_rules! catalogue {
 include!("i18n_catalogue.rs");
 
 impl Strings {
+    /// A message made below the page layer in English (a form check, the archive's answer):
+    /// its Korean text when the catalogue has the same English text, else as it is.
+    pub fn tr<'a>(&'static self, english: &'a str) -> &'a str {
+        if !std::ptr::eq(self, &KO) {
+            return english;
+        }
+        ALL.iter()
+            .find(|(_, en, _)| *en == english)
+            .map_or(english, |(_, _, ko)| ko)
+    }
+
     /// A count as this language writes it.
     pub fn num(&self, n: impl std::fmt::Display) -> String {
         group_thousands(n)
@@ -163,6 +174,13 @@ mod tests {
         assert_eq!(fill("a {} b {}", &["1".into(), "2".into()]), "a 1 b 2");
         assert_eq!(fill("{}초", &["5".into()]), "5초");
         assert_eq!(fill("no place", &["x".into()]), "no place");
+    }
+
+    #[test]
+    fn english_messages_from_below_are_translated_when_catalogued() {
+        assert_eq!(KO.tr(EN.password_changed), KO.password_changed);
+        assert_eq!(EN.tr(EN.password_changed), EN.password_changed);
+        assert_eq!(KO.tr("not in the catalogue"), "not in the catalogue");
     }
 
     #[test]

@@ -499,4 +499,57 @@ images over DICOMweb at", "토큰이 있으면 스크립트나 뷰어 (OHIF, Wea
     hdr_download: "download .dcm", ".dcm 다운로드";
     hdr_tag: "th>Tag</th", "태그";
     hdr_value: "th>Value</th", "값";
+
+    // Messages made in Rust (shown through `t.tr` when made below the page layer).
+    msg_no_user: "no such user", "해당 사용자가 없습니다";
+    msg_current_wrong: "the current password is wrong", "현재 비밀번호가 올바르지 않습니다";
+    msg_must_differ: "the new password must differ from the current one", "새 비밀번호는 현재 비밀번호와 달라야 합니다";
+    msg_differ: "the two new passwords differ", "새 비밀번호 두 개가 서로 다릅니다";
+    msg_too_short: "the new password needs at least 10 characters", "새 비밀번호는 최소 10자여야 합니다";
+    msg_run: "the new password is a run of one character or of counted-up characters (like 1234567890)", "새 비밀번호가 한 문자의 반복이거나 연속된 문자입니다 (예: 1234567890)";
+    msg_common: "the new password contains a common password; choose another", "새 비밀번호에 흔한 비밀번호가 들어 있습니다. 다른 것을 고르십시오";
+    msg_has_name: "the new password contains the user name", "새 비밀번호에 사용자 이름이 들어 있습니다";
+    msg_first_boot: "the new password was the first-boot password; choose another", "새 비밀번호가 최초 부팅 비밀번호입니다. 다른 것을 고르십시오";
+    msg_user_names: "User names are 1-32 letters, digits, . _ -", "사용자 이름은 1–32자의 영문자, 숫자, . _ - 입니다";
+    msg_choose_role: "Choose one of the roles listed.", "목록의 역할 중 하나를 고르십시오.";
+    msg_user_exists: "A user of that name exists.", "같은 이름의 사용자가 있습니다.";
+    msg_other_admin: "Another admin changes your role.", "본인의 역할은 다른 관리자가 변경합니다.";
+    msg_no_user_name: "No user of that name.", "해당 이름의 사용자가 없습니다.";
+    msg_own_password: "Change your own password on your account page.", "본인의 비밀번호는 계정 페이지에서 변경하십시오.";
+    msg_not_yourself: "You cannot delete yourself.", "자기 자신은 삭제할 수 없습니다.";
+    msg_own_session: "Log out to end your own session.", "본인의 세션은 로그아웃으로 종료하십시오.";
+    msg_session_ended: "That session has already ended.", "그 세션은 이미 종료되었습니다.";
+    msg_token_name: "Give the token a name (up to 80 characters).", "토큰 이름을 입력하십시오 (최대 80자).";
+    msg_too_many_tokens: "Too many tokens: revoke one first.", "토큰이 너무 많습니다. 먼저 하나를 폐기하십시오.";
+    msg_token_created: "Token created. Copy it now: it is not shown again.", "토큰이 만들어졌습니다. 지금 복사하십시오. 다시 표시되지 않습니다.";
+    msg_token_revoked: "Token revoked.", "토큰이 폐기되었습니다.";
+    msg_no_token: "No such token.", "해당 토큰이 없습니다.";
+    msg_nothing_queued: "Nothing queued there any more.", "그 대상에 더 이상 대기 중인 것이 없습니다.";
+    msg_learning_closed: "Learning closed: unknown AEs are refused from now on.", "학습 종료: 이제부터 알 수 없는 AE는 거부됩니다.";
+    msg_no_echo: "C-ECHO is not available here", "여기서는 C-ECHO를 사용할 수 없습니다";
+    msg_tick_delete: "Tick “yes, delete” to delete the study.", "검사를 삭제하려면 “예, 삭제”를 선택하십시오.";
+    msg_which_exam: "which exam? (accession)", "어느 검사입니까? (접수 번호)";
+    msg_not_remote: "not a PACS to search or fetch from", "검색하거나 가져올 수 있는 PACS가 아닙니다";
+    msg_tls_off: "TLS is off on this box (https_port and dicom_tls_port are 0).", "이 장비에서 TLS가 꺼져 있습니다 (https_port와 dicom_tls_port가 0).";
+    msg_user_added: "User {} added.", "사용자 {}이(가) 추가되었습니다.";
+    msg_role_now: "{} is now {}; they log in again.", "{}의 역할이 이제 {}입니다. 다시 로그인해야 합니다.";
+    msg_pw_set: "New password set for {}; they choose their own at the next login.", "{}의 새 비밀번호가 설정되었습니다. 다음 로그인 때 본인이 새로 정합니다.";
+    msg_user_deleted: "User {} deleted.", "사용자 {}이(가) 삭제되었습니다.";
+    msg_session_of: "Session of {} ended.", "{}의 세션이 종료되었습니다.";
+    msg_exam_scheduled: "Exam {} scheduled.", "검사 {}이(가) 예약되었습니다.";
+
+    // Roles, states and error pages (data words shown through `t.tr`).
+    role_user: "search, view and download images", "영상 검색, 조회, 다운로드";
+    role_physician: "as user, and write the physician's report", "사용자 권한에 더해 판독 작성";
+    role_editor: "as user, and correct, merge and delete archived data", "사용자 권한에 더해 보관 데이터 수정, 병합, 삭제";
+    role_admin: "everything, including users, peers, certificates and the audit trail", "사용자, DICOM 장비, 인증서, 감사 기록을 포함한 모든 권한";
+    state_scheduled: "scheduled", "예약됨";
+    state_in_progress: "in progress", "진행 중";
+    state_completed: "completed", "완료";
+    state_discontinued: "discontinued", "중단됨";
+    state_done: "done", "완료";
+    state_failed: "failed", "실패";
+    state_fetching: "fetching", "가져오는 중";
+    error_not_found: "not found", "찾을 수 없습니다";
+    error_forbidden: "forbidden", "권한이 없습니다";
 }

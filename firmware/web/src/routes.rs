@@ -84,6 +84,9 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
 pub fn route(web: &Web, req: &Req) -> Reply {
     match route_inner(web, req) {
         Ok(r) => r,
+        // The two a person meets by following a link or typing a URL, in their language.
+        Err(HttpError::NotFound) => Reply::text(404, req.t().error_not_found),
+        Err(HttpError::Forbidden) => Reply::text(403, req.t().error_forbidden),
         Err(e) => e.into(),
     }
 }

@@ -2334,6 +2334,16 @@ fn pages_follow_the_browser_language_until_the_user_chooses_one() {
     let r = set_language(s.port, &cookie, "ko");
     assert_eq!(r.status, 200);
     assert!(r.text().contains("언어가 저장되었습니다"));
+    // The server's own messages too: a form error made by the password check.
+    let r = change_password(s.port, &cookie, "not-the-password", "another-long-password");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("현재 비밀번호가 올바르지 않습니다"),
+        "{}",
+        r.text()
+    );
+    let r = get_in(s.port, "/no-such-page", "", KOREAN);
+    assert_eq!((r.status, r.text().trim()), (404, "찾을 수 없습니다"));
     // It is kept with the account: after logging out and in again, still Korean.
     let r = post(
         s.port,

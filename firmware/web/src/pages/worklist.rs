@@ -390,7 +390,7 @@ struct WorklistPage<'a> {
 pub fn worklist_page(web: &Web, s: &Session, req: &Req, error: &str) -> Result<Reply, HttpError> {
     let day = day_of(req)?;
     let message = match req.query.get("new") {
-        Some(a) if !a.is_empty() => format!("Exam {a} scheduled."),
+        Some(a) if !a.is_empty() => crate::i18n::fill(s.t().msg_exam_scheduled, &[a.to_owned()]),
         _ => String::new(),
     };
     form_page(
