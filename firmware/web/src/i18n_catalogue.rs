@@ -149,30 +149,30 @@ catalogue! {
     status_for_scripts: "for scripts.", "(스크립트용).";
 
     // study.html: one study
-    study_patient: "h2>Patient</h2", "환자";
-    study_study: "h2>Study</h2", "검사";
-    study_date: "dt>Date</dt", "검사 일시";
-    study_modalities: "dt>Modalities</dt", "장비 종류";
-    study_uid: "dt>Study UID</dt", "Study UID";
-    study_exam: "dt>Scheduled exam</dt", "예약된 검사";
-    study_performed: "dt>Performed (MPPS)</dt", "수행 (MPPS)";
+    study_patient: "Patient", "환자";
+    study_study: "Study", "검사";
+    study_date: "Date", "검사 일시";
+    study_modalities: "Modalities", "장비 종류";
+    study_uid: "Study UID", "Study UID";
+    study_exam: "Scheduled exam", "예약된 검사";
+    study_performed: "Performed (MPPS)", "수행 (MPPS)";
     study_open_viewer: "Open viewer", "뷰어 열기";
     study_open_ohif: "Open in OHIF", "OHIF에서 열기";
     study_zip: "Download ZIP", "ZIP 다운로드";
     study_export: "Export media…", "매체로 내보내기…";
-    study_send_to: "label>Send to", "전송 대상";
-    study_series_label: "label>Series", "시리즈";
+    study_send_to: "Send to", "전송 대상";
+    study_series_label: "Series", "시리즈";
     study_whole: "whole study", "검사 전체";
     study_send: "Send", "전송";
-    study_anonymize: "summary>Anonymize…</summary", "익명화…";
+    study_anonymize: "Anonymize…", "익명화…";
     study_anon_explain: "A copy by the DICOM Basic Application Level Confidentiality Profile (PS3.15 Annex E): names,
 IDs, dates, addresses, device identity, descriptions and private data removed or replaced, new
 UIDs. The study itself is not changed.", "DICOM 기본 응용 수준 기밀성 프로파일(PS3.15 Annex E)에 따른 사본: 이름, ID, 날짜, 주소, 장비 식별 정보, 설명 및 사설 데이터를 제거하거나 대체하고 새 UID를 부여합니다. 원래 검사는 변경되지 않습니다.";
     study_burn_in_1: "This study has", "이 검사에는 다음 영상이 있습니다:";
     study_burn_in_2: "images: such images often have the patient's name burned into the pixels, which anonymization
 does NOT remove. Images marked Burned In Annotation = YES are listed as not de-identified.", "이러한 영상은 환자 이름이 픽셀에 새겨져 있는 경우가 많으며, 익명화로 제거되지 않습니다. Burned In Annotation = YES로 표시된 영상은 비식별화되지 않은 것으로 표시됩니다.";
-    study_pseudonym: "label>Pseudonym (patient name)", "가명 (환자 이름)";
-    study_pseudonym_id: "label>Pseudonym patient ID", "가명 환자 ID";
+    study_pseudonym: "Pseudonym (patient name)", "가명 (환자 이름)";
+    study_pseudonym_id: "Pseudonym patient ID", "가명 환자 ID";
     study_keep_dates: "Keep dates and times (Retain Longitudinal Temporal Information, full dates)", "날짜와 시각 유지 (Retain Longitudinal Temporal Information, 전체 날짜)";
     study_keep_device: "Keep device identity (Retain Device Identity)", "장비 식별 정보 유지 (Retain Device Identity)";
     study_keep_desc: "Keep descriptions, cleaned of the patient's name and IDs (Clean Descriptors)", "설명 유지, 환자 이름과 ID는 제거 (Clean Descriptors)";
@@ -181,48 +181,48 @@ does NOT remove. Images marked Burned In Annotation = YES are listed as not de-i
     study_report: "Report", "판독";
     study_current: "(current)", "(현재)";
     study_amendment: "amendment", "· 수정본";
-    study_findings_h: "h3>Findings</h3", "소견";
-    study_impression_h: "h3>Impression</h3", "결론";
+    study_findings_h: "Findings", "소견";
+    study_impression_h: "Impression", "결론";
     study_printable: "Printable view", "인쇄용 보기";
     study_no_report: "No signed report yet.", "서명된 판독이 아직 없습니다.";
     study_write_report: "Write the report", "판독 작성";
     study_amend_report: "Amend the report", "판독 수정";
     study_draft_by: "Draft saved by", "임시 저장한 사람:";
-    study_findings: "label>Findings", "소견";
-    study_impression: "label>Impression", "결론";
+    study_findings: "Findings", "소견";
+    study_impression: "Impression", "결론";
     study_save_draft: "Save draft", "임시 저장";
     study_sign_report: "Sign report", "판독 서명";
     study_sign_amend: "Sign amendment", "수정본 서명";
-    study_series_h: "h2>Series</h2", "시리즈";
+    study_series_h: "Series", "시리즈";
     study_images: "image(s)", "개 영상";
     study_view: "View", "보기";
     study_header: "DICOM header", "DICOM 헤더";
-    study_split: "summary>Split into a new study…</summary", "새 검사로 분리…";
-    study_split_patient: "label>of patient ID (empty: this patient)", "환자 ID (비우면: 이 환자)";
+    study_split: "Split into a new study…", "새 검사로 분리…";
+    study_split_patient: "of patient ID (empty: this patient)", "환자 ID (비우면: 이 환자)";
     study_split_button: "Split series", "시리즈 분리";
-    study_correct: "h2>Correct</h2", "수정";
+    study_correct: "Correct", "수정";
     study_correct_explain: "Changes are written to every instance concerned at once, listed under", "변경은 해당하는 모든 인스턴스에 한 번에 기록되며, 다음에 기록되어 되돌릴 수 있습니다:";
     study_undo: "and can be undone there.", "(되돌리기 가능).";
-    study_edit_patient: "h3>Edit patient</h3", "환자 정보 수정";
-    study_edit_patient_explain: "p>Changes this patient in all of their studies.</p", "이 환자의 모든 검사에서 변경됩니다.";
-    study_name: "label>Name (FAMILY^GIVEN)", "이름 (성^이름)";
-    study_issuer: "label>Issuer of Patient ID", "환자 ID 발급 기관";
-    study_birth: "label>Birth date (YYYYMMDD)", "생년월일 (YYYYMMDD)";
-    study_sex: "label>Sex (M, F, O)", "성별 (M, F, O)";
+    study_edit_patient: "Edit patient", "환자 정보 수정";
+    study_edit_patient_explain: "Changes this patient in all of their studies.", "이 환자의 모든 검사에서 변경됩니다.";
+    study_name: "Name (FAMILY^GIVEN)", "이름 (성^이름)";
+    study_issuer: "Issuer of Patient ID", "환자 ID 발급 기관";
+    study_birth: "Birth date (YYYYMMDD)", "생년월일 (YYYYMMDD)";
+    study_sex: "Sex (M, F, O)", "성별 (M, F, O)";
     study_save_patient: "Save patient", "환자 저장";
-    study_edit_study: "h3>Edit study</h3", "검사 정보 수정";
-    study_date_edit: "label>Date (YYYYMMDD)", "검사일 (YYYYMMDD)";
-    study_time_edit: "label>Time (HHMMSS)", "검사 시각 (HHMMSS)";
-    study_study_id: "label>Study ID", "검사 ID";
+    study_edit_study: "Edit study", "검사 정보 수정";
+    study_date_edit: "Date (YYYYMMDD)", "검사일 (YYYYMMDD)";
+    study_time_edit: "Time (HHMMSS)", "검사 시각 (HHMMSS)";
+    study_study_id: "Study ID", "검사 ID";
     study_save_study: "Save study", "검사 저장";
-    study_move: "h3>Move to patient…</h3", "다른 환자로 이동…";
+    study_move: "Move to patient…", "다른 환자로 이동…";
     study_move_explain: "The study was sent under the wrong patient: it takes the other patient's ID, name, birth date and sex.", "검사가 잘못된 환자로 전송된 경우: 다른 환자의 ID, 이름, 생년월일, 성별을 따릅니다.";
     study_move_button: "Move study", "검사 이동";
-    study_merge: "h3>Merge patient into…</h3", "환자 병합…";
+    study_merge: "Merge patient into…", "환자 병합…";
     study_merge_explain: "Two records are the same person: every study of this patient moves to the other one, taking its ID, name, birth date, sex and issuer.", "두 기록이 같은 사람인 경우: 이 환자의 모든 검사가 다른 환자로 옮겨지며 그 ID, 이름, 생년월일, 성별, 발급 기관을 따릅니다.";
-    study_into: "label>into patient ID", "병합 대상 환자 ID";
+    study_into: "into patient ID", "병합 대상 환자 ID";
     study_merge_button: "Merge patient", "환자 병합";
-    study_delete_h: "h3>Delete</h3", "삭제";
+    study_delete_h: "Delete", "삭제";
     study_delete_confirm: "yes, delete this study (kept in the trash; restorable under Operations until purged)", "예, 이 검사를 삭제합니다 (휴지통에 보관되며, 비우기 전까지 작업 내역에서 복원 가능)";
     study_delete_button: "Delete study", "검사 삭제";
 
@@ -231,65 +231,65 @@ does NOT remove. Images marked Burned In Annotation = YES are listed as not de-i
     users_delete_explain: "They are logged out and cannot log in again.", "? 로그아웃되며 다시 로그인할 수 없습니다.";
     users_yes_delete: "Yes, delete", "예, 삭제:";
     users_cancel: "Cancel", "취소";
-    users_name: "th>Name</th", "이름";
-    users_role: "th>Role</th", "역할";
-    users_last_login: "th>Last login</th", "마지막 로그인";
+    users_name: "Name", "이름";
+    users_role: "Role", "역할";
+    users_last_login: "Last login", "마지막 로그인";
     users_set_role: "Set role", "역할 지정";
     users_delete: "Delete…", "삭제…";
-    users_reset: "summary>Reset password</summary", "비밀번호 재설정";
+    users_reset: "Reset password", "비밀번호 재설정";
     users_new_pw_for: "New password for", "새 비밀번호:";
     users_new_pw_note: "(they change it at their next login)", "(다음 로그인 때 변경해야 함)";
     users_set: "Set", "설정";
-    users_logged_in: "h2>Logged in now</h2", "현재 로그인";
-    users_user: "th>User</th", "사용자";
-    users_from: "th>From</th", "접속 주소";
-    users_since: "th>Since</th", "시작";
+    users_logged_in: "Logged in now", "현재 로그인";
+    users_user: "User", "사용자";
+    users_from: "From", "접속 주소";
+    users_since: "Since", "시작";
     users_end: "End session", "세션 종료";
-    users_add_h: "h2>Add a user</h2", "사용자 추가";
-    users_initial: "label>Initial password (they change it at first login)", "초기 비밀번호 (첫 로그인 때 변경)";
+    users_add_h: "Add a user", "사용자 추가";
+    users_initial: "Initial password (they change it at first login)", "초기 비밀번호 (첫 로그인 때 변경)";
     users_add: "Add", "추가";
 
     // worklist.html
-    wl_day: "label>Day", "날짜";
+    wl_day: "Day", "날짜";
     wl_show: "Show", "보기";
     wl_register: "Register an exam", "검사 접수";
-    wl_time: "th>Time</th", "시각";
-    wl_station: "th>Station</th", "장비 AE";
-    wl_procedure: "th>Procedure</th", "검사 항목";
-    wl_state: "th>State</th", "상태";
-    wl_performed: "th>Performed</th", "수행";
+    wl_time: "Time", "시각";
+    wl_station: "Station", "장비 AE";
+    wl_procedure: "Procedure", "검사 항목";
+    wl_state: "State", "상태";
+    wl_performed: "Performed", "수행";
     wl_cancel: "Cancel", "취소";
     wl_discontinue: "Discontinue", "중단";
     wl_none: "No exams on this day.", "이 날짜에 검사가 없습니다.";
 
     // register.html
-    reg_find: "label>Find a patient", "환자 찾기";
+    reg_find: "Find a patient", "환자 찾기";
     reg_find_hint: "name (KIM* or 김) or ID", "이름 (KIM* 또는 김) 또는 ID";
     reg_find_button: "Find", "찾기";
     reg_use: "Use", "선택";
     reg_no_patient: "No patient in the archive matches: type a new one below.", "일치하는 환자가 없습니다. 아래에 새 환자를 입력하십시오.";
-    reg_issuer: "label>Issuer of ID", "ID 발급 기관";
+    reg_issuer: "Issuer of ID", "ID 발급 기관";
     reg_optional: "optional", "선택 사항";
-    reg_family: "label>Family name", "성 (영문)";
-    reg_given: "label>Given name", "이름 (영문)";
-    reg_exam: "legend>Exam</legend", "검사";
-    reg_station: "label>Station AE", "장비 AE";
-    reg_accession: "label>Accession number", "접수 번호";
+    reg_family: "Family name", "성 (영문)";
+    reg_given: "Given name", "이름 (영문)";
+    reg_exam: "Exam", "검사";
+    reg_station: "Station AE", "장비 AE";
+    reg_accession: "Accession number", "접수 번호";
     reg_generated: "generated", "자동 생성";
-    reg_performing: "label>Performing physician", "시행 의사";
+    reg_performing: "Performing physician", "시행 의사";
     reg_schedule: "Schedule", "예약";
 
     // import.html
-    imp_h1: "h1>Import DICOM media</h1", "DICOM 매체 가져오기";
+    imp_h1: "Import DICOM media", "DICOM 매체 가져오기";
     imp_explain_1: "A ZIP of a patient's CD, DVD or USB stick (up to", "환자의 CD, DVD 또는 USB 메모리의 ZIP (최대";
     imp_explain_2: "MB). Its DICOMDIR says which
 files to take; without one every file is read. The studies found are listed before anything is
 imported; each image is stored as a DICOM C-STORE would be (duplicates are not stored twice).", "MB). DICOMDIR가 가져올 파일을 정하며, 없으면 모든 파일을 읽습니다. 가져오기 전에 찾은 검사 목록을 보여 주고, 각 영상은 DICOM C-STORE와 같이 저장됩니다 (중복은 두 번 저장되지 않음).";
     imp_inserted: "Media inserted into the box:", "장비에 삽입된 매체:";
     imp_inserted_2: "Its studies are listed below; nothing is imported until you choose.", "검사 목록이 아래에 있습니다. 선택하기 전에는 아무것도 가져오지 않습니다.";
-    imp_zip: "label>ZIP file", "ZIP 파일";
+    imp_zip: "ZIP file", "ZIP 파일";
     imp_upload: "Upload and list", "올리고 목록 보기";
-    imp_files: "th>Files</th", "파일";
+    imp_files: "Files", "파일";
     imp_reconcile: "From another hospital: file under our patient ID", "다른 병원의 검사: 우리 환자 ID로 보관";
     imp_our_id: "our patient ID", "우리 환자 ID";
     imp_kept: "(the original ID is kept in Other Patient IDs)", "(원래 ID는 Other Patient IDs에 보관됨)";
@@ -298,7 +298,7 @@ imported; each image is stored as a DICOM C-STORE would be (duplicates are not s
 
     // media.html
     study_export_t: "Export media", "매체로 내보내기";
-    media_h1: "h1>Export as DICOM media</h1", "DICOM 매체로 내보내기";
+    media_h1: "Export as DICOM media", "DICOM 매체로 내보내기";
     media_explain_1: "A DICOM file-set (PS3.10): a", "DICOM 파일 세트 (PS3.10):";
     media_explain_2: "the images under", "영상은";
     media_explain_3: "as a ZIP to unpack onto a USB stick or to
@@ -315,7 +315,7 @@ endian, readable everywhere (STD-GEN-CD).", ": 모든 영상을 explicit VR litt
 
     // peers.html
     peers_title: "DICOM peers", "DICOM 장비";
-    peers_access: "h2>Access</h2", "접근";
+    peers_access: "Access", "접근";
     peers_open: "Open: any device may query, retrieve and store. Set", "개방: 모든 장비가 조회, 가져오기, 저장할 수 있습니다. 설정에서 다음을 지정하십시오:";
     peers_open_2: "in the settings.", ".</p>";
     peers_learning: "Learning until", "학습 중, 종료:";
@@ -323,49 +323,49 @@ endian, readable everywhere (STD-GEN-CD).", ": 모든 영상을 explicit VR litt
     peers_close_learning: "Close learning now", "지금 학습 종료";
     peers_closed: "Closed: only the peers below may associate", "폐쇄: 아래 장비만 연결할 수 있습니다";
     peers_learning_ended: "(learning ended", "(학습 종료:";
-    peers_learn_for: "label>Learn again for", "다시 학습할 기간";
+    peers_learn_for: "Learn again for", "다시 학습할 기간";
     peers_days: "days", "일";
     peers_learn_again: "Learn again", "다시 학습";
-    peers_refused_h: "h2>Refused</h2", "거부됨";
+    peers_refused_h: "Refused", "거부됨";
     peers_no_refused: "No device was refused.", "거부된 장비가 없습니다.";
-    peers_last_try: "th>Last try</th", "마지막 시도";
-    peers_tries: "th>Tries</th", "시도 횟수";
+    peers_last_try: "Last try", "마지막 시도";
+    peers_tries: "Tries", "시도 횟수";
     peers_allow_store: "Allow to store", "저장 허용";
-    peers_host: "th>Host</th", "호스트";
-    peers_rights: "th>Rights</th", "권한";
-    peers_needs: "th>Needs</th", "필요 조건";
-    peers_source: "th>Source</th", "출처";
-    peers_first_seen: "th>First seen</th", "처음 확인";
-    peers_last_seen: "th>Last seen</th", "마지막 확인";
-    peers_last_address: "th>Last address</th", "마지막 주소";
+    peers_host: "Host", "호스트";
+    peers_rights: "Rights", "권한";
+    peers_needs: "Needs", "필요 조건";
+    peers_source: "Source", "출처";
+    peers_first_seen: "First seen", "처음 확인";
+    peers_last_seen: "Last seen", "마지막 확인";
+    peers_last_address: "Last address", "마지막 주소";
     peers_test: "Test", "연결 시험";
     peers_set_rights: "Set rights", "권한 지정";
     peers_set_address: "Set address", "주소 지정";
     peers_remove: "Remove", "삭제";
-    peers_add_h: "h2>Add a peer</h2", "장비 추가";
+    peers_add_h: "Add a peer", "장비 추가";
     peers_host_hint: "optional: where it listens", "선택 사항: 수신 주소";
-    peers_port: "label>Port", "포트";
+    peers_port: "Port", "포트";
     peers_tls_ca: "TLS (trusted through the clinic CA)", "TLS (병원 CA로 신뢰)";
     peers_rights_explain: "Rights:", "권한:";
     peers_rights_move: "(be a C-MOVE destination: needs a host and port)", "(C-MOVE 대상: 호스트와 포트 필요)";
 
     // forwarding.html
     fw_nothing: "Nothing waiting: every image was delivered.", "대기 중인 것이 없습니다. 모든 영상이 전송되었습니다.";
-    fw_peer: "th>Peer</th", "대상 장비";
-    fw_waiting: "th>Waiting</th", "대기";
-    fw_failing: "th>Failing</th", "실패 중";
+    fw_peer: "Peer", "대상 장비";
+    fw_waiting: "Waiting", "대기";
+    fw_failing: "Failing", "실패 중";
     fw_retry_all: "Retry all", "모두 재시도";
     fw_cancel_all: "Cancel all", "모두 취소";
-    fw_images: "th>Images</th", "영상";
-    fw_attempts: "th>Attempts</th", "시도";
-    fw_next_try: "th>Next try</th", "다음 시도";
-    fw_queued_by: "th>Queued by</th", "요청 출처";
+    fw_images: "Images", "영상";
+    fw_attempts: "Attempts", "시도";
+    fw_next_try: "Next try", "다음 시도";
+    fw_queued_by: "Queued by", "요청 출처";
     fw_retry: "Retry", "재시도";
     fw_more: "More studies are queued than shown here; the totals above count them all.", "여기 표시된 것보다 많은 검사가 대기 중입니다. 위의 합계는 모두를 포함합니다.";
 
     // remote.html
     remote_title: "Other PACS", "다른 PACS";
-    remote_h1: "h1>Search another PACS</h1", "다른 PACS 검색";
+    remote_h1: "Search another PACS", "다른 PACS 검색";
     remote_none: "No PACS to search is set up (", "검색할 PACS가 설정되지 않았습니다 (설정의";
     remote_none_2: "in the settings).", ").";
     remote_studies_on: "stud{% if rows.len() == 1 %}y{% else %}ies{% endif %} on", "건의 검사:";
@@ -378,21 +378,21 @@ endian, readable everywhere (STD-GEN-CD).", ": 모든 영상을 explicit VR litt
     audit_explain: "Every login, search, view and download of patient data, every change, and every DICOM
 association, query, retrieval and store, newest first. The trail is hash-chained:", "환자 데이터의 모든 로그인, 검색, 조회, 다운로드, 모든 변경, 그리고 모든 DICOM 연결, 조회, 가져오기, 저장을 최신순으로 보여 줍니다. 기록은 해시 체인으로 연결되어 있습니다:";
     audit_verify: "on the box names any record that was edited or removed.", "명령은 수정되거나 삭제된 기록을 찾아냅니다.";
-    audit_actor: "label>User or AE", "사용자 또는 AE";
-    audit_patient: "label>Patient or study", "환자 또는 검사";
-    audit_action: "label>Action", "동작";
+    audit_actor: "User or AE", "사용자 또는 AE";
+    audit_patient: "Patient or study", "환자 또는 검사";
+    audit_action: "Action", "동작";
     audit_filter: "Filter", "필터";
     audit_csv: "Export CSV", "CSV 내보내기";
     audit_none: "No records match.", "일치하는 기록이 없습니다.";
-    audit_user_ae: "th>User / AE</th", "사용자 / AE";
-    audit_outcome: "th>Outcome</th", "결과";
+    audit_user_ae: "User / AE", "사용자 / AE";
+    audit_outcome: "Outcome", "결과";
     status_studies_1: "Study", "검사";
-    audit_detail: "th>Detail</th", "상세";
+    audit_detail: "Detail", "상세";
     audit_showing: "Showing the newest", "최신 기록";
     audit_narrow: "; narrow the filter or export CSV for all.", "건만 표시. 전체를 보려면 필터를 좁히거나 CSV로 내보내십시오.";
 
     // report.html
-    report_h1: "h1>Diagnostic imaging report</h1", "영상 판독 보고서";
+    report_h1: "Diagnostic imaging report", "영상 판독 보고서";
     report_superseded: "This version was amended; a later version exists.", "이 판은 수정되었습니다. 이후 판이 있습니다.";
     report_amends: "Amends report", "수정 대상 판독:";
     report_signed_by: "Signed by", "서명:";
@@ -400,9 +400,9 @@ association, query, retrieval and store, newest first. The trail is hash-chained
 
     // anonymized.html
     anon_title: "Anonymized", "익명화 완료";
-    anon_h1: "h1>Anonymized copy</h1", "익명화된 사본";
-    anon_from: "dt>From study</dt", "원본 검사";
-    anon_new: "dt>New study</dt", "새 검사";
+    anon_h1: "Anonymized copy", "익명화된 사본";
+    anon_from: "From study", "원본 검사";
+    anon_new: "New study", "새 검사";
     anon_of: "of", "/";
     anon_written: "written", "개 기록 ({{";
     anon_stored: "stored", "개 저장)</dd>";
@@ -414,7 +414,7 @@ that often burns text into the pixels do not say whether they do: check them bef
 
     // anonymizing.html
     anoning_title: "Anonymizing", "익명화 중";
-    anoning_h1: "h1>Anonymizing…</h1", "익명화 중…";
+    anoning_h1: "Anonymizing…", "익명화 중…";
     anoning_making: "Making an anonymized copy of study", "다음 검사의 익명화된 사본을 새 검사로 만드는 중:";
     anoning_as_new: "as a new study.
 The result shows here when it is done.", "완료되면 결과가 여기에 표시됩니다.";
@@ -424,49 +424,49 @@ The result shows here when it is done.", "완료되면 결과가 여기에 표�
     // conflicts.html
     conf_explain: "Instances that arrived with the SOP Instance UID of an archived instance but other content.
 The archived copy is served until you decide.", "보관된 인스턴스와 SOP Instance UID가 같지만 내용이 다른 인스턴스입니다. 결정할 때까지 보관된 사본이 제공됩니다.";
-    conf_keep: "b>Keep</b", "유지";
+    conf_keep: "Keep", "유지";
     conf_keep_explain: "deletes the newcomer,", "는 새로 온 것을 삭제하고,";
-    conf_replace: "b>Replace</b", "교체";
+    conf_replace: "Replace", "교체";
     conf_replace_explain: "makes
 the newcomer the archived instance,", "는 새로 온 것을 보관 인스턴스로 만들며,";
-    conf_discard: "b>Discard</b", "폐기";
+    conf_discard: "Discard", "폐기";
     conf_discard_explain: "deletes the newcomer without a verdict.", "는 판정 없이 새로 온 것을 삭제합니다.";
     conf_cap: "; past the cap further conflicting copies are refused.", "; 한도를 넘으면 이후의 충돌 사본은 거부됩니다.";
     conf_none: "No conflicts.", "충돌이 없습니다.";
-    conf_patient: "th>Patient (archived)</th", "환자 (보관본)";
-    conf_study: "th>Study (archived)</th", "검사 (보관본)";
-    conf_size: "th>Size</th", "크기";
-    conf_from_ae: "th>From AE</th", "송신 AE";
+    conf_patient: "Patient (archived)", "환자 (보관본)";
+    conf_study: "Study (archived)", "검사 (보관본)";
+    conf_size: "Size", "크기";
+    conf_from_ae: "From AE", "송신 AE";
     conf_same: "(same as archived)", "(보관본과 같음)";
 
     // operations.html
     ops_explain_1: "Every correction, move and delete, newest first.", "모든 수정, 이동, 삭제를 최신순으로 보여 줍니다.";
-    ops_undo: "b>Undo</b", "되돌리기";
+    ops_undo: "Undo", "되돌리기";
     ops_explain_2: "puts back the exact previous
 files (a delete's undo restores it); an operation that a later one changed again is undone after
 that one. Previous versions stay in the trash until it is purged.", "는 이전 파일을 그대로 되돌립니다 (삭제를 되돌리면 복원됨). 이후 작업이 다시 변경한 작업은 그 작업 다음에 되돌립니다. 이전 판은 휴지통을 비울 때까지 남아 있습니다.";
     ops_purge: "Purge trash now", "지금 휴지통 비우기";
     ops_purge_note: "(no operation can be undone afterwards)", "(이후에는 어떤 작업도 되돌릴 수 없음)";
     ops_none: "No operations yet.", "아직 작업이 없습니다.";
-    ops_when: "th>When</th", "일시";
-    ops_what: "th>What</th", "작업";
-    ops_target: "th>Target</th", "대상";
-    ops_changes: "th>Changes</th", "변경 내용";
+    ops_when: "When", "일시";
+    ops_what: "What", "작업";
+    ops_target: "Target", "대상";
+    ops_changes: "Changes", "변경 내용";
 
     // certificate.html
     cert_explain: "Served on the HTTPS and DICOM TLS ports. Staff compare the fingerprint with what their browser or modality shows.", "HTTPS 및 DICOM TLS 포트에서 사용됩니다. 직원은 지문을 브라우저나 장비에 표시되는 값과 비교합니다.";
-    cert_subject: "th>Subject</th", "주체";
-    cert_issuer: "th>Issuer</th", "발급자";
+    cert_subject: "Subject", "주체";
+    cert_issuer: "Issuer", "발급자";
     cert_self: "(self-signed)", "(자체 서명)";
-    cert_valid: "th>Valid</th", "유효 기간";
-    cert_names: "th>Names</th", "이름";
-    cert_chain: "th>Chain</th", "체인";
+    cert_valid: "Valid", "유효 기간";
+    cert_names: "Names", "이름";
+    cert_chain: "Chain", "체인";
     cert_certs: "certificate(s)", "개 인증서";
-    cert_install_h: "h2>Install the clinic's certificate</h2", "병원 인증서 설치";
-    cert_chain_label: "label>Certificate chain (PEM, the box's certificate first)", "인증서 체인 (PEM, 이 장비의 인증서가 먼저)";
-    cert_key: "label>Private key (PEM, unencrypted)", "개인 키 (PEM, 암호화하지 않음)";
+    cert_install_h: "Install the clinic's certificate", "병원 인증서 설치";
+    cert_chain_label: "Certificate chain (PEM, the box's certificate first)", "인증서 체인 (PEM, 이 장비의 인증서가 먼저)";
+    cert_key: "Private key (PEM, unencrypted)", "개인 키 (PEM, 암호화하지 않음)";
     cert_install: "Install", "설치";
-    cert_new_h: "h2>New self-signed certificate</h2", "새 자체 서명 인증서";
+    cert_new_h: "New self-signed certificate", "새 자체 서명 인증서";
     cert_new_explain: "For the box's names and addresses now. Browsers and modalities that trusted the old one must be told the new fingerprint.", "현재 장비의 이름과 주소로 만듭니다. 이전 인증서를 신뢰하던 브라우저와 장비에 새 지문을 알려야 합니다.";
     cert_make: "Make a new one", "새로 만들기";
     cert_off: "TLS is off on this box (", "이 장비에서 TLS가 꺼져 있습니다 (";
@@ -478,17 +478,17 @@ that one. Previous versions stay in the trash until it is purged.", "는 이전 
 images over DICOMweb at", "토큰이 있으면 스크립트나 뷰어 (OHIF, Weasis, dicomweb-client)가 본인의 역할로 다음 주소의 DICOMweb으로 영상을 검색하고 가져올 수 있습니다:";
     tok_explain_2: "as you, with your role. Send it as", ". 다음과 같이 보내십시오:";
     tok_explain_3: "Revoke a token you no longer use.", "더 이상 쓰지 않는 토큰은 폐기하십시오.";
-    tok_starts: "th>Starts with</th", "시작 문자";
-    tok_created: "th>Created</th", "생성일";
+    tok_starts: "Starts with", "시작 문자";
+    tok_created: "Created", "생성일";
     tok_revoke: "Revoke", "폐기";
     tok_hint: "OHIF on the reading room PC", "판독실 PC의 OHIF";
     tok_create: "Create token", "토큰 만들기";
 
     // fetches.html
-    fetch_h1: "h1>Fetches from other PACS</h1", "다른 PACS에서 가져오기";
+    fetch_h1: "Fetches from other PACS", "다른 PACS에서 가져오기";
     fetch_opening: "The viewer opens when the study has arrived.", "검사가 도착하면 뷰어가 열립니다.";
-    fetch_started: "th>Started</th", "시작";
-    fetch_by: "th>By</th", "요청자";
+    fetch_started: "Started", "시작";
+    fetch_by: "By", "요청자";
     fetch_received: "received", "수신";
     fetch_failed: "failed", "실패";
     fetch_to_go: "to go", "남음";
@@ -497,8 +497,8 @@ images over DICOMweb at", "토큰이 있으면 스크립트나 뷰어 (OHIF, Wea
     // header.html
     hdr_back: "back to the study", "검사로 돌아가기";
     hdr_download: "download .dcm", ".dcm 다운로드";
-    hdr_tag: "th>Tag</th", "태그";
-    hdr_value: "th>Value</th", "값";
+    hdr_tag: "Tag", "태그";
+    hdr_value: "Value", "값";
 
     // Messages made in Rust (shown through `t.tr` when made below the page layer).
     msg_no_user: "no such user", "해당 사용자가 없습니다";

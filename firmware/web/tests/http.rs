@@ -2398,6 +2398,15 @@ fn every_page_renders_in_korean_with_no_english_label_left() {
                 // The header's rows are the data dictionary's names (`Modality`…): data.
                 t.replace_range(a..b, "");
             }
+            // Every `<` opens a tag: a text put where a tag name was would leave `<환자 …`.
+            let stray = t
+                .match_indices('<')
+                .find(|(i, _)| {
+                    !t[i + 1..]
+                        .starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!')
+                })
+                .map(|(i, _)| t[i..].chars().take(40).collect::<String>());
+            assert_eq!(stray, None, "{path}: a broken tag");
             // The setting (Korean) wins over either browser.
             assert!(t.contains(r#"<html lang="ko">"#), "{path} with {header}");
             for en in &english {
