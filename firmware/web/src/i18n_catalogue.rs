@@ -317,7 +317,7 @@ endian, readable everywhere (STD-GEN-CD).", ": 모든 영상을 explicit VR litt
     peers_title: "DICOM peers", "DICOM 장비";
     peers_access: "Access", "접근";
     peers_open: "Open: any device may query, retrieve and store. Set", "개방: 모든 장비가 조회, 가져오기, 저장할 수 있습니다. 설정에서 다음을 지정하십시오:";
-    peers_open_2: "in the settings.", ".</p>";
+    peers_open_2: "in the settings.", ".";
     peers_learning: "Learning until", "학습 중, 종료:";
     peers_learning_2: ": devices that store are added below as store-only peers. Query and retrieve always need a peer with that right.", "— 저장하는 장비는 아래에 저장 전용 장비로 추가됩니다. 조회와 가져오기에는 항상 해당 권한이 있는 장비가 필요합니다.";
     peers_close_learning: "Close learning now", "지금 학습 종료";
@@ -368,7 +368,8 @@ endian, readable everywhere (STD-GEN-CD).", ": 모든 영상을 explicit VR litt
     remote_h1: "Search another PACS", "다른 PACS 검색";
     remote_none: "No PACS to search is set up (", "검색할 PACS가 설정되지 않았습니다 (설정의";
     remote_none_2: "in the settings).", ").";
-    remote_studies_on: "stud{% if rows.len() == 1 %}y{% else %}ies{% endif %} on", "건의 검사:";
+    remote_study_on: "study on", "건의 검사:";
+    remote_studies_on: "studies on", "건의 검사:";
     remote_fetches: "Fetches", "가져오기 목록";
     remote_here: "on this box", "이 장비에 있음";
     remote_fetch: "Fetch", "가져오기";
@@ -404,8 +405,8 @@ association, query, retrieval and store, newest first. The trail is hash-chained
     anon_from: "From study", "원본 검사";
     anon_new: "New study", "새 검사";
     anon_of: "of", "/";
-    anon_written: "written", "개 기록 ({{";
-    anon_stored: "stored", "개 저장)</dd>";
+    anon_written: "written", "개 기록";
+    anon_stored: "stored", "개 저장";
     anon_burned: "image(s) have
 Burned In Annotation = YES: their pixels may show the patient's name and are NOT de-identified.", "개 영상이 Burned In Annotation = YES입니다. 픽셀에 환자 이름이 보일 수 있으며 비식별화되지 않았습니다.";
     anon_possibly: "image(s) of a modality
