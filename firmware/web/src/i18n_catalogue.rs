@@ -65,7 +65,6 @@ catalogue! {
     report_draft: "draft", "판독 중";
 
     // password.html: the account page.
-    account_title: "Account", "계정";
     password_title: "Change password", "비밀번호 변경";
     password_role: "Your role:", "역할:";
     password_first: "This is the first login with a generated password: choose your own to continue.", "생성된 비밀번호로 처음 로그인했습니다. 계속하려면 새 비밀번호를 정하십시오.";
@@ -86,6 +85,7 @@ catalogue! {
     status_title: "Status", "상태";
     status_media_found: "Media found:", "매체 발견:";
     status_files_no_dicomdir: "files (no DICOMDIR: studies listed on import)", "개 파일 (DICOMDIR 없음: 가져올 때 검사 목록 표시)";
+    status_study_word: "study", "건의 검사";
     status_studies_word: "studies", "건의 검사";
     status_import_link: "Import…", "가져오기…";
     status_media_unreadable: "could not be read:", "읽을 수 없음:";
