@@ -15,6 +15,9 @@ pub(crate) const RETIRED_PASSWORDS: TableDefinition<&str, i64> =
 /// When each user last logged in (Unix seconds). Apart from `USERS` because those records are
 /// postcard, where a new field would make every stored record unreadable.
 pub(crate) const LAST_LOGINS: TableDefinition<&str, i64> = TableDefinition::new("last_logins");
+/// Each user's chosen page language (a tag such as `ko`; absent: the browser's). Apart from
+/// `USERS` for the same reason as `LAST_LOGINS`.
+pub(crate) const LANGUAGES: TableDefinition<&str, &str> = TableDefinition::new("user_languages");
 
 /// A web account's role. Stored by variant index (postcard), so new roles go at the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +132,7 @@ impl Index {
         let txn = self.begin_write()?;
         let existed = txn.open_table(USERS)?.remove(name)?.is_some();
         txn.open_table(LAST_LOGINS)?.remove(name)?;
+        txn.open_table(LANGUAGES)?.remove(name)?;
         txn.commit()?;
         Ok(existed)
     }
@@ -137,6 +141,31 @@ impl Index {
     pub fn record_login(&self, name: &str, unix: i64) -> Result<()> {
         let txn = self.begin_write()?;
         txn.open_table(LAST_LOGINS)?.insert(name, unix)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The page language a user chose (`None`: follow the browser).
+    pub fn user_language(&self, name: &str) -> Result<Option<String>> {
+        let txn = self.db().begin_read()?;
+        let t = txn.open_table(LANGUAGES)?;
+        Ok(t.get(name)?.map(|v| v.value().to_owned()))
+    }
+
+    /// Sets (or with `None` forgets) a user's page language, durable when this returns.
+    pub fn set_user_language(&self, name: &str, tag: Option<&str>) -> Result<()> {
+        let txn = self.begin_write()?;
+        {
+            let mut t = txn.open_table(LANGUAGES)?;
+            match tag {
+                Some(tag) => {
+                    t.insert(name, tag)?;
+                }
+                None => {
+                    t.remove(name)?;
+                }
+            }
+        }
         txn.commit()?;
         Ok(())
     }
@@ -188,6 +217,20 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_language_is_kept_cleared_and_forgotten_with_its_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Index::open(&dir.path().join("index.redb")).unwrap();
+        assert_eq!(idx.user_language("kim").unwrap(), None);
+        idx.set_user_language("kim", Some("ko")).unwrap();
+        assert_eq!(idx.user_language("kim").unwrap().as_deref(), Some("ko"));
+        idx.set_user_language("kim", None).unwrap();
+        assert_eq!(idx.user_language("kim").unwrap(), None);
+        idx.set_user_language("kim", Some("en")).unwrap();
+        idx.delete_user("kim").unwrap();
+        assert_eq!(idx.user_language("kim").unwrap(), None);
+    }
 
     #[test]
     fn users_survive_reopen_and_create_never_overwrites() {

@@ -132,6 +132,7 @@ impl Index {
             txn.open_table(crate::accounts::USERS)?;
             txn.open_table(crate::accounts::RETIRED_PASSWORDS)?;
             txn.open_table(crate::accounts::LAST_LOGINS)?;
+            txn.open_table(crate::accounts::LANGUAGES)?;
             txn.open_table(crate::peers::LEARNED_PEERS)?;
             txn.open_table(crate::peers::PEER_ADDRESSES)?;
             txn.open_table(crate::peers::ACCESS)?;

@@ -17,6 +17,8 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use pacsbox_archive::Archive;
 use pacsbox_archive::accounts::{Group, UserRecord};
 
+use crate::i18n::{Lang, Strings};
+
 pub const COOKIE: &str = "pacsbox_session";
 /// The login form's double-submit CSRF cookie (there is no session yet to hold a token).
 const LOGIN_COOKIE: &str = "pacsbox_login";
@@ -55,8 +57,20 @@ pub struct Session {
     /// The address the session was opened from.
     pub client: String,
     pub since_unix: i64,
+    /// The user's own language setting (account page), `None`: follow the browser.
+    pub language: Option<Lang>,
+    /// The language of this request's pages (`routes.rs` sets it from the setting and the
+    /// browser's `Accept-Language`).
+    pub lang: Lang,
     created: Instant,
     last_seen: Instant,
+}
+
+impl Session {
+    /// The texts of this request's pages.
+    pub fn t(&self) -> &'static Strings {
+        self.lang.strings()
+    }
 }
 
 /// Failed logins for one user name or one client address.
@@ -369,6 +383,14 @@ impl Sessions {
             // The admins' "last login" column is a convenience; the login itself goes on.
             tracing::warn!(user, error = %e, "could not note the login time");
         }
+        let language = match archive.index().user_language(user) {
+            Ok(tag) => tag.as_deref().and_then(Lang::parse),
+            Err(e) => {
+                // The pages then follow the browser; the login itself goes on.
+                tracing::warn!(user, error = %e, "could not read the language setting");
+                None
+            }
+        };
         let token = random_token(32)?;
         let now = Instant::now();
         let session = Session {
@@ -379,6 +401,8 @@ impl Sessions {
             id: random_token(8)?,
             client: client.to_owned(),
             since_unix: now_unix(),
+            language,
+            lang: language.unwrap_or_default(),
             created: now,
             last_seen: now,
         };
@@ -425,6 +449,15 @@ impl Sessions {
         let mut m = self.map.lock().ok()?;
         let token = m.iter().find(|(_, s)| s.id == id).map(|(t, _)| t.clone())?;
         m.remove(&token).map(|s| s.user)
+    }
+
+    /// After the user changed their language setting: their sessions follow it at once.
+    pub fn language_changed(&self, user: &str, language: Option<Lang>) {
+        if let Ok(mut m) = self.map.lock() {
+            for s in m.values_mut().filter(|s| s.user == user) {
+                s.language = language;
+            }
+        }
     }
 
     pub fn logout(&self, token: &str) {

@@ -27,6 +27,7 @@ struct Row {
 #[template(path = "conflicts.html")]
 struct ConflictsPage<'a> {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     csrf: &'a str,
     rows: Vec<Row>,
     used: String,
@@ -78,6 +79,7 @@ pub fn page(web: &Web, s: &Session, error: &str, message: &str) -> Result<Reply,
     crate::pages::form_page(
         &ConflictsPage {
             nav: crate::pages::nav(s),
+            t: s.t(),
             csrf: &s.csrf,
             rows,
             used: mib(stats.bytes),

@@ -227,6 +227,7 @@ struct OpRow {
 #[template(path = "operations.html")]
 struct OperationsPage<'a> {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     csrf: &'a str,
     rows: Vec<OpRow>,
     is_admin: bool,
@@ -272,6 +273,7 @@ pub fn operations_page(
     crate::pages::form_page(
         &OperationsPage {
             nav: crate::pages::nav(s),
+            t: s.t(),
             csrf: &s.csrf,
             rows,
             is_admin: s.group.allows(Right::Administer),

@@ -19,6 +19,7 @@ mod dicomweb;
 mod edit;
 pub mod guard;
 mod header;
+pub mod i18n;
 pub mod ohif;
 mod pages;
 mod pixels;

@@ -30,9 +30,16 @@ pub struct Req {
     pub origin: String,
     pub content_type: String,
     pub csrf_header: String,
+    /// The browser's languages (the pages' language when the user chose none).
+    pub accept_language: String,
 }
 
 impl Req {
+    /// The texts for this browser, for pages shown before a login.
+    pub fn t(&self) -> &'static crate::i18n::Strings {
+        crate::i18n::Lang::from_accept_language(&self.accept_language).strings()
+    }
+
     pub fn param(&self, k: &str) -> &str {
         self.query.get(k).map(String::as_str).unwrap_or("")
     }

@@ -6,6 +6,7 @@ use pacsbox_archive::accounts::Right;
 
 use crate::Web;
 use crate::auth::{COOKIE, Session, clear_cookie};
+use crate::i18n::Lang;
 use crate::pages;
 use crate::reply::{HttpError, Reply, Req, check_uid};
 
@@ -28,6 +29,7 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
     ("POST", "/logout"),
     ("GET", "/account/password"),
     ("POST", "/account/password"),
+    ("POST", "/account/language"),
     ("GET", "/admin/users"),
     ("POST", "/admin/users"),
     ("GET", "/admin/conflicts"),
@@ -85,6 +87,9 @@ pub const SESSION_ROUTES: &[(&str, &str)] = &[
 pub fn route(web: &Web, req: &Req) -> Reply {
     match route_inner(web, req) {
         Ok(r) => r,
+        // The two a person meets by following a link or typing a URL, in their language.
+        Err(HttpError::NotFound) => Reply::text(404, req.t().error_not_found),
+        Err(HttpError::Forbidden) => Reply::text(403, req.t().error_forbidden),
         Err(e) => e.into(),
     }
 }
@@ -137,7 +142,7 @@ fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
         return Err(HttpError::NotFound);
     }
     let token = req.cookies.get(COOKIE).map(String::as_str).unwrap_or("");
-    let Some(session) = web.sessions.get(token) else {
+    let Some(mut session) = web.sessions.get(token) else {
         if segs.first() == Some(&"api") || post {
             return Ok(Reply::text(401, "log in first"));
         }
@@ -146,6 +151,7 @@ fn route_inner(web: &Web, req: &Req) -> Result<Reply, HttpError> {
             form_urlencoded::byte_serialize(req.path_and_query().as_bytes()).collect::<String>();
         return Ok(Reply::redirect(&format!("/login?next={next}")));
     };
+    session.lang = Lang::choose(session.language, &req.accept_language);
     if post && req.field("csrf") != session.csrf {
         return Err(HttpError::Forbidden);
     }
@@ -192,6 +198,7 @@ fn answer(
         }
         (false, ["account", "password"]) => pages::password_form(&session, "", ""),
         (true, ["account", "password"]) => pages::password_post(web, token, &session, req),
+        (true, ["account", "language"]) => pages::language_post(web, &session, req),
         (false, ["account", "tokens"]) => crate::dicomweb::tokens::page(web, &session, "", "", ""),
         (true, ["account", "tokens"]) => crate::dicomweb::tokens::post(web, &session, req),
         (false, ["admin", "users"]) => {

@@ -202,6 +202,7 @@ fn head(req: &Request) -> Req {
         origin: header("Origin"),
         content_type: header("Content-Type"),
         csrf_header: header("X-CSRF-Token"),
+        accept_language: header("Accept-Language"),
     }
 }
 

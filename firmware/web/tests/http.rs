@@ -2324,3 +2324,160 @@ fn priors_are_the_patients_other_studies_newest_first_and_only_the_embedded_view
     assert!(!embedded.text().contains("id=\"compare-btn\""));
     assert!(embedded.text().contains("data-embed=\"1\""));
 }
+
+/// A GET as a browser that prefers the languages `accept_language`.
+fn get_in(port: u16, path: &str, cookie: &str, accept_language: &str) -> Resp {
+    request(
+        port,
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nAccept-Language: {accept_language}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+}
+
+/// Posts the account page's language form (`""`: the browser's).
+fn set_language(port: u16, cookie: &str, language: &str) -> Resp {
+    let page = get(port, "/account/password", cookie);
+    post(
+        port,
+        "/account/language",
+        cookie,
+        &[("csrf", &page.csrf()), ("language", language)],
+    )
+}
+
+const KOREAN: &str = "ko-KR,ko;q=0.9,en-US;q=0.8";
+
+#[test]
+fn pages_follow_the_browser_language_until_the_user_chooses_one() {
+    let s = start();
+    let t = get_in(s.port, "/login", "", KOREAN).text();
+    assert!(t.contains(r#"<html lang="ko">"#), "{t}");
+    assert!(t.contains("사용자 이름") && t.contains("비밀번호"), "{t}");
+    assert!(!t.contains("User name"), "{t}");
+    let t = get_in(s.port, "/login", "", "en-US,en;q=0.9").text();
+    assert!(t.contains(r#"<html lang="en">"#) && t.contains("User name"));
+    assert!(!t.contains("사용자 이름"));
+
+    let cookie = admin_session(&s);
+    let ko = get_in(s.port, "/search?name=%EA%B9%80", &cookie, KOREAN);
+    assert_eq!(ko.status, 200);
+    let t = ko.text();
+    assert!(t.contains(r#"<html lang="ko">"#));
+    assert!(t.contains("환자 이름") && t.contains("검사일") && t.contains("로그아웃"));
+    assert!(
+        t.contains("김민수"),
+        "a Korean name is found from the Korean page"
+    );
+    assert!(!t.contains("Patient name") && !t.contains("Log out"));
+    let t = get_in(s.port, "/search", &cookie, "en-US").text();
+    assert!(t.contains(r#"<html lang="en">"#) && t.contains("Patient name"));
+    assert!(!t.contains("환자 이름"));
+    // Korean words for relative dates; the dates themselves stay ISO in both.
+    let t = get_in(s.port, "/search?when=today", &cookie, KOREAN).text();
+    assert!(t.contains("오늘") && t.contains("최근 7일"));
+
+    // The user's own setting wins over the browser's, and is shown selected.
+    let r = set_language(s.port, &cookie, "en");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text()
+            .contains(r#"<option value="en" lang="en" selected>"#)
+    );
+    let t = get_in(s.port, "/search", &cookie, KOREAN).text();
+    assert!(t.contains(r#"<html lang="en">"#) && t.contains("Patient name"));
+    let r = set_language(s.port, &cookie, "ko");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("언어가 저장되었습니다"));
+    // The server's own messages too: a form error made by the password check.
+    let r = change_password(s.port, &cookie, "not-the-password", "another-long-password");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("현재 비밀번호가 올바르지 않습니다"),
+        "{}",
+        r.text()
+    );
+    let r = get_in(s.port, "/no-such-page", "", KOREAN);
+    assert_eq!((r.status, r.text().trim()), (404, "찾을 수 없습니다"));
+    // It is kept with the account: after logging out and in again, still Korean.
+    let r = post(
+        s.port,
+        "/logout",
+        &cookie,
+        &[("csrf", &get(s.port, "/account/password", &cookie).csrf())],
+    );
+    assert_eq!(r.status, 303);
+    let again = session(&login(s.port, "admin", "a-long-new-password"));
+    let t = get_in(s.port, "/search", &again, "en-US").text();
+    assert!(
+        t.contains(r#"<html lang="ko">"#) && t.contains("환자 이름"),
+        "{t}"
+    );
+    // Back to the browser's choice; a language we do not have is refused.
+    assert_eq!(set_language(s.port, &again, "").status, 200);
+    let t = get_in(s.port, "/search", &again, "en-US").text();
+    assert!(t.contains("Patient name"));
+    assert_eq!(set_language(s.port, &again, "de").status, 400);
+}
+
+#[test]
+fn every_page_renders_in_korean_with_no_english_label_left() {
+    let s = start();
+    let cookie = admin_session(&s);
+    assert_eq!(set_language(s.port, &cookie, "ko").status, 200);
+    // The English texts the catalogue translates, as whole element texts.
+    let english: Vec<&str> = pacsbox_web::i18n::ALL
+        .iter()
+        .filter(|(_, en, ko)| en != ko && en.chars().any(char::is_alphabetic))
+        .map(|(_, en, _)| *en)
+        .collect();
+    let mut pages = 0;
+    for (method, pattern) in pacsbox_web::routes::SESSION_ROUTES {
+        if *method != "GET" || pattern.starts_with("/anonymize/") || *pattern == "/" {
+            continue;
+        }
+        let path = sample_path(&s, pattern);
+        for (lang, header) in [("ko", KOREAN), ("en", "en-US")] {
+            let r = get_in(s.port, &path, &cookie, header);
+            assert_eq!(r.status, 200, "{path} in {lang}: {}", r.text());
+            if !r
+                .header("content-type")
+                .is_some_and(|c| c.starts_with("text/html"))
+            {
+                continue;
+            }
+            let mut t = r.text();
+            if path.ends_with("/header")
+                && let (Some(a), Some(b)) = (t.find("<tbody>"), t.find("</tbody>"))
+            {
+                // The header's rows are the data dictionary's names (`Modality`…): data.
+                t.replace_range(a..b, "");
+            }
+            // Every `<` opens a tag: a text put where a tag name was would leave `<환자 …`.
+            let stray = t
+                .match_indices('<')
+                .find(|(i, _)| {
+                    !t[i + 1..]
+                        .starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!')
+                })
+                .map(|(i, _)| t[i..].chars().take(40).collect::<String>());
+            assert_eq!(stray, None, "{path}: a broken tag");
+            // The setting (Korean) wins over either browser.
+            assert!(t.contains(r#"<html lang="ko">"#), "{path} with {header}");
+            for en in &english {
+                let shown = format!(">{en}<");
+                assert!(
+                    !t.contains(&shown),
+                    "{path}: English {shown} in the Korean page"
+                );
+            }
+            pages += 1;
+        }
+    }
+    assert!(pages >= 20, "only {pages} HTML pages walked");
+    // And in English, the English texts.
+    assert_eq!(set_language(s.port, &cookie, "en").status, 200);
+    let t = get_in(s.port, "/status", &cookie, KOREAN).text();
+    assert!(t.contains(r#"<html lang="en">"#) && t.contains(">Storage<"));
+}

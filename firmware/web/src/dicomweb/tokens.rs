@@ -51,6 +51,7 @@ struct Row {
 #[template(path = "tokens.html")]
 struct TokensPage<'a> {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     csrf: &'a str,
     tokens: Vec<Row>,
     /// The token just made: shown this once.
@@ -81,6 +82,7 @@ pub fn page(
     form_page(
         &TokensPage {
             nav: nav(s),
+            t: s.t(),
             csrf: &s.csrf,
             tokens,
             new_token,

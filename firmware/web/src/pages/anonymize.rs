@@ -23,6 +23,7 @@ use crate::reply::{HttpError, Reply, Req};
 #[template(path = "anonymized.html")]
 struct AnonymizedPage {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     r: AnonymizeReport,
 }
 
@@ -30,6 +31,7 @@ struct AnonymizedPage {
 #[template(path = "anonymizing.html")]
 struct AnonymizingPage {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     job: u64,
     study: String,
     done: u64,
@@ -173,11 +175,13 @@ pub fn anonymize_job_page(s: &Session, id: &str) -> Result<Reply, HttpError> {
     match &j.finished {
         Some(Ok(r)) => page(&AnonymizedPage {
             nav: nav(s),
+            t: s.t(),
             r: r.clone(),
         }),
         Some(Err(e)) => Err(HttpError::Internal(e.clone())),
         None => page(&AnonymizingPage {
             nav: nav(s),
+            t: s.t(),
             job: j.id,
             study: j.study.clone(),
             done: j.progress.done.load(Ordering::Relaxed),

@@ -17,6 +17,7 @@ const CSV_ROWS: usize = 200_000;
 #[template(path = "audit.html")]
 struct AuditPage {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     f: Filter,
     rows: Vec<(String, Record)>,
     more: bool,
@@ -66,6 +67,7 @@ pub fn audit_page(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError>
     rows.truncate(PAGE_ROWS);
     page(&AuditPage {
         nav: nav(s),
+        t: s.t(),
         f,
         rows: rows
             .into_iter()

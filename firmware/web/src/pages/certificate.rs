@@ -13,6 +13,7 @@ use crate::reply::{HttpError, Reply, Req};
 #[template(path = "certificate.html")]
 struct CertificatePage<'a> {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     csrf: &'a str,
     cert: Option<CertificateView>,
     valid_from: String,
@@ -37,6 +38,7 @@ pub fn certificate_page(
     form_page(
         &CertificatePage {
             nav: nav(s),
+            t: s.t(),
             csrf: &s.csrf,
             cert,
             valid_from,

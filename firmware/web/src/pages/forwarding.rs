@@ -19,6 +19,7 @@ const MAX_ROWS: usize = 500;
 #[template(path = "forwarding.html")]
 struct ForwardingPage<'a> {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     csrf: &'a str,
     peers: Vec<PeerQueue>,
     studies: Vec<StudyRow>,
@@ -53,6 +54,7 @@ pub fn forwarding_page(
     form_page(
         &ForwardingPage {
             nav: nav(s),
+            t: s.t(),
             csrf: &s.csrf,
             peers,
             studies,

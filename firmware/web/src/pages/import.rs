@@ -24,6 +24,7 @@ use crate::reply::{HttpError, Reply, Req};
 #[template(path = "import.html")]
 struct ImportPage {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     max_mb: u64,
     /// Media inserted into the box to list at once (`?media=NAME`, the status page's link).
     media: String,
@@ -56,6 +57,7 @@ fn uploads_dir(web: &Web) -> PathBuf {
 pub fn import_page(s: &Session, req: &Req) -> Result<Reply, HttpError> {
     page(&ImportPage {
         nav: nav(s),
+        t: s.t(),
         max_mb: (crate::server::MAX_UPLOAD >> 20) as u64,
         media: req.param("media").to_owned(),
     })

@@ -12,6 +12,7 @@ use crate::reply::{HttpError, Reply};
 #[template(path = "header.html")]
 struct HeaderPage {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     sop: String,
     study_uid: String,
     rows: Vec<HeaderRow>,
@@ -26,6 +27,7 @@ pub fn header_page(web: &Web, s: &Session, sop: &str) -> Result<Reply, HttpError
     let rows = header_rows(web.archive.open_part10(&rec)?)?;
     page(&HeaderPage {
         nav: nav(s),
+        t: s.t(),
         sop: sop.to_owned(),
         study_uid: rec.study_uid,
         rows,

@@ -12,6 +12,7 @@ use crate::reply::{HttpError, Reply, Req};
 #[template(path = "login.html")]
 struct LoginPage<'a> {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     error: &'a str,
     csrf: String,
     next: String,
@@ -48,6 +49,7 @@ pub fn login_form(web: &Web, req: &Req, error: &str) -> Result<Reply, HttpError>
     let status = if error.is_empty() { 200 } else { 401 };
     let mut r = page(&LoginPage {
         nav: None,
+        t: req.t(),
         error,
         csrf: token.clone(),
         next: safe_next(next),
@@ -65,7 +67,7 @@ pub fn login_post(web: &Web, req: &Req) -> Result<Reply, HttpError> {
     let user = req.field("user");
     if !auth::login_cookie_matches(req, csrf) || !web.sessions.login_token_valid(csrf) {
         crate::audit::login(web, req, user, "refused: login form not from this box");
-        return login_form(web, req, "The form expired; please log in again.");
+        return login_form(web, req, req.t().login_expired);
     }
     match web
         .sessions
@@ -78,7 +80,12 @@ pub fn login_post(web: &Web, req: &Req) -> Result<Reply, HttpError> {
         }
         Err(e) => {
             crate::audit::login(web, req, user, &format!("failed: {e}"));
-            login_form(web, req, &e.to_string())
+            let t = req.t();
+            let shown = match e {
+                auth::LoginError::Wrong => t.login_wrong.to_owned(),
+                auth::LoginError::Locked(s) => crate::i18n::fill(t.login_locked, &[s.to_string()]),
+            };
+            login_form(web, req, &shown)
         }
     }
 }

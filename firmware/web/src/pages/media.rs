@@ -16,6 +16,7 @@ use crate::reply::{HttpError, Reply, Req};
 #[template(path = "media.html")]
 struct MediaPage {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     study_uid: String,
     patient: String,
     description: String,
@@ -32,6 +33,7 @@ pub fn media_page(web: &Web, s: &Session, uid: &str) -> Result<Reply, HttpError>
         .map_err(|e| HttpError::Internal(e.to_string()))?;
     page(&MediaPage {
         nav: nav(s),
+        t: s.t(),
         study_uid: uid.to_owned(),
         patient: format!("{} ({})", st.patient_name, st.patient_id),
         description: format!("{} {}", st.study_date, st.description),

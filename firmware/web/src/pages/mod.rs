@@ -29,7 +29,7 @@ use pacsbox_archive::accounts::Right;
 use crate::auth::Session;
 use crate::reply::{HttpError, Reply};
 
-pub use account::{password_form, password_post};
+pub use account::{language_post, password_form, password_post};
 pub use anonymize::{anonymize_job_page, anonymize_job_progress, anonymize_post};
 pub use assets::asset;
 pub use audit::audit_page;

@@ -45,6 +45,7 @@ struct RefusedRow {
 #[template(path = "peers.html")]
 struct PeersPage<'a> {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     csrf: &'a str,
     mode: &'static str,
     configured: &'static str,
@@ -122,6 +123,7 @@ pub fn peers_page(web: &Web, s: &Session, error: &str, message: &str) -> Result<
     form_page(
         &PeersPage {
             nav: nav(s),
+            t: s.t(),
             csrf: &s.csrf,
             mode: mode_name(report.state.effective),
             configured: mode_name(report.state.configured),

@@ -32,6 +32,7 @@ struct RemoteRow {
 #[template(path = "remote.html")]
 struct RemotePage {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     peers: Vec<String>,
     peer: String,
     name: String,
@@ -73,6 +74,7 @@ pub fn remote_page(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError
     };
     let mut p = RemotePage {
         nav: nav(s),
+        t: s.t(),
         name: q.patient_name.clone(),
         id: q.patient_id.clone(),
         date: req.param("date").trim().to_owned(),
@@ -141,6 +143,7 @@ struct FetchRow {
 #[template(path = "fetches.html")]
 struct FetchesPage {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     rows: Vec<FetchRow>,
     running: bool,
     /// The study the viewer opens once its fetch is done.
@@ -175,6 +178,7 @@ pub fn fetches_page(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpErro
     page(&FetchesPage {
         view,
         nav: nav(s),
+        t: s.t(),
         running: rows.iter().any(|r| r.job.state == FetchState::Running),
         rows,
     })

@@ -143,6 +143,7 @@ fn refused(
 #[template(path = "report.html")]
 struct PrintPage {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     st: crate::search::StudyRow,
     /// None: no signed report yet.
     v: Option<ReportVersion>,
@@ -170,6 +171,7 @@ pub fn report_print(web: &Web, s: &Session, req: &Req, uid: &str) -> Result<Repl
     let v = pos.and_then(|p| versions.into_iter().nth(p));
     page(&PrintPage {
         nav: nav(s),
+        t: s.t(),
         st,
         v,
         superseded,

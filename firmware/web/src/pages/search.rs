@@ -12,6 +12,7 @@ use crate::search::{self, PAGE_SIZE, SearchForm, StudyRow};
 #[template(path = "search.html")]
 struct SearchPage {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     f: SearchForm,
     from_value: String,
     to_value: String,
@@ -47,15 +48,18 @@ pub fn search_page(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError
         })
         .collect();
     let first = f.page * PAGE_SIZE;
+    let t = s.t();
     let summary = if rows.is_empty() {
         String::new()
     } else {
-        format!(
-            "Studies {}–{}{}, newest first ({} ms)",
-            first + 1,
-            first + rows.len(),
-            if found.more { " of more" } else { "" },
-            started.elapsed().as_millis()
+        crate::i18n::fill(
+            t.search_summary,
+            &[
+                t.num(first + 1),
+                t.num(first + rows.len()),
+                (if found.more { t.search_of_more } else { "" }).to_owned(),
+                started.elapsed().as_millis().to_string(),
+            ],
         )
     };
     let date_input = |d: &str| {
@@ -79,16 +83,17 @@ pub fn search_page(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError
         .collect();
     page(&SearchPage {
         nav: nav(s),
+        t: s.t(),
         remote_links,
         from_value: date_input(&f.from),
         to_value: date_input(&f.to),
         whens: vec![
-            ("any", "any date"),
-            ("today", "today"),
-            ("yesterday", "yesterday"),
-            ("7d", "last 7 days"),
-            ("30d", "last 30 days"),
-            ("range", "from – to"),
+            ("any", t.when_any),
+            ("today", t.when_today),
+            ("yesterday", t.when_yesterday),
+            ("7d", t.when_7d),
+            ("30d", t.when_30d),
+            ("range", t.when_range),
         ],
         prev: (f.page > 0).then(|| f.page_link(f.page - 1)),
         next: found.more.then(|| f.page_link(f.page + 1)),

@@ -39,6 +39,7 @@ struct RecentRow {
 #[template(path = "status.html")]
 struct StatusPage {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     s: crate::StatusDoc,
     uptime: String,
     total: String,
@@ -104,6 +105,7 @@ pub fn status_page(web: &Web, s: &Session) -> Result<Reply, HttpError> {
     let up = doc.uptime_s;
     page(&StatusPage {
         nav: nav(s),
+        t: s.t(),
         uptime: format!("{}d {}h {}m", up / 86400, up / 3600 % 24, up / 60 % 60),
         total: bytes(doc.disk_total_bytes),
         used: bytes(used),

@@ -25,6 +25,7 @@ struct SeriesView {
 #[template(path = "study.html")]
 struct StudyPage {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     st: StudyRow,
     referring: String,
     series: Vec<SeriesView>,
@@ -162,6 +163,7 @@ fn render(
     super::form_page(
         &StudyPage {
             nav: nav(s),
+            t: s.t(),
             st,
             referring,
             series,

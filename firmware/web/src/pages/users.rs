@@ -7,12 +7,14 @@ use pacsbox_archive::accounts::{Group, UserRecord};
 use super::{Nav, form_page, nav};
 use crate::Web;
 use crate::auth::{self, Session};
+use crate::i18n::fill;
 use crate::reply::{HttpError, Reply, Req};
 
 #[derive(Template)]
 #[template(path = "users.html")]
 struct UsersPage<'a> {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     nav_user: &'a str,
     csrf: &'a str,
     /// (name, role, last login)
@@ -63,6 +65,7 @@ fn users_page_confirming(
     form_page(
         &UsersPage {
             nav: nav(s),
+            t: s.t(),
             nav_user: &s.user,
             csrf: &s.csrf,
             users,
@@ -108,7 +111,7 @@ pub fn users_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError>
                 role = group.as_str(),
                 "user created"
             );
-            users_page(web, s, "", &format!("User {name} added."))
+            users_page(web, s, "", &fill(s.t().msg_user_added, &[name.to_owned()]))
         }
         "set-role" => {
             let Some(group) = Group::parse(req.field("group")) else {
@@ -135,7 +138,10 @@ pub fn users_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError>
                 web,
                 s,
                 "",
-                &format!("{name} is now {}; they log in again.", group.as_str()),
+                &fill(
+                    s.t().msg_role_now,
+                    &[name.to_owned(), group.as_str().to_owned()],
+                ),
             )
         }
         "reset-password" => {
@@ -155,12 +161,7 @@ pub fn users_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError>
             web.archive.index().put_user(name, &rec)?;
             web.sessions.end_user(name);
             tracing::info!(admin = s.user, user = name, "password reset by an admin");
-            users_page(
-                web,
-                s,
-                "",
-                &format!("New password set for {name}; they choose their own at the next login."),
-            )
+            users_page(web, s, "", &fill(s.t().msg_pw_set, &[name.to_owned()]))
         }
         "delete" => {
             if name == s.user {
@@ -175,7 +176,12 @@ pub fn users_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError>
             web.archive.index().delete_user(name)?;
             web.sessions.end_user(name);
             tracing::info!(admin = s.user, user = name, "user deleted");
-            users_page(web, s, "", &format!("User {name} deleted."))
+            users_page(
+                web,
+                s,
+                "",
+                &fill(s.t().msg_user_deleted, &[name.to_owned()]),
+            )
         }
         "end-session" => {
             let id = req.field("session");
@@ -185,7 +191,7 @@ pub fn users_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpError>
             match web.sessions.end(id) {
                 Some(user) => {
                     tracing::info!(admin = s.user, user, "session ended by an admin");
-                    users_page(web, s, "", &format!("Session of {user} ended."))
+                    users_page(web, s, "", &fill(s.t().msg_session_of, &[user]))
                 }
                 None => users_page(web, s, "That session has already ended.", ""),
             }

@@ -12,6 +12,7 @@ use crate::reply::{HttpError, Reply, Req};
 #[template(path = "viewer.html")]
 struct ViewerPage {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     study_uid: String,
     series_uid: String,
     patient: String,
@@ -68,6 +69,7 @@ pub fn viewer_page(web: &Web, s: &Session, uid: &str, req: &Req) -> Result<Reply
     let embed = req.param("embed") == "1";
     let reply = page(&ViewerPage {
         nav: nav(s),
+        t: s.t(),
         study_uid: uid.to_owned(),
         series_uid: series.to_owned(),
         patient: st.patient_name,

@@ -51,6 +51,7 @@ struct RegisterForm {
 #[template(path = "register.html")]
 struct RegisterPage<'a> {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     csrf: &'a str,
     q: String,
     hits: Vec<PatientHit>,
@@ -175,6 +176,7 @@ pub fn register_page(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpErr
         .collect();
     page(&RegisterPage {
         nav: nav(s),
+        t: s.t(),
         csrf: &s.csrf,
         q,
         hits,
@@ -260,6 +262,7 @@ pub fn register_post(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpErr
             form_page(
                 &RegisterPage {
                     nav: nav(s),
+                    t: s.t(),
                     csrf: &s.csrf,
                     q: String::new(),
                     hits: Vec::new(),
@@ -376,6 +379,7 @@ fn rows_of(web: &Web, day: &str) -> Result<Vec<ExamRow>, HttpError> {
 #[template(path = "worklist.html")]
 struct WorklistPage<'a> {
     nav: Option<Nav>,
+    t: &'static crate::i18n::Strings,
     csrf: &'a str,
     day: String,
     rows: Vec<ExamRow>,
@@ -386,12 +390,13 @@ struct WorklistPage<'a> {
 pub fn worklist_page(web: &Web, s: &Session, req: &Req, error: &str) -> Result<Reply, HttpError> {
     let day = day_of(req)?;
     let message = match req.query.get("new") {
-        Some(a) if !a.is_empty() => format!("Exam {a} scheduled."),
+        Some(a) if !a.is_empty() => crate::i18n::fill(s.t().msg_exam_scheduled, &[a.to_owned()]),
         _ => String::new(),
     };
     form_page(
         &WorklistPage {
             nav: nav(s),
+            t: s.t(),
             csrf: &s.csrf,
             rows: rows_of(web, &day)?,
             day: show_date(&day),
