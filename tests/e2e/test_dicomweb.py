@@ -265,6 +265,10 @@ def test_wado_rs_zstd_content_coding_passes_stored_frames_through(box):
     srv, web, client, token, _, _, work = box
     study = "1.2.826.0.1.3680043.8.498.8." + str(uuid.uuid4().int)[:20]
     cts = [h.fresh_ct(study, f"{study}.1", patient="WEB^ZSTD") for _ in range(3)]
+    # One over the 8 MiB a reading thread decodes ahead: the writer streams that one itself.
+    big = cts[2]
+    big.Rows, big.Columns = 2100, 2048
+    big.PixelData = bytes((i * 7) % 251 for i in range(256)) * (2100 * 2048 * 2 // 256)
     j2k = pydicom.dcmread(get_testdata_file("JPEG2000.dcm"))
     j2k.StudyInstanceUID, j2k.SeriesInstanceUID = study, f"{study}.2"
     j2k.SOPInstanceUID = j2k.file_meta.MediaStorageSOPInstanceUID = f"{study}.2.1"

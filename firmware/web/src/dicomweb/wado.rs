@@ -326,9 +326,14 @@ fn copy_big(from: &mut impl Read, to: &mut dyn Write, buf: &mut [u8]) -> std::io
 /// The largest zstd window passed through to a client: RFC 8878 lets an HTTP decoder refuse
 /// more (chromium does), and the archive's levels stay within it.
 const HTTP_ZSTD_WINDOW: u64 = 8 << 20;
-/// Instances larger than this are streamed by the writer itself rather than decoded ahead
-/// into memory (a few are held per reading thread).
-const AHEAD_MAX: u64 = 32 << 20;
+/// Instances whose decoded bytes exceed this are streamed by the writer itself rather than
+/// decoded ahead into memory: with up to three held per reading thread and four threads, an
+/// answer holds at most 96 MiB, whatever its instances' sizes (the index records the size on
+/// disk, which after compaction says little about the decoded size).
+const AHEAD_MAX: usize = 8 << 20;
+/// Only files this small on disk are transcoded ahead (a decompressed JPEG is many times its
+/// file); larger ones are transcoded by the writer, one at a time.
+const AHEAD_TRANSCODE_MAX: u64 = 1 << 20;
 
 /// The client takes `Content-Encoding: zstd` (RFC 8878): named in Accept-Encoding with a
 /// non-zero q-value (`*` is not taken as consent: a client that says only that rarely has a
@@ -460,7 +465,20 @@ fn plain_parts(
         .min(set.len().max(1));
     let ahead = |i: usize| -> Option<anyhow::Result<Vec<u8>>> {
         let (sop, rec) = &set[i];
-        (rec.file_size <= AHEAD_MAX).then(|| part_body(archive, want, sop, rec))
+        if want.is_some_and(|w| w != rec.transfer_syntax) {
+            return (rec.file_size <= AHEAD_TRANSCODE_MAX)
+                .then(|| part_body(archive, want, sop, rec));
+        }
+        // Read at most one byte past the cap: a larger instance is left to the writer.
+        let mut v = Vec::new();
+        let read = archive
+            .open_part10(rec)
+            .and_then(|r| r.take(AHEAD_MAX as u64 + 1).read_to_end(&mut v));
+        match read {
+            Ok(n) if n > AHEAD_MAX => None,
+            Ok(_) => Some(Ok(v)),
+            Err(e) => Some(Err(anyhow::anyhow!("{sop}: {e}"))),
+        }
     };
     let mut buf = vec![0u8; PIPE_CHUNK];
     std::thread::scope(|scope| -> anyhow::Result<()> {
