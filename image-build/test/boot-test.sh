@@ -125,7 +125,9 @@ read -r study series <"$work/b.uids"
 "$FINDSCU" -S -aec PACSBOX 127.0.0.1 "$dport" -k QueryRetrieveLevel=IMAGE \
     -k "StudyInstanceUID=$study" -k "SeriesInstanceUID=$series" -k SOPInstanceUID \
     >"$work/find.log" 2>&1 || true
-grep -o '(0008,0018) UI \[[0-9.]*\]' "$work/find.log" | sed 's/.*\[\(.*\)\]/\1/' | sort >"$work/found.txt"
+# DCMTK prints a UID's NUL padding (odd lengths, e.g. B-0010's) inside the brackets, which makes the
+# log binary to grep: read it as text and stop at the last digit.
+grep -ao '(0008,0018) UI \[[0-9.]*' "$work/find.log" | sed 's/.*\[//' | sort >"$work/found.txt"
 missing=0
 while read -r f; do
     sop="$(awk -v f="$f" '$1 == f {print $2}' "$work/b/manifest.tsv")"
