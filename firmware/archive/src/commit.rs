@@ -47,6 +47,12 @@ pub(crate) struct CommitJob {
     pub reply: Sender<Result<StoreOutcome, StoreError>>,
     /// An admin's "replace" of a conflict: overwrite whatever the policy says.
     pub replace: bool,
+    /// `Fsync` mode: the receiving thread's fdatasync of the temp file, still running when
+    /// the job was submitted. The batch writes and syncs its journal meanwhile, so the two
+    /// syncs share the file system's journal commit and the disk's flush, and waits for this
+    /// before the commit point. (A record durable before its file is harmless: recovery files
+    /// only a temp file whose hash matches.)
+    pub data_synced: Option<Receiver<io::Result<()>>>,
 }
 
 /// What the committer thread is asked to do.
@@ -562,6 +568,15 @@ impl CommitThread {
                 self.journal.sync_data()?;
                 if planned.iter().any(|(job, _)| !job.name_durable) {
                     File::open(layout::tmp_dir(&self.shared.root))?.sync_all()?;
+                }
+                for (job, _) in planned {
+                    if let Some(synced) = &job.data_synced {
+                        synced.recv().map_err(|_| {
+                            io::Error::other(
+                                "the receiving thread ended before its file was synced",
+                            )
+                        })??;
+                    }
                 }
             }
             _ => sync_volume(&self.volume)?,

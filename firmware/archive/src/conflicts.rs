@@ -266,6 +266,7 @@ fn replace(
         entry,
         reply: tx,
         replace: true,
+        data_synced: None,
     });
     if let Err(e) = submitted {
         let _ = std::fs::remove_file(&tmp_path);

@@ -309,9 +309,23 @@ impl IncomingInstance {
     /// complete, files and durably indexes it; blocks until its commit batch is on disk.
     pub fn receive<R: BufRead>(self, data: R) -> Result<StoreOutcome, StoreError> {
         let committer = self.committer.clone();
-        let staged = self.write_out(data, true)?;
+        let fsync = self.sync == SyncMode::Fsync;
+        let mut staged = self.write_out(data)?;
         let (tx, rx) = std::sync::mpsc::channel();
-        committer.submit(staged.into_job(tx))?;
+        // `Fsync` mode: submit first, then sync the file while the committer writes and syncs
+        // the journal record (`CommitJob::data_synced`): one flush of the disk for both
+        // instead of two in a row.
+        let file = if fsync { staged.file.take() } else { None };
+        let mut job = staged.into_job(tx);
+        let synced = file.map(|f| {
+            let (done, wait) = std::sync::mpsc::channel();
+            job.data_synced = Some(wait);
+            (f, done)
+        });
+        committer.submit(job)?;
+        if let Some((f, done)) = synced {
+            let _ = done.send(f.sync_data());
+        }
         rx.recv().map_err(|_| StoreError::ShuttingDown)?
     }
 
@@ -320,15 +334,11 @@ impl IncomingInstance {
     /// stages many and commits them together with [`crate::Archive::commit_staged`], one
     /// sync pass and one commit batch for all.
     pub fn stage<R: BufRead>(self, data: R) -> Result<StagedInstance, StoreError> {
-        self.write_out(data, false)
+        self.write_out(data)
     }
 
-    /// Writes and checks the data set; `sync_now` makes its data durable here in `Fsync` mode.
-    fn write_out<R: BufRead>(
-        mut self,
-        data: R,
-        sync_now: bool,
-    ) -> Result<StagedInstance, StoreError> {
+    /// Writes and checks the data set; its file stays open for the caller's sync.
+    fn write_out<R: BufRead>(mut self, data: R) -> Result<StagedInstance, StoreError> {
         let enc = DatasetEncoding::of(&self.req.transfer_syntax);
         let mut tee = Tee {
             input: data,
@@ -354,12 +364,8 @@ impl IncomingInstance {
         let attrs = InstanceAttrs::from_header(&header)
             .map_err(|e| StoreError::CannotUnderstand(e.to_string()))?;
         let (file_hash, file_size, file) = match self.sink.take() {
-            Some(Sink::Plain(w)) => close(w, self.sync, sync_now)?,
-            Some(Sink::Zstd(w)) => close(
-                w.finish().map_err(StoreError::from_write)?,
-                self.sync,
-                sync_now,
-            )?,
+            Some(Sink::Plain(w)) => close(w)?,
+            Some(Sink::Zstd(w)) => close(w.finish().map_err(StoreError::from_write)?)?,
             None => return Err(StoreError::ShuttingDown),
         };
         if attrs.sop_instance_uid.as_str()
@@ -411,7 +417,7 @@ impl IncomingInstance {
             name_durable: self.name_durable,
             entry: IndexEntry { attrs, record },
             // Kept open for the sync: an error writing back is reported to this descriptor.
-            file: (!sync_now).then_some(file),
+            file: Some(file),
             _in_flight: self.in_flight.take(),
         })
     }
@@ -445,6 +451,7 @@ impl StagedInstance {
             entry: self.entry.clone(),
             reply,
             replace: false,
+            data_synced: None,
         }
     }
 }
@@ -472,13 +479,8 @@ fn drain<R: BufRead>(r: &mut R) -> io::Result<()> {
     }
 }
 
-/// Flushes the file; in `Fsync` mode (and `sync_now`) also makes its data durable here, in
-/// the receiving thread, so files of concurrent associations are synced in parallel.
-fn close(
-    mut w: HashingWriter<BufWriter<Writeback>>,
-    sync: SyncMode,
-    sync_now: bool,
-) -> Result<(u64, u64, File), StoreError> {
+/// Flushes the file (not synced: the caller decides how it becomes durable).
+fn close(mut w: HashingWriter<BufWriter<Writeback>>) -> Result<(u64, u64, File), StoreError> {
     w.flush().map_err(StoreError::from_write)?;
     let hash = w.hasher.digest();
     let size = w.written;
@@ -487,9 +489,6 @@ fn close(
         .into_inner()
         .map_err(|e| StoreError::from_write(e.into_error()))?
         .file;
-    if sync_now && sync == SyncMode::Fsync {
-        file.sync_data().map_err(StoreError::from_write)?;
-    }
     Ok((hash, size, file))
 }
 

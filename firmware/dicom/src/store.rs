@@ -130,36 +130,25 @@ impl Reception {
         };
         let archive = service.archive.clone();
         let (tx, mut rx) = mpsc::channel::<Piece>(QUEUE);
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        // Not waited for: the first fragments queue while the writer starts, which saves a
+        // round trip to the blocking thread per instance. A refusal (no space, an unknown
+        // syntax) ends the writer early; the rest of the data set is drained and `finish`
+        // answers with its status.
         let writer = tokio::task::spawn_blocking(move || {
-            let incoming = match archive.begin_store(request) {
-                Ok(i) => {
-                    let _ = ready_tx.send(Ok(()));
-                    i
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err((status_of(&e), e.to_string())));
-                    return Err(e);
-                }
-            };
-            incoming.receive(ChannelReader {
+            archive.begin_store(request)?.receive(ChannelReader {
                 rx: &mut rx,
                 chunk: Vec::new(),
                 pos: 0,
                 ended: false,
             })
         });
-        match ready_rx.await {
-            Ok(Ok(())) => Ok(Reception {
-                context,
-                req: req.clone(),
-                tx: Some(tx),
-                writer,
-                finished: false,
-            }),
-            Ok(Err(refusal)) => Err(refusal),
-            Err(_) => Err((Status::OUT_OF_RESOURCES, "storage writer failed".into())),
-        }
+        Ok(Reception {
+            context,
+            req: req.clone(),
+            tx: Some(tx),
+            writer,
+            finished: false,
+        })
     }
 
     pub async fn push(&mut self, chunk: Vec<u8>) {
