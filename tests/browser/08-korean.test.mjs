@@ -51,12 +51,12 @@ describe('korean', () => {
     ['ko-KR', {
       lang: 'ko', length: '길이', lengthTitle: /^길이 \(/, reset: '초기화', image: /영상 1 \/ 1/,
       geometry: /위치 -?[\d.]+ mm {2}두께 5 mm/, window: /윈도우 100 {2}레벨 40/, zoom: /확대 \d+%/,
-      uncalibrated: /길이: 50 px \(보정 안 됨\)/, frames: /영상 1 \/ 10/, title: / · 뷰어$/,
+      uncalibrated: /길이: 50 px \(보정 안 됨\)/, frames: /영상 1 \/ 10/, title: / · 뷰어 · pacsbox$/,
     }],
     ['en-US', {
       lang: 'en', length: 'Length', lengthTitle: /^Length \(drag/, reset: 'Reset', image: /Image 1 \/ 1/,
       geometry: /Loc -?[\d.]+ mm {2}Thk 5 mm/, window: /W 100 {2}L 40/, zoom: /Zoom \d+%/,
-      uncalibrated: /Length: 50 px \(uncalibrated\)/, frames: /Image 1 \/ 10/, title: / · Viewer$/,
+      uncalibrated: /Length: 50 px \(uncalibrated\)/, frames: /Image 1 \/ 10/, title: / · Viewer · pacsbox$/,
     }],
   ]) {
     it(`the viewer's toolbar, overlay and measurements follow the browser's language (${locale})`, async () => {
