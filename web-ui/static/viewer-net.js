@@ -45,8 +45,9 @@ export const api = Object.freeze({
   viewer: (study) => `/viewer/${encodeURIComponent(study)}?embed=1`,
   info: (sop) => `/api/instances/${encodeURIComponent(sop)}/info`,
   preview: (sop, f) => `/api/instances/${encodeURIComponent(sop)}/frames/${f}/preview.png?max=${PREVIEW_MAX}`,
-  // byte planes: 16-bit samples travel as all low bytes, then all high bytes (smaller gzip)
-  pixels: (sop, f) => `/api/instances/${encodeURIComponent(sop)}/frames/${f}/pixels?layout=planes`,
+  // 16-bit samples travel as planes of prediction residuals (LOCO-I's median edge detector):
+  // the smallest gzip of the layouts (viewer-cache.js `unMed`; docs/web-api.md)
+  pixels: (sop, f) => `/api/instances/${encodeURIComponent(sop)}/frames/${f}/pixels?layout=med`,
 });
 
 export function describe(err) {

@@ -1037,6 +1037,18 @@ const hook = {
       }
     }));
   },
+  /**
+   * SHA-256 (hex) of the current image's samples as decoded here, little-endian bytes in row
+   * order (null before its full pixels): the tests compare it with pydicom's pixel_array.
+   */
+  async samplesDigest() {
+    const img = currentImage();
+    const e = img ? cache.peek(img) : null;
+    if (!e || !e.pixels) return null;
+    const d = e.pixels.data;
+    const h = await crypto.subtle.digest('SHA-256', new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+    return [...new Uint8Array(h)].map((b) => b.toString(16).padStart(2, '0')).join('');
+  },
   /** Canvas pixel (device pixels) that shows the centre of image pixel (x, y). */
   imageToCanvas(x, y) {
     const p = shown.matrix.transformPoint(new DOMPoint(x + 0.5, y + 0.5));
