@@ -1,5 +1,6 @@
 // Figures, not assertions (bench/viewer.sh runs this through tests/browser/run.sh): the 2K CR's
-// first paint and full-pixel paint on a fresh page, and how many images cine shows per second.
+// first paint and full-pixel paint on a fresh page (and the full pixels' bytes on the link), and
+// how many images cine shows per second.
 // VIEWER_MBIT / VIEWER_LATENCY_MS throttle the 2K CR runs as chromium's DevTools do (a slow
 // link: issue 20 measured at 10 Mbit/s and 20 ms).
 import { writeFileSync } from 'node:fs';
@@ -30,7 +31,12 @@ try {
     const t0 = Date.now();
     await page.goto(`${BASE}/viewer/${K.study}?series=${K.series.cr.uid}`);
     const s = await ready(page, 120_000);
-    cr.push({ wallMs: Date.now() - t0, firstPaintMs: Math.round(s.timings.firstPaint), pixelsPaintMs: Math.round(s.timings.pixelsPaint) });
+    // bytes of the full-pixel response as they crossed the link (after Content-Encoding)
+    const pixelsBytes = await page.evaluate(() => performance.getEntriesByType('resource')
+      .filter((r) => /\/pixels(\?|$)/.test(r.name)).reduce((n, r) => n + r.encodedBodySize, 0));
+    cr.push({
+      wallMs: Date.now() - t0, firstPaintMs: Math.round(s.timings.firstPaint), pixelsPaintMs: Math.round(s.timings.pixelsPaint), pixelsBytes,
+    });
   }
   if (MBIT > 0) {
     await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
@@ -52,6 +58,7 @@ try {
     crFirstPaintMs: { runs: cr.map((r) => r.firstPaintMs), median: median(cr.map((r) => r.firstPaintMs)) },
     crPixelsPaintMs: { runs: cr.map((r) => r.pixelsPaintMs), median: median(cr.map((r) => r.pixelsPaintMs)) },
     crWallMs: { runs: cr.map((r) => r.wallMs), median: median(cr.map((r) => r.wallMs)) },
+    crPixelsBytes: { runs: cr.map((r) => r.pixelsBytes), median: median(cr.map((r) => r.pixelsBytes)) },
     cine,
   };
   console.log(JSON.stringify(out, null, 1));

@@ -2,6 +2,7 @@
 // shows (getImageData), against the server's own 16-bit pixels where the value is computable.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import {
   BASE, MANIFEST, aboutCentre, canvasBox, checkAgainstServer, checkKernel, compareMapped,
   drag, launch, litBox, login, meanAbsDiff, newPage, noProblems, openViewer, ready, shot, snap, state, stats, watchCine,
@@ -455,6 +456,38 @@ describe('viewer (desktop, mouse and keyboard)', () => {
     // MR_small in RLE and in JPEG-LS (both lossless) must look the same; the others differ
     assert.equal(hashes.get('MR_small_RLE.dcm'), hashes.get('MR_small_jpeg_ls_lossless.dcm'));
     assert.equal(new Set(hashes.values()).size, MIXED.instances.length - 1);
+  });
+
+  it('the samples the viewer decodes are pydicom\'s, bit for bit (2K CR, signed CT, RLE, JPEG 2000, JPEG-LS)', async () => {
+    // pydicom's pixel_array of the same test files, as little-endian bytes in row order
+    const files = ['RG1_UNCR.dcm', '693_UNCR.dcm', 'MR_small_RLE.dcm', 'MR2_J2KR.dcm', 'CT_small.dcm', 'MR_small_jpeg_ls_lossless.dcm'];
+    const py = [
+      'import hashlib, json, sys, pydicom',
+      'from pydicom.data import get_testdata_file',
+      'out = {}',
+      'for f in sys.argv[1:]:',
+      '    a = pydicom.dcmread(get_testdata_file(f)).pixel_array',
+      '    out[f] = hashlib.sha256(a.astype(a.dtype.newbyteorder("<")).tobytes()).hexdigest()',
+      'print(json.dumps(out))',
+    ].join('\n');
+    const want = JSON.parse(execFileSync('python3', ['-c', py, ...files], { encoding: 'utf8', timeout: 120_000 }));
+    const where = [[CR, 0], [CT, 0], ...MIXED.instances.map((_, i) => [MIXED, i])];
+    let checked = 0;
+    for (const [series, i] of where) {
+      const inst = series.instances[i];
+      if (!files.includes(inst.file)) continue; // JPEG 12-bit is lossy: decoders may differ
+      let s = await openViewer(page, K.study, series.uid);
+      for (let k = 0; k < i; k++) {
+        await page.keyboard.press('ArrowDown');
+        s = await ready(page);
+      }
+      assert.equal(s.sop, inst.sop);
+      assert.equal(s.source, 'pixels', inst.file);
+      const got = await page.evaluate(() => window.pacsboxViewer.samplesDigest());
+      assert.equal(got, want[inst.file], `${inst.file}: decoded samples differ from pydicom's`);
+      checked++;
+    }
+    assert.equal(checked, files.length);
   });
 
   it('an image the server can only preview (32-bit RT dose: pixels 415) shows the preview and says why', async () => {

@@ -160,6 +160,49 @@ describe('viewer on a phone (touch)', () => {
   });
 });
 
+describe('viewer on a phone in Korean', () => {
+  let browser;
+  before(async () => {
+    browser = await launch();
+  });
+  after(async () => {
+    await browser?.close();
+  });
+
+  it('keeps the Korean toolbar in the phone\'s width, every control reachable', async () => {
+    const page = await newPage(browser, {
+      viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, locale: 'ko-KR',
+    });
+    await login(page);
+    await openViewer(page, K.study, CT.uid);
+    assert.equal(await page.getAttribute('html', 'lang'), 'ko');
+    const bar = await page.locator('#toolbar').boundingBox();
+    const canvas = await canvasBox(page);
+    assert.ok(canvas.height >= 0.6 * 844, `image ${canvas.height} px tall`);
+    assert.equal(await page.evaluate(() => {
+      const t = document.getElementById('toolbar');
+      return t.scrollWidth - t.clientWidth;
+    }), 0, 'toolbar scrolls sideways');
+    const shown = await page.$$eval('#toolbar button, #toolbar select', (els) => els
+      .filter((el) => el.getClientRects().length && getComputedStyle(el).visibility !== 'hidden')
+      .map((el) => { const r = el.getBoundingClientRect(); return { what: el.title || el.id, x: r.x, r: r.right, h: r.height }; }));
+    assert.ok(shown.length >= 10, `${shown.length} controls in the bar`);
+    for (const c of shown) {
+      assert.ok(c.x >= 0 && c.r <= 390, `${c.what} is off screen (${c.x}–${c.r})`);
+      assert.ok(c.h >= 36, `${c.what} is ${c.h} px tall`);
+    }
+    assert.match(await page.getAttribute('[data-tool=length]', 'title'), /^길이/);
+    await page.tap('#more-btn');
+    for (const sel of ['[data-act=invert]', '[data-act=rotate]', '#preset', '#brightness', '#contrast', '#filter', '[data-act=reset]', '[data-act=cine]']) {
+      const box = await page.locator(sel).boundingBox();
+      assert.ok(box && box.x >= 0 && box.x + box.width <= 390 && box.y + box.height <= bar.y + 0.5, `${sel} not reachable: ${JSON.stringify(box)}`);
+    }
+    await shot(page, 'phone-more-tools-ko');
+    noProblems(page);
+    await page.context().close();
+  });
+});
+
 describe('search and header on a phone', () => {
   let browser;
   let page;

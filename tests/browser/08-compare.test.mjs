@@ -196,6 +196,52 @@ describe('series strip and compare with prior (desktop)', () => {
     noProblems(page);
   });
 
+  it('locks the offset: lined up by hand, either pane moves the other by the same distance', async () => {
+    const cur = await slicePositions(page, M.current.series[0]);
+    const pri = await slicePositions(page, M.prior.series[0]);
+    const priorTo = async (j) => {
+      await page.evaluate((i) => {
+        const s = document.getElementById('prior-frame').contentDocument.getElementById('slice');
+        s.value = String(i);
+        s.dispatchEvent(new Event('input', { bubbles: true }));
+      }, j);
+    };
+    // line the panes up by hand: current image 2 against prior image 5 (not the nearest by position)
+    await page.uncheck('#sync');
+    await scrollMainTo(page, 2);
+    await ready(page);
+    await priorTo(5);
+    await page.waitForFunction(() => document.getElementById('prior-frame').contentWindow.pacsboxViewer.state.index === 5);
+    assert.notEqual(nearest(cur[2], pri), 5, 'the hand-made alignment differs from the table position');
+    assert.equal(await page.getAttribute('#lock-offset', 'aria-pressed'), 'false');
+    await page.click('#lock-offset');
+    assert.equal(await page.getAttribute('#lock-offset', 'aria-pressed'), 'true');
+    assert.equal(await page.isChecked('#sync'), true, 'locking scrolls together');
+    assert.deepEqual((await page.evaluate(() => window.pacsboxCompare.state)).lock, { main: 2, prior: 5 });
+    assert.equal((await priorState(page)).index, 5, 'pressing the lock moves nothing');
+    const shift = pri[5] - cur[2];
+    let differs = 0;
+    for (const k of [0, 6, 10, 3]) {
+      await scrollMainTo(page, k);
+      const want = nearest(cur[k] + shift, pri);
+      if (want !== nearest(cur[k], pri)) differs++;
+      await page.waitForFunction((w) => document.getElementById('prior-frame').contentWindow.pacsboxViewer.state.index === w, want, { timeout: 15_000 });
+      assert.equal((await state(page)).index, k);
+    }
+    assert.ok(differs > 0, 'the lock changed which prior image follows');
+    // the prior drives: the current moves by the same distance back
+    await priorTo(1);
+    await page.waitForFunction((w) => window.pacsboxViewer.state.index === w, nearest(pri[1] - shift, cur), { timeout: 15_000 });
+    assert.equal((await priorState(page)).index, 1);
+    // pressing it again releases it: back to the nearest position
+    await page.click('#lock-offset');
+    assert.equal(await page.getAttribute('#lock-offset', 'aria-pressed'), 'false');
+    assert.equal((await page.evaluate(() => window.pacsboxCompare.state)).lock, null);
+    await scrollMainTo(page, 6);
+    await page.waitForFunction((w) => document.getElementById('prior-frame').contentWindow.pacsboxViewer.state.index === w, nearest(cur[6], pri), { timeout: 15_000 });
+    noProblems(page);
+  });
+
   it('keeps each pane\'s window/level its own', async () => {
     await ready(page);
     const p0 = await priorState(page);
@@ -267,7 +313,7 @@ describe('compare with prior on a phone (390×844)', () => {
     assert.ok(bottom.y >= top.y + top.height - 1, `panes not stacked: ${JSON.stringify(top)} / ${JSON.stringify(bottom)}`);
     assert.ok(top.width <= 390.5 && bottom.width <= 390.5);
     assert.ok(top.height > 120 && bottom.height > 200, `panes too small: ${top.height}, ${bottom.height}`);
-    for (const sel of ['#compare-btn', '#sync', '#prior-close', '#series-select', '#slice']) {
+    for (const sel of ['#compare-btn', '#sync', '#lock-offset', '#prior-close', '#series-select', '#slice']) {
       const b = await page.locator(sel).boundingBox();
       assert.ok(b && b.x >= 0 && b.x + b.width <= 390.5 && b.y >= 0 && b.y + b.height <= 844.5, `${sel} not reachable: ${JSON.stringify(b)}`);
     }

@@ -6,12 +6,13 @@ import assert from 'node:assert/strict';
 import { BASE, MANIFEST, launch, login, newPage, noProblems, openViewer, ready, shot, state } from './lib.mjs';
 
 const K = MANIFEST.kim;
+const EDGE = MANIFEST.edge; // clip: one instance of 120 frames
 
 /** Resolves once the viewer has no save of the key images in flight and `n` have succeeded. */
 async function saved(page, n) {
   await page.waitForFunction((want) => {
     const s = window.pacsboxViewer.state;
-    return !s.keySaving && s.keySaves >= want;
+    return !s.keySaving && !s.keyPending && s.keySaves >= want;
   }, n, { timeout: 30_000 });
   const s = await state(page);
   assert.equal(s.keyError, '', 'the save was accepted');
@@ -77,6 +78,33 @@ describe('key images', () => {
     await Promise.all([page.waitForURL(/keys=1/), page.locator('#key-images a').click()]);
     s = await ready(page);
     assert.equal(s.count, 2, 'the study page opens the viewer on its key images');
+    noProblems(page);
+    await page.context().close();
+  });
+  it('ten quick marks are saved as one Key Object Selection with ten references', async () => {
+    const page = await newPage(browser);
+    await login(page, { next: `/viewer/${EDGE.study}` });
+    // stored KO instances of the study, from the series list the viewer reads
+    const koInstances = () => page.evaluate(async (uid) => {
+      const list = await (await fetch(`/api/studies/${uid}/series`)).json();
+      return list.filter((x) => x.modality === 'KO').reduce((n, x) => n + (x.instances || []).length, 0);
+    }, EDGE.study);
+    const before = await koInstances();
+    await openViewer(page, EDGE.study, EDGE.series.clip.uid);
+    await page.waitForFunction(() => window.pacsboxViewer.state.count >= 10, null, { timeout: 30_000 });
+    await unfocus(page);
+    for (let i = 0; i < 10; i++) {
+      await page.keyboard.press('k');
+      if (i < 9) await page.keyboard.press('ArrowRight');
+    }
+    assert.equal((await state(page)).key, true, 'the star shows the mark at once');
+    await saved(page, 1);
+    const s = await state(page);
+    assert.equal(s.keySaves, 1, 'one save for ten marks');
+    assert.equal(await koInstances(), before + 1, 'one stored KOS instance');
+    const keys = await page.evaluate(async (uid) => (await fetch(`/api/studies/${uid}/key-images`)).json(), EDGE.study);
+    assert.deepEqual(keys.ours.map((r) => r.frame).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert.equal(keys.all.length, 10, 'ten references');
     noProblems(page);
     await page.context().close();
   });

@@ -1,6 +1,8 @@
 // The import page: upload the ZIP as the raw request body (or, from the status page's link,
 // list media inserted into the box), list its studies, start the import of the chosen ones
-// and poll its progress until it finishes.
+// and poll its progress until it finishes. Its lines are in the page's language (i18n.js).
+
+import { num, t } from "./i18n.js";
 
 const form = document.getElementById("upload-form");
 const status = document.getElementById("upload-status");
@@ -22,14 +24,14 @@ form.addEventListener("submit", async (e) => {
   e.preventDefault();
   const file = document.getElementById("upload-file").files[0];
   if (!file) return;
-  status.textContent = `Uploading ${file.name}…`;
+  status.textContent = t("Uploading {}…", file.name);
   const r = await fetch("/admin/import/upload", {
     method: "POST",
     body: file,
     headers: { "X-CSRF-Token": csrf, "Content-Type": "application/zip" },
   });
   if (!r.ok) {
-    status.textContent = `Upload refused: ${r.status} ${await r.text()}`;
+    status.textContent = t("Upload refused: {}", `${r.status} ${await r.text()}`);
     return;
   }
   show(await r.json());
@@ -37,8 +39,8 @@ form.addEventListener("submit", async (e) => {
 
 function show(list) {
   job = list.job;
-  status.textContent = `${list.files} file(s), ${list.studies.length} study(ies) found` +
-    (list.missing.length ? `; ${list.missing.length} listed in DICOMDIR but missing` : "");
+  status.textContent = t("{} file(s), {} study(ies) found", num(list.files), num(list.studies.length)) +
+    (list.missing.length ? t("; {} listed in DICOMDIR but missing", num(list.missing.length)) : "");
   tbody.replaceChildren();
   for (const s of list.studies) {
     const row = document.createElement("tr");
@@ -54,7 +56,7 @@ function show(list) {
     cell(row, s.patient_id);
     cell(row, s.study_date);
     cell(row, s.description);
-    cell(row, String(s.files));
+    cell(row, num(s.files));
     tbody.appendChild(row);
   }
   choose.hidden = false;
@@ -69,7 +71,7 @@ choose.addEventListener("submit", async (e) => {
   }
   const r = await fetch("/admin/import", { method: "POST", body });
   if (!r.ok) {
-    progress.textContent = `Refused: ${r.status} ${await r.text()}`;
+    progress.textContent = t("Refused: {}", `${r.status} ${await r.text()}`);
     return;
   }
   choose.hidden = true;
@@ -79,12 +81,12 @@ choose.addEventListener("submit", async (e) => {
 async function poll() {
   const r = await fetch(`/admin/import/progress?job=${job}`);
   if (!r.ok) {
-    progress.textContent = `Progress unavailable: ${r.status}`;
+    progress.textContent = t("Progress unavailable: {}", r.status);
     return;
   }
   const p = await r.json();
-  progress.textContent = `${p.done} / ${p.total} files, ${p.mb_per_s.toFixed(1)} MB/s, ` +
-    `${p.failed.length} failed` + (p.finished ? ` — finished: ${p.summary}` : "");
+  progress.textContent = t("{} / {} files, {} MB/s, {} failed", num(p.done), num(p.total), num(p.mb_per_s, 1), num(p.failed.length)) +
+    (p.finished ? t(" — finished: {}", p.summary) : "");
   errors.replaceChildren();
   for (const [file, why] of p.failed) {
     const li = document.createElement("li");
@@ -102,7 +104,7 @@ async function poll() {
 // Media inserted into the box: listed at once, nothing uploaded.
 const inserted = document.getElementById("media-inserted");
 if (inserted) {
-  status.textContent = `Reading ${inserted.dataset.media}…`;
+  status.textContent = t("Reading {}…", inserted.dataset.media);
   const r = await fetch("/admin/import/media", {
     method: "POST",
     body: new URLSearchParams({ csrf, media: inserted.dataset.media }),
@@ -110,6 +112,6 @@ if (inserted) {
   if (r.ok) {
     show(await r.json());
   } else {
-    status.textContent = `Media not readable: ${r.status} ${await r.text()}`;
+    status.textContent = t("Media not readable: {}", `${r.status} ${await r.text()}`);
   }
 }

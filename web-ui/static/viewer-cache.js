@@ -113,7 +113,9 @@ export class ImageCache {
           const rows = parseInt(r.headers.get('X-Rows'), 10) || inf.rows;
           const cols = parseInt(r.headers.get('X-Columns'), 10) || inf.columns;
           let buf = await r.arrayBuffer();
-          if ((r.headers.get('X-Pixel-Layout') || '').trim() === 'planes') buf = interleave(buf);
+          const layout = (r.headers.get('X-Pixel-Layout') || '').trim();
+          if (layout === 'planes') buf = interleave(buf);
+          else if (layout === 'med') buf = unMed(buf, cols, kind === 'gray16s');
           const n = rows * cols;
           let data;
           if (kind === 'gray16u' || kind === 'gray16s') {
@@ -152,6 +154,43 @@ export function interleave(buf) {
     out[2 * i + 1] = src[n + i];
   }
   return out.buffer;
+}
+
+/**
+ * `?layout=med` back to little-endian 16-bit samples: planes of zigzagged residuals of the
+ * median edge detector's prediction (firmware/web/src/pixels.rs, `med_residual_planes`), the
+ * prediction made again from the samples already restored; `signed` samples were offset by
+ * 2¹⁵. Exact: everything is modulo 2¹⁶.
+ */
+export function unMed(buf, cols, signed) {
+  const src = new Uint8Array(buf);
+  const n = src.length >> 1;
+  const x = new Uint16Array(n);
+  const w = Math.max(1, cols);
+  for (let i = 0; i < n; i++) {
+    const zz = src[i] | (src[n + i] << 8);
+    const d = (zz >>> 1) ^ -(zz & 1);
+    let pred;
+    if (i === 0) {
+      pred = 0;
+    } else if (i < w) {
+      pred = x[i - 1];
+    } else if (i % w === 0) {
+      pred = x[i - w];
+    } else {
+      const a = x[i - 1];
+      const b = x[i - w];
+      const c = x[i - w - 1];
+      const hi = a > b ? a : b;
+      const lo = a > b ? b : a;
+      pred = c >= hi ? lo : c <= lo ? hi : a + b - c;
+    }
+    x[i] = (pred + d) & 0xffff;
+  }
+  if (signed) for (let i = 0; i < n; i++) x[i] ^= 0x8000;
+  // Uint16Array is the platform's byte order: little endian on every browser's platform,
+  // as the Int16Array/Uint16Array views of the plain layouts already assume
+  return x.buffer;
 }
 
 /** Both loads of the entry have finished (successfully or not). */

@@ -9,6 +9,7 @@
 // module shows the other pane's image nearest in slice position (viewer-sync.js).
 // `window.pacsboxCompare` is a read-only hook for the browser tests (tests/browser/).
 
+import { num, t } from './i18n.js';
 import { api, describe, get } from './viewer-net.js';
 import { syncIndex } from './viewer-sync.js';
 
@@ -26,11 +27,13 @@ export function initCompare(study, mainHook) {
   const label = $('prior-label');
   const sync = $('sync');
   const close = $('prior-close');
-  if (!root || !btn || !menu || !list || !pane || !frame || !label || !sync || !close) return;
+  const lockBtn = $('lock-offset');
+  if (!root || !btn || !menu || !list || !pane || !frame || !label || !sync || !close || !lockBtn) return;
 
   const main = { name: 'main', win: window, hook: mainHook, geo: null };
   const prior = { name: 'prior', win: null, hook: null, geo: null };
-  const st = { prior: null, priors: null, syncs: 0, by: null, error: '' };
+  // lock: the offset lock, the two images (main, prior) that were lined up when it was pressed
+  const st = { prior: null, priors: null, syncs: 0, by: null, error: '', lock: null };
   let driving = null; // the pane being moved by the other: its own event is not the user's
   let seq = 0;
 
@@ -45,7 +48,7 @@ export function initCompare(study, mainHook) {
     list.textContent = '';
     const li = document.createElement('li');
     li.className = 'note';
-    li.textContent = 'Loading…';
+    li.textContent = t('Loading…');
     list.append(li);
     try {
       const r = await get(api.priors(study), 'application/json');
@@ -60,7 +63,7 @@ export function initCompare(study, mainHook) {
     if (!st.priors || !st.priors.length) {
       const note = document.createElement('li');
       note.className = 'note';
-      note.textContent = st.priors ? 'No other study of this patient.' : `Cannot list the other studies: ${st.error}`;
+      note.textContent = st.priors ? t('No other study of this patient.') : t('Cannot list the other studies: {}', st.error);
       list.append(note);
       return;
     }
@@ -71,10 +74,10 @@ export function initCompare(study, mainHook) {
       b.className = 'prior';
       b.dataset.study = p.uid;
       const when = document.createElement('strong');
-      when.textContent = showDate(p.date || '') || 'no date';
+      when.textContent = showDate(p.date || '') || t('no date');
       const what = document.createElement('span');
       const mods = (p.modalities || []).join('/');
-      what.textContent = ` ${mods} ${p.description || ''} · ${p.series} series, ${p.instances} images`.replace(/\s+/g, ' ');
+      what.textContent = ` ${mods} ${p.description || ''} · ${t('{} series, {} images', num(p.series), num(p.instances))}`.replace(/\s+/g, ' ');
       b.append(when, what); // text, never HTML
       b.addEventListener('click', () => open(p));
       item.append(b);
@@ -95,6 +98,7 @@ export function initCompare(study, mainHook) {
     st.prior = p;
     st.syncs = 0;
     st.by = null;
+    unlock();
     label.textContent = `${showDate(p.date || '')} ${(p.modalities || []).join('/')} ${p.description || ''}`.replace(/\s+/g, ' ').trim();
     pane.hidden = false;
     root.classList.add('comparing');
@@ -108,6 +112,7 @@ export function initCompare(study, mainHook) {
   }
 
   close.addEventListener('click', () => {
+    unlock();
     detach();
     st.prior = null;
     frame.src = 'about:blank';
@@ -127,7 +132,7 @@ export function initCompare(study, mainHook) {
     prior.hook = w.pacsboxViewer;
     prior.geo = null;
     w.addEventListener('pacsbox:image', (ev) => follow(prior, main, ev.detail.index));
-    w.addEventListener('pacsbox:series', () => { prior.geo = null; resync(); });
+    w.addEventListener('pacsbox:series', () => { prior.geo = null; unlock(); resync(); });
     resync();
   });
 
@@ -145,7 +150,10 @@ export function initCompare(study, mainHook) {
     const my = ++seq;
     Promise.all([geometry(from), geometry(to)]).then(([a, b]) => {
       if (my !== seq || !to.hook) return; // the user has moved on; the newer move decides
-      const r = syncIndex(index, a, b);
+      const lock = st.lock && (from === main
+        ? { from: st.lock.main, to: st.lock.prior }
+        : { from: st.lock.prior, to: st.lock.main });
+      const r = syncIndex(index, a, b, lock);
       if (r.index < 0) return;
       st.by = r.by;
       driving = to;
@@ -168,8 +176,31 @@ export function initCompare(study, mainHook) {
   }
 
   window.addEventListener('pacsbox:image', (ev) => follow(main, prior, ev.detail.index));
-  window.addEventListener('pacsbox:series', () => { main.geo = null; resync(); });
-  sync.addEventListener('change', () => { if (sync.checked) resync(); });
+  window.addEventListener('pacsbox:series', () => { main.geo = null; unlock(); resync(); });
+  sync.addEventListener('change', () => {
+    if (sync.checked) resync();
+    else unlock();
+  });
+
+  // ------------------------------------------------------------ the offset lock
+  // Image Position is relative to the table: a prior in which the patient lay elsewhere is
+  // offset by that distance. The user lines the two panes up (Sync scroll off, or scrolling the
+  // prior), presses the lock, and from then on either pane moves the other by the same distance
+  // from those two images. A new series in either pane, Sync off or another prior releases it.
+  function unlock() {
+    st.lock = null;
+    lockBtn.setAttribute('aria-pressed', 'false');
+  }
+
+  lockBtn.addEventListener('click', () => {
+    if (st.lock || !prior.hook) {
+      unlock();
+      return;
+    }
+    st.lock = { main: main.hook.state.index, prior: prior.hook.state.index };
+    lockBtn.setAttribute('aria-pressed', 'true');
+    sync.checked = true; // a lock is a way of scrolling together
+  });
 
   const hook = {
     get state() {
@@ -180,6 +211,7 @@ export function initCompare(study, mainHook) {
         sync: sync.checked,
         syncs: st.syncs,
         by: st.by,
+        lock: st.lock ? { ...st.lock } : null,
       };
     },
   };

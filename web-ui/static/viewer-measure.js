@@ -5,6 +5,7 @@
 // (i, j) covering [i, i+1) × [j, j+1) — its centre is (i + 0.5, j + 0.5). Pixel Spacing is
 // (row spacing, column spacing): the vertical and the horizontal size of a pixel in mm.
 
+import { t } from './i18n.js';
 import { slopeIntercept } from './viewer-pixels.js';
 
 /** How a length is calibrated: mm in the patient, mm at the detector, or pixels only. */
@@ -154,8 +155,11 @@ export function edgeLabels(inf, toImage) {
 
 /** One line of text for a measurement's result. */
 export function describeMeasurement(m, cal, unitOfValues) {
+  // as reading tools write values off an image (no thousands grouping, a point in both languages)
   const num = (v, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : '—');
-  const star = cal.note ? ` (${cal.note})` : '';
+  // `cal.note` stays the English word (a value of the hook); shown in the page's language
+  const note = { uncalibrated: t('uncalibrated'), 'at detector': t('at detector') }[cal.note] || cal.note;
+  const star = note ? ` (${note})` : '';
   switch (m.kind) {
     case 'length':
       return `${num(m.length, cal.calibrated ? 1 : 0)} ${cal.unit}${star}`;
@@ -165,7 +169,7 @@ export function describeMeasurement(m, cal, unitOfValues) {
       const s = m.stats;
       const u = unitOfValues ? ` ${unitOfValues}` : '';
       const area = cal.calibrated ? `${num(s.area / 100, 2)} cm²` : `${num(s.area, 0)} px²`;
-      return `mean ${num(s.mean)}${u} SD ${num(s.sd)} min ${num(s.min)} max ${num(s.max)} · ${area}${star}`;
+      return `${t('mean {} SD {} min {} max {}', num(s.mean) + u, num(s.sd), num(s.min), num(s.max))} · ${area}${star}`;
     }
   }
 }

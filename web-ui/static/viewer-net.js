@@ -1,6 +1,8 @@
 // The viewer's requests: the API's URLs (docs/web-api.md), one fetch helper whose failures
 // carry the server's own text, and how such a failure is worded for staff.
 
+import { t } from './i18n.js';
+
 const PREVIEW_MAX = 512;
 
 export class HttpError extends Error {
@@ -43,17 +45,18 @@ export const api = Object.freeze({
   viewer: (study) => `/viewer/${encodeURIComponent(study)}?embed=1`,
   info: (sop) => `/api/instances/${encodeURIComponent(sop)}/info`,
   preview: (sop, f) => `/api/instances/${encodeURIComponent(sop)}/frames/${f}/preview.png?max=${PREVIEW_MAX}`,
-  // byte planes: 16-bit samples travel as all low bytes, then all high bytes (smaller gzip)
-  pixels: (sop, f) => `/api/instances/${encodeURIComponent(sop)}/frames/${f}/pixels?layout=planes`,
+  // 16-bit samples travel as planes of prediction residuals (LOCO-I's median edge detector):
+  // the smallest gzip of the layouts (viewer-cache.js `unMed`; docs/web-api.md)
+  pixels: (sop, f) => `/api/instances/${encodeURIComponent(sop)}/frames/${f}/pixels?layout=med`,
 });
 
 export function describe(err) {
   if (!err) return '';
   if (err instanceof HttpError) {
-    if (err.status === 415) return `This image cannot be decoded here (415): ${err.text}`;
-    if (err.status === 422) return `This image has no usable pixel data (422): ${err.text}`;
-    if (err.status === 0) return `The server did not answer: ${err.text}`;
-    return `Error ${err.status}: ${err.text}`;
+    if (err.status === 415) return t('This image cannot be decoded here (415): {}', err.text);
+    if (err.status === 422) return t('This image has no usable pixel data (422): {}', err.text);
+    if (err.status === 0) return t('The server did not answer: {}', err.text);
+    return t('Error {}: {}', err.status, err.text);
   }
   return String(err.message || err);
 }

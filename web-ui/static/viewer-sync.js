@@ -55,15 +55,22 @@ export function nearestIndex(x, list) {
  * The image of series `to` to show when series `from` shows image `i`: the one whose slice
  * position (on `to`'s normal) is nearest to that of `from`'s image `i`; by instance order when
  * positions are missing or the planes of the two series are not parallel.
+ * `lock` (optional, the offset lock): `{ from: k, to: j }`, two images the user lined up; then
+ * the target is `from`'s image `i` moved by the distance between those two (or, by instance
+ * order, `i + j − k`), so a prior lying elsewhere on the table keeps that alignment.
  * Returns `{ index, by: 'position' | 'order' }`.
  */
-export function syncIndex(i, from, to) {
+export function syncIndex(i, from, to, lock = null) {
   const nTo = Array.isArray(to) ? to.length : 0;
   if (!nTo) return { index: -1, by: 'order' };
-  const byOrder = { index: Math.max(0, Math.min(nTo - 1, i)), by: 'order' };
   const a = seriesNormal(from);
   const b = seriesNormal(to);
-  if (!a || !b || Math.abs(dot(a, b)) < PARALLEL_TOL || !from[i]) return byOrder;
-  const x = dot(from[i].position, b);
+  const locked = lock && from[lock.from] && to[lock.to] ? lock : null;
+  if (!a || !b || Math.abs(dot(a, b)) < PARALLEL_TOL || !from[i]) {
+    const shift = locked ? locked.to - locked.from : 0;
+    return { index: Math.max(0, Math.min(nTo - 1, i + shift)), by: 'order' };
+  }
+  const shift = locked ? dot(to[locked.to].position, b) - dot(from[locked.from].position, b) : 0;
+  const x = dot(from[i].position, b) + shift;
   return { index: nearestIndex(x, to.map((g) => dot(g.position, b))), by: 'position' };
 }

@@ -35,6 +35,7 @@
 // `window.pacsboxViewer` is the hook of the browser tests (tests/browser/) and of the other pane of
 // "Compare" (viewer-compare.js): state read-only; `show(i)` and `positions()` for scrolling together.
 
+import { num, t } from './i18n.js';
 import { ImageCache, imageDims, keyOf, settled } from './viewer-cache.js';
 import { initCompare } from './viewer-compare.js';
 import { bindInput } from './viewer-input.js';
@@ -229,7 +230,7 @@ function evaluate(m, e) {
   else if (m.kind === 'angle') r.angle = c ? angle(a, b, c, cal) : NaN;
   else r.stats = e && e.pixels ? roiStats(m.kind, a, b, e.pixels, e.info, cal) : null;
   r.unit = m.kind === 'angle' ? '°' : cal.unit;
-  r.text = r.stats === null ? 'waiting for full pixels…' : describeMeasurement(r, cal, e && e.info && e.info.value_unit);
+  r.text = r.stats === null ? t('waiting for full pixels…') : describeMeasurement(r, cal, e && e.info && e.info.value_unit);
   return r;
 }
 
@@ -280,6 +281,11 @@ function drawMarks(e, dpr) {
   }
 }
 
+/** A measuring tool's name in the page's language (the toolbar's word). */
+function kindLabel(kind) {
+  return { length: t('Length'), angle: t('Angle'), ellipse: t('Ellipse'), rect: t('Rect') }[kind] || kind;
+}
+
 function listMarks() {
   const img = currentImage();
   const e = img ? cache.peek(img) : null;
@@ -288,12 +294,12 @@ function listMarks() {
   list.forEach((m, i) => {
     const li = document.createElement('li');
     li.dataset.id = String(m.id);
-    li.append(`${m.kind}: ${evaluate(m, e).text}`); // text, never HTML
+    li.append(`${kindLabel(m.kind)}: ${evaluate(m, e).text}`); // text, never HTML
     const rm = document.createElement('button');
     rm.type = 'button';
     rm.textContent = '×';
-    rm.title = 'Remove this measurement';
-    rm.setAttribute('aria-label', `Remove ${m.kind} ${i + 1}`);
+    rm.title = t('Remove this measurement');
+    rm.setAttribute('aria-label', t('Remove {} {}', kindLabel(m.kind), i + 1));
     rm.addEventListener('click', () => removeMark(m.id));
     li.append(rm);
     marksList.append(li);
@@ -352,13 +358,14 @@ function overlays(e) {
   const s = nav.series;
   // Patient and study (top corners) come with the page; these change with the image.
   const bl = [];
-  if (s) bl.push(`Series ${s.number ?? ''} ${s.modality || ''} ${s.description || ''}`.replace(/\s+/g, ' ').trim());
-  if (n) bl.push(`Image ${nav.index + 1} / ${n}` + (img && img.frames > 1 ? ` (frame ${img.frame})` : ''));
+  if (s) bl.push(t('Series {}', `${s.number ?? ''} ${s.modality || ''} ${s.description || ''}`).replace(/\s+/g, ' ').trim());
+  if (n) bl.push(t('Image {} / {}', num(nav.index + 1), num(n)) + (img && img.frames > 1 ? t(' (frame {})', num(img.frame)) : ''));
   const inf = e && e.info;
+  // values read off the image are written as reading tools write them (no grouping): counts are grouped
   const mm = (v) => `${Math.round(v * 100) / 100} mm`;
   if (inf && (inf.slice_location != null || inf.slice_thickness != null)) {
-    bl.push([inf.slice_location != null ? `Loc ${mm(inf.slice_location)}` : '',
-      inf.slice_thickness != null ? `Thk ${mm(inf.slice_thickness)}` : ''].filter(Boolean).join('  '));
+    bl.push([inf.slice_location != null ? t('Loc {}', mm(inf.slice_location)) : '',
+      inf.slice_thickness != null ? t('Thk {}', mm(inf.slice_thickness)) : ''].filter(Boolean).join('  '));
   }
   if (inf && (inf.kvp != null || inf.exposure_mas != null)) {
     bl.push([inf.kvp != null ? `${Math.round(inf.kvp)} kVp` : '',
@@ -369,13 +376,13 @@ function overlays(e) {
   const br = [];
   const win = e ? currentWindow(e) : null;
   if (win && !(e && e.pixels && e.pixels.kind === 'rgb8' && !look.wlUser)) {
-    br.push(`W ${Math.round(win.width)}  L ${Math.round(win.center)}`);
+    br.push(t('W {}  L {}', Math.round(win.width), Math.round(win.center)));
   }
   const scale = e ? fitScale(shown.dims) * view.zoom : 1;
-  br.push(`Zoom ${Math.round(scale * 100)}%` + (view.rotation ? `  ⟳${view.rotation}°` : '') +
-    (view.flipH ? '  ⇋' : '') + (view.flipV ? '  ⇵' : '') + (look.invert ? '  inv' : ''));
-  if (look.filter !== 'none') br.push(look.filter);
-  if (shown.source === 'preview') br.push('preview');
+  br.push(t('Zoom {}%', Math.round(scale * 100)) + (view.rotation ? `  ⟳${view.rotation}°` : '') +
+    (view.flipH ? '  ⇋' : '') + (view.flipV ? '  ⇵' : '') + (look.invert ? `  ${t('inv')}` : ''));
+  if (look.filter !== 'none') br.push({ edge: t('Edge'), sharpen: t('Sharpen'), emboss: t('Emboss') }[look.filter] || look.filter);
+  if (shown.source === 'preview') br.push(t('preview'));
   ovBr.textContent = br.join('\n');
   const lab = e && e.info && shown.source !== 'none' && shown.source !== 'error'
     ? edgeLabels(e.info, (dx, dy) => {
@@ -427,7 +434,7 @@ function render() {
     // an image without full pixels but with a preview still shows; say why it is only a preview
     const previewOnly = e.pixelsErr && e.pixels === null && settled(e);
     const why = previewOnly && e.pixelsErr instanceof HttpError ? `${e.pixelsErr.status}: ${e.pixelsErr.text}` : describe(e.pixelsErr);
-    showError(previewOnly ? `Preview only, no window/level here (${why})` : '', true);
+    showError(previewOnly ? t('Preview only, no window/level here ({})', why) : '', true);
   } else if (e && settled(e) && (e.previewErr || e.pixelsErr)) {
     shown.source = 'error';
     showError(describe(e.pixelsErr || e.previewErr));
@@ -569,7 +576,7 @@ async function loadSeries(s) {
   setImages(list, null);
   if (!list.length) {
     shown.source = 'error';
-    showError('This series has no images.');
+    showError(t('This series has no images.'));
     schedule();
     return;
   }
@@ -620,7 +627,7 @@ async function start() {
   } catch (err) {
     seriesToken++;
     shown.source = 'error';
-    showError(`Cannot list the series of this study: ${describe(err)}`);
+    showError(t('Cannot list the series of this study: {}', describe(err)));
     schedule();
     return;
   }
@@ -630,13 +637,13 @@ async function start() {
     const o = document.createElement('option');
     o.value = s.uid;
     const n = (s.instances || []).length;
-    o.textContent = `${s.number ?? ''} ${s.modality || ''} ${s.description || ''} (${n})`.replace(/\s+/g, ' ').trim();
+    o.textContent = `${s.number ?? ''} ${s.modality || ''} ${s.description || ''} (${num(n)})`.replace(/\s+/g, ' ').trim();
     seriesSel.appendChild(o);
   }
   if (!nav.seriesList.length) {
     seriesToken++;
     shown.source = 'error';
-    showError('This study has no series.');
+    showError(t('This study has no series.'));
     schedule();
     return;
   }
@@ -668,7 +675,7 @@ function buildStrip() {
     b.dataset.series = s.uid;
     const n = (s.instances || []).length;
     const label = `${s.number ?? ''} ${s.modality || ''} ${s.description || ''}`.replace(/\s+/g, ' ').trim();
-    b.title = `${label} (${n} image${n === 1 ? '' : 's'})`;
+    b.title = n === 1 ? t('{} (1 image)', label) : t('{} ({} images)', label, num(n));
     const img = document.createElement('img');
     img.loading = 'lazy';
     img.decoding = 'async';
@@ -683,7 +690,7 @@ function buildStrip() {
     name.textContent = label; // text, never HTML
     const count = document.createElement('span');
     count.className = 'count';
-    count.textContent = String(n);
+    count.textContent = num(n);
     cap.append(name, count);
     b.append(img, cap);
     b.addEventListener('click', () => selectSeries(s.uid));
@@ -735,7 +742,12 @@ const keyBtn = $('key-btn');
 const csrfInput = document.querySelector('input[name="csrf"]');
 const keys = new KeySet(`/api/studies/${encodeURIComponent(nav.study)}/key-images`,
   csrfInput ? csrfInput.value : '', () => { keyOption(); keyState(); });
-const keysLoaded = keys.load().catch((err) => { keys.error = `Key images: ${describe(err)}`; });
+const keysLoaded = keys.load().catch((err) => { keys.error = t('Key images: {}', describe(err)); });
+// marks not yet saved (the quiet time of viewer-keys.js) go out when the page is hidden or left
+window.addEventListener('pagehide', () => keys.flush(true));
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'hidden') keys.flush(true);
+});
 
 function keyState() {
   const on = isKey(keys.ours, currentImage());
@@ -743,7 +755,7 @@ function keyState() {
   keyBtn.classList.toggle('on', on);
   keyBtn.setAttribute('aria-pressed', String(on));
   keyBtn.classList.toggle('muted', !keys.mayMark);
-  keyBtn.title = keys.error || (keys.mayMark ? 'Key image (K)' : 'Key image (K): needs the report role');
+  keyBtn.title = keys.error || (keys.mayMark ? t('Key image (K)') : t('Key image (K): needs the report role'));
 }
 
 function keyOption() {
@@ -757,13 +769,13 @@ function keyOption() {
     o.value = KEY_FILTER;
     seriesSel.prepend(o);
   }
-  o.textContent = `★ Key images (${keys.all.length})`;
+  o.textContent = `★ ${t('Key images')} (${num(keys.all.length)})`;
 }
 
 function showKeyImages() {
   seriesToken++;
   stopCine();
-  nav.series = { uid: KEY_FILTER, description: 'Key images', modality: '', number: '' };
+  nav.series = { uid: KEY_FILTER, description: t('Key images'), modality: '', number: '' };
   renderedKey = '';
   showError('');
   seriesSel.value = KEY_FILTER;
@@ -789,7 +801,7 @@ function startCine() {
   nav.playing = true;
   cineBtn.classList.add('on');
   cineBtn.textContent = '⏸';
-  cineBtn.title = 'Stop cine';
+  cineBtn.title = t('Stop cine');
   // every image is shown: a tick while the current one is still loading waits for it
   cineTimer = setInterval(() => {
     if (shown.source !== 'loading' && !renderScheduled) show((nav.index + 1) % nav.images.length);
@@ -802,7 +814,7 @@ function stopCine() {
   clearInterval(cineTimer);
   cineBtn.classList.remove('on');
   cineBtn.textContent = '▶';
-  cineBtn.title = 'Cine';
+  cineBtn.title = t('Cine');
 }
 
 function setWindow(center, width) {
@@ -986,6 +998,7 @@ function snapshot() {
     keyImages: keys.all.length,
     keySaves: keys.saves,
     keySaving: keys.saving,
+    keyPending: keys.pending,
     keyError: keys.error,
   };
 }
@@ -1023,6 +1036,18 @@ const hook = {
         return { position: null, orientation: null };
       }
     }));
+  },
+  /**
+   * SHA-256 (hex) of the current image's samples as decoded here, little-endian bytes in row
+   * order (null before its full pixels): the tests compare it with pydicom's pixel_array.
+   */
+  async samplesDigest() {
+    const img = currentImage();
+    const e = img ? cache.peek(img) : null;
+    if (!e || !e.pixels) return null;
+    const d = e.pixels.data;
+    const h = await crypto.subtle.digest('SHA-256', new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+    return [...new Uint8Array(h)].map((b) => b.toString(16).padStart(2, '0')).join('');
   },
   /** Canvas pixel (device pixels) that shows the centre of image pixel (x, y). */
   imageToCanvas(x, y) {

@@ -71,3 +71,25 @@ describe('synchronised scrolling', () => {
     assert.deepEqual(syncIndex(0, current, []), { index: -1, by: 'order' });
   });
 });
+
+describe('offset lock', () => {
+  it('keeps the distance between the two images the user lined up', () => {
+    const cur = axial([0, 2.5, 5, 7.5, 10, 12.5, 15]);
+    const pri = axial([40, 43, 46, 49, 52, 55]); // the same anatomy 40 mm further up the table
+    // without the lock: nearest to z = 5 is the prior's first (40)
+    assert.deepEqual(syncIndex(2, cur, pri), { index: 0, by: 'position' });
+    // locked with current 0 (z 0) ↔ prior 0 (z 40): current 2 (z 5) → z 45 → prior 2 (46)
+    const lock = { from: 0, to: 0 };
+    assert.deepEqual(syncIndex(2, cur, pri, lock), { index: 2, by: 'position' });
+    assert.deepEqual(syncIndex(6, cur, pri, lock), { index: 5, by: 'position' }); // z 55
+    // and the other way round, with the lock's ends swapped
+    assert.deepEqual(syncIndex(3, pri, cur, { from: 0, to: 0 }), { index: 4, by: 'position' }); // 49 → 9 → 10
+  });
+  it('shifts the instance number when positions are missing', () => {
+    const a = [{}, {}, {}, {}, {}];
+    const b = [{}, {}, {}, {}, {}, {}, {}];
+    assert.deepEqual(syncIndex(1, a, b, { from: 0, to: 3 }), { index: 4, by: 'order' });
+    assert.deepEqual(syncIndex(4, a, b, { from: 0, to: 3 }), { index: 6, by: 'order' }); // clamped
+    assert.deepEqual(syncIndex(1, a, b, { from: 9, to: 3 }), { index: 1, by: 'order' }); // no such image: no lock
+  });
+});

@@ -120,6 +120,11 @@ macro_rules! catalogue {
 
 include!("i18n_catalogue.rs");
 
+/// Rows whose texts page scripts write too (see [`Strings::script_texts`]).
+fn is_script_text(name: &str) -> bool {
+    name.starts_with("viewer_") || name.starts_with("js_")
+}
+
 impl Strings {
     /// A message made below the page layer in English (a form check, the archive's answer):
     /// its Korean text when the catalogue has the same English text, else as it is.
@@ -130,6 +135,28 @@ impl Strings {
         ALL.iter()
             .find(|(_, en, _)| *en == english)
             .map_or(english, |(_, _, ko)| ko)
+    }
+
+    /// The texts the page scripts write (`web-ui/static/i18n.js`), for a `<script
+    /// type="application/json" id="i18n">` block: a JSON object from each English text to this
+    /// language's, for the rows named `viewer_…` (the viewer's page and scripts) and `js_…`
+    /// (other scripts). The scripts' own texts are the English ones, so English sends `{}`:
+    /// a text missing here stays English. `<`, `>` and `&` are escaped so the block cannot end
+    /// early whatever a text holds.
+    pub fn script_texts(&'static self) -> String {
+        if !std::ptr::eq(self, &KO) {
+            return "{}".to_owned();
+        }
+        let map: serde_json::Map<String, serde_json::Value> = ALL
+            .iter()
+            .filter(|(name, en, ko)| is_script_text(name) && en != ko)
+            .map(|(_, en, ko)| ((*en).to_owned(), serde_json::Value::from(*ko)))
+            .collect();
+        serde_json::Value::Object(map)
+            .to_string()
+            .replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026")
     }
 
     /// A count as this language writes it.
@@ -181,6 +208,82 @@ mod tests {
         assert_eq!(KO.tr(EN.password_changed), KO.password_changed);
         assert_eq!(EN.tr(EN.password_changed), EN.password_changed);
         assert_eq!(KO.tr("not in the catalogue"), "not in the catalogue");
+    }
+
+    #[test]
+    fn script_texts_are_json_of_english_to_korean() {
+        assert_eq!(EN.script_texts(), "{}");
+        let json = KO.script_texts();
+        assert!(!json.contains('<') && !json.contains('>') && !json.contains('&'));
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&json).expect("valid JSON");
+        assert_eq!(
+            map.get(EN.viewer_sync).and_then(|v| v.as_str()),
+            Some(KO.viewer_sync)
+        );
+        assert!(!map.contains_key(EN.search_title), "only the scripts' rows");
+    }
+
+    /// The scripts look texts up by their English: one English text must have one Korean.
+    #[test]
+    fn script_texts_have_one_translation_each() {
+        for (name, en, ko) in ALL.iter().filter(|(n, _, _)| is_script_text(n)) {
+            for (other, en2, ko2) in ALL {
+                if en == en2 {
+                    assert_eq!(ko, ko2, "{name} and {other} translate {en:?} differently");
+                }
+            }
+        }
+    }
+
+    /// Every `t('…')` in the page scripts has its row (else it would stay English for a
+    /// Korean user), and every `js_` row is used by a script.
+    #[test]
+    fn every_text_the_scripts_look_up_is_catalogued() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web-ui/static");
+        let mut used = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("web-ui/static") {
+            let path = entry.expect("dir entry").path();
+            if path.extension().is_none_or(|e| e != "js") {
+                continue;
+            }
+            let src = std::fs::read_to_string(&path).expect("a script");
+            used.extend(looked_up(&src).into_iter().map(|t| (path.clone(), t)));
+        }
+        assert!(used.len() > 40, "the scripts' lookups were not found");
+        for (path, text) in &used {
+            assert!(
+                ALL.iter().any(|(n, en, _)| is_script_text(n) && en == text),
+                "{}: t({text:?}) has no viewer_/js_ row in i18n_catalogue.rs",
+                path.display()
+            );
+        }
+        for (name, en, _) in ALL.iter().filter(|(n, _, _)| n.starts_with("js_")) {
+            assert!(
+                used.iter().any(|(_, t)| t == en),
+                "{name} is used by no script"
+            );
+        }
+    }
+
+    /// The literal first arguments of `t(` calls: `t('…'`, `t("…"`.
+    fn looked_up(src: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut rest = src;
+        while let Some(at) = rest.find("t(") {
+            let before = rest[..at].chars().next_back();
+            rest = &rest[at + 2..];
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+                continue;
+            }
+            let Some(q) = rest.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+                continue;
+            };
+            if let Some(end) = rest[1..].find(q) {
+                out.push(rest[1..1 + end].replace("\\'", "'"));
+            }
+        }
+        out
     }
 
     #[test]

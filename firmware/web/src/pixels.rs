@@ -205,6 +205,72 @@ fn byte_planes(le16: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `?layout=med`: each 16-bit sample minus its prediction by the median edge detector of
+/// LOCO-I / JPEG-LS (from the left, upper and upper-left neighbours; the first row from the
+/// left, the first column from above), modulo 2¹⁶, zigzagged so that small residuals of
+/// either sign are small numbers, then split into byte planes (see [`byte_planes`]). A CR's
+/// residuals are mostly noise of a few bits: deflate's Huffman codes alone then take pydicom's
+/// RG1_UNCR to 4.29 MB, where the planes of the raw samples take 5.09 MB (searching for
+/// repeats only finds chance ones in noise; `bench/README.md`). Signed samples are offset by
+/// 2¹⁵ first so that values either side of zero are neighbours. `viewer-cache.js` undoes it.
+fn med_residual_planes(le16: &[u8], cols: usize, signed: bool) -> Vec<u8> {
+    let n = le16.len() / 2;
+    let flip = if signed { 0x8000 } else { 0 };
+    let x = |i: usize| i32::from(u16::from_le_bytes([le16[2 * i], le16[2 * i + 1]]) ^ flip);
+    let mut out = vec![0u8; n * 2];
+    let (lo, hi) = out.split_at_mut(n);
+    let cols = cols.max(1);
+    for i in 0..n {
+        let pred = if i == 0 {
+            0
+        } else if i < cols {
+            x(i - 1)
+        } else if i % cols == 0 {
+            x(i - cols)
+        } else {
+            let (a, b, c) = (x(i - 1), x(i - cols), x(i - cols - 1));
+            if c >= a.max(b) {
+                a.min(b)
+            } else if c <= a.min(b) {
+                a.max(b)
+            } else {
+                a + b - c
+            }
+        };
+        // modulo 2^16, read as a signed residual, then zigzag: 0, -1, 1, -2… → 0, 1, 2, 3…
+        let d = (x(i) - pred) as u16 as i16;
+        let zz = (d.wrapping_shl(1) ^ (d >> 15)) as u16;
+        let [l, h] = zz.to_le_bytes();
+        lo[i] = l;
+        hi[i] = h;
+    }
+    out
+}
+
+/// gzip with Huffman codes only (no search for repeats): what the residuals of
+/// [`med_residual_planes`] need, smaller than any level's search on them and quick.
+fn gzip_huffman_only(data: &[u8]) -> Vec<u8> {
+    use miniz_oxide::deflate::core::{
+        CompressionStrategy, CompressorOxide, TDEFLFlush, compress_to_output,
+        create_comp_flags_from_zip_params,
+    };
+    let flags = create_comp_flags_from_zip_params(1, -15, CompressionStrategy::HuffmanOnly as i32);
+    let mut c = CompressorOxide::new(flags);
+    // RFC 1952: magic, deflate, no flags, no time, no extra flags, unknown OS
+    let mut out = Vec::with_capacity(data.len() * 2 / 3);
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+    compress_to_output(&mut c, data, TDEFLFlush::Finish, |chunk| {
+        out.extend_from_slice(chunk);
+        true
+    });
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    // ISIZE is the length modulo 2^32 (RFC 1952 2.3.1)
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
 fn pixels(web: &Web, req: &Req, sop: &str, frame: u32) -> Result<Reply, HttpError> {
     let p = instance(web, sop)?.pixels(frame)?;
     let (kind, data) = match p.kind {
@@ -215,9 +281,21 @@ fn pixels(web: &Web, req: &Req, sop: &str, frame: u32) -> Result<Reply, HttpErro
         } => ("gray16u", data),
         PixelKind::Rgb8 { data } => ("rgb8", data),
     };
-    let planes = kind != "rgb8" && req.param("layout") == "planes";
-    let data = if planes { byte_planes(&data) } else { data };
-    let mut reply = if req.accepts_gzip {
+    let layout = match req.param("layout") {
+        _ if kind == "rgb8" => "",
+        "planes" => "planes",
+        "med" => "med",
+        _ => "",
+    };
+    let data = match layout {
+        "planes" => byte_planes(&data),
+        "med" => med_residual_planes(&data, p.columns as usize, kind == "gray16s"),
+        _ => data,
+    };
+    let mut reply = if req.accepts_gzip && layout == "med" {
+        Reply::bytes(200, "application/octet-stream", gzip_huffman_only(&data))
+            .header("Content-Encoding", "gzip")
+    } else if req.accepts_gzip {
         // Fast level: 16-bit medical images shrink 2-3x even so, and the Pi's CPU is the limit.
         use std::io::Write;
         let mut gz = flate2::write::GzEncoder::new(
@@ -235,8 +313,8 @@ fn pixels(web: &Web, req: &Req, sop: &str, frame: u32) -> Result<Reply, HttpErro
         .header("X-Columns", p.columns.to_string())
         .header("X-Pixel-Kind", kind)
         .header("Cache-Control", IMMUTABLE);
-    if planes {
-        reply = reply.header("X-Pixel-Layout", "planes");
+    if !layout.is_empty() {
+        reply = reply.header("X-Pixel-Layout", layout);
     }
     Ok(reply)
 }
@@ -249,6 +327,84 @@ pub fn thumbnail(web: &Web, series: &str) -> Result<Reply, HttpError> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
+    /// What `viewer-cache.js` does, in Rust: the samples back from the residual planes.
+    fn undo_med(planes: &[u8], cols: usize, signed: bool) -> Vec<u8> {
+        let n = planes.len() / 2;
+        let flip = if signed { 0x8000 } else { 0 };
+        let mut x = vec![0i32; n];
+        for i in 0..n {
+            let zz = u16::from_le_bytes([planes[i], planes[n + i]]);
+            let d = i32::from((zz >> 1) as i16 ^ -((zz & 1) as i16));
+            let pred = if i == 0 {
+                0
+            } else if i < cols {
+                x[i - 1]
+            } else if i % cols == 0 {
+                x[i - cols]
+            } else {
+                let (a, b, c) = (x[i - 1], x[i - cols], x[i - cols - 1]);
+                if c >= a.max(b) {
+                    a.min(b)
+                } else if c <= a.min(b) {
+                    a.max(b)
+                } else {
+                    a + b - c
+                }
+            };
+            x[i] = (pred + d) & 0xffff;
+        }
+        x.iter()
+            .flat_map(|v| ((*v as u16) ^ flip).to_le_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn med_residuals_are_small_and_undo_exactly() {
+        let (cols, rows) = (7usize, 5usize);
+        // a ramp with noise, the extremes, and a jump across zero for the signed case
+        let mut samples: Vec<u16> = (0..cols * rows)
+            .map(|i| (1000 + 3 * i + (i * 7919) % 5) as u16)
+            .collect();
+        samples[9] = 0;
+        samples[10] = u16::MAX;
+        samples[20] = 0x8000;
+        let le: Vec<u8> = samples.iter().flat_map(|v| v.to_le_bytes()).collect();
+        for signed in [false, true] {
+            let planes = super::med_residual_planes(&le, cols, signed);
+            assert_eq!(planes.len(), le.len());
+            assert_eq!(undo_med(&planes, cols, signed), le, "signed {signed}");
+        }
+        // a smooth ramp leaves high bytes of zero
+        let ramp: Vec<u8> = (0..cols * rows)
+            .flat_map(|i| (4000 + i as u16).to_le_bytes())
+            .collect();
+        let planes = super::med_residual_planes(&ramp, cols, false);
+        assert!(planes[cols * rows + 1..].iter().all(|b| *b == 0));
+        // the known case web-ui/tests/viewer-cache.test.mjs decodes: 10 12 / 11 40
+        let known: Vec<u8> = [10u16, 12, 11, 40]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(
+            super::med_residual_planes(&known, 2, false),
+            vec![20, 4, 2, 56, 0, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn huffman_only_gzip_is_gzip() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 31 % 7) as u8).collect();
+        let gz = super::gzip_huffman_only(&data);
+        assert!(gz.len() < data.len() / 2);
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut back)
+            .expect("a valid gzip stream");
+        assert_eq!(back, data);
+    }
+
     #[test]
     fn byte_planes_put_low_bytes_first() {
         // samples 0x0201, 0x0403, 0x0605 little endian

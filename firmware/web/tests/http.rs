@@ -2481,3 +2481,41 @@ fn every_page_renders_in_korean_with_no_english_label_left() {
     let t = get_in(s.port, "/status", &cookie, KOREAN).text();
     assert!(t.contains(r#"<html lang="en">"#) && t.contains(">Storage<"));
 }
+
+/// The viewer and the import page carry the texts their scripts write, for the user's language,
+/// as a JSON block (`web-ui/static/i18n.js` reads it): Korean for a Korean browser, none for an
+/// English one.
+#[test]
+fn pages_with_scripts_carry_the_scripts_texts() {
+    let s = start();
+    let cookie = admin_session(&s);
+    let block = |t: &str| -> serde_json::Value {
+        let start = t
+            .find(r#"<script type="application/json" id="i18n">"#)
+            .expect("the block");
+        let rest = &t[start..];
+        let body = &rest[rest.find('>').expect("tag") + 1..rest.find("</script>").expect("end")];
+        serde_json::from_str(body).expect("JSON")
+    };
+    for path in [
+        format!("/viewer/{}", s.korean_study),
+        "/admin/import".to_owned(),
+    ] {
+        let ko = block(&get_in(s.port, &path, &cookie, KOREAN).text());
+        assert_eq!(ko["Image {} / {}"], "영상 {} / {}", "{path}");
+        assert_eq!(
+            ko["{} / {} files, {} MB/s, {} failed"],
+            "파일 {} / {}개, {} MB/s, 실패 {}개"
+        );
+        let en = block(&get_in(s.port, &path, &cookie, "en-US").text());
+        assert_eq!(en, serde_json::json!({}), "{path}");
+    }
+    let t = get_in(
+        s.port,
+        &format!("/viewer/{}", s.korean_study),
+        &cookie,
+        KOREAN,
+    )
+    .text();
+    assert!(t.contains(">길이<") && t.contains(r#"title="윈도우/레벨 (드래그)""#));
+}

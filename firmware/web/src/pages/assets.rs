@@ -48,6 +48,10 @@ pub fn asset(name: &str) -> Reply {
             "text/javascript; charset=utf-8",
             include_bytes!("../../../../web-ui/static/viewer-keys.js"),
         ),
+        "i18n.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../../web-ui/static/i18n.js"),
+        ),
         "report.css" => (
             "text/css; charset=utf-8",
             include_bytes!("../../../../web-ui/static/report.css"),

@@ -27,6 +27,8 @@ struct ViewerPage {
 
 pub fn viewer_page(web: &Web, s: &Session, uid: &str, req: &Req) -> Result<Reply, HttpError> {
     let (st, _) = study_row(web, uid)?;
+    let t = s.t();
+    let fill = |text: &str, v: &str| crate::i18n::fill(text, &[v.to_owned()]);
     let series = req.param("series");
     if !series.is_empty() {
         crate::reply::check_uid(series)?;
@@ -47,7 +49,7 @@ pub fn viewer_page(web: &Web, s: &Session, uid: &str, req: &Req) -> Result<Reply
         if st.birth_date.is_empty() {
             String::new()
         } else {
-            format!("born {}", st.birth_date)
+            fill(t.viewer_born, &st.birth_date)
         },
     ];
     let study_lines = [
@@ -56,7 +58,7 @@ pub fn viewer_page(web: &Web, s: &Session, uid: &str, req: &Req) -> Result<Reply
         if st.accession.is_empty() {
             String::new()
         } else {
-            format!("Acc {}", st.accession)
+            fill(t.viewer_acc, &st.accession)
         },
         st.modalities.clone(),
     ];
@@ -69,7 +71,7 @@ pub fn viewer_page(web: &Web, s: &Session, uid: &str, req: &Req) -> Result<Reply
     let embed = req.param("embed") == "1";
     let reply = page(&ViewerPage {
         nav: nav(s),
-        t: s.t(),
+        t,
         study_uid: uid.to_owned(),
         series_uid: series.to_owned(),
         patient: st.patient_name,
