@@ -1,7 +1,8 @@
 //! QIDO-RS (PS3.18 10.6): the search resources, their query parameters turned into the same
 //! archive [`Query`] a C-FIND identifier becomes (same matching: wildcards, date ranges, UID
 //! lists, caseless Korean-aware names; `fuzzymatching=true` adds the romanised matching of the
-//! web page's search), and the matches written as DICOM JSON while the index yields them: a
+//! web page's search), and the matches written as DICOM JSON (or DICOM XML parts, when the
+//! client's `Accept` prefers them) while the index yields them: a
 //! thread walks the index into a pipe the response reads, so 100 000 matches never sit in
 //! memory. Searches below the study level that the path does not pin to one study
 //! (`/series`, `/instances`, `/studies/{s}/instances`) walk study → series → instance, each

@@ -3,8 +3,9 @@
 //! stored syntax asked for) or decompressed to Explicit VR Little Endian (the default when
 //! the client names no syntax, as PS3.18 8.7.3.5 says, and what C-MOVE transcodes to), 406
 //! when no syntax asked for can be delivered —, written part by part from a thread into a
-//! pipe; `/metadata` as DICOM JSON with bulk data (Pixel Data and binary values over 1 KiB)
-//! as `BulkDataURI`s served under `/bulk/{tag}`; `/frames/{n,…}` (stored bytes, or
+//! pipe; `/metadata` as DICOM JSON (or DICOM XML parts) with bulk data (Pixel Data and binary
+//! values over 1 KiB) as `BulkDataURI`s served under `/bulk/{tag}`, compressed (zstd, gzip)
+//! when the client takes it, as native frames are; `/frames/{n,…}` (stored bytes, or
 //! decompressed to native on request); `/rendered` and `/thumbnail` (JPEG or PNG from our
 //! own rendering). Every retrieve is audited per study, as the ZIP download is.
 
