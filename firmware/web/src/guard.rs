@@ -229,18 +229,36 @@ fn admit(
     }
 }
 
-/// Answers and closes without the request going further. Unread request bytes would make the
-/// close a reset that can destroy the answer in flight, so a little is read and dropped first.
+/// Answers and closes without the request going further, saying why in the JSON error body
+/// DICOMweb's errors have (`{"errorMessage": …}`), which a script shows and a browser displays
+/// as text. Unread request bytes would make the close a reset that can destroy the answer in
+/// flight, so a little is read and dropped first.
 fn reply(client: &mut Conn, status: &str) -> std::io::Result<()> {
-    reply_with(client, status, "")
+    let why = match status.split(' ').next() {
+        Some("431") => format!("{status}: the request head (URL and headers) is over 16 KiB"),
+        _ => status.to_owned(),
+    };
+    let body = serde_json::json!({ "errorMessage": why }).to_string();
+    reply_body(
+        client,
+        status,
+        "Content-Type: application/json\r\n",
+        body.as_bytes(),
+    )
 }
 
-/// [`reply`] with extra header lines (each ending in CRLF).
+/// An empty answer with extra header lines (each ending in CRLF).
 fn reply_with(client: &mut Conn, status: &str, headers: &str) -> std::io::Result<()> {
+    reply_body(client, status, headers, b"")
+}
+
+fn reply_body(client: &mut Conn, status: &str, headers: &str, body: &[u8]) -> std::io::Result<()> {
+    let len = body.len();
     client.write_all(
-        format!("HTTP/1.1 {status}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n")
+        format!("HTTP/1.1 {status}\r\n{headers}Content-Length: {len}\r\nConnection: close\r\n\r\n")
             .as_bytes(),
     )?;
+    client.write_all(body)?;
     client.finish();
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut sink = [0u8; 8192];

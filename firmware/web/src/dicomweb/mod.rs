@@ -9,12 +9,14 @@
 //! call only from the origins an admin listed (`[web] dicomweb_cors_origins`), and only with a
 //! token: no credentials are allowed cross-origin, so a session cookie never rides along.
 
+mod accept;
 mod json;
 mod multipart;
 mod qido;
 mod stow;
 pub(crate) mod tokens;
 mod wado;
+mod xml;
 
 use pacsbox_archive::accounts::{Group, Right};
 
@@ -105,6 +107,16 @@ pub(crate) fn error(status: u16, message: impl Into<String>) -> Reply {
         "application/json",
         serde_json::to_vec(&body).unwrap_or_default(),
     )
+}
+
+/// A header quoted back in an error message, cut to a length a person reads (a hostile
+/// `Accept` may be kilobytes).
+pub(crate) fn clipped(s: &str) -> String {
+    const MAX: usize = 200;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
 }
 
 /// Whether the path is DICOMweb's (answered by [`route`] before the page's own gates).

@@ -1,7 +1,8 @@
 //! QIDO-RS (PS3.18 10.6): the search resources, their query parameters turned into the same
 //! archive [`Query`] a C-FIND identifier becomes (same matching: wildcards, date ranges, UID
 //! lists, caseless Korean-aware names; `fuzzymatching=true` adds the romanised matching of the
-//! web page's search), and the matches written as DICOM JSON while the index yields them: a
+//! web page's search), and the matches written as DICOM JSON (or DICOM XML parts, when the
+//! client's `Accept` prefers them) while the index yields them: a
 //! thread walks the index into a pipe the response reads, so 100 000 matches never sit in
 //! memory. Searches below the study level that the path does not pin to one study
 //! (`/series`, `/instances`, `/studies/{s}/instances`) walk study → series → instance, each
@@ -19,8 +20,11 @@ use pacsbox_archive::query::{ATTRIBUTE_TAGS, Attr, Level, Matcher, Query, QueryE
 use pacsbox_audit::Event;
 use serde_json::{Map, Value};
 
+use super::accept;
+use super::xml::ListWriter;
 use super::{Caller, error, json};
 use crate::Web;
+use crate::auth::random_token;
 use crate::reply::{Reply, Req, check_uid, chunk_pipe};
 
 /// A search resource: the level searched and the UIDs its path fixes.
@@ -256,6 +260,22 @@ pub fn search(web: &Web, req: &Req, caller: &Caller, s: Search) -> Result<Reply,
         check_uid(uid).map_err(|e| error(400, e.to_string()))?;
     }
     let params = parse(&req.raw_query, s.level).map_err(|e| error(400, e))?;
+    let format = accept::format(&req.accept).ok_or_else(|| {
+        error(
+            406,
+            format!(
+                "cannot answer {:?}: search results are application/dicom+json or \
+                 multipart/related; type=\"application/dicom+xml\"",
+                super::clipped(&req.accept)
+            ),
+        )
+    })?;
+    let boundary = format!(
+        "pacsbox-{}",
+        random_token(16).map_err(|e| error(500, e.to_string()))?
+    );
+    let mut list = ListWriter::new(format, boundary);
+    let content_type = list.content_type();
     let level_name = match s.level {
         Level::Patient | Level::Study => "studies",
         Level::Series => "series",
@@ -277,8 +297,9 @@ pub fn search(web: &Web, req: &Req, caller: &Caller, s: Search) -> Result<Reply,
         )
     });
     if !params.order.is_empty() {
-        let body = sorted(&web.archive, &s, &params)?;
-        let mut reply = Reply::bytes(200, "application/dicom+json", body);
+        let body = sorted(&web.archive, &s, &params, &mut list)?;
+        let mut reply =
+            Reply::bytes(200, "application/dicom+json", body).header("Content-Type", content_type);
         if let Some(w) = warning {
             reply = reply.header("Warning", w);
         }
@@ -289,13 +310,14 @@ pub fn search(web: &Web, req: &Req, caller: &Caller, s: Search) -> Result<Reply,
     std::thread::Builder::new()
         .name("qido".into())
         .spawn(move || {
-            if let Err(e) = stream(&archive, &s, &params, &mut out) {
+            if let Err(e) = stream(&archive, &s, &params, &mut list, &mut out) {
                 // The client sees JSON cut short, which no parser accepts.
                 tracing::warn!(error = %e, "QIDO-RS answer ended early");
             }
         })
         .map_err(|e| error(500, e.to_string()))?;
-    let mut reply = Reply::stream("application/dicom+json", Box::new(reader));
+    let mut reply = Reply::stream("application/dicom+json", Box::new(reader))
+        .header("Content-Type", content_type);
     if let Some(w) = warning {
         reply = reply.header("Warning", w);
     }
@@ -310,14 +332,15 @@ enum StreamError {
     Io(#[from] std::io::Error),
 }
 
-/// Writes `[row, row, …]`, walking the index level by level.
+/// Writes the matches (`[row, row, …]` or their XML parts), walking the index level by level.
 fn stream(
     archive: &Archive,
     s: &Search,
     p: &Params,
-    out: &mut impl Write,
+    list: &mut ListWriter,
+    out: &mut dyn Write,
 ) -> Result<(), StreamError> {
-    out.write_all(b"[")?;
+    list.begin(out)?;
     let mut seen = 0usize;
     let mut written = 0usize;
     let mut failure: Option<StreamError> = None;
@@ -329,14 +352,7 @@ fn stream(
         if seen <= p.offset {
             return ControlFlow::Continue(());
         }
-        let obj = encode(row, s.level, p);
-        let r = (|| -> std::io::Result<()> {
-            if written > 0 {
-                out.write_all(b",")?;
-            }
-            serde_json::to_writer(&mut *out, &obj)?;
-            Ok(())
-        })();
+        let r = list.item(&encode(row, s.level, p), out);
         written += 1;
         match r {
             Ok(()) if p.limit.is_some_and(|l| written >= l) => ControlFlow::Break(()),
@@ -351,7 +367,7 @@ fn stream(
     if let Some(e) = failure {
         return Err(e);
     }
-    out.write_all(b"]")?;
+    list.end(out)?;
     out.flush()?;
     Ok(())
 }
@@ -359,7 +375,12 @@ fn stream(
 /// A search with `orderby`: every match collected (up to [`ORDERBY_MAX`]), sorted stably by
 /// the keys (numbers as numbers, the rest as their DICOM text: dates and times sort as
 /// written), then `offset` and `limit` applied.
-fn sorted(archive: &Archive, s: &Search, p: &Params) -> Result<Vec<u8>, Reply> {
+fn sorted(
+    archive: &Archive,
+    s: &Search,
+    p: &Params,
+    list: &mut ListWriter,
+) -> Result<Vec<u8>, Reply> {
     let mut rows: Vec<Row> = Vec::new();
     let mut too_many = false;
     walk(archive, s, p, &mut |row: &Row| {
@@ -392,19 +413,17 @@ fn sorted(archive: &Archive, s: &Search, p: &Params) -> Result<Vec<u8>, Reply> {
         std::cmp::Ordering::Equal
     });
     let mut out = Vec::with_capacity(keyed.len().min(p.limit.unwrap_or(usize::MAX)) * 512 + 2);
-    out.push(b'[');
     let page = keyed
         .iter()
         .skip(p.offset)
         .take(p.limit.unwrap_or(usize::MAX));
-    for (n, (_, row)) in page.enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        serde_json::to_writer(&mut out, &encode(row, s.level, p))
-            .map_err(|e| error(500, e.to_string()))?;
+    let fail = |e: std::io::Error| error(500, e.to_string());
+    list.begin(&mut out).map_err(fail)?;
+    for (_, row) in page {
+        list.item(&encode(row, s.level, p), &mut out)
+            .map_err(fail)?;
     }
-    out.push(b']');
+    list.end(&mut out).map_err(fail)?;
     Ok(out)
 }
 
@@ -553,7 +572,7 @@ fn merge(upper: &Row, mut lower: Row) -> Row {
 }
 
 /// One match as a DICOM JSON object.
-fn encode(row: &Row, level: Level, p: &Params) -> Value {
+fn encode(row: &Row, level: Level, p: &Params) -> Map<String, Value> {
     let mut obj = Map::new();
     obj.insert(
         json::key(SPECIFIC_CHARACTER_SET),
@@ -589,7 +608,7 @@ fn encode(row: &Row, level: Level, p: &Params) -> Value {
         obj.entry(json::key(*tag))
             .or_insert_with(|| json::attribute(vr, ""));
     }
-    Value::Object(obj)
+    obj
 }
 
 #[cfg(test)]

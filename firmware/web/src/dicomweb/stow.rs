@@ -83,6 +83,13 @@ fn boundary_of(content_type: &str) -> Result<String, Reply> {
     // part), generous enough for what real clients send.
     match boundary {
         Some(b) if !b.is_empty() && b.len() <= MAX_BOUNDARY => Ok(b),
+        Some(b) if !b.is_empty() => Err(error(
+            400,
+            format!(
+                "the multipart boundary is {} characters long: at most {MAX_BOUNDARY} are taken",
+                b.len()
+            ),
+        )),
         _ => Err(error(400, "the multipart Content-Type has no boundary")),
     }
 }

@@ -3,8 +3,9 @@
 //! stored syntax asked for) or decompressed to Explicit VR Little Endian (the default when
 //! the client names no syntax, as PS3.18 8.7.3.5 says, and what C-MOVE transcodes to), 406
 //! when no syntax asked for can be delivered —, written part by part from a thread into a
-//! pipe; `/metadata` as DICOM JSON with bulk data (Pixel Data and binary values over 1 KiB)
-//! as `BulkDataURI`s served under `/bulk/{tag}`; `/frames/{n,…}` (stored bytes, or
+//! pipe; `/metadata` as DICOM JSON (or DICOM XML parts) with bulk data (Pixel Data and binary
+//! values over 1 KiB) as `BulkDataURI`s served under `/bulk/{tag}`, compressed (zstd, gzip)
+//! when the client takes it, as native frames are; `/frames/{n,…}` (stored bytes, or
 //! decompressed to native on request); `/rendered` and `/thumbnail` (JPEG or PNG from our
 //! own rendering). Every retrieve is audited per study, as the ZIP download is.
 
@@ -26,7 +27,8 @@ use pacsbox_audit::Event;
 use pacsbox_imaging::{ImagingError, Instance, can_decompress, decompress_to_native};
 use serde_json::{Map, Value, json};
 
-use super::{Caller, error, json as dj, patient_of_study};
+use super::accept::{self, Coding, media_ranges};
+use super::{Caller, clipped, error, json as dj, patient_of_study, xml};
 use crate::Web;
 use crate::auth::random_token;
 use crate::reply::{PIPE_CHUNK, Reply, Req, check_uid, chunk_pipe};
@@ -144,12 +146,12 @@ pub fn retrieve(web: &Web, req: &Req, caller: &Caller, rest: &[&str]) -> Answer 
         (_, ["metadata"]) => {
             let set = select(web, study, series, sop)?;
             audit(web, req, caller, study, "WADO-RS metadata", set.len());
-            metadata(web, set)
+            metadata(web, req, set)
         }
         (Some(sop), ["frames", list]) => {
             let set = select(web, study, series, Some(sop))?;
             audit(web, req, caller, study, "WADO-RS frames", 1);
-            frames(web, &req.accept, &set[0], list)
+            frames(web, req, &set[0], list)
         }
         (Some(sop), ["bulk", tag]) => {
             let set = select(web, study, series, Some(sop))?;
@@ -176,57 +178,6 @@ pub fn retrieve(web: &Web, req: &Req, caller: &Caller, rest: &[&str]) -> Answer 
         }
         _ => Err(error(404, "not a DICOMweb resource")),
     }
-}
-
-/// One media range of an Accept header: its type and parameters (lower-case names,
-/// unquoted values).
-struct MediaRange {
-    media: String,
-    params: Vec<(String, String)>,
-}
-
-impl MediaRange {
-    fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn media_ranges(accept: &str) -> Vec<MediaRange> {
-    // Split on commas outside quotes.
-    let mut parts = Vec::new();
-    let (mut cur, mut quoted) = (String::new(), false);
-    for c in accept.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                cur.push(c);
-            }
-            ',' if !quoted => parts.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    parts.push(cur);
-    parts
-        .iter()
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| {
-            let mut it = p.split(';');
-            let media = it.next().unwrap_or("").trim().to_ascii_lowercase();
-            let params = it
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| {
-                    (
-                        k.trim().to_ascii_lowercase(),
-                        v.trim().trim_matches('"').to_owned(),
-                    )
-                })
-                .collect();
-            MediaRange { media, params }
-        })
-        .collect()
 }
 
 /// The transfer syntaxes a client accepts for parts of type `part`, in its order: `None` for
@@ -282,8 +233,9 @@ fn not_acceptable(accept: &str) -> Reply {
     error(
         406,
         format!(
-            "cannot answer {accept:?}: this box sends multipart/related with the stored \
-             transfer syntax (transfer-syntax=*) or Explicit VR Little Endian"
+            "cannot answer {:?}: this box sends multipart/related with the stored \
+             transfer syntax (transfer-syntax=*) or Explicit VR Little Endian",
+            clipped(accept)
         ),
     )
 }
@@ -336,18 +288,9 @@ const AHEAD_MAX: usize = 8 << 20;
 const AHEAD_TRANSCODE_MAX: u64 = 1 << 20;
 
 /// The client takes `Content-Encoding: zstd` (RFC 8878): named in Accept-Encoding with a
-/// non-zero q-value (`*` is not taken as consent: a client that says only that rarely has a
-/// zstd decoder).
+/// non-zero q-value.
 fn accepts_zstd(accept_encoding: &str) -> bool {
-    accept_encoding.split(',').any(|coding| {
-        let mut parts = coding.split(';').map(str::trim);
-        let name = parts.next().unwrap_or("");
-        let q = parts
-            .find_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
-            .map(|q| q.parse::<f32>().unwrap_or(0.0))
-            .unwrap_or(1.0);
-        name.eq_ignore_ascii_case("zstd") && q > 0.0
-    })
+    accept::coding_q(accept_encoding, "zstd") > 0
 }
 
 /// A part's head: the boundary line (after the previous part's CRLF) and its headers.
@@ -545,13 +488,20 @@ fn imaging_error(e: ImagingError) -> Reply {
 /// `/frames/1,2,3`: each frame one part, as stored (native frames are native; an
 /// encapsulated frame is its compressed bytes, typed by its syntax), or decompressed to
 /// Explicit VR Little Endian when that is all the client takes.
-fn frames(web: &Web, accept: &str, inst: &(String, InstanceRecord), list: &str) -> Answer {
+fn frames(web: &Web, req: &Req, inst: &(String, InstanceRecord), list: &str) -> Answer {
+    let accept = req.accept.as_str();
     let numbers = list
         .split(',')
         .map(|n| frame_number(n.trim()))
         .collect::<Result<Vec<u32>, Reply>>()?;
     if numbers.is_empty() || numbers.len() > 4096 {
         return Err(error(400, "name between 1 and 4096 frames"));
+    }
+    // Each frame at most once: the answer is then never larger than the instance's pixels
+    // (`1,1,1,…` would otherwise make a 4096-fold copy of one frame in memory).
+    let mut seen = std::collections::HashSet::with_capacity(numbers.len());
+    if let Some(n) = numbers.iter().find(|n| !seen.insert(**n)) {
+        return Err(error(400, format!("frame {} named twice", n + 1)));
     }
     let stored = inst.1.transfer_syntax.clone();
     let wants = wanted_syntaxes(accept, "application/octet-stream");
@@ -609,10 +559,24 @@ fn frames(web: &Web, accept: &str, inst: &(String, InstanceRecord), list: &str) 
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{b}--\r\n").as_bytes());
-    Ok(Reply::bytes(200, "multipart/related", body).header(
+    // Native pixels shrink (CT to about half with zstd); an encapsulated frame is compressed
+    // already and goes as it is.
+    let coding = is_native(&ts)
+        .then(|| accept::coding(&req.accept_encoding))
+        .flatten();
+    if let Some(c) = coding {
+        let mut packed = Vec::with_capacity(body.len() / 2);
+        encoded(Some(c), Payload::Pixels, &mut packed, |out| {
+            Ok(out.write_all(&body)?)
+        })
+        .map_err(internal)?;
+        body = packed;
+    }
+    let reply = Reply::bytes(200, "multipart/related", body).header(
         "Content-Type",
         format!("multipart/related; type=\"application/octet-stream\"; boundary={b}"),
-    ))
+    );
+    Ok(with_coding(reply, coding))
 }
 
 /// JPEG unless the client prefers PNG (`image/png` in Accept, or `?contentType=`).
@@ -713,48 +677,129 @@ pub fn wado_uri(web: &Web, req: &Req, caller: &Caller) -> Answer {
 }
 
 /// `/metadata`: a JSON array, one object per instance, read up to its Pixel Data (which,
-/// like long binary values, becomes a `BulkDataURI`).
-fn metadata(web: &Web, set: Vec<(String, InstanceRecord)>) -> Answer {
-    let archive = web.archive.clone();
-    let body = spawn_stream("wado-metadata", move |out| {
-        out.write_all(b"[")?;
-        for (i, (sop, rec)) in set.iter().enumerate() {
-            let file = archive.open_part10(rec)?;
-            let obj = dicom_object::OpenFileOptions::new()
-                .read_preamble(ReadPreamble::Auto)
-                .read_until(tags::PIXEL_DATA)
-                .from_reader(file)
-                .map_err(|e| anyhow::anyhow!("{sop}: {e}"))?;
-            let base = format!(
-                "/dicom-web/studies/{}/series/{}/instances/{sop}",
-                rec.study_uid, rec.series_uid
-            );
-            let mut json = dataset_json(&obj, &base);
-            // Text as this box decoded it (its charset decoder knows ISO 2022 Korean), in the
-            // UTF-8 that JSON is.
-            json.insert(
-                "00080005".into(),
-                json!({"vr": "CS", "Value": ["ISO_IR 192"]}),
-            );
-            if !rec.patient_name.is_empty() {
-                json.insert("00100010".into(), dj::attribute(b"PN", &rec.patient_name));
-            }
-            if obj.get(tags::ROWS).is_some() {
-                json.insert(
-                    "7FE00010".into(),
-                    json!({"vr": if is_native(&rec.transfer_syntax) { "OW" } else { "OB" },
-                           "BulkDataURI": format!("{base}/bulk/7FE00010")}),
-                );
-            }
-            if i > 0 {
-                out.write_all(b",")?;
-            }
-            serde_json::to_writer(&mut *out, &Value::Object(json))?;
-        }
-        out.write_all(b"]")?;
-        Ok(())
+/// like long binary values, becomes a `BulkDataURI`); or the same objects as DICOM XML, one
+/// part each, when the client asks for that. Compressed with zstd or gzip when the client
+/// takes either: a series' metadata is megabytes of repetitive text.
+fn metadata(web: &Web, req: &Req, set: Vec<(String, InstanceRecord)>) -> Answer {
+    let format = accept::format(&req.accept).ok_or_else(|| {
+        error(
+            406,
+            format!(
+                "cannot answer {:?}: metadata is application/dicom+json or \
+                 multipart/related; type=\"application/dicom+xml\"",
+                clipped(&req.accept)
+            ),
+        )
     })?;
-    Ok(Reply::stream("application/dicom+json", body))
+    let coding = accept::coding(&req.accept_encoding);
+    let archive = web.archive.clone();
+    let mut list = xml::ListWriter::new(format, boundary()?);
+    let content_type = list.content_type();
+    let body = spawn_stream("wado-metadata", move |out| {
+        encoded(coding, Payload::Text, out, |out| {
+            list.begin(out)?;
+            for (sop, rec) in &set {
+                list.item(&instance_json(&archive, sop, rec)?, out)?;
+            }
+            list.end(out)?;
+            Ok(())
+        })
+    })?;
+    let reply = Reply::stream("multipart/related", body).header("Content-Type", content_type);
+    Ok(with_coding(reply, coding))
+}
+
+/// `Content-Encoding` for `coding` and the `Vary` every negotiated answer needs (a cache must
+/// not hand a compressed answer to a client that did not ask for one).
+fn with_coding(reply: Reply, coding: Option<Coding>) -> Reply {
+    let reply = reply.header("Vary", "Accept-Encoding");
+    match coding {
+        Some(c) => reply.header("Content-Encoding", c.name()),
+        None => reply,
+    }
+}
+
+/// What is being compressed: it sets gzip's level.
+#[derive(Clone, Copy)]
+enum Payload {
+    /// Metadata: the same attributes instance after instance. Deflate's lazy matching (level
+    /// 6) finds them, a fifth of level 1's size for the same time (bench/README.md).
+    Text,
+    /// Native pixels: past level 3 deflate gains a few percent for three times the CPU.
+    Pixels,
+}
+
+/// Runs `write` into `out` through the encoder of `coding` (none: straight through), with a
+/// 64 KiB buffer in front: serde writes a few bytes at a time, and an encoder called that
+/// often spends its time in the calls (gzip took three times as long). zstd at level 3 (its
+/// window, 2 MiB at most, within what HTTP decoders take; it finds the repeats gzip's 32 KiB
+/// window cannot).
+fn encoded(
+    coding: Option<Coding>,
+    payload: Payload,
+    out: &mut dyn Write,
+    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    fn buffered<W: Write>(
+        enc: W,
+        write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+    ) -> anyhow::Result<W> {
+        let mut buf = std::io::BufWriter::with_capacity(64 << 10, enc);
+        write(&mut buf)?;
+        buf.into_inner()
+            .map_err(|e| anyhow::anyhow!("compressing: {}", e.error()))
+    }
+    match coding {
+        None => write(out),
+        Some(Coding::Zstd) => {
+            buffered(zstd::stream::write::Encoder::new(out, 3)?, write)?.finish()?;
+            Ok(())
+        }
+        Some(Coding::Gzip) => {
+            let level = match payload {
+                Payload::Text => flate2::Compression::default(),
+                Payload::Pixels => flate2::Compression::new(3),
+            };
+            buffered(flate2::write::GzEncoder::new(out, level), write)?.finish()?;
+            Ok(())
+        }
+    }
+}
+
+/// One instance's metadata as a DICOM JSON object.
+fn instance_json(
+    archive: &pacsbox_archive::Archive,
+    sop: &str,
+    rec: &InstanceRecord,
+) -> anyhow::Result<Map<String, Value>> {
+    let file = archive.open_part10(rec)?;
+    let obj = dicom_object::OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Auto)
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(file)
+        .map_err(|e| anyhow::anyhow!("{sop}: {e}"))?;
+    let base = format!(
+        "/dicom-web/studies/{}/series/{}/instances/{sop}",
+        rec.study_uid, rec.series_uid
+    );
+    let mut json = dataset_json(&obj, &base);
+    // Text as this box decoded it (its charset decoder knows ISO 2022 Korean), in the
+    // UTF-8 that JSON is.
+    json.insert(
+        "00080005".into(),
+        json!({"vr": "CS", "Value": ["ISO_IR 192"]}),
+    );
+    if !rec.patient_name.is_empty() {
+        json.insert("00100010".into(), dj::attribute(b"PN", &rec.patient_name));
+    }
+    if obj.get(tags::ROWS).is_some() {
+        json.insert(
+            "7FE00010".into(),
+            json!({"vr": if is_native(&rec.transfer_syntax) { "OW" } else { "OB" },
+                   "BulkDataURI": format!("{base}/bulk/7FE00010")}),
+        );
+    }
+    Ok(json)
 }
 
 fn dataset_json(obj: &InMemDicomObject, base: &str) -> Map<String, Value> {
