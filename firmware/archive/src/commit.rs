@@ -516,9 +516,11 @@ impl CommitThread {
         if self.shared.compresses_when_idle() {
             for e in &entries {
                 if crate::compact::is_plain_native(&e.record.rel_path, &e.record.transfer_syntax) {
-                    self.shared
-                        .compact_queue
-                        .push(e.attrs.sop_instance_uid.to_string());
+                    self.shared.compact_queue.filed_plain(
+                        self.shared.config.compress_after,
+                        e.attrs.sop_instance_uid.to_string(),
+                        &e.record,
+                    );
                 }
             }
         }
