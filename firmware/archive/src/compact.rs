@@ -341,34 +341,42 @@ fn run(shared: &Shared) {
 /// `compress_after` old; notes when the others come of age.
 fn scan(shared: &Shared) {
     let after = shared.config.compress_after;
-    {
-        // What is filed from now on may be missing from the index's snapshot: keep it apart.
-        let mut s = shared.compact_queue.lock();
-        s.filed = Aging::default();
-        s.last_sweep = Some(Instant::now());
-    }
     let now = unix_now();
     let mut found = Vec::new();
     let mut more = false;
     let mut young = Aging::default();
-    let r = shared.index.for_each_instance(|sop, rec| {
-        if !is_plain_native(&rec.rel_path, &rec.transfer_syntax) {
-            return;
-        }
-        let due = due_unix(after, rec.received_unix);
-        if !after.is_zero() && due > now {
-            young.add(due, rec.file_size);
-        } else if found.len() < QUEUE_CAP {
-            found.push(sop.to_owned());
-        } else {
-            more = true;
-        }
-    });
+    // The committer notes what it filed under the swap lock: holding it while the snapshot is
+    // taken puts each instance either in the snapshot or in `filed` from here on.
+    let swap = shared.swap_lock();
+    let taken = || {
+        let mut s = shared.compact_queue.lock();
+        s.filed = Aging::default();
+        s.last_sweep = Some(Instant::now());
+        drop(s);
+        drop(swap);
+    };
+    let r = shared
+        .index
+        .for_each_instance_of_snapshot(taken, |sop, rec| {
+            if !is_plain_native(&rec.rel_path, &rec.transfer_syntax) {
+                return;
+            }
+            let due = due_unix(after, rec.received_unix);
+            if !after.is_zero() && due > now {
+                young.add(due, rec.file_size);
+            } else if found.len() < QUEUE_CAP {
+                found.push(sop.to_owned());
+            } else {
+                more = true;
+            }
+        });
     if let Err(e) = r {
         // Not retried until the next start (or, with `compress_after`, the hourly sweep): a
         // failing index would fail again at once.
         tracing::error!(error = %e, "scanning the index for uncompressed instances failed");
-        shared.compact_queue.lock().rescan = false;
+        let mut s = shared.compact_queue.lock();
+        s.rescan = false;
+        s.last_sweep.get_or_insert_with(Instant::now);
         return;
     }
     if young.instances > 0 {
