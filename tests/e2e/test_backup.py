@@ -16,7 +16,7 @@ from test_web import Browser
 
 
 def test_backup_delete_restore_gives_back_every_instance(server, tmp_path):
-    srv = server()
+    srv = server(compress_after="0s")
     study = h.fresh_ct().StudyInstanceUID
     datasets = [h.fresh_ct(study) for _ in range(12)]
     st = h.store_datasets(srv.dicom_port, srv.ae, "STORESCU", datasets)

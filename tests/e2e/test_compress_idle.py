@@ -40,7 +40,7 @@ def _same(originals, received) -> list[str]:
 def test_acknowledged_plain_then_compressed_when_idle_and_retrieved_identical(server, tmp_path):
     port = h.free_ports(1)[0]
     cfg = h.write_peers_config(tmp_path / "peers.toml", {"PYDEST": port})
-    srv = server(config=cfg)
+    srv = server(config=cfg, compress_after="0s")
     cts = _cts(12, "IDLE^ZSTD")
     st = h.store_datasets(srv.dicom_port, srv.ae, "IDLESCU", cts)
     assert all(s == 0 for s in st.values()), st
@@ -73,7 +73,7 @@ def test_acknowledged_plain_then_compressed_when_idle_and_retrieved_identical(se
 
 @pytest.mark.timeout(300)
 def test_kill9_during_compression_loses_nothing_and_leaves_one_copy(server):
-    srv = server()
+    srv = server(compress_after="0s")
     sent: dict[str, object] = {}
     for round_no in range(1, 4):
         cts = _cts(150, f"KILL^ZSTD{round_no}")

@@ -28,7 +28,7 @@ def test_store_corpus_and_read_back(server, corpus, tmp_path):
                  "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.5"):
         assert must in tss, f"corpus has no file in {must}"
 
-    srv = server()
+    srv = server(compress_after="0s")
     ok, failures = h.send_with_storescu(srv.dicom_port, srv.ae, CALLING, corpus, tmp_path)
     assert not failures, f"{len(failures)} of {len(corpus)} C-STOREs failed:\n" + "\n\n".join(
         f"{p.name}:\n{log}" for p, log in sorted(failures.items())[:15]
@@ -100,7 +100,7 @@ def _encoded_for(ts: str):
 def test_every_accepted_transfer_syntax_stored_verbatim(server, tmp_path):
     """One instance per accepted transfer syntax (incl. .57 and .81, absent from the corpus):
     stored under the right name, File Meta names the syntax, dataset bytes identical to those sent."""
-    srv = server()
+    srv = server(compress_after="0s")
     sent = {}
     for ts in sorted(h.ACCEPTED_TS):
         ds, body = _encoded_for(ts)

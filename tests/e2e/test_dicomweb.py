@@ -86,6 +86,19 @@ def multipart_parts(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
              p.get_payload(decode=True)) for p in msg.iter_parts()]
 
 
+def admin_with_token(srv) -> tuple[Session, str]:
+    """The first admin logged in (password changed) and an API token of theirs."""
+    web = Session(srv.http_port)
+    web.first_login(srv.data)
+    _, _, page = web.get("/account/tokens")
+    code, _, page = web.post("/account/tokens", {"csrf": web.csrf(page), "action": "create",
+                                                 "label": "e2e script"})
+    assert code == 200, page
+    m = re.search(rb'<code id="new-token">([^<]+)</code>', page)
+    assert m, page
+    return web, m.group(1).decode()
+
+
 def stored_file(data: Path, sop: str) -> bytes:
     (path,) = [p for p in (data / "archive").rglob(f"{sop}.dcm*")]
     return h.read_stored_bytes(data, str(path.relative_to(data)))
@@ -98,7 +111,7 @@ def charset_file(name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def box(module_server, tmp_path_factory):
-    srv = module_server()
+    srv = module_server(compress_after="0s")
     work = tmp_path_factory.mktemp("dicomweb")
     files = [Path(get_testdata_file(n)) for n in ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm")]
     files.append(charset_file("chrI2.dcm"))
@@ -117,15 +130,7 @@ def box(module_server, tmp_path_factory):
             extra.append(ds)
     statuses = h.store_datasets(srv.dicom_port, srv.ae, CALLING, extra)
     assert all(s == 0 for s in statuses.values()), statuses
-    web = Session(srv.http_port)
-    web.first_login(srv.data)
-    _, _, page = web.get("/account/tokens")
-    code, _, page = web.post("/account/tokens", {"csrf": web.csrf(page), "action": "create",
-                                                 "label": "e2e script"})
-    assert code == 200, page
-    m = re.search(rb'<code id="new-token">([^<]+)</code>', page)
-    assert m, page
-    token = m.group(1).decode()
+    web, token = admin_with_token(srv)
     client = DICOMwebClient(url=f"{web.base}/dicom-web", headers={"Authorization": f"Bearer {token}"})
     meta = {}
     for f in files:

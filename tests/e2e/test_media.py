@@ -30,7 +30,7 @@ JPEG_LOSSLESS = "1.2.840.10008.1.2.4.70"
 
 def stored_box(server, tmp_path: Path):
     """A stopped box holding a 3-image CT study (one series) and a JPEG lossless NM study."""
-    srv = server()
+    srv = server(compress_after="0s")
     study = h.fresh_ct().StudyInstanceUID
     series = pydicom.uid.generate_uid()
     cts = []

@@ -19,7 +19,7 @@ from test_web import Browser
 
 @pytest.mark.timeout(300)
 def test_signed_report_is_an_sr_document_record_on_the_media(server, tmp_path):
-    srv = server()
+    srv = server(compress_after="0s")
     study, images = _korean_study()
     st = h.store_datasets(srv.dicom_port, srv.ae, "STORESCU", images)
     assert all(s == 0 for s in st.values()), st

@@ -14,7 +14,7 @@ def _files():
 
 
 def test_reindex_after_deleting_index_gives_same_list(server):
-    srv = server()
+    srv = server(compress_after="0s")
     # a spread of native (.zst) and encapsulated (.dcm) instances, several studies/series, a Korean name
     sent = []
     ae = h.scu_ae("REINDEX", contexts=[(h.CT_IMAGE_STORAGE, [h.EXPLICIT_LE]), (h.CT_IMAGE_STORAGE, [h.IMPLICIT_LE])])

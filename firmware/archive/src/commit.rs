@@ -518,16 +518,21 @@ impl CommitThread {
         {
             tracing::error!(error = %e, "indexing a committed batch failed; the journal keeps it for recovery");
         }
-        drop(swap_lock);
+        // Still under the swap lock: the compactor's sweep takes its snapshot of the index
+        // under it too, so an instance is either in that snapshot or noted here after it,
+        // never both (the count of plain instances waiting to age stays exact).
         if self.shared.compresses_when_idle() {
             for e in &entries {
                 if crate::compact::is_plain_native(&e.record.rel_path, &e.record.transfer_syntax) {
-                    self.shared
-                        .compact_queue
-                        .push(e.attrs.sop_instance_uid.to_string());
+                    self.shared.compact_queue.filed_plain(
+                        self.shared.config.compress_after,
+                        e.attrs.sop_instance_uid.to_string(),
+                        &e.record,
+                    );
                 }
             }
         }
+        drop(swap_lock);
         for (reply, outcome) in replies {
             let _ = reply.send(Ok(outcome));
         }

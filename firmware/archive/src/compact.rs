@@ -19,6 +19,13 @@
 //! `.dcm.zst` (`Archive::open_part10`). After a crash [`recover`] reads the marker and finishes
 //! or undoes the swaps in flight. Instances left plain by a stop are found again by a scan
 //! of the index when the thread starts.
+//!
+//! With `compress_after` (default 30 days) an instance stays plain until it was received that
+//! long ago: recent studies are the ones exported and read, and a plain file is served at the
+//! disk's speed. The committer then only notes when the earliest of them comes of age; the
+//! thread sweeps the index (the records' received time; no directory walk) at start, when
+//! that moment comes (at most one sweep per `min(compress_after, 1 h)`) and hourly, and
+//! queues those old enough. A zero `compress_after` queues each instance as it is filed.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -33,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::index::Index;
 use crate::maintenance::hash_file;
 use crate::part10::HashingWriter;
+use crate::record::InstanceRecord;
 use crate::{Shared, SyncMode, layout, transfer_syntax};
 
 /// Quiet time (no store in flight, none ended) before compression starts.
@@ -44,6 +52,9 @@ const BATCH_BYTES: u64 = 64 << 20;
 /// Instances queued in memory; past it the queue is dropped and the index scanned again once
 /// it has drained (a UID is ~64 bytes: this caps the queue near 4 MB).
 const QUEUE_CAP: usize = 65_536;
+/// With `compress_after`, the index is swept at least this often: a safety net for an
+/// instance whose due time was missed (a clock set back, a queue overflow).
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// Whether stores are going on: the compactor waits for quiet.
 pub(crate) struct Quiet {
@@ -106,6 +117,53 @@ struct QueueState {
     /// Instances taken for the batch being compressed.
     busy: usize,
     stop: bool,
+    /// Plain instances too young to compress, as the last sweep of the index found them...
+    swept: Aging,
+    /// ...and as filed since that sweep began (one filed during a sweep may be in both).
+    filed: Aging,
+    /// When the last sweep began; `None` before the first.
+    last_sweep: Option<Instant>,
+}
+
+/// Plain instances waiting to reach `compress_after`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Aging {
+    instances: u64,
+    bytes: u64,
+    /// Unix second from which the earliest of them is old enough.
+    earliest_due: Option<i64>,
+}
+
+impl Aging {
+    fn add(&mut self, due: i64, bytes: u64) {
+        self.instances += 1;
+        self.bytes += bytes;
+        self.earliest_due = Some(self.earliest_due.map_or(due, |d| d.min(due)));
+    }
+
+    fn earliest_due(&self, other: &Aging) -> Option<i64> {
+        match (self.earliest_due, other.earliest_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// The Unix second from which an instance received at `received_unix` is `after` old.
+/// Both seconds are truncated, so one more makes it never early (at most 2 s late).
+fn due_unix(after: Duration, received_unix: i64) -> i64 {
+    let secs = after
+        .as_secs()
+        .saturating_add(u64::from(after.subsec_nanos() > 0));
+    received_unix
+        .saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))
+        .saturating_add(1)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Instances waiting for compression; the committer adds what it filed plain.
@@ -130,6 +188,27 @@ impl Queue {
         let s = self.lock();
         s.pending.len() + s.busy + usize::from(s.rescan)
     }
+
+    /// The committer filed `rec` plain: queued now, or left to age until `after` (a sweep of
+    /// the index finds it then; the thread is woken to wait for the right moment).
+    pub(crate) fn filed_plain(&self, after: Duration, sop_uid: String, rec: &InstanceRecord) {
+        if after.is_zero() {
+            return self.push(sop_uid);
+        }
+        self.lock()
+            .filed
+            .add(due_unix(after, rec.received_unix), rec.file_size);
+        self.wake.notify_one();
+    }
+
+    /// Plain instances waiting to age, and their bytes.
+    pub(crate) fn waiting(&self) -> (u64, u64) {
+        let s = self.lock();
+        (
+            s.swept.instances + s.filed.instances,
+            s.swept.bytes + s.filed.bytes,
+        )
+    }
 }
 
 impl QueueState {
@@ -143,6 +222,23 @@ impl QueueState {
             self.queued.insert(sop_uid.clone());
             self.pending.push_back(sop_uid);
         }
+    }
+
+    /// How long until the index should be swept for instances that came of age; `None`
+    /// when nothing ages (`compress_after` zero) or the first scan is still due.
+    fn sweep_in(&self, after: Duration) -> Option<Duration> {
+        if after.is_zero() {
+            return None;
+        }
+        let last = self.last_sweep?;
+        let now = Instant::now();
+        let mut at = last + SWEEP_EVERY;
+        if let Some(due) = self.swept.earliest_due(&self.filed) {
+            let wait = u64::try_from(due.saturating_sub(unix_now())).unwrap_or(0);
+            let due_at = now + Duration::from_secs(wait);
+            at = at.min(due_at.max(last + after.min(SWEEP_EVERY)));
+        }
+        Some(at.saturating_duration_since(now))
     }
 
     fn take(&mut self, n: usize) -> Vec<String> {
@@ -192,10 +288,22 @@ fn run(shared: &Shared) {
         libc::setpriority(libc::PRIO_PROCESS as _, libc::gettid() as libc::id_t, 10);
     }
     let queue = &shared.compact_queue;
+    let after = shared.config.compress_after;
     loop {
         let mut s = queue.lock();
         while !s.stop && s.pending.is_empty() && !s.rescan {
-            s = queue.wake.wait(s).unwrap_or_else(|p| p.into_inner());
+            s = match s.sweep_in(after) {
+                Some(d) if d.is_zero() => {
+                    s.rescan = true;
+                    break;
+                }
+                Some(d) => queue
+                    .wake
+                    .wait_timeout(s, d)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0),
+                None => queue.wake.wait(s).unwrap_or_else(|p| p.into_inner()),
+            };
         }
         if s.stop {
             return;
@@ -229,24 +337,54 @@ fn run(shared: &Shared) {
     }
 }
 
-/// Queues every instance still stored plain whose syntax gets zstd.
+/// Queues every instance still stored plain whose syntax gets zstd and that is
+/// `compress_after` old; notes when the others come of age.
 fn scan(shared: &Shared) {
+    let after = shared.config.compress_after;
+    let now = unix_now();
     let mut found = Vec::new();
     let mut more = false;
-    let r = shared.index.for_each_instance(|sop, rec| {
-        if is_plain_native(&rec.rel_path, &rec.transfer_syntax) {
-            if found.len() < QUEUE_CAP {
+    let mut young = Aging::default();
+    // The committer notes what it filed under the swap lock: holding it while the snapshot is
+    // taken puts each instance either in the snapshot or in `filed` from here on.
+    let swap = shared.swap_lock();
+    let taken = || {
+        let mut s = shared.compact_queue.lock();
+        s.filed = Aging::default();
+        s.last_sweep = Some(Instant::now());
+        drop(s);
+        drop(swap);
+    };
+    let r = shared
+        .index
+        .for_each_instance_of_snapshot(taken, |sop, rec| {
+            if !is_plain_native(&rec.rel_path, &rec.transfer_syntax) {
+                return;
+            }
+            let due = due_unix(after, rec.received_unix);
+            if !after.is_zero() && due > now {
+                young.add(due, rec.file_size);
+            } else if found.len() < QUEUE_CAP {
                 found.push(sop.to_owned());
             } else {
                 more = true;
             }
-        }
-    });
+        });
     if let Err(e) = r {
-        // Not retried until the next start: a failing index would fail again at once.
+        // Not retried until the next start (or, with `compress_after`, the hourly sweep): a
+        // failing index would fail again at once.
         tracing::error!(error = %e, "scanning the index for uncompressed instances failed");
-        shared.compact_queue.lock().rescan = false;
+        let mut s = shared.compact_queue.lock();
+        s.rescan = false;
+        s.last_sweep.get_or_insert_with(Instant::now);
         return;
+    }
+    if young.instances > 0 {
+        tracing::debug!(
+            instances = young.instances,
+            bytes = young.bytes,
+            "uncompressed instances kept plain until they are compress_after old"
+        );
     }
     if !found.is_empty() {
         tracing::info!(
@@ -256,6 +394,7 @@ fn scan(shared: &Shared) {
     }
     let mut s = shared.compact_queue.lock();
     s.rescan = false;
+    s.swept = young;
     for sop in found {
         s.push(sop);
     }
@@ -673,6 +812,43 @@ mod tests {
         assert_eq!(read(&archive, &rec), original);
         let v = archive.verify(true).unwrap();
         assert!(v.is_clean(), "{v:?}");
+    }
+
+    #[test]
+    fn an_instance_comes_of_age_never_early() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(due_unix(day, 1_000), 1_000 + 86_400 + 1);
+        // A fraction of a second counts as a whole one.
+        assert_eq!(due_unix(Duration::from_millis(1500), 10), 13);
+        assert_eq!(due_unix(Duration::MAX, 10), i64::MAX);
+    }
+
+    #[test]
+    fn the_next_sweep_is_when_the_earliest_comes_of_age_at_most_hourly() {
+        let mut s = QueueState::default();
+        let after = Duration::from_secs(30 * 86_400);
+        // Nothing ages with zero; before the first scan the start's rescan is due anyway.
+        assert_eq!(s.sweep_in(Duration::ZERO), None);
+        assert_eq!(s.sweep_in(after), None);
+        s.last_sweep = Some(Instant::now());
+        let hourly = s.sweep_in(after).unwrap();
+        assert!(
+            hourly <= SWEEP_EVERY && hourly > SWEEP_EVERY / 2,
+            "{hourly:?}"
+        );
+        // Due in 10 s, but a month-long setting sweeps at most hourly.
+        s.filed.add(unix_now() + 10, 100);
+        assert!(s.sweep_in(after).unwrap() > SWEEP_EVERY / 2);
+        // A 5 s setting: swept when it is due (10 s away), not before.
+        let short = s.sweep_in(Duration::from_secs(5)).unwrap();
+        assert!(
+            short > Duration::from_secs(5) && short <= Duration::from_secs(10),
+            "{short:?}"
+        );
+        // Overdue: at once once `after` has passed since the last sweep.
+        s.swept.add(unix_now() - 5, 1);
+        s.last_sweep = Some(Instant::now() - Duration::from_secs(6));
+        assert_eq!(s.sweep_in(Duration::from_secs(5)), Some(Duration::ZERO));
     }
 
     #[test]

@@ -360,8 +360,19 @@ impl Index {
     }
 
     /// Every indexed instance, in SOP Instance UID order.
-    pub fn for_each_instance(&self, mut f: impl FnMut(&str, InstanceRecord)) -> Result<()> {
+    pub fn for_each_instance(&self, f: impl FnMut(&str, InstanceRecord)) -> Result<()> {
+        self.for_each_instance_of_snapshot(|| {}, f)
+    }
+
+    /// [`Index::for_each_instance`], calling `taken` once the snapshot it reads is taken
+    /// (the compactor releases a lock there that keeps commits out of the moment).
+    pub(crate) fn for_each_instance_of_snapshot(
+        &self,
+        taken: impl FnOnce(),
+        mut f: impl FnMut(&str, InstanceRecord),
+    ) -> Result<()> {
         let txn = self.read()?;
+        taken();
         let t = txn.open_table(INSTANCES)?;
         for row in t.iter()? {
             let (k, v) = row?;

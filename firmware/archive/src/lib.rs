@@ -37,6 +37,7 @@ pub mod worklist;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 pub use anonymize::{ANONYMIZE_AE, AnonymizeError, AnonymizeProgress, AnonymizeReport};
 pub use commit::Committer;
@@ -103,6 +104,12 @@ pub struct ArchiveConfig {
     pub zstd_level: i32,
     /// When that compression happens.
     pub compress: CompressAt,
+    /// With `CompressAt::Idle`: how long after it was received an instance stays a plain
+    /// `.dcm` before the compactor may compress it. Recent studies are what is exported to
+    /// CDs and read by viewers, and a plain file is served at the disk's speed instead of
+    /// zstd's (bench/README.md, "Recent studies plain"); zero compresses at the first quiet
+    /// spell.
+    pub compress_after: Duration,
     pub sync: SyncMode,
     /// Bytes `conflicts/` may hold; a conflicting newcomer that would exceed it is refused
     /// (A700).
@@ -115,6 +122,9 @@ pub struct ArchiveConfig {
     pub forwarding: bool,
 }
 
+/// How long a native-syntax instance stays plain by default (`ArchiveConfig::compress_after`).
+pub const DEFAULT_COMPRESS_AFTER: Duration = Duration::from_secs(30 * 86_400);
+
 /// The archive's defaults are the appliance's: `pacsbox`'s settings file starts from these.
 impl Default for ArchiveConfig {
     fn default() -> Self {
@@ -123,6 +133,9 @@ impl Default for ArchiveConfig {
             duplicates: DuplicatePolicy::default(),
             zstd_level: 2,
             compress: CompressAt::default(),
+            // A clinic's RAID holds weeks of plain images (40 CT studies of 500 slices are ~10 GB);
+            // a month covers the follow-up visits, the CDs and the second readings.
+            compress_after: DEFAULT_COMPRESS_AFTER,
             sync: SyncMode::default(),
             conflicts_max_bytes: 1024 << 20,
             trash_days: 30.0,
@@ -536,6 +549,12 @@ impl Archive {
     /// Instances stored plain and queued for compression when idle.
     pub fn compression_pending(&self) -> usize {
         self.shared.compact_queue.len()
+    }
+
+    /// Instances stored plain that are not yet `compress_after` old, and their bytes: as of
+    /// the compactor's last sweep of the index plus those filed since.
+    pub fn plain_waiting(&self) -> (u64, u64) {
+        self.shared.compact_queue.waiting()
     }
 
     /// True while free space is under the reserve (stores are being refused).

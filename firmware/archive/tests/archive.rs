@@ -9,9 +9,11 @@ mod common;
 
 use std::io::Read;
 use std::path::Path;
+use std::time::Duration;
 
 use pacsbox_archive::{
-    Archive, ArchiveConfig, CompressAt, DuplicatePolicy, StoreError, StoreOutcome, StoreRequest,
+    Archive, ArchiveConfig, CompressAt, DEFAULT_COMPRESS_AFTER, DuplicatePolicy, StoreError,
+    StoreOutcome, StoreRequest,
 };
 
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
@@ -540,11 +542,22 @@ fn replace_files_the_newcomer_durably_and_keep_discards_it() {
     assert!(archive.verify(true).unwrap().is_clean());
 }
 
+/// Compression at the first quiet spell, whatever the instances' age.
 fn idle_config() -> ArchiveConfig {
+    aging_config(Duration::ZERO)
+}
+
+fn aging_config(compress_after: Duration) -> ArchiveConfig {
     ArchiveConfig {
         reserve_bytes: 0,
+        compress_after,
         ..ArchiveConfig::default()
     }
+}
+
+fn is_plain(archive: &Archive, sop: &str) -> bool {
+    let rec = archive.index().instance(sop).unwrap().unwrap();
+    rec.rel_path.ends_with(".dcm")
 }
 
 fn read_all(archive: &Archive, sop: &str) -> Vec<u8> {
@@ -640,6 +653,77 @@ fn instances_left_plain_by_a_stop_are_compressed_after_reopening() {
     );
     assert!(wait_compressed(&archive, &["1.2.3.1"]));
     assert_eq!(read_all(&archive, "1.2.3.1"), before);
+}
+
+#[test]
+fn by_default_a_recent_instance_stays_plain_past_the_quiet_spell() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ArchiveConfig {
+        reserve_bytes: 0,
+        ..ArchiveConfig::default()
+    };
+    assert_eq!(cfg.compress_after, DEFAULT_COMPRESS_AFTER);
+    let (archive, _) = Archive::open(dir.path(), cfg).unwrap();
+    let sops = ["1.2.3.1", "1.2.3.2"];
+    let mut bytes = 0;
+    for (i, sop) in sops.iter().enumerate() {
+        store(&archive, sop, &dataset(sop, "1.2.3", b"A", i as u8)).unwrap();
+        bytes += archive.index().instance(sop).unwrap().unwrap().file_size;
+    }
+    // Past the 2 s of quiet the compactor waits for; a month is far off.
+    std::thread::sleep(Duration::from_secs(3));
+    for sop in sops {
+        assert!(is_plain(&archive, sop), "{sop} compressed");
+    }
+    assert_eq!(archive.compression_pending(), 0);
+    assert_eq!(archive.plain_waiting(), (2, bytes));
+}
+
+#[test]
+fn an_instance_is_compressed_once_it_is_compress_after_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = Archive::open(dir.path(), aging_config(Duration::from_secs(2))).unwrap();
+    let data = dataset("1.2.3.1", "1.2.3", b"A", 1);
+    store(&archive, "1.2.3.1", &data).unwrap();
+    let before = read_all(&archive, "1.2.3.1");
+    assert_eq!(archive.plain_waiting().0, 1);
+    assert!(wait_compressed(&archive, &["1.2.3.1"]));
+    assert_eq!(read_all(&archive, "1.2.3.1"), before);
+    // The sweep that queued it no longer counts it as waiting.
+    assert_eq!(archive.plain_waiting(), (0, 0));
+}
+
+#[test]
+fn a_restart_sweeps_the_index_for_instances_that_aged() {
+    let dir = tempfile::tempdir().unwrap();
+    let sops = ["1.2.3.1", "1.2.3.2"];
+    {
+        let (archive, _) =
+            Archive::open(dir.path(), aging_config(Duration::from_secs(3600))).unwrap();
+        for (i, sop) in sops.iter().enumerate() {
+            store(&archive, sop, &dataset(sop, "1.2.3", b"A", i as u8)).unwrap();
+        }
+    }
+    // Reopened by a box whose setting is shorter: both are old enough at once.
+    let (archive, _) = Archive::open(dir.path(), aging_config(Duration::from_secs(1))).unwrap();
+    let before: Vec<_> = sops.iter().map(|s| read_all(&archive, s)).collect();
+    assert!(wait_compressed(&archive, &sops));
+    for (sop, b) in sops.iter().zip(before) {
+        assert_eq!(read_all(&archive, sop), b);
+    }
+    drop(archive);
+
+    // Stored, stopped before they aged, reopened: the start's sweep finds them young and
+    // the thread sweeps again when they come of age.
+    let sop = "1.2.3.3";
+    {
+        let (archive, _) = Archive::open(dir.path(), aging_config(Duration::from_secs(3))).unwrap();
+        store(&archive, sop, &dataset(sop, "1.2.3", b"A", 3)).unwrap();
+    }
+    let (archive, _) = Archive::open(dir.path(), aging_config(Duration::from_secs(3))).unwrap();
+    assert!(wait_compressed(&archive, &[sop]));
+    let v = archive.verify(true).unwrap();
+    assert!(v.is_clean(), "{v:?}");
 }
 
 #[test]

@@ -41,6 +41,7 @@ fn config(compress: CompressAt) -> ArchiveConfig {
     ArchiveConfig {
         reserve_bytes: 0,
         compress,
+        compress_after: std::time::Duration::ZERO,
         ..ArchiveConfig::default()
     }
 }

@@ -67,6 +67,10 @@ pub struct ServeFlags {
     /// receiving.
     #[arg(long, value_enum)]
     pub compress: Option<CompressAt>,
+    /// With --compress idle: how long an uncompressed-syntax instance stays a plain .dcm
+    /// after it was received (30d, 12h, 90m, 0s = at the first quiet spell).
+    #[arg(long)]
+    pub compress_after: Option<Span>,
     /// How commit batches are made durable.
     #[arg(long, value_enum)]
     pub durability: Option<SyncMode>,
@@ -279,6 +283,9 @@ pub struct Config {
     /// When: "idle" (acknowledge the plain file, compress after 2 s without stores) or
     /// "ingest" (compress while receiving; slower ingest on a small CPU, never a plain copy).
     pub compress: CompressAt,
+    /// With "idle": how long after it was received an instance stays a plain `.dcm` (recent
+    /// studies are exported and read at the disk's speed), e.g. "30d", "12h", "0s".
+    pub compress_after: Span,
     /// Largest PDU we accept, bytes.
     pub max_pdu: u32,
     /// How commit batches are made durable: "auto" (syncfs when the data directory is its own
@@ -411,6 +418,7 @@ impl Default for Config {
             check_called_ae: scp.check_called_ae,
             zstd_level: archive.zstd_level,
             compress: archive.compress,
+            compress_after: Span(archive.compress_after),
             max_pdu: scp.max_pdu,
             durability: archive.sync,
             peers: Vec::new(),
@@ -460,6 +468,7 @@ impl Config {
             duplicates,
             zstd_level,
             compress,
+            compress_after,
             durability,
             panel,
             peers,
@@ -488,6 +497,7 @@ impl Config {
         set(&mut self.duplicates, duplicates);
         set(&mut self.zstd_level, zstd_level);
         set(&mut self.compress, compress);
+        set(&mut self.compress_after, compress_after);
         set(&mut self.durability, durability);
         set(&mut self.panel.display, panel);
         set(&mut self.access, access);
@@ -529,6 +539,7 @@ impl Config {
             duplicates: self.duplicates,
             zstd_level: self.zstd_level,
             compress: self.compress,
+            compress_after: self.compress_after.0,
             sync: self.durability,
             conflicts_max_bytes: self.conflicts_max_mb << 20,
             trash_days: self.trash_days,
@@ -694,10 +705,106 @@ impl Config {
     }
 }
 
+/// A span of time in the settings file and on the command line: a whole number and a unit,
+/// `s`, `m`, `h`, `d` or `w` ("30d", "12h", "0s").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Span(pub Duration);
+
+impl std::str::FromStr for Span {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Span, String> {
+        let t = text.trim();
+        let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (number, unit) = t.split_at(digits);
+        let bad = || format!("{text:?}: expected a number and a unit (s, m, h, d, w), e.g. 30d");
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        let unit_s = match unit.trim() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(unit_s)
+            .map(|s| Span(Duration::from_secs(s)))
+            .ok_or_else(|| format!("{text:?} is too long"))
+    }
+}
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0.as_secs();
+        // The largest unit that divides it: a default prints as it is written.
+        let (n, unit) = [(7 * 86_400, "w"), (86_400, "d"), (3600, "h"), (60, "m")]
+            .into_iter()
+            .find(|(u, _)| s > 0 && s.is_multiple_of(*u))
+            .map_or((s, "s"), |(u, name)| (s / u, name));
+        write!(f, "{n}{unit}")
+    }
+}
+
+impl TryFrom<String> for Span {
+    type Error = String;
+    fn try_from(s: String) -> Result<Span, String> {
+        s.parse()
+    }
+}
+
+impl From<Span> for String {
+    fn from(s: Span) -> String {
+        s.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn spans_parse_with_a_unit_and_print_back() {
+        for (text, secs) in [
+            ("30d", 30 * 86_400),
+            ("12h", 43_200),
+            ("90m", 5400),
+            ("0s", 0),
+            (" 3s ", 3),
+            ("2w", 14 * 86_400),
+        ] {
+            assert_eq!(text.parse::<Span>(), Ok(Span(Duration::from_secs(secs))));
+        }
+        for bad in [
+            "",
+            "30",
+            "d",
+            "-1d",
+            "1.5h",
+            "3 days",
+            "99999999999999999999w",
+        ] {
+            assert!(bad.parse::<Span>().is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(Span(Duration::from_secs(30 * 86_400)).to_string(), "30d");
+        assert_eq!(Span(Duration::from_secs(5400)).to_string(), "90m");
+        assert_eq!(Span(Duration::ZERO).to_string(), "0s");
+        let c: Config = toml::from_str("compress_after = \"12h\"").unwrap();
+        assert_eq!(
+            c.archive_config().compress_after,
+            Duration::from_secs(43_200)
+        );
+        assert!(toml::from_str::<Config>("compress_after = \"soon\"").is_err());
+        assert!(toml::from_str::<Config>("compress_after = 3600").is_err());
+        let flags = Serve::try_parse_from(["serve", "--compress-after", "0s"])
+            .unwrap()
+            .flags;
+        let mut c = c;
+        c.apply(flags);
+        assert_eq!(c.archive_config().compress_after, Duration::ZERO);
+        assert!(Serve::try_parse_from(["serve", "--compress-after", "1 month"]).is_err());
+    }
 
     #[derive(Parser)]
     struct Serve {
@@ -713,6 +820,7 @@ mod tests {
         assert_eq!(c.archive_config().zstd_level, archive.zstd_level);
         assert_eq!(c.archive_config().sync, archive.sync);
         assert_eq!(c.archive_config().duplicates, archive.duplicates);
+        assert_eq!(c.archive_config().compress_after, archive.compress_after);
         let scp = ScpConfig::default();
         assert_eq!(c.scp_config().ae_title, scp.ae_title);
         assert_eq!(c.scp_config().max_pdu, scp.max_pdu);

@@ -785,8 +785,8 @@ fn anonymize(
 ) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     let c = Config::from_args(data)?;
-    // A copy into the archive is stored as `serve` stores a C-STORE: plain, compressed by the
-    // next `serve` when idle (its compactor finds plain instances at start). zstd on the way
+    // A copy into the archive is stored as `serve` stores a C-STORE: plain, compressed by a
+    // `serve` when idle once `compress_after` old (its compactor sweeps the index at start). zstd on the way
     // in was most of a run's CPU (bench/README.md, "Anonymize a 500-instance CT study").
     let archive = if into_archive {
         c.open_archive()?

@@ -249,6 +249,8 @@ impl Status {
             conflicts_bytes: conflicts.bytes,
             conflicts_max_bytes: conflicts.max_bytes,
             compression_pending: self.archive.compression_pending(),
+            plain_waiting_instances: self.archive.plain_waiting().0,
+            plain_waiting_bytes: self.archive.plain_waiting().1,
             recent_errors: self.errors.recent(),
             audit_forwarding: self.forwarding(),
             forwarding: self.forward_queue(),

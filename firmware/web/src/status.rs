@@ -55,6 +55,10 @@ pub struct StatusDoc {
     /// Instances acknowledged plain and waiting for compression (done after 2 s without
     /// stores).
     pub compression_pending: usize,
+    /// Plain instances kept so until they are `compress_after` old, and their bytes: the disk
+    /// space compression will give back as they age.
+    pub plain_waiting_instances: u64,
+    pub plain_waiting_bytes: u64,
     /// The last warnings and errors logged, newest first.
     pub recent_errors: Vec<LogLine>,
     /// Forwarding of the audit trail to the syslog collector; absent when it is off.
@@ -141,6 +145,8 @@ const PUBLIC_FIELDS: &[&str] = &[
     "conflicts_bytes",
     "conflicts_max_bytes",
     "compression_pending",
+    "plain_waiting_instances",
+    "plain_waiting_bytes",
     "forwarding",
 ];
 

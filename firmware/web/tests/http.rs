@@ -132,6 +132,8 @@ impl StatusSource for ArchiveStatus {
             conflicts_bytes: self.0.conflict_stats().bytes,
             conflicts_max_bytes: self.0.conflict_stats().max_bytes,
             compression_pending: self.0.compression_pending(),
+            plain_waiting_instances: self.0.plain_waiting().0,
+            plain_waiting_bytes: self.0.plain_waiting().1,
             recent_errors: vec![],
             audit_forwarding: None,
             forwarding: Vec::new(),
@@ -1582,6 +1584,7 @@ fn the_public_status_has_health_and_counts_only_and_a_session_sees_the_rest() {
         "{public}"
     );
     assert!(public.get("compression_pending").is_some());
+    assert!(public.get("plain_waiting_bytes").is_some());
     for private in [
         "recent_studies",
         "last_received",

@@ -590,7 +590,11 @@ fn run_once(
             if let Some((e, _)) = &c.after
                 && crate::compact::is_plain_native(&e.record.rel_path, &e.record.transfer_syntax)
             {
-                shared.compact_queue.push(c.sop.clone());
+                shared.compact_queue.filed_plain(
+                    shared.config.compress_after,
+                    c.sop.clone(),
+                    &e.record,
+                );
             }
         }
     }

@@ -331,33 +331,113 @@ fn dicom_multipart(web: &Web, req: &Req, set: Vec<(String, InstanceRecord)>) -> 
     })
 }
 
+/// How many threads prepare parts ahead of the writer: the cores, at most four, at most one
+/// per part.
+fn ahead_workers(parts: usize) -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
+        .min(parts.max(1))
+}
+
+/// Runs `ahead(i)` for every part on `workers` threads while `write(i, result)` takes the
+/// results in order on this one. Worker k prepares parts k, k + workers, …; each hands over
+/// through its own one-deep channel, so reading them round-robin gives the parts in order
+/// and at most two per worker sit in memory.
+fn in_order_ahead<T: Send>(
+    parts: usize,
+    workers: usize,
+    ahead: impl Fn(usize) -> T + Sync,
+    mut write: impl FnMut(usize, T) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let mut lanes = Vec::with_capacity(workers);
+        for k in 0..workers {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            lanes.push(rx);
+            let ahead = &ahead;
+            std::thread::Builder::new()
+                .name("wado-rs-read".into())
+                .spawn_scoped(scope, move || {
+                    for i in (k..parts).step_by(workers) {
+                        if tx.send(ahead(i)).is_err() {
+                            return; // the writer stopped: the client went away
+                        }
+                    }
+                })?;
+        }
+        for i in 0..parts {
+            let got = lanes[i % workers]
+                .recv()
+                .map_err(|_| anyhow::anyhow!("part {i}: a reading thread stopped"))?;
+            write(i, got)?;
+        }
+        Ok(())
+    })
+}
+
+/// The zstd level for parts stored plain and compressed on the way out: the fastest, the
+/// answer is CPU-bound on it.
+const ZSTD_ON_THE_WAY: i32 = 1;
+
 /// The multipart body as a series of zstd frames, which a decoder reads as one stream: the
 /// archive's compressed files go out as they lie on disk (no decoding here, a quarter to a half
-/// of the bytes on the wire), the part heads and any file still stored plain are compressed
-/// here at the fastest level.
+/// of the bytes on the wire), the part heads and any file still stored plain (recent studies,
+/// `compress_after`) are compressed here at the fastest level, on the other cores ahead of
+/// this writer (one core compressing was a fifth of the plain answer's speed, bench/README.md
+/// "Recent studies plain").
 fn zstd_parts(
     archive: &pacsbox_archive::Archive,
     b: &str,
     set: &[(String, InstanceRecord)],
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let mut buf = vec![0u8; PIPE_CHUNK];
-    let mut sep = "";
-    for (sop, rec) in set {
-        let head = format!("{sep}{}", part_head(b, &rec.transfer_syntax));
-        out.write_all(&zstd::bulk::compress(head.as_bytes(), 1)?)?;
+    /// A part's body as it goes out.
+    enum Body {
+        /// The stored frame, opened: the writer copies it.
+        Stored(std::fs::File),
+        /// The plain file compressed here.
+        Compressed(Vec<u8>),
+        /// Too large to hold: the writer compresses it as it streams.
+        Large,
+    }
+    let ahead = |i: usize| -> anyhow::Result<Body> {
+        let (sop, rec) = &set[i];
         let raw = archive
             .open_raw(rec)
             .map_err(|e| anyhow::anyhow!("{sop}: {e}"))?;
         if raw.zstd && raw.zstd_window.is_some_and(|w| w <= HTTP_ZSTD_WINDOW) {
-            copy_big(&mut std::io::BufReader::new(raw.file), out, &mut buf)?;
-        } else {
-            let mut enc = zstd::stream::write::Encoder::new(&mut *out, 1)?;
-            copy_big(&mut archive.open_part10(rec)?, &mut enc, &mut buf)?;
-            enc.finish()?;
+            return Ok(Body::Stored(raw.file));
+        }
+        let mut v = Vec::new();
+        let n = archive
+            .open_part10(rec)?
+            .take(AHEAD_MAX as u64 + 1)
+            .read_to_end(&mut v)?;
+        if n > AHEAD_MAX {
+            return Ok(Body::Large);
+        }
+        Ok(Body::Compressed(zstd::bulk::compress(&v, ZSTD_ON_THE_WAY)?))
+    };
+    let mut buf = vec![0u8; PIPE_CHUNK];
+    let mut sep = "";
+    in_order_ahead(set.len(), ahead_workers(set.len()), ahead, |i, got| {
+        let (sop, rec) = &set[i];
+        let head = format!("{sep}{}", part_head(b, &rec.transfer_syntax));
+        out.write_all(&zstd::bulk::compress(head.as_bytes(), 1)?)?;
+        match got.map_err(|e| anyhow::anyhow!("{sop}: {e}"))? {
+            Body::Stored(file) => copy_big(&mut std::io::BufReader::new(file), out, &mut buf)?,
+            Body::Compressed(frame) => out.write_all(&frame)?,
+            Body::Large => {
+                let mut enc = zstd::stream::write::Encoder::new(&mut *out, ZSTD_ON_THE_WAY)?;
+                copy_big(&mut archive.open_part10(rec)?, &mut enc, &mut buf)?;
+                enc.finish()?;
+            }
         }
         sep = "\r\n";
-    }
+        Ok(())
+    })?;
     out.write_all(&zstd::bulk::compress(
         format!("{sep}--{b}--\r\n").as_bytes(),
         1,
@@ -401,11 +481,6 @@ fn plain_parts(
     set: &[(String, InstanceRecord)],
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 4)
-        .min(set.len().max(1));
     let ahead = |i: usize| -> Option<anyhow::Result<Vec<u8>>> {
         let (sop, rec) = &set[i];
         if want.is_some_and(|w| w != rec.transfer_syntax) {
@@ -424,43 +499,22 @@ fn plain_parts(
         }
     };
     let mut buf = vec![0u8; PIPE_CHUNK];
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        // Worker k decodes parts k, k + workers, …; each hands over through its own one-deep
-        // channel, so reading them round-robin gives the parts in order and at most two per
-        // worker sit in memory.
-        let mut lanes = Vec::with_capacity(workers);
-        for k in 0..workers {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            lanes.push(rx);
-            let ahead = &ahead;
-            std::thread::Builder::new()
-                .name("wado-rs-read".into())
-                .spawn_scoped(scope, move || {
-                    for i in (k..set.len()).step_by(workers) {
-                        if tx.send(ahead(i)).is_err() {
-                            return; // the writer stopped: the client went away
-                        }
-                    }
-                })?;
-        }
-        for (i, (sop, rec)) in set.iter().enumerate() {
-            let ts = want.unwrap_or(&rec.transfer_syntax);
-            out.write_all(part_head(b, ts).as_bytes())?;
-            let got = lanes[i % workers]
-                .recv()
-                .map_err(|_| anyhow::anyhow!("{sop}: a reading thread stopped"))?;
-            match got {
-                Some(body) => out.write_all(&body?)?,
-                None if ts == rec.transfer_syntax => {
-                    copy_big(&mut archive.open_part10(rec)?, out, &mut buf)?
-                }
-                None => out.write_all(&part_body(archive, want, sop, rec)?)?,
+    in_order_ahead(set.len(), ahead_workers(set.len()), ahead, |i, got| {
+        let (sop, rec) = &set[i];
+        let ts = want.unwrap_or(&rec.transfer_syntax);
+        out.write_all(part_head(b, ts).as_bytes())?;
+        match got {
+            Some(body) => out.write_all(&body?)?,
+            None if ts == rec.transfer_syntax => {
+                copy_big(&mut archive.open_part10(rec)?, out, &mut buf)?
             }
-            out.write_all(b"\r\n")?;
+            None => out.write_all(&part_body(archive, want, sop, rec)?)?,
         }
-        write!(out, "--{b}--\r\n")?;
+        out.write_all(b"\r\n")?;
         Ok(())
-    })
+    })?;
+    write!(out, "--{b}--\r\n")?;
+    Ok(())
 }
 
 fn frame_number(s: &str) -> Result<u32, Reply> {
