@@ -8,7 +8,8 @@
 # DCMTK's storescu and times, in chromium throttled by DevTools, first image, full fidelity, bytes,
 # and (CT) the jump to slice 150. Figures print and land in tests/browser/artifacts/viewer-peers.json.
 #   bench/viewer_peers.sh     (env: PACSBOX_BIN, PEERS_RUNS=3, VIEWER_MBIT=10, VIEWER_LATENCY_MS=20,
-#                              PEERS_VIEWPORT=1280x800, PEERS_CT_SLICES=300)
+#                              PEERS_VIEWPORT=1280x800, PEERS_CT_SLICES=300,
+#                              PEERS_VIEWERS=pacsbox,orthanc,orthanc-full,ohif, PEERS_KEYS=cr,ct)
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 export DEBIAN_FRONTEND=noninteractive
