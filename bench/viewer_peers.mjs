@@ -37,8 +37,15 @@ const median = (xs) => {
 
 for (const [aec, port] of [['PACSBOX', process.env.PACSBOX_DICOM_PORT], ['ORTHANC', process.env.ORTHANC_DICOM_PORT]]) {
   const t0 = Date.now();
-  const r = spawnSync('/usr/bin/storescu', ['-aec', aec, '+sd', '+r', '+sp', '*.dcm', '127.0.0.1', port, STUDIES], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`storescu to ${aec} failed: ${r.stderr}`);
+  // the CT with DCMTK's storescu (by path: pynetdicom's shadows it on PATH); the CR with
+  // pynetdicom's, which proposes each file's own transfer syntax (PEERS_CR may be JPEG 2000)
+  for (const [cmd, args] of [
+    ['/usr/bin/storescu', ['-aec', aec, '+sd', '+r', '+sp', '*.dcm', '127.0.0.1', port, path.join(STUDIES, 'ct')]],
+    ['python3', ['-m', 'pynetdicom', 'storescu', '-cx', '-aec', aec, '-r', '127.0.0.1', port, path.join(STUDIES, 'cr')]],
+  ]) {
+    const r = spawnSync(cmd, args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${cmd} to ${aec} failed: ${r.stderr}`);
+  }
   console.log(`stored the studies into ${aec} in ${Date.now() - t0} ms`);
 }
 

@@ -9,7 +9,8 @@
 # and (CT) the jump to slice 150. Figures print and land in tests/browser/artifacts/viewer-peers.json.
 #   bench/viewer_peers.sh     (env: PACSBOX_BIN, PEERS_RUNS=3, VIEWER_MBIT=10, VIEWER_LATENCY_MS=20,
 #                              PEERS_VIEWPORT=1280x800, PEERS_CT_SLICES=300,
-#                              PEERS_VIEWERS=pacsbox,orthanc,orthanc-full,ohif, PEERS_KEYS=cr,ct)
+#                              PEERS_VIEWERS=pacsbox,orthanc,orthanc-full,ohif, PEERS_KEYS=cr,ct,
+#                              PEERS_CR=RG1_UNCR.dcm)
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 export DEBIAN_FRONTEND=noninteractive
@@ -28,10 +29,11 @@ trap cleanup EXIT
 
 echo "==> studies in $WORK/studies"
 mkdir -p "$WORK/studies/cr"
-python3 - "$WORK/studies/cr" <<'PY'
+# PEERS_CR: the same CR as pydicom-data stores it otherwise, e.g. RG1_J2KR.dcm (JPEG 2000 lossless)
+python3 - "$WORK/studies/cr" "${PEERS_CR:-RG1_UNCR.dcm}" <<'PY'
 import shutil, sys
 from pydicom.data import get_testdata_file
-shutil.copy(get_testdata_file("RG1_UNCR.dcm"), sys.argv[1])
+shutil.copy(get_testdata_file(sys.argv[2]), sys.argv[1])
 PY
 python3 "$HERE/gen_corpus.py" --out "$WORK/studies/ct" --template large --studies 1 --series 1 \
     --instances "${PEERS_CT_SLICES:-300}" >/dev/null
