@@ -477,12 +477,8 @@ describe('viewer (desktop, mouse and keyboard)', () => {
       const inst = series.instances[i];
       if (!files.includes(inst.file)) continue; // JPEG 12-bit is lossy: decoders may differ
       let s = await openViewer(page, K.study, series.uid);
-      if (i > 0) {
-        // Straight to the image through the hook: stepping there by ArrowDown hung in about
-        // one run in two when this test ran alone (the second press left the viewer on image 1
-        // and the ready waiter unresolved; not yet understood, see the session note). This test
-        // is about the decoded samples, and the keys are tested above.
-        await page.evaluate((j) => window.pacsboxViewer.show(j), i);
+      for (let k = 0; k < i; k++) {
+        await page.keyboard.press('ArrowDown');
         s = await ready(page);
       }
       assert.equal(s.sop, inst.sop);

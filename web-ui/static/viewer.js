@@ -497,7 +497,10 @@ function show(index) {
   if (!e.info) cache.info(e.sop).then((inf) => { e.info = inf; again(); }, () => {});
   const full = () => {
     if (token !== seriesToken || currentImage() !== img) return;
-    if (!e.pixels) cache.loadPixels(e).then(again);
+    // Also when a prefetch already brought the pixels during the scroll's settle time: the
+    // screen still shows the preview, and only a render puts the pixels there (and tells
+    // `whenReady` waiters).
+    cache.loadPixels(e).then(again);
     prefetch(i);
   };
   if (scrolling) settleTimer = setTimeout(full, SCROLL_SETTLE_MS);
