@@ -21,6 +21,23 @@ async function gesture(cdp, from, to, steps = 10) {
   await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
 }
 
+/** The phone toolbar never scrolls sideways, and every control showing in it is on the
+ * 390 px screen and big enough for a finger (in either language). */
+async function assertPhoneToolbar(page) {
+  assert.equal(await page.evaluate(() => {
+    const t = document.getElementById('toolbar');
+    return t.scrollWidth - t.clientWidth;
+  }), 0, 'toolbar scrolls sideways');
+  const shown = await page.$$eval('#toolbar button, #toolbar select', (els) => els
+    .filter((el) => el.getClientRects().length && getComputedStyle(el).visibility !== 'hidden')
+    .map((el) => { const r = el.getBoundingClientRect(); return { what: el.title || el.id, x: r.x, r: r.right, h: r.height }; }));
+  assert.ok(shown.length >= 10, `${shown.length} controls in the bar`);
+  for (const c of shown) {
+    assert.ok(c.x >= 0 && c.r <= 390, `${c.what} is off screen (${c.x}–${c.r})`);
+    assert.ok(c.h >= 36, `${c.what} is ${c.h} px tall: too small for a finger`);
+  }
+}
+
 describe('viewer on a phone (touch)', () => {
   let browser;
   let page;
@@ -122,19 +139,7 @@ describe('viewer on a phone (touch)', () => {
     assert.ok(bar.y + bar.height <= 844 + 0.5, 'toolbar runs off the bottom');
     assert.ok(canvas.y < bar.y, 'the image is above the toolbar');
     assert.ok(canvas.height >= 0.6 * 844, `image ${canvas.height} px tall: it should fill the screen`);
-    assert.equal(await page.evaluate(() => {
-      const t = document.getElementById('toolbar');
-      return t.scrollWidth - t.clientWidth;
-    }), 0, 'toolbar scrolls sideways');
-    // every control showing is on screen and big enough for a finger
-    const shown = await page.$$eval('#toolbar button, #toolbar select', (els) => els
-      .filter((el) => el.getClientRects().length && getComputedStyle(el).visibility !== 'hidden')
-      .map((el) => { const r = el.getBoundingClientRect(); return { what: el.title || el.id, x: r.x, r: r.right, h: r.height }; }));
-    assert.ok(shown.length >= 10, `${shown.length} controls in the bar`);
-    for (const c of shown) {
-      assert.ok(c.x >= 0 && c.r <= 390, `${c.what} is off screen (${c.x}–${c.r})`);
-      assert.ok(c.h >= 36, `${c.what} is ${c.h} px tall: too small for a finger`);
-    }
+    await assertPhoneToolbar(page);
     // the less used tools wait behind ⋯; one tap opens them above the bar
     assert.ok(await page.locator('[data-act=invert]').isHidden());
     await page.tap('#more-btn');
@@ -179,18 +184,7 @@ describe('viewer on a phone in Korean', () => {
     const bar = await page.locator('#toolbar').boundingBox();
     const canvas = await canvasBox(page);
     assert.ok(canvas.height >= 0.6 * 844, `image ${canvas.height} px tall`);
-    assert.equal(await page.evaluate(() => {
-      const t = document.getElementById('toolbar');
-      return t.scrollWidth - t.clientWidth;
-    }), 0, 'toolbar scrolls sideways');
-    const shown = await page.$$eval('#toolbar button, #toolbar select', (els) => els
-      .filter((el) => el.getClientRects().length && getComputedStyle(el).visibility !== 'hidden')
-      .map((el) => { const r = el.getBoundingClientRect(); return { what: el.title || el.id, x: r.x, r: r.right, h: r.height }; }));
-    assert.ok(shown.length >= 10, `${shown.length} controls in the bar`);
-    for (const c of shown) {
-      assert.ok(c.x >= 0 && c.r <= 390, `${c.what} is off screen (${c.x}–${c.r})`);
-      assert.ok(c.h >= 36, `${c.what} is ${c.h} px tall`);
-    }
+    await assertPhoneToolbar(page);
     assert.match(await page.getAttribute('[data-tool=length]', 'title'), /^길이/);
     await page.tap('#more-btn');
     for (const sel of ['[data-act=invert]', '[data-act=rotate]', '#preset', '#brightness', '#contrast', '#filter', '[data-act=reset]', '[data-act=cine]']) {

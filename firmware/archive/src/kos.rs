@@ -14,7 +14,7 @@ use dicom_object::InMemDicomObject;
 use serde::Serialize;
 
 use crate::index::IndexError;
-use crate::report::{StudyFacts, code, items, put, put_seq, tag, text_of};
+use crate::report::{SrHeader, StudyFacts, code, items, put, put_seq, put_sr_header, tag, text_of};
 use crate::{Archive, StoreError, StoreRequest, transfer_syntax};
 
 /// Key Object Selection Document Storage.
@@ -121,13 +121,6 @@ fn build_kos(
     now: time::OffsetDateTime,
     new: &NewKos<'_>,
 ) -> InMemDicomObject {
-    let date = format!(
-        "{:04}{:02}{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day()
-    );
-    let time_of_day = format!("{:02}{:02}{:02}", now.hour(), now.minute(), now.second());
     let mut o = InMemDicomObject::new_empty();
     // The default repertoire unless a name or description needs more (PS3.3 C.12.1.1.2).
     if needs_utf8(&[
@@ -141,40 +134,19 @@ fn build_kos(
     ]) {
         put(&mut o, tag::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
     }
-    put(&mut o, tag::INSTANCE_CREATION_DATE, VR::DA, &date);
-    put(&mut o, tag::INSTANCE_CREATION_TIME, VR::TM, &time_of_day);
-    put(&mut o, tag::SOP_CLASS_UID, VR::UI, KOS_CLASS);
-    put(&mut o, tag::SOP_INSTANCE_UID, VR::UI, new.sop_uid);
-    put(&mut o, tag::STUDY_DATE, VR::DA, &study.study_date);
-    put(&mut o, tag::CONTENT_DATE, VR::DA, &date);
-    put(&mut o, tag::STUDY_TIME, VR::TM, &study.study_time);
-    put(&mut o, tag::CONTENT_TIME, VR::TM, &time_of_day);
-    put(&mut o, tag::ACCESSION_NUMBER, VR::SH, &study.accession);
-    put(&mut o, tag::MODALITY, VR::CS, "KO");
-    put(&mut o, tag::MANUFACTURER, VR::LO, "pacsbox");
-    put(&mut o, tag::REFERRING_PHYSICIAN, VR::PN, &study.referring);
-    put(&mut o, tag::TIMEZONE_OFFSET, VR::SH, "+0000");
-    put(&mut o, tag::STUDY_DESCRIPTION, VR::LO, &study.description);
-    put(&mut o, tag::SERIES_DESCRIPTION, VR::LO, "Key images");
-    put_seq(&mut o, tag::REFERENCED_PPS_SEQUENCE, Vec::new());
-    put(&mut o, tag::PATIENT_NAME, VR::PN, &study.patient_name);
-    put(&mut o, tag::PATIENT_ID, VR::LO, &study.patient_id);
-    put(&mut o, tag::PATIENT_BIRTH_DATE, VR::DA, &study.birth_date);
-    put(&mut o, tag::PATIENT_SEX, VR::CS, &study.sex);
-    put(&mut o, tag::STUDY_INSTANCE_UID, VR::UI, &study.study_uid);
-    put(&mut o, tag::SERIES_INSTANCE_UID, VR::UI, new.series_uid);
-    put(&mut o, tag::STUDY_ID, VR::SH, &study.study_id);
-    put(
+    put_sr_header(
         &mut o,
-        tag::SERIES_NUMBER,
-        VR::IS,
-        &KOS_SERIES_NUMBER.to_string(),
-    );
-    put(
-        &mut o,
-        tag::INSTANCE_NUMBER,
-        VR::IS,
-        &new.instance_number.to_string(),
+        study,
+        now,
+        &SrHeader {
+            class: KOS_CLASS,
+            sop_uid: new.sop_uid,
+            series_uid: new.series_uid,
+            modality: "KO",
+            series_description: "Key images",
+            series_number: KOS_SERIES_NUMBER,
+            instance_number: new.instance_number,
+        },
     );
     // The SR document content's root: the document title, TID 2010.
     put(&mut o, tag::VALUE_TYPE, VR::CS, "CONTAINER");

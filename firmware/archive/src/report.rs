@@ -249,6 +249,66 @@ struct NewVersion<'a> {
     predecessor: Option<(&'a str, &'a str)>,
 }
 
+/// What differs between the SR documents we write (reports, key-image notes) in the modules
+/// they share: SOP Common, patient, general study, series and equipment (PS3.3 A.35).
+pub(crate) struct SrHeader<'a> {
+    pub class: &'a str,
+    pub sop_uid: &'a str,
+    pub series_uid: &'a str,
+    pub modality: &'a str,
+    pub series_description: &'a str,
+    pub series_number: i32,
+    pub instance_number: i32,
+}
+
+/// Puts the shared modules of an SR document written at `now` into `o`, and gives back the
+/// content date and time it used (DA, TM) for the caller's own date-times.
+pub(crate) fn put_sr_header(
+    o: &mut InMemDicomObject,
+    study: &StudyFacts,
+    now: time::OffsetDateTime,
+    h: &SrHeader<'_>,
+) -> (String, String) {
+    let date = format!(
+        "{:04}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    );
+    let time_of_day = format!("{:02}{:02}{:02}", now.hour(), now.minute(), now.second());
+    put(o, tag::INSTANCE_CREATION_DATE, VR::DA, &date);
+    put(o, tag::INSTANCE_CREATION_TIME, VR::TM, &time_of_day);
+    put(o, tag::SOP_CLASS_UID, VR::UI, h.class);
+    put(o, tag::SOP_INSTANCE_UID, VR::UI, h.sop_uid);
+    put(o, tag::STUDY_DATE, VR::DA, &study.study_date);
+    put(o, tag::CONTENT_DATE, VR::DA, &date);
+    put(o, tag::STUDY_TIME, VR::TM, &study.study_time);
+    put(o, tag::CONTENT_TIME, VR::TM, &time_of_day);
+    put(o, tag::ACCESSION_NUMBER, VR::SH, &study.accession);
+    put(o, tag::MODALITY, VR::CS, h.modality);
+    put(o, tag::MANUFACTURER, VR::LO, "pacsbox");
+    put(o, tag::REFERRING_PHYSICIAN, VR::PN, &study.referring);
+    put(o, tag::TIMEZONE_OFFSET, VR::SH, "+0000");
+    put(o, tag::STUDY_DESCRIPTION, VR::LO, &study.description);
+    put(o, tag::SERIES_DESCRIPTION, VR::LO, h.series_description);
+    put_seq(o, tag::REFERENCED_PPS_SEQUENCE, Vec::new());
+    put(o, tag::PATIENT_NAME, VR::PN, &study.patient_name);
+    put(o, tag::PATIENT_ID, VR::LO, &study.patient_id);
+    put(o, tag::PATIENT_BIRTH_DATE, VR::DA, &study.birth_date);
+    put(o, tag::PATIENT_SEX, VR::CS, &study.sex);
+    put(o, tag::STUDY_INSTANCE_UID, VR::UI, &study.study_uid);
+    put(o, tag::SERIES_INSTANCE_UID, VR::UI, h.series_uid);
+    put(o, tag::STUDY_ID, VR::SH, &study.study_id);
+    put(o, tag::SERIES_NUMBER, VR::IS, &h.series_number.to_string());
+    put(
+        o,
+        tag::INSTANCE_NUMBER,
+        VR::IS,
+        &h.instance_number.to_string(),
+    );
+    (date, time_of_day)
+}
+
 /// The SR data set of one signed version.
 fn build_sr(
     study: &StudyFacts,
@@ -257,50 +317,22 @@ fn build_sr(
     now: time::OffsetDateTime,
     new: &NewVersion<'_>,
 ) -> InMemDicomObject {
-    let date = format!(
-        "{:04}{:02}{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day()
-    );
-    let time_of_day = format!("{:02}{:02}{:02}", now.hour(), now.minute(), now.second());
     let mut o = InMemDicomObject::new_empty();
     put(&mut o, tag::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
-    put(&mut o, tag::INSTANCE_CREATION_DATE, VR::DA, &date);
-    put(&mut o, tag::INSTANCE_CREATION_TIME, VR::TM, &time_of_day);
-    put(&mut o, tag::SOP_CLASS_UID, VR::UI, BASIC_TEXT_SR);
-    put(&mut o, tag::SOP_INSTANCE_UID, VR::UI, new.sop_uid);
-    put(&mut o, tag::STUDY_DATE, VR::DA, &study.study_date);
-    put(&mut o, tag::CONTENT_DATE, VR::DA, &date);
-    put(&mut o, tag::STUDY_TIME, VR::TM, &study.study_time);
-    put(&mut o, tag::CONTENT_TIME, VR::TM, &time_of_day);
-    put(&mut o, tag::ACCESSION_NUMBER, VR::SH, &study.accession);
-    put(&mut o, tag::MODALITY, VR::CS, "SR");
-    put(&mut o, tag::MANUFACTURER, VR::LO, "pacsbox");
-    put(&mut o, tag::REFERRING_PHYSICIAN, VR::PN, &study.referring);
-    put(&mut o, tag::TIMEZONE_OFFSET, VR::SH, "+0000");
-    put(&mut o, tag::STUDY_DESCRIPTION, VR::LO, &study.description);
-    put(
+    let (date, time_of_day) = put_sr_header(
         &mut o,
-        tag::SERIES_DESCRIPTION,
-        VR::LO,
-        "Physician's report",
+        study,
+        now,
+        &SrHeader {
+            class: BASIC_TEXT_SR,
+            sop_uid: new.sop_uid,
+            series_uid: new.series_uid,
+            modality: "SR",
+            series_description: "Physician's report",
+            series_number: new.series_number,
+            instance_number: 1,
+        },
     );
-    put_seq(&mut o, tag::REFERENCED_PPS_SEQUENCE, Vec::new());
-    put(&mut o, tag::PATIENT_NAME, VR::PN, &study.patient_name);
-    put(&mut o, tag::PATIENT_ID, VR::LO, &study.patient_id);
-    put(&mut o, tag::PATIENT_BIRTH_DATE, VR::DA, &study.birth_date);
-    put(&mut o, tag::PATIENT_SEX, VR::CS, &study.sex);
-    put(&mut o, tag::STUDY_INSTANCE_UID, VR::UI, &study.study_uid);
-    put(&mut o, tag::SERIES_INSTANCE_UID, VR::UI, new.series_uid);
-    put(&mut o, tag::STUDY_ID, VR::SH, &study.study_id);
-    put(
-        &mut o,
-        tag::SERIES_NUMBER,
-        VR::IS,
-        &new.series_number.to_string(),
-    );
-    put(&mut o, tag::INSTANCE_NUMBER, VR::IS, "1");
     put(&mut o, tag::VALUE_TYPE, VR::CS, "CONTAINER");
     put_seq(&mut o, tag::CONCEPT_NAME_CODE_SEQUENCE, vec![code(TITLE)]);
     put(&mut o, tag::CONTINUITY_OF_CONTENT, VR::CS, "SEPARATE");

@@ -108,6 +108,9 @@ fn status_of(e: &StoreError) -> Status {
 }
 
 impl Reception {
+    /// Starts receiving one C-STORE's data set. Refuses here only what the command alone
+    /// shows (a SOP class unlike its presentation context's); the archive's refusals (no
+    /// space, a syntax it does not take) come from `finish`, after the data set was drained.
     pub async fn begin(
         service: ServiceContext<'_>,
         req: &Command,

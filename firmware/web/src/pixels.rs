@@ -221,22 +221,7 @@ fn med_residual_planes(le16: &[u8], cols: usize, signed: bool) -> Vec<u8> {
     let (lo, hi) = out.split_at_mut(n);
     let cols = cols.max(1);
     for i in 0..n {
-        let pred = if i == 0 {
-            0
-        } else if i < cols {
-            x(i - 1)
-        } else if i % cols == 0 {
-            x(i - cols)
-        } else {
-            let (a, b, c) = (x(i - 1), x(i - cols), x(i - cols - 1));
-            if c >= a.max(b) {
-                a.min(b)
-            } else if c <= a.min(b) {
-                a.max(b)
-            } else {
-                a + b - c
-            }
-        };
+        let pred = med_predict(i, cols, x);
         // modulo 2^16, read as a signed residual, then zigzag: 0, -1, 1, -2… → 0, 1, 2, 3…
         let d = (x(i) - pred) as u16 as i16;
         let zz = (d.wrapping_shl(1) ^ (d >> 15)) as u16;
@@ -245,6 +230,28 @@ fn med_residual_planes(le16: &[u8], cols: usize, signed: bool) -> Vec<u8> {
         hi[i] = h;
     }
     out
+}
+
+/// The median edge detector's prediction of sample `i` (row-major, `cols` wide) from the
+/// samples before it, read through `x`: shared by the encoder and its test's decoder so the
+/// two cannot drift apart.
+fn med_predict(i: usize, cols: usize, x: impl Fn(usize) -> i32) -> i32 {
+    if i == 0 {
+        0
+    } else if i < cols {
+        x(i - 1)
+    } else if i.is_multiple_of(cols) {
+        x(i - cols)
+    } else {
+        let (a, b, c) = (x(i - 1), x(i - cols), x(i - cols - 1));
+        if c >= a.max(b) {
+            a.min(b)
+        } else if c <= a.min(b) {
+            a.max(b)
+        } else {
+            a + b - c
+        }
+    }
 }
 
 /// gzip with Huffman codes only (no search for repeats): what the residuals of
@@ -337,22 +344,7 @@ mod tests {
         for i in 0..n {
             let zz = u16::from_le_bytes([planes[i], planes[n + i]]);
             let d = i32::from((zz >> 1) as i16 ^ -((zz & 1) as i16));
-            let pred = if i == 0 {
-                0
-            } else if i < cols {
-                x[i - 1]
-            } else if i % cols == 0 {
-                x[i - cols]
-            } else {
-                let (a, b, c) = (x[i - 1], x[i - cols], x[i - cols - 1]);
-                if c >= a.max(b) {
-                    a.min(b)
-                } else if c <= a.min(b) {
-                    a.max(b)
-                } else {
-                    a + b - c
-                }
-            };
+            let pred = super::med_predict(i, cols, |j| x[j]);
             x[i] = (pred + d) & 0xffff;
         }
         x.iter()
