@@ -10,7 +10,7 @@ use pacsbox_archive::deid::Options;
 use pacsbox_archive::{AnonymizeReport, Archive, InstanceRecord};
 use zip::write::SimpleFileOptions;
 
-use crate::reply::HttpError;
+use crate::reply::{ChunkWriter, HttpError, chunk_pipe};
 
 pub fn instances_of_study(
     archive: &Archive,
@@ -27,15 +27,16 @@ pub fn stream(
     spawn_into_pipe(move |writer| write_zip(&archive, &instances, writer))
 }
 
-/// Runs `write` on a thread that writes into a pipe; the returned reader yields what it wrote.
+/// Runs `write` on a thread that writes into a [`chunk_pipe`]; the returned reader yields
+/// what it wrote (in 256 KiB blocks, not an OS pipe's 64 KiB thread switches).
 pub(crate) fn spawn_into_pipe(
-    write: impl FnOnce(std::io::PipeWriter) -> anyhow::Result<()> + Send + 'static,
+    write: impl FnOnce(&mut ChunkWriter) -> anyhow::Result<()> + Send + 'static,
 ) -> Result<Box<dyn Read + Send>, HttpError> {
-    let (reader, writer) = std::io::pipe()?;
+    let (mut writer, reader) = chunk_pipe();
     std::thread::Builder::new()
         .name("study-zip".into())
         .spawn(move || {
-            if let Err(e) = write(writer) {
+            if let Err(e) = write(&mut writer).and_then(|_| Ok(writer.flush()?)) {
                 // The client sees a ZIP without its central directory: unzip reports it.
                 tracing::warn!(error = %e, "study download ended early");
             }
@@ -69,7 +70,7 @@ impl SeriesDirs {
 fn write_zip(
     archive: &Archive,
     instances: &[(String, InstanceRecord)],
-    out: std::io::PipeWriter,
+    out: &mut ChunkWriter,
 ) -> anyhow::Result<()> {
     let mut zip = zip::ZipWriter::new_stream(out);
     let mut dirs = SeriesDirs::default();
