@@ -70,6 +70,28 @@ describe('import media', () => {
     noProblems(page);
     await page.context().close();
   });
+  it('a Korean user sees the progress, summary and counts in Korean', async () => {
+    const own = fs.mkdtempSync(path.join(os.tmpdir(), 'pacsbox-import-ko-'));
+    const zip = makeCdZip(own);
+    const page = await newPage(browser, { locale: 'ko-KR' });
+    await login(page, { next: '/admin/import' });
+    await page.goto(`${BASE}/admin/import`);
+    await page.setInputFiles('#upload-file', zip);
+    await page.click('#upload-button');
+    const rows = page.locator('#studies tr');
+    await rows.first().waitFor({ timeout: 30_000 });
+    assert.match(await page.locator('#upload-status').innerText(), /^파일 3개, 검사 2건을 찾았습니다/);
+    await page.locator('#studies tr', { hasText: 'WEBCD-2' }).locator('input').uncheck();
+    await page.click('#import-button');
+    await page.locator('#progress[data-finished="1"]').waitFor({ timeout: 60_000 });
+    const progress = await page.locator('#progress').innerText();
+    // The summary the archive wrote in English ("2 files: 2 imported, …"), in Korean.
+    assert.match(progress, /^파일 2 \/ 2개, .* 실패 0개 — 완료: 파일 2개: 가져옴 2개, 중복 0개, 실패 0개, 검사 1건$/, progress);
+    await shot(page, 'import-done-ko');
+    noProblems(page);
+    await page.context().close();
+    fs.rmSync(own, { recursive: true, force: true });
+  });
   it('a stick inserted into the box: announced on the status page, listed, imported, forgotten when taken out', async () => {
     const watch = process.env.PACSBOX_MEDIA_WATCH;
     assert.ok(watch, 'run.sh sets PACSBOX_MEDIA_WATCH');

@@ -2,7 +2,8 @@
 // `Accept-Language: ko-KR`) gets the login and search pages in Korean, and the Hangul family
 // name typed into the Korean search form finds 홍길동. The viewer's toolbar and the words its
 // scripts write on the image (overlay, measurements) are Korean too, and English for an
-// English browser.
+// English browser. The worklist's live refresh writes Korean states and buttons, and on a
+// 390 px phone the Korean header stays within two rows.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -47,6 +48,55 @@ describe('korean', () => {
     await shot(page, 'korean-search');
     noProblems(page);
   });
+  it('on a 390×844 phone the Korean header takes one or two rows, every link still reachable', async () => {
+    const page = await newPage(browser, { locale: 'ko-KR', viewport: { width: 390, height: 844 } });
+    await login(page);
+    await page.goto(`${BASE}/search`);
+    const header = page.locator('header.top');
+    // Rows: the distinct tops of the header's links and buttons (an admin sees all of them).
+    const rows = await header.evaluate((h) => {
+      const tops = [...h.querySelectorAll('a, button')].map((e) => e.getBoundingClientRect().top).sort((a, b) => a - b);
+      return tops.filter((t, i) => i === 0 || t - tops[i - 1] > 4).length;
+    });
+    const box = await header.boundingBox();
+    const line = (await page.locator('header.top a.brand').boundingBox()).height;
+    await shot(page, 'korean-phone-header');
+    assert.ok(rows <= 2, `the header wraps to ${rows} rows`);
+    assert.ok(box.height <= 2 * line + 24, `the header is ${box.height} px high (a line is ${line} px)`);
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), 'the page does not scroll sideways');
+    // The links that do not fit are a swipe away, the last one too.
+    const logout = page.locator('header.top nav button.link');
+    await logout.scrollIntoViewIfNeeded();
+    assert.ok(await logout.isVisible(), 'log out is reachable');
+    assert.equal((await logout.innerText()).trim(), '로그아웃');
+    noProblems(page);
+    await page.context().close();
+  });
+
+  it('the worklist refreshed by its script shows Korean states and buttons', async () => {
+    const page = await newPage(browser, { locale: 'ko-KR' });
+    await login(page, { next: '/register' });
+    await page.goto(`${BASE}/register`);
+    const id = `BRW-KO-${Date.now()}`;
+    await page.fill('#register input[name=patient_id]', id);
+    await page.fill('#register input[name=family]', 'Lee');
+    await page.fill('#register input[name=given]', 'Minji');
+    await page.fill('#register input[name=birth]', '1988-03-02');
+    await page.selectOption('#register select[name=sex]', 'F');
+    await page.fill('#register input[name=modality]', 'US');
+    await page.fill('#register input[name=time]', '11:30');
+    await Promise.all([page.waitForURL(/\/worklist\?/), page.click('#register button[type=submit]')]);
+    // The table as the script rebuilds it from /worklist.json (keywords in the JSON).
+    await page.waitForResponse((r) => r.url().includes('/worklist.json'), { timeout: 15_000 });
+    await page.waitForTimeout(200);
+    const row = page.locator('#worklist tbody tr', { hasText: id });
+    assert.equal(await row.count(), 1);
+    assert.equal((await row.locator('.state').textContent()).trim(), '예약됨');
+    assert.equal(await row.locator('button', { hasText: '취소' }).count(), 1);
+    noProblems(page);
+    await page.context().close();
+  });
+
   for (const [locale, want] of [
     ['ko-KR', {
       lang: 'ko', length: '길이', lengthTitle: /^길이 \(/, reset: '초기화', image: /영상 1 \/ 1/,

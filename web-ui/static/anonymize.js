@@ -1,5 +1,7 @@
 // The page of an "anonymize as new study" run: polls its progress and, once the run ended,
-// reloads the page, which then shows the result.
+// reloads the page, which then shows the result. Its count is in the page's language (i18n.js).
+
+import { t } from "./i18n.js";
 
 const card = document.getElementById("anonymizing");
 const bar = document.getElementById("anonymize-progress");
@@ -13,7 +15,7 @@ async function poll() {
       const p = await r.json();
       bar.max = p.total;
       bar.value = p.done;
-      count.textContent = `${p.done} of ${p.total}`;
+      count.textContent = t("{} of {}", p.done, p.total);
       if (p.finished) {
         location.reload();
         return;

@@ -1,5 +1,9 @@
 // The worklist page's live refresh: the day's exams from /worklist.json every few seconds,
-// the table rebuilt with text nodes only (names come from modalities and typing).
+// the table rebuilt with text nodes only (names come from modalities and typing). The JSON
+// keeps the exam states as keywords (`scheduled`, …); the page shows them in its language
+// (i18n.js), as the server-rendered table does.
+import { t } from './i18n.js';
+
 const table = document.getElementById('worklist');
 const REFRESH_MS = 3000;
 
@@ -9,6 +13,19 @@ function cell(tr, text, cls) {
   td.textContent = text;
   tr.appendChild(td);
   return td;
+}
+
+/** An exam state keyword in the page's language (an unknown one as it came). */
+function stateText(state) {
+  switch (state) {
+    case 'scheduled': return t('scheduled');
+    case 'in progress': return t('in progress');
+    case 'completed': return t('completed');
+    case 'discontinued': return t('discontinued');
+    case 'cancelled': return t('cancelled');
+    case 'reported': return t('reported');
+    default: return state;
+  }
 }
 
 function render(exams) {
@@ -29,7 +46,7 @@ function render(exams) {
     cell(tr, e.station);
     cell(tr, e.description);
     cell(tr, e.accession);
-    cell(tr, e.state, 'state');
+    cell(tr, stateText(e.state), 'state');
     cell(tr, e.performed, 'performed');
     const act = cell(tr, '');
     if (e.can_stop) {
@@ -46,7 +63,7 @@ function render(exams) {
       }
       const b = document.createElement('button');
       b.type = 'submit';
-      b.textContent = e.state === 'scheduled' ? 'Cancel' : 'Discontinue';
+      b.textContent = e.state === 'scheduled' ? t('Cancel') : t('Discontinue');
       f.appendChild(b);
       act.appendChild(f);
     }
@@ -55,7 +72,7 @@ function render(exams) {
   if (!exams.length) {
     const tr = document.createElement('tr');
     tr.className = 'empty';
-    cell(tr, 'No exams on this day.').colSpan = 10;
+    cell(tr, t('No exams on this day.')).colSpan = 10;
     body.appendChild(tr);
   }
   table.tBodies[0].replaceWith(body);

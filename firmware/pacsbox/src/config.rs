@@ -77,6 +77,9 @@ pub struct ServeFlags {
     /// Front panel display: none | png:DIR | ssd1306:/dev/i2c-1.
     #[arg(long)]
     pub panel: Option<String>,
+    /// Front panel language: en | ko.
+    #[arg(long)]
+    pub panel_language: Option<pacsbox_panel::Language>,
     /// A DICOM peer, repeatable: AE[@host[:port]]:rights[:tls][:cert=SHA256|ca], rights a
     /// comma list of store, query, retrieve, move (or all, none); e.g.
     /// WS1@10.0.0.5:104:query,retrieve,move. `tls`: it must associate over DICOM TLS, and a
@@ -471,6 +474,7 @@ impl Config {
             compress_after,
             durability,
             panel,
+            panel_language,
             peers,
             access,
             learning_period_s,
@@ -500,6 +504,7 @@ impl Config {
         set(&mut self.compress_after, compress_after);
         set(&mut self.durability, durability);
         set(&mut self.panel.display, panel);
+        set(&mut self.panel.language, panel_language);
         set(&mut self.access, access);
         set(&mut self.learning_period_s, learning_period_s);
         if audit_syslog.is_some() {
@@ -849,6 +854,8 @@ mod tests {
             "CT2",
             "--panel",
             "png:/tmp/p",
+            "--panel-language",
+            "ko",
         ])
         .unwrap()
         .flags;
@@ -857,6 +864,8 @@ mod tests {
         assert_eq!(c.duplicates, DuplicatePolicy::Keep);
         assert_eq!(c.ae_title, "CT2");
         assert_eq!(c.panel.display, "png:/tmp/p");
+        assert_eq!(c.panel.language, pacsbox_panel::Language::Ko);
+        assert!(Serve::try_parse_from(["serve", "--panel-language", "de"]).is_err());
         assert_eq!(c.reserve_mb, 7, "a flag not given leaves the file's value");
         for mode in ["auto", "syncfs", "fsync"] {
             assert!(Serve::try_parse_from(["serve", "--durability", mode]).is_ok());
@@ -1066,6 +1075,14 @@ mod tests {
         assert_eq!(c.panel.pin_next, 5);
         assert_eq!(c.panel.pin_select, 27);
         assert_eq!(c.panel.shutdown_command, ["systemctl", "poweroff"]);
+        assert_eq!(
+            c.panel.language,
+            pacsbox_panel::Language::En,
+            "English by default"
+        );
+        let ko: Config = toml::from_str("[panel]\nlanguage = \"ko\"\n").unwrap();
+        assert_eq!(ko.panel.language, pacsbox_panel::Language::Ko);
+        assert!(toml::from_str::<Config>("[panel]\nlanguage = \"kr\"\n").is_err());
         assert_eq!(c.health.mdstat_path, PathBuf::from("/tmp/mdstat"));
         assert!(c.validate().is_ok());
         assert!(toml::from_str::<Config>("[panel]\npin_nxt = 5\n").is_err());

@@ -75,6 +75,7 @@ fn missing_data_volume_writes_nothing_and_says_so() {
         &config,
         format!(
             "data_dir = {:?}\nrequire_mount = true\n[panel]\ndisplay = {:?}\nrefresh_ms = 200\n\
+             language = \"ko\"\n\
              [health]\nsmartctl = \"\"\n",
             data.display().to_string(),
             format!("png:{}", panel_dir.display())
@@ -110,13 +111,15 @@ fn missing_data_volume_writes_nothing_and_says_so() {
     assert_eq!(doc["alarms"][0]["kind"], "volume_missing", "{doc}");
     assert_eq!(doc["alarms"][0]["severity"], "critical");
     assert_eq!(doc["alarms"].as_array().map(Vec::len), Some(1), "{doc}");
-    // The front panel says the same, full screen, while the daemon waits.
+    // The front panel says the same, full screen, while the daemon waits — in the language
+    // of the settings file (Korean here; panel_png.rs sees the English pages).
     let expected = pacsbox_panel::output::render(
         &pacsbox_panel::pages::Screen::Alarm {
             alarm: pacsbox_health::Alarm::VolumeMissing,
             others: 0,
         },
         &pacsbox_health::Health::default(),
+        pacsbox_panel::Language::Ko,
     );
     let screen = panel_dir.join("screen.png");
     loop {

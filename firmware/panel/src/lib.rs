@@ -2,7 +2,9 @@
 //! walking past whether the box is healthy and how to reach it. It reads only
 //! `pacsbox-health`'s model, never the archive or DICOM.
 //!
-//! - `pages.rs` draws each screen on any embedded-graphics `DrawTarget`;
+//! - `pages.rs` draws each screen on any embedded-graphics `DrawTarget`, in English or Korean
+//!   (`texts.rs` holds the words, `text.rs` draws ASCII and Hangul, `hangul_glyphs.rs` is the
+//!   generated Hangul font);
 //! - `buttons.rs` debounces and turns levels into clicks and holds;
 //! - `front.rs` decides what shows (pages, alarm takeover, acknowledgement, dimming, the
 //!   shutdown countdown) — pure, driven by a fake clock in tests;
@@ -12,9 +14,12 @@
 pub mod buttons;
 pub mod front;
 pub mod gpio;
+mod hangul_glyphs;
 pub mod output;
 pub mod pages;
 pub mod run;
+pub mod text;
+pub mod texts;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,6 +30,7 @@ pub use buttons::{Button, ButtonTiming, Buttons, Gesture, Millis};
 pub use front::{Effect, FrontPanel, PanelTiming};
 pub use pages::{Page, Screen};
 pub use run::{PanelOutput, run_shutdown_command, spawn};
+pub use texts::Language;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PanelError {
@@ -38,6 +44,8 @@ pub enum PanelError {
     PngEncode(#[from] png::EncodingError),
     #[error("decoding PNG: {0}")]
     PngDecode(#[from] png::DecodingError),
+    #[error("panel language must be en or ko, not {0:?}")]
+    BadLanguage(String),
     #[error("PNG is {0}x{1}, the panel is 128x64")]
     PngSize(u32, u32),
 }
@@ -48,6 +56,8 @@ pub enum PanelError {
 pub struct PanelSettings {
     /// `none`, `png:DIR` or `ssd1306:/dev/i2c-1`.
     pub display: String,
+    /// The panel's language: `en` or `ko` (one for the box, not per user).
+    pub language: Language,
     /// I2C address of the SSD1306 (0x3C on most modules, 0x3D with the address jumper).
     pub i2c_address: u8,
     /// Read the buttons at all.
@@ -77,6 +87,7 @@ impl Default for PanelSettings {
     fn default() -> Self {
         PanelSettings {
             display: "none".into(),
+            language: Language::En,
             i2c_address: 0x3c,
             buttons: false,
             gpio_chip: "/dev/gpiochip0".into(),

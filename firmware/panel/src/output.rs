@@ -13,8 +13,8 @@ use embedded_graphics::prelude::*;
 use embedded_graphics_simulator::SimulatorDisplay;
 use pacsbox_health::Health;
 
-use crate::PanelError;
 use crate::pages::{self, Page, Screen};
+use crate::{Language, PanelError};
 
 /// One panel-sized framebuffer.
 pub type Frame = SimulatorDisplay<BinaryColor>;
@@ -23,11 +23,13 @@ pub fn blank_frame() -> Frame {
     SimulatorDisplay::new(Size::new(pages::WIDTH, pages::HEIGHT))
 }
 
-/// Draws `screen` into a fresh frame. Drawing into memory cannot fail.
-pub fn render(screen: &Screen, health: &Health) -> Frame {
+/// Draws `screen` in `lang` into a fresh frame. Drawing into memory cannot fail; what did
+/// not fit is logged (the golden tests keep it from happening on the screens they know).
+pub fn render(screen: &Screen, health: &Health, lang: Language) -> Frame {
     let mut frame = blank_frame();
-    match pages::draw(screen, health, &mut frame) {
-        Ok(()) => {}
+    match pages::draw(screen, health, lang, &mut frame) {
+        Ok(cut) if cut.is_empty() => {}
+        Ok(cut) => tracing::debug!(?cut, "front panel: text did not fit"),
         Err(never) => match never {},
     }
     frame
@@ -96,14 +98,16 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PanelError> {
 /// `--panel png:DIR`: every page and the current screen as PNG files, rewritten when changed.
 pub struct PngPages {
     dir: PathBuf,
+    lang: Language,
     last: Vec<(String, Frame)>,
 }
 
 impl PngPages {
-    pub fn new(dir: PathBuf) -> Result<PngPages, PanelError> {
+    pub fn new(dir: PathBuf, lang: Language) -> Result<PngPages, PanelError> {
         std::fs::create_dir_all(&dir).map_err(|e| PanelError::Io(dir.clone(), e))?;
         Ok(PngPages {
             dir,
+            lang,
             last: Vec::new(),
         })
     }
@@ -111,9 +115,14 @@ impl PngPages {
     pub fn show(&mut self, screen: &Screen, health: &Health) -> Result<(), PanelError> {
         let mut frames: Vec<(String, Frame)> = Page::ALL
             .iter()
-            .map(|p| (p.name().to_owned(), render(&Screen::Page(*p), health)))
+            .map(|p| {
+                (
+                    p.name().to_owned(),
+                    render(&Screen::Page(*p), health, self.lang),
+                )
+            })
             .collect();
-        frames.push(("screen".to_owned(), render(screen, health)));
+        frames.push(("screen".to_owned(), render(screen, health, self.lang)));
         for (name, frame) in &frames {
             let unchanged = self.last.iter().any(|(n, f)| n == name && f == frame);
             if !unchanged {

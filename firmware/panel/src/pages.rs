@@ -1,8 +1,11 @@
 //! What the panel draws: the four pages (identity, storage, activity, alarms), the full-screen
 //! alarm that takes over, and the shutdown countdown — each a function of the health model
 //! only, drawn on any `embedded-graphics` [`DrawTarget`] of [`BinaryColor`]. The layout is for
-//! 128×64 (the SSD1306): an inverted title bar and five lines of the 6×10 font (21
-//! characters). A colour display is a driver swap: wrap it with
+//! 128×64 (the SSD1306): an inverted title bar and, in English, five lines of the 6×10 font
+//! (21 characters); in Korean (`[panel] language = "ko"`) a taller bar and lines of 12 px
+//! Hangul (about ten syllables) or 10 px ASCII, fewer of them, so some pages say things in
+//! fewer lines (see docs/panel/README.md). Lines are laid out by height and cut by pixel
+//! width; what does not fit is reported, and the tests require that nothing is. A colour display is a driver swap: wrap it with
 //! `DrawTargetExt::color_converted()` and these functions draw unchanged. Patient data is
 //! never drawn: the box stands in a corridor.
 
@@ -14,10 +17,11 @@ use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
 use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
 use pacsbox_health::{Alarm, Health, RaidState};
 
+use crate::text;
+use crate::texts::{Language, Texts, alarm_action, alarm_title, fill};
+
 pub const WIDTH: u32 = 128;
 pub const HEIGHT: u32 = 64;
-/// Characters per line of the body font.
-const COLUMNS: usize = 21;
 const LINE: i32 = 10;
 const BODY_TOP: i32 = 13;
 
@@ -56,13 +60,13 @@ impl Page {
         }
     }
 
-    fn title(self) -> &'static str {
+    fn title(self, t: &Texts) -> &'static str {
         match self {
-            Page::Identity => "PACSBOX",
-            Page::Certificate => "TLS SHA-256",
-            Page::Storage => "STORAGE",
-            Page::Activity => "TODAY",
-            Page::Alarms => "ALARMS",
+            Page::Identity => t.title_identity,
+            Page::Certificate => t.title_certificate,
+            Page::Storage => t.title_storage,
+            Page::Activity => t.title_activity,
+            Page::Alarms => t.title_alarms,
         }
     }
 }
@@ -84,43 +88,200 @@ pub enum Screen {
     ShuttingDown,
 }
 
-fn body() -> MonoTextStyle<'static, BinaryColor> {
-    MonoTextStyle::new(&FONT_6X10, BinaryColor::On)
+/// What did not fit: texts cut at the right edge or lines left out for lack of room (lines
+/// meant to give way, like the backup age on a crowded storage page, are not counted).
+pub type Cut = Vec<String>;
+
+/// One line of a page's body.
+enum Item {
+    Text(String),
+    /// A label on the left and a figure flush right.
+    Right(String, String),
+    /// The storage bar, filled to a percentage.
+    Gauge(u8),
+    /// An empty line: in English, a line keeps its row whatever comes before it.
+    Blank,
 }
 
-/// Cuts to the line width: the panel has no room for wrapping by accident.
-fn fit(s: &str) -> String {
-    s.chars().take(COLUMNS).collect()
+struct Line {
+    item: Item,
+    /// 0: must show; otherwise, when the page is too full, the highest goes first.
+    give_way: u8,
 }
 
-fn line<D: DrawTarget<Color = BinaryColor>>(d: &mut D, row: i32, s: &str) -> Result<(), D::Error> {
-    Text::with_baseline(
-        &fit(s),
-        Point::new(1, BODY_TOP + row * LINE),
-        body(),
-        Baseline::Top,
-    )
-    .draw(d)?;
+fn must(s: impl Into<String>) -> Line {
+    Line {
+        item: Item::Text(s.into()),
+        give_way: 0,
+    }
+}
+
+/// English keeps each line in its row (the AE title is always the fourth line); Korean,
+/// short of height, closes up.
+fn blank_in(t: &Texts) -> Option<Line> {
+    (t.lang == Language::En).then_some(Line {
+        item: Item::Blank,
+        give_way: 0,
+    })
+}
+
+fn optional(s: impl Into<String>, give_way: u8) -> Line {
+    Line {
+        item: Item::Text(s.into()),
+        give_way,
+    }
+}
+
+fn title_height(t: &Texts) -> i32 {
+    match t.lang {
+        Language::En => 11,
+        // A syllable (its top row is blank) and a pixel of bar under it.
+        Language::Ko => 13,
+    }
+}
+
+fn body_top(t: &Texts) -> i32 {
+    match t.lang {
+        Language::En => BODY_TOP,
+        Language::Ko => title_height(t) + 1,
+    }
+}
+
+fn line_height(item: &Item, t: &Texts) -> i32 {
+    match item {
+        Item::Text(s) => text::height(s) as i32,
+        Item::Right(l, r) => text::height(l).max(text::height(r)) as i32,
+        Item::Gauge(_) => match t.lang {
+            Language::En => LINE,
+            Language::Ko => 9,
+        },
+        Item::Blank => LINE,
+    }
+}
+
+/// Draws `s` at the left margin, cut to the panel's width.
+fn text_at<D: DrawTarget<Color = BinaryColor>>(
+    d: &mut D,
+    y: i32,
+    s: &str,
+    cut: &mut Cut,
+) -> Result<(), D::Error> {
+    let (shown, was_cut) = text::fit(s, WIDTH - 2);
+    if was_cut {
+        cut.push(s.to_owned());
+    }
+    text::draw(d, &shown, Point::new(1, y), BinaryColor::On)?;
     Ok(())
+}
+
+/// Lays the lines out from `top` down: lines that give way are left out (highest first)
+/// until the rest fits; what still does not fit is recorded in `cut`.
+fn body<D: DrawTarget<Color = BinaryColor>>(
+    d: &mut D,
+    t: &Texts,
+    mut lines: Vec<Line>,
+    cut: &mut Cut,
+) -> Result<(), D::Error> {
+    let top = body_top(t);
+    let room = HEIGHT as i32 - top;
+    while lines.iter().map(|l| line_height(&l.item, t)).sum::<i32>() > room {
+        let Some(worst) = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.give_way > 0)
+            .max_by_key(|(i, l)| (l.give_way, *i))
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        lines.remove(worst);
+    }
+    let mut y = top;
+    for l in &lines {
+        let h = line_height(&l.item, t);
+        if y + h > HEIGHT as i32 {
+            cut.push(match &l.item {
+                Item::Text(s) => s.clone(),
+                Item::Right(a, b) => format!("{a} {b}"),
+                Item::Gauge(p) => format!("gauge {p}%"),
+                Item::Blank => String::new(),
+            });
+            continue;
+        }
+        match &l.item {
+            Item::Blank => {}
+            Item::Text(s) => text_at(d, y, s, cut)?,
+            Item::Right(left, right) => {
+                if text::width(left) + text::width(right) + text::ASCII_WIDTH > WIDTH - 2 {
+                    cut.push(format!("{left} {right}"));
+                }
+                text::draw(d, left, Point::new(1, y), BinaryColor::On)?;
+                let x = WIDTH as i32 - 1 - text::width(right) as i32;
+                // A figure in a line with Hangul drops to the syllables' baseline.
+                let drop = (h - text::height(right) as i32).max(0);
+                text::draw(d, right, Point::new(x, y + drop), BinaryColor::On)?;
+            }
+            Item::Gauge(used) => {
+                // The bar: outline the volume, fill the used share.
+                let bar = Rectangle::new(Point::new(1, y + 1), Size::new(WIDTH - 2, 7));
+                bar.into_styled(PrimitiveStyle::with_stroke(BinaryColor::On, 1))
+                    .draw(d)?;
+                let fill = (WIDTH - 4) * u32::from(*used) / 100;
+                Rectangle::new(bar.top_left + Point::new(1, 1), Size::new(fill, 5))
+                    .into_styled(PrimitiveStyle::with_fill(BinaryColor::On))
+                    .draw(d)?;
+            }
+        }
+        y += h;
+    }
+    Ok(())
+}
+
+/// The inverted bar at the top, `height` pixels.
+fn bar<D: DrawTarget<Color = BinaryColor>>(d: &mut D, height: i32) -> Result<(), D::Error> {
+    Rectangle::new(Point::zero(), Size::new(WIDTH, height as u32))
+        .into_styled(PrimitiveStyle::with_fill(BinaryColor::On))
+        .draw(d)
+}
+
+fn top_aligned(alignment: Alignment) -> embedded_graphics::text::TextStyle {
+    TextStyleBuilder::new()
+        .alignment(alignment)
+        .baseline(Baseline::Top)
+        .build()
 }
 
 fn title_bar<D: DrawTarget<Color = BinaryColor>>(
     d: &mut D,
+    t: &Texts,
     title: &str,
     right: &str,
 ) -> Result<(), D::Error> {
-    Rectangle::new(Point::zero(), Size::new(WIDTH, 11))
-        .into_styled(PrimitiveStyle::with_fill(BinaryColor::On))
-        .draw(d)?;
+    bar(d, title_height(t))?;
     let inverted = MonoTextStyle::new(&FONT_6X10, BinaryColor::Off);
-    Text::with_baseline(title, Point::new(2, 1), inverted, Baseline::Top).draw(d)?;
-    let right_aligned = TextStyleBuilder::new()
-        .alignment(Alignment::Right)
-        .baseline(Baseline::Top)
-        .build();
+    let right_aligned = top_aligned(Alignment::Right);
+    if t.lang == Language::En {
+        Text::with_baseline(title, Point::new(2, 1), inverted, Baseline::Top).draw(d)?;
+        Text::with_text_style(
+            right,
+            Point::new(WIDTH as i32 - 2, 1),
+            inverted,
+            right_aligned,
+        )
+        .draw(d)?;
+        return Ok(());
+    }
+    // A syllable's top row is blank (its ink is rows 1..=11 of the cell): drawn at the top,
+    // it keeps a pixel of bar below; an ASCII title is centred in the taller bar.
+    let y = if text::height(title) == text::HANGUL_HEIGHT {
+        0
+    } else {
+        2
+    };
+    text::draw(d, title, Point::new(2, y), BinaryColor::Off)?;
     Text::with_text_style(
         right,
-        Point::new(WIDTH as i32 - 2, 1),
+        Point::new(WIDTH as i32 - 2, 2),
         inverted,
         right_aligned,
     )
@@ -151,30 +312,39 @@ fn clock_time(unix: i64, utc_offset_s: i32) -> String {
     format!("{:02}:{:02}", minutes / 60, minutes % 60)
 }
 
-/// Draws one screen; the target is cleared first.
+/// Draws one screen in `lang`; the target is cleared first. Returns what did not fit (empty
+/// for every screen the tests draw, in both languages).
 pub fn draw<D: DrawTarget<Color = BinaryColor>>(
     screen: &Screen,
     health: &Health,
+    lang: Language,
     d: &mut D,
-) -> Result<(), D::Error> {
+) -> Result<Cut, D::Error> {
+    let t = lang.texts();
+    let mut cut = Cut::new();
     d.clear(BinaryColor::Off)?;
     match screen {
-        Screen::Page(page) => draw_page(*page, health, d),
-        Screen::Alarm { alarm, others } => draw_alarm(alarm, *others, d),
-        Screen::ShutdownCountdown { seconds_left } => draw_countdown(*seconds_left, d),
+        Screen::Page(page) => draw_page(*page, health, t, d, &mut cut)?,
+        Screen::Alarm { alarm, others } => draw_alarm(alarm, *others, t, d, &mut cut)?,
+        Screen::ShutdownCountdown { seconds_left } => {
+            draw_countdown(*seconds_left, t, d, &mut cut)?
+        }
         Screen::ShuttingDown => {
-            big_title(d, "SHUTDOWN")?;
-            line(d, 1, "Powering off.")?;
-            line(d, 2, "Wait for the green")?;
-            line(d, 3, "light to stop.")
+            big_title(d, t, t.shutdown_title, &mut cut)?;
+            for (row, l) in t.shutdown_lines.iter().enumerate() {
+                big_body_line(d, t, row as i32, l, &mut cut)?;
+            }
         }
     }
+    Ok(cut)
 }
 
 fn draw_page<D: DrawTarget<Color = BinaryColor>>(
     page: Page,
     h: &Health,
+    t: &Texts,
     d: &mut D,
+    cut: &mut Cut,
 ) -> Result<(), D::Error> {
     let number = Page::ALL.iter().position(|p| *p == page).unwrap_or(0) + 1;
     let alarms = h.alarms();
@@ -184,217 +354,276 @@ fn draw_page<D: DrawTarget<Color = BinaryColor>>(
     } else {
         format!("!{} {number}/{}", alarms.len(), Page::ALL.len())
     };
-    title_bar(d, page.title(), &right)?;
-    match page {
-        Page::Identity => identity(h, d),
-        Page::Certificate => certificate(h, d),
-        Page::Storage => storage(h, d),
-        Page::Activity => activity(h, d),
-        Page::Alarms => alarm_list(&alarms, d),
-    }
+    title_bar(d, t, page.title(t), &right)?;
+    let lines = match page {
+        Page::Identity => identity(h, t),
+        Page::Certificate => certificate(h, t),
+        Page::Storage => storage(h, t),
+        Page::Activity => activity(h, t),
+        Page::Alarms => alarm_list(&alarms, t),
+    };
+    body(d, t, lines, cut)
 }
 
-fn identity<D: DrawTarget<Color = BinaryColor>>(h: &Health, d: &mut D) -> Result<(), D::Error> {
+fn identity(h: &Health, t: &Texts) -> Vec<Line> {
     let id = &h.identity;
-    line(d, 0, &id.hostname)?;
-    let first = id
-        .addresses
-        .first()
-        .map(String::as_str)
-        .unwrap_or("no network");
-    line(d, 1, first)?;
+    let first = id.addresses.first();
+    let url = first.map(|a| fill(t.web_url, &[a, &id.http_port]));
+    let url = url.filter(|u| text::width(u) <= WIDTH - 2);
+    let mut lines = Vec::new();
+    // Korean lines are taller: the host name gives way first (the address reaches the box).
+    lines.push(optional(
+        id.hostname.clone(),
+        u8::from(t.lang == Language::Ko),
+    ));
+    match (&url, t.lang) {
+        // Korean: the address and the web port in one line, as one types it.
+        (Some(u), Language::Ko) => lines.push(must(u.clone())),
+        _ => lines.push(must(
+            first.map(String::as_str).unwrap_or(t.no_network).to_owned(),
+        )),
+    }
     if let Some(pw) = &id.initial_password {
         // Until the first login changes it, the installer needs this more than a 2nd address.
-        line(d, 2, &format!("admin pw {pw}"))?;
+        lines.push(must(fill(t.admin_password, &[pw])));
     } else {
         match id.addresses.len() {
-            0 | 1 => {}
-            2 => line(d, 2, &id.addresses[1])?,
-            n => line(d, 2, &format!("{} +{}", id.addresses[1], n - 2))?,
+            0 | 1 => lines.extend(blank_in(t)),
+            2 => lines.push(must(id.addresses[1].clone())),
+            n => lines.push(must(format!("{} +{}", id.addresses[1], n - 2))),
         }
     }
-    line(d, 3, &format!("AE {} :{}", id.ae_title, id.dicom_port))?;
-    let host = id
-        .addresses
-        .first()
-        .map(String::as_str)
-        .unwrap_or(&id.hostname);
-    let url = format!("web {host}:{}", id.http_port);
-    if url.len() <= COLUMNS {
-        line(d, 4, &url)
-    } else {
-        line(d, 4, &format!("web port {}", id.http_port))
+    lines.push(must(format!("AE {} :{}", id.ae_title, id.dicom_port)));
+    match (url, t.lang) {
+        (Some(_), Language::Ko) => {}
+        (Some(u), Language::En) => lines.push(must(u)),
+        (None, _) => lines.push(must(fill(t.web_port, &[&id.http_port]))),
     }
+    lines
 }
 
 /// The certificate's fingerprint (HTTPS and DICOM TLS share it), for staff to compare with what
 /// their browser or a modality's TLS setup shows before trusting a self-signed certificate:
 /// all 64 hex digits, in groups of four.
-fn certificate<D: DrawTarget<Color = BinaryColor>>(h: &Health, d: &mut D) -> Result<(), D::Error> {
+fn certificate(h: &Health, t: &Texts) -> Vec<Line> {
     let id = &h.identity;
     let Some(fp) = id.tls_fingerprint.as_deref() else {
-        line(d, 0, "TLS is off")?;
-        return line(d, 1, &format!("web port {}", id.http_port));
+        return vec![must(t.tls_off), must(fill(t.web_port, &[&id.http_port]))];
     };
     let port = |p: u16| {
         if p == 0 {
-            "off".to_owned()
+            t.port_off.to_owned()
         } else {
             p.to_string()
         }
     };
-    line(
-        d,
-        0,
-        &format!(
-            "web {}  DICOM {}",
-            port(id.https_port),
-            port(id.dicom_tls_port)
-        ),
-    )?;
+    let mut lines = vec![must(fill(
+        t.ports,
+        &[&port(id.https_port), &port(id.dicom_tls_port)],
+    ))];
     let hex: Vec<char> = fp.chars().filter(char::is_ascii_hexdigit).collect();
-    for (row, chunk) in hex.chunks(16).take(4).enumerate() {
+    for chunk in hex.chunks(16).take(4) {
         let groups: Vec<String> = chunk.chunks(4).map(|g| g.iter().collect()).collect();
-        line(d, row as i32 + 1, &groups.join(" "))?;
+        lines.push(must(groups.join(" ")));
     }
-    Ok(())
+    lines
 }
 
-fn storage<D: DrawTarget<Color = BinaryColor>>(h: &Health, d: &mut D) -> Result<(), D::Error> {
+fn storage(h: &Health, t: &Texts) -> Vec<Line> {
     let v = &h.volume;
     let used = v.used_percent();
-    line(
-        d,
-        0,
-        &format!("{used}% used {} free", short_bytes(v.free_bytes)),
-    )?;
-    // The bar: outline the volume, fill the used share.
-    let bar = Rectangle::new(Point::new(1, BODY_TOP + LINE + 1), Size::new(WIDTH - 2, 7));
-    bar.into_styled(PrimitiveStyle::with_stroke(BinaryColor::On, 1))
-        .draw(d)?;
-    let fill = (WIDTH - 4) * u32::from(used) / 100;
-    Rectangle::new(bar.top_left + Point::new(1, 1), Size::new(fill, 5))
-        .into_styled(PrimitiveStyle::with_fill(BinaryColor::On))
-        .draw(d)?;
-    let mut row = 2;
+    let mut lines = vec![
+        must(fill(t.used, &[&used, &short_bytes(v.free_bytes)])),
+        Line {
+            item: Item::Gauge(used),
+            give_way: 0,
+        },
+    ];
     if h.arrays.is_empty() {
-        line(d, row, "RAID: none found")?;
-        row += 1;
+        lines.push(must(t.raid_none));
     }
     for a in h.arrays.iter().take(2) {
         let state = match a.state() {
-            RaidState::Clean => "clean".to_owned(),
-            RaidState::Resyncing { percent, .. } => format!("sync {percent:.0}%"),
-            RaidState::Rebuilding { percent } => format!("REBUILD {percent:.0}%"),
-            RaidState::Degraded { .. } => "DEGRADED".to_owned(),
-            RaidState::Failed => "FAILED".to_owned(),
+            RaidState::Clean => t.raid_clean.to_owned(),
+            RaidState::Resyncing { percent, .. } => fill(t.raid_sync, &[&format!("{percent:.0}")]),
+            RaidState::Rebuilding { percent } => fill(t.raid_rebuild, &[&format!("{percent:.0}")]),
+            RaidState::Degraded { .. } => t.raid_degraded.to_owned(),
+            RaidState::Failed => t.raid_failed.to_owned(),
         };
         let level = if a.level.is_empty() { "md" } else { &a.level };
-        line(d, row, &format!("{} {level} {state}", a.name))?;
-        row += 1;
+        lines.push(must(format!("{} {level} {state}", a.name)));
     }
-    if row <= 4 {
-        let disks: Vec<String> = h
-            .disks
-            .iter()
-            .map(|disk| match disk.smart_passed {
-                Some(false) => format!("{}!", disk.device),
-                _ => disk.device.clone(),
-            })
-            .collect();
-        if !disks.is_empty() {
-            line(d, row, &format!("disks {}", disks.join(" ")))?;
-            row += 1;
-        }
+    // In English there is room for both; Korean lines are taller, and then the second copy's
+    // age matters more than the disk names (a RAID is not a backup; its line names trouble).
+    let (disks_give_way, backup_give_way) = match t.lang {
+        Language::En => (1, 2),
+        Language::Ko => (2, 1),
+    };
+    let disks: Vec<String> = h
+        .disks
+        .iter()
+        .map(|disk| match disk.smart_passed {
+            Some(false) => format!("{}!", disk.device),
+            _ => disk.device.clone(),
+        })
+        .collect();
+    if !disks.is_empty() {
+        lines.push(optional(fill(t.disks, &[&disks.join(" ")]), disks_give_way));
     }
-    // The second copy's age, where there is room (a RAID is not a backup).
     let b = h.traffic.backup;
-    if b.configured && row <= 4 {
+    if b.configured {
         let age = match b.last_complete_unix {
-            None => "backup: NEVER".to_owned(),
-            Some(t) => {
-                let hours = (h.clock.now_unix - t).max(0) / 3600;
+            None => t.backup_never.to_owned(),
+            Some(at) => {
+                let hours = (h.clock.now_unix - at).max(0) / 3600;
                 let old = if b.overdue_hours.is_some() {
-                    " OLD"
+                    t.backup_old
                 } else {
                     ""
                 };
                 if hours < 48 {
-                    format!("backup {hours}h ago{old}")
+                    fill(t.backup_hours, &[&hours, &old])
                 } else {
-                    format!("backup {}d ago{old}", hours / 24)
+                    fill(t.backup_days, &[&(hours / 24), &old])
                 }
             }
         };
-        line(d, row, &age)?;
+        lines.push(optional(age, backup_give_way));
     }
-    Ok(())
+    lines
 }
 
-fn activity<D: DrawTarget<Color = BinaryColor>>(h: &Health, d: &mut D) -> Result<(), D::Error> {
-    let t = &h.traffic;
-    line(d, 0, &format!("Studies {:>13}", t.studies_today))?;
-    line(d, 1, &format!("Images {:>14}", t.instances_today))?;
-    match &t.last_study {
+fn activity(h: &Health, t: &Texts) -> Vec<Line> {
+    let tr = &h.traffic;
+    let mut lines = Vec::new();
+    match t.lang {
+        Language::En => {
+            lines.push(must(format!("Studies {:>13}", tr.studies_today)));
+            lines.push(must(format!("Images {:>14}", tr.instances_today)));
+        }
+        // One line for both counts: Korean lines are taller, five would not fit.
+        Language::Ko => lines.push(must(fill(
+            t.counts,
+            &[&tr.studies_today, &tr.instances_today],
+        ))),
+    }
+    match &tr.last_study {
         Some(last) => {
             let at = clock_time(last.received_unix, h.clock.utc_offset_s);
-            line(d, 2, &format!("Last {at} {}", last.modality))?;
-            if t.media_studies.is_none() {
-                line(d, 3, &format!("from {}", last.calling_ae))?;
+            lines.push(must(fill(t.last, &[&at, &last.modality])));
+            if tr.media_studies.is_none() {
+                lines.push(must(fill(t.from, &[&last.calling_ae])));
             }
         }
-        None => line(d, 2, "Nothing received yet")?,
+        None => {
+            lines.push(must(t.nothing_yet));
+            if tr.media_studies.is_none() {
+                lines.extend(blank_in(t));
+            }
+        }
     }
     // Media inserted into the box take the sender's line: the person who just plugged a
     // stick in is looking for this, and the web page's status names the sender anyway.
-    if let Some(n) = t.media_studies {
-        line(d, 3, &format!("Media in: {n} studies"))?;
+    if let Some(n) = tr.media_studies {
+        lines.push(must(fill(t.media_in, &[&n])));
     }
-    let sending = if t.dicom_accepting {
-        format!("Sending now {:>9}", t.active_associations)
+    if !tr.dicom_accepting {
+        lines.push(must(t.not_accepting));
+    } else if t.lang == Language::En {
+        lines.push(must(format!(
+            "{} {:>9}",
+            t.receiving, tr.active_associations
+        )));
     } else {
-        "DICOM not accepting".to_owned()
-    };
-    line(d, 4, &sending)
+        lines.push(Line {
+            item: Item::Right(t.receiving.to_owned(), tr.active_associations.to_string()),
+            give_way: 0,
+        });
+    }
+    lines
 }
 
-fn alarm_list<D: DrawTarget<Color = BinaryColor>>(
-    alarms: &[Alarm],
-    d: &mut D,
-) -> Result<(), D::Error> {
+fn alarm_list(alarms: &[Alarm], t: &Texts) -> Vec<Line> {
     if alarms.is_empty() {
-        line(d, 0, "All well.")?;
-        return line(d, 1, "Nothing needs you.");
+        return vec![must(t.all_well), must(t.nothing_needs_you)];
     }
-    for (row, a) in alarms.iter().take(5).enumerate() {
-        let mark = match a.severity() {
-            pacsbox_health::Severity::Critical => '!',
-            pacsbox_health::Severity::Warning => '-',
-        };
-        line(d, row as i32, &format!("{mark} {}", a.title()))?;
+    let room = match t.lang {
+        Language::En => 5,
+        Language::Ko => 4,
+    };
+    let shown = if alarms.len() > room { room - 1 } else { room };
+    let mut lines: Vec<Line> = alarms
+        .iter()
+        .take(shown)
+        .map(|a| {
+            let mark = match a.severity() {
+                pacsbox_health::Severity::Critical => '!',
+                pacsbox_health::Severity::Warning => '-',
+            };
+            must(format!("{mark} {}", alarm_title(a, t.lang)))
+        })
+        .collect();
+    if alarms.len() > room {
+        lines.push(must(fill(t.more_alarms, &[&(alarms.len() - shown)])));
     }
+    lines
+}
+
+/// The full-screen title of an alarm, the countdown and the shutdown.
+fn big_title<D: DrawTarget<Color = BinaryColor>>(
+    d: &mut D,
+    t: &Texts,
+    title: &str,
+    cut: &mut Cut,
+) -> Result<(), D::Error> {
+    if t.lang == Language::En {
+        bar(d, 17)?;
+        let style = MonoTextStyle::new(&FONT_9X15_BOLD, BinaryColor::Off);
+        let centred = top_aligned(Alignment::Center);
+        Text::with_text_style(title, Point::new(WIDTH as i32 / 2, 1), style, centred).draw(d)?;
+        return Ok(());
+    }
+    // Regular weight: NanumGothic's bold at 12 px merges the strokes of dense syllables.
+    bar(d, BIG_TITLE_KO)?;
+    let (shown, was_cut) = text::fit(title, WIDTH - 4);
+    if was_cut {
+        cut.push(title.to_owned());
+    }
+    let x = (WIDTH as i32 - text::width(&shown) as i32) / 2;
+    let y = if text::height(title) == text::HANGUL_HEIGHT {
+        1
+    } else {
+        3
+    };
+    text::draw(d, &shown, Point::new(x, y), BinaryColor::Off)?;
     Ok(())
 }
 
-fn big_title<D: DrawTarget<Color = BinaryColor>>(d: &mut D, title: &str) -> Result<(), D::Error> {
-    Rectangle::new(Point::zero(), Size::new(WIDTH, 17))
-        .into_styled(PrimitiveStyle::with_fill(BinaryColor::On))
-        .draw(d)?;
-    let style = MonoTextStyle::new(&FONT_9X15_BOLD, BinaryColor::Off);
-    let centred = TextStyleBuilder::new()
-        .alignment(Alignment::Center)
-        .baseline(Baseline::Top)
-        .build();
-    Text::with_text_style(title, Point::new(WIDTH as i32 / 2, 1), style, centred).draw(d)?;
-    Ok(())
+/// Height of the Korean full-screen title bar: a syllable and a margin; the lines under it
+/// start a pixel lower (`BIG_TITLE_KO + 1`), three of them end where the footer begins.
+const BIG_TITLE_KO: i32 = 15;
+
+/// Row `row` (0..3) under a big title.
+fn big_body_line<D: DrawTarget<Color = BinaryColor>>(
+    d: &mut D,
+    t: &Texts,
+    row: i32,
+    s: &str,
+    cut: &mut Cut,
+) -> Result<(), D::Error> {
+    let y = match t.lang {
+        Language::En => 19 + row * LINE,
+        Language::Ko => BIG_TITLE_KO + 1 + row * text::HANGUL_HEIGHT as i32,
+    };
+    text_at(d, y, s, cut)
 }
 
-/// Greedy word wrap to the panel's line width.
+/// Greedy word wrap to the panel's width in pixels.
 fn wrap(text: &str) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     for word in text.split_whitespace() {
         match lines.last_mut() {
-            Some(l) if l.len() + 1 + word.len() <= COLUMNS => {
+            Some(l) if text::width(l) + text::ASCII_WIDTH + text::width(word) <= WIDTH - 2 => {
                 l.push(' ');
                 l.push_str(word);
             }
@@ -407,45 +636,56 @@ fn wrap(text: &str) -> Vec<String> {
 fn draw_alarm<D: DrawTarget<Color = BinaryColor>>(
     alarm: &Alarm,
     others: usize,
+    t: &Texts,
     d: &mut D,
+    cut: &mut Cut,
 ) -> Result<(), D::Error> {
-    big_title(d, alarm.title())?;
-    for (row, l) in wrap(&alarm.action()).iter().take(3).enumerate() {
-        Text::with_baseline(
-            &fit(l),
-            Point::new(1, 19 + row as i32 * LINE),
-            body(),
-            Baseline::Top,
-        )
-        .draw(d)?;
+    big_title(d, t, alarm_title(alarm, t.lang), cut)?;
+    let advice = wrap(&alarm_action(alarm, t.lang));
+    if advice.len() > 3 {
+        cut.extend(advice[3..].iter().cloned());
+    }
+    for (row, l) in advice.iter().take(3).enumerate() {
+        big_body_line(d, t, row as i32, l, cut)?;
     }
     let footer = if others > 0 {
-        format!("SELECT=ok  +{others} more")
+        fill(t.select_more, &[&others])
     } else {
-        "SELECT = acknowledge".to_owned()
+        t.select_ack.to_owned()
     };
-    Text::with_baseline(&fit(&footer), Point::new(1, 53), body(), Baseline::Top).draw(d)?;
-    Ok(())
+    let y = match t.lang {
+        Language::En => 53,
+        Language::Ko => HEIGHT as i32 - text::HANGUL_HEIGHT as i32,
+    };
+    text_at(d, y, &footer, cut)
 }
 
 fn draw_countdown<D: DrawTarget<Color = BinaryColor>>(
     seconds_left: u64,
+    t: &Texts,
     d: &mut D,
+    cut: &mut Cut,
 ) -> Result<(), D::Error> {
-    big_title(d, "SHUT DOWN?")?;
-    let style = MonoTextStyle::new(&FONT_9X15_BOLD, BinaryColor::On);
-    let centred = TextStyleBuilder::new()
-        .alignment(Alignment::Center)
-        .baseline(Baseline::Top)
-        .build();
-    Text::with_text_style(
-        &format!("in {seconds_left} s"),
-        Point::new(WIDTH as i32 / 2, 21),
-        style,
-        centred,
-    )
-    .draw(d)?;
-    line(d, 3, "Any button cancels")?;
+    big_title(d, t, t.countdown_title, cut)?;
+    if t.lang == Language::En {
+        let style = MonoTextStyle::new(&FONT_9X15_BOLD, BinaryColor::On);
+        let centred = top_aligned(Alignment::Center);
+        Text::with_text_style(
+            &fill(t.countdown_in, &[&seconds_left]),
+            Point::new(WIDTH as i32 / 2, 21),
+            style,
+            centred,
+        )
+        .draw(d)?;
+        return text_at(d, BODY_TOP + 3 * LINE, t.countdown_cancel, cut);
+    }
+    for (y, s) in [
+        (24, fill(t.countdown_in, &[&seconds_left])),
+        (44, t.countdown_cancel.to_owned()),
+    ] {
+        let x = (WIDTH as i32 - text::width(&s) as i32) / 2;
+        text::draw(d, &s, Point::new(x.max(1), y), BinaryColor::On)?;
+    }
     Ok(())
 }
 

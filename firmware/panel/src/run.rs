@@ -47,7 +47,7 @@ enum Sink {
 fn open_sink(output: &PanelOutput, settings: &PanelSettings) -> Sink {
     let opened = match output {
         PanelOutput::None => return Sink::None,
-        PanelOutput::Png(dir) => PngPages::new(dir.clone()).map(Sink::Png),
+        PanelOutput::Png(dir) => PngPages::new(dir.clone(), settings.language).map(Sink::Png),
         PanelOutput::Ssd1306(dev) => {
             Oled::open(dev, settings.i2c_address).map(|o| Sink::Oled(Box::new(o)))
         }
@@ -145,7 +145,9 @@ pub fn spawn(
                     let result = match &mut sink {
                         Sink::None => Ok(()),
                         Sink::Png(p) => p.show(&screen, &health),
-                        Sink::Oled(o) => o.show(&render(&screen, &health), panel.dimmed()),
+                        Sink::Oled(o) => {
+                            o.show(&render(&screen, &health, settings.language), panel.dimmed())
+                        }
                     };
                     if let Err(e) = result {
                         tracing::warn!(error = %e, "front panel update failed");

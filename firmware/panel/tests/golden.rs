@@ -1,15 +1,16 @@
-//! Golden images: each screen, drawn for fixed health inputs, must match the PNG checked in
-//! under `tests/golden/` pixel for pixel. After a deliberate change of the drawing code run
+//! Golden images: each screen, drawn for fixed health inputs in English and in Korean, must
+//! match the PNG checked in under `tests/golden/` (Korean: `tests/golden/ko/`) pixel for
+//! pixel, and nothing on it may be cut. After a deliberate change of the drawing code run
 //! `PANEL_REGENERATE=1 cargo test -p pacsbox-panel --test golden`, look at the new images
-//! (also written 4× enlarged to `docs/panel/` for people), and commit them.
+//! (also written 4× enlarged to `docs/panel/` and `docs/panel/ko/` for people), and commit them.
 
 use std::path::PathBuf;
 
 use embedded_graphics::prelude::*;
 use pacsbox_health::{Alarm, Clock, DataVolume, DiskReport, Health, Identity, LastStudy, Traffic};
 use pacsbox_health::{Severity, mdstat};
-use pacsbox_panel::output::{frame_from_png, png_bytes, render};
-use pacsbox_panel::{Page, Screen};
+use pacsbox_panel::output::{blank_frame, frame_from_png, png_bytes, render};
+use pacsbox_panel::{Language, Page, Screen, pages};
 
 const GIB: u64 = 1 << 30;
 /// 2027-01-15 08:00 UTC; the panel shows times in the clinic's zone, UTC+1.
@@ -189,6 +190,47 @@ fn cases() -> Vec<(&'static str, Screen, Health)> {
     ]
 }
 
+/// Korean has the English cases and a few more: its lines are taller, so the crowded pages
+/// (six alarms, two arrays with a backup, no network at first start) are worth a picture.
+fn cases_ko() -> Vec<(&'static str, Screen, Health)> {
+    let mut all = cases();
+    let mut crowded = degraded();
+    crowded.traffic.backup = backed_up().traffic.backup;
+    crowded.arrays = mdstat::parse(
+        "Personalities : [raid1]\n\
+         md0 : active raid1 sdb1[1] sda1[0]\n      3906886464 blocks super 1.2 [2/2] [UU]\n\n\
+         md1 : active raid1 sdd1[1] sdc1[0]\n      3906886464 blocks super 1.2 [2/2] [UU]\n\n\
+         unused devices: <none>\n",
+    );
+    assert_eq!(crowded.arrays.len(), 2);
+    let mut offline = first_start();
+    offline.identity.addresses.clear();
+    let mut many = degraded();
+    many.traffic.dicom_accepting = false;
+    many.traffic.backup = pacsbox_health::BackupAge {
+        configured: true,
+        last_complete_unix: None,
+        overdue_hours: Some(24),
+    };
+    many.clock.now_unix = 0;
+    all.extend([
+        ("storage_two_arrays", Screen::Page(Page::Storage), crowded),
+        ("identity_no_network", Screen::Page(Page::Identity), offline),
+        ("alarms_many", Screen::Page(Page::Alarms), many.clone()),
+        ("activity_not_accepting", Screen::Page(Page::Activity), many),
+        ("shutting_down", Screen::ShuttingDown, healthy()),
+    ]);
+    all
+}
+
+fn all_cases() -> Vec<(Language, &'static str, Screen, Health)> {
+    let en = cases().into_iter().map(|(n, s, h)| (Language::En, n, s, h));
+    let ko = cases_ko()
+        .into_iter()
+        .map(|(n, s, h)| (Language::Ko, n, s, h));
+    en.chain(ko).collect()
+}
+
 fn dir(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
@@ -197,12 +239,18 @@ fn dir(rel: &str) -> PathBuf {
 fn every_screen_matches_its_golden_image() {
     let regenerate = std::env::var_os("PANEL_REGENERATE").is_some_and(|v| v == "1");
     let mut failures = Vec::new();
-    for (name, screen, health) in cases() {
-        let frame = render(&screen, &health);
-        let golden = dir("tests/golden").join(format!("{name}.png"));
+    for (lang, name, screen, health) in all_cases() {
+        let frame = render(&screen, &health, lang);
+        let sub = match lang {
+            Language::En => "",
+            Language::Ko => "ko",
+        };
+        let golden_dir = dir("tests/golden").join(sub);
+        let golden = golden_dir.join(format!("{name}.png"));
         if regenerate {
+            std::fs::create_dir_all(&golden_dir).unwrap();
             std::fs::write(&golden, png_bytes(&frame, 1).unwrap()).unwrap();
-            let docs = dir("../../docs/panel");
+            let docs = dir("../../docs/panel").join(sub);
             std::fs::create_dir_all(&docs).unwrap();
             std::fs::write(
                 docs.join(format!("{name}.png")),
@@ -221,10 +269,10 @@ fn every_screen_matches_its_golden_image() {
                     .filter(|p| d.get_pixel(*p) == embedded_graphics::pixelcolor::BinaryColor::On)
                     .count()
             });
-            let actual = std::env::temp_dir().join(format!("pacsbox-panel-actual-{name}.png"));
+            let actual = std::env::temp_dir().join(format!("pacsbox-panel-actual-{sub}{name}.png"));
             std::fs::write(&actual, png_bytes(&frame, 1).unwrap()).unwrap();
             failures.push(format!(
-                "{name}: {differing} pixels differ (actual in {})",
+                "{sub}/{name}: {differing} pixels differ (actual in {})",
                 actual.display()
             ));
         }
@@ -233,11 +281,79 @@ fn every_screen_matches_its_golden_image() {
 }
 
 #[test]
+fn nothing_is_cut_in_either_language() {
+    let mut cut = Vec::new();
+    for (lang, name, screen, health) in all_cases() {
+        let mut frame = blank_frame();
+        let Ok(lost) = pages::draw(&screen, &health, lang, &mut frame);
+        if !lost.is_empty() {
+            cut.push(format!("{lang:?} {name}: {lost:?}"));
+        }
+    }
+    // Every alarm's advice too, with long device names and figures.
+    let alarms = [
+        Alarm::RaidFailed {
+            array: "md127".into(),
+        },
+        Alarm::VolumeMissing,
+        Alarm::StoresRefused,
+        Alarm::DicomNotAccepting,
+        Alarm::ConflictsFull { count: 10_000 },
+        Alarm::DiskFailed {
+            array: "md127".into(),
+            disk: "nvme0n1".into(),
+        },
+        Alarm::DiskMissing {
+            array: "md127".into(),
+            count: 2,
+        },
+        Alarm::DiskMissing {
+            array: "md127".into(),
+            count: 1,
+        },
+        Alarm::DiskFailing {
+            disk: "nvme0n1".into(),
+        },
+        Alarm::DiskNearlyFull { used_percent: 97 },
+        Alarm::DicomOpen,
+        Alarm::ForwardFailing { count: 123_456 },
+        Alarm::BackupOld { hours: 1234 },
+        Alarm::AuditNotForwarded { hours: 1234 },
+        Alarm::ClockUnset,
+        Alarm::Conflicts { count: 10_000 },
+    ];
+    for lang in [Language::En, Language::Ko] {
+        for alarm in &alarms {
+            let mut frame = blank_frame();
+            let screen = Screen::Alarm {
+                alarm: alarm.clone(),
+                others: 14,
+            };
+            let Ok(lost) = pages::draw(&screen, &healthy(), lang, &mut frame);
+            if !lost.is_empty() {
+                cut.push(format!("{lang:?} {}: {lost:?}", alarm.key()));
+            }
+        }
+    }
+    assert!(cut.is_empty(), "{cut:#?}");
+}
+
+#[test]
+fn the_korean_panel_draws_korean() {
+    // Same screen, two languages: different pixels, and the Korean one is not a blank page.
+    for (name, screen, health) in cases() {
+        let en = render(&screen, &health, Language::En);
+        let ko = render(&screen, &health, Language::Ko);
+        assert!(en != ko, "{name} is the same in Korean");
+    }
+}
+
+#[test]
 fn a_blank_panel_would_not_pass_for_a_page() {
     // Guards the comparison itself: different screens must give different frames.
     let h = healthy();
-    let identity = render(&Screen::Page(Page::Identity), &h);
-    let storage = render(&Screen::Page(Page::Storage), &h);
+    let identity = render(&Screen::Page(Page::Identity), &h, Language::En);
+    let storage = render(&Screen::Page(Page::Storage), &h, Language::En);
     assert!(identity != storage);
     let lit = identity
         .bounding_box()

@@ -137,6 +137,22 @@ impl Strings {
             .map_or(english, |(_, _, ko)| ko)
     }
 
+    /// A message made below the pages as `lead: detail` (the import's per-file reasons, an
+    /// archive error): the whole text if a row has it, else its lead translated and the
+    /// detail (a library's words, a file name) kept as it is.
+    pub fn tr_lead(&'static self, english: &str) -> String {
+        let whole = self.tr(english);
+        if whole != english {
+            return whole.to_owned();
+        }
+        match english.split_once(": ") {
+            Some((lead, detail)) if self.tr(lead) != lead => {
+                format!("{}: {detail}", self.tr(lead))
+            }
+            _ => english.to_owned(),
+        }
+    }
+
     /// The texts the page scripts write (`web-ui/static/i18n.js`), for a `<script
     /// type="application/json" id="i18n">` block: a JSON object from each English text to this
     /// language's, for the rows named `viewer_…` (the viewer's page and scripts) and `js_…`
@@ -284,6 +300,26 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn messages_made_below_translate_their_lead_only() {
+        assert_eq!(
+            KO.tr_lead("not a DICOM file (too short for a Part-10 header)"),
+            KO.imp_why_short
+        );
+        assert_eq!(
+            KO.tr_lead("reading: unexpected end of file"),
+            "읽기 실패: unexpected end of file"
+        );
+        assert_eq!(
+            KO.tr_lead("not a DICOM Part-10 file: no DICM prefix"),
+            "DICOM Part-10 파일이 아닙니다: no DICM prefix"
+        );
+        // English, and a lead without a row, stay as they were made.
+        assert_eq!(EN.tr_lead("reading: x"), "reading: x");
+        assert_eq!(KO.tr_lead("disk full: 3 MB free"), "disk full: 3 MB free");
+        assert_eq!(KO.tr_lead("no colon here"), "no colon here");
     }
 
     #[test]

@@ -648,6 +648,28 @@ images over DICOMweb at", "토큰이 있으면 스크립트나 뷰어 (OHIF, Wea
     js_imp_reading: "Reading {}…", "{} 읽는 중…";
     js_imp_unreadable: "Media not readable: {}", "매체를 읽을 수 없습니다: {}";
 
+    // worklist.js (the day's table, refreshed) and anonymize.js (a run's progress).
+    js_wl_cancel: "Cancel", "취소";
+    js_wl_discontinue: "Discontinue", "중단";
+    js_wl_none: "No exams on this day.", "이 날짜에 검사가 없습니다.";
+    js_wl_scheduled: "scheduled", "예약됨";
+    js_wl_in_progress: "in progress", "진행 중";
+    js_wl_completed: "completed", "완료";
+    js_wl_discontinued: "discontinued", "중단됨";
+    js_wl_cancelled: "cancelled", "취소됨";
+    js_wl_reported: "reported", "판독 완료";
+    js_anon_count: "{} of {}", "{} / {}";
+
+    // The import's summary and the leads of its per-file reasons (made by pacsbox-media in
+    // English; the progress answer translates them, `Strings::tr_lead`).
+    imp_summary: "{} files: {} imported, {} duplicates, {} failed, {} studies", "파일 {}개: 가져옴 {}개, 중복 {}개, 실패 {}개, 검사 {}건";
+    imp_why_short: "not a DICOM file (too short for a Part-10 header)", "DICOM 파일이 아닙니다 (Part-10 헤더보다 짧음)";
+    imp_why_not_part10: "not a DICOM Part-10 file", "DICOM Part-10 파일이 아닙니다";
+    imp_why_reading: "reading", "읽기 실패";
+    imp_why_not_understood: "dataset cannot be understood", "데이터셋을 해석할 수 없습니다";
+    imp_why_mismatch: "dataset does not match the request", "데이터셋이 요청과 맞지 않습니다";
+    imp_why_reconcile: "reconciling the patient ID", "환자 ID 맞추기 실패";
+
     // Roles, states and error pages (data words shown through `t.tr`).
     role_user: "search, view and download images", "영상 검색, 조회, 다운로드";
     role_physician: "as user, and write the physician's report", "사용자 권한에 더해 판독 작성";
@@ -657,6 +679,8 @@ images over DICOMweb at", "토큰이 있으면 스크립트나 뷰어 (OHIF, Wea
     state_in_progress: "in progress", "진행 중";
     state_completed: "completed", "완료";
     state_discontinued: "discontinued", "중단됨";
+    state_cancelled: "cancelled", "취소됨";
+    state_reported: "reported", "판독 완료";
     state_done: "done", "완료";
     state_failed: "failed", "실패";
     state_fetching: "fetching", "가져오는 중";

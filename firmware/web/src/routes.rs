@@ -311,7 +311,7 @@ fn answer(
         }
         (false, ["admin", "import", "progress"]) => {
             need(&session, Right::Edit)?;
-            pages::import_progress(req)
+            pages::import_progress(&session, req)
         }
         // Media carry what a ZIP download does: the same right.
         (false, ["study", uid, "media"]) => pages::media_page(web, &session, check_uid(uid)?),

@@ -40,8 +40,9 @@ struct Job {
     survey: Survey,
     progress: Arc<Progress>,
     started: Option<Instant>,
-    /// Set when the import thread ends: the summary, or why it stopped.
-    finished: Option<Result<String, String>>,
+    /// Set when the import thread ends: what it did, or why it stopped. Kept as the report,
+    /// not its English line, so each reader gets the summary in their own language.
+    finished: Option<Result<import::ImportReport, String>>,
 }
 
 static JOB: Mutex<Option<Job>> = Mutex::new(None);
@@ -243,7 +244,8 @@ pub fn import_start(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpErro
             if inserted.is_none() {
                 let _ = std::fs::remove_file(&zip);
             }
-            let (outcome, done) = match &result {
+            // The audit trail and logs stay English, whoever imported.
+            let (outcome, summary) = match &result {
                 Ok(r) if r.failed.is_empty() => ("ok".to_owned(), Ok(r.summary())),
                 Ok(r) => ("partial".to_owned(), Ok(r.summary())),
                 Err(e) => (format!("failed: {e}"), Err(e.clone())),
@@ -256,13 +258,13 @@ pub fn import_start(web: &Web, s: &Session, req: &Req) -> Result<Reply, HttpErro
                 Some(id) => format!("{from}, patient ID reconciled to {id}"),
                 None => from,
             };
-            let detail = match &done {
+            let detail = match &summary {
                 Ok(s) => format!("{from}: {s}"),
                 Err(_) => from,
             };
             audit.record(event.detail(detail).outcome(outcome));
             if let Some(j) = job().as_mut().filter(|j| j.id == id) {
-                j.finished = Some(done);
+                j.finished = Some(result);
             }
         })?;
     Ok(Reply::json(&serde_json::json!({ "job": id })))
@@ -288,9 +290,23 @@ fn patients(_web: &Web, chosen: &[String]) -> String {
     p.join("; ")
 }
 
+/// `ImportReport::summary` in the reader's language (the same words in English).
+fn summary(t: &crate::i18n::Strings, r: &import::ImportReport) -> String {
+    let n = [
+        r.files,
+        r.stored,
+        r.duplicates,
+        r.failed.len(),
+        r.studies.len(),
+    ];
+    crate::i18n::fill(t.imp_summary, &n.map(|v| v.to_string()))
+}
+
 /// The progress of upload `job` (without `job`: of the latest upload, `{"job": null}` when
-/// there is none).
-pub fn import_progress(req: &Req) -> Result<Reply, HttpError> {
+/// there is none). The summary and the per-file reasons are in the user's language; the
+/// archive made them in English (`summary`, `Strings::tr_lead`).
+pub fn import_progress(s: &Session, req: &Req) -> Result<Reply, HttpError> {
+    let t = s.t();
     let want: Option<u64> = match req.param("job") {
         "" => None,
         s => Some(s.parse().map_err(|_| HttpError::NotFound)?),
@@ -308,7 +324,15 @@ pub fn import_progress(req: &Req) -> Result<Reply, HttpError> {
         .map_or(0.0, |t| t.elapsed().as_secs_f64())
         .max(1e-3);
     let bytes = p.bytes.load(Ordering::Relaxed);
-    let failed = p.failed.lock().map(|f| f.clone()).unwrap_or_default();
+    let failed: Vec<(String, String)> = p
+        .failed
+        .lock()
+        .map(|f| {
+            f.iter()
+                .map(|(file, why)| (file.clone(), t.tr_lead(why)))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Reply::json(&serde_json::json!({
         "job": j.id,
         "done": p.done.load(Ordering::Relaxed),
@@ -319,7 +343,49 @@ pub fn import_progress(req: &Req) -> Result<Reply, HttpError> {
         "mb_per_s": bytes as f64 / 1e6 / secs,
         "failed": failed,
         "finished": j.finished.is_some(),
-        "summary": j.finished.as_ref().map(|r| match r { Ok(s) | Err(s) => s.clone() }),
+        "summary": j.finished.as_ref().map(|r| match r {
+            Ok(r) => summary(t, r),
+            Err(e) => t.tr_lead(e),
+        }),
         "error": j.finished.as_ref().and_then(|r| r.as_ref().err().cloned()),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::i18n::{EN, KO};
+    use pacsbox_archive::StoreError;
+
+    #[test]
+    fn the_summary_reads_as_the_archive_writes_it_and_in_korean() {
+        let r = import::ImportReport {
+            files: 12,
+            stored: 9,
+            duplicates: 2,
+            bytes: 0,
+            failed: vec![("a.dcm".into(), "reading: eof".into())],
+            studies: ["1.2.3".to_owned()].into(),
+        };
+        assert_eq!(summary(&EN, &r), r.summary());
+        assert_eq!(
+            summary(&KO, &r),
+            "파일 12개: 가져옴 9개, 중복 2개, 실패 1개, 검사 1건"
+        );
+    }
+
+    #[test]
+    fn the_archives_reasons_have_their_korean_lead() {
+        // The leads are the archive's own words: if it rewords them, this fails.
+        let not_understood = StoreError::CannotUnderstand("no SOP Class UID".into()).to_string();
+        let mismatch = StoreError::Mismatch("SOP Class differs".into()).to_string();
+        assert_eq!(
+            KO.tr_lead(&not_understood),
+            "데이터셋을 해석할 수 없습니다: no SOP Class UID"
+        );
+        assert_eq!(
+            KO.tr_lead(&mismatch),
+            "데이터셋이 요청과 맞지 않습니다: SOP Class differs"
+        );
+    }
 }
