@@ -61,7 +61,7 @@ describe('viewer on a phone (touch)', () => {
     // Under load chromium may lay the page out once at its 980 px default before the meta
     // viewport applies; the viewer follows its stage (ResizeObserver), so wait for that.
     let box = await canvasBox(page);
-    for (let i = 0; i < 50 && box.width > 390; i++) {
+    for (let i = 0; i < 100 && box.width > 390; i++) {
       await page.waitForTimeout(100);
       box = await canvasBox(page);
     }
