@@ -16,11 +16,19 @@
 # runs right after the same neighbour.  pacsbox: instance count from /status.json, its log is
 # kept in results/logs/ and scanned for WARN/ERROR lines (column pacsbox_log_warn_err).
 # Clients run with TCP_NODELAY=1 (see peers.sh for why); set CLIENT_TCP_NODELAY=0 to disable.
+# A run's storage is not deleted right before the next run (peers.sh start would): it is moved
+# to $BENCH_ROOT/trash and deleted after each repetition, followed by a $SETTLE s pause
+# (default 35). On ext4 without a journal (this VM's root) every file creation scans the
+# block group's free inodes deleted in the last 30-35 s (`recently_deleted`); deleting 1 000
+# files just before a run charged that scan to whichever peer ran next (18-21 % of pacsbox's
+# CPU in one profile). Journalled ext4, XFS and the appliance's volume have no such scan.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BENCH_ROOT=${BENCH_ROOT:-/var/tmp/pacsbench}
 CORPUS_ROOT=${CORPUS_ROOT:-$BENCH_ROOT/corpus}
 PEERS="pacsbox orthanc storescp"; CORPORA="small2k large1k"; MODES="1 4"; REPEATS=3; TMO=600
+SETTLE=${SETTLE:-35}
+TRASH=$BENCH_ROOT/trash
 while getopts "p:c:m:r:t:" o; do case $o in
   p) PEERS=$OPTARG;; c) CORPORA=$OPTARG;; m) MODES=$OPTARG;; r) REPEATS=$OPTARG;; t) TMO=$OPTARG;;
   *) sed -n '2,16p' "$0"; exit 2;; esac; done
@@ -29,6 +37,18 @@ mkdir -p "$BENCH_ROOT/results"
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT=$BENCH_ROOT/results/ingest-$STAMP.tsv
 echo -e "rep\tpeer\tcorpus\tmode\tfiles\tbytes\twall_s\tinst_s\tMB_s\tstored\tdisk_kb\tstartup_ms\tidle_rss_kb\tvmhwm_kb\tpeak_tree_rss_kb\tmax_procs\tfailed_clients\tstorescu_errs\tidle_after_kb\tpacsbox_log_warn_err\tcompress_s" >"$OUT"
+
+# Deletes the storage of earlier runs, then waits until the kernel no longer counts its
+# inodes as recently deleted.
+purge() {
+  local d found=0 p runs=()
+  for p in $PEERS; do [[ $p == ext:* ]] || runs+=("$BENCH_ROOT/run/$p"); done
+  for d in "$TRASH"/* "${runs[@]}"; do
+    [[ -e $d ]] || continue
+    rm -rf "$d"; found=1
+  done
+  if ((found)); then sync; sleep "$SETTLE"; fi
+}
 
 cleanup() { [[ -n ${SAMPLER:-} ]] && kill "$SAMPLER" 2>/dev/null; for p in $PEERS; do [[ $p == ext:* ]] || "$HERE/peers.sh" stop "$p"; done; }
 trap cleanup EXIT INT TERM
@@ -102,6 +122,9 @@ run_one() {  # rep peer corpus mode
     cp "$BENCH_ROOT/run/$peer/log" "$BENCH_ROOT/results/logs/$peer-$STAMP-$rep-$corpus-$mode.log"
     werr=$(grep -cE 'WARN|ERROR|panick' "$BENCH_ROOT/run/$peer/log" || true)
   fi
+  if [[ $peer != ext:* ]]; then
+    mkdir -p "$TRASH"; mv "$BENCH_ROOT/run/$peer" "$TRASH/$peer-$rep-$corpus-$mode"
+  fi
   sync
   python3 - "$rep" "$peer" "$corpus" "$mode" "$files" "$bytes" "$t0" "$t1" "$stored" "$((du1 - du0))" "$startup" "$idle" "$hwm" "$peak" "$procs" "$fail" "$errs" "$idle2" "$werr" "$compress_s" >>"$OUT" <<'EOF'
 import sys
@@ -115,6 +138,7 @@ EOF
 
 read -ra PEER_ARR <<<"$PEERS"
 for ((r = 1; r <= REPEATS; r++)); do
+  purge
   n=${#PEER_ARR[@]}; order=()
   for ((k = 0; k < n; k++)); do order+=("${PEER_ARR[(k + r - 1) % n]}"); done
   for corpus in $CORPORA; do for mode in $MODES; do for peer in "${order[@]}"; do
@@ -122,5 +146,6 @@ for ((r = 1; r <= REPEATS; r++)); do
   done; done; done
 done
 
+purge
 python3 "$HERE/summarize.py" ingest "$OUT" | tee "${OUT%.tsv}.summary.txt"
 echo "raw: $OUT"

@@ -605,9 +605,41 @@ fn fail_all(jobs: Vec<(CommitJob, Plan)>, what: &str, e: &io::Error) {
     }
 }
 
+/// Renames first and creates the target's directories only when that fails for want of them:
+/// most instances join a series directory an earlier one made, and a `mkdir` that fails with
+/// `EEXIST` plus a `stat` per instance is work on the acknowledgement path for nothing.
 pub(crate) fn rename_into_place(tmp: &Path, target: &Path) -> io::Result<()> {
-    if let Some(dir) = target.parent() {
-        std::fs::create_dir_all(dir)?;
+    match std::fs::rename(tmp, target) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::rename(tmp, target)
+        }
+        other => other,
     }
-    std::fs::rename(tmp, target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rename_into_place_creates_missing_directories_and_reuses_existing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("a.part");
+        let first = dir.path().join("archive/st/se/1.dcm");
+        std::fs::write(&tmp, b"one").unwrap();
+        rename_into_place(&tmp, &first).unwrap();
+        assert_eq!(std::fs::read(&first).unwrap(), b"one");
+        assert!(!tmp.exists());
+        // the series directory exists now: the second rename needs no mkdir
+        let second = dir.path().join("archive/st/se/2.dcm");
+        std::fs::write(&tmp, b"two").unwrap();
+        rename_into_place(&tmp, &second).unwrap();
+        assert_eq!(std::fs::read(&second).unwrap(), b"two");
+        // a temp file that is gone is still an error after the retry
+        let err = rename_into_place(&tmp, &dir.path().join("archive/x/y/3.dcm")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
 }

@@ -625,7 +625,7 @@ async fn step(
             collect_command(assoc, ctx, bytes, pdv.is_last, service).await
         }
         (State::Storing(mut rx), PDataValueType::Data) if rx.context == ctx => {
-            rx.push(pdv.data).await;
+            rx.push(pdv.data, pdv.is_last).await;
             if !pdv.is_last {
                 return Ok(State::Storing(rx));
             }

@@ -23,19 +23,20 @@ use crate::dimse::{Command, Status};
 /// a few PDUs.
 const QUEUE: usize = 4;
 
-/// What the network side hands the disk writer.
-enum Piece {
-    Fragment(Vec<u8>),
-    /// The fragment flagged last has arrived: the data set is complete.
-    End,
+/// What the network side hands the disk writer: a fragment, and whether it is the one
+/// flagged last (then the data set is complete once it is consumed). The flag travels with
+/// the bytes so that the end costs no message, and no wake-up of the writer, of its own.
+struct Piece {
+    data: Vec<u8>,
+    last: bool,
 }
 
 /// The data set fragments of one C-STORE as a blocking `BufRead` for the archive's single
 /// pass: each fragment's buffer, as the association's reader read it off the socket, is what
 /// the archive walks and writes to the file, without another copy.
-/// End of stream is [`Piece::End`] only: a sender dropped without it (association closed,
-/// aborted or timed out mid data set) is an error, so the archive never takes the bytes so far
-/// for an instance, even when they end on an element boundary.
+/// End of stream is a [`Piece`] flagged `last` only: a sender dropped before it (association
+/// closed, aborted or timed out mid data set) is an error, so the archive never takes the bytes
+/// so far for an instance, even when they end on an element boundary.
 struct ChannelReader<'a> {
     rx: &'a mut mpsc::Receiver<Piece>,
     chunk: Vec<u8>,
@@ -50,11 +51,11 @@ impl std::io::BufRead for ChannelReader<'_> {
                 return Ok(&[]);
             }
             match self.rx.blocking_recv() {
-                Some(Piece::Fragment(c)) => {
-                    self.chunk = c;
+                Some(Piece { data, last }) => {
+                    self.chunk = data;
                     self.pos = 0;
+                    self.ended = last;
                 }
-                Some(Piece::End) => self.ended = true,
                 None => {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::ConnectionAborted,
@@ -154,8 +155,9 @@ impl Reception {
         })
     }
 
-    pub async fn push(&mut self, chunk: Vec<u8>) {
-        self.send(Piece::Fragment(chunk)).await;
+    /// Queues a fragment for the writer; `last`: it is the data set's last.
+    pub async fn push(&mut self, chunk: Vec<u8>, last: bool) {
+        self.send(Piece { data: chunk, last }).await;
     }
 
     async fn send(&mut self, piece: Piece) {
@@ -167,11 +169,10 @@ impl Reception {
         }
     }
 
-    /// The last fragment arrived: ends the data set and waits for the archive's verdict.
+    /// The last fragment was pushed: waits for the archive's verdict.
     pub async fn finish(mut self, service: ServiceContext<'_>) -> (Command, Status, String) {
         let status = service.status;
         self.finished = true;
-        self.send(Piece::End).await;
         self.tx = None;
         let req = self.req.clone();
         let sop = req.affected_sop_instance_uid.clone().unwrap_or_default();
@@ -203,7 +204,7 @@ impl Reception {
 
 impl Drop for Reception {
     /// The association ended (closed, aborted, timed out, or a protocol error) before the
-    /// last fragment: dropping the sender without [`Piece::End`] fails the writer's read, and
+    /// last fragment: dropping the sender before a `last` piece fails the writer's read, and
     /// the archive removes the temp file without indexing anything.
     fn drop(&mut self) {
         if !self.finished {
