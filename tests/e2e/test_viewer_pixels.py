@@ -2,7 +2,8 @@
 CR (RG1_J2KR) is decoded by the box one time in all — ahead of the viewer, or by its first
 request — and every later preview and full-pixel request is answered without decoding again, with
 pixels equal to pydicom's. The box logs "decoded a compressed frame" for each decode; the
-pixel replies say `Server-Timing: pixels;…;desc="cached"` when they came from the cache."""
+pixel replies say `Server-Timing: pixels;…;desc="cached"` when they came from the cache. A large
+uncompressed CR (RG1_UNCR) is made ahead the same way."""
 
 from __future__ import annotations
 
@@ -117,3 +118,26 @@ def test_a_jpeg2000_cr_is_decoded_ahead_before_the_viewer_asks(server):
     code, _, _ = b.get(f"/api/instances/{sop}/frames/1/preview.png?max=512", timeout=120)
     assert code == 200
     assert len(decodes(srv, sop)) == 1
+
+
+def test_a_large_uncompressed_cr_is_made_ahead_too(server):
+    # the 2K CR as stored uncompressed: no decoder, but its residuals and gzip take a core
+    # 0.2-0.4 s; made once the sender is quiet, its reply is ready when the viewer asks
+    srv = server()
+    path = Path(get_testdata_file("RG1_UNCR.dcm"))
+    ds = pydicom.dcmread(path)
+    sop = ds.SOPInstanceUID
+    r = h.storescu(srv.dicom_port, [path], called=srv.ae, calling="WEBSCU")
+    assert r.returncode == 0, r.stdout + r.stderr
+    deadline = time.time() + 60
+    while not any(AHEAD in line and sop in line for p in srv.logs for line in p.read_text().splitlines()):
+        assert time.time() < deadline, "not made ahead:\n" + srv.stderr_text()
+        time.sleep(0.5)
+    b = Browser(srv.http_port)
+    b.first_login(srv.data)
+    b.opener.addheaders = [("Accept-Encoding", "gzip")]
+    code, hdrs, body = b.get(f"/api/instances/{sop}/frames/1/pixels?layout=med", timeout=120)
+    assert code == 200
+    assert 'desc="cached"' in hdrs.get("Server-Timing", ""), hdrs
+    assert gzip.decompress(body) == med_planes(ds.pixel_array)
+    assert decodes(srv, sop) == []  # nothing compressed to decode

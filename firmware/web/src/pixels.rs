@@ -3,9 +3,9 @@
 //! (frames count from 1 in URLs, as DICOM's frame numbers do), the error statuses, and three
 //! small caches: parsed instances (a multi-frame cine asks for frame after frame of one file),
 //! rendered previews (the study page asks for the same thumbnails again and again), and the
-//! full-pixel replies of compressed images (a 2K JPEG 2000 CR takes 1–2 s to decode: a second
-//! open sends the reply at once). [`warm`] fills the last two for newly received compressed
-//! images while the box is idle, so that even the first open does not wait for the decoder.
+//! full-pixel replies of compressed and of large images (a 2K JPEG 2000 CR takes 1–2 s to
+//! decode: a second open sends the reply at once). [`warm`] fills the last two for newly
+//! received such images while the box is idle, so that even the first open does not wait.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -68,7 +68,11 @@ pub struct PixelBody {
     layout: &'static str,
 }
 
+/// Locks taken while an instance is read into the cache (by its UID's hash).
+const LOAD_LOCKS: usize = 8;
+
 pub struct PixelCaches {
+    loads: [Mutex<()>; LOAD_LOCKS],
     instances: Lru<Instance>,
     previews: Lru<Vec<u8>>,
     bodies: Lru<PixelBody>,
@@ -77,6 +81,7 @@ pub struct PixelCaches {
 impl Default for PixelCaches {
     fn default() -> Self {
         PixelCaches {
+            loads: Default::default(),
             // A Pi has 2-8 GB; a few multi-frame files and a few hundred thumbnails.
             instances: Lru::new(192 << 20),
             previews: Lru::new(32 << 20),
@@ -107,6 +112,20 @@ fn instance(web: &Web, sop: &str) -> Result<Arc<Instance>, HttpError> {
         .index()
         .instance(sop)?
         .ok_or(HttpError::NotFound)?;
+    if let Some(i) = web.pixel_caches.instances.get(sop) {
+        return Ok(i);
+    }
+    // Two requests for one instance (the viewer's preview and the decoding ahead) read it once,
+    // so that they share its decoded frame; others rarely wait (one lock of several by UID).
+    let stripe = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        sop.hash(&mut h);
+        h.finish() as usize % LOAD_LOCKS
+    };
+    let _loading = web.pixel_caches.loads[stripe]
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     if let Some(i) = web.pixel_caches.instances.get(sop) {
         return Ok(i);
     }
@@ -333,8 +352,8 @@ fn pixels(web: &Web, req: &Req, sop: &str, frame: u32) -> Result<Reply, HttpErro
     Ok(reply)
 }
 
-/// The full-pixel reply of one frame: from the cache for a compressed image seen before,
-/// else made (and then kept, for a compressed image). `true` with it when it was cached.
+/// The full-pixel reply of one frame: from the cache for a costly image seen before, else
+/// made (and then kept, if costly: see [`costly`]). `true` with it when it was cached.
 fn pixel_body(
     web: &Web,
     sop: &str,
@@ -348,11 +367,21 @@ fn pixel_body(
         return Ok((b, true));
     }
     let body = Arc::new(make_pixel_body(&inst, frame, layout, gzip)?);
-    if inst.is_encapsulated() {
+    if costly(&inst, &body) {
         let size = body.body.len();
         web.pixel_caches.bodies.put(key, body.clone(), size);
     }
     Ok((body, false))
+}
+
+/// Frames of at least this many pixels are kept even when stored uncompressed.
+const KEEP_PIXELS: u64 = 1 << 20;
+
+/// Whether a reply is worth keeping: a compressed image's (1–2 s of decoding for a 2K JPEG
+/// 2000 CR), or a large one's (a 2K CR's residuals and gzip take 0.2–0.4 s of a core; a CT
+/// slice's take a few ms, and a scrolled series would only push the CRs out).
+fn costly(inst: &Instance, body: &PixelBody) -> bool {
+    inst.is_encapsulated() || u64::from(body.rows) * u64::from(body.columns) >= KEEP_PIXELS
 }
 
 fn make_pixel_body(
@@ -400,9 +429,12 @@ fn make_pixel_body(
     })
 }
 
-/// Compressed images bigger than this are not decoded ahead (a multi-frame cine's first frame
-/// would not be worth holding the disk and a core for).
+/// Images bigger than this are not decoded ahead (a multi-frame cine's first frame would not
+/// be worth holding the disk and a core for).
 const WARM_MAX_FILE: u64 = 64 << 20;
+/// Uncompressed images are made ahead from this size on (a 1024² 16-bit image is 2 MB; a
+/// 512² CT slice, 0.5 MB, takes a few ms on request).
+const WARM_MIN_NATIVE_FILE: u64 = 1 << 20;
 /// At most this many images of one study are decoded ahead (a 300-slice JPEG 2000 CT would
 /// otherwise keep a Pi's core busy for minutes and push everything else out of the cache).
 const WARM_PER_STUDY: usize = 16;
@@ -410,7 +442,7 @@ const WARM_PER_STUDY: usize = 16;
 const WARM_QUIET_SECS: i64 = 2;
 
 /// Decodes ahead, one image after another on the caller's thread, what the viewer will ask
-/// first of the compressed images of studies received lately: frame 1's preview and its
+/// first of the compressed and the large images of studies received lately: frame 1's preview and its
 /// full pixels as the viewer fetches them (`?layout=med`, gzip). `seen` remembers per study
 /// the arrival time already warmed, so a study is warmed again only when more of it arrives.
 /// Bounded by [`WARM_PER_STUDY`] and the caches' own budgets; memory only (a restart forgets
@@ -440,11 +472,12 @@ pub fn warm(web: &Web, seen: &mut HashMap<String, i64>, now_unix: i64) {
                 if warmed >= WARM_PER_STUDY {
                     break;
                 }
-                // Native syntaxes (deflated included: its pixels are native inside) are quick.
+                // Small images in native syntaxes (deflated included: its pixels are native
+                // inside) are quick on request.
                 use pacsbox_archive::transfer_syntax as ts;
-                if ts::store_zstd(&rec.transfer_syntax)
-                    || rec.transfer_syntax == ts::DEFLATED_EXPLICIT_VR_LE
-                    || rec.file_size > WARM_MAX_FILE
+                let native = ts::store_zstd(&rec.transfer_syntax)
+                    || rec.transfer_syntax == ts::DEFLATED_EXPLICIT_VR_LE;
+                if (native && rec.file_size < WARM_MIN_NATIVE_FILE) || rec.file_size > WARM_MAX_FILE
                 {
                     continue;
                 }

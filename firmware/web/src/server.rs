@@ -82,7 +82,7 @@ pub fn serve(
         .collect()
 }
 
-/// One low-key thread that decodes newly received compressed images ahead of the viewer
+/// One low-key thread that decodes newly received compressed or large images ahead of the viewer
 /// (`pixels::warm`); every two seconds it looks at what arrived.
 fn start_warming(web: Arc<Web>) -> std::io::Result<()> {
     std::thread::Builder::new()
