@@ -244,7 +244,8 @@ try {
           if (viewer === 'pacsbox') {
             run.pixelsServerTiming = await page.evaluate(() => performance.getEntriesByType('resource')
               .filter((r) => /\/pixels(\?|$)/.test(r.name))
-              .map((r) => r.serverTiming.map((t) => `${t.name} ${Math.round(t.duration)} ms ${t.description}`).join(', ')));
+              .map((r) => `${r.serverTiming.map((t) => `${t.name} ${Math.round(t.duration)} ms ${t.description}`).join(', ')}; `
+                + `request ${Math.round(r.startTime)}–${Math.round(r.responseEnd)} ms, first byte ${Math.round(r.responseStart)} ms`));
           }
           if (key === 'ct' && drawn) Object.assign(run, await scrollTo150(page, viewer, studies.ct.count));
           console.log(viewer, key, JSON.stringify(run));
