@@ -438,21 +438,30 @@ const WARM_MIN_NATIVE_FILE: u64 = 1 << 20;
 /// At most this many images of one study are decoded ahead (a 300-slice JPEG 2000 CT would
 /// otherwise keep a Pi's core busy for minutes and push everything else out of the cache).
 const WARM_PER_STUDY: usize = 16;
-/// A study is decoded ahead once nothing of it arrived for this long (the sender is done).
+/// Studies are decoded ahead once nothing arrived for this long (the senders are done).
 const WARM_QUIET_SECS: i64 = 2;
 
-/// Decodes ahead, one image after another on the caller's thread, what the viewer will ask
-/// first of the compressed and the large images of studies received lately: frame 1's preview and its
-/// full pixels as the viewer fetches them (`?layout=med`, gzip). `seen` remembers per study
+/// Decodes ahead, one image after another on the caller's thread and only once nothing has
+/// arrived for [`WARM_QUIET_SECS`], what the viewer will ask first of the compressed and the
+/// large images of studies received lately: frame 1's preview and its full pixels as the
+/// viewer fetches them (`?layout=med`, gzip). `seen` remembers per study
 /// the arrival time already warmed, so a study is warmed again only when more of it arrives.
 /// Bounded by [`WARM_PER_STUDY`] and the caches' own budgets; memory only (a restart forgets
 /// it, and the first open after a restart decodes as before).
 pub fn warm(web: &Web, seen: &mut HashMap<String, i64>, now_unix: i64) {
-    let recent = web.archive.activity().recent;
+    let activity = web.archive.activity();
+    // Only while nothing arrives at all: a bulk import of many studies keeps the cores for
+    // itself, and what it brought is decoded when it is over.
+    if activity
+        .last
+        .as_ref()
+        .is_some_and(|l| now_unix - l.received_unix < WARM_QUIET_SECS)
+    {
+        return;
+    }
+    let recent = activity.recent;
     for study in recent.iter().rev() {
-        if now_unix - study.received_unix < WARM_QUIET_SECS
-            || seen.get(&study.study_uid) == Some(&study.received_unix)
-        {
+        if seen.get(&study.study_uid) == Some(&study.received_unix) {
             continue;
         }
         seen.insert(study.study_uid.clone(), study.received_unix);
