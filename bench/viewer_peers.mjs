@@ -8,6 +8,10 @@
 //   - full fidelity: pacsbox — its hook's `pixelsPaint` (the full pixels drawn); Orthanc's web
 //     viewer — once no image request was made for 1.5 s, the later of the end of its last
 //     /web-viewer/instances/ response and the canvas's last change (it decodes in JS); OHIF — it draws nothing but full pixels, so its first image;
+//     OHIF runs twice: at pacsbox's /ohif/ over pacsbox's DICOMweb, and the same folder and
+//     configuration over Orthanc's DICOMweb (`ohif-orthanc`, bench/ohif_orthanc.py);
+//   - pacsbox: its full-pixel replies' Server-Timing (box time, and "cached" when a compressed
+//     image's reply was ready, decoded ahead or by an earlier open);
 //   - bytes: transferSize of every resource of the page (Resource Timing) until then, and of
 //     the image requests alone;
 //   - CT: after the first image, 149 mouse-wheel ticks over the image as fast as chromium takes
@@ -27,9 +31,10 @@ const MBIT = Number(process.env.VIEWER_MBIT || 10);
 const LATENCY_MS = Number(process.env.VIEWER_LATENCY_MS || 20);
 const [VW, VH] = (process.env.PEERS_VIEWPORT || '1280x800').split('x').map(Number);
 const ORTHANC = process.env.ORTHANC_URL;
+const OHIF_ORTHANC = process.env.OHIF_ORTHANC_URL;
 const STUDIES = process.env.PEERS_STUDIES;
 const KEYS = (process.env.PEERS_KEYS || 'cr,ct').split(',');
-const ONLY = (process.env.PEERS_VIEWERS || 'pacsbox,orthanc,orthanc-full,ohif').split(',');
+const ONLY = (process.env.PEERS_VIEWERS || 'pacsbox,orthanc,orthanc-full,ohif,ohif-orthanc').split(',');
 const median = (xs) => {
   const v = xs.filter((x) => x !== null && x !== undefined);
   return v.length ? [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] : null;
@@ -66,13 +71,16 @@ const url = {
   orthanc: (s) => `${ORTHANC}/web-viewer/app/viewer.html?series=${s.orthanc}`,
   'orthanc-full': (s) => `${ORTHANC}/web-viewer/app/viewer.html?series=${s.orthanc}`,
   ohif: (s) => `${BASE}/ohif/viewer?StudyInstanceUIDs=${s.study}`,
+  'ohif-orthanc': (s) => `${OHIF_ORTHANC}/ohif/viewer?StudyInstanceUIDs=${s.study}`,
 };
 const imageRequest = {
   pacsbox: /\/(preview|pixels)(\?|$)|\/frames?\//,
   orthanc: /\/web-viewer\/instances\//,
   'orthanc-full': /\/web-viewer\/instances\//,
   ohif: /\/frames\/|\/rendered|\/bulkdata|\/thumbnail/,
+  'ohif-orthanc': /\/frames\/|\/rendered|\/bulkdata|\/thumbnail/,
 };
+const isOhif = (viewer) => viewer.startsWith('ohif');
 
 // Runs in every page before its own scripts: notes the first frame in which a canvas of the
 // page (not a thumbnail) is not uniform, and the last frame in which what it shows changed.
@@ -138,7 +146,7 @@ async function fullFidelity(page, viewer, rx) {
     const s = await page.evaluate(() => window.pacsboxViewer.whenReady());
     return s.timings.pixelsPaint;
   }
-  if (viewer === 'ohif') return page.evaluate(() => window.__firstDrawn);
+  if (isOhif(viewer)) return page.evaluate(() => window.__firstDrawn);
   // Orthanc: no image request in flight for 1.5 s, then the end of the last one.
   let last = -1;
   for (let quiet = 0; quiet < 1500;) {
@@ -171,7 +179,7 @@ async function scrollTo150(page, viewer, count) {
     return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
   });
   // OHIF's first-visit tour ("Scrolling Through Images") would take the wheel
-  if (viewer === 'ohif') await page.getByText('Skip all').click({ timeout: 3000 }).catch(() => {});
+  if (isOhif(viewer)) await page.getByText('Skip all').click({ timeout: 3000 }).catch(() => {});
   await page.mouse.move(box.x, box.y);
   const t0 = Date.now();
   for (let i = 0; i < 149; i++) await page.mouse.wheel(0, 100);
@@ -179,7 +187,7 @@ async function scrollTo150(page, viewer, count) {
   if (viewer === 'pacsbox') {
     await page.waitForFunction(() => window.pacsboxViewer.state.index === 149, null, { timeout: 120_000, polling: 10 });
     await page.evaluate(() => window.pacsboxViewer.whenReady());
-  } else if (viewer === 'ohif') {
+  } else if (isOhif(viewer)) {
     await page.waitForFunction((n) => new RegExp(`\\b150\\s*/\\s*${n}\\b`).test(document.body.innerText), count, { timeout: 120_000, polling: 10 });
   } else {
     // its index lives in a closure; the slider below the image follows it
@@ -214,16 +222,16 @@ try {
           // the viewer's own code into the HTTP cache: the other study, unthrottled
           await page.goto(url[viewer](studies[other]));
           // OHIF leaves the 2K CR black (below): its code is cached once the page is idle
-          if (viewer === 'ohif') await page.waitForLoadState('networkidle', { timeout: 120_000 });
+          if (isOhif(viewer)) await page.waitForLoadState('networkidle', { timeout: 120_000 });
           else await waitFirstImage(page, viewer);
           await page.goto('about:blank');
           await throttle(cdp, true);
           await page.goto(url[viewer](studies[key]), { waitUntil: 'commit', timeout: 120_000 });
           let drawn = true;
           try {
-            await waitFirstImage(page, viewer, viewer === 'ohif' ? 30_000 : 60_000);
+            await waitFirstImage(page, viewer, isOhif(viewer) ? 30_000 : 60_000);
           } catch (e) {
-            if (viewer !== 'ohif') throw e;
+            if (!isOhif(viewer)) throw e;
             // nothing drawn: still its bytes and when its last image response ended
             drawn = false;
             await page.waitForLoadState('networkidle', { timeout: 120_000 });
@@ -233,6 +241,12 @@ try {
           const b = await bytes(page, imageRequest[viewer], fullMs ?? 1e9);
           const ms = (x) => (x === null ? null : Math.round(x));
           const run = { firstImageMs: ms(firstMs), fullFidelityMs: ms(fullMs), bytes: b.total, imageBytes: b.images, requests: b.requests, lastImageResponseMs: ms(b.lastImageResponse) };
+          if (viewer === 'pacsbox') {
+            run.pixelsServerTiming = await page.evaluate(() => performance.getEntriesByType('resource')
+              .filter((r) => /\/pixels(\?|$)/.test(r.name))
+              .map((r) => `${r.serverTiming.map((t) => `${t.name} ${Math.round(t.duration)} ms ${t.description}`).join(', ')}; `
+                + `request ${Math.round(r.startTime)}–${Math.round(r.responseEnd)} ms, first byte ${Math.round(r.responseStart)} ms`));
+          }
           if (key === 'ct' && drawn) Object.assign(run, await scrollTo150(page, viewer, studies.ct.count));
           console.log(viewer, key, JSON.stringify(run));
           runs.push(run);

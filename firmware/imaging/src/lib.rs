@@ -26,6 +26,8 @@ mod native;
 mod render;
 
 use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
@@ -102,6 +104,11 @@ pub struct ImageInfo {
 /// One DICOM instance held in memory, ready to be rendered.
 pub struct Instance {
     obj: DefaultDicomObject,
+    /// The last frame decoded from encapsulated (compressed) Pixel Data. A viewer asks for a
+    /// frame's preview and then its full pixels: a 2K JPEG 2000 CR takes 1–2 s to decode here
+    /// (openjp2, one core), so the second request must not decode it again. The lock is held
+    /// while decoding, so that the two requests arriving together decode once.
+    decoded: Mutex<Option<(u32, Arc<decode::Frame>)>>,
 }
 
 impl Instance {
@@ -119,7 +126,51 @@ impl Instance {
             .map_err(|e| {
                 ImagingError::Corrupt(format!("not a readable DICOM file: {}", chain(&e)))
             })?;
-        Ok(Instance { obj })
+        Ok(Instance {
+            obj,
+            decoded: Mutex::new(None),
+        })
+    }
+
+    /// Whether the Pixel Data is encapsulated (compressed): decoding it costs time, and a
+    /// decoded frame is kept (see [`Instance::decoded_bytes`]).
+    pub fn is_encapsulated(&self) -> bool {
+        self.obj
+            .get(tags::PIXEL_DATA)
+            .is_some_and(|e| matches!(e.value(), dicom_core::value::Value::PixelSequence(_)))
+    }
+
+    /// Bytes held by the kept decoded frame, for a cache's size bound.
+    pub fn decoded_bytes(&self) -> usize {
+        self.decoded
+            .lock()
+            .ok()
+            .and_then(|d| d.as_ref().map(|(_, f)| f.data.len()))
+            .unwrap_or(0)
+    }
+
+    /// Frame `frame`, decoded; from encapsulated data only once in a row (see `decoded`).
+    fn frame(&self, frame: u32) -> Result<Arc<decode::Frame>, ImagingError> {
+        if !self.is_encapsulated() {
+            return decode::frame(&self.obj, frame).map(Arc::new);
+        }
+        // A poisoned lock only means another decode panicked; its slot is simply refilled.
+        let mut slot = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((n, f)) = slot.as_ref()
+            && *n == frame
+        {
+            return Ok(f.clone());
+        }
+        let started = Instant::now();
+        let f = Arc::new(decode::frame(&self.obj, frame)?);
+        tracing::info!(
+            transfer_syntax = self.transfer_syntax(),
+            frame = frame + 1,
+            ms = started.elapsed().as_millis() as u64,
+            "decoded a compressed frame"
+        );
+        *slot = Some((frame, f.clone()));
+        Ok(f)
     }
 
     pub fn transfer_syntax(&self) -> &str {
@@ -177,7 +228,7 @@ impl Instance {
 
     /// A PNG (8-bit gray or RGB) of `frame` (0-based), neither side larger than `max_dim`.
     pub fn preview(&self, frame: u32, max_dim: u32) -> Result<Vec<u8>, ImagingError> {
-        let f = decode::frame(&self.obj, frame)?;
+        let f = self.frame(frame)?;
         render::preview(&self.obj, &f, max_dim)
     }
 
@@ -188,7 +239,7 @@ impl Instance {
         max_dim: u32,
         quality: u8,
     ) -> Result<Vec<u8>, ImagingError> {
-        let f = decode::frame(&self.obj, frame)?;
+        let f = self.frame(frame)?;
         render::preview_jpeg(&self.obj, &f, max_dim, quality)
     }
 
@@ -243,8 +294,8 @@ impl Instance {
 
     /// Stored values of `frame` (0-based) for a viewer that windows itself.
     pub fn pixels(&self, frame: u32) -> Result<Pixels, ImagingError> {
-        let f = decode::frame(&self.obj, frame)?;
-        render::pixels(&self.obj, f)
+        let f = self.frame(frame)?;
+        render::pixels(&self.obj, &f)
     }
 }
 

@@ -33,13 +33,13 @@ pub enum PixelKind {
     Rgb8 { data: Vec<u8> },
 }
 
-pub(crate) fn pixels(obj: &DefaultDicomObject, f: Frame) -> Result<Pixels, ImagingError> {
+pub(crate) fn pixels(obj: &DefaultDicomObject, f: &Frame) -> Result<Pixels, ImagingError> {
     let kind = if f.photometric == "PALETTE COLOR" {
         PixelKind::Rgb8 {
-            data: palette_rgb(obj, &f)?,
+            data: palette_rgb(obj, f)?,
         }
     } else if f.samples == 3 {
-        PixelKind::Rgb8 { data: rgb8(&f) }
+        PixelKind::Rgb8 { data: rgb8(f) }
     } else {
         if f.bits_allocated > 16 {
             return Err(unsupported(
@@ -51,7 +51,7 @@ pub(crate) fn pixels(obj: &DefaultDicomObject, f: Frame) -> Result<Pixels, Imagi
             ));
         }
         let mut data = Vec::with_capacity(f.pixel_count() * 2);
-        for v in gray_values(&f) {
+        for v in gray_values(f) {
             data.extend_from_slice(&(v as u16).to_le_bytes());
         }
         PixelKind::Gray16 {

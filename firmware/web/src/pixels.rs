@@ -1,11 +1,15 @@
 //! Pixel endpoints for the viewer and the study page: image info, previews, full-fidelity
 //! pixels and series thumbnails. Decoding is pacsbox-imaging's; here are the URL shapes
-//! (frames count from 1 in URLs, as DICOM's frame numbers do), the error statuses, and two
-//! small caches: parsed instances (a multi-frame cine asks for frame after frame of one file)
-//! and rendered previews (the study page asks for the same thumbnails again and again).
+//! (frames count from 1 in URLs, as DICOM's frame numbers do), the error statuses, and three
+//! small caches: parsed instances (a multi-frame cine asks for frame after frame of one file),
+//! rendered previews (the study page asks for the same thumbnails again and again), and the
+//! full-pixel replies of compressed and of large images (a 2K JPEG 2000 CR takes 1–2 s to
+//! decode: a second open sends the reply at once). [`warm`] fills the last two for newly
+//! received such images while the box is idle, so that even the first open does not wait.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use pacsbox_imaging::{ImagingError, Instance, PixelKind};
 use serde::Serialize;
@@ -54,17 +58,36 @@ impl<V> Lru<V> {
     }
 }
 
+/// A full-pixel reply as sent: body (gzip'd or not) and the headers that describe it.
+pub struct PixelBody {
+    body: Vec<u8>,
+    gzip: bool,
+    rows: u32,
+    columns: u32,
+    kind: &'static str,
+    layout: &'static str,
+}
+
+/// Locks taken while an instance is read into the cache (by its UID's hash).
+const LOAD_LOCKS: usize = 8;
+
 pub struct PixelCaches {
+    loads: [Mutex<()>; LOAD_LOCKS],
     instances: Lru<Instance>,
     previews: Lru<Vec<u8>>,
+    bodies: Lru<PixelBody>,
 }
 
 impl Default for PixelCaches {
     fn default() -> Self {
         PixelCaches {
+            loads: Default::default(),
             // A Pi has 2-8 GB; a few multi-frame files and a few hundred thumbnails.
             instances: Lru::new(192 << 20),
             previews: Lru::new(32 << 20),
+            // About fifteen 2K CRs' full pixels (4.3 MB each as sent), only of compressed
+            // images: the others are read and sent in a few hundred ms anyway.
+            bodies: Lru::new(64 << 20),
         }
     }
 }
@@ -92,12 +115,35 @@ fn instance(web: &Web, sop: &str) -> Result<Arc<Instance>, HttpError> {
     if let Some(i) = web.pixel_caches.instances.get(sop) {
         return Ok(i);
     }
+    // Two requests for one instance (the viewer's preview and the decoding ahead) read it once,
+    // so that they share its decoded frame; others rarely wait (one lock of several by UID).
+    let stripe = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        sop.hash(&mut h);
+        h.finish() as usize % LOAD_LOCKS
+    };
+    let _loading = web.pixel_caches.loads[stripe]
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(i) = web.pixel_caches.instances.get(sop) {
+        return Ok(i);
+    }
     let inst = Arc::new(Instance::read(web.archive.open_part10(&rec)?)?);
-    // The decoded object is about as big as the file with its pixels unpacked.
+    // The decoded object is about as big as the file with its pixels unpacked; a compressed
+    // one also keeps its last decoded frame.
     let size = usize::try_from(rec.file_size).unwrap_or(usize::MAX);
-    web.pixel_caches
-        .instances
-        .put(sop.to_owned(), inst.clone(), size.saturating_mul(2));
+    let kept = if inst.is_encapsulated() {
+        let i = inst.info();
+        i.rows as usize * i.columns as usize * usize::from(i.samples_per_pixel) * 2
+    } else {
+        0
+    };
+    web.pixel_caches.instances.put(
+        sop.to_owned(),
+        inst.clone(),
+        size.saturating_mul(2).saturating_add(kept),
+    );
     Ok(inst)
 }
 
@@ -139,6 +185,8 @@ fn frame_index(s: &str) -> Result<u32, HttpError> {
 const IMMUTABLE: &str = "no-store";
 
 pub fn instance_api(web: &Web, req: &Req, sop: &str, rest: &[&str]) -> Result<Reply, HttpError> {
+    // The decoder's log lines name no instance: the span does.
+    let _span = tracing::info_span!("instance", sop).entered();
     match rest {
         ["info"] => {
             let i = instance(web, sop)?.info();
@@ -279,7 +327,77 @@ fn gzip_huffman_only(data: &[u8]) -> Vec<u8> {
 }
 
 fn pixels(web: &Web, req: &Req, sop: &str, frame: u32) -> Result<Reply, HttpError> {
-    let p = instance(web, sop)?.pixels(frame)?;
+    let started = Instant::now();
+    let layout = match req.param("layout") {
+        "planes" => "planes",
+        "med" => "med",
+        _ => "",
+    };
+    let (p, cached) = pixel_body(web, sop, frame, layout, req.accepts_gzip)?;
+    let mut reply = Reply::bytes(200, "application/octet-stream", p.body.clone());
+    if p.gzip {
+        reply = reply.header("Content-Encoding", "gzip");
+    }
+    reply = reply
+        .header("X-Rows", p.rows.to_string())
+        .header("X-Columns", p.columns.to_string())
+        .header("X-Pixel-Kind", p.kind)
+        .header("Cache-Control", IMMUTABLE)
+        // How long the box took, and whether a compressed image's reply came from the cache:
+        // the viewer benchmark reads it from Resource Timing (`bench/viewer_peers.mjs`).
+        .header(
+            "Server-Timing",
+            format!(
+                "pixels;dur={};desc=\"{}\"",
+                started.elapsed().as_millis(),
+                if cached { "cached" } else { "made" }
+            ),
+        );
+    if !p.layout.is_empty() {
+        reply = reply.header("X-Pixel-Layout", p.layout);
+    }
+    Ok(reply)
+}
+
+/// The full-pixel reply of one frame: from the cache for a costly image seen before, else
+/// made (and then kept, if costly: see [`costly`]). `true` with it when it was cached.
+fn pixel_body(
+    web: &Web,
+    sop: &str,
+    frame: u32,
+    layout: &'static str,
+    gzip: bool,
+) -> Result<(Arc<PixelBody>, bool), HttpError> {
+    let inst = instance(web, sop)?;
+    let key = format!("{sop}/{frame}/{layout}/{gzip}");
+    if let Some(b) = web.pixel_caches.bodies.get(&key) {
+        return Ok((b, true));
+    }
+    let body = Arc::new(make_pixel_body(&inst, frame, layout, gzip)?);
+    if costly(&inst, &body) {
+        let size = body.body.len();
+        web.pixel_caches.bodies.put(key, body.clone(), size);
+    }
+    Ok((body, false))
+}
+
+/// Frames of at least this many pixels are kept even when stored uncompressed.
+const KEEP_PIXELS: u64 = 1 << 20;
+
+/// Whether a reply is worth keeping: a compressed image's (1–2 s of decoding for a 2K JPEG
+/// 2000 CR), or a large one's (a 2K CR's residuals and gzip take 0.2–0.4 s of a core; a CT
+/// slice's take a few ms, and a scrolled series would only push the CRs out).
+fn costly(inst: &Instance, body: &PixelBody) -> bool {
+    inst.is_encapsulated() || u64::from(body.rows) * u64::from(body.columns) >= KEEP_PIXELS
+}
+
+fn make_pixel_body(
+    inst: &Instance,
+    frame: u32,
+    layout: &'static str,
+    gzip: bool,
+) -> Result<PixelBody, HttpError> {
+    let p = inst.pixels(frame)?;
     let (kind, data) = match p.kind {
         PixelKind::Gray16 { signed: true, data } => ("gray16s", data),
         PixelKind::Gray16 {
@@ -288,21 +406,15 @@ fn pixels(web: &Web, req: &Req, sop: &str, frame: u32) -> Result<Reply, HttpErro
         } => ("gray16u", data),
         PixelKind::Rgb8 { data } => ("rgb8", data),
     };
-    let layout = match req.param("layout") {
-        _ if kind == "rgb8" => "",
-        "planes" => "planes",
-        "med" => "med",
-        _ => "",
-    };
+    let layout = if kind == "rgb8" { "" } else { layout };
     let data = match layout {
         "planes" => byte_planes(&data),
         "med" => med_residual_planes(&data, p.columns as usize, kind == "gray16s"),
         _ => data,
     };
-    let mut reply = if req.accepts_gzip && layout == "med" {
-        Reply::bytes(200, "application/octet-stream", gzip_huffman_only(&data))
-            .header("Content-Encoding", "gzip")
-    } else if req.accepts_gzip {
+    let body = if gzip && layout == "med" {
+        gzip_huffman_only(&data)
+    } else if gzip {
         // Fast level: 16-bit medical images shrink 2-3x even so, and the Pi's CPU is the limit.
         use std::io::Write;
         let mut gz = flate2::write::GzEncoder::new(
@@ -310,21 +422,104 @@ fn pixels(web: &Web, req: &Req, sop: &str, frame: u32) -> Result<Reply, HttpErro
             flate2::Compression::fast(),
         );
         gz.write_all(&data)?;
-        Reply::bytes(200, "application/octet-stream", gz.finish()?)
-            .header("Content-Encoding", "gzip")
+        gz.finish()?
     } else {
-        Reply::bytes(200, "application/octet-stream", data)
+        data
     };
-    reply = reply
-        .header("X-Rows", p.rows.to_string())
-        .header("X-Columns", p.columns.to_string())
-        .header("X-Pixel-Kind", kind)
-        .header("Cache-Control", IMMUTABLE);
-    if !layout.is_empty() {
-        reply = reply.header("X-Pixel-Layout", layout);
-    }
-    Ok(reply)
+    Ok(PixelBody {
+        body,
+        gzip,
+        rows: p.rows,
+        columns: p.columns,
+        kind,
+        layout,
+    })
 }
+
+/// Images bigger than this are not decoded ahead (a multi-frame cine's first frame would not
+/// be worth holding the disk and a core for).
+const WARM_MAX_FILE: u64 = 64 << 20;
+/// Uncompressed images are made ahead from this size on (a 1024² 16-bit image is 2 MB; a
+/// 512² CT slice, 0.5 MB, takes a few ms on request).
+const WARM_MIN_NATIVE_FILE: u64 = 1 << 20;
+/// At most this many images of one study are decoded ahead (a 300-slice JPEG 2000 CT would
+/// otherwise keep a Pi's core busy for minutes and push everything else out of the cache).
+const WARM_PER_STUDY: usize = 16;
+/// Studies are decoded ahead once nothing arrived for this long (the senders are done).
+const WARM_QUIET_SECS: i64 = 2;
+
+/// Decodes ahead, one image after another on the caller's thread and only once nothing has
+/// arrived for [`WARM_QUIET_SECS`], what the viewer will ask first of the compressed and the
+/// large images of studies received lately: frame 1's preview and its full pixels as the
+/// viewer fetches them (`?layout=med`, gzip). `seen` remembers per study
+/// the arrival time already warmed, so a study is warmed again only when more of it arrives.
+/// Bounded by [`WARM_PER_STUDY`] and the caches' own budgets; memory only (a restart forgets
+/// it, and the first open after a restart decodes as before).
+pub fn warm(web: &Web, seen: &mut HashMap<String, i64>, now_unix: i64) {
+    let activity = web.archive.activity();
+    // Only while nothing arrives at all: a bulk import of many studies keeps the cores for
+    // itself, and what it brought is decoded when it is over.
+    if activity
+        .last
+        .as_ref()
+        .is_some_and(|l| now_unix - l.received_unix < WARM_QUIET_SECS)
+    {
+        return;
+    }
+    let recent = activity.recent;
+    for study in recent.iter().rev() {
+        if seen.get(&study.study_uid) == Some(&study.received_unix) {
+            continue;
+        }
+        seen.insert(study.study_uid.clone(), study.received_unix);
+        let mut warmed = 0;
+        let series = match web.archive.index().series_of(&study.study_uid) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(study = %study.study_uid, error = %e, "decoding ahead: no series list");
+                continue;
+            }
+        };
+        for (series_uid, _) in series {
+            let Ok(instances) = web.archive.index().instances_of(&series_uid) else {
+                continue;
+            };
+            for (sop, rec) in instances {
+                if warmed >= WARM_PER_STUDY {
+                    break;
+                }
+                // Small images in native syntaxes (deflated included: its pixels are native
+                // inside) are quick on request.
+                use pacsbox_archive::transfer_syntax as ts;
+                let native = ts::store_zstd(&rec.transfer_syntax)
+                    || rec.transfer_syntax == ts::DEFLATED_EXPLICIT_VR_LE;
+                if (native && rec.file_size < WARM_MIN_NATIVE_FILE) || rec.file_size > WARM_MAX_FILE
+                {
+                    continue;
+                }
+                warmed += 1;
+                let _span = tracing::info_span!("instance", sop).entered();
+                let started = Instant::now();
+                let made = preview(web, &sop, 0, PREVIEW_MAX)
+                    .and_then(|_| pixel_body(web, &sop, 0, "med", true));
+                match made {
+                    Ok((_, cached)) => tracing::info!(
+                        cached,
+                        ms = started.elapsed().as_millis() as u64,
+                        "decoded ahead for the viewer"
+                    ),
+                    // 415/422 images say so again when opened; nothing to keep.
+                    Err(e) => tracing::debug!(sop, error = ?e, "not decoded ahead"),
+                }
+            }
+        }
+    }
+    // Studies no longer among the recent ones need not be remembered.
+    seen.retain(|uid, _| recent.iter().any(|r| r.study_uid == *uid));
+}
+
+/// The preview size the viewer asks for first (`web-ui/static/viewer-net.js`, PREVIEW_MAX).
+const PREVIEW_MAX: u32 = 512;
 
 pub fn thumbnail(web: &Web, series: &str) -> Result<Reply, HttpError> {
     let sops = web.archive.index().instances_of(series)?;

@@ -65,6 +65,7 @@ pub fn serve(
         body_readers: Arc::new(AtomicUsize::new(0)),
         senders: Arc::new(AtomicUsize::new(0)),
     });
+    start_warming(web.clone())?;
     (0..web.config.workers.max(1))
         .map(|i| {
             let server = server.clone();
@@ -79,6 +80,24 @@ pub fn serve(
                 })
         })
         .collect()
+}
+
+/// One low-key thread that decodes newly received compressed or large images ahead of the viewer
+/// (`pixels::warm`); every two seconds it looks at what arrived.
+fn start_warming(web: Arc<Web>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("pixels-warm".into())
+        .spawn(move || {
+            let mut seen = std::collections::HashMap::new();
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(2));
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                crate::pixels::warm(&web, &mut seen, now);
+            }
+        })
+        .map(|_| ())
 }
 
 fn dispatch(req: Request, web: &Arc<Web>, limits: &Arc<Limits>) {
