@@ -31,7 +31,7 @@ use super::accept::{self, Coding, media_ranges};
 use super::{Caller, clipped, error, json as dj, patient_of_study, xml};
 use crate::Web;
 use crate::auth::random_token;
-use crate::reply::{PIPE_CHUNK, Reply, Req, check_uid, chunk_pipe};
+use crate::reply::{ChunkReader, ChunkWriter, PIPE_CHUNK, Reply, Req, check_uid, chunk_pipe};
 
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
@@ -137,26 +137,25 @@ pub fn retrieve(web: &Web, req: &Req, caller: &Caller, rest: &[&str]) -> Answer 
         (Some(_), ["instances", i, rest @ ..]) => (Some(uid(i)?), rest),
         _ => (None, rest),
     };
-    match (sop, rest) {
+    // Audited once the answer is made: a request refused (406, 404…) sent nothing to record.
+    let (what, n, answer) = match (sop, rest) {
         (_, []) => {
             let set = select(web, study, series, sop)?;
-            audit(web, req, caller, study, "WADO-RS", set.len());
-            dicom_multipart(web, req, set)
+            let n = set.len();
+            ("WADO-RS", n, dicom_multipart(web, req, set))
         }
         (_, ["metadata"]) => {
             let set = select(web, study, series, sop)?;
-            audit(web, req, caller, study, "WADO-RS metadata", set.len());
-            metadata(web, req, set)
+            let n = set.len();
+            ("WADO-RS metadata", n, metadata(web, req, set))
         }
         (Some(sop), ["frames", list]) => {
             let set = select(web, study, series, Some(sop))?;
-            audit(web, req, caller, study, "WADO-RS frames", 1);
-            frames(web, req, &set[0], list)
+            ("WADO-RS frames", 1, frames(web, req, &set[0], list))
         }
         (Some(sop), ["bulk", tag]) => {
             let set = select(web, study, series, Some(sop))?;
-            audit(web, req, caller, study, "WADO-RS bulk data", 1);
-            bulk(web, &set[0], tag)
+            ("WADO-RS bulk data", 1, bulk(web, req, &set[0], tag))
         }
         (Some(sop), ["rendered"]) | (Some(sop), ["frames", _, "rendered"]) => {
             let frame = match rest {
@@ -164,20 +163,26 @@ pub fn retrieve(web: &Web, req: &Req, caller: &Caller, rest: &[&str]) -> Answer 
                 _ => 0,
             };
             let set = select(web, study, series, Some(sop))?;
-            audit(web, req, caller, study, "WADO-RS rendered", 1);
             let max = req.param("viewport").split(',').next().unwrap_or("");
             let max = max.parse().unwrap_or(0u32).min(4096);
-            rendered(web, &req.accept, &set[0].1, frame, max)
+            let answer = rendered(web, &req.accept, &set[0].1, frame, max);
+            ("WADO-RS rendered", 1, answer)
         }
         (_, ["thumbnail"]) => {
             let set = select(web, study, series, sop)?;
-            audit(web, req, caller, study, "WADO-RS thumbnail", 1);
             // The middle image, as the study page's series thumbnails are.
             let pick = &set[set.len() / 2].1;
-            rendered(web, &req.accept, pick, 0, 128)
+            (
+                "WADO-RS thumbnail",
+                1,
+                rendered(web, &req.accept, pick, 0, 128),
+            )
         }
-        _ => Err(error(404, "not a DICOMweb resource")),
-    }
+        _ => return Err(error(404, "not a DICOMweb resource")),
+    };
+    let reply = answer?;
+    audit(web, req, caller, study, what, n);
+    Ok(reply)
 }
 
 /// The transfer syntaxes a client accepts for parts of type `part`, in its order: `None` for
@@ -247,8 +252,8 @@ fn boundary() -> Result<String, Reply> {
 /// Runs `write` on a thread into a [`chunk_pipe`] the reply reads.
 fn spawn_stream(
     name: &str,
-    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()> + Send + 'static,
-) -> Result<Box<dyn Read + Send>, Reply> {
+    write: impl FnOnce(&mut ChunkWriter) -> anyhow::Result<()> + Send + 'static,
+) -> Result<ChunkReader, Reply> {
     let (mut writer, reader) = chunk_pipe();
     std::thread::Builder::new()
         .name(name.into())
@@ -260,7 +265,7 @@ fn spawn_stream(
             }
         })
         .map_err(internal)?;
-    Ok(Box::new(reader))
+    Ok(reader)
 }
 
 /// `std::io::copy` with a buffer as large as a pipe block (it would read 8 KiB at a time).
@@ -318,7 +323,7 @@ fn dicom_multipart(web: &Web, req: &Req, set: Vec<(String, InstanceRecord)>) -> 
             plain_parts(&archive, &b2, want.as_deref(), &set, out)
         })?
     };
-    let reply = Reply::stream("multipart/related", body)
+    let reply = Reply::blocks("multipart/related", body)
         .header(
             "Content-Type",
             format!("multipart/related; type=\"application/dicom\"; boundary={b}"),
@@ -377,31 +382,41 @@ fn in_order_ahead<T: Send>(
     })
 }
 
-/// The zstd level for parts stored plain and compressed on the way out: the fastest, the
-/// answer is CPU-bound on it.
+/// The zstd level for parts stored plain and compressed on the way out: the fastest.
 const ZSTD_ON_THE_WAY: i32 = 1;
+/// Bytes per second above which a link is not worth compressing for: level 1 makes about
+/// 290 MB/s per core of CT (bench/README.md), 2.4× smaller; a link taking raw parts faster
+/// than this (2.5 GbE is ~300 MB/s) would wait for the compressing cores.
+const FAST_LINK: f64 = 400e6;
 
 /// The multipart body as a series of zstd frames, which a decoder reads as one stream: the
 /// archive's compressed files go out as they lie on disk (no decoding here, a quarter to a half
-/// of the bytes on the wire), the part heads and any file still stored plain (recent studies,
+/// of the bytes on the wire); the part heads and any file still stored plain (recent studies,
 /// `compress_after`) are compressed here at the fastest level, on the other cores ahead of
-/// this writer (one core compressing was a fifth of the plain answer's speed, bench/README.md
-/// "Recent studies plain").
+/// this writer — while the client's link is what holds the answer back. Compressing pays
+/// only then (1 GbE: 1.44× Orthanc against 0.99× plain, bench/README.md "Recent studies
+/// plain"); on a fast link the cores are the limit and it made the answer a fifth of the
+/// plain one's speed. So after each part the writer looks whether its pipe to the socket was
+/// full (the link waited for nothing) and how fast the part left: both → the next parts
+/// are compressed; otherwise they go in raw zstd blocks (a copy). A loopback or 10 GbE
+/// client takes the parts faster than [`FAST_LINK`] and gets them raw; over 1 GbE the mix
+/// settles where the cores keep the link busy.
 fn zstd_parts(
     archive: &pacsbox_archive::Archive,
     b: &str,
     set: &[(String, InstanceRecord)],
-    out: &mut dyn Write,
+    out: &mut ChunkWriter,
 ) -> anyhow::Result<()> {
     /// A part's body as it goes out.
     enum Body {
         /// The stored frame, opened: the writer copies it.
         Stored(std::fs::File),
-        /// The plain file compressed here.
-        Compressed(Vec<u8>),
+        /// The plain file as a zstd frame made here (compressed or raw blocks).
+        Framed(Vec<u8>),
         /// Too large to hold: the writer compresses it as it streams.
         Large,
     }
+    let squeeze = std::sync::atomic::AtomicBool::new(true);
     let ahead = |i: usize| -> anyhow::Result<Body> {
         let (sop, rec) = &set[i];
         let raw = archive
@@ -418,17 +433,28 @@ fn zstd_parts(
         if n > AHEAD_MAX {
             return Ok(Body::Large);
         }
-        Ok(Body::Compressed(zstd::bulk::compress(&v, ZSTD_ON_THE_WAY)?))
+        Ok(Body::Framed(
+            if squeeze.load(std::sync::atomic::Ordering::Relaxed) {
+                zstd::bulk::compress(&v, ZSTD_ON_THE_WAY)?
+            } else {
+                zstd_raw_frame(&v)
+            },
+        ))
     };
     let mut buf = vec![0u8; PIPE_CHUNK];
     let mut sep = "";
+    let mut since = std::time::Instant::now();
     in_order_ahead(set.len(), ahead_workers(set.len()), ahead, |i, got| {
         let (sop, rec) = &set[i];
+        let mut sent = 0usize;
         let head = format!("{sep}{}", part_head(b, &rec.transfer_syntax));
-        out.write_all(&zstd::bulk::compress(head.as_bytes(), 1)?)?;
+        out.write_all(&zstd_raw_frame(head.as_bytes()))?;
         match got.map_err(|e| anyhow::anyhow!("{sop}: {e}"))? {
             Body::Stored(file) => copy_big(&mut std::io::BufReader::new(file), out, &mut buf)?,
-            Body::Compressed(frame) => out.write_all(&frame)?,
+            Body::Framed(frame) => {
+                sent = frame.len();
+                out.write_owned(frame)?
+            }
             Body::Large => {
                 let mut enc = zstd::stream::write::Encoder::new(&mut *out, ZSTD_ON_THE_WAY)?;
                 copy_big(&mut archive.open_part10(rec)?, &mut enc, &mut buf)?;
@@ -436,13 +462,43 @@ fn zstd_parts(
             }
         }
         sep = "\r\n";
+        // Which side waited is the signal, not whether the next part was ready: on a busy
+        // box the compressing threads take the cores the sending needs, and it always is.
+        let secs = since.elapsed().as_secs_f64();
+        since = std::time::Instant::now();
+        let slow_link = out.take_backed_up() && (sent as f64) < FAST_LINK * secs;
+        squeeze.store(slow_link, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     })?;
-    out.write_all(&zstd::bulk::compress(
-        format!("{sep}--{b}--\r\n").as_bytes(),
-        1,
-    )?)?;
+    out.write_all(&zstd_raw_frame(format!("{sep}--{b}--\r\n").as_bytes()))?;
     Ok(())
+}
+
+/// Largest block of a zstd frame (RFC 8878 3.1.1.2.3: at most the window, at most 128 KiB).
+const ZSTD_BLOCK_MAX: usize = 128 << 10;
+
+/// `data` as one zstd frame of raw (stored) blocks: what a decoder reads as `data`, made by a
+/// copy. Its window is 128 KiB, within what every HTTP decoder takes.
+fn zstd_raw_frame(data: &[u8]) -> Vec<u8> {
+    let blocks = data.len().div_ceil(ZSTD_BLOCK_MAX).max(1);
+    let mut f = Vec::with_capacity(data.len() + 6 + 3 * blocks);
+    f.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
+    // Frame header: no content size, not single-segment, no checksum, no dictionary; then
+    // the window descriptor 2^(10 + 7) = 128 KiB.
+    f.push(0x00);
+    f.push(7 << 3);
+    let mut chunks = data.chunks(ZSTD_BLOCK_MAX).peekable();
+    if chunks.peek().is_none() {
+        f.extend_from_slice(&[1, 0, 0]); // one empty last raw block
+    }
+    while let Some(c) = chunks.next() {
+        let last = u32::from(chunks.peek().is_none());
+        // Block header, 3 bytes little-endian: size << 3 | type (0: raw) << 1 | last.
+        let header = ((c.len() as u32) << 3) | last;
+        f.extend_from_slice(&header.to_le_bytes()[..3]);
+        f.extend_from_slice(c);
+    }
+    f
 }
 
 /// One part's body without content coding: the stored file (zstd undone) or, when `want`
@@ -479,7 +535,7 @@ fn plain_parts(
     b: &str,
     want: Option<&str>,
     set: &[(String, InstanceRecord)],
-    out: &mut dyn Write,
+    out: &mut ChunkWriter,
 ) -> anyhow::Result<()> {
     let ahead = |i: usize| -> Option<anyhow::Result<Vec<u8>>> {
         let (sop, rec) = &set[i];
@@ -504,11 +560,11 @@ fn plain_parts(
         let ts = want.unwrap_or(&rec.transfer_syntax);
         out.write_all(part_head(b, ts).as_bytes())?;
         match got {
-            Some(body) => out.write_all(&body?)?,
+            Some(body) => out.write_owned(body?)?,
             None if ts == rec.transfer_syntax => {
                 copy_big(&mut archive.open_part10(rec)?, out, &mut buf)?
             }
-            None => out.write_all(&part_body(archive, want, sop, rec)?)?,
+            None => out.write_owned(part_body(archive, want, sop, rec)?)?,
         }
         out.write_all(b"\r\n")?;
         Ok(())
@@ -619,12 +675,7 @@ fn frames(web: &Web, req: &Req, inst: &(String, InstanceRecord), list: &str) -> 
         .then(|| accept::coding(&req.accept_encoding))
         .flatten();
     if let Some(c) = coding {
-        let mut packed = Vec::with_capacity(body.len() / 2);
-        encoded(Some(c), Payload::Pixels, &mut packed, |out| {
-            Ok(out.write_all(&body)?)
-        })
-        .map_err(internal)?;
-        body = packed;
+        body = encode_all(c, Payload::Pixels, &body).map_err(internal)?;
     }
     let reply = Reply::bytes(200, "multipart/related", body).header(
         "Content-Type",
@@ -682,7 +733,12 @@ pub fn wado_uri(web: &Web, req: &Req, caller: &Caller) -> Answer {
     );
     let set = select(web, study, Some(series), Some(sop))?;
     let rec = &set[0].1;
+    let reply = wado_uri_answer(web, req, sop, rec)?;
     audit(web, req, caller, study, "WADO-URI", 1);
+    Ok(reply)
+}
+
+fn wado_uri_answer(web: &Web, req: &Req, sop: &str, rec: &InstanceRecord) -> Answer {
     let content_type = match req.param("contentType") {
         "" => "image/jpeg",
         c => c.split(',').next().unwrap_or("").trim(),
@@ -759,13 +815,13 @@ fn metadata(web: &Web, req: &Req, set: Vec<(String, InstanceRecord)>) -> Answer 
             Ok(())
         })
     })?;
-    let reply = Reply::stream("multipart/related", body).header("Content-Type", content_type);
+    let reply = Reply::blocks("multipart/related", body).header("Content-Type", content_type);
     Ok(with_coding(reply, coding))
 }
 
 /// `Content-Encoding` for `coding` and the `Vary` every negotiated answer needs (a cache must
 /// not hand a compressed answer to a client that did not ask for one).
-fn with_coding(reply: Reply, coding: Option<Coding>) -> Reply {
+pub(super) fn with_coding(reply: Reply, coding: Option<Coding>) -> Reply {
     let reply = reply.header("Vary", "Accept-Encoding");
     match coding {
         Some(c) => reply.header("Content-Encoding", c.name()),
@@ -775,7 +831,7 @@ fn with_coding(reply: Reply, coding: Option<Coding>) -> Reply {
 
 /// What is being compressed: it sets gzip's level.
 #[derive(Clone, Copy)]
-enum Payload {
+pub(super) enum Payload {
     /// Metadata: the same attributes instance after instance. Deflate's lazy matching (level
     /// 6) finds them, a fifth of level 1's size for the same time (bench/README.md).
     Text,
@@ -788,7 +844,7 @@ enum Payload {
 /// often spends its time in the calls (gzip took three times as long). zstd at level 3 (its
 /// window, 2 MiB at most, within what HTTP decoders take; it finds the repeats gzip's 32 KiB
 /// window cannot).
-fn encoded(
+pub(super) fn encoded(
     coding: Option<Coding>,
     payload: Payload,
     out: &mut dyn Write,
@@ -971,8 +1027,10 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// `/bulk/{tag}`: a top-level binary value (Pixel Data: the whole value, native bytes or
-/// the fragments one after another) as one `application/octet-stream` part.
-fn bulk(web: &Web, inst: &(String, InstanceRecord), tag: &str) -> Answer {
+/// the fragments one after another) as one `application/octet-stream` part, compressed
+/// (zstd, gzip) when the client takes it and the value is not compressed already (native
+/// pixels, curves, overlays; encapsulated Pixel Data goes as it is).
+fn bulk(web: &Web, req: &Req, inst: &(String, InstanceRecord), tag: &str) -> Answer {
     let parsed = (tag.len() == 8)
         .then(|| {
             Some(Tag(
@@ -988,19 +1046,35 @@ fn bulk(web: &Web, inst: &(String, InstanceRecord), tag: &str) -> Answer {
         .from_reader(file)
         .map_err(|e| error(422, format!("{}: {e}", inst.0)))?;
     let e = obj.get(parsed).ok_or_else(not_found)?;
-    let bytes: Vec<u8> = match e.value() {
-        DicomValue::Primitive(p) => p.to_bytes().into_owned(),
-        DicomValue::PixelSequence(s) => s.fragments().concat(),
+    let (bytes, packed): (Vec<u8>, bool) = match e.value() {
+        DicomValue::Primitive(p) => (p.to_bytes().into_owned(), false),
+        DicomValue::PixelSequence(s) => (s.fragments().concat(), true),
         DicomValue::Sequence(_) => return Err(error(400, "a sequence is not bulk data")),
     };
     let b = boundary()?;
     let mut body = format!("--{b}\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
     body.extend_from_slice(&bytes);
     body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
-    Ok(Reply::bytes(200, "multipart/related", body).header(
+    let coding = (!packed)
+        .then(|| accept::coding(&req.accept_encoding))
+        .flatten();
+    if let Some(c) = coding {
+        body = encode_all(c, Payload::Pixels, &body).map_err(internal)?;
+    }
+    let reply = Reply::bytes(200, "multipart/related", body).header(
         "Content-Type",
         format!("multipart/related; type=\"application/octet-stream\"; boundary={b}"),
-    ))
+    );
+    Ok(with_coding(reply, coding))
+}
+
+/// `body` compressed whole with `coding`.
+pub(super) fn encode_all(coding: Coding, payload: Payload, body: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut packed = Vec::with_capacity(body.len() / 2);
+    encoded(Some(coding), payload, &mut packed, |out| {
+        Ok(out.write_all(body)?)
+    })?;
+    Ok(packed)
 }
 
 #[cfg(test)]
@@ -1054,6 +1128,26 @@ mod tests {
         assert!(!accepts_zstd("gzip, zstd;q=0"));
         assert!(!accepts_zstd("zstd;q=0.0, gzip"));
         assert!(!accepts_zstd("x-zstd"));
+    }
+
+    #[test]
+    fn raw_zstd_frames_decode_to_their_data() {
+        for n in [
+            0,
+            1,
+            ZSTD_BLOCK_MAX - 1,
+            ZSTD_BLOCK_MAX,
+            ZSTD_BLOCK_MAX + 1,
+            3 * ZSTD_BLOCK_MAX + 77,
+        ] {
+            let data: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
+            let mut two = zstd_raw_frame(&data);
+            two.extend_from_slice(&zstd_raw_frame(b"next"));
+            let got = zstd::stream::decode_all(&two[..]).expect("a valid zstd stream");
+            assert_eq!(got.len(), n + 4, "{n}");
+            assert_eq!(&got[..n], &data[..], "{n}");
+            assert_eq!(&got[n..], b"next");
+        }
     }
 
     #[test]
