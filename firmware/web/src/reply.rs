@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 /// A parsed request: method, path, query, cookies and (for forms) the decoded body.
 #[derive(Debug, Default, Clone)]
@@ -273,7 +273,6 @@ pub fn chunk_pipe() -> (ChunkWriter, ChunkReader) {
         ChunkWriter {
             buf: Vec::with_capacity(PIPE_CHUNK),
             tx,
-            backed_up: false,
         },
         ChunkReader {
             rx,
@@ -286,8 +285,6 @@ pub fn chunk_pipe() -> (ChunkWriter, ChunkReader) {
 pub struct ChunkWriter {
     buf: Vec<u8>,
     tx: SyncSender<Vec<u8>>,
-    /// A hand-over found the pipe full (the reader, i.e. the client's link, is behind).
-    backed_up: bool,
 }
 
 impl ChunkWriter {
@@ -296,22 +293,10 @@ impl ChunkWriter {
         self.send(full)
     }
 
-    fn send(&mut self, block: Vec<u8>) -> std::io::Result<()> {
-        let gone = || std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the reader went away");
-        match self.tx.try_send(block) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(block)) => {
-                self.backed_up = true;
-                self.tx.send(block).map_err(|_| gone())
-            }
-            Err(TrySendError::Disconnected(_)) => Err(gone()),
-        }
-    }
-
-    /// Whether a hand-over since the last call had to wait for the reader: the answer goes
-    /// out as fast as the client's link takes it, not as fast as it is made.
-    pub fn take_backed_up(&mut self) -> bool {
-        std::mem::take(&mut self.backed_up)
+    fn send(&self, block: Vec<u8>) -> std::io::Result<()> {
+        self.tx.send(block).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the reader went away")
+        })
     }
 
     /// Writes `data`, handing it over as its own block when it is large rather than copying
@@ -437,18 +422,5 @@ mod chunk_pipe_tests {
         drop(r);
         let e = w.write_all(&vec![0u8; PIPE_CHUNK]).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
-    }
-
-    #[test]
-    fn a_pipe_with_room_is_not_backed_up() {
-        let (mut w, mut r) = chunk_pipe();
-        // Two blocks fit without the reader.
-        w.write_owned(vec![1u8; PIPE_CHUNK]).unwrap();
-        w.write_owned(vec![2u8; PIPE_CHUNK]).unwrap();
-        assert!(!w.take_backed_up());
-        drop(w);
-        let mut got = Vec::new();
-        r.read_to_end(&mut got).unwrap();
-        assert_eq!(got.len(), 2 * PIPE_CHUNK);
     }
 }

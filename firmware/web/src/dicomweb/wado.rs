@@ -292,6 +292,16 @@ const AHEAD_MAX: usize = 8 << 20;
 /// file); larger ones are transcoded by the writer, one at a time.
 const AHEAD_TRANSCODE_MAX: u64 = 1 << 20;
 
+/// Room for a part read ahead: its size on disk (exact for a plain file, where growing the
+/// vector by doubling cost a tenth of the reading threads' time in copies and page faults),
+/// one byte more to see the end without growing, at most the cap.
+fn ahead_capacity(rec: &InstanceRecord) -> usize {
+    usize::try_from(rec.file_size)
+        .unwrap_or(AHEAD_MAX)
+        .min(AHEAD_MAX)
+        + 1
+}
+
 /// The client takes `Content-Encoding: zstd` (RFC 8878): named in Accept-Encoding with a
 /// non-zero q-value.
 fn accepts_zstd(accept_encoding: &str) -> bool {
@@ -384,23 +394,18 @@ fn in_order_ahead<T: Send>(
 
 /// The zstd level for parts stored plain and compressed on the way out: the fastest.
 const ZSTD_ON_THE_WAY: i32 = 1;
-/// Bytes per second above which a link is not worth compressing for: level 1 makes about
-/// 290 MB/s per core of CT (bench/README.md), 2.4× smaller; a link taking raw parts faster
-/// than this (2.5 GbE is ~300 MB/s) would wait for the compressing cores.
-const FAST_LINK: f64 = 400e6;
 
 /// The multipart body as a series of zstd frames, which a decoder reads as one stream: the
 /// archive's compressed files go out as they lie on disk (no decoding here, a quarter to a half
-/// of the bytes on the wire); the part heads and any file still stored plain (recent studies,
-/// `compress_after`) are compressed here at the fastest level, on the other cores ahead of
-/// this writer — while the client's link is what holds the answer back. Compressing pays
-/// only then (1 GbE: 1.44× Orthanc against 0.99× plain, bench/README.md "Recent studies
-/// plain"); on a fast link the cores are the limit and it made the answer a fifth of the
-/// plain one's speed. So after each part the writer looks whether its pipe to the socket was
-/// full (the link waited for nothing) and how fast the part left: both → the next parts
-/// are compressed; otherwise they go in raw zstd blocks (a copy). A loopback or 10 GbE
-/// client takes the parts faster than [`FAST_LINK`] and gets them raw; over 1 GbE the mix
-/// settles where the cores keep the link busy.
+/// of the bytes on the wire); the part heads go in raw zstd blocks; a file still stored plain
+/// (recent studies, `compress_after`) is compressed at the fastest level on the other cores
+/// ahead of this writer, or sent in raw blocks (a copy), whichever has been delivering the
+/// study faster. Compressing pays when the link is the limit (1 GbE: 1.44× Orthanc against
+/// 0.99× plain, bench/README.md "Recent studies plain"); on a fast link the cores are, and it
+/// made the answer a fifth of the plain one's speed. Neither the link nor the client's CPU
+/// can be known beforehand, so the writer measures: each part's decoded bytes over the time
+/// it took to go out, averaged per way, and the next parts go the faster way, with one part
+/// in [`TRY_OTHER_EVERY`] sent the other way to follow changes.
 fn zstd_parts(
     archive: &pacsbox_archive::Archive,
     b: &str,
@@ -411,8 +416,9 @@ fn zstd_parts(
     enum Body {
         /// The stored frame, opened: the writer copies it.
         Stored(std::fs::File),
-        /// The plain file as a zstd frame made here (compressed or raw blocks).
-        Framed(Vec<u8>),
+        /// The plain file as a zstd frame made here: its decoded size, and whether it was
+        /// compressed (else raw blocks).
+        Framed(Vec<u8>, usize, bool),
         /// Too large to hold: the writer compresses it as it streams.
         Large,
     }
@@ -425,7 +431,7 @@ fn zstd_parts(
         if raw.zstd && raw.zstd_window.is_some_and(|w| w <= HTTP_ZSTD_WINDOW) {
             return Ok(Body::Stored(raw.file));
         }
-        let mut v = Vec::new();
+        let mut v = Vec::with_capacity(ahead_capacity(rec));
         let n = archive
             .open_part10(rec)?
             .take(AHEAD_MAX as u64 + 1)
@@ -433,27 +439,26 @@ fn zstd_parts(
         if n > AHEAD_MAX {
             return Ok(Body::Large);
         }
-        Ok(Body::Framed(
-            if squeeze.load(std::sync::atomic::Ordering::Relaxed) {
-                zstd::bulk::compress(&v, ZSTD_ON_THE_WAY)?
-            } else {
-                zstd_raw_frame(&v)
-            },
-        ))
+        Ok(if squeeze.load(std::sync::atomic::Ordering::Relaxed) {
+            Body::Framed(zstd::bulk::compress(&v, ZSTD_ON_THE_WAY)?, n, true)
+        } else {
+            Body::Framed(zstd_raw_frame(&v), n, false)
+        })
     };
     let mut buf = vec![0u8; PIPE_CHUNK];
     let mut sep = "";
+    let mut ways = Ways::default();
     let mut since = std::time::Instant::now();
     in_order_ahead(set.len(), ahead_workers(set.len()), ahead, |i, got| {
         let (sop, rec) = &set[i];
-        let mut sent = 0usize;
         let head = format!("{sep}{}", part_head(b, &rec.transfer_syntax));
         out.write_all(&zstd_raw_frame(head.as_bytes()))?;
+        let mut framed = None;
         match got.map_err(|e| anyhow::anyhow!("{sop}: {e}"))? {
             Body::Stored(file) => copy_big(&mut std::io::BufReader::new(file), out, &mut buf)?,
-            Body::Framed(frame) => {
-                sent = frame.len();
-                out.write_owned(frame)?
+            Body::Framed(frame, decoded, squeezed) => {
+                out.write_owned(frame)?;
+                framed = Some((decoded, squeezed));
             }
             Body::Large => {
                 let mut enc = zstd::stream::write::Encoder::new(&mut *out, ZSTD_ON_THE_WAY)?;
@@ -462,16 +467,55 @@ fn zstd_parts(
             }
         }
         sep = "\r\n";
-        // Which side waited is the signal, not whether the next part was ready: on a busy
-        // box the compressing threads take the cores the sending needs, and it always is.
         let secs = since.elapsed().as_secs_f64();
         since = std::time::Instant::now();
-        let slow_link = out.take_backed_up() && (sent as f64) < FAST_LINK * secs;
-        squeeze.store(slow_link, std::sync::atomic::Ordering::Relaxed);
+        if let Some((decoded, squeezed)) = framed {
+            ways.took(squeezed, decoded, secs);
+            squeeze.store(ways.next_squeezed(i), std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(())
     })?;
     out.write_all(&zstd_raw_frame(format!("{sep}--{b}--\r\n").as_bytes()))?;
     Ok(())
+}
+
+/// One part in this many goes the way that is not the faster one, so that a change (the
+/// link or the client's CPU freed or taken) is seen.
+const TRY_OTHER_EVERY: usize = 16;
+
+/// The decoded bytes per second each way of sending a plain part has delivered so far
+/// (moving averages; `None` until tried).
+#[derive(Default)]
+struct Ways {
+    squeezed: Option<f64>,
+    raw: Option<f64>,
+}
+
+impl Ways {
+    fn took(&mut self, squeezed: bool, bytes: usize, secs: f64) {
+        let rate = bytes as f64 / secs.max(1e-6);
+        let avg = if squeezed {
+            &mut self.squeezed
+        } else {
+            &mut self.raw
+        };
+        *avg = Some(avg.map_or(rate, |a| 0.7 * a + 0.3 * rate));
+    }
+
+    /// Whether the part after part `i` should be compressed.
+    fn next_squeezed(&self, i: usize) -> bool {
+        let faster = match (self.squeezed, self.raw) {
+            (Some(s), Some(r)) => s >= r,
+            // The untried way is tried next.
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        if i % TRY_OTHER_EVERY == TRY_OTHER_EVERY - 1 {
+            !faster
+        } else {
+            faster
+        }
+    }
 }
 
 /// Largest block of a zstd frame (RFC 8878 3.1.1.2.3: at most the window, at most 128 KiB).
@@ -544,7 +588,7 @@ fn plain_parts(
                 .then(|| part_body(archive, want, sop, rec));
         }
         // Read at most one byte past the cap: a larger instance is left to the writer.
-        let mut v = Vec::new();
+        let mut v = Vec::with_capacity(ahead_capacity(rec));
         let read = archive
             .open_part10(rec)
             .and_then(|r| r.take(AHEAD_MAX as u64 + 1).read_to_end(&mut v));
@@ -1128,6 +1172,33 @@ mod tests {
         assert!(!accepts_zstd("gzip, zstd;q=0"));
         assert!(!accepts_zstd("zstd;q=0.0, gzip"));
         assert!(!accepts_zstd("x-zstd"));
+    }
+
+    #[test]
+    fn plain_parts_go_the_way_that_delivered_faster() {
+        let mut w = Ways::default();
+        assert!(w.next_squeezed(0), "compressed first");
+        w.took(true, 1_000_000, 0.01); // 100 MB/s
+        assert!(!w.next_squeezed(1), "then the untried raw way");
+        w.took(false, 1_000_000, 0.001); // 1 GB/s: a fast link
+        assert!(!w.next_squeezed(2));
+        assert!(
+            w.next_squeezed(TRY_OTHER_EVERY - 1),
+            "now and then the other way"
+        );
+        // The link slows down (1 GbE): raw parts now go at 110 MB/s, compressed at 150.
+        w.took(false, 1_000_000, 1.0 / 110.0);
+        w.took(true, 1_000_000, 1.0 / 150.0);
+        assert!(
+            !w.next_squeezed(3),
+            "one slow part does not undo the average"
+        );
+        for _ in 0..20 {
+            w.took(false, 1_000_000, 1.0 / 110.0);
+            w.took(true, 1_000_000, 1.0 / 150.0);
+        }
+        assert!(w.next_squeezed(40));
+        assert!(!w.next_squeezed(47), "now and then the other way");
     }
 
     #[test]
