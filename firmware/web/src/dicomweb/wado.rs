@@ -397,15 +397,13 @@ const ZSTD_ON_THE_WAY: i32 = 1;
 
 /// The multipart body as a series of zstd frames, which a decoder reads as one stream: the
 /// archive's compressed files go out as they lie on disk (no decoding here, a quarter to a half
-/// of the bytes on the wire); the part heads go in raw zstd blocks; a file still stored plain
-/// (recent studies, `compress_after`) is compressed at the fastest level on the other cores
-/// ahead of this writer, or sent in raw blocks (a copy), whichever has been delivering the
-/// study faster. Compressing pays when the link is the limit (1 GbE: 1.44× Orthanc against
-/// 0.99× plain, bench/README.md "Recent studies plain"); on a fast link the cores are, and it
-/// made the answer a fifth of the plain one's speed. Neither the link nor the client's CPU
-/// can be known beforehand, so the writer measures: each part's decoded bytes over the time
-/// it took to go out, averaged per way, and the next parts go the faster way, with one part
-/// in [`TRY_OTHER_EVERY`] sent the other way to follow changes.
+/// of the bytes on the wire); the part heads go in raw zstd blocks (a copy); a file still
+/// stored plain (recent studies, `compress_after`) is compressed at the fastest level on the
+/// other cores, ahead of this writer. Always: sending plain parts raw when the link looked
+/// fast was tried (per part, per 32-part epoch, by the pipe backing up) and measured against
+/// this on a 1 GbE link and on loopback, in one session: every variant lost on 1 GbE (125–214
+/// MB/s against 412), the appliance's link, while winning only on loopback (bench/README.md
+/// "WADO-RS copies").
 fn zstd_parts(
     archive: &pacsbox_archive::Archive,
     b: &str,
@@ -416,13 +414,11 @@ fn zstd_parts(
     enum Body {
         /// The stored frame, opened: the writer copies it.
         Stored(std::fs::File),
-        /// The plain file as a zstd frame made here: its decoded size, and whether it was
-        /// compressed (else raw blocks).
-        Framed(Vec<u8>, usize, bool),
+        /// The plain file compressed here.
+        Compressed(Vec<u8>),
         /// Too large to hold: the writer compresses it as it streams.
         Large,
     }
-    let squeeze = std::sync::atomic::AtomicBool::new(true);
     let ahead = |i: usize| -> anyhow::Result<Body> {
         let (sop, rec) = &set[i];
         let raw = archive
@@ -439,27 +435,17 @@ fn zstd_parts(
         if n > AHEAD_MAX {
             return Ok(Body::Large);
         }
-        Ok(if squeeze.load(std::sync::atomic::Ordering::Relaxed) {
-            Body::Framed(zstd::bulk::compress(&v, ZSTD_ON_THE_WAY)?, n, true)
-        } else {
-            Body::Framed(zstd_raw_frame(&v), n, false)
-        })
+        Ok(Body::Compressed(zstd::bulk::compress(&v, ZSTD_ON_THE_WAY)?))
     };
     let mut buf = vec![0u8; PIPE_CHUNK];
     let mut sep = "";
-    let mut ways = Ways::default();
-    let mut since = std::time::Instant::now();
     in_order_ahead(set.len(), ahead_workers(set.len()), ahead, |i, got| {
         let (sop, rec) = &set[i];
         let head = format!("{sep}{}", part_head(b, &rec.transfer_syntax));
         out.write_all(&zstd_raw_frame(head.as_bytes()))?;
-        let mut framed = None;
         match got.map_err(|e| anyhow::anyhow!("{sop}: {e}"))? {
             Body::Stored(file) => copy_big(&mut std::io::BufReader::new(file), out, &mut buf)?,
-            Body::Framed(frame, decoded, squeezed) => {
-                out.write_owned(frame)?;
-                framed = Some((decoded, squeezed));
-            }
+            Body::Compressed(frame) => out.write_owned(frame)?,
             Body::Large => {
                 let mut enc = zstd::stream::write::Encoder::new(&mut *out, ZSTD_ON_THE_WAY)?;
                 copy_big(&mut archive.open_part10(rec)?, &mut enc, &mut buf)?;
@@ -467,55 +453,10 @@ fn zstd_parts(
             }
         }
         sep = "\r\n";
-        let secs = since.elapsed().as_secs_f64();
-        since = std::time::Instant::now();
-        if let Some((decoded, squeezed)) = framed {
-            ways.took(squeezed, decoded, secs);
-            squeeze.store(ways.next_squeezed(i), std::sync::atomic::Ordering::Relaxed);
-        }
         Ok(())
     })?;
     out.write_all(&zstd_raw_frame(format!("{sep}--{b}--\r\n").as_bytes()))?;
     Ok(())
-}
-
-/// One part in this many goes the way that is not the faster one, so that a change (the
-/// link or the client's CPU freed or taken) is seen.
-const TRY_OTHER_EVERY: usize = 16;
-
-/// The decoded bytes per second each way of sending a plain part has delivered so far
-/// (moving averages; `None` until tried).
-#[derive(Default)]
-struct Ways {
-    squeezed: Option<f64>,
-    raw: Option<f64>,
-}
-
-impl Ways {
-    fn took(&mut self, squeezed: bool, bytes: usize, secs: f64) {
-        let rate = bytes as f64 / secs.max(1e-6);
-        let avg = if squeezed {
-            &mut self.squeezed
-        } else {
-            &mut self.raw
-        };
-        *avg = Some(avg.map_or(rate, |a| 0.7 * a + 0.3 * rate));
-    }
-
-    /// Whether the part after part `i` should be compressed.
-    fn next_squeezed(&self, i: usize) -> bool {
-        let faster = match (self.squeezed, self.raw) {
-            (Some(s), Some(r)) => s >= r,
-            // The untried way is tried next.
-            (Some(_), None) => false,
-            (None, _) => true,
-        };
-        if i % TRY_OTHER_EVERY == TRY_OTHER_EVERY - 1 {
-            !faster
-        } else {
-            faster
-        }
-    }
 }
 
 /// Largest block of a zstd frame (RFC 8878 3.1.1.2.3: at most the window, at most 128 KiB).
@@ -1172,33 +1113,6 @@ mod tests {
         assert!(!accepts_zstd("gzip, zstd;q=0"));
         assert!(!accepts_zstd("zstd;q=0.0, gzip"));
         assert!(!accepts_zstd("x-zstd"));
-    }
-
-    #[test]
-    fn plain_parts_go_the_way_that_delivered_faster() {
-        let mut w = Ways::default();
-        assert!(w.next_squeezed(0), "compressed first");
-        w.took(true, 1_000_000, 0.01); // 100 MB/s
-        assert!(!w.next_squeezed(1), "then the untried raw way");
-        w.took(false, 1_000_000, 0.001); // 1 GB/s: a fast link
-        assert!(!w.next_squeezed(2));
-        assert!(
-            w.next_squeezed(TRY_OTHER_EVERY - 1),
-            "now and then the other way"
-        );
-        // The link slows down (1 GbE): raw parts now go at 110 MB/s, compressed at 150.
-        w.took(false, 1_000_000, 1.0 / 110.0);
-        w.took(true, 1_000_000, 1.0 / 150.0);
-        assert!(
-            !w.next_squeezed(3),
-            "one slow part does not undo the average"
-        );
-        for _ in 0..20 {
-            w.took(false, 1_000_000, 1.0 / 110.0);
-            w.took(true, 1_000_000, 1.0 / 150.0);
-        }
-        assert!(w.next_squeezed(40));
-        assert!(!w.next_squeezed(47), "now and then the other way");
     }
 
     #[test]
