@@ -21,6 +21,7 @@ from pathlib import Path
 import helpers as h
 import pydicom
 import pytest
+import requests
 from pydicom.data import get_testdata_file
 from test_dicomweb import CALLING, Session, multipart_parts
 
@@ -420,3 +421,132 @@ def test_dicom_xml_agrees_with_orthanc_dicomweb_plugin(box, tmp_path):
         assert len(u) > 40
     finally:
         o.stop()
+
+
+def audit_trail(srv) -> str:
+    return "".join(p.read_text() for p in (srv.data / "audit").glob("*.jsonl"))
+
+
+def downloads_of(srv, study: str) -> list[dict]:
+    """The trail's records of `study` leaving the box (its C-STORE in is recorded too)."""
+    return [r for r in map(json.loads, audit_trail(srv).splitlines())
+            if r["action"] == "study.download" and r["study"] == study]
+
+
+def test_a_refused_retrieve_leaves_no_record_in_the_audit_trail(box):
+    srv, web, auth, _, _, _, _ = box
+    # A study of its own: no other test reads it, so every record naming it comes from here.
+    study = "1.2.826.0.1.3680043.8.498.11." + str(uuid.uuid4().int)[:20]
+    ds = h.fresh_ct(study, f"{study}.1", patient="AUDIT^REFUSED")
+    assert all(s == 0 for s in h.store_datasets(srv.dicom_port, srv.ae, CALLING, [ds]).values())
+    inst = f"/dicom-web/studies/{study}/series/{study}.1/instances/{ds.SOPInstanceUID}"
+    jpeg = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'
+    for path, accept in ((f"/dicom-web/studies/{study}/metadata", "application/octet-stream"),
+                         (f"{inst}/metadata", "text/html"),
+                         (f"/dicom-web/studies/{study}", jpeg),
+                         (f"{inst}/frames/1", "image/gif"),
+                         (f"{inst}/rendered", "image/gif")):
+        code, hdrs, body = web.get(path, headers={**auth, "Accept": accept})
+        assert_error(406, code, hdrs, body, path)
+    code, _, _ = web.get(f"/wado?requestType=WADO&studyUID={study}&seriesUID={study}.1&objectUID={ds.SOPInstanceUID}"
+                         "&contentType=application/dicom&transferSyntax=1.2.840.10008.1.2.4.50", headers=auth)
+    assert code == 406
+    # The trail is written in order by its own thread: once a later search is in, the refusals
+    # would be too.
+    web.get("/dicom-web/studies?AccessionNumber=AFTER-406", headers=auth)
+    h.wait_until(lambda: "AccessionNumber=AFTER-406" in audit_trail(srv), 10, "the search's record")
+    assert downloads_of(srv, study) == [], "a refused request was recorded as sent"
+    # What is sent is recorded: the first metadata view of the study (its window not taken up
+    # by the refusal) and the instance.
+    code, _, body = web.get(f"/dicom-web/studies/{study}/metadata", headers=auth)
+    assert code == 200 and len(json.loads(body)) == 1
+    code, _, _ = web.get(inst, headers=auth)
+    assert code == 200
+    h.wait_until(lambda: len(downloads_of(srv, study)) == 2, 10, "two records of the study")
+    assert sorted(r["detail"] for r in downloads_of(srv, study)) == ["WADO-RS metadata: 1 instance(s)",
+                                                                      "WADO-RS: 1 instance(s)"]
+
+
+def curl_get(url: str, headers: dict, *extra: str) -> tuple[dict, bytes]:
+    """curl's answer: its headers (lower-case names, as sent) and its body (decoded when
+    `--compressed` is among `extra`)."""
+    hdr_args = [a for k, v in headers.items() for a in ("-H", f"{k}: {v}")]
+    r = subprocess.run(["curl", "-sS", "-f", "-D", "-", "-o", "/dev/stderr", *extra, *hdr_args, url],
+                       capture_output=True)
+    assert r.returncode == 0, r.stderr[-300:]
+    head = r.stdout.decode("latin-1").split("\r\n\r\n")[-2]
+    return {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in head.splitlines()[1:])}, r.stderr
+
+
+def test_qido_and_bulk_data_are_compressed_for_real_clients(box):
+    srv, web, auth, study, cts, mf, j2k = box
+    base = f"http://127.0.0.1:{srv.http_port}"
+    # requests decodes gzip itself (asked for alone here: its default list names zstd too where
+    # Python has a zstd module); curl --compressed asks for zstd and decodes it.
+    for path in (f"/dicom-web/studies/{study}/instances", f"/dicom-web/studies/{study}/instances?orderby=-InstanceNumber",
+                 "/dicom-web/studies?PatientID=FMT-1&includefield=StudyDescription"):
+        plain = requests.get(base + path, headers={**auth, "Accept-Encoding": "identity"})
+        assert plain.status_code == 200 and "Content-Encoding" not in plain.headers
+        assert "accept-encoding" in plain.headers["Vary"].lower()
+        packed = requests.get(base + path, headers={**auth, "Accept-Encoding": "gzip"}, stream=True)
+        assert packed.headers["Content-Encoding"] == "gzip", path
+        assert "accept-encoding" in packed.headers["Vary"].lower()
+        wire = packed.raw.read(decode_content=False)
+        assert len(wire) < len(plain.content), (path, len(wire), len(plain.content))
+        assert json.loads(gzip.decompress(wire)) == plain.json(), path
+        hdrs, body = curl_get(base + path, auth, "--compressed")
+        assert hdrs["content-encoding"] == "zstd", path
+        assert json.loads(body) == plain.json(), path
+    # Native pixels as bulk data: compressed; encapsulated ones go as they are.
+    native = f"/dicom-web/studies/{study}/series/{study}.2/instances/{mf.SOPInstanceUID}/bulk/7FE00010"
+    plain = requests.get(base + native, headers={**auth, "Accept-Encoding": "identity"})
+    assert plain.status_code == 200 and frame_parts({"content-type": plain.headers["Content-Type"]},
+                                                     plain.content) == [mf.PixelData]
+    hdrs, body = curl_get(base + native, auth, "--compressed")
+    assert hdrs["content-encoding"] == "zstd" and "accept-encoding" in hdrs["vary"].lower()
+    assert frame_parts(hdrs, body) == [mf.PixelData]
+    hdrs, wire = curl_get(base + native, {**auth, "Accept-Encoding": "zstd"})
+    assert hdrs["content-encoding"] == "zstd" and len(wire) < len(plain.content)
+    assert frame_parts(hdrs, unzstd(wire)) == [mf.PixelData]
+    got = requests.get(base + native, headers={**auth, "Accept-Encoding": "gzip"})
+    assert got.headers["Content-Encoding"] == "gzip"
+    assert frame_parts({"content-type": got.headers["Content-Type"]}, got.content) == [mf.PixelData]
+    encaps = f"/dicom-web/studies/{study}/series/{study}.3/instances/{j2k.SOPInstanceUID}/bulk/7FE00010"
+    hdrs, body = curl_get(base + encaps, auth, "--compressed")
+    assert "content-encoding" not in hdrs
+    (part,) = frame_parts(hdrs, body)
+    assert part.startswith(b"\xff\x4f\xff\x51")
+
+
+def test_stow_answers_dicom_xml_when_asked(box):
+    srv, web, auth, _, _, _, _ = box
+    study = "1.2.826.0.1.3680043.8.498.12." + str(uuid.uuid4().int)[:20]
+    ds = h.fresh_ct(study, f"{study}.1", patient="STOW^XML")
+    buf = io.BytesIO()
+    ds.save_as(buf, write_like_original=False)
+    boundary = "stow-xml-boundary-1"
+    body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + buf.getvalue()
+            + f"\r\n--{boundary}\r\nContent-Type: text/plain\r\n\r\nnot DICOM\r\n--{boundary}--\r\n".encode())
+    ctype = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    code, hdrs, answer = web.request("/dicom-web/studies", data=body, method="POST",
+                                     headers={**auth, "Content-Type": ctype,
+                                              "Accept": "application/dicom+xml, application/dicom+json;q=0.5"})
+    assert code == 202, answer[:300]  # one stored, one refused
+    assert hdrs["content-type"] == "application/dicom+xml"
+    root = ET.fromstring(answer)
+    assert root.tag == NS + "NativeDicomModel"
+    by_tag = {a.get("tag"): a for a in root.findall(NS + "DicomAttribute")}
+    stored = by_tag["00081199"]
+    assert stored.get("vr") == "SQ" and stored.get("keyword") == "ReferencedSOPSequence"
+    uids = [v.text for a in stored.iter(NS + "DicomAttribute") if a.get("tag") == "00081155"
+            for v in a.iter(NS + "Value")]
+    assert uids == [str(ds.SOPInstanceUID)]
+    failed = by_tag["00081198"]
+    reasons = [v.text for a in failed.iter(NS + "DicomAttribute") if a.get("tag") == "00081197"
+               for v in a.iter(NS + "Value")]
+    assert len(reasons) == 1 and int(reasons[0]) > 0
+    # The default stays DICOM JSON.
+    code, hdrs, answer = web.request("/dicom-web/studies", data=body, method="POST",
+                                     headers={**auth, "Content-Type": ctype})
+    assert code in (200, 202) and hdrs["content-type"] == "application/dicom+json"
+    assert json.loads(answer)["00081199"]["Value"]

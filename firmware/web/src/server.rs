@@ -259,11 +259,51 @@ const STREAM_CHUNK: usize = crate::reply::PIPE_CHUNK;
 /// body gives (up to 256 KiB) and the socket gets writes that large. The guard in front forces
 /// `Connection: close` (and adds it to the answer); an HTTP/1.0 client gets the body as is,
 /// ended by the close, as tiny_http does.
+/// Where a streamed body's chunks come from: a reader (read into a buffer kept here) or a
+/// pipe's blocks (each written as it is, the last one kept).
+enum Source {
+    Read(Box<dyn Read + Send>, Vec<u8>),
+    Blocks(crate::reply::ChunkReader, Vec<u8>),
+}
+
+impl Source {
+    /// The next chunk; empty at the end.
+    fn next(&mut self) -> std::io::Result<&[u8]> {
+        match self {
+            Source::Read(r, buf) => {
+                if buf.is_empty() {
+                    buf.resize(STREAM_CHUNK, 0);
+                }
+                loop {
+                    match r.read(buf) {
+                        Ok(n) => return Ok(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Source::Blocks(r, last) => {
+                // An empty block is not the end: only the closed pipe is.
+                loop {
+                    match r.next_block() {
+                        Some(b) if b.is_empty() => {}
+                        Some(b) => {
+                            *last = b;
+                            return Ok(last);
+                        }
+                        None => return Ok(&[]),
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn respond_stream(
     req: Request,
     status: StatusCode,
     headers: &[Header],
-    mut body: Box<dyn Read + Send>,
+    mut body: Source,
 ) -> std::io::Result<()> {
     let head_only = *req.method() == Method::Head;
     let v = req.http_version();
@@ -291,20 +331,17 @@ fn respond_stream(
     // The guard adds `Connection: close` to every answer on its way out.
     out.write_all(b"\r\n")?;
     if !head_only {
-        let mut buf = vec![0u8; STREAM_CHUNK];
         loop {
-            let n = match body.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
+            let chunk = body.next()?;
+            if chunk.is_empty() {
+                break;
+            }
             if chunked {
-                write!(out, "{n:x}\r\n")?;
-                out.write_all(&buf[..n])?;
+                write!(out, "{:x}\r\n", chunk.len())?;
+                out.write_all(chunk)?;
                 out.write_all(b"\r\n")?;
             } else {
-                out.write_all(&buf[..n])?;
+                out.write_all(chunk)?;
             }
         }
         if chunked {
@@ -370,7 +407,8 @@ fn respond(req: Request, reply: Reply) {
                 None,
             ))
         }
-        Body::Stream(r) => respond_stream(req, status, &headers, r),
+        Body::Stream(r) => respond_stream(req, status, &headers, Source::Read(r, Vec::new())),
+        Body::Blocks(r) => respond_stream(req, status, &headers, Source::Blocks(r, Vec::new())),
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "HTTP client went away");

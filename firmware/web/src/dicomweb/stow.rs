@@ -18,7 +18,7 @@ use pacsbox_audit::Event;
 use serde_json::{Value, json};
 
 use super::multipart::Multipart;
-use super::{Caller, error, patient_of_study};
+use super::{Caller, accept, error, patient_of_study, xml};
 use crate::Web;
 use crate::reply::{Reply, Req};
 
@@ -145,7 +145,7 @@ pub fn store(
         return error(400, "the multipart body has no parts");
     }
     audit(web, req, caller, &outcomes);
-    answer(study, &outcomes)
+    answer(study, &outcomes, wants_xml(&req.accept))
 }
 
 fn store_part(web: &Web, study: Option<&str>, parts: &mut Multipart<'_>) -> Outcome {
@@ -195,7 +195,28 @@ fn sop_item(o: &Outcome) -> serde_json::Map<String, Value> {
     m
 }
 
-fn answer(study: Option<&str>, outcomes: &[Outcome]) -> Reply {
+/// Whether the client asks for the answer as DICOM XML (`application/dicom+xml`, PS3.18
+/// 10.5.3) ahead of JSON; anything else, or nothing, gets the DICOM JSON default. The
+/// answer is one document, so the multipart form a search answers in is taken as asking
+/// for XML too.
+fn wants_xml(accept: &str) -> bool {
+    accept::media_ranges(accept)
+        .iter()
+        .find_map(|r| match r.media.as_str() {
+            "application/dicom+xml" => Some(true),
+            "multipart/related"
+                if r.param("type")
+                    .is_some_and(|t| t.eq_ignore_ascii_case("application/dicom+xml")) =>
+            {
+                Some(true)
+            }
+            "application/dicom+json" | "application/json" | "application/*" | "*/*" => Some(false),
+            _ => None,
+        })
+        .unwrap_or(false)
+}
+
+fn answer(study: Option<&str>, outcomes: &[Outcome], as_xml: bool) -> Reply {
     let mut stored = Vec::new();
     let mut failed = Vec::new();
     for o in outcomes {
@@ -225,6 +246,13 @@ fn answer(study: Option<&str>, outcomes: &[Outcome]) -> Reply {
     }
     if !failed.is_empty() {
         body.insert("00081198".into(), json!({"vr": "SQ", "Value": failed}));
+    }
+    if as_xml {
+        return Reply::bytes(
+            status,
+            "application/dicom+xml",
+            xml::document(&body).into_bytes(),
+        );
     }
     Reply::bytes(
         status,
@@ -269,6 +297,21 @@ fn audit(web: &Web, req: &Req, caller: &Caller, outcomes: &[Outcome]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xml_answer_when_asked_before_json() {
+        assert!(wants_xml("application/dicom+xml"));
+        assert!(wants_xml(
+            "application/dicom+xml, application/dicom+json;q=0.5"
+        ));
+        assert!(wants_xml(
+            "multipart/related; type=\"application/dicom+xml\""
+        ));
+        assert!(!wants_xml(""));
+        assert!(!wants_xml("application/dicom+json, application/dicom+xml"));
+        assert!(!wants_xml("*/*"));
+        assert!(!wants_xml("application/dicom+xml;q=0"));
+    }
 
     #[test]
     fn boundaries_as_real_clients_send_them() {

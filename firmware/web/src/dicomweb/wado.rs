@@ -31,7 +31,7 @@ use super::accept::{self, Coding, media_ranges};
 use super::{Caller, clipped, error, json as dj, patient_of_study, xml};
 use crate::Web;
 use crate::auth::random_token;
-use crate::reply::{PIPE_CHUNK, Reply, Req, check_uid, chunk_pipe};
+use crate::reply::{ChunkReader, ChunkWriter, PIPE_CHUNK, Reply, Req, check_uid, chunk_pipe};
 
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
@@ -137,26 +137,25 @@ pub fn retrieve(web: &Web, req: &Req, caller: &Caller, rest: &[&str]) -> Answer 
         (Some(_), ["instances", i, rest @ ..]) => (Some(uid(i)?), rest),
         _ => (None, rest),
     };
-    match (sop, rest) {
+    // Audited once the answer is made: a request refused (406, 404…) sent nothing to record.
+    let (what, n, answer) = match (sop, rest) {
         (_, []) => {
             let set = select(web, study, series, sop)?;
-            audit(web, req, caller, study, "WADO-RS", set.len());
-            dicom_multipart(web, req, set)
+            let n = set.len();
+            ("WADO-RS", n, dicom_multipart(web, req, set))
         }
         (_, ["metadata"]) => {
             let set = select(web, study, series, sop)?;
-            audit(web, req, caller, study, "WADO-RS metadata", set.len());
-            metadata(web, req, set)
+            let n = set.len();
+            ("WADO-RS metadata", n, metadata(web, req, set))
         }
         (Some(sop), ["frames", list]) => {
             let set = select(web, study, series, Some(sop))?;
-            audit(web, req, caller, study, "WADO-RS frames", 1);
-            frames(web, req, &set[0], list)
+            ("WADO-RS frames", 1, frames(web, req, &set[0], list))
         }
         (Some(sop), ["bulk", tag]) => {
             let set = select(web, study, series, Some(sop))?;
-            audit(web, req, caller, study, "WADO-RS bulk data", 1);
-            bulk(web, &set[0], tag)
+            ("WADO-RS bulk data", 1, bulk(web, req, &set[0], tag))
         }
         (Some(sop), ["rendered"]) | (Some(sop), ["frames", _, "rendered"]) => {
             let frame = match rest {
@@ -164,20 +163,26 @@ pub fn retrieve(web: &Web, req: &Req, caller: &Caller, rest: &[&str]) -> Answer 
                 _ => 0,
             };
             let set = select(web, study, series, Some(sop))?;
-            audit(web, req, caller, study, "WADO-RS rendered", 1);
             let max = req.param("viewport").split(',').next().unwrap_or("");
             let max = max.parse().unwrap_or(0u32).min(4096);
-            rendered(web, &req.accept, &set[0].1, frame, max)
+            let answer = rendered(web, &req.accept, &set[0].1, frame, max);
+            ("WADO-RS rendered", 1, answer)
         }
         (_, ["thumbnail"]) => {
             let set = select(web, study, series, sop)?;
-            audit(web, req, caller, study, "WADO-RS thumbnail", 1);
             // The middle image, as the study page's series thumbnails are.
             let pick = &set[set.len() / 2].1;
-            rendered(web, &req.accept, pick, 0, 128)
+            (
+                "WADO-RS thumbnail",
+                1,
+                rendered(web, &req.accept, pick, 0, 128),
+            )
         }
-        _ => Err(error(404, "not a DICOMweb resource")),
-    }
+        _ => return Err(error(404, "not a DICOMweb resource")),
+    };
+    let reply = answer?;
+    audit(web, req, caller, study, what, n);
+    Ok(reply)
 }
 
 /// The transfer syntaxes a client accepts for parts of type `part`, in its order: `None` for
@@ -247,8 +252,8 @@ fn boundary() -> Result<String, Reply> {
 /// Runs `write` on a thread into a [`chunk_pipe`] the reply reads.
 fn spawn_stream(
     name: &str,
-    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()> + Send + 'static,
-) -> Result<Box<dyn Read + Send>, Reply> {
+    write: impl FnOnce(&mut ChunkWriter) -> anyhow::Result<()> + Send + 'static,
+) -> Result<ChunkReader, Reply> {
     let (mut writer, reader) = chunk_pipe();
     std::thread::Builder::new()
         .name(name.into())
@@ -260,7 +265,7 @@ fn spawn_stream(
             }
         })
         .map_err(internal)?;
-    Ok(Box::new(reader))
+    Ok(reader)
 }
 
 /// `std::io::copy` with a buffer as large as a pipe block (it would read 8 KiB at a time).
@@ -286,6 +291,16 @@ const AHEAD_MAX: usize = 8 << 20;
 /// Only files this small on disk are transcoded ahead (a decompressed JPEG is many times its
 /// file); larger ones are transcoded by the writer, one at a time.
 const AHEAD_TRANSCODE_MAX: u64 = 1 << 20;
+
+/// Room for a part read ahead: its size on disk (exact for a plain file, where growing the
+/// vector by doubling cost a tenth of the reading threads' time in copies and page faults),
+/// one byte more to see the end without growing, at most the cap.
+fn ahead_capacity(rec: &InstanceRecord) -> usize {
+    usize::try_from(rec.file_size)
+        .unwrap_or(AHEAD_MAX)
+        .min(AHEAD_MAX)
+        + 1
+}
 
 /// The client takes `Content-Encoding: zstd` (RFC 8878): named in Accept-Encoding with a
 /// non-zero q-value.
@@ -318,7 +333,7 @@ fn dicom_multipart(web: &Web, req: &Req, set: Vec<(String, InstanceRecord)>) -> 
             plain_parts(&archive, &b2, want.as_deref(), &set, out)
         })?
     };
-    let reply = Reply::stream("multipart/related", body)
+    let reply = Reply::blocks("multipart/related", body)
         .header(
             "Content-Type",
             format!("multipart/related; type=\"application/dicom\"; boundary={b}"),
@@ -377,21 +392,23 @@ fn in_order_ahead<T: Send>(
     })
 }
 
-/// The zstd level for parts stored plain and compressed on the way out: the fastest, the
-/// answer is CPU-bound on it.
+/// The zstd level for parts stored plain and compressed on the way out: the fastest.
 const ZSTD_ON_THE_WAY: i32 = 1;
 
 /// The multipart body as a series of zstd frames, which a decoder reads as one stream: the
 /// archive's compressed files go out as they lie on disk (no decoding here, a quarter to a half
-/// of the bytes on the wire), the part heads and any file still stored plain (recent studies,
-/// `compress_after`) are compressed here at the fastest level, on the other cores ahead of
-/// this writer (one core compressing was a fifth of the plain answer's speed, bench/README.md
-/// "Recent studies plain").
+/// of the bytes on the wire); the part heads go in raw zstd blocks (a copy); a file still
+/// stored plain (recent studies, `compress_after`) is compressed at the fastest level on the
+/// other cores, ahead of this writer. Always: sending plain parts raw when the link looked
+/// fast was tried (per part, per 32-part epoch, by the pipe backing up) and measured against
+/// this on a 1 GbE link and on loopback, in one session: every variant lost on 1 GbE (125–214
+/// MB/s against 412), the appliance's link, while winning only on loopback (bench/README.md
+/// "WADO-RS copies").
 fn zstd_parts(
     archive: &pacsbox_archive::Archive,
     b: &str,
     set: &[(String, InstanceRecord)],
-    out: &mut dyn Write,
+    out: &mut ChunkWriter,
 ) -> anyhow::Result<()> {
     /// A part's body as it goes out.
     enum Body {
@@ -410,7 +427,7 @@ fn zstd_parts(
         if raw.zstd && raw.zstd_window.is_some_and(|w| w <= HTTP_ZSTD_WINDOW) {
             return Ok(Body::Stored(raw.file));
         }
-        let mut v = Vec::new();
+        let mut v = Vec::with_capacity(ahead_capacity(rec));
         let n = archive
             .open_part10(rec)?
             .take(AHEAD_MAX as u64 + 1)
@@ -425,10 +442,10 @@ fn zstd_parts(
     in_order_ahead(set.len(), ahead_workers(set.len()), ahead, |i, got| {
         let (sop, rec) = &set[i];
         let head = format!("{sep}{}", part_head(b, &rec.transfer_syntax));
-        out.write_all(&zstd::bulk::compress(head.as_bytes(), 1)?)?;
+        out.write_all(&zstd_raw_frame(head.as_bytes()))?;
         match got.map_err(|e| anyhow::anyhow!("{sop}: {e}"))? {
             Body::Stored(file) => copy_big(&mut std::io::BufReader::new(file), out, &mut buf)?,
-            Body::Compressed(frame) => out.write_all(&frame)?,
+            Body::Compressed(frame) => out.write_owned(frame)?,
             Body::Large => {
                 let mut enc = zstd::stream::write::Encoder::new(&mut *out, ZSTD_ON_THE_WAY)?;
                 copy_big(&mut archive.open_part10(rec)?, &mut enc, &mut buf)?;
@@ -438,11 +455,35 @@ fn zstd_parts(
         sep = "\r\n";
         Ok(())
     })?;
-    out.write_all(&zstd::bulk::compress(
-        format!("{sep}--{b}--\r\n").as_bytes(),
-        1,
-    )?)?;
+    out.write_all(&zstd_raw_frame(format!("{sep}--{b}--\r\n").as_bytes()))?;
     Ok(())
+}
+
+/// Largest block of a zstd frame (RFC 8878 3.1.1.2.3: at most the window, at most 128 KiB).
+const ZSTD_BLOCK_MAX: usize = 128 << 10;
+
+/// `data` as one zstd frame of raw (stored) blocks: what a decoder reads as `data`, made by a
+/// copy. Its window is 128 KiB, within what every HTTP decoder takes.
+fn zstd_raw_frame(data: &[u8]) -> Vec<u8> {
+    let blocks = data.len().div_ceil(ZSTD_BLOCK_MAX).max(1);
+    let mut f = Vec::with_capacity(data.len() + 6 + 3 * blocks);
+    f.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
+    // Frame header: no content size, not single-segment, no checksum, no dictionary; then
+    // the window descriptor 2^(10 + 7) = 128 KiB.
+    f.push(0x00);
+    f.push(7 << 3);
+    let mut chunks = data.chunks(ZSTD_BLOCK_MAX).peekable();
+    if chunks.peek().is_none() {
+        f.extend_from_slice(&[1, 0, 0]); // one empty last raw block
+    }
+    while let Some(c) = chunks.next() {
+        let last = u32::from(chunks.peek().is_none());
+        // Block header, 3 bytes little-endian: size << 3 | type (0: raw) << 1 | last.
+        let header = ((c.len() as u32) << 3) | last;
+        f.extend_from_slice(&header.to_le_bytes()[..3]);
+        f.extend_from_slice(c);
+    }
+    f
 }
 
 /// One part's body without content coding: the stored file (zstd undone) or, when `want`
@@ -479,7 +520,7 @@ fn plain_parts(
     b: &str,
     want: Option<&str>,
     set: &[(String, InstanceRecord)],
-    out: &mut dyn Write,
+    out: &mut ChunkWriter,
 ) -> anyhow::Result<()> {
     let ahead = |i: usize| -> Option<anyhow::Result<Vec<u8>>> {
         let (sop, rec) = &set[i];
@@ -488,7 +529,7 @@ fn plain_parts(
                 .then(|| part_body(archive, want, sop, rec));
         }
         // Read at most one byte past the cap: a larger instance is left to the writer.
-        let mut v = Vec::new();
+        let mut v = Vec::with_capacity(ahead_capacity(rec));
         let read = archive
             .open_part10(rec)
             .and_then(|r| r.take(AHEAD_MAX as u64 + 1).read_to_end(&mut v));
@@ -504,11 +545,11 @@ fn plain_parts(
         let ts = want.unwrap_or(&rec.transfer_syntax);
         out.write_all(part_head(b, ts).as_bytes())?;
         match got {
-            Some(body) => out.write_all(&body?)?,
+            Some(body) => out.write_owned(body?)?,
             None if ts == rec.transfer_syntax => {
                 copy_big(&mut archive.open_part10(rec)?, out, &mut buf)?
             }
-            None => out.write_all(&part_body(archive, want, sop, rec)?)?,
+            None => out.write_owned(part_body(archive, want, sop, rec)?)?,
         }
         out.write_all(b"\r\n")?;
         Ok(())
@@ -619,12 +660,7 @@ fn frames(web: &Web, req: &Req, inst: &(String, InstanceRecord), list: &str) -> 
         .then(|| accept::coding(&req.accept_encoding))
         .flatten();
     if let Some(c) = coding {
-        let mut packed = Vec::with_capacity(body.len() / 2);
-        encoded(Some(c), Payload::Pixels, &mut packed, |out| {
-            Ok(out.write_all(&body)?)
-        })
-        .map_err(internal)?;
-        body = packed;
+        body = encode_all(c, Payload::Pixels, &body).map_err(internal)?;
     }
     let reply = Reply::bytes(200, "multipart/related", body).header(
         "Content-Type",
@@ -682,7 +718,12 @@ pub fn wado_uri(web: &Web, req: &Req, caller: &Caller) -> Answer {
     );
     let set = select(web, study, Some(series), Some(sop))?;
     let rec = &set[0].1;
+    let reply = wado_uri_answer(web, req, sop, rec)?;
     audit(web, req, caller, study, "WADO-URI", 1);
+    Ok(reply)
+}
+
+fn wado_uri_answer(web: &Web, req: &Req, sop: &str, rec: &InstanceRecord) -> Answer {
     let content_type = match req.param("contentType") {
         "" => "image/jpeg",
         c => c.split(',').next().unwrap_or("").trim(),
@@ -759,13 +800,13 @@ fn metadata(web: &Web, req: &Req, set: Vec<(String, InstanceRecord)>) -> Answer 
             Ok(())
         })
     })?;
-    let reply = Reply::stream("multipart/related", body).header("Content-Type", content_type);
+    let reply = Reply::blocks("multipart/related", body).header("Content-Type", content_type);
     Ok(with_coding(reply, coding))
 }
 
 /// `Content-Encoding` for `coding` and the `Vary` every negotiated answer needs (a cache must
 /// not hand a compressed answer to a client that did not ask for one).
-fn with_coding(reply: Reply, coding: Option<Coding>) -> Reply {
+pub(super) fn with_coding(reply: Reply, coding: Option<Coding>) -> Reply {
     let reply = reply.header("Vary", "Accept-Encoding");
     match coding {
         Some(c) => reply.header("Content-Encoding", c.name()),
@@ -775,7 +816,7 @@ fn with_coding(reply: Reply, coding: Option<Coding>) -> Reply {
 
 /// What is being compressed: it sets gzip's level.
 #[derive(Clone, Copy)]
-enum Payload {
+pub(super) enum Payload {
     /// Metadata: the same attributes instance after instance. Deflate's lazy matching (level
     /// 6) finds them, a fifth of level 1's size for the same time (bench/README.md).
     Text,
@@ -788,7 +829,7 @@ enum Payload {
 /// often spends its time in the calls (gzip took three times as long). zstd at level 3 (its
 /// window, 2 MiB at most, within what HTTP decoders take; it finds the repeats gzip's 32 KiB
 /// window cannot).
-fn encoded(
+pub(super) fn encoded(
     coding: Option<Coding>,
     payload: Payload,
     out: &mut dyn Write,
@@ -971,8 +1012,10 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// `/bulk/{tag}`: a top-level binary value (Pixel Data: the whole value, native bytes or
-/// the fragments one after another) as one `application/octet-stream` part.
-fn bulk(web: &Web, inst: &(String, InstanceRecord), tag: &str) -> Answer {
+/// the fragments one after another) as one `application/octet-stream` part, compressed
+/// (zstd, gzip) when the client takes it and the value is not compressed already (native
+/// pixels, curves, overlays; encapsulated Pixel Data goes as it is).
+fn bulk(web: &Web, req: &Req, inst: &(String, InstanceRecord), tag: &str) -> Answer {
     let parsed = (tag.len() == 8)
         .then(|| {
             Some(Tag(
@@ -988,19 +1031,35 @@ fn bulk(web: &Web, inst: &(String, InstanceRecord), tag: &str) -> Answer {
         .from_reader(file)
         .map_err(|e| error(422, format!("{}: {e}", inst.0)))?;
     let e = obj.get(parsed).ok_or_else(not_found)?;
-    let bytes: Vec<u8> = match e.value() {
-        DicomValue::Primitive(p) => p.to_bytes().into_owned(),
-        DicomValue::PixelSequence(s) => s.fragments().concat(),
+    let (bytes, packed): (Vec<u8>, bool) = match e.value() {
+        DicomValue::Primitive(p) => (p.to_bytes().into_owned(), false),
+        DicomValue::PixelSequence(s) => (s.fragments().concat(), true),
         DicomValue::Sequence(_) => return Err(error(400, "a sequence is not bulk data")),
     };
     let b = boundary()?;
     let mut body = format!("--{b}\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
     body.extend_from_slice(&bytes);
     body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
-    Ok(Reply::bytes(200, "multipart/related", body).header(
+    let coding = (!packed)
+        .then(|| accept::coding(&req.accept_encoding))
+        .flatten();
+    if let Some(c) = coding {
+        body = encode_all(c, Payload::Pixels, &body).map_err(internal)?;
+    }
+    let reply = Reply::bytes(200, "multipart/related", body).header(
         "Content-Type",
         format!("multipart/related; type=\"application/octet-stream\"; boundary={b}"),
-    ))
+    );
+    Ok(with_coding(reply, coding))
+}
+
+/// `body` compressed whole with `coding`.
+pub(super) fn encode_all(coding: Coding, payload: Payload, body: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut packed = Vec::with_capacity(body.len() / 2);
+    encoded(Some(coding), payload, &mut packed, |out| {
+        Ok(out.write_all(body)?)
+    })?;
+    Ok(packed)
 }
 
 #[cfg(test)]
@@ -1054,6 +1113,26 @@ mod tests {
         assert!(!accepts_zstd("gzip, zstd;q=0"));
         assert!(!accepts_zstd("zstd;q=0.0, gzip"));
         assert!(!accepts_zstd("x-zstd"));
+    }
+
+    #[test]
+    fn raw_zstd_frames_decode_to_their_data() {
+        for n in [
+            0,
+            1,
+            ZSTD_BLOCK_MAX - 1,
+            ZSTD_BLOCK_MAX,
+            ZSTD_BLOCK_MAX + 1,
+            3 * ZSTD_BLOCK_MAX + 77,
+        ] {
+            let data: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
+            let mut two = zstd_raw_frame(&data);
+            two.extend_from_slice(&zstd_raw_frame(b"next"));
+            let got = zstd::stream::decode_all(&two[..]).expect("a valid zstd stream");
+            assert_eq!(got.len(), n + 4, "{n}");
+            assert_eq!(&got[..n], &data[..], "{n}");
+            assert_eq!(&got[n..], b"next");
+        }
     }
 
     #[test]
