@@ -215,8 +215,11 @@ async function scrollTo150(page, viewer, count) {
   // OHIF's first-visit tour ("Scrolling Through Images") would take the wheel
   if (isOhif(viewer)) await page.getByText('Skip all').click({ timeout: 3000 }).catch(() => {});
   await page.mouse.move(box.x, box.y);
+  // Playwright's wheel delta arrives divided by the emulated deviceScaleFactor (33 px a tick on
+  // the phone, two of them to pacsbox's 40 px a slice): 100 CSS px a tick on every viewport
+  const dpr = await page.evaluate(() => window.devicePixelRatio);
   const t0 = Date.now();
-  for (let i = 0; i < 149; i++) await page.mouse.wheel(0, 100);
+  for (let i = 0; i < 149; i++) await page.mouse.wheel(0, 100 * dpr);
   const t1 = Date.now();
   if (viewer === 'pacsbox') {
     await page.waitForFunction(() => window.pacsboxViewer.state.index === 149, null, { timeout: 120_000, polling: 10 });
