@@ -1,6 +1,7 @@
 // Figures, not assertions (bench/viewer_peers.sh runs this through tests/browser/run.sh, with an
-// Orthanc at ORTHANC_URL and the studies in PEERS_STUDIES): stores the 2K CR and the CT into
-// pacsbox and Orthanc with DCMTK's storescu, then, per viewer and run, in a fresh browser context
+// Orthanc at ORTHANC_URL and the studies in PEERS_STUDIES): stores the 2K CR (as PEERS_CR, and
+// the JPEG-lossless copy viewer_peers.sh made) and the CT into pacsbox and Orthanc, then, per
+// viewport (desktop; phone: 3 device pixels per CSS pixel, touch), viewer and run, in a fresh browser context
 // whose HTTP cache already holds the viewer's own code (it opened the other study first,
 // unthrottled) but none of this study's images, on a link throttled by DevTools:
 //   - first image: the first animation frame in which a canvas of the page is not uniform
@@ -13,7 +14,8 @@
 //   - pacsbox: its full-pixel replies' Server-Timing (box time, and "cached" when a compressed
 //     image's reply was ready, decoded ahead or by an earlier open);
 //   - bytes: transferSize of every resource of the page (Resource Timing) until then, and of
-//     the image requests alone;
+//     the image requests alone; and the same from DevTools' network events (`wireBytes`: what
+//     finished arriving by then; on the CT also once slice 150 is on screen, prefetch included);
 //   - CT: after the first image, 149 mouse-wheel ticks over the image as fast as chromium takes
 //     them, then the time until slice 150 is on screen (pacsbox: index 149 drawn from its full
 //     pixels, hook.whenReady; Orthanc: its slider reads 149 — it loads synchronously in
@@ -29,11 +31,16 @@ import { ARTIFACTS, BASE, launch, login, newPage } from '../tests/browser/lib.mj
 const RUNS = Number(process.env.PEERS_RUNS || 3);
 const MBIT = Number(process.env.VIEWER_MBIT || 10);
 const LATENCY_MS = Number(process.env.VIEWER_LATENCY_MS || 20);
-const [VW, VH] = (process.env.PEERS_VIEWPORT || '1280x800').split('x').map(Number);
+// a viewport under 600 px wide is a phone: 3 device pixels per CSS pixel, touch, mobile layout
+const VIEWPORTS = (process.env.PEERS_VIEWPORT || '1280x800,390x844').split(',').map((v) => {
+  const [width, height] = v.split('x').map(Number);
+  const phone = width < 600;
+  return { name: v, phone, options: { viewport: { width, height }, deviceScaleFactor: phone ? 3 : 1, isMobile: phone, hasTouch: phone } };
+});
 const ORTHANC = process.env.ORTHANC_URL;
 const OHIF_ORTHANC = process.env.OHIF_ORTHANC_URL;
 const STUDIES = process.env.PEERS_STUDIES;
-const KEYS = (process.env.PEERS_KEYS || 'cr,ct').split(',');
+const KEYS = (process.env.PEERS_KEYS || 'cr,crjl,ct').split(',');
 const ONLY = (process.env.PEERS_VIEWERS || 'pacsbox,orthanc,orthanc-full,ohif,ohif-orthanc').split(',');
 const median = (xs) => {
   const v = xs.filter((x) => x !== null && x !== undefined);
@@ -57,9 +64,15 @@ for (const [aec, port] of [['PACSBOX', process.env.PACSBOX_DICOM_PORT], ['ORTHAN
 // Orthanc's identifiers (its viewer takes its own series id) and the DICOM UIDs.
 const oget = async (p) => (await fetch(`${ORTHANC}${p}`)).json();
 const studies = {};
+// the CR made JPEG lossless by viewer_peers.sh is `crjl`, the one PEERS_CR names `cr`
+const JPEG_LOSSLESS_SV1 = '1.2.840.10008.1.2.4.70';
 for (const s of await oget('/series?expand')) {
   const st = await oget(`/studies/${s.ParentStudy}`);
-  const key = s.MainDicomTags.Modality === 'CR' ? 'cr' : 'ct';
+  let key = 'ct';
+  if (s.MainDicomTags.Modality === 'CR') {
+    const ts = await (await fetch(`${ORTHANC}/instances/${s.Instances[0]}/metadata/TransferSyntax`)).text();
+    key = ts.trim() === JPEG_LOSSLESS_SV1 ? 'crjl' : 'cr';
+  }
   studies[key] = {
     study: st.MainDicomTags.StudyInstanceUID, series: s.MainDicomTags.SeriesInstanceUID, orthanc: s.ID, count: s.Instances.length,
   };
@@ -172,6 +185,27 @@ async function bytes(page, rx, until) {
   }, [rx.source, until]);
 }
 
+// Bytes on the wire as DevTools' network events count them (Network.loadingFinished's
+// encodedDataLength: headers and body as received, 0 from the memory cache), for the requests
+// made since `start()`; `image` splits off the viewer's image requests.
+function wireCounter(cdp, rx) {
+  const live = new Map(); // requestId -> is an image request
+  let total = 0;
+  let images = 0;
+  let on = false;
+  cdp.on('Network.requestWillBeSent', (e) => { if (on) live.set(e.requestId, rx.test(e.request.url)); });
+  cdp.on('Network.loadingFinished', (e) => {
+    if (!live.has(e.requestId)) return;
+    total += e.encodedDataLength;
+    if (live.get(e.requestId)) images += e.encodedDataLength;
+    live.delete(e.requestId);
+  });
+  return {
+    start: () => { on = true; live.clear(); total = 0; images = 0; },
+    read: () => ({ total, images, inFlight: live.size }),
+  };
+}
+
 async function scrollTo150(page, viewer, count) {
   const box = await page.evaluate(() => {
     const cs = [...document.querySelectorAll('canvas')].filter((c) => c.isConnected && c.getBoundingClientRect().width > 100);
@@ -181,8 +215,11 @@ async function scrollTo150(page, viewer, count) {
   // OHIF's first-visit tour ("Scrolling Through Images") would take the wheel
   if (isOhif(viewer)) await page.getByText('Skip all').click({ timeout: 3000 }).catch(() => {});
   await page.mouse.move(box.x, box.y);
+  // Playwright's wheel delta arrives divided by the emulated deviceScaleFactor (33 px a tick on
+  // the phone, two of them to pacsbox's 40 px a slice): 100 CSS px a tick on every viewport
+  const dpr = await page.evaluate(() => window.devicePixelRatio);
   const t0 = Date.now();
-  for (let i = 0; i < 149; i++) await page.mouse.wheel(0, 100);
+  for (let i = 0; i < 149; i++) await page.mouse.wheel(0, 100 * dpr);
   const t1 = Date.now();
   if (viewer === 'pacsbox') {
     await page.waitForFunction(() => window.pacsboxViewer.state.index === 149, null, { timeout: 120_000, polling: 10 });
@@ -205,20 +242,22 @@ try {
   await login(first, { next: '/search' });
   const auth = await first.context().storageState();
   await first.context().close();
-  for (const viewer of ONLY) {
-    for (const [key, other] of [['cr', 'ct'], ['ct', 'cr']]) {
-      if (!KEYS.includes(key)) continue;
+  for (const vp of VIEWPORTS) for (const viewer of ONLY) {
+    for (const [key, other] of [['cr', 'ct'], ['crjl', 'ct'], ['ct', 'cr']]) {
+      if (!KEYS.includes(key) || !studies[key]) continue;
       // 149 synchronous loads of deflated 512×512 slices: minutes, and the CR says it already
       if (viewer === 'orthanc-full' && key === 'ct') continue;
       const runs = [];
       for (let i = 0; i < RUNS; i++) {
-        const ctx = await browser.newContext({ viewport: { width: VW, height: VH }, ignoreHTTPSErrors: true, storageState: auth });
+        const ctx = await browser.newContext({ ...vp.options, ignoreHTTPSErrors: true, storageState: auth });
         let page = null;
         try {
           await ctx.addInitScript(watcher);
           if (viewer === 'orthanc-full') await ctx.addInitScript(forceDeflate);
           page = await ctx.newPage();
           const cdp = await ctx.newCDPSession(page);
+          await cdp.send('Network.enable');
+          const wire = wireCounter(cdp, imageRequest[viewer]);
           // the viewer's own code into the HTTP cache: the other study, unthrottled
           await page.goto(url[viewer](studies[other]));
           // OHIF leaves the 2K CR black (below): its code is cached once the page is idle
@@ -226,6 +265,7 @@ try {
           else await waitFirstImage(page, viewer);
           await page.goto('about:blank');
           await throttle(cdp, true);
+          wire.start();
           await page.goto(url[viewer](studies[key]), { waitUntil: 'commit', timeout: 120_000 });
           let drawn = true;
           try {
@@ -240,22 +280,30 @@ try {
           const fullMs = drawn ? await fullFidelity(page, viewer, imageRequest[viewer]) : null;
           const b = await bytes(page, imageRequest[viewer], fullMs ?? 1e9);
           const ms = (x) => (x === null ? null : Math.round(x));
-          const run = { firstImageMs: ms(firstMs), fullFidelityMs: ms(fullMs), bytes: b.total, imageBytes: b.images, requests: b.requests, lastImageResponseMs: ms(b.lastImageResponse) };
+          const w = wire.read();
+          const run = { firstImageMs: ms(firstMs), fullFidelityMs: ms(fullMs), bytes: b.total, imageBytes: b.images, requests: b.requests, lastImageResponseMs: ms(b.lastImageResponse),
+            wireBytes: w.total, wireImageBytes: w.images };
           if (viewer === 'pacsbox') {
             run.pixelsServerTiming = await page.evaluate(() => performance.getEntriesByType('resource')
               .filter((r) => /\/pixels(\?|$)/.test(r.name))
               .map((r) => `${r.serverTiming.map((t) => `${t.name} ${Math.round(t.duration)} ms ${t.description}`).join(', ')}; `
                 + `request ${Math.round(r.startTime)}–${Math.round(r.responseEnd)} ms, first byte ${Math.round(r.responseStart)} ms`));
           }
-          if (key === 'ct' && drawn) Object.assign(run, await scrollTo150(page, viewer, studies.ct.count));
-          console.log(viewer, key, JSON.stringify(run));
+          if (key === 'ct' && drawn) {
+            Object.assign(run, await scrollTo150(page, viewer, studies.ct.count));
+            // the study's bytes by the time slice 150 is on screen (prefetch included)
+            const after = wire.read();
+            run.wireBytesAfterScroll = after.total;
+            run.wireImageBytesAfterScroll = after.images;
+          }
+          console.log(vp.name, viewer, key, JSON.stringify(run));
           runs.push(run);
         } catch (e) {
           // one viewer failing (a changed page, a timeout) does not lose the others' figures
-          console.log(viewer, key, 'failed:', e.message.split('\n')[0]);
+          console.log(vp.name, viewer, key, 'failed:', e.message.split('\n')[0]);
           runs.push({ error: e.message.split('\n')[0] });
           if (page) {
-            await page.screenshot({ path: path.join(ARTIFACTS, `viewer-peers-${viewer}-${key}-failed.png`) }).catch(() => {});
+            await page.screenshot({ path: path.join(ARTIFACTS, `viewer-peers-${vp.name}-${viewer}-${key}-failed.png`) }).catch(() => {});
             console.log(await page.evaluate(() => JSON.stringify([...document.querySelectorAll('canvas')]
               .map((c) => [c.width, c.height, c.getBoundingClientRect().width, c.className]))).catch(() => ''));
           }
@@ -265,12 +313,12 @@ try {
       }
       const med = {};
       for (const k of Object.keys(runs.find((r) => !r.error) || {})) med[k] = median(runs.map((r) => r[k]));
-      results[`${viewer}/${key}`] = { runs, median: med };
+      results[`${vp.name}/${viewer}/${key}`] = { runs, median: med };
     }
   }
 } finally {
   await browser.close();
 }
-const out = { link: `${MBIT} Mbit/s, ${LATENCY_MS} ms`, viewport: `${VW}x${VH}`, runs: RUNS, studies, results };
+const out = { link: `${MBIT} Mbit/s, ${LATENCY_MS} ms`, viewports: VIEWPORTS, runs: RUNS, studies, results };
 console.log(JSON.stringify(out, null, 1));
-writeFileSync(path.join(ARTIFACTS, `viewer-peers-${VW}x${VH}.json`), JSON.stringify(out, null, 2));
+writeFileSync(path.join(ARTIFACTS, 'viewer-peers.json'), JSON.stringify(out, null, 2));

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Issue 20's viewer comparison on one slow link: pacsbox's viewer vs Orthanc's web viewer (Debian
 # `orthanc-webviewer`, with `orthanc-gdcm` for JPEG 2000) vs OHIF at pacsbox's /ohif/ (over
-# pacsbox's DICOMweb) vs the same OHIF over Orthanc's DICOMweb (bench/ohif_orthanc.py), on the same files:
-# pydicom-data's 2K CR (RG1_UNCR, 1841×1955, uncompressed) and a 300-slice 512×512 CT
-# (bench/gen_corpus.py --template large). Starts an Orthanc 1.10 with its web viewer and DICOMweb
-# plugins on free loopback ports, then runs tests/browser/run.sh (which starts pacsbox) with
-# bench/viewer_peers.mjs instead of the tests; that stores both studies into both servers with
-# DCMTK's storescu and times, in chromium throttled by DevTools, first image, full fidelity, bytes,
-# and (CT) the jump to slice 150. Figures print and land in tests/browser/artifacts/viewer-peers.json.
+# pacsbox's DICOMweb) vs the same OHIF over Orthanc's DICOMweb (bench/ohif_orthanc.py), on the
+# same files: pydicom-data's 2K CR (RG1_UNCR, 1841×1955, uncompressed; `cr`), the same CR in JPEG
+# lossless (made here with dcmcjpeg; `crjl`) and a 300-slice 512×512 CT (bench/gen_corpus.py
+# --template large; `ct`), on a desktop and a phone viewport. Starts an Orthanc 1.10 with its web
+# viewer and DICOMweb plugins on free loopback ports, then runs tests/browser/run.sh (which starts
+# pacsbox) with bench/viewer_peers.mjs instead of the tests; that stores the studies into both
+# servers and times, in chromium throttled by DevTools, first image, full fidelity, bytes
+# (Resource Timing and DevTools network events), and (CT) the jump to slice 150. Figures print and
+# land in tests/browser/artifacts/viewer-peers.json.
 #   bench/viewer_peers.sh     (env: PACSBOX_BIN, PEERS_RUNS=3, VIEWER_MBIT=10, VIEWER_LATENCY_MS=20,
-#                              PEERS_VIEWPORT=1280x800, PEERS_CT_SLICES=300,
-#                              PEERS_VIEWERS=pacsbox,orthanc,orthanc-full,ohif,ohif-orthanc, PEERS_KEYS=cr,ct,
-#                              PEERS_CR=RG1_UNCR.dcm)
+#                              PEERS_VIEWPORT=1280x800,390x844 (under 600 px wide: a phone,
+#                              deviceScaleFactor 3, touch), PEERS_CT_SLICES=300,
+#                              PEERS_VIEWERS=pacsbox,orthanc,orthanc-full,ohif,ohif-orthanc,
+#                              PEERS_KEYS=cr,crjl,ct, PEERS_CR=RG1_UNCR.dcm)
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 export DEBIAN_FRONTEND=noninteractive
@@ -38,6 +41,14 @@ import shutil, sys
 from pydicom.data import get_testdata_file
 shutil.copy(get_testdata_file(sys.argv[2]), sys.argv[1])
 PY
+# The same CR in JPEG lossless (process 14, selection value 1: 1.2.840.10008.1.2.4.70), which
+# pydicom-data does not hold: DCMTK's dcmcjpeg from RG1_UNCR, then new study/series/instance UIDs
+# so both servers keep it as a study of its own next to the original
+RG1="$(python3 -c 'from pydicom.data import get_testdata_file; print(get_testdata_file("RG1_UNCR.dcm"))')"
+dcmcjpeg +e1 "$RG1" "$WORK/studies/cr/RG1_JPLL.dcm"
+dcmodify -q -nb -gst -gse -gin "$WORK/studies/cr/RG1_JPLL.dcm"
+dcmdump -q -Un +P TransferSyntaxUID "$WORK/studies/cr/RG1_JPLL.dcm" | grep -qF '[1.2.840.10008.1.2.4.70]' \
+    || { echo "dcmcjpeg did not write JPEG lossless SV1"; dcmdump -q -Un +P TransferSyntaxUID "$WORK/studies/cr/RG1_JPLL.dcm"; exit 1; }
 python3 "$HERE/gen_corpus.py" --out "$WORK/studies/ct" --template large --studies 1 --series 1 \
     --instances "${PEERS_CT_SLICES:-300}" >/dev/null
 
