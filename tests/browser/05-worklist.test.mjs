@@ -3,7 +3,7 @@
 // the page's live refresh keeps it (the table is rebuilt from /worklist.json).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { BASE, launch, login, newPage, noProblems, shot } from './lib.mjs';
+import { BASE, fillRegister, launch, login, newPage, noProblems, shot } from './lib.mjs';
 
 describe('register and worklist', () => {
   let browser;
@@ -20,16 +20,18 @@ describe('register and worklist', () => {
     await page.click('header nav a[href="/register"]');
     await page.waitForLoadState('load');
     const id = `BRW-WL-${Date.now()}`;
-    await page.fill('#register input[name=patient_id]', id);
-    await page.fill('#register input[name=family]', 'Park');
-    await page.fill('#register input[name=given]', 'Jisoo');
-    await page.fill('#register input[name=hangul_family]', '박');
-    await page.fill('#register input[name=hangul_given]', '지수');
-    await page.fill('#register input[name=birth]', '1990-05-17');
-    await page.selectOption('#register select[name=sex]', 'F');
-    await page.fill('#register input[name=modality]', 'DX');
-    await page.fill('#register input[name=time]', '10:15');
-    await page.fill('#register input[name=description]', 'Knee AP');
+    await fillRegister(page, {
+      patient_id: id,
+      family: 'Park',
+      given: 'Jisoo',
+      hangul_family: '박',
+      hangul_given: '지수',
+      birth: '1990-05-17',
+      sex: 'F',
+      modality: 'DX',
+      time: '10:15',
+      description: 'Knee AP',
+    });
     await shot(page, 'register-filled');
     await Promise.all([page.waitForURL(/\/worklist\?/), page.click('#register button[type=submit]')]);
     assert.match(await page.textContent('.ok'), /Exam A\d{12} scheduled/);

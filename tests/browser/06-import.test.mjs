@@ -32,6 +32,17 @@ with zipfile.ZipFile(root / "cd.zip", "w", zipfile.ZIP_DEFLATED) as z:
   return path.join(dir, 'cd.zip');
 }
 
+/** Logs in, uploads `zip` on the import page and waits for its study list; gives its rows. */
+async function uploadZip(page, zip) {
+  await login(page, { next: '/admin/import' });
+  await page.goto(`${BASE}/admin/import`);
+  await page.setInputFiles('#upload-file', zip);
+  await page.click('#upload-button');
+  const rows = page.locator('#studies tr');
+  await rows.first().waitFor({ timeout: 30_000 });
+  return rows;
+}
+
 describe('import media', () => {
   let browser;
   let dir;
@@ -47,12 +58,7 @@ describe('import media', () => {
   it('upload a ZIP, choose a study, watch the progress, find it by search', async () => {
     const zip = makeCdZip(dir);
     const page = await newPage(browser);
-    await login(page, { next: '/admin/import' });
-    await page.goto(`${BASE}/admin/import`);
-    await page.setInputFiles('#upload-file', zip);
-    await page.click('#upload-button');
-    const rows = page.locator('#studies tr');
-    await rows.first().waitFor({ timeout: 30_000 });
+    const rows = await uploadZip(page, zip);
     assert.equal(await rows.count(), 2);
     assert.match(await page.locator('#upload-status').innerText(), /^3 file\(s\), 2 study\(ies\) found/);
     // Only the first patient's study.
@@ -74,12 +80,7 @@ describe('import media', () => {
     const own = fs.mkdtempSync(path.join(os.tmpdir(), 'pacsbox-import-ko-'));
     const zip = makeCdZip(own);
     const page = await newPage(browser, { locale: 'ko-KR' });
-    await login(page, { next: '/admin/import' });
-    await page.goto(`${BASE}/admin/import`);
-    await page.setInputFiles('#upload-file', zip);
-    await page.click('#upload-button');
-    const rows = page.locator('#studies tr');
-    await rows.first().waitFor({ timeout: 30_000 });
+    await uploadZip(page, zip);
     assert.match(await page.locator('#upload-status').innerText(), /^파일 3개, 검사 2건을 찾았습니다/);
     await page.locator('#studies tr', { hasText: 'WEBCD-2' }).locator('input').uncheck();
     await page.click('#import-button');

@@ -7,7 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  BASE, MANIFEST, drag, launch, login, newPage, noProblems, openViewer, ready, shot,
+  BASE, MANIFEST, drag, fillRegister, launch, login, newPage, noProblems, openViewer, ready, shot,
 } from './lib.mjs';
 
 const HONG = MANIFEST.hong;
@@ -78,13 +78,15 @@ describe('korean', () => {
     await login(page, { next: '/register' });
     await page.goto(`${BASE}/register`);
     const id = `BRW-KO-${Date.now()}`;
-    await page.fill('#register input[name=patient_id]', id);
-    await page.fill('#register input[name=family]', 'Lee');
-    await page.fill('#register input[name=given]', 'Minji');
-    await page.fill('#register input[name=birth]', '1988-03-02');
-    await page.selectOption('#register select[name=sex]', 'F');
-    await page.fill('#register input[name=modality]', 'US');
-    await page.fill('#register input[name=time]', '11:30');
+    await fillRegister(page, {
+      patient_id: id,
+      family: 'Lee',
+      given: 'Minji',
+      birth: '1988-03-02',
+      sex: 'F',
+      modality: 'US',
+      time: '11:30',
+    });
     await Promise.all([page.waitForURL(/\/worklist\?/), page.click('#register button[type=submit]')]);
     // The table as the script rebuilds it from /worklist.json (keywords in the JSON).
     await page.waitForResponse((r) => r.url().includes('/worklist.json'), { timeout: 15_000 });

@@ -377,3 +377,11 @@ export async function litBox(page, name, thr = 8) {
     return { x0, y0, x1, y1, width: x1 - x0 + 1, height: y1 - y0 + 1 };
   }, [name, thr]);
 }
+
+/** Fills the Register page's form: `fields` by input name (`sex` is the select). */
+export async function fillRegister(page, fields) {
+  for (const [name, value] of Object.entries(fields)) {
+    if (name === 'sex') await page.selectOption('#register select[name=sex]', value);
+    else await page.fill(`#register input[name=${name}]`, value);
+  }
+}
